@@ -1,0 +1,38 @@
+"""The NumPy reference backend plugin.
+
+It registers like any third-party backend would: an entry point in the
+``polykeras`` group (see the project's ``pyproject.toml``) pointing at this
+module, whose :func:`polykeras_backends` hook declares the backend. Nothing
+heavy happens at import: the kernels load when the backend is first created.
+"""
+
+from __future__ import annotations
+
+from polykeras.backends import BackendInfo
+from polykeras.hookspecs import hookimpl
+
+LAYER_KINDS = frozenset({
+    "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
+    "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
+    "SimpleRNN", "LSTM", "GRU",
+})
+
+
+def _numpy_version() -> str:
+    import numpy
+
+    return numpy.__version__
+
+
+@hookimpl
+def polykeras_backends():
+    return [BackendInfo(
+        name="numpy",
+        factory="polykeras_numpy.backend:NumpyBackend",
+        requires=("numpy",),
+        aliases=("reference",),
+        version=_numpy_version,
+        summary="pure-NumPy reference: hand-written forward and backward, the executable specification",
+        layer_kinds=LAYER_KINDS,
+        plugin="polykeras_numpy",
+    )]

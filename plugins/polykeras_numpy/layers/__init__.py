@@ -1,0 +1,46 @@
+"""NumPy reference kernels, one per layer kind.
+
+``KERNELS`` maps each Keras layer class name (a spec's ``kind``) to the
+:class:`~.base.Kernel` subclass that implements it.
+"""
+
+from __future__ import annotations
+
+from .base import ForwardContext, Kernel
+from .conv import Conv1D, Conv2D
+from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .embedding import Embedding
+from .normalization import BatchNormalization
+from .pooling import (
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from .recurrent import GRU, LSTM, SimpleRNN
+
+KERNELS: dict[str, type[Kernel]] = {
+    cls.kind: cls
+    for cls in (
+        Dense,
+        Activation,
+        Dropout,
+        Flatten,
+        Reshape,
+        Conv1D,
+        Conv2D,
+        MaxPooling1D,
+        MaxPooling2D,
+        AveragePooling2D,
+        GlobalAveragePooling1D,
+        GlobalAveragePooling2D,
+        BatchNormalization,
+        Embedding,
+        SimpleRNN,
+        LSTM,
+        GRU,
+    )
+}
+
+__all__ = ["KERNELS", "ForwardContext", "Kernel", *KERNELS]

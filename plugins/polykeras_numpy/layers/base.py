@@ -1,0 +1,80 @@
+"""The contract of a NumPy reference layer ("kernel").
+
+Each layer kind of the spec has one :class:`Kernel` subclass here: a forward
+pass that returns its output and whatever the backward pass needs (the
+*cache*), and a hand-written backward pass. Weights arrive as a list in the
+canonical Keras layout and order of ``LayerSpec.weights``; gradients go back in
+the same order. Every backward has a finite-difference test beside it
+(``tests/test_numpy_layers.py``).
+
+Clear before clever: these are the executable specification every other
+backend is judged against.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from polykeras.spec import LayerSpec
+
+
+class ForwardContext:
+    """What a forward pass may need beyond its input and weights.
+
+    ``training`` is Keras's ``training`` flag. ``dropout_mask(shape, rate,
+    stream)`` returns the parity-mode mask for this layer and step: already
+    scaled by ``1 / (1 - rate)``, drawn on the host from the step seed, so
+    that every backend drops the same units. ``assign(index, value)`` records a
+    new value for a non-trainable weight (BatchNormalization's moving
+    statistics); the program applies it after the step.
+    """
+
+    def __init__(
+        self,
+        training: bool,
+        dropout_mask: Callable[[tuple, float, int], np.ndarray] | None = None,
+    ) -> None:
+        self.training = training
+        self._dropout_mask = dropout_mask
+        self.assignments: dict[int, np.ndarray] = {}
+
+    def dropout_mask(self, shape: tuple, rate: float, stream: int = 0) -> np.ndarray:
+        if self._dropout_mask is None:
+            raise RuntimeError("this forward pass has no step seed; dropout needs one in training mode")
+        return self._dropout_mask(tuple(shape), rate, stream)
+
+    def assign(self, index: int, value: np.ndarray) -> None:
+        self.assignments[index] = value
+
+
+class Kernel:
+    """NumPy reference implementation of one layer kind.
+
+    Subclasses set ``kind`` (the Keras class name, e.g. ``"Dense"``) and
+    implement :meth:`forward` and :meth:`backward`. ``self.config`` is the
+    layer's Keras config (values may be lists where Keras has tuples, after a
+    JSON round trip); ``self.dtype`` is the compute dtype (float32/float64).
+    """
+
+    kind: ClassVar[str] = ""
+    #: False for kernels whose input is not differentiable (integer indices).
+    differentiable_input: ClassVar[bool] = True
+
+    def __init__(self, spec: LayerSpec, dtype: np.dtype) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, weights: list[np.ndarray], x: np.ndarray, ctx: ForwardContext) -> tuple[np.ndarray, Any]:
+        """Return ``(y, cache)``. ``x`` has a leading batch dimension."""
+        raise NotImplementedError
+
+    def backward(self, weights: list[np.ndarray], cache: Any, dy: np.ndarray) -> tuple[np.ndarray | None, list[np.ndarray | None]]:
+        """Return ``(dx, dweights)`` given ``dy = dLoss/dy``.
+
+        ``dx`` is ``None`` when the input is not differentiable;
+        ``dweights`` has one entry per weight, ``None`` for non-trainable ones.
+        """
+        raise NotImplementedError

@@ -1,0 +1,137 @@
+"""Keras's optimizer update rules in NumPy -- the reference every backend's
+optimizer is compared with. The rules are documented in
+:mod:`polykeras.optimizers`; the code below is that documentation, executed,
+in the order Keras applies it: clip gradients, decay weights, update.
+Everything is computed in the weights' dtype, in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class NumpyOptimizer:
+    def __init__(self, config: dict, params: list[np.ndarray]):
+        self.config = config
+        self.learning_rate = float(config["learning_rate"])
+        self.iterations = 0
+        self.slots = self.create_slots(params)
+
+    def create_slots(self, params):
+        return []
+
+    def apply(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        grads = self._clip(grads)
+        wd = self.config.get("weight_decay")
+        if wd:
+            for w in params:
+                w -= w * w.dtype.type(wd * self.learning_rate)
+        self.iterations += 1
+        for i, (w, g) in enumerate(zip(params, grads)):
+            self.update(i, w, g.astype(w.dtype, copy=False), w.dtype.type(self.learning_rate))
+
+    def update(self, i: int, w: np.ndarray, g: np.ndarray, lr) -> None:
+        raise NotImplementedError
+
+    def _clip(self, grads):
+        c = self.config
+        if c.get("clipnorm"):
+            return [g * (g.dtype.type(c["clipnorm"]) / max(np.sqrt(np.sum(g * g)), g.dtype.type(c["clipnorm"])))
+                    for g in grads]
+        if c.get("global_clipnorm"):
+            norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
+            scale = c["global_clipnorm"] / max(norm, c["global_clipnorm"])
+            return [g * g.dtype.type(scale) for g in grads]
+        if c.get("clipvalue"):
+            return [np.clip(g, -c["clipvalue"], c["clipvalue"]) for g in grads]
+        return grads
+
+
+class SGD(NumpyOptimizer):
+    def create_slots(self, params):
+        return [np.zeros_like(w) for w in params] if self.config["momentum"] else []
+
+    def update(self, i, w, g, lr):
+        momentum = w.dtype.type(self.config["momentum"])
+        if not self.slots:
+            w -= lr * g
+            return
+        v = self.slots[i]
+        v *= momentum
+        v -= lr * g
+        if self.config["nesterov"]:
+            w += momentum * v - lr * g
+        else:
+            w += v
+
+
+class Adam(NumpyOptimizer):
+    def create_slots(self, params):
+        slots = [(np.zeros_like(w), np.zeros_like(w)) for w in params]
+        if self.config["amsgrad"]:
+            slots = [(m, v, np.zeros_like(v)) for m, v in slots]
+        return slots
+
+    def update(self, i, w, g, lr):
+        c, t = self.config, self.iterations
+        one = w.dtype.type(1)
+        b1, b2, eps = (w.dtype.type(c[k]) for k in ("beta_1", "beta_2", "epsilon"))
+        alpha = lr * np.sqrt(one - b2 ** w.dtype.type(t)) / (one - b1 ** w.dtype.type(t))
+        m, v = self.slots[i][:2]
+        m += (g - m) * (one - b1)
+        v += (g * g - v) * (one - b2)
+        if c["amsgrad"]:
+            v_hat = self.slots[i][2]
+            np.maximum(v_hat, v, out=v_hat)
+            v = v_hat
+        w -= alpha * m / (np.sqrt(v) + eps)
+
+
+class RMSprop(NumpyOptimizer):
+    def create_slots(self, params):
+        c = self.config
+        return [(np.zeros_like(w),
+                 np.zeros_like(w) if c["momentum"] > 0 else None,
+                 np.zeros_like(w) if c["centered"] else None) for w in params]
+
+    def update(self, i, w, g, lr):
+        c = self.config
+        rho, eps, one = w.dtype.type(c["rho"]), w.dtype.type(c["epsilon"]), w.dtype.type(1)
+        velocity, momentum, average = self.slots[i]
+        velocity *= rho
+        velocity += (one - rho) * g * g
+        if average is not None:
+            average *= rho
+            average += (one - rho) * g
+            denominator = velocity - average * average + eps
+        else:
+            denominator = velocity + eps
+        increment = lr * g / np.sqrt(denominator)
+        if momentum is not None:
+            momentum *= w.dtype.type(c["momentum"])
+            momentum += increment
+            w -= momentum
+        else:
+            w -= increment
+
+
+class Adagrad(NumpyOptimizer):
+    def create_slots(self, params):
+        return [np.full_like(w, self.config["initial_accumulator_value"]) for w in params]
+
+    def update(self, i, w, g, lr):
+        accumulator = self.slots[i]
+        accumulator += g * g
+        w -= lr * g / np.sqrt(accumulator + w.dtype.type(self.config["epsilon"]))
+
+
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad}
+
+
+def create(spec: dict, params: list[np.ndarray]) -> NumpyOptimizer:
+    kind = spec["kind"]
+    if kind not in OPTIMIZERS:
+        raise NotImplementedError(f"the numpy backend has no optimizer {kind!r}; it has {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[kind](spec["config"], params)

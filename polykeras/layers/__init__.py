@@ -1,0 +1,36 @@
+"""Keras-compatible layers (``from polykeras.layers import Dense``)."""
+
+from polykeras.layers.base import Layer, SymbolicTensor
+from polykeras.layers.conv import (AveragePooling2D, AvgPool2D, Conv1D, Conv2D, Convolution1D, Convolution2D,
+                                   GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
+                                   MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from polykeras.layers.embedding import Embedding
+from polykeras.layers.input_layer import Input, InputLayer
+from polykeras.layers.normalization import BatchNormalization
+from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
+
+BUILTIN_LAYERS: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
+                MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
+                BatchNormalization, Embedding, SimpleRNN, LSTM, GRU)
+}
+
+
+def layer_class(kind: str) -> type[Layer]:
+    """The layer class for a spec/Keras kind name, built-in or from a plugin."""
+    from polykeras.plugins import plugin_layers
+
+    known = {**BUILTIN_LAYERS, **plugin_layers()}
+    if kind not in known:
+        raise ValueError(f"unknown layer kind {kind!r}; known kinds: {', '.join(sorted(known))}")
+    return known[kind]
+
+
+def deserialize(config: dict) -> Layer:
+    """A layer from Keras's ``{"class_name": ..., "config": ...}`` form."""
+    return layer_class(config["class_name"]).from_config(config["config"])
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,286 @@
+"""The Keras-style layer: config in ``__init__``, weights in ``build``, no math.
+
+A polykeras layer holds what Keras's does -- its constructor arguments
+(returned by :meth:`Layer.get_config`), the shapes and initial values of its
+weights (created in :meth:`Layer.build`) -- but not its computation: that is
+the backend's, reached through the model spec. Calling a layer on a symbolic
+tensor (``Input``) records the graph for functional models; calling it on a
+NumPy array runs it eagerly on the selected backend.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import numpy as np
+
+from polykeras import backend as _backend
+from polykeras import initializers, regularizers
+from polykeras.spec import LayerSpec, Shape, WeightSpec
+
+_name_counts: defaultdict[str, int] = defaultdict(int)
+
+
+def reset_names() -> None:
+    _name_counts.clear()
+
+
+def unique_name(prefix: str) -> str:
+    """Keras's automatic names: ``dense``, ``dense_1``, ``dense_2``, ..."""
+    n = _name_counts[prefix]
+    _name_counts[prefix] += 1
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def format_shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class SymbolicTensor:
+    """A placeholder flowing through a functional model under construction
+    (Keras's ``KerasTensor``): a shape with ``None`` batch, a dtype, and the
+    layer call that produced it."""
+
+    def __init__(self, shape: Shape, dtype: str, layer: "Layer", inputs: tuple["SymbolicTensor", ...] = ()):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.layer = layer
+        self.inputs = inputs
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"
+
+
+class Weight:
+    """A read-only view of one weight, for code that inspects ``layer.weights``."""
+
+    def __init__(self, layer: "Layer", index: int):
+        self._layer, self._index = layer, index
+        spec = layer._weight_specs[index]
+        self.name, self.shape, self.trainable = spec.name, spec.shape, spec.trainable
+
+    @property
+    def path(self) -> str:
+        return f"{self._layer.name}/{self.name}"
+
+    def numpy(self) -> np.ndarray:
+        return self._layer.get_weights()[self._index]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"<Weight path={self.path} shape={self.shape}>"
+
+
+class Layer:
+    """Base class of every polykeras layer.
+
+    Subclasses define ``__init__`` (config), :meth:`build` (weights, via
+    :meth:`add_weight`), :meth:`compute_output_shape` and :meth:`get_config`.
+    ``kind`` defaults to the class name, which is the spec's layer kind.
+    """
+
+    kind: ClassVar[str] = ""
+    #: Input rank(s) the layer accepts, batch included (``None``: any).
+    input_ndim: ClassVar[tuple[int, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__:
+            cls.kind = cls.__name__
+
+    def __init__(self, name: str | None = None, trainable: bool = True, dtype: str | None = None,
+                 input_shape: tuple | None = None, batch_input_shape: tuple | None = None,
+                 input_dim: int | None = None, **kwargs: Any):
+        if kwargs:
+            unknown = ", ".join(sorted(kwargs))
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {unknown}")
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.trainable = bool(trainable)
+        self.dtype = dtype
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        self._declared_input_shape: Shape | None = None if input_shape is None else _as_shape(input_shape)
+        self.built = False
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self._weight_specs: list[WeightSpec] = []
+        self._weight_values: list[np.ndarray] = []
+        self._model_ref: weakref.ReferenceType | None = None
+        self._called = False
+
+    # -- building -----------------------------------------------------------
+    def add_weight(self, name: str, shape, initializer="glorot_uniform", regularizer=None, trainable: bool = True) -> int:
+        """Create a weight (canonical layout) and return its index in the layer."""
+        shape = tuple(int(d) for d in shape)
+        value = initializers.get(initializer)(shape, dtype=self.dtype or _backend.floatx())
+        penalty = regularizers.to_spec(regularizers.get(regularizer))
+        self._weight_specs.append(WeightSpec(name, shape, trainable and self.trainable, penalty))
+        self._weight_values.append(value)
+        return len(self._weight_specs) - 1
+
+    def build(self, input_shape: Shape) -> None:
+        """Create the weights for ``input_shape`` (batch dimension ``None``)."""
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def _check_input_shape(self, input_shape: Shape) -> None:
+        if self.input_ndim is not None and len(input_shape) not in self.input_ndim:
+            ranks = " or ".join(str(r) for r in self.input_ndim)
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) expects input of rank {ranks} (batch included), "
+                f"got shape {format_shape(input_shape)}"
+            )
+
+    def build_for(self, input_shape: Shape) -> Shape:
+        """Check, build (once) and return the output shape for ``input_shape``."""
+        input_shape = _as_shape(input_shape)
+        self._check_input_shape(input_shape)
+        if self.built:
+            if self.input_shape is not None and not _compatible(self.input_shape, input_shape):
+                raise ValueError(
+                    f"layer {self.name!r} was built for input shape {format_shape(self.input_shape)} "
+                    f"and cannot be called on shape {format_shape(input_shape)}"
+                )
+        else:
+            self.build(input_shape)
+            self.built = True
+        self.input_shape = input_shape
+        self.output_shape = _as_shape(self.compute_output_shape(input_shape))
+        return self.output_shape
+
+    # -- calling ------------------------------------------------------------
+    def __call__(self, inputs, training: bool | None = None):
+        if isinstance(inputs, SymbolicTensor):
+            if self._called:
+                raise NotImplementedError(
+                    f"layer {self.name!r} is already used in a graph; polykeras does not share layers between "
+                    "calls yet -- create a second layer"
+                )
+            out_shape = self.build_for(inputs.shape)
+            self._called = True
+            return SymbolicTensor(out_shape, self.output_dtype(inputs.dtype), self, (inputs,))
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, SymbolicTensor) for t in inputs):
+            raise NotImplementedError(f"{type(self).__name__} takes one input, got {len(inputs)}")
+        return self._call_eagerly(np.asarray(inputs), training=bool(training))
+
+    def output_dtype(self, input_dtype: str) -> str:
+        return self.dtype or _backend.floatx()
+
+    def _call_eagerly(self, x: np.ndarray, training: bool):
+        """Run this layer alone on the selected backend (``layer(array)``)."""
+        from polykeras.models.functional import Model
+        from polykeras.layers.input_layer import Input
+
+        if training:
+            raise NotImplementedError("eager layer calls run in inference mode only (training=False)")
+        inp = Input(shape=x.shape[1:], dtype=str(x.dtype) if x.dtype.kind in "iu" else None)
+        was_called, self._called = self._called, False
+        try:
+            model = Model(inp, self(inp))
+        finally:
+            self._called = was_called
+        return model.predict_on_batch(x)
+
+    # -- weights ------------------------------------------------------------
+    def _sync_from_model(self) -> None:
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is not None:
+            model._pull_weights()
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Current weight values, canonical Keras layout, as NumPy copies."""
+        self._sync_from_model()
+        return [w.copy() for w in self._weight_values]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        if len(weights) != len(self._weight_specs):
+            raise ValueError(
+                f"layer {self.name!r} has {len(self._weight_specs)} weight(s) "
+                f"({', '.join(w.name for w in self._weight_specs) or 'none'}), got a list of {len(weights)}"
+            )
+        self._sync_from_model()
+        for i, (spec, value) in enumerate(zip(self._weight_specs, weights)):
+            value = np.asarray(value)
+            if value.shape != spec.shape:
+                raise ValueError(
+                    f"weight {self.name}/{spec.name} has shape {spec.shape}, got an array of shape {value.shape}"
+                )
+            self._weight_values[i] = value.astype(self._weight_values[i].dtype, copy=True)
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is not None:
+            model._push_weights()
+
+    @property
+    def weights(self) -> list[Weight]:
+        return [Weight(self, i) for i in range(len(self._weight_specs))]
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        return [w for w in self.weights if w.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Weight]:
+        return [w for w in self.weights if not w.trainable]
+
+    def count_params(self) -> int:
+        return int(sum(np.prod(w.shape, dtype=np.int64) for w in self._weight_specs))
+
+    # -- config -------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._declared_input_shape is not None:
+            config["batch_input_shape"] = (None,) + tuple(self._declared_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Layer":
+        return cls(**config)
+
+    def to_spec(self, inbound: tuple[str, ...], input_shapes: tuple[Shape, ...]) -> LayerSpec:
+        """This layer as plain spec data: the config minus what the math does
+        not need -- initializers (initial values travel as weights) and
+        regularizers (they sit on the ``WeightSpec`` they penalise)."""
+        config = {k: v for k, v in self.get_config().items()
+                  if k not in ("name", "trainable", "dtype", "batch_input_shape")
+                  and not k.endswith(("_initializer", "_regularizer", "_constraint"))}
+        return LayerSpec(
+            name=self.name, kind=self.kind, config=config, inbound=inbound, input_shapes=input_shapes,
+            output_shape=self.output_shape, weights=tuple(self._weight_specs),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _as_shape(shape) -> Shape:
+    if isinstance(shape, int):
+        shape = (shape,)
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _compatible(a: Shape, b: Shape) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def serialize_regularizer(reg) -> dict | None:
+    if reg is None:
+        return None
+    return {"class_name": type(reg).__name__, "config": reg.get_config()}

@@ -1,0 +1,113 @@
+"""Core layers: Dense, Activation, Dropout, Flatten, Reshape."""
+
+from __future__ import annotations
+
+import math
+
+from polykeras import activations, initializers, regularizers
+from polykeras.layers.base import Layer, format_shape, serialize_regularizer
+
+
+class Dense(Layer):
+    """``y = activation(x @ kernel + bias)`` on the last axis; kernel ``(in, units)``."""
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(units) <= 0:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"Dense layer {self.name!r} needs a known last input dimension, got {format_shape(input_shape)}")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+
+    def _check_input_shape(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"Dense layer {self.name!r} expects input of rank >= 2 (batch, features), got {format_shape(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": serialize_regularizer(self.kernel_regularizer),
+                "bias_regularizer": serialize_regularizer(self.bias_regularizer)}
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Dropout(Layer):
+    """Inverted dropout in training; identity at inference."""
+
+    def __init__(self, rate: float, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= float(rate) < 1:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+class Flatten(Layer):
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = data_format
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else math.prod(rest))
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1:
+            raise ValueError(f"Reshape target_shape may contain at most one -1, got {self.target_shape}")
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape[1:]) if None not in input_shape[1:] else None
+        target = list(self.target_shape)
+        known = math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if size is not None:
+                if size % known:
+                    raise ValueError(f"Reshape {self.name!r}: cannot reshape {format_shape(input_shape)} to {self.target_shape}")
+                target[target.index(-1)] = size // known
+            else:
+                target[target.index(-1)] = None
+        elif size is not None and size != known:
+            raise ValueError(
+                f"Reshape {self.name!r}: input {format_shape(input_shape)} has {size} values per sample, "
+                f"target_shape {self.target_shape} holds {known}"
+            )
+        return (input_shape[0],) + tuple(target)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": self.target_shape}

@@ -1,0 +1,26 @@
+"""``polykeras.models``: Model, Sequential, load_model, save_model."""
+
+from polykeras.models.model import Model
+from polykeras.models.sequential import Sequential
+
+
+def load_model(filepath, custom_objects=None, compile: bool = True):
+    """Load a model written by ``model.save`` (any backend can load it)."""
+    from polykeras.saving import load_model as _load
+
+    return _load(filepath, compile=compile)
+
+
+def save_model(model, filepath, overwrite: bool = True, **kwargs) -> None:
+    model.save(filepath, overwrite=overwrite)
+
+
+def model_from_json(json_string: str, custom_objects=None) -> Model:
+    import json
+
+    from polykeras.saving import model_from_config
+
+    return model_from_config(json.loads(json_string))
+
+
+__all__ = ["Model", "Sequential", "load_model", "save_model", "model_from_json"]

@@ -1,0 +1,119 @@
+"""``Sequential``: a plain stack of layers, built as soon as its input shape is known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polykeras.layers.base import Layer, SymbolicTensor, format_shape, unique_name
+from polykeras.layers.input_layer import InputLayer
+from polykeras.models.model import Model
+
+
+class Sequential(Model):
+    """``Sequential([layers...])`` or ``.add(layer)``; the input shape comes from
+    ``input_shape=``/``input_dim=`` on the first layer, a leading
+    ``layers.Input``/``InputLayer``, or the first data the model sees."""
+
+    def __init__(self, layers=None, name: str | None = None, **kwargs):
+        super().__init__(name=name or unique_name("sequential"), **kwargs)
+        self._stack: list[Layer] = []
+        self._input_layer: InputLayer | None = None
+        self._graph_layers = []
+        self._inputs = self._outputs = []
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer) -> None:
+        if isinstance(layer, SymbolicTensor):  # Sequential([Input(shape=...), ...]) as in Keras 3
+            layer = layer.layer
+        if isinstance(layer, Model):
+            raise NotImplementedError("nesting models inside Sequential is not supported yet")
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add() takes a layer, got {layer!r}")
+        if isinstance(layer, InputLayer):
+            if self._stack or self._input_layer is not None:
+                raise ValueError("an Input/InputLayer can only be the first element of a Sequential model")
+            self._input_layer = layer
+        else:
+            if any(l.name == layer.name for l in self._stack):
+                raise ValueError(f"a layer named {layer.name!r} is already in model {self.name!r}; names must be unique")
+            self._stack.append(layer)
+            if self._input_layer is None and len(self._stack) == 1 and layer._declared_input_shape is not None:
+                self._input_layer = InputLayer(shape=layer._declared_input_shape, dtype=layer.dtype)
+        if self._input_layer is not None:
+            self._build_graph()
+
+    def pop(self) -> Layer:
+        if not self._stack:
+            raise IndexError("there are no layers to pop")
+        layer = self._stack.pop()
+        if self._input_layer is not None:
+            self._build_graph()
+        return layer
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._stack)
+
+    @property
+    def built(self) -> bool:
+        return self._input_layer is not None and bool(self._stack)
+
+    def build(self, input_shape=None) -> None:
+        """Build for ``input_shape`` (batch dimension included, as in Keras)."""
+        if self._input_layer is None:
+            if input_shape is None:
+                raise ValueError(f"model {self.name!r} has no input shape yet: pass input_shape=... to its first "
+                                 "layer, start it with layers.Input(shape=...), or call build((None, ...))")
+            self._input_layer = InputLayer(shape=tuple(input_shape)[1:])
+        self._build_graph()
+
+    def _build_graph(self) -> None:
+        if not self._stack:
+            return
+        tensor = self._input_layer.output
+        for layer in self._stack:
+            try:
+                out_shape = layer.build_for(tensor.shape)
+            except ValueError as exc:
+                raise ValueError(f"cannot add layer {layer.name!r} to model {self.name!r}: {exc}") from None
+            tensor = SymbolicTensor(out_shape, layer.output_dtype(tensor.dtype), layer, (tensor,))
+            layer._output_tensor = tensor
+        self._inputs, self._outputs = [self._input_layer.output], [tensor]
+        self._graph_layers = [self._input_layer, *self._stack]
+        self._adopt_layers()
+        self._program = None
+        self._program_key = None
+
+    def _ensure_built(self, x_shape: tuple) -> None:
+        """Deferred build from the first data seen (Keras builds on first call)."""
+        if not self.built:
+            if not self._stack:
+                raise ValueError(f"model {self.name!r} has no layers; add some before training")
+            self.build((None,) + tuple(x_shape[1:]))
+
+    def _spec(self):
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet: give the first layer an input_shape, or fit/"
+                             "predict on data first")
+        return super()._spec()
+
+    def get_config(self) -> dict[str, Any]:
+        layers = []
+        if self._input_layer is not None:
+            layers.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
+        layers += [{"class_name": type(l).__name__, "config": l.get_config()} for l in self._stack]
+        return {"name": self.name, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Sequential":
+        from polykeras.layers import deserialize
+
+        model = cls(name=config.get("name"))
+        for entry in config["layers"]:
+            model.add(deserialize(entry))
+        return model
+
+    def __repr__(self) -> str:
+        shape = format_shape(self.input_shape) if self.built else "unbuilt"
+        return f"<Sequential name={self.name}, {len(self._stack)} layers, input {shape}>"

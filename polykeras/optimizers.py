@@ -1,0 +1,187 @@
+"""Optimizers: Keras's hyper-parameters and update-rule semantics, as config.
+
+The core owns what an optimizer *means*; each backend implements the update
+natively. The rules (Keras 3, which every backend must follow exactly, and
+which the NumPy reference writes out) are, for gradient ``g`` of weight ``w``
+at step ``t`` (1-based), after gradient clipping and decoupled weight decay
+(``w -= w * weight_decay * lr``, applied before the update):
+
+* ``SGD``: ``v = momentum*v - lr*g``; ``w += v`` (or ``w += momentum*v - lr*g``
+  with ``nesterov``); plain ``w -= lr*g`` when momentum is 0.
+* ``Adam``/``AdamW``: ``m += (g-m)(1-b1)``; ``v += (g^2-v)(1-b2)``;
+  ``w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)`` -- epsilon is added
+  to ``sqrt(v)`` *after* folding the bias corrections into the step size
+  ("epsilon hat"), unlike torch.optim.Adam.
+* ``RMSprop``: ``a = rho*a + (1-rho)g^2``; ``w -= lr*g/sqrt(a + eps)`` --
+  epsilon *inside* the square root, unlike torch.optim.RMSprop
+  (centered: ``sqrt(a - mg^2 + eps)``; momentum: ``m = momentum*m + step``).
+* ``Adagrad``: ``a += g^2`` (``a`` starts at ``initial_accumulator_value``);
+  ``w -= lr*g/sqrt(a + eps)``.
+
+Clipping (Keras order: ``clipnorm`` per gradient, else ``global_clipnorm``,
+else ``clipvalue``) scales ``g`` by ``clip/max(norm, clip)``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+
+class Optimizer:
+    """Base class: hyper-parameters plus a mutable ``learning_rate``.
+
+    A compiled program registers itself with :meth:`_bind`; assigning
+    ``optimizer.learning_rate = x`` (as ``ReduceLROnPlateau`` does) reaches
+    every bound program before its next step.
+    """
+
+    kind = ""
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, learning_rate: float = 0.001, weight_decay: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None, name: str | None = None,
+                 **kwargs: Any):
+        unknown = set(kwargs) - set(self.defaults) - {"use_ema", "ema_momentum", "ema_overwrite_frequency",
+                                                        "loss_scale_factor", "gradient_accumulation_steps", "decay"}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        if kwargs.get("use_ema") or kwargs.get("gradient_accumulation_steps"):
+            raise NotImplementedError(f"{type(self).__name__}: use_ema and gradient_accumulation_steps are not supported yet")
+        if not callable(learning_rate):
+            learning_rate = float(learning_rate)
+        else:
+            raise NotImplementedError("learning-rate schedules are not supported yet; pass a float and use "
+                                      "ReduceLROnPlateau or a LearningRateScheduler-style callback")
+        if sum(x is not None for x in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("set at most one of clipnorm, clipvalue and global_clipnorm")
+        self._learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.name = name or type(self).__name__.lower()
+        self.hyper: dict[str, Any] = {k: kwargs.get(k, v) for k, v in self.defaults.items()}
+        self._programs: list[weakref.ReferenceType] = []
+
+    def __getattr__(self, name: str):
+        hyper = self.__dict__.get("hyper", {})
+        if name in hyper:
+            return hyper[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    # -- learning rate --------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = float(value)
+        for ref in self._programs:
+            program = ref()
+            if program is not None:
+                program.set_learning_rate(self._learning_rate)
+
+    lr = learning_rate  # Keras 2 spelling
+
+    def _bind(self, program) -> None:
+        self._programs = [r for r in self._programs if r() is not None] + [weakref.ref(program)]
+
+    @property
+    def iterations(self) -> int:
+        for ref in reversed(self._programs):
+            program = ref()
+            if program is not None:
+                return program.iterations
+        return 0
+
+    # -- config -----------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "learning_rate": self._learning_rate, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
+                **self.hyper}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Optimizer":
+        config = {k: v for k, v in config.items() if k in cls.defaults or k in (
+            "name", "learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")}
+        return cls(**config)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The backend-facing form: ``{"kind": ..., "config": ...}``."""
+        config = self.get_config()
+        config.pop("name")
+        return {"kind": self.kind, "config": config}
+
+
+class SGD(Optimizer):
+    kind = "SGD"
+    defaults = {"momentum": 0.0, "nesterov": False}
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        if not 0 <= float(momentum) <= 1:
+            raise ValueError(f"SGD momentum must be in [0, 1], got {momentum!r}")
+        super().__init__(learning_rate, momentum=float(momentum), nesterov=bool(nesterov), **kwargs)
+
+
+class Adam(Optimizer):
+    kind = "Adam"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False}
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
+        super().__init__(learning_rate, beta_1=float(beta_1), beta_2=float(beta_2), epsilon=float(epsilon),
+                         amsgrad=bool(amsgrad), **kwargs)
+
+
+class AdamW(Adam):
+    kind = "AdamW"
+
+    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    kind = "RMSprop"
+    defaults = {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False}
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+                 centered: bool = False, **kwargs):
+        super().__init__(learning_rate, rho=float(rho), momentum=float(momentum), epsilon=float(epsilon),
+                         centered=bool(centered), **kwargs)
+
+
+class Adagrad(Optimizer):
+    kind = "Adagrad"
+    defaults = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
+
+    def __init__(self, learning_rate: float = 0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, initial_accumulator_value=float(initial_accumulator_value),
+                         epsilon=float(epsilon), **kwargs)
+
+
+_BY_NAME: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+}
+
+
+def get(identifier) -> Optimizer:
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown optimizer {identifier!r}; valid names: {', '.join(sorted(_BY_NAME))}")
+        return cls()
+    if isinstance(identifier, dict):
+        cls = _BY_NAME.get(str(identifier.get("class_name", "")).lower())
+        if cls is None:
+            raise ValueError(f"unknown optimizer {identifier.get('class_name')!r}; valid: {', '.join(sorted(_BY_NAME))}")
+        return cls.from_config(identifier.get("config", {}))
+    raise TypeError(f"cannot interpret {identifier!r} as an optimizer; pass a name such as 'adam' or an instance")
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}

@@ -1,0 +1,149 @@
+"""What a backend implements: a :class:`Backend` compiles a spec into a
+:class:`Program`, which the core's trainer drives step by step.
+
+The division of labour (DESIGN.md section 2): the core decides initial
+weights, data order, batching, loss/metric/optimizer semantics and, in parity
+mode, dropout masks; a program owns only the math and the live weights.
+
+Logs are kept lazily: a program accumulates loss and metrics in its own
+native form and converts them to Python floats only in :meth:`Program.results`,
+which the trainer calls when someone needs to see them (the progress bar,
+callbacks, the end of an epoch). That keeps device-to-host syncs off the
+per-step path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from polykeras.spec import ModelSpec, TrainingSpec
+
+
+@dataclass
+class Gradients:
+    """The result of :meth:`Program.value_and_grad`: the scalar loss, the
+    gradient of every weight (canonical layout; ``None`` for non-trainable
+    weights) and of the input (``None`` when it is not differentiable)."""
+
+    loss: float
+    weights: list[np.ndarray | None]
+    inputs: np.ndarray | None
+
+
+class Program:
+    """A model compiled by one backend, holding its live weights.
+
+    Weights go in and out in the canonical Keras layout and spec order. All
+    ``x``/``y`` arguments are NumPy arrays with a leading batch dimension.
+    """
+
+    #: Number of optimizer updates applied so far (Keras's ``optimizer.iterations``).
+    iterations: int = 0
+
+    # -- training ---------------------------------------------------------------
+    def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int) -> None:
+        """One optimizer update on one batch; accumulate its loss and metrics."""
+        raise NotImplementedError
+
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int]) -> None:
+        """Several updates at once (``compile(steps_per_execution=N)``): ``xs``
+        and ``ys`` stack N batches on a new leading axis. Backends that can run
+        them as one compiled loop override this."""
+        for x, y, seed in zip(xs, ys, step_seeds):
+            self.train_step(x, y, seed)
+
+    def test_step(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Accumulate loss and metrics of one batch in inference mode."""
+        raise NotImplementedError
+
+    def predict_step(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for one batch, inference mode, as NumPy."""
+        raise NotImplementedError
+
+    def results(self) -> dict[str, float]:
+        """Sample-weighted means of ``loss`` and every metric since the last
+        :meth:`reset_metrics` (keys: ``loss`` and the metrics' display names)."""
+        raise NotImplementedError
+
+    def reset_metrics(self) -> None:
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def set_learning_rate(self, value: float) -> None:
+        raise NotImplementedError
+
+    # -- for the conformance suite -----------------------------------------------
+    def value_and_grad(self, x: np.ndarray, y: np.ndarray, step_seed: int = 0, training: bool = True) -> Gradients:
+        """Loss (with regularization) and gradients for one batch, without
+        updating anything. In training mode dropout uses parity-mode masks."""
+        raise NotImplementedError
+
+
+class Backend:
+    """One framework on one device in one dtype; compiles specs into programs.
+
+    Subclasses set ``name`` and the ``*_kinds`` sets they implement, so that
+    the core can explain what is missing before anything runs.
+    """
+
+    name: ClassVar[str] = ""
+    layer_kinds: ClassVar[frozenset[str]] = frozenset()
+    optimizer_kinds: ClassVar[frozenset[str]] = frozenset()
+    loss_kinds: ClassVar[frozenset[str]] = frozenset()
+    metric_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, device: str, dtype: str) -> None:
+        self.device = device
+        self.dtype = dtype
+
+    def compile(self, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None = None,
+                *, parity: bool = False) -> Program:
+        """Translate ``spec`` into a runnable program with ``weights`` (canonical
+        layout, spec order). ``training`` is ``None`` for inference-only use.
+        With ``parity`` dropout uses the core's host-drawn masks
+        (:func:`polykeras.random.dropout_mask`) so that runs are comparable
+        step by step with the reference."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({self.dtype})"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+class MeanAccumulator:
+    """Sample-weighted running means of backend-native scalars.
+
+    ``add`` only does native arithmetic (``sum += value * n``), so with torch
+    or JAX values nothing is copied to the host until :meth:`results`.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        self.names = tuple(names)
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: list[Any] | None = None
+        self._count = 0
+
+    def add(self, values: Sequence[Any], n: int) -> None:
+        if self._sums is None:
+            self._sums = [v * n for v in values]
+        else:
+            self._sums = [s + v * n for s, v in zip(self._sums, values)]
+        self._count += n
+
+    def results(self) -> dict[str, float]:
+        if self._sums is None:
+            return {}
+        return {name: float(s) / self._count for name, s in zip(self.names, self._sums)}

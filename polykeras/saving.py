@@ -1,0 +1,175 @@
+"""The portable model file: one zip holding JSON and ``.npy`` arrays.
+
+``model.save(path)`` writes, whatever the file name's extension::
+
+    polykeras.json   format tag, the Keras-style model config (class names and
+                     get_config() of every layer), the compile config and the spec
+    weights.npz      every weight in canonical Keras layout, keyed "layer/weight"
+
+so a model saved under one backend loads under any other. Loading never runs
+code: JSON is parsed and arrays are read with ``allow_pickle=False``. Writes
+go to a temporary file in the target folder, are flushed to disk and then
+renamed over the target, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import polykeras
+
+FORMAT = "polykeras.saved_model/1"
+WEIGHTS_FORMAT = "polykeras.weights/1"
+_CONFIG = "polykeras.json"
+_WEIGHTS = "weights.npz"
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable polykeras model or weights file."""
+
+
+def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _weights_npz(model) -> bytes:
+    spec = model._spec()
+    arrays = {f"{layer.name}/{w.name}": value
+              for (layer, w), value in zip(spec.weight_specs, model.get_weights())}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    config = {
+        "format": FORMAT,
+        "polykeras_version": polykeras.__version__,
+        "model_config": {"class_name": type(model).__name__, "config": model.get_config()},
+        "compile_config": model.get_compile_config(),
+        "spec": model._spec().to_dict(),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(_CONFIG, json.dumps(config, indent=1))
+        zf.writestr(_WEIGHTS, _weights_npz(model))
+    _atomic_write(Path(filepath), buffer.getvalue(), overwrite)
+
+
+def model_from_config(config: dict):
+    from polykeras.models import Model, Sequential
+
+    classes = {"Sequential": Sequential, "Functional": Model, "Model": Model}
+    name = config.get("class_name")
+    if name not in classes:
+        raise ModelFileError(f"unknown model class {name!r} in the model config; expected one of {', '.join(classes)}")
+    return classes[name].from_config(config["config"])
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.exists():
+        raise FileNotFoundError(f"no such model file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x89HDF"):
+        raise ModelFileError(f"{path} is an HDF5 file (a Keras 2 .h5 model?); polykeras reads its own model files "
+                             "only")
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path} is not a polykeras model file, or it is corrupt or truncated (not a valid "
+                             "zip archive); save the model again") from None
+
+
+def _read_config(zf: zipfile.ZipFile, path: Path) -> dict:
+    names = set(zf.namelist())
+    if _CONFIG not in names:
+        if "config.json" in names and "model.weights.h5" in names:
+            raise ModelFileError(f"{path} is a Keras 3 .keras file; reading Keras files is not supported yet")
+        raise ModelFileError(f"{path} has no {_CONFIG}: it is not a polykeras model file")
+    try:
+        config = json.loads(zf.read(_CONFIG))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path}: the model description is corrupt ({exc}); save the model again") from None
+    if config.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: unsupported format {config.get('format')!r}; this polykeras reads {FORMAT!r}")
+    return config
+
+
+def _read_weights(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: the weights are corrupt or truncated ({exc}); save them again") from None
+
+
+def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
+    spec = model._spec()
+    values = []
+    for layer, w in spec.weight_specs:
+        key = f"{layer.name}/{w.name}"
+        if key not in arrays:
+            raise ModelFileError(f"{path} has no weight {key!r} (it holds: {', '.join(sorted(arrays)) or 'nothing'}); "
+                                 "was it saved from a different model?")
+        if arrays[key].shape != w.shape:
+            raise ModelFileError(f"{path}: weight {key!r} has shape {arrays[key].shape}, the model expects {w.shape}")
+        values.append(arrays[key])
+    extra = set(arrays) - {f"{l.name}/{w.name}" for l, w in spec.weight_specs}
+    if extra:
+        raise ModelFileError(f"{path} holds weights the model lacks: {', '.join(sorted(extra))}")
+    model.set_weights(values)
+
+
+def load_model(filepath, compile: bool = True):
+    path = Path(filepath)
+    with _open_zip(path) as zf:
+        config = _read_config(zf, path)
+        try:
+            weights = zf.read(_WEIGHTS)
+        except KeyError:
+            raise ModelFileError(f"{path} has no {_WEIGHTS}; the file is incomplete") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelFileError(f"{path}: corrupt or truncated ({exc}); save the model again") from None
+    model = model_from_config(config["model_config"])
+    _assign(model, _read_weights(weights, path), path)
+    if compile and config.get("compile_config"):
+        model.compile_from_config(config["compile_config"])
+    return model
+
+
+def save_weights(model, filepath, overwrite: bool = True) -> None:
+    """Weights only: an ``.npz`` archive keyed ``layer/weight`` (any file name)."""
+    _atomic_write(Path(filepath), _weights_npz(model), overwrite)
+
+
+def load_weights(model, filepath) -> None:
+    path = Path(filepath)
+    if not path.exists():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    data = path.read_bytes()
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            if _CONFIG in zf.namelist():  # a whole-model file: take its weights
+                data = zf.read(_WEIGHTS)
+    _assign(model, _read_weights(data, path), path)
