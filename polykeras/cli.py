@@ -1,0 +1,203 @@
+"""The ``polykeras`` command: ``backends`` and ``train``.
+
+Bad arguments exit with status 2 and a one-line reason that lists the valid
+choices; nothing is printed as a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from polykeras.callbacks import Callback
+
+
+class UsageError(Exception):
+    """A mistake in the command line, reported in one line."""
+
+
+def _backends(args) -> int:
+    from polykeras.backends import FIRST_PARTY_EXTRAS, backend_infos
+    from polykeras.plugins import load_failures
+
+    infos = backend_infos()
+    rows = [("backend", "status", "version", "devices", "dtypes", "plugin")]
+    for info in infos.values():
+        if info.installed:
+            try:
+                version = info.framework_version() or "-"
+                devices = ", ".join(info.available_devices())
+                status = "installed"
+            except Exception as exc:  # a framework that is present but broken
+                version, devices, status = "-", "-", f"broken: {type(exc).__name__}: {exc}"
+        else:
+            version, devices, status = "-", "-", f"missing {', '.join(info.missing())}: {info.install_hint()}"
+        rows.append((info.name, status, version, devices, ", ".join(info.dtypes), info.plugin or "-"))
+    for name, extra in FIRST_PARTY_EXTRAS.items():
+        if name not in infos and extra:
+            rows.append((name, f"not installed: pip install 'polykeras[{extra}]' -c constraints.txt", "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for failure in load_failures():
+        print(f"plugin {failure.name!r} ({failure.target}) failed to load: {failure.error}")
+    return 0
+
+
+def _check_choice(value, choices, what: str):
+    if value is not None and value not in choices:
+        raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _train(args) -> int:
+    import numpy as np
+
+    import polykeras
+    from polykeras import workloads
+    from polykeras.backends import BackendNotFoundError, DeviceNotAvailableError, get_backend
+
+    known = workloads.workloads()
+    _check_choice(args.workload, list(known), "workload")
+    workload = known[args.workload]
+    try:
+        backend = get_backend(args.backend, args.device, args.dtype)
+    except (BackendNotFoundError, DeviceNotAvailableError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0] + (" (run 'polykeras backends' for details)"
+                                                   if isinstance(exc, BackendNotFoundError) else "")) from None
+    if args.seed is not None:
+        polykeras.utils.set_random_seed(args.seed)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", polykeras.datasets.DatasetSubsetWarning)
+        (x, y), (x_test, y_test) = workload.load()
+    for w in caught:
+        print(f"note: {w.message}")
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+
+    model = workload.build()
+    workload.compile(model, backend=backend.name, device=backend.device, dtype=backend.dtype)
+    epochs = args.epochs or workload.epochs
+    batch_size = args.batch_size or workload.batch_size
+    print(f"{workload.name}: {workload.description}")
+    print(f"backend {backend.describe()}; {len(x):,} training / {len(x_test):,} test samples; "
+          f"{epochs} epoch(s) of batch {batch_size}")
+    timer = EpochTimer()
+    start = time.perf_counter()
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=args.validation_split,
+                        verbose=args.verbose, callbacks=[timer])
+    train_time = time.perf_counter() - start
+    test = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0, return_dict=True)
+
+    steps = sum(timer.steps)
+    ms_per_step = 1000 * sum(timer.seconds) / max(steps, 1)
+    summary = {"workload": workload.name, "backend": backend.name, "device": backend.device, "dtype": backend.dtype,
+               "epochs": epochs, "batch_size": batch_size, "train_samples": int(len(x)),
+               "test_samples": int(len(x_test)), "train_seconds": round(train_time, 3),
+               "ms_per_step": round(ms_per_step, 3),
+               "samples_per_second": round(batch_size * 1000 / ms_per_step, 1) if ms_per_step else None,
+               **{f"test_{k}": v for k, v in test.items()}}
+    print("test " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items())
+          + f" | {train_time:.1f}s training, {ms_per_step:.2f} ms/step, {summary['samples_per_second']} samples/s")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "history.json").write_text(json.dumps({"history": history.history, "epoch": history.epoch,
+                                                  "summary": summary}, indent=1))
+    model.save(out / "model.keras")
+    written = ["history.json", "model.keras"]
+    if _plot_curves(history.history, out / "curves.png", f"{workload.name} on {backend.describe()}"):
+        written.append("curves.png")
+    print(f"wrote {', '.join(written)} to {out}")
+    return 0
+
+
+class EpochTimer(Callback):
+    """Times the training part of each epoch (validation excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self.steps: list[int] = []
+        self._start = self._stop = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._stop = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):  # validation starts: the training part is over
+        self._stop = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append((self._stop or time.perf_counter()) - self._start)
+        self.steps.append(self.params.get("steps") or 0)
+
+
+def _plot_curves(history: dict, path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed, so no curves.png (pip install 'polykeras[plots]')")
+        return False
+    metrics = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        epochs = range(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polykeras", description="Keras models on any backend.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list installed backends, versions, devices and dtypes")
+    train = sub.add_parser("train", help="train a named workload and report test accuracy and speed")
+    train.add_argument("workload", help="e.g. mnist-mlp, mnist-cnn, fashion-mlp, cifar-cnn, imdb-lstm")
+    train.add_argument("--backend", help="backend name (default: $POLYKERAS_BACKEND or numpy)")
+    train.add_argument("--device", help="device, e.g. cpu or cuda (default: the backend's best)")
+    train.add_argument("--dtype", choices=["float32", "float64"], help="compute dtype (default: floatx)")
+    train.add_argument("--epochs", type=int, help="epochs (default: the workload's)")
+    train.add_argument("--batch-size", type=int, help="batch size (default: the workload's)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--limit", type=int, help="train on the first N samples only")
+    train.add_argument("--validation-split", type=float, default=0.1, help="fraction held out (default 0.1)")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output (default 1)")
+    train.add_argument("--out", default="out", help="folder for history.json, model.keras, curves.png")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"backends": _backends, "train": _train}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"polykeras {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"polykeras {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

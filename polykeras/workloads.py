@@ -1,0 +1,131 @@
+"""Named workloads: the models ``polykeras train`` runs and the conformance
+suite compares across backends -- defined once, here.
+
+Each is a classic Keras example: a dataset, a preprocessing step, a model
+builder and the compile settings. Plugins add more through the
+``polykeras_conformance_workloads`` hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from polykeras import layers, optimizers
+from polykeras.models import Sequential
+
+Data = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named training job.
+
+    ``build()`` returns an uncompiled model; ``optimizer()`` a fresh optimizer;
+    ``load()`` the preprocessed ``(x_train, y_train), (x_test, y_test)``.
+    """
+
+    name: str
+    description: str
+    dataset: str
+    build: Callable[[], Sequential]
+    optimizer: Callable[[], optimizers.Optimizer]
+    loss: str
+    batch_size: int
+    epochs: int
+    prepare: Callable[[Data], Data]
+    metrics: tuple[str, ...] = ("accuracy",)
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Data:
+        from polykeras.datasets import load
+
+        return self.prepare(load(self.dataset, **self.load_kwargs))
+
+    def compile(self, model, **kwargs) -> None:
+        model.compile(optimizer=self.optimizer(), loss=self.loss, metrics=list(self.metrics), **kwargs)
+
+
+def _scale_flat(data: Data) -> Data:
+    (x, y), (xt, yt) = data
+    return (x.reshape(len(x), -1) / 255.0, y), (xt.reshape(len(xt), -1) / 255.0, yt)
+
+
+def _scale(data: Data) -> Data:
+    (x, y), (xt, yt) = data
+    return (x / 255.0, y), (xt / 255.0, yt)
+
+
+def _scale_channel(data: Data) -> Data:
+    (x, y), (xt, yt) = _scale(data)
+    if x.ndim == 3:  # grayscale: add the channel axis
+        x, xt = x[..., None], xt[..., None]
+    return (x, y.reshape(-1)), (xt, yt.reshape(-1))
+
+
+IMDB_WORDS, IMDB_MAXLEN = 20000, 80
+
+
+def _pad_imdb(data: Data) -> Data:
+    from polykeras.utils import pad_sequences
+
+    (x, y), (xt, yt) = data
+    return (pad_sequences(x, maxlen=IMDB_MAXLEN), y), (pad_sequences(xt, maxlen=IMDB_MAXLEN), yt)
+
+
+def _mnist_mlp():
+    return Sequential([layers.Dense(512, activation="relu", input_shape=(784,)), layers.Dropout(0.2),
+                       layers.Dense(512, activation="relu"), layers.Dropout(0.2),
+                       layers.Dense(10, activation="softmax")], name="mnist_mlp")
+
+
+def _small_cnn(input_shape, name):
+    return Sequential([layers.Conv2D(32, (3, 3), activation="relu", input_shape=input_shape),
+                       layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
+                       layers.Dropout(0.25), layers.Flatten(), layers.Dense(128, activation="relu"),
+                       layers.Dropout(0.5), layers.Dense(10, activation="softmax")], name=name)
+
+
+def _fashion_mlp():
+    return Sequential([layers.Flatten(input_shape=(28, 28)), layers.Dense(128, activation="relu"),
+                       layers.Dense(10, activation="softmax")], name="fashion_mlp")
+
+
+def _imdb_lstm():
+    return Sequential([layers.Embedding(IMDB_WORDS, 128, input_shape=(IMDB_MAXLEN,)),
+                       layers.LSTM(128, dropout=0.2, recurrent_dropout=0.2),
+                       layers.Dense(1, activation="sigmoid")], name="imdb_lstm")
+
+
+BUILTIN: dict[str, Workload] = {w.name: w for w in (
+    Workload("mnist-mlp", "MLP 784-512-512-10 with dropout (Keras's mnist_mlp), Adam", "mnist", _mnist_mlp,
+             optimizers.Adam, "sparse_categorical_crossentropy", batch_size=128, epochs=3, prepare=_scale_flat),
+    Workload("mnist-cnn", "Conv32-Conv64-Pool-Dropout-Dense128-Dropout-Dense10 (Keras's mnist_cnn), RMSprop",
+             "mnist", lambda: _small_cnn((28, 28, 1), "mnist_cnn"), optimizers.RMSprop,
+             "sparse_categorical_crossentropy", batch_size=128, epochs=1, prepare=_scale_channel),
+    Workload("fashion-mlp", "Flatten-Dense128-Dense10 (TensorFlow's basic classification tutorial), Adam",
+             "fashion_mnist", _fashion_mlp, optimizers.Adam, "sparse_categorical_crossentropy", batch_size=32,
+             epochs=3, prepare=_scale),
+    Workload("cifar-cnn", "Conv32-Conv64-Pool-Dropout-Dense128-Dropout-Dense10 on CIFAR-10, RMSprop", "cifar10",
+             lambda: _small_cnn((32, 32, 3), "cifar_cnn"), optimizers.RMSprop, "sparse_categorical_crossentropy",
+             batch_size=64, epochs=1, prepare=_scale_channel),
+    Workload("imdb-lstm", "Embedding(20000,128)-LSTM(128)-Dense(1) on reviews cut to 80 words (Keras's "
+             "imdb_lstm), Adam", "imdb", _imdb_lstm, optimizers.Adam, "binary_crossentropy", batch_size=32,
+             epochs=1, prepare=_pad_imdb, load_kwargs={"num_words": IMDB_WORDS}),
+)}
+
+
+def workloads() -> dict[str, Workload]:
+    """Built-in workloads plus those contributed by plugins."""
+    from polykeras.plugins import plugin_workloads
+
+    return {**BUILTIN, **{w.name: w for w in plugin_workloads()}}
+
+
+def get(name: str) -> Workload:
+    known = workloads()
+    if name not in known:
+        raise ValueError(f"unknown workload {name!r}; choose one of: {', '.join(known)}")
+    return known[name]
