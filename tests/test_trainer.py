@@ -181,3 +181,32 @@ def test_nan_loss_warns_and_terminate_on_nan_stops(recwarn):
     model2 = classifier()
     with pytest.warns(RuntimeWarning, match="diverged"):
         model2.fit(x, y, epochs=1, verbose=0)
+
+
+def test_callbacks_with_a_real_model(tmp_path):
+    """EarlyStopping, ModelCheckpoint, CSVLogger and ReduceLROnPlateau driving a real fit."""
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=120)
+    model = classifier(optimizer=keras.optimizers.SGD(0.0))  # nothing improves: every patience runs out
+    checkpoint = tmp_path / "best-{epoch:02d}.keras"
+    history = model.fit(x, y, epochs=20, validation_split=0.25, verbose=0, callbacks=[
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), save_best_only=True),
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5),
+    ])
+    assert len(history.epoch) == 3  # epoch 1 sets the best, two more without improvement
+    assert (tmp_path / "best-01.keras").exists()
+    loaded = keras.models.load_model(tmp_path / "best-01.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 4
+    assert model.optimizer.learning_rate == 0.0 and "learning_rate" in history.history
+
+
+def test_progress_bar_output(capsys):
+    x, y = blobs(n=64)
+    classifier().fit(x, y, epochs=2, batch_size=32, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert out.count("2/2 - ") == 2 and "accuracy:" in out and "loss:" in out

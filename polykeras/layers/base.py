@@ -185,7 +185,7 @@ class Layer:
 
     def _call_eagerly(self, x: np.ndarray, training: bool):
         """Run this layer alone on the selected backend (``layer(array)``)."""
-        from polykeras.models.functional import Model
+        from polykeras.models.model import Model
         from polykeras.layers.input_layer import Input
 
         if training:

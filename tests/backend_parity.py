@@ -1,0 +1,168 @@
+"""Helpers that compare a backend with the NumPy reference (imported by the
+per-backend test files; the conformance suite generalises them).
+
+* :func:`layer_cases` -- small models, one per layer kind and configuration,
+  with inputs and targets: the L0 cases.
+* :func:`compare_gradients` -- output, loss, weight and input gradients of one
+  case on a backend against the reference (``value_and_grad``, parity mode).
+* :func:`trajectory` -- per-step training losses and final weights of a named
+  workload driven through ``Program.train_step`` with fixed step seeds: the L2
+  check.
+
+Differences are norm-wise relative: ``|a - b| / |b|`` (Frobenius norms), which
+is robust to individual elements near zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import polykeras as keras
+from polykeras import layers, regularizers
+from polykeras.trainer import Trainer
+
+
+def rel_diff(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / (scale if scale > 0 else 1.0))
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    id: str
+    build: Callable[[], keras.Model]
+    input_shape: tuple
+    loss: str = "mse"
+    integer_input: int | None = None  # vocabulary size for Embedding inputs
+
+    def data(self, batch: int = 4, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        if self.integer_input:
+            x = rng.integers(0, self.integer_input, (batch,) + self.input_shape)
+        else:
+            x = rng.normal(size=(batch,) + self.input_shape)
+        model = self.build()
+        y = rng.normal(size=(batch,) + tuple(model.output_shape[1:]))
+        return x, y
+
+
+def _single(layer_factory, input_shape, **kwargs):
+    def build():
+        keras.utils.set_random_seed(123)
+        return keras.Sequential([layers.Input(shape=input_shape), layer_factory()])
+    return LayerCase(build=build, input_shape=input_shape, **kwargs)
+
+
+def layer_cases() -> list[LayerCase]:
+    """One or more cases per layer kind, covering the configurations backends get wrong."""
+    cases = [
+        ("dense-relu", lambda: layers.Dense(5, activation="relu"), (7,)),
+        ("dense-softmax-nobias", lambda: layers.Dense(4, activation="softmax", use_bias=False), (6,)),
+        ("dense-3d-l1l2", lambda: layers.Dense(3, kernel_regularizer=regularizers.l1_l2(0.01, 0.02)), (4, 5)),
+        *[(f"activation-{a}", (lambda a=a: layers.Activation(a)), (6,))
+          for a in ("sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "swish", "exponential", "hard_sigmoid")],
+        ("dropout", lambda: layers.Dropout(0.4), (10,)),
+        ("flatten", lambda: layers.Flatten(), (3, 4, 2)),
+        ("reshape", lambda: layers.Reshape((4, -1)), (2, 6)),
+        ("conv2d-valid", lambda: layers.Conv2D(3, 3, activation="relu"), (7, 6, 2)),
+        ("conv2d-same-stride2", lambda: layers.Conv2D(4, (3, 2), strides=2, padding="same"), (7, 8, 3)),
+        ("conv1d-causal", lambda: layers.Conv1D(3, 3, padding="causal"), (9, 2)),
+        ("conv1d-same-stride2", lambda: layers.Conv1D(2, 4, strides=2, padding="same"), (9, 3)),
+        ("maxpool2d", lambda: layers.MaxPooling2D(), (6, 6, 2)),
+        ("maxpool2d-same-stride1", lambda: layers.MaxPooling2D(3, strides=1, padding="same"), (5, 5, 2)),
+        ("avgpool2d-same", lambda: layers.AveragePooling2D(3, strides=2, padding="same"), (5, 6, 2)),
+        ("maxpool1d", lambda: layers.MaxPooling1D(), (8, 3)),
+        ("gap2d", lambda: layers.GlobalAveragePooling2D(), (4, 5, 3)),
+        ("gap1d", lambda: layers.GlobalAveragePooling1D(), (6, 3)),
+        ("batchnorm", lambda: layers.BatchNormalization(), (5, 3)),
+        ("simplernn", lambda: layers.SimpleRNN(4), (5, 3)),
+        ("simplernn-seq-backwards", lambda: layers.SimpleRNN(3, return_sequences=True, go_backwards=True), (4, 2)),
+        ("lstm", lambda: layers.LSTM(4), (5, 3)),
+        ("lstm-seq-dropout", lambda: layers.LSTM(3, return_sequences=True, dropout=0.3, recurrent_dropout=0.2),
+         (4, 2)),
+        ("gru", lambda: layers.GRU(4), (5, 3)),
+        ("gru-reset-before-backwards", lambda: layers.GRU(3, reset_after=False, go_backwards=True), (4, 2)),
+    ]
+    out = [_single(factory, shape, id=name) for name, factory, shape in cases]
+    out.append(_single(lambda: layers.Embedding(11, 4), (6,), id="embedding", integer_input=11))
+    return out
+
+
+LOSS_CASES = [  # (id, output activation, loss, target kind)
+    ("sparse-cce", "softmax", "sparse_categorical_crossentropy", "labels"),
+    ("cce", "softmax", "categorical_crossentropy", "onehot"),
+    ("cce-logits", None, keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), "onehot"),
+    ("bce", "sigmoid", "binary_crossentropy", "binary"),
+    ("bce-logits", None, keras.losses.BinaryCrossentropy(from_logits=True), "binary"),
+    ("mse", None, "mse", "real"),
+    ("mae", None, "mae", "real"),
+]
+
+
+def loss_case(case_id: str) -> tuple[LayerCase, np.ndarray]:
+    """A Dense(3) model ending in the case's activation, and matching targets."""
+    _, activation, loss, target = next(c for c in LOSS_CASES if c[0] == case_id)
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 6)
+    y = {"labels": labels, "onehot": np.eye(3)[labels], "binary": (rng.random((6, 3)) > 0.5) * 1.0,
+         "real": rng.normal(size=(6, 3))}[target]
+    return _single(lambda: layers.Dense(3, activation=activation), (5,), id=case_id, loss=loss), y
+
+
+def compile_case(model, loss, backend: str, dtype: str, optimizer="sgd"):
+    model.compile(optimizer=optimizer, loss=loss, backend=backend, dtype=dtype, parity=True)
+    return model
+
+
+def compare_gradients(backend: str, case: LayerCase, dtype: str = "float64", training: bool = True,
+                      step_seed: int = 3, y=None) -> dict[str, float]:
+    """Relative differences of output, loss and gradients (backend vs reference);
+    ``y`` overrides the case's random regression targets (see :func:`loss_case`)."""
+    results = {}
+    x, y_default = case.data(batch=6 if y is not None else 4)
+    y = y_default if y is None else y
+    runs = {}
+    for name in ("numpy", backend):
+        model = compile_case(case.build(), case.loss, name, dtype)
+        trainer = Trainer(model)
+        xs, ys = trainer._prepare_x(x), trainer._prepare_y(y, len(x))
+        program = model._get_program(training=True, y_ndim=ys.ndim)
+        runs[name] = (program.predict_step(xs), program.value_and_grad(xs, ys, step_seed, training=training))
+    (ref_out, ref), (out, got) = runs["numpy"], runs[backend]
+    results["output"] = rel_diff(out, ref_out)
+    results["loss"] = rel_diff(got.loss, ref.loss)
+    for i, (g, r) in enumerate(zip(got.weights, ref.weights)):
+        if r is not None:
+            results[f"grad[{i}]"] = rel_diff(g, r)
+    if ref.inputs is not None:
+        results["grad[input]"] = rel_diff(got.inputs, ref.inputs)
+    return results
+
+
+def trajectory(backend: str, workload_name: str, steps: int, dtype: str = "float64", batch_size: int | None = None,
+               seed: int = 0):
+    """Per-step losses and final weights of ``steps`` parity-mode updates on
+    the workload's first ``steps * batch_size`` training samples."""
+    from polykeras import workloads
+
+    workload = workloads.get(workload_name)
+    batch_size = batch_size or workload.batch_size
+    (x, y), _ = workload.load()
+    x, y = x[: steps * batch_size], y[: steps * batch_size]
+    keras.utils.set_random_seed(seed)
+    model = workload.build()
+    workload.compile(model, backend=backend, dtype=dtype, parity=True)
+    trainer = Trainer(model)
+    x, y = trainer._prepare_x(x), trainer._prepare_y(y, len(x))
+    program = model._get_program(training=True, y_ndim=y.ndim)
+    losses = []
+    for step in range(steps):
+        lo = step * batch_size
+        program.reset_metrics()
+        program.train_step(x[lo:lo + batch_size], y[lo:lo + batch_size], step_seed=1000 + step)
+        losses.append(program.results()["loss"])
+    return np.array(losses), program.get_weights()
