@@ -54,7 +54,6 @@ def _check_choice(value, choices, what: str):
 
 
 def _train(args) -> int:
-    import numpy as np
 
     import polykeras
     from polykeras import workloads

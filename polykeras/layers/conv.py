@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from polykeras import activations, initializers, regularizers
-from polykeras.layers.base import Layer, format_shape, serialize_regularizer
+from polykeras.layers.base import KernelLayer, Layer, format_shape
 
 
 def _tuple(value, n: int, what: str) -> tuple[int, ...]:
@@ -38,14 +37,13 @@ def _data_format(value):
     return "channels_last"
 
 
-class _Conv(Layer):
+class _Conv(KernelLayer):
     rank = 0
     paddings = ("valid", "same")
 
     def __init__(self, filters: int, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
-                 groups: int = 1, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+                 groups: int = 1, activation=None, **kwargs):
+        super().__init__(activation=activation, **kwargs)
         self.filters = int(filters)
         self.kernel_size = _tuple(kernel_size, self.rank, "kernel_size")
         self.strides = _tuple(strides, self.rank, "strides")
@@ -55,19 +53,10 @@ class _Conv(Layer):
         if groups != 1:
             raise NotImplementedError("grouped convolutions (groups != 1) are not supported yet")
         self.groups = 1
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_ndim = (self.rank + 2,)
 
     def build(self, input_shape):
-        self.add_weight("kernel", self.kernel_size + (input_shape[-1], self.filters), self.kernel_initializer,
-                        self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+        self._add_kernel_and_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(
@@ -84,11 +73,7 @@ class _Conv(Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate, "groups": self.groups, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": serialize_regularizer(self.kernel_regularizer),
-                "bias_regularizer": serialize_regularizer(self.bias_regularizer)}
+                "dilation_rate": self.dilation_rate, "groups": self.groups}
 
 
 class Conv2D(_Conv):

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import math
 
-from polykeras import activations, initializers, regularizers
-from polykeras.layers.base import Layer, format_shape, serialize_regularizer
+from polykeras import activations
+from polykeras.layers.base import KernelLayer, Layer, format_shape
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """``y = activation(x @ kernel + bias)`` on the last axis; kernel ``(in, units)``."""
 
-    def __init__(self, units: int, activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, units: int, activation=None, **kwargs):
+        super().__init__(activation=activation, **kwargs)
         if int(units) <= 0:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"Dense layer {self.name!r} needs a known last input dimension, got {format_shape(input_shape)}")
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+        self._add_kernel_and_bias((input_shape[-1], self.units), self.units)
 
     def _check_input_shape(self, input_shape):
         if len(input_shape) < 2:
@@ -40,11 +30,7 @@ class Dense(Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": serialize_regularizer(self.kernel_regularizer),
-                "bias_regularizer": serialize_regularizer(self.bias_regularizer)}
+        return {**super().get_config(), "units": self.units}
 
 
 class Activation(Layer):

@@ -18,9 +18,9 @@ from polykeras import backend as _keras_backend
 from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
-from polykeras.layers.base import Layer, SymbolicTensor, format_shape, unique_name
+from polykeras.layers.base import Layer, SymbolicTensor, unique_name
 from polykeras.layers.input_layer import InputLayer
-from polykeras.spec import InputSpec, LayerSpec, ModelSpec, TrainingSpec
+from polykeras.spec import InputSpec, ModelSpec, TrainingSpec
 
 
 class Model:
@@ -282,6 +282,8 @@ class Model:
                                       return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
+        if steps is not None:
+            raise NotImplementedError("predict(steps=...) is not supported yet; pass the arrays to predict")
         from polykeras.trainer import Trainer
 
         return Trainer(self).predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
