@@ -33,12 +33,28 @@ def kernel_class(kind: str):
     return kernel
 
 
+def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
+    """For the input and every layer output: whether a trainable weight lies
+    upstream of it, i.e. whether back-propagating past it matters for the
+    weight gradients."""
+    upstream = {inp.name: False for inp in spec.inputs}
+    for layer in spec.layers:  # topological order
+        upstream[layer.name] = (any(upstream[name] for name in layer.inbound)
+                                or any(w.trainable for w in layer.weights))
+    return upstream
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
     metric_kinds = frozenset(metrics.METRICS)
+    #: Replacement kernels / optimizer rules by kind: how a subclass (a
+    #: faster variant, or the conformance suite's deliberately broken ones)
+    #: swaps one piece and keeps the rest of the reference.
+    kernel_overrides: dict = {}
+    optimizer_overrides: dict = {}
 
     def __init__(self, device: str = "cpu", dtype: str = "float32"):
         if device != "cpu":
@@ -56,7 +72,9 @@ class NumpyProgram(Program):
         self.backend = backend
         self.spec = spec
         self.dtype = np.dtype(backend.dtype)
-        self.kernels = [kernel_class(layer.kind)(layer, self.dtype) for layer in spec.layers]
+        self.kernels = [backend.kernel_overrides.get(layer.kind, kernel_class(layer.kind))(layer, self.dtype)
+                        for layer in spec.layers]
+        self._trainable_upstream = _trainable_upstream(spec)
         self.weights: list[list[np.ndarray]] = []  # per layer, canonical order
         self.set_weights(weights)
         self.training = training
@@ -64,7 +82,7 @@ class NumpyProgram(Program):
         if training is not None:
             self.loss_fn = losses.get(training.loss)
             self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
-            self.optimizer = optimizers.create(training.optimizer, self._trainable())
+            self.optimizer = optimizers.create(training.optimizer, self._trainable(), backend.optimizer_overrides)
             self.accumulator = MeanAccumulator(["loss"] + [name for name, _ in training.metrics])
 
     # -- weights ----------------------------------------------------------------
@@ -84,42 +102,55 @@ class NumpyProgram(Program):
         self.optimizer.learning_rate = float(value)
 
     # -- forward and backward ------------------------------------------------------
+    def _mask_fn(self, step_seed: int, index: int):
+        """Layer ``index``'s dropout masks for this step (see :mod:`polykeras.random`)."""
+        def mask_fn(shape, rate, stream):
+            return _random.dropout_mask(step_seed, index, stream, shape, rate, self.dtype)
+        return mask_fn
+
     def _forward(self, x: np.ndarray, training: bool, step_seed: int | None):
         values = {self.spec.inputs[0].name: x}
         caches, contexts = [], []
         for index, (layer, kernel) in enumerate(zip(self.spec.layers, self.kernels)):
-            mask_fn = None
-            if step_seed is not None:
-                def mask_fn(shape, rate, stream, _index=index):
-                    return _random.dropout_mask(step_seed, _index, stream, shape, rate, self.dtype)
-            ctx = ForwardContext(training, mask_fn)
+            ctx = ForwardContext(training, None if step_seed is None else self._mask_fn(step_seed, index))
             y, cache = kernel.forward(self.weights[index], values[layer.inbound[0]], ctx)
             values[layer.name] = y
             caches.append(cache)
             contexts.append(ctx)
         return values[self.spec.outputs[0]], caches, contexts
 
-    def _backward(self, caches, d_output: np.ndarray):
-        """Gradients of every weight (``None`` for non-trainable) and of the input."""
+    def _backward(self, caches, d_output: np.ndarray, input_grad: bool):
+        """Gradients of every weight (``None`` for non-trainable) and, with
+        ``input_grad``, of the input (else ``None``).
+
+        Without ``input_grad`` a layer's input gradient is computed only where
+        a trainable weight lies upstream of it; the other layers (the first
+        Dense or Conv of most models) compute only their weight gradients,
+        which skips one matrix product as large as their forward pass.
+        """
+        input_name = self.spec.inputs[0].name
         grads: dict[str, np.ndarray] = {self.spec.outputs[0]: d_output}
         weight_grads: list[list[np.ndarray | None]] = [[] for _ in self.spec.layers]
         for index in reversed(range(len(self.spec.layers))):
             layer, kernel = self.spec.layers[index], self.kernels[index]
             dy = grads.pop(layer.name, None)
-            if dy is None:  # the layer does not reach the output
+            if dy is None:  # the layer does not reach the output, or no weight needs its dy
                 weight_grads[index] = [None if not w.trainable else np.zeros(w.shape, self.dtype) for w in layer.weights]
+                continue
+            source = layer.inbound[0]
+            if not (input_grad or self._trainable_upstream[source]):
+                weight_grads[index] = list(kernel.backward_weights(self.weights[index], caches[index], dy))
                 continue
             dx, dws = kernel.backward(self.weights[index], caches[index], dy)
             weight_grads[index] = list(dws)
             if dx is not None:
-                source = layer.inbound[0]
                 grads[source] = dx if source not in grads else grads[source] + dx
-        return weight_grads, grads.get(self.spec.inputs[0].name)
+        return weight_grads, grads.get(input_name)
 
-    def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None):
+    def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False):
         output, caches, contexts = self._forward(x, training, step_seed)
         loss, d_output = self.loss_fn(y, output)
-        weight_grads, d_input = self._backward(caches, d_output)
+        weight_grads, d_input = self._backward(caches, d_output, input_grad)
         loss = loss + self._regularization(weight_grads)
         return loss, output, weight_grads, d_input, contexts
 
@@ -165,5 +196,5 @@ class NumpyProgram(Program):
         self.accumulator.reset()
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
-        loss, _, weight_grads, d_input, _ = self._loss_and_gradients(x, y, training, step_seed)
+        loss, _, weight_grads, d_input, _ = self._loss_and_gradients(x, y, training, step_seed, input_grad=True)
         return Gradients(float(loss), [g for gs in weight_grads for g in gs], d_input)

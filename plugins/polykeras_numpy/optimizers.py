@@ -130,8 +130,9 @@ class Adagrad(NumpyOptimizer):
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad}
 
 
-def create(spec: dict, params: list[np.ndarray]) -> NumpyOptimizer:
+def create(spec: dict, params: list[np.ndarray], overrides: dict | None = None) -> NumpyOptimizer:
     kind = spec["kind"]
-    if kind not in OPTIMIZERS:
+    table = {**OPTIMIZERS, **(overrides or {})}
+    if kind not in table:
         raise NotImplementedError(f"the numpy backend has no optimizer {kind!r}; it has {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[kind](spec["config"], params)
+    return table[kind](spec["config"], params)

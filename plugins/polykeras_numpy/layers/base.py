@@ -78,3 +78,13 @@ class Kernel:
         ``dweights`` has one entry per weight, ``None`` for non-trainable ones.
         """
         raise NotImplementedError
+
+    def backward_weights(self, weights: list[np.ndarray], cache: Any, dy: np.ndarray) -> list[np.ndarray | None]:
+        """Only the ``dweights`` of :meth:`backward`.
+
+        The program calls this instead of :meth:`backward` when nothing needs
+        ``dx``: in training, for a layer with no trainable weight upstream of
+        it (usually the first). A kernel whose ``dx`` is costly overrides it to
+        skip that work; the weight gradients must be the same.
+        """
+        return self.backward(weights, cache, dy)[1]

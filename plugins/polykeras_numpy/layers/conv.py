@@ -82,19 +82,21 @@ def conv2d(xp: np.ndarray, kernel: np.ndarray, strides, dilation, out_hw) -> np.
     return y
 
 
-def conv2d_backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray, strides, dilation):
-    """Gradients of :func:`conv2d` with respect to ``xp`` and ``kernel``."""
+def conv2d_backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray, strides, dilation, input_grad: bool = True):
+    """Gradients of :func:`conv2d` with respect to ``xp`` (``None`` without
+    ``input_grad``) and ``kernel``."""
     kh, kw, cin, filters = kernel.shape
     (sh, sw), (dh, dw) = strides, dilation
     oh, ow = dz.shape[1:3]
     dz2 = dz.reshape(-1, filters)
-    dxp = np.zeros_like(xp)
+    dxp = np.zeros_like(xp) if input_grad else None
     dkernel = np.empty_like(kernel)
     for i in range(kh):
         for j in range(kw):
             index = window(i * dh, j * dw, oh, ow, sh, sw)
             dkernel[i, j] = xp[index].reshape(-1, cin).T @ dz2
-            dxp[index] += dz @ kernel[i, j].T  # windows overlap when stride < k: accumulate
+            if input_grad:
+                dxp[index] += dz @ kernel[i, j].T  # windows overlap when stride < k: accumulate
     return dxp, dkernel
 
 
@@ -154,14 +156,23 @@ class Conv2D(Kernel):
         return (y[:, 0] if self.rank == 1 else y), (xp, pads, z, y)
 
     def backward(self, weights, cache, dy):
+        return self._backward(weights, cache, dy, input_grad=True)
+
+    def backward_weights(self, weights, cache, dy):
+        return self._backward(weights, cache, dy, input_grad=False)[1]
+
+    def _backward(self, weights, cache, dy, input_grad: bool):
         xp, pads, z, y = cache
         dz = activations.backward(self.activation, z, y, dy.reshape(z.shape))
-        dxp, dkernel = conv2d_backward(xp, self._image_kernel(weights[0]), dz, self.strides, self.dilation)
-        (top, bottom), (left, right) = pads
-        dx = dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right]
+        dxp, dkernel = conv2d_backward(xp, self._image_kernel(weights[0]), dz, self.strides, self.dilation,
+                                       input_grad)
         dweights = [dkernel.reshape(weights[0].shape)]
         if self.use_bias:
             dweights.append(dz.sum(axis=(0, 1, 2)))
+        if not input_grad:
+            return None, dweights
+        (top, bottom), (left, right) = pads
+        dx = dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right]
         return (dx[:, 0] if self.rank == 1 else dx), dweights
 
 
