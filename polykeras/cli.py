@@ -162,6 +162,36 @@ def _plot_curves(history: dict, path: Path, title: str) -> bool:
     return True
 
 
+def _conformance(args) -> int:
+    try:
+        from polykeras_conformance import report, runner
+    except ImportError as exc:
+        raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
+    from polykeras.backends import backend_infos
+
+    infos = backend_infos()
+    names = args.backends.split(",") if args.backends else [n for n, i in infos.items() if i.installed]
+    for name in names:
+        _check_choice(name, list(infos), "backend")
+        if not infos[name].installed:
+            raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint()}")
+    levels = tuple(args.levels.split(",")) if args.levels else runner.LEVELS
+    for level in levels:
+        _check_choice(level, list(runner.LEVELS), "level")
+    dtypes = tuple(args.dtypes.split(","))
+    for dtype in dtypes:
+        _check_choice(dtype, ["float64", "float32"], "dtype")
+    workloads_ = args.workloads.split(",") if args.workloads else None
+    runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
+                      workloads_, timeout=args.timeout)
+    path = report.write(runs, Path(args.report), levels, args.quick)
+    print()
+    for run in runs:
+        print(f"{run.label:40s} {run.verdict()}")
+    print(f"report: {path}")
+    return 0 if all(r.passed for r in runs) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polykeras", description="Keras models on any backend.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -179,13 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=float, default=0.1, help="fraction held out (default 0.1)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output (default 1)")
     train.add_argument("--out", default="out", help="folder for history.json, model.keras, curves.png")
+    conf = sub.add_parser("conformance", help="compare backends with the NumPy reference; write a report")
+    conf.add_argument("--backends", help="comma-separated backends (default: every installed one)")
+    conf.add_argument("--devices", help="comma-separated devices (default: each backend's best)")
+    conf.add_argument("--dtypes", default="float64,float32", help="default: float64,float32")
+    conf.add_argument("--levels", "--level", dest="levels", help="comma-separated, among L0,L1,L2,L3 (default: all)")
+    conf.add_argument("--workloads", help="comma-separated workloads for L2/L3 (default: all)")
+    conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
+    conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
+    conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"backends": _backends, "train": _train}
+    handlers = {"backends": _backends, "train": _train, "conformance": _conformance}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -1,5 +1,9 @@
 """The plugin manager: finds plugins through entry points, once per process.
 
+Besides entry points, ``POLYKERAS_PLUGINS`` may name plugin modules to load
+(comma-separated import paths): a way to try a plugin before packaging it,
+and how the conformance suite hands test plugins to its worker processes.
+
 A plugin that fails to import does not take polykeras down: its name and
 error are kept (:func:`load_failures`) and shown wherever a user would look
 for it (``polykeras backends``, the unknown-backend error), while every other
@@ -8,7 +12,9 @@ plugin stays usable.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +47,7 @@ def manager() -> pluggy.PluginManager:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         _load_entry_points(pm)
+        _load_env_plugins(pm)
         _manager = pm
     return _manager
 
@@ -54,6 +61,19 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken plugin must not break the others
             _failures.append(LoadFailure(ep.name, ep.value, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def _load_env_plugins(pm: pluggy.PluginManager) -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get("POLYKERAS_PLUGINS", "").split(","))):
+        if pm.get_plugin(module) is not None:
+            continue
+        try:
+            plugin = importlib.import_module(module)
+            if not pm.is_registered(plugin):  # not already loaded through its entry point
+                pm.register(plugin, name=module)
+        except Exception as exc:
+            _failures.append(LoadFailure(module, f"POLYKERAS_PLUGINS={module}", f"{type(exc).__name__}: {exc}",
+                                         traceback.format_exc()))
 
 
 def register(plugin: Any, name: str | None = None) -> None:

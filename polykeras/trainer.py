@@ -26,6 +26,12 @@ class Trainer:
         self.model = model
 
     # -- data checks -----------------------------------------------------------------
+    def prepare(self, x, y=None):
+        """``x`` (and ``y``) checked against the model and converted to the
+        arrays a program receives: what ``fit`` does once before training."""
+        x = self._prepare_x(x)
+        return x if y is None else (x, self._prepare_y(y, len(x)))
+
     def _prepare_x(self, x) -> np.ndarray:
         model = self.model
         if x is None:

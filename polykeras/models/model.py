@@ -243,7 +243,7 @@ class Model:
         if missing:
             from polykeras.backends import backend_infos
 
-            having = {k: [n for n, i in backend_infos().items() if k in i.layer_kinds] for k in missing}
+            having = {k: [n for n, i in backend_infos().items() if k in i.layer_kinds and i.installed] for k in missing}
             detail = "; ".join(f"{k} is implemented by: {', '.join(v) or 'no installed backend'}" for k, v in having.items())
             raise NotImplementedError(f"backend {backend.name!r} does not implement layer kind(s) "
                                       f"{', '.join(missing)} used by model {self.name!r}. {detail}")

@@ -1,0 +1,231 @@
+"""The cases the suite runs, as plain JSON-able data.
+
+* L0: one layer kind (or loss, or regularizer) in a tiny model, with shapes and
+  configs drawn by hypothesis from a fixed seed -- the same cases in every
+  process, so a backend's worker and the reference's agree on what to run.
+* L1: optimizer configurations, each run for several updates.
+* L2: the named workloads of :mod:`polykeras.workloads`.
+
+A case is ``{"id", "layers": [Keras layer configs], "input_shape", "vocab",
+"loss", "target", "training"}``; :func:`build_model` turns it into a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+Case = dict[str, Any]
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "softplus", "swish",
+               "exponential", "hard_sigmoid")
+
+
+def _layer(class_name: str, **config) -> dict:
+    return {"class_name": class_name, "config": config}
+
+
+@st.composite
+def _dense(draw):
+    rank = draw(st.sampled_from([1, 2]))
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(rank))
+    config = dict(units=draw(st.integers(1, 6)), activation=draw(st.sampled_from(ACTIVATIONS)),
+                  use_bias=draw(st.booleans()))
+    return [_layer("Dense", **config)], shape
+
+
+@st.composite
+def _activation(draw):
+    return [_layer("Activation", activation=draw(st.sampled_from(ACTIVATIONS)))], (draw(st.integers(1, 7)),)
+
+
+@st.composite
+def _dropout(draw):
+    return [_layer("Dropout", rate=draw(st.sampled_from([0.1, 0.3, 0.5])))], (draw(st.integers(2, 12)),)
+
+
+@st.composite
+def _reshaping(draw):
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), 2)
+    if draw(st.booleans()):
+        return [_layer("Flatten")], shape
+    return [_layer("Reshape", target_shape=(2, -1))], shape
+
+
+def _window(draw, rank: int, padding_choices=("valid", "same")):
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    strides = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    padding = draw(st.sampled_from(padding_choices))
+    spatial = tuple(draw(st.integers(k, k + 4)) for k in kernel)
+    return kernel, strides, padding, spatial
+
+
+@st.composite
+def _conv2d(draw):
+    kernel, strides, padding, spatial = _window(draw, 2)
+    config = dict(filters=draw(st.integers(1, 4)), kernel_size=kernel, strides=strides, padding=padding,
+                  activation=draw(st.sampled_from(["linear", "relu", "tanh"])), use_bias=draw(st.booleans()))
+    return [_layer("Conv2D", **config)], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
+def _conv1d(draw):
+    kernel, strides, padding, spatial = _window(draw, 1, ("valid", "same", "causal"))
+    config = dict(filters=draw(st.integers(1, 4)), kernel_size=kernel, strides=strides, padding=padding,
+                  activation=draw(st.sampled_from(["linear", "relu"])))
+    return [_layer("Conv1D", **config)], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
+def _pooling(draw):
+    kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D"]))
+    rank = 1 if kind.endswith("1D") else 2
+    pool, strides, padding, spatial = _window(draw, rank)
+    return [_layer(kind, pool_size=pool, strides=strides, padding=padding)], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
+def _global_pooling(draw):
+    kind = draw(st.sampled_from(["GlobalAveragePooling2D", "GlobalAveragePooling1D"]))
+    spatial = tuple(draw(st.integers(1, 4)) for _ in range(2 if kind.endswith("2D") else 1))
+    return [_layer(kind, keepdims=draw(st.booleans()))], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
+def _batchnorm(draw):
+    config = dict(momentum=draw(st.sampled_from([0.99, 0.5])), epsilon=draw(st.sampled_from([1e-3, 0.1])),
+                  center=draw(st.booleans()), scale=draw(st.booleans()))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3))))
+    return [_layer("BatchNormalization", **config)], shape
+
+
+@st.composite
+def _recurrent(draw):
+    kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
+    config = dict(units=draw(st.integers(1, 5)), return_sequences=draw(st.booleans()),
+                  go_backwards=draw(st.booleans()), use_bias=draw(st.booleans()),
+                  dropout=draw(st.sampled_from([0.0, 0.3])), recurrent_dropout=draw(st.sampled_from([0.0, 0.25])))
+    if kind == "GRU":
+        config["reset_after"] = draw(st.booleans())
+    return [_layer(kind, **config)], (draw(st.integers(1, 5)), draw(st.integers(1, 4)))
+
+
+@st.composite
+def _embedding(draw):
+    vocab = draw(st.integers(2, 20))
+    return [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 5)))], (draw(st.integers(1, 6)),), vocab
+
+
+STRATEGIES = {
+    "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
+    "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
+    "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
+}
+
+
+def layer_cases(examples_per_group: int = 6) -> list[Case]:
+    """L0 cases: ``examples_per_group`` hypothesis draws per group, derandomised."""
+    cases: list[Case] = []
+    for group, strategy in STRATEGIES.items():
+        drawn: list = []
+
+        @settings(max_examples=examples_per_group, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+        @given(strategy())
+        def collect(example):
+            drawn.append(example)
+
+        collect()
+        seen = set()
+        for example in drawn:
+            layers, shape, vocab = (example + (None,))[:3]
+            key = repr((layers, shape))
+            if key in seen:
+                continue
+            seen.add(key)
+            # BatchNormalization alternates inference and training mode; everything else trains
+            # (so that Dropout and recurrent dropout use their parity masks)
+            training = group != "BatchNormalization" or len(seen) % 2 == 0
+            cases.append({"id": f"{layers[0]['class_name']}#{len(seen)}", "group": group, "layers": layers,
+                          "input_shape": list(shape), "vocab": vocab, "loss": "mse", "target": "real",
+                          "training": training})
+    return cases
+
+
+LOSS_CASES: list[Case] = [
+    {"id": f"loss:{name}", "group": "Loss", "layers": [_layer("Dense", units=3, activation=act)], "input_shape": [5],
+     "vocab": None, "loss": loss, "target": target, "training": True}
+    for name, act, loss, target in [
+        ("sparse_categorical_crossentropy", "softmax", {"class_name": "SparseCategoricalCrossentropy", "config": {}}, "labels"),
+        ("categorical_crossentropy", "softmax", {"class_name": "CategoricalCrossentropy", "config": {}}, "onehot"),
+        ("categorical_crossentropy(from_logits, label_smoothing)", "linear",
+         {"class_name": "CategoricalCrossentropy", "config": {"from_logits": True, "label_smoothing": 0.1}}, "onehot"),
+        ("binary_crossentropy", "sigmoid", {"class_name": "BinaryCrossentropy", "config": {}}, "binary"),
+        ("binary_crossentropy(from_logits)", "linear",
+         {"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}, "binary"),
+        ("mean_squared_error", "linear", {"class_name": "MeanSquaredError", "config": {}}, "real"),
+        ("mean_absolute_error", "linear", {"class_name": "MeanAbsoluteError", "config": {}}, "real"),
+    ]
+] + [
+    {"id": f"regularizer:{name}", "group": "Regularizer", "input_shape": [4], "vocab": None, "loss": "mse",
+     "target": "real", "training": True,
+     "layers": [_layer("Dense", units=3, kernel_regularizer={"class_name": cls, "config": cfg},
+                       bias_regularizer={"class_name": "L2", "config": {"l2": 0.05}})]}
+    for name, cls, cfg in [("l1", "L1", {"l1": 0.01}), ("l2", "L2", {"l2": 0.02}),
+                           ("l1_l2", "L1L2", {"l1": 0.01, "l2": 0.03})]
+]
+
+EXTRA_CASES: list[Case] = [
+    # every activation and Flatten at least once, whatever the draws above cover
+    *[{"id": f"activation:{name}", "group": "Activation", "layers": [_layer("Activation", activation=name)],
+       "input_shape": [7], "vocab": None, "loss": "mse", "target": "real", "training": True}
+      for name in ACTIVATIONS],
+    {"id": "flatten", "group": "Flatten/Reshape", "layers": [_layer("Flatten")], "input_shape": [3, 2, 2],
+     "vocab": None, "loss": "mse", "target": "real", "training": True},
+    # logits in the hundreds: a softmax that does not subtract the maximum overflows to inf/NaN
+    {"id": "softmax:large-logits", "group": "Activation", "layers": [_layer("Activation", activation="softmax")],
+     "input_shape": [6], "vocab": None, "loss": "mse", "target": "real", "training": True, "input_scale": 2000.0},
+]
+
+OPTIMIZER_CASES: list[dict] = [
+    {"class_name": name, "config": config} for name, config in [
+        ("SGD", {"learning_rate": 0.1}), ("SGD", {"learning_rate": 0.05, "momentum": 0.9}),
+        ("SGD", {"learning_rate": 0.05, "momentum": 0.8, "nesterov": True}),
+        ("Adam", {"learning_rate": 0.01}), ("Adam", {"learning_rate": 0.01, "amsgrad": True}),
+        ("Adam", {"learning_rate": 0.01, "epsilon": 1e-3, "beta_1": 0.8}),
+        ("AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}),
+        ("RMSprop", {"learning_rate": 0.01}), ("RMSprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True}),
+        ("Adagrad", {"learning_rate": 0.1}), ("SGD", {"learning_rate": 0.1, "clipnorm": 0.1}),
+        ("Adam", {"learning_rate": 0.01, "global_clipnorm": 0.05}), ("RMSprop", {"learning_rate": 0.01, "clipvalue": 0.01}),
+    ]
+]
+
+
+def build_model(case: Case):
+    """The case's model: ``Input(input_shape)`` followed by its layers."""
+    from polykeras.models import Sequential
+
+    dtype = "int32" if case["vocab"] else None
+    layers = [{"class_name": "InputLayer", "config": {"batch_shape": [None, *case["input_shape"]], "dtype": dtype}}]
+    return Sequential.from_config({"name": "case", "layers": layers + case["layers"]})
+
+
+def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets for a case (float64; the worker casts them)."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, *case["input_shape"])
+    x = rng.integers(0, case["vocab"], shape) if case["vocab"] else rng.normal(size=shape) * case.get("input_scale", 1)
+    out = (batch, *output_shape[1:])
+    target = case["target"]
+    if target == "labels":
+        y = rng.integers(0, out[-1], out[:-1])
+    elif target == "onehot":
+        y = np.eye(out[-1])[rng.integers(0, out[-1], out[:-1])]
+    elif target == "binary":
+        y = (rng.random(out) > 0.5).astype(float)
+    else:
+        y = rng.normal(size=out)
+    return x, y

@@ -1,0 +1,163 @@
+"""Measurements: what one backend computes for each case, level by level.
+
+These functions run inside a backend's worker process and return plain NumPy
+arrays keyed by name; comparing them with the reference's happens elsewhere
+(:mod:`.compare`). Every model is built after seeding, so all backends start
+from the same initial weights, and every step uses a fixed step seed in parity
+mode, so all backends drop the same units.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+import polykeras as keras
+from polykeras import losses
+from polykeras import random as pk_random
+from polykeras.trainer import Trainer
+from polykeras_conformance import cases as _cases
+
+STEP_SEED = 7
+
+
+class Unsupported(Exception):
+    """The backend does not implement something the case needs (coverage, not failure)."""
+
+
+def _compile(model, loss, optimizer, backend: str, device: str | None, dtype: str):
+    model.compile(optimizer=optimizer, loss=loss, backend=backend, device=device, dtype=dtype, parity=True)
+    return model
+
+
+def _program(model, x, y):
+    x, y = Trainer(model).prepare(x, y)
+    try:
+        return model._get_program(training=True, y_ndim=y.ndim), x, y
+    except NotImplementedError as exc:
+        raise Unsupported(str(exc)) from None
+
+
+def layer_case(case: dict, backend: str, device: str | None, dtype: str) -> dict[str, np.ndarray]:
+    """L0: output, loss and every gradient of one small model."""
+    keras.backend.clear_session()  # same layer names in every process and every run
+    keras.utils.set_random_seed(0)
+    model = _cases.build_model(case)
+    _compile(model, losses.get(case["loss"]), "sgd", backend, device, dtype)
+    program, x, y = _program(model, *_cases.case_data(case, model.output_shape))
+    result = {"output": program.predict_step(x)}
+    grads = program.value_and_grad(x, y, STEP_SEED, training=case["training"])
+    result["loss"] = np.asarray(grads.loss)
+    for (layer, weight), g in zip(model._spec().weight_specs, grads.weights):
+        if g is not None:
+            result[f"grad {layer.kind}.{weight.name}"] = np.asarray(g)
+    if grads.inputs is not None:
+        result["grad input"] = np.asarray(grads.inputs)
+    return result
+
+
+OPTIMIZER_STEPS = 10
+
+
+def optimizer_case(config: dict, backend: str, device: str | None, dtype: str) -> dict[str, np.ndarray]:
+    """L1: weights after 1 and after ``OPTIMIZER_STEPS`` updates of a small MLP."""
+    keras.backend.clear_session()  # same layer names in every process and every run
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input(shape=(6,)), keras.layers.Dense(5, activation="tanh"),
+                              keras.layers.Dense(3)])
+    _compile(model, "mse", keras.optimizers.get(config), backend, device, dtype)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 6)), rng.normal(size=(8, 3))
+    program, x, y = _program(model, x, y)
+    result = {}
+    for step in range(1, OPTIMIZER_STEPS + 1):
+        program.train_step(x, y, STEP_SEED + step)
+        if step in (1, OPTIMIZER_STEPS):
+            for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):
+                result[f"step {step} {layer.name}.{weight.name}"] = w
+    return result
+
+
+def training_run(workload_name: str, backend: str, device: str | None, dtype: str, steps: int | None,
+                 test_samples: int | None = None) -> dict[str, np.ndarray]:
+    """L2: per-step training losses, final weights and test accuracy.
+
+    With ``steps`` the first ``steps`` batches are trained in order (quick
+    mode); without, whole epochs with the core's seeded shuffling (full mode).
+    """
+    from polykeras import workloads
+
+    workload = workloads.get(workload_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras.datasets.DatasetSubsetWarning)
+        (x, y), (x_test, y_test) = workload.load()
+    if test_samples:
+        x_test, y_test = x_test[:test_samples], y_test[:test_samples]
+    keras.backend.clear_session()  # same layer names in every process and every run
+    keras.utils.set_random_seed(0)
+    model = workload.build()
+    workload.compile(model, backend=backend, device=device, dtype=dtype, parity=True)
+    batch = workload.batch_size
+    if steps:
+        x, y = x[: steps * batch], y[: steps * batch]
+    program, x, y = _program(model, x, y)
+    losses_per_step = []
+    epochs = 1 if steps else workload.epochs
+    for epoch in range(epochs):
+        order = np.arange(len(x)) if steps else pk_random.shuffle_order(0, epoch, len(x))
+        for step in range(int(np.ceil(len(x) / batch))):
+            index = order[step * batch:(step + 1) * batch]
+            program.reset_metrics()
+            program.train_step(x[index], y[index], pk_random.step_seed(0, epoch * 100_000 + step))
+            losses_per_step.append(program.results()["loss"])
+    model._weights_stale = True
+    x_test, y_test = Trainer(model).prepare(x_test, y_test)
+    program.reset_metrics()
+    for lo in range(0, len(x_test), 256):
+        program.test_step(x_test[lo:lo + 256], y_test[lo:lo + 256])
+    result = {"losses": np.array(losses_per_step), "test accuracy": np.asarray(program.results().get("accuracy", np.nan))}
+    for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):
+        result[f"weights {layer.name}.{weight.name}"] = w
+    return result
+
+
+def speed(workload_name: str, backend: str, device: str | None, dtype: str, steps: int = 40,
+          epochs: int = 3) -> dict[str, np.ndarray]:
+    """L3: ms per training step through ``fit`` (the user's path), median over
+    ``epochs`` epochs of ``steps`` steps after a warm-up epoch."""
+    from polykeras import workloads
+
+    workload = workloads.get(workload_name)
+    keras.backend.clear_session()  # same layer names in every process and every run
+    keras.utils.set_random_seed(0)
+    model = workload.build()
+    workload.compile(model, backend=backend, device=device, dtype=dtype)
+    batch = workload.batch_size
+    rng = np.random.default_rng(0)
+    n = steps * batch
+    shape = tuple(model.input_shape[1:])
+    if model._spec().inputs[0].dtype.startswith("int"):
+        x = rng.integers(1, 1000, (n, *shape))
+    else:
+        x = rng.random((n, *shape))
+    out = model.output_shape[-1]
+    y = rng.integers(0, out, n) if workload.loss.startswith("sparse") else rng.integers(0, 2, (n, out))
+    _program(model, x[:batch], y[:batch])  # compiles, and reports a missing layer kind as unsupported
+    timer = _EpochTimes()
+    model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[timer])
+    per_step = np.array(timer.seconds[1:]) / steps * 1000
+    return {"ms/step": np.asarray(np.median(per_step)), "samples/s": np.asarray(batch * 1000 / np.median(per_step))}
+
+
+class _EpochTimes(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)

@@ -1,0 +1,194 @@
+"""The report: ``report.md``, ``report.json`` and PNG plots.
+
+Rows are backend x device x dtype; a verdict names the worst offending
+quantity; the tolerance table is printed beside it; a coverage matrix shows
+which layer kinds each backend implements.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from polykeras_conformance import tolerances
+from polykeras_conformance.results import Run
+
+LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed"}
+
+
+def _cell(run: Run, level: str) -> str:
+    if run.error:
+        return "crashed"
+    checks = [c for c in run.checks if c.level == level]
+    if not checks:
+        return "-"
+    if level == "L3":
+        return "measured"
+    worst = run.worst(level)
+    unsupported = sum(c.status == "unsupported" for c in checks)
+    note = f" ({unsupported} unsupported)" if unsupported else ""
+    if worst is None:
+        values = [c.value / c.limit for c in checks if c.value is not None and c.limit]
+        return f"pass, worst {max(values, default=0):.0e} of limit{note}"
+    return f"**FAIL**: {worst.describe()}{note}"
+
+
+def markdown(runs: list[Run], levels, quick: bool, plots: list[str]) -> str:
+    lines = ["# polykeras conformance report", "",
+             f"{time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'unknown host'} "
+             f"({platform.machine()}, {platform.python_implementation()} {platform.python_version()}); "
+             f"mode: {'quick' if quick else 'full'}; levels: {', '.join(levels)}.", "",
+             "Every backend is compared with the NumPy reference running the same cases in its own process "
+             "(same initial weights, same data order, parity-mode dropout masks).", "", "## Verdicts", "",
+             "| backend / device / dtype | version | " + " | ".join(LEVEL_NAMES[l] for l in levels if l in LEVEL_NAMES)
+             + " | verdict |", "|---|---|" + "---|" * (len(levels) + 1)]
+    for run in runs:
+        cells = [_cell(run, level) for level in levels]
+        verdict = "PASS" if run.passed else "**FAIL**"
+        lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
+    lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
+    lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
+    lines += _training_table(runs) + _speed_table(runs) + _coverage(runs) + _failures(runs)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _training_table(runs: list[Run]) -> list[str]:
+    rows = []
+    for run in runs:
+        for c in run.checks:
+            if c.level == "L2" and c.quantity == "per-step loss":
+                acc = next((a for a in run.checks if a.level == "L2" and a.case == c.case
+                            and a.quantity.startswith("test accuracy")), None)
+                weights = max((w.value for w in run.checks if w.level == "L2" and w.case == c.case
+                               and w.quantity.startswith("weights") and w.value is not None), default=None)
+                rows.append(f"| {c.case} | {run.label} | {c.value:.1e} | "
+                            f"{'-' if weights is None else f'{weights:.1e}'} | {acc.detail if acc else '-'} |")
+    if not rows:
+        return []
+    return ["", "## L2 training", "", "| workload | backend / device / dtype | max per-step loss rel. diff | "
+            "worst final-weight rel. diff | test accuracy vs reference |", "|---|---|---|---|---|", *rows]
+
+
+def _speed_table(runs: list[Run]) -> list[str]:
+    rows = []
+    for run in runs:
+        by_case = defaultdict(dict)
+        for c in run.checks:
+            if c.level == "L3":
+                by_case[c.case][c.quantity] = c.value
+        for case, values in by_case.items():
+            ratio = values.get("speed vs numpy")
+            rows.append(f"| {case} | {run.label} | {values.get('ms/step', float('nan')):.2f} | "
+                        f"{values.get('samples/s', float('nan')):,.0f} | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+    if not rows:
+        return []
+    return ["", "## L3 speed (through `fit`, median of epochs after a warm-up)", "",
+            "| workload | backend / device / dtype | ms/step | samples/s | speed vs numpy |", "|---|---|---|---|---|", *rows]
+
+
+def _coverage(runs: list[Run]) -> list[str]:
+    from polykeras.backends import backend_infos
+
+    infos = backend_infos()
+    names = list(dict.fromkeys(r.backend for r in runs))
+    kinds = sorted(set().union(*(infos[n].layer_kinds for n in names if n in infos)))
+    if not kinds:
+        return []
+    lines = ["", "## Coverage (layer kinds each backend implements)", "",
+             "| layer kind | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join("yes" if n in infos and kind in infos[n].layer_kinds else "**no**"
+                                                 for n in names) + " |")
+    return lines
+
+
+def _failures(runs: list[Run]) -> list[str]:
+    lines = []
+    for run in runs:
+        bad = run.failures()
+        if run.error:
+            lines.append(f"- **{run.label}**: {run.error}")
+        for c in bad[:20]:
+            lines.append(f"- **{run.label}** {c.level} {c.group}: {c.describe()}")
+        if len(bad) > 20:
+            lines.append(f"- **{run.label}**: ... and {len(bad) - 20} more failing checks (see report.json)")
+    return ["", "## Failures", "", *lines] if lines else []
+
+
+def plot(runs: list[Run], out: Path) -> list[str]:
+    """Loss trajectories, per-step relative differences and speed; returns file names."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    workloads = sorted({w for r in runs for w in (r.losses or {})})
+    for dtype in sorted({r.dtype for r in runs}):
+        group = [r for r in runs if r.dtype == dtype and r.losses]
+        reference = next((r for r in group if r.backend == "numpy"), None)
+        if not group or not workloads:
+            continue
+        fig, axes = plt.subplots(2, len(workloads), figsize=(4.2 * len(workloads), 6.5), squeeze=False)
+        for j, workload in enumerate(workloads):
+            for run in group:
+                series = run.losses.get(workload)
+                if series is None:
+                    continue
+                axes[0][j].plot(series, label=f"{run.backend}/{run.device}")
+                if reference is not None and run is not reference and workload in reference.losses:
+                    ref = reference.losses[workload]
+                    diffs = [max(abs(a - b) / max(abs(b), 1e-300), 1e-18) for a, b in zip(series, ref)]
+                    axes[1][j].semilogy(diffs, label=f"{run.backend}/{run.device}")
+            axes[0][j].set_title(f"{workload} ({dtype})")
+            axes[0][j].set_xlabel("step")
+            axes[0][j].set_ylabel("training loss")
+            axes[1][j].set_xlabel("step")
+            axes[1][j].set_ylabel("rel. diff vs numpy")
+            axes[1][j].axhline(tolerances.limit("L2", dtype, "per-step loss").limit, color="red", lw=0.8, ls="--")
+            for ax in axes[:, j]:
+                ax.grid(alpha=0.3)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"training-{dtype}.png"
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        written.append(name)
+    speed = [(r, c) for r in runs for c in r.checks if c.level == "L3" and c.quantity == "ms/step"]
+    if speed:
+        cases = sorted({c.case for _, c in speed})
+        labels = sorted({r.label for r, _ in speed})
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(cases), 3.8))
+        width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            values = [next((c.value for r, c in speed if r.label == label and c.case == case), 0) for case in cases]
+            ax.bar([k + i * width for k in range(len(cases))], values, width, label=label)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(cases))], cases)
+        ax.set_ylabel("ms per training step (lower is faster)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "speed.png", dpi=90)
+        plt.close(fig)
+        written.append("speed.png")
+    return written
+
+
+def write(runs: list[Run], out: Path, levels, quick: bool) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot(runs, out)
+    (out / "report.md").write_text(markdown(runs, levels, quick, plots))
+    data = {"quick": quick, "levels": list(levels), "tolerances": [t.__dict__ for t in tolerances.TABLE],
+            "runs": [r.to_dict() for r in runs]}
+    (out / "report.json").write_text(json.dumps(data, indent=1, default=float))
+    return out / "report.md"
+

@@ -1,0 +1,101 @@
+"""Running the suite: one worker process per backend, device and dtype.
+
+Each backend runs in a process of its own: Keras fixes its backend at import,
+frameworks keep global thread pools and state, and a crash or a hang must be
+that backend's failure, not the suite's. The reference (numpy) runs the same
+cases in its own worker; the comparison happens here, in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from polykeras_conformance import compare
+from polykeras_conformance.results import Check, Run
+
+REFERENCE = "numpy"
+LEVELS = ("L0", "L1", "L2", "L3")
+
+
+def _worker(job: dict, timeout: float) -> tuple[tuple[dict, dict] | None, str, float]:
+    """Run one worker; return ((arrays, status), error, seconds)."""
+    path = Path(job["out"])
+    path.with_suffix(".job.json").write_text(json.dumps(job))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "polykeras_conformance.worker", str(path.with_suffix(".job.json"))],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"the worker did not finish within {timeout:.0f} s (hang?)", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return None, f"the worker crashed (exit {proc.returncode}): {tail}", seconds
+    with np.load(path.with_suffix(".npz")) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return (arrays, meta), "", seconds
+
+
+def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
+        levels: tuple[str, ...] = LEVELS, quick: bool = True, workloads: list[str] | None = None,
+        timeout: float = 1800, progress=print) -> list[Run]:
+    """Run the suite; return one :class:`Run` per backend x device x dtype (the
+    reference included, compared with itself as a sanity check)."""
+    from polykeras import workloads as _workloads
+    from polykeras.backends import find_backend
+
+    workloads = list(_workloads.workloads() if workloads is None else workloads)
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="polykeras-conformance-") as tmp:
+        for dtype in dtypes:
+            reference = None
+            targets = [(REFERENCE, "cpu")] + [(b, d) for b in backends if b != REFERENCE
+                                              for d in (devices or [None])]
+            for backend, device in targets:
+                info = find_backend(backend)
+                if dtype not in info.dtypes:
+                    continue
+                label = f"{backend} / {device or 'default device'} / {dtype}"
+                progress(f"conformance: {label} ...")
+                job = {"backend": backend, "device": device, "dtype": dtype, "levels": list(levels),
+                       "quick": quick, "workloads": workloads,
+                       "out": str(Path(tmp) / f"{backend}-{device}-{dtype}".replace(":", "_"))}
+                measured, error, seconds = _worker(job, timeout)
+                if measured is None:
+                    runs.append(Run(backend, device or "?", dtype, [], error=error, seconds=seconds))
+                    progress(f"  {error}")
+                    continue
+                arrays, meta = measured
+                if backend == REFERENCE:
+                    reference = (arrays, meta["status"])
+                if reference is None:
+                    runs.append(Run(backend, meta["device"], dtype, [], error="the reference failed", seconds=seconds))
+                    continue
+                checks = compare.compare(reference, (arrays, meta["status"]), dtype, quick)
+                if "L3" in levels:
+                    checks += _speed_ratios(arrays, reference[0])
+                losses = {k.split("|")[1]: v.tolist() for k, v in arrays.items()
+                          if k.startswith("L2|") and k.endswith("|losses")}
+                run_ = Run(backend, meta["device"], dtype, checks, version=meta.get("framework", ""), seconds=seconds,
+                           losses=losses)
+                runs.append(run_)
+                progress(f"  {run_.verdict()} ({seconds:.0f} s)")
+    return runs
+
+
+def _speed_ratios(arrays: dict, reference: dict) -> list[Check]:
+    out = []
+    for key, value in arrays.items():
+        level, group, case, quantity = key.split("|", 3)
+        if level == "L3" and quantity == "ms/step" and key in reference:
+            out.append(Check("L3", group, case, "speed vs numpy", float(reference[key]) / float(value), None, "info",
+                             "ratio of ms/step, > 1 is faster than the reference"))
+    return out
