@@ -1,0 +1,30 @@
+"""Torch layers, one class per layer kind.
+
+``LAYERS`` maps each Keras layer class name (a spec's ``kind``) to the
+:class:`~.base.TorchLayer` subclass that implements it.
+"""
+
+from __future__ import annotations
+
+from .base import StepContext, TorchLayer
+from .conv import (
+    AveragePooling2D,
+    Conv1D,
+    Conv2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
+from .recurrent import GRU, LSTM, SimpleRNN
+
+LAYERS: dict[str, type[TorchLayer]] = {
+    cls.kind: cls
+    for cls in (
+        Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
+        GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
+    )
+}
+
+__all__ = ["LAYERS", "StepContext", "TorchLayer", *LAYERS]

@@ -1,0 +1,106 @@
+"""The contract of a torch layer, and the per-step context it runs in.
+
+A :class:`TorchLayer` is the torch implementation of one layer kind. It
+differs from the NumPy reference kernel in two ways only:
+
+* the math is written with torch ops and differentiated by autograd (no
+  hand-written backward), and
+* its weights may live in a *native* layout (e.g. Conv2D kernels as OIHW,
+  LSTM kernels transposed for ``torch.lstm``). :meth:`TorchLayer.to_native`
+  and :meth:`TorchLayer.to_canonical` convert one layer's weight list at the
+  boundary; both are pure permutations/transposes, so the same conversion
+  serves gradients, and L1/L2 penalties (sums over elements) are unaffected.
+
+Configuration is parsed by the reference kernel itself (``self.reference``),
+so both backends read a config identically and reject the same options with
+the same message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from polykeras import random as _random
+from polykeras.spec import LayerSpec
+
+
+class StepContext:
+    """What one forward pass needs beyond its input and weights.
+
+    ``training`` is Keras's flag. :meth:`dropout_mask` gives a scaled keep
+    mask: in parity mode (``parity_seed`` set) the core's host-drawn mask,
+    identical on every backend; otherwise one drawn with torch's RNG from
+    ``generator`` (fast, same semantics). Layers with non-trainable state
+    (BatchNormalization) record its new values with :meth:`assign`; the
+    program applies them after the step.
+    """
+
+    def __init__(self, training: bool, parity_seed: int | None = None, generator: torch.Generator | None = None):
+        self.training = training
+        self.parity_seed = parity_seed
+        self.generator = generator
+        self.assignments: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def dropout_mask(self, layer_index: int, stream: int, shape: tuple, rate: float,
+                     like: torch.Tensor) -> torch.Tensor:
+        """Inverted-dropout mask (0 or ``1/(1-rate)``) of ``shape``, in
+        ``like``'s dtype and device."""
+        if self.parity_seed is not None:
+            mask = _random.dropout_mask(self.parity_seed, layer_index, stream, tuple(shape), rate,
+                                        _NUMPY_DTYPES[like.dtype])
+            return torch.from_numpy(mask).to(like.device)
+        keep = 1.0 - rate
+        mask = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+        return mask.bernoulli_(keep, generator=self.generator).div_(keep)
+
+    def assign(self, variable: torch.Tensor, value: torch.Tensor) -> None:
+        self.assignments.append((variable, value.detach()))
+
+    def apply_assignments(self) -> None:
+        with torch.no_grad():
+            for variable, value in self.assignments:
+                variable.copy_(value)
+        self.assignments.clear()
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+class TorchLayer:
+    """Torch implementation of one layer kind.
+
+    Subclasses set ``kind`` and ``reference`` (the NumPy kernel class whose
+    constructor parses the config) and implement :meth:`forward`; layers
+    whose native weight layout is not the canonical one override the two
+    conversions.
+    """
+
+    kind: ClassVar[str] = ""
+    reference: ClassVar[type] = object
+    #: False where the input is integer ids (Embedding): no input gradient.
+    differentiable_input: ClassVar[bool] = True
+
+    def __init__(self, spec: LayerSpec, index: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.spec = spec
+        self.index = index  # position in spec.layers: selects the parity dropout masks
+        self.dtype = dtype
+        self.device = device
+        self.ref: Any = self.reference(spec, _NUMPY_DTYPES[dtype])
+
+    def to_native(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        """Canonical (Keras) layout -> the layout :meth:`forward` uses."""
+        return list(weights)
+
+    def to_canonical(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Inverse of :meth:`to_native` (also applied to gradients)."""
+        return list(arrays)
+
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def constant(self, array: np.ndarray) -> torch.Tensor:
+        """A fixed tensor (padding counts, zero biases) on this layer's device."""
+        return torch.as_tensor(np.asarray(array), dtype=self.dtype, device=self.device)

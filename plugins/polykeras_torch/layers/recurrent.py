@@ -1,0 +1,206 @@
+"""Recurrent layers in torch: SimpleRNN, LSTM, GRU with Keras 3 semantics.
+
+Two paths compute the same function (the reference's,
+:mod:`polykeras_numpy.layers.recurrent`):
+
+* **fused** -- ``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh`` /
+  ``torch.rnn_relu``, the ops behind ``nn.LSTM`` & co. (oneDNN on CPU, cuDNN
+  on GPU): the whole sequence in one call, no Python per time step. Keras
+  semantics allow it when the activations are the standard ones, GRU uses
+  ``reset_after=True`` and no recurrent-dropout mask is active (training with
+  ``recurrent_dropout`` masks ``h_{t-1}`` per sample inside the recurrence,
+  which no fused kernel can do). Input dropout is fine: its mask is constant
+  over time, so it is applied to the whole input before the call.
+* **loop** -- a time loop of torch ops differentiated by autograd, for
+  everything else (recurrent dropout in training, other activations, GRU with
+  ``reset_after=False``).
+
+Native weight layout (``to_native``), chosen so the fused ops take the
+weights as they are:
+
+* SimpleRNN and LSTM: ``w_ih = kernel.T``, ``w_hh = recurrent_kernel.T``,
+  ``b_ih = bias``; torch's second bias ``b_hh`` is a constant zero. Keras's
+  LSTM gate order i, f, c, o is torch's i, f, g, o -- no reordering.
+* GRU: Keras orders the gates z, r, h; torch r, z, n. Every gate-stacked
+  array is permuted to r, z, n. With ``reset_after`` Keras's bias ``(2, 3u)``
+  rows are exactly torch's ``b_ih`` and ``b_hh`` (torch's ``n`` gate is
+  ``tanh(W_in x + b_in + r * (W_hn h + b_hn))``: the reset-after form), and
+  both write the update as ``h = z * h_prev + (1 - z) * n``.
+
+Conversions are permutations and transposes only, so gradients convert with
+the same functions.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polykeras_numpy.layers import recurrent as ref_recurrent
+
+from .. import activations
+from .base import StepContext, TorchLayer
+
+
+class _Recurrent(TorchLayer):
+    gates: ClassVar[int] = 1
+
+    def __init__(self, spec, index, dtype, device):
+        super().__init__(spec, index, dtype, device)
+        ref = self.ref
+        self.units = ref.units
+        self.act = activations.get(ref.activation)
+        self.rec_act = activations.get(ref.recurrent_activation)
+        self.fusable = self._fusable()
+        self.zero_bias = self.constant(np.zeros(self.gates * self.units))
+
+    # -- layout ------------------------------------------------------------
+    def _gate_order(self) -> np.ndarray:
+        """Column permutation from Keras's gate order to the native one."""
+        return np.arange(self.gates * self.units)
+
+    def to_native(self, weights):
+        perm = self._gate_order()
+        native = [weights[0][:, perm].T.copy(), weights[1][:, perm].T.copy()]
+        if len(weights) > 2:
+            native.append(weights[2][..., perm].copy())
+        return native
+
+    def to_canonical(self, arrays):
+        inverse = np.argsort(self._gate_order())
+        canonical = [arrays[0].T[:, inverse].copy(), arrays[1].T[:, inverse].copy()]
+        if len(arrays) > 2:
+            canonical.append(arrays[2][..., inverse].copy())
+        return canonical
+
+    # -- forward -------------------------------------------------------------
+    def forward(self, params, x, ctx: StepContext):
+        ref = self.ref
+        if ref.go_backwards:
+            x = x.flip(1)
+        rec_mask = None
+        if ctx.training and 0.0 < ref.dropout < 1.0:  # one mask for every step
+            x = x * ctx.dropout_mask(self.index, 0, (x.shape[0], x.shape[2]), ref.dropout, x)[:, None, :]
+        if ctx.training and 0.0 < ref.recurrent_dropout < 1.0:
+            rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), ref.recurrent_dropout, x)
+        if rec_mask is None and self.fusable:
+            sequence = self._fused(params, x)
+            return sequence if ref.return_sequences else sequence[:, -1]
+        return self._loop(params, x, rec_mask)
+
+    def _fusable(self) -> bool:
+        return self.ref.activation == "tanh" and self.ref.recurrent_activation == "sigmoid"
+
+    def _fused(self, params, x) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _loop(self, params, x, rec_mask) -> torch.Tensor:
+        """Run :meth:`_cell` over time; the input projection is one GEMM for
+        all steps, as in the reference."""
+        xw = F.linear(x, params[0], self._input_bias(params))
+        state = self._initial_state(x)
+        outputs = []
+        for t in range(x.shape[1]):
+            h_in = state[0] if rec_mask is None else state[0] * rec_mask
+            state = self._cell(params, xw[:, t], h_in, state)
+            outputs.append(state[0])
+        return torch.stack(outputs, dim=1) if self.ref.return_sequences else outputs[-1]
+
+    def _input_bias(self, params):
+        return params[2] if self.ref.use_bias else None
+
+    def _initial_state(self, x) -> tuple[torch.Tensor, ...]:
+        return (x.new_zeros(x.shape[0], self.units),)
+
+    def _cell(self, params, xw_t, h_in, state) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def _flat_weights(self, params) -> tuple[list[torch.Tensor], bool]:
+        if self.ref.use_bias:
+            return [params[0], params[1], params[2], self.zero_bias], True
+        return [params[0], params[1]], False
+
+    def _hidden(self, x) -> torch.Tensor:
+        return x.new_zeros(1, x.shape[0], self.units)
+
+
+class SimpleRNN(_Recurrent):
+    kind = "SimpleRNN"
+    reference = ref_recurrent.SimpleRNN
+
+    def _fusable(self) -> bool:
+        return self.ref.activation in ("tanh", "relu")
+
+    def _fused(self, params, x):
+        op = torch.rnn_tanh if self.ref.activation == "tanh" else torch.rnn_relu
+        weights, has_biases = self._flat_weights(params)
+        return op(x, self._hidden(x), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
+
+    def _cell(self, params, xw_t, h_in, state):
+        return (self.act(torch.addmm(xw_t, h_in, params[1].t())),)
+
+
+class LSTM(_Recurrent):
+    kind = "LSTM"
+    reference = ref_recurrent.LSTM
+    gates = 4
+
+    def _fused(self, params, x):
+        weights, has_biases = self._flat_weights(params)
+        h0 = self._hidden(x)
+        return torch.lstm(x, (h0, h0), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
+
+    def _initial_state(self, x):
+        zeros = x.new_zeros(x.shape[0], self.units)
+        return zeros, zeros
+
+    def _cell(self, params, xw_t, h_in, state):
+        c_prev = state[1]
+        i, f, g, o = torch.addmm(xw_t, h_in, params[1].t()).chunk(4, dim=1)
+        c = self.rec_act(f) * c_prev + self.rec_act(i) * self.act(g)
+        return self.rec_act(o) * self.act(c), c
+
+
+class GRU(_Recurrent):
+    """See the module docstring for the gate mapping. ``reset_after=False``
+    (bias ``(3u,)`` on the input side only, ``(r * h) @ U_h``) has no fused
+    torch op and always takes the loop."""
+
+    kind = "GRU"
+    reference = ref_recurrent.GRU
+    gates = 3
+
+    def _gate_order(self):
+        u = self.units
+        return np.concatenate([np.arange(u, 2 * u), np.arange(u), np.arange(2 * u, 3 * u)])  # z,r,h -> r,z,n
+
+    def _fusable(self) -> bool:
+        return super()._fusable() and self.ref.reset_after
+
+    def _input_bias(self, params):
+        if not self.ref.use_bias:
+            return None
+        return params[2][0] if self.ref.reset_after else params[2]
+
+    def _fused(self, params, x):
+        weights = [params[0], params[1]]
+        if self.ref.use_bias:
+            weights += [params[2][0], params[2][1]]
+        return torch.gru(x, self._hidden(x), weights, self.ref.use_bias, 1, 0.0, torch.is_grad_enabled(), False,
+                         True)[0]
+
+    def _cell(self, params, xw_t, h_in, state):
+        h_prev, u, U = state[0], self.units, params[1]
+        x_r, x_z, x_n = xw_t.chunk(3, dim=1)
+        if self.ref.reset_after:
+            h_r, h_z, h_n = F.linear(h_in, U, params[2][1] if self.ref.use_bias else None).chunk(3, dim=1)
+            r, z = self.rec_act(x_r + h_r), self.rec_act(x_z + h_z)
+            n = self.act(x_n + r * h_n)
+        else:
+            h_r, h_z = F.linear(h_in, U[: 2 * u]).chunk(2, dim=1)
+            r, z = self.rec_act(x_r + h_r), self.rec_act(x_z + h_z)
+            n = self.act(x_n + F.linear(r * h_in, U[2 * u:]))
+        return (z * h_prev + (1.0 - z) * n,)

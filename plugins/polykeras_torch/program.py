@@ -1,0 +1,238 @@
+"""A spec compiled to torch: :class:`TorchProgram`.
+
+One training step is one fused sequence of torch calls -- input to the
+device, forward, loss (+ L1/L2 penalties), ``torch.autograd.grad``, the
+optimizer's ``_foreach`` update, BatchNormalization's moving statistics --
+with no copy back to the host: the loss and metrics are accumulated as
+device tensors and read only when :meth:`TorchProgram.results` is called
+(the trainer calls it when logs are needed).
+
+Weights live as leaf tensors in each layer's native layout (see
+:mod:`.layers.base`); ``get_weights`` / ``set_weights`` / gradients speak the
+canonical Keras layout.
+
+Dropout: in parity mode the masks are the core's host-drawn ones
+(:func:`polykeras.random.dropout_mask`); otherwise torch draws them from a
+generator reseeded from the step seed, so a run is still reproducible from
+polykeras's seed without drawing anything on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from polykeras.program import Gradients, Program
+from polykeras.spec import ModelSpec, TrainingSpec
+
+from . import losses, metrics, optimizers
+from .logs import DeferredMeans
+from .layers import LAYERS, StepContext, TorchLayer
+from .layers.core import Embedding
+
+
+def layer_class(kind: str) -> type[TorchLayer]:
+    try:
+        return LAYERS[kind]
+    except KeyError:
+        raise NotImplementedError(
+            f"the torch backend has no implementation of layer kind {kind!r}; it implements {', '.join(LAYERS)}"
+        ) from None
+
+
+class TorchProgram(Program):
+    def __init__(self, backend, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None,
+                 *, parity: bool = False):
+        self.backend = backend
+        self.spec = spec
+        self.parity = parity
+        self.device, self.dtype = backend.torch_device, backend.torch_dtype
+        self.np_dtype = np.dtype(backend.dtype)
+        self.layers = [layer_class(layer.kind)(layer, i, self.dtype, self.device) for i, layer in enumerate(spec.layers)]
+        self.input_name, self.output_name = spec.inputs[0].name, spec.outputs[0]
+        self.params: list[list[torch.Tensor]] = []
+        self.set_weights(weights)
+        self.trainable = [p for layer, ps in zip(spec.layers, self.params)
+                          for w, p in zip(layer.weights, ps) if w.trainable]
+        self.regularized = [(p, float(w.regularizer.get("l1", 0.0)), float(w.regularizer.get("l2", 0.0)))
+                            for layer, ps in zip(spec.layers, self.params)
+                            for w, p in zip(layer.weights, ps) if w.regularizer and w.trainable]
+        # Layers reading the model input: Embeddings check their ids there, on
+        # the host; a differentiable one makes the input gradient meaningful.
+        readers = [t for t, layer in zip(self.layers, spec.layers) if self.input_name in layer.inbound]
+        self.id_checks = [t for t in readers if isinstance(t, Embedding)]
+        self.input_differentiable = all(t.differentiable_input for t in readers)
+        self.generator = None
+        if any(getattr(t.ref, name, 0) for t in self.layers for name in ("rate", "dropout", "recurrent_dropout")):
+            self.generator = torch.Generator(device=self.device)
+        self._forward = self._forward_eager
+        if backend.compile_forward:
+            self._forward = torch.compile(self._forward_eager, dynamic=False)
+        self.training = training
+        self.iterations = 0
+        if training is not None:
+            self.loss_fn = losses.get(training.loss)
+            self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
+            self.optimizer = optimizers.create(training.optimizer, self.trainable)
+            self.logs = DeferredMeans(["loss"] + [name for name, _ in training.metrics], self.metric_fns)
+
+    # -- weights ---------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        out = []
+        for layer, params in zip(self.layers, self.params):
+            out += layer.to_canonical([p.detach().cpu().numpy().copy() for p in params])
+        return out
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        expected = [w.shape for _, w in self.spec.weight_specs]
+        if len(weights) != len(expected):
+            raise ValueError(f"model {self.spec.name!r} has {len(expected)} weight arrays, got {len(weights)}")
+        for i, (w, shape) in enumerate(zip(weights, expected)):
+            if tuple(np.shape(w)) != tuple(shape):
+                raise ValueError(f"weight {i} of model {self.spec.name!r} must have shape {tuple(shape)}, "
+                                 f"got {np.shape(w)}")
+        flat = iter(weights)
+        fresh = not self.params
+        for index, (spec, layer) in enumerate(zip(self.spec.layers, self.layers)):
+            native = layer.to_native([np.asarray(next(flat), dtype=self.np_dtype) for _ in spec.weights])
+            if fresh:
+                self.params.append([
+                    torch.tensor(a, dtype=self.dtype, device=self.device).requires_grad_(w.trainable)
+                    for a, w in zip(native, spec.weights)])
+            else:
+                with torch.no_grad():
+                    for p, a in zip(self.params[index], native):
+                        p.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+
+    def set_learning_rate(self, value: float) -> None:
+        self.optimizer.learning_rate = float(value)
+
+    # -- data ------------------------------------------------------------------------------
+    def _inputs(self, x: np.ndarray) -> torch.Tensor:
+        x = np.asarray(x)
+        for layer in self.id_checks:
+            layer.check_ids(x)
+        if x.dtype.kind == "f" and x.dtype != self.np_dtype:
+            x = x.astype(self.np_dtype)
+        return self._to_device(x)
+
+    def _targets(self, y: np.ndarray) -> torch.Tensor:
+        """Float targets in the program's dtype, integer labels as int64 (what
+        torch's indexing ops take). Always a private copy: the logs read the
+        targets again when they are computed (see :mod:`.logs`)."""
+        y = np.asarray(y)
+        dtype = np.int64 if y.dtype.kind in "iu" else self.np_dtype
+        return self._to_device(np.array(y, dtype=dtype, order="C", copy=True))
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """No copy on the CPU (``from_numpy`` shares the batch's memory);
+        one asynchronous transfer per batch to an accelerator."""
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            array = np.array(array, order="C")
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device, non_blocking=True)
+
+    # -- the step ------------------------------------------------------------------------
+    def _context(self, training: bool, step_seed: int | None, parity: bool) -> StepContext:
+        if not training:
+            return StepContext(False)
+        if parity:
+            return StepContext(True, parity_seed=int(step_seed))
+        if self.generator is not None:
+            self.generator.manual_seed(int(step_seed) % 2**63)
+        return StepContext(True, generator=self.generator)
+
+    def _forward_eager(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        values = {self.input_name: x}
+        for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
+            values[spec.name] = layer.forward(params, values[spec.inbound[0]], ctx)
+        return values[self.output_name]
+
+    def _penalty(self) -> torch.Tensor | float:
+        """Keras's L1/L2 penalty of the regularised weights (once per step,
+        not scaled by the batch size)."""
+        total: torch.Tensor | float = 0.0
+        for w, l1, l2 in self.regularized:
+            if l1:
+                total = total + l1 * w.abs().sum()
+            if l2:
+                total = total + l2 * w.square().sum()
+        return total
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self._forward(x, ctx)
+        loss = self.loss_fn(y, output)
+        if self.regularized:
+            loss = loss + self._penalty()
+        return loss, output
+
+    def _train(self, x: torch.Tensor, y: torch.Tensor, step_seed: int) -> None:
+        ctx = self._context(True, step_seed, self.parity)
+        loss, output = self._loss(x, y, ctx)
+        grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
+        self.optimizer.apply(self.trainable, _distinct(grads))
+        if ctx.assignments:
+            ctx.apply_assignments()
+        self.iterations += 1
+        self.logs.add(loss.detach(), y, output.detach())
+
+    # -- the Program interface -----------------------------------------------------------------
+    def train_step(self, x, y, step_seed: int) -> None:
+        self._train(self._inputs(x), self._targets(y), step_seed)
+
+    def train_steps(self, xs, ys, step_seeds) -> None:
+        """``steps_per_execution``: the N batches go to the device in one
+        transfer, then run as N fused steps."""
+        xs, ys = self._inputs(xs), self._targets(ys)
+        for i, seed in enumerate(step_seeds):
+            self._train(xs[i], ys[i], seed)
+
+    def test_step(self, x, y) -> None:
+        x, y = self._inputs(x), self._targets(y)
+        with torch.no_grad():
+            loss, output = self._loss(x, y, StepContext(False))
+        self.logs.add(loss.detach(), y, output.detach())
+
+    def predict_step(self, x) -> np.ndarray:
+        with torch.inference_mode():
+            output = self._forward(self._inputs(x), StepContext(False))
+            return output.cpu().numpy().copy()
+
+    def results(self) -> dict[str, float]:
+        return self.logs.results()
+
+    def reset_metrics(self) -> None:
+        self.logs.reset()
+
+    def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
+        """Loss and canonical-layout gradients, nothing updated; in training
+        mode dropout always uses the parity masks of ``step_seed``."""
+        x, y = self._inputs(x), self._targets(y)
+        with_input = self.input_differentiable and x.is_floating_point()
+        if with_input:
+            x = x.clone().requires_grad_(True)
+        loss, _ = self._loss(x, y, self._context(training, step_seed, parity=True))
+        wanted = self.trainable + ([x] if with_input else [])
+        grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True))
+        weights: list[np.ndarray | None] = []
+        for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
+            native = [next(grads) if w.trainable else p for w, p in zip(spec.weights, params)]
+            canonical = layer.to_canonical([g.detach().cpu().numpy().copy() for g in native])
+            weights += [g if w.trainable else None for w, g in zip(spec.weights, canonical)]
+        d_input = next(grads).cpu().numpy() if with_input else None
+        return Gradients(float(loss.detach()), weights, d_input)
+
+
+def _distinct(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The optimizer works in place on the gradients; autograd may return one
+    tensor for two weights (``w1 + w2``), so repeated buffers are cloned."""
+    seen: set[int] = set()
+    out = []
+    for g in grads:
+        if g.data_ptr() in seen:
+            g = g.clone()
+        seen.add(g.data_ptr())
+        out.append(g)
+    return out
