@@ -1,0 +1,45 @@
+"""The JAX backend: which device, which dtype; ``compile`` makes a
+:class:`~polykeras_jax.program.JaxProgram`. (This module imports JAX; the
+plugin's ``__init__`` names it only as a ``"module:attr"`` string.)"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from polykeras.program import Backend
+from polykeras.spec import ModelSpec, TrainingSpec
+from polykeras_jax import LAYER_KINDS, losses, metrics, optimizers
+from polykeras_jax.precision import Precision
+from polykeras_jax.program import JaxProgram
+
+
+class JaxBackend(Backend):
+    """JAX on one device: ``"cpu"``, ``"gpu"`` or ``"tpu"``, optionally ``":index"``."""
+
+    name = "jax"
+    layer_kinds = LAYER_KINDS
+    optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
+    loss_kinds = frozenset(losses.LOSSES)
+    metric_kinds = frozenset(metrics.METRICS)
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
+        Precision(dtype)  # refuses anything but float32/float64, with the reason
+        super().__init__(device, dtype)
+        platform, _, index = device.partition(":")
+        try:
+            devices = jax.devices(platform)
+        except RuntimeError as exc:
+            raise ValueError(f"the jax backend has no device {device!r} here: {exc}") from None
+        if int(index or 0) >= len(devices):
+            raise ValueError(f"the jax backend has {len(devices)} {platform} device(s); {device!r} does not exist")
+        self.jax_device = devices[int(index or 0)]
+
+    def compile(self, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None = None,
+                *, parity: bool = False) -> JaxProgram:
+        return JaxProgram(self, spec, weights, training, parity)
+
+    def describe(self) -> str:
+        return f"jax on {self.jax_device} ({self.dtype})"

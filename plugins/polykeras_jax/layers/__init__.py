@@ -1,0 +1,21 @@
+"""JAX layers, one class per layer kind.
+
+``LAYERS`` maps each Keras layer class name (a spec's ``kind``) to the
+:class:`~.base.Layer` subclass that implements it.
+"""
+
+from __future__ import annotations
+
+from .base import Layer, LayerContext
+from .conv import (AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D, GlobalAveragePooling2D, MaxPooling1D,
+                   MaxPooling2D)
+from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .normalization import BatchNormalization, Embedding
+from .recurrent import GRU, LSTM, SimpleRNN
+
+LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
+    Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
+)}
+
+__all__ = ["LAYERS", "Layer", "LayerContext", *LAYERS]

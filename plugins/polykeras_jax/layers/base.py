@@ -1,0 +1,83 @@
+"""The contract of a JAX layer: a pure function of its weights and input.
+
+Each layer kind of the spec has one :class:`Layer` subclass. Configuration is
+read once, in ``__init__``, from the spec (so a bad config fails at compile
+time with the layer's name); :meth:`Layer.__call__` is traced by ``jax.jit``
+and must be pure JAX. Gradients come from automatic differentiation -- no
+backward passes are written here.
+
+Randomness and state go through :class:`LayerContext`:
+
+* ``ctx.dropout_mask(stream, shape, rate)`` -- the inverted-dropout mask
+  (``0`` or ``1/(1-rate)``) for this layer and step. In parity mode it is an
+  argument of the jitted step, drawn on the host by
+  :func:`polykeras.random.dropout_mask`; otherwise it is drawn inside the
+  jitted function from a key derived from the step seed.
+* ``ctx.assign(j, value)`` -- a new value for non-trainable weight ``j``
+  (BatchNormalization's moving statistics), returned from the step.
+
+Parity mode learns which masks a step needs (layer, stream, shape, rate) by
+tracing the forward pass once with ``jax.eval_shape`` (see :mod:`..model`), so
+a layer only ever asks for its masks where it uses them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from polykeras.spec import LayerSpec
+
+class LayerContext:
+    """What one layer's forward pass may need beyond its input and weights."""
+
+    def __init__(self, training: bool, dropout_mask: Callable[[int, tuple, float], Any] | None) -> None:
+        self.training = training
+        self._dropout_mask = dropout_mask
+        self.assignments: dict[int, Any] = {}
+
+    def dropout_mask(self, stream: int, shape: tuple, rate: float):
+        if self._dropout_mask is None:
+            raise RuntimeError("this forward pass has no randomness; dropout in training mode needs a step seed")
+        return self._dropout_mask(stream, tuple(shape), rate)
+
+    def assign(self, index: int, value) -> None:
+        self.assignments[index] = value
+
+
+class Layer:
+    """JAX implementation of one layer kind (subclasses set ``kind``)."""
+
+    kind: ClassVar[str] = ""
+    #: False for layers whose input is not differentiable (integer ids).
+    differentiable_input: ClassVar[bool] = True
+
+    def __init__(self, spec: LayerSpec, dtype: np.dtype) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.dtype = np.dtype(dtype)
+
+    def __call__(self, weights: list, x, ctx: LayerContext):
+        """The layer's output for input ``x`` (leading batch axis)."""
+        raise NotImplementedError
+
+
+def as_tuple(value, n: int, what: str, layer: str) -> tuple[int, ...]:
+    """An int or a length-``n`` sequence (a config after JSON) as a tuple of ints."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * n
+    values = tuple(int(v) for v in value)
+    if len(values) != n:
+        raise ValueError(f"layer {layer!r}: {what} must have {n} entries, got {value!r}")
+    return values
+
+
+def channels_last(layer: Layer) -> None:
+    """Refuse ``data_format="channels_first"``: weights and data are canonical channels_last."""
+    data_format = layer.config.get("data_format") or "channels_last"
+    if data_format != "channels_last":
+        raise NotImplementedError(
+            f"{layer.kind} layer {layer.spec.name!r}: data_format={data_format!r} is not supported by the jax "
+            "backend; use 'channels_last' (the canonical layout)"
+        )

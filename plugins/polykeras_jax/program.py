@@ -1,0 +1,244 @@
+"""The compiled program: live state on the device and the jitted functions
+that advance it.
+
+One training step -- forward, loss, gradients, clipping, optimizer update,
+moving statistics, metric sums -- is **one** jitted XLA function of the whole
+state, with the state's buffers donated (updated in place, no copies).
+``train_steps`` (Keras's ``steps_per_execution``) runs N of those steps as a
+``lax.scan`` inside one jitted call, so N batches cost one dispatch.
+
+What the host does per step is kept to the unavoidable: hand the NumPy batch
+and the seed to the jitted function and count samples. The learning rate is a
+device scalar argument (changing it never recompiles), and loss and metrics
+are summed on the device and read only by :meth:`JaxProgram.results`.
+
+Compilations: one per distinct input shape, i.e. one for the full batch and
+at most one more for a fit's last partial batch (and one per distinct
+``steps_per_execution`` chunk length). :attr:`JaxProgram.traces` counts them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from polykeras import random as _random
+from polykeras.program import Gradients, Program
+from polykeras.spec import ModelSpec, TrainingSpec
+from polykeras_jax import losses, metrics, optimizers
+from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
+from polykeras_jax.precision import Precision
+
+
+class TrainState(NamedTuple):
+    """Everything a step reads and replaces; donated to the jitted step."""
+
+    trainable: list
+    frozen: list
+    optimizer: optimizers.OptimizerState | None
+    sums: Any  # (1 + n_metrics,): sum over samples of loss and each metric since reset
+
+
+class JaxProgram(Program):
+    def __init__(self, backend, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None,
+                 parity: bool = False) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.parity = parity
+        self.precision = Precision(backend.dtype, parity)
+        self.dtype = self.precision.dtype
+        self.device = backend.jax_device
+        self.model = ModelFunction(spec, self.dtype)
+        self.training = training
+        self.iterations = 0
+        #: how often each jitted function was traced (= compiled), by name
+        self.traces: Counter[str] = Counter()
+        self._count = 0
+        self._plans: dict[tuple, list] = {}
+        self._random: bool | None = None  # does a training step draw dropout masks at all?
+        if training is not None:
+            self.loss_fn = losses.get(training.loss)
+            self.metric_names = [name for name, _ in training.metrics]
+            self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
+            self.optimizer = optimizers.create(training.optimizer)
+        else:
+            self.metric_names, self.metric_fns, self.optimizer = [], [], None
+        with self.precision.scope():
+            trainable, frozen = self.model.split(self._to_device(weights))
+            opt_state = None if self.optimizer is None else jax.device_put(self.optimizer.init(trainable), self.device)
+            self._state = TrainState(trainable, frozen, opt_state, self._zero_sums())
+            self._lr = self._scalar(training.optimizer["config"]["learning_rate"] if training else 0.0)
+        # XLA:CPU runs convolutions inside a while loop (a rolled lax.scan) far slower than
+        # outside one: measured 4.4x for one Conv2D, 20x for the CIFAR CNN (jax 0.10.2). There
+        # the N steps are unrolled instead -- still one dispatch, at N times the compile time.
+        self._unroll = True if self.device.platform == "cpu" and {"Conv1D", "Conv2D"} & set(spec.kinds) else 1
+        self._train = jax.jit(self._train_fn, donate_argnums=0)
+        self._train_many = jax.jit(self._train_many_fn, donate_argnums=0)
+        self._test = jax.jit(self._test_fn, donate_argnums=2)
+        self._predict = jax.jit(self._predict_fn)
+        self._value_and_grad = jax.jit(self._value_and_grad_fn, static_argnums=(4,))
+
+    # -- host <-> device ------------------------------------------------------------------
+    def _to_device(self, weights: Sequence[np.ndarray]) -> list:
+        return [jax.device_put(np.asarray(w, self.dtype), self.device) for w in weights]
+
+    def _scalar(self, value: float):
+        return jax.device_put(np.asarray(value, self.dtype), self.device)
+
+    def _zero_sums(self):
+        return jax.device_put(np.zeros(1 + len(self.metric_fns), self.dtype), self.device)
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        if self.model.integer_input:
+            self.model.check_ids(x)
+            return x if x.dtype == np.int32 else x.astype(np.int32)
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def _noise(self, step_seed: int, x: np.ndarray):
+        """The step's dropout input: None, a seed (fast path) or parity masks."""
+        if self.parity:
+            plan = self._plan(x)
+            return tuple(_random.dropout_mask(step_seed, r.layer_index, r.stream, r.shape, r.rate, self.dtype)
+                         for r in plan) or None
+        if self._random is None:
+            self._random = bool(self._plan(x))
+        return seed_words(step_seed) if self._random else None
+
+    def _plan(self, x: np.ndarray) -> list:
+        key = (x.shape, x.dtype)
+        if key not in self._plans:
+            weights = self.model.merge(self._state.trainable, self._state.frozen)
+            with self.precision.scope():
+                self._plans[key] = self.model.mask_plan(weights, x.shape, x.dtype)
+        return self._plans[key]
+
+    def _noise_source(self, noise, x):
+        """Inside a trace: what the step's ``noise`` argument means (see :meth:`_noise`)."""
+        if noise is None:
+            return None
+        if isinstance(noise, tuple):  # parity masks, in the order of the plan
+            return HostMasks(self._plans[(x.shape, np.dtype(x.dtype))], noise)
+        return KeyNoise(noise, self.dtype)
+
+    # -- the traced functions -------------------------------------------------------------
+    def _objective(self, trainable, frozen, x, y, training: bool, noise):
+        weights = self.model.merge(trainable, frozen)
+        out, assignments = self.model.forward(weights, x, training, noise)
+        return self.loss_fn(y, out) + self.model.penalty(weights), (out, assignments)
+
+    def _logs(self, loss, y, out):
+        """``[loss, *metrics]`` of one batch, each a batch mean, weighted by the batch size."""
+        values = jnp.stack([loss] + [m(y, out).astype(self.dtype) for m in self.metric_fns])
+        return values * y.shape[0]
+
+    def _step(self, state: TrainState, lr, x, y, noise) -> TrainState:
+        grad_fn = jax.value_and_grad(self._objective, has_aux=True)
+        (loss, (out, assignments)), grads = grad_fn(state.trainable, state.frozen, x, y, True,
+                                                    self._noise_source(noise, x))
+        trainable, opt_state = self.optimizer.update(grads, state.optimizer, state.trainable, lr)
+        frozen = self.model.assign(state.frozen, assignments)
+        return TrainState(trainable, frozen, opt_state, state.sums + self._logs(loss, y, out))
+
+    def _train_fn(self, state, lr, x, y, noise):
+        self.traces["train_step"] += 1  # runs only while tracing
+        return self._step(state, lr, x, y, noise)
+
+    def _train_many_fn(self, state, lr, xs, ys, noises):
+        self.traces["train_steps"] += 1
+
+        def body(state, batch):
+            return self._step(state, lr, *batch), None
+
+        return lax.scan(body, state, (xs, ys, noises), unroll=self._unroll)[0]
+
+    def _test_fn(self, trainable, frozen, sums, x, y):
+        self.traces["test_step"] += 1
+        loss, (out, _) = self._objective(trainable, frozen, x, y, False, None)
+        return sums + self._logs(loss, y, out)
+
+    def _predict_fn(self, trainable, frozen, x):
+        self.traces["predict_step"] += 1
+        return self.model.forward(self.model.merge(trainable, frozen), x, False)[0]
+
+    def _value_and_grad_fn(self, trainable, frozen, x, y, training, noise):
+        self.traces["value_and_grad"] += 1
+        differentiate_x = self.model.input_differentiable
+        argnums = (0, 2) if differentiate_x else 0
+        objective = lambda w, f, x_: self._objective(w, f, x_, y, training, self._noise_source(noise, x_))  # noqa
+        (loss, _), grads = jax.value_and_grad(objective, argnums=argnums, has_aux=True)(trainable, frozen, x)
+        return loss, (grads if differentiate_x else (grads, None))
+
+    # -- the Program interface ------------------------------------------------------------
+    def train_step(self, x, y, step_seed: int) -> None:
+        x = self._x(x)
+        noise = self._noise(step_seed, x)
+        with self.precision.scope():
+            self._state = self._train(self._state, self._lr, x, y, noise)
+        self._count += len(x)
+        self.iterations += 1
+
+    def train_steps(self, xs, ys, step_seeds: Sequence[int]) -> None:
+        xs = self._x(xs)
+        noises = [self._noise(seed, xs[0]) for seed in step_seeds]
+        noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
+        with self.precision.scope():
+            self._state = self._train_many(self._state, self._lr, xs, ys, noises)
+        self._count += xs.shape[0] * xs.shape[1]
+        self.iterations += len(xs)
+
+    def test_step(self, x, y) -> None:
+        x = self._x(x)
+        state = self._state
+        with self.precision.scope():
+            self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y))
+        self._count += len(x)
+
+    def predict_step(self, x) -> np.ndarray:
+        x = self._x(np.asarray(x))
+        with self.precision.scope():
+            return np.asarray(self._predict(self._state.trainable, self._state.frozen, x))
+
+    def results(self) -> dict[str, float]:
+        if not self._count:
+            return {}
+        with self.precision.scope():
+            sums = np.asarray(self._state.sums, dtype=np.float64)
+        return {name: float(s) / self._count for name, s in zip(["loss", *self.metric_names], sums)}
+
+    def reset_metrics(self) -> None:
+        self._count = 0
+        with self.precision.scope():
+            self._state = self._state._replace(sums=self._zero_sums())
+
+    def get_weights(self) -> list[np.ndarray]:
+        with self.precision.scope():
+            return [np.array(w, copy=True) for w in self.model.merge(self._state.trainable, self._state.frozen)]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """New weights; the optimizer's slots are kept (as Keras's ``set_weights`` does)."""
+        with self.precision.scope():
+            trainable, frozen = self.model.split(self._to_device(weights))
+        self._state = self._state._replace(trainable=trainable, frozen=frozen)
+
+    def set_learning_rate(self, value: float) -> None:
+        with self.precision.scope():
+            self._lr = self._scalar(value)
+
+    def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
+        """Loss (with penalties) and gradients; dropout uses the parity masks in training."""
+        x = self._x(np.asarray(x))
+        masks = None
+        if training:
+            masks = tuple(_random.dropout_mask(step_seed, r.layer_index, r.stream, r.shape, r.rate, self.dtype)
+                          for r in self._plan(x)) or None
+        with self.precision.scope():
+            loss, (weight_grads, x_grad) = self._value_and_grad(self._state.trainable, self._state.frozen, x, y,
+                                                               training, masks)
+            weight_grads = iter([np.array(g) for g in weight_grads])
+            grads = [next(weight_grads) if t else None for t in self.model.trainable]
+            return Gradients(float(loss), grads, None if x_grad is None else np.array(x_grad))
