@@ -1,0 +1,135 @@
+"""The example third-party backend (``examples/polykeras-example-backend``).
+
+It is what ``docs/writing-a-backend.md`` promises an outsider can write: found
+through its entry point, it passes the conformance suite on everything it
+implements, the suite reports the rest as unsupported (not as failures), and
+``fit`` on it ends with the reference's weights. Skipped unless the example is
+installed: ``pip install -e examples/polykeras-example-backend``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+polykeras_example = pytest.importorskip("polykeras_example")
+pytest.importorskip("hypothesis")  # the conformance cases are drawn with it
+
+import polykeras as keras
+from polykeras import activations, plugins
+from polykeras.backends import find_backend
+from polykeras_conformance import compare, measure, runner, tolerances
+
+IMPLEMENTED_L0 = {"Dense", "Activation", "Dropout", "Loss", "Regularizer"}
+UNSUPPORTED_L0 = {"Conv2D", "Conv1D", "Pooling", "GlobalAveragePooling", "BatchNormalization", "Recurrent",
+                  "Embedding"}
+
+
+def test_found_through_its_entry_point():
+    entry_points = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="polykeras")}
+    assert entry_points.get("example") == "polykeras_example"
+    assert plugins.manager().get_plugin("example") is polykeras_example  # registered under the entry point's name
+    info = find_backend("example")
+    assert info.plugin == "polykeras_example"
+    assert info.layer_kinds == {"Dense", "Activation", "Dropout", "Flatten"}
+    assert info.create("cpu", "float64").layer_kinds == info.layer_kinds  # what the core checks before compiling
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return runner.run(["example"], dtypes=("float64", "float32"), levels=("L0", "L1"), quick=True, workloads=[],
+                      progress=lambda *_: None)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_conformance_passes_what_it_implements_and_marks_the_rest_unsupported(runs, dtype):
+    run = next(r for r in runs if r.backend == "example" and r.dtype == dtype)
+    assert run.passed, run.verdict()
+    statuses = defaultdict(set)
+    for check in run.checks:
+        statuses[check.level, check.group].add(check.status)
+    assert {s for group in statuses.values() for s in group} == {"pass", "unsupported"}, dict(statuses)
+    for group in IMPLEMENTED_L0:
+        assert statuses["L0", group] == {"pass"}, group
+    for group in UNSUPPORTED_L0:
+        assert statuses["L0", group] == {"unsupported"}, group
+    for check in run.checks:
+        if check.level == "L0" and check.status == "unsupported":
+            assert "does not implement layer kind(s)" in check.detail and check.case.split("#")[0] in check.detail
+    reshaping = [(c.case.split("#")[0], c.status) for c in run.checks if c.group == "Flatten/Reshape"]
+    assert ("Reshape", "unsupported") in reshaping
+    assert all(status == ("unsupported" if kind == "Reshape" else "pass") for kind, status in reshaping)
+    for group in ("SGD", "Adam"):
+        assert statuses["L1", group] == {"pass"}, group
+    for group in ("AdamW", "RMSprop", "Adagrad"):
+        assert statuses["L1", group] == {"unsupported"}, group
+
+
+def _case(layers, input_shape):
+    return {"id": "case", "group": "extra", "layers": layers, "input_shape": input_shape, "vocab": None,
+            "loss": "mse", "target": "real", "training": True}
+
+
+# The quick L0 cases draw only a few activations and no Flatten; check every one here.
+EXTRA_CASES = [
+    *[(f"Dense({name})", _case([{"class_name": "Dense", "config": {"units": 3, "activation": name}}], [4]))
+      for name in activations.NAMES],
+    ("Flatten-Dense", _case([{"class_name": "Flatten", "config": {}},
+                             {"class_name": "Dense", "config": {"units": 2, "activation": "tanh"}}], [3, 2])),
+    ("Dropout(noise_shape)", _case([{"class_name": "Dropout", "config": {"rate": 0.5, "noise_shape": [None, 1, 3]}}],
+                                   [4, 3])),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name, case", EXTRA_CASES, ids=[name for name, _ in EXTRA_CASES])
+def test_every_activation_and_flatten_match_the_reference(name, case, dtype):
+    reference = measure.layer_case(case, "numpy", "cpu", dtype)
+    got = measure.layer_case(case, "example", "cpu", dtype)
+    assert got.keys() == reference.keys()
+    limit = tolerances.limit("L0", dtype).limit
+    for quantity, value in reference.items():
+        assert compare.rel_diff(got[quantity], value) <= limit, quantity
+
+
+def _train(backend: str, optimizer):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.layers.Input(shape=(4, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3)),
+                              keras.layers.Dropout(0.3), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.get(optimizer), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend=backend, dtype="float64", parity=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(80, 4, 3)), rng.integers(0, 3, 80)
+    history = model.fit(x, y, batch_size=16, epochs=3, validation_split=0.2, verbose=0)
+    return model.get_weights(), history.history, model.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("optimizer", [
+    {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+    {"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}},
+], ids=["Adam", "SGD"])
+def test_fit_ends_with_the_reference_weights(optimizer):
+    weights, history, predictions = _train("example", optimizer)
+    ref_weights, ref_history, ref_predictions = _train("numpy", optimizer)
+    for w, ref in zip(weights, ref_weights, strict=True):
+        np.testing.assert_allclose(w, ref, rtol=1e-10, atol=1e-12)
+    assert history.keys() == ref_history.keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key in history:
+        np.testing.assert_allclose(history[key], ref_history[key], rtol=1e-10)
+    np.testing.assert_allclose(predictions, ref_predictions, rtol=1e-10, atol=1e-12)
+
+
+def test_what_it_lacks_is_refused_at_compile_with_a_clear_error():
+    model = keras.Sequential([keras.layers.Input(shape=(4, 4, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten()])
+    model.compile(optimizer="sgd", loss="mse", backend="example")
+    with pytest.raises(NotImplementedError, match=r"does not implement layer kind\(s\) Conv2D.*numpy"):
+        model.predict(np.zeros((1, 4, 4, 1)), verbose=0)
+    model = keras.Sequential([keras.layers.Input(shape=(3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="rmsprop", loss="mse", backend="example")
+    with pytest.raises(NotImplementedError, match="optimizer 'RMSprop'; it has SGD, Adam"):
+        model.fit(np.zeros((2, 3)), np.zeros((2, 1)), verbose=0)
