@@ -1,9 +1,12 @@
-"""nox sessions: one test session per backend, each installing only its extra.
+"""nox sessions: tests per backend (each installing only its extra), the
+conformance suite, its full report, and the benchmarks.
 
-    nox -s "tests(backend='numpy')"
-    nox -s tests            # every backend listed below
+    nox -s "tests(backend='torch')"     # the suite with POLYKERAS_BACKEND=torch
+    nox -s conformance                  # quick conformance of every installed backend
+    nox -s report                       # the full report (whole epochs) into docs/conformance/
+    nox -l                              # everything available
 
-Torch is pinned through constraints.txt (a CPU wheel; unpinned it pulls CUDA).
+Torch is pinned through constraints.txt (a CPU wheel here; unpinned it pulls CUDA).
 """
 
 import os
@@ -11,32 +14,55 @@ import os
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
 
-#: backend name -> pip extras it needs (besides the test extra). Backends
-#: whose plugin does not exist yet are simply not listed.
-BACKENDS = {"numpy": []}
+#: backend name -> the pip extras it needs besides the test extra.
+BACKENDS = {"numpy": [], "torch": ["torch"], "jax": ["jax"]}
+ALL = sorted({extra for extras in BACKENDS.values() for extra in extras})
 
-DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "shared", "datasets")
+DATA_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "shared", "datasets"))
 
 
 def _install(session, extras):
-    spec = ".[" + ",".join(["test", *extras]) + "]"
-    session.install("-e", spec, "-c", "constraints.txt")
+    """polykeras with the test extra and ``extras``, plus the example third-party plugin
+    (tests/test_example_backend.py checks it through its entry point)."""
+    session.install("-e", ".[" + ",".join(["test", "conformance", *extras]) + "]",
+                    "./examples/polykeras-example-backend", "-c", "constraints.txt")
+
+
+def _env(**extra):
+    env = dict(extra)
+    if "POLYKERAS_DATA_DIR" not in os.environ and os.path.isdir(DATA_DIR):
+        env["POLYKERAS_DATA_DIR"] = DATA_DIR
+    return env
 
 
 @nox.session(python="3.11")
 @nox.parametrize("backend", list(BACKENDS))
 def tests(session, backend):
-    """The test suite with POLYKERAS_BACKEND=<backend> (seed programs run on it)."""
+    """The test suite with POLYKERAS_BACKEND=<backend>: the seed programs run on it."""
     _install(session, BACKENDS[backend])
-    env = {"POLYKERAS_BACKEND": backend}
-    if os.path.isdir(DATA_DIR) and "POLYKERAS_DATA_DIR" not in os.environ:
-        env["POLYKERAS_DATA_DIR"] = os.path.abspath(DATA_DIR)
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *session.posargs, env=_env(POLYKERAS_BACKEND=backend))
+
+
+@nox.session(python="3.11")
+def conformance(session):
+    """Quick conformance (tens of steps) of every installed backend, as CI runs it."""
+    _install(session, ALL)
+    session.run("polykeras", "conformance", "--quick", "--report", "out/conformance", *session.posargs, env=_env())
+
+
+@nox.session(python="3.11")
+def report(session):
+    """The full conformance report (whole epochs), written to docs/conformance/."""
+    _install(session, ALL)
+    session.run("polykeras", "conformance", "--report", "docs/conformance", *session.posargs, env=_env())
 
 
 @nox.session(python="3.11")
 def bench(session):
-    """The speed benchmarks (tables printed, nothing asserted)."""
-    _install(session, [])
-    session.run("python", "benchmarks/numpy_mlp.py", *session.posargs)
+    """The speed benchmarks: tables printed, nothing asserted."""
+    _install(session, ALL + ["keras"])
+    for script in sorted(os.listdir("benchmarks")):
+        if script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}", *session.posargs, env=_env())

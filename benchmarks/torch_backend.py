@@ -1,0 +1,319 @@
+"""polykeras on torch against a plain PyTorch loop and Keras 3 on torch.
+
+Workloads (float32, synthetic seeded data of the real shapes, ms per training
+step):
+
+* ``small``  -- Dense(64, relu, input_dim=100)-Dense(10, softmax), batch 32,
+  Adam, categorical cross-entropy on one-hot labels (the seed's first example:
+  per-step overhead is the whole cost);
+* ``mlp``    -- MNIST MLP 784-512-512-10 with Dropout(0.2), batch 128, Adam;
+* ``cnn``    -- CIFAR CNN Conv32-Conv64-Pool-Drop-Flatten-Dense128-Drop-Dense10,
+  batch 64, RMSprop;
+* ``lstm``   -- IMDB LSTM Embedding(20000,128)-LSTM(128)-Dense(1) on length
+  80, batch 32, Adam (BENCHMARKS.md's model);
+* ``lstm-rd`` -- the same with ``dropout=0.2, recurrent_dropout=0.2`` (the
+  ``imdb-lstm`` workload, Keras's imdb_lstm example): no fused kernel can mask
+  ``h`` inside the recurrence, so every side runs a time loop; the plain loop
+  is the idiomatic ``nn.LSTMCell`` loop with masked ``h``.
+
+Sides, all on the CPU with torch's default thread count, all logging the loss
+and accuracy of every step (as ``fit`` does):
+
+* ``polykeras``: ``model.fit(x, y, epochs=1, verbose=0)`` per epoch, the real
+  user path (core trainer + torch program), timed from ``on_epoch_begin`` to
+  ``on_epoch_end``;
+* ``plain torch``: ``nn.Module`` + ``torch.optim`` with Keras's
+  hyper-parameters, logits + ``F.cross_entropy`` / ``BCEWithLogits`` (the
+  idiomatic spelling of softmax/sigmoid + cross-entropy), a ``randperm`` per
+  epoch and tensor indexing per batch, loss and accuracy summed as tensors;
+* ``keras-torch``: Keras 3 with ``KERAS_BACKEND=torch`` ``fit`` in a worker
+  process (Keras fixes its backend at import), timed like polykeras.
+
+The sides run interleaved epoch by epoch (the order rotates); the first epoch
+of each is a warm-up. Reported: median ms/step, and speed ratios
+``plain/polykeras`` (target >= 0.9) and ``keras/polykeras`` (target > 1).
+
+Run: ``python benchmarks/torch_backend.py [--workloads small,mlp,cnn,lstm,lstm-rd]
+[--epochs 6] [--no-keras]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+#: name: (batch, steps per epoch, x shape, classes or 1 for binary, optimizer)
+WORKLOADS = {
+    "small": (32, 200, (100,), 10, "adam"),
+    "mlp": (128, 40, (784,), 10, "adam"),
+    "cnn": (64, 20, (32, 32, 3), 10, "rmsprop"),
+    "lstm": (32, 40, (80,), 1, "adam"),
+    "lstm-rd": (32, 20, (80,), 1, "adam"),
+}
+VOCAB = 20000
+
+
+def make_data(name: str, seed: int = 0):
+    batch, steps, shape, classes, _ = WORKLOADS[name]
+    n = batch * steps
+    rng = np.random.default_rng(seed)
+    if name.startswith("lstm"):
+        return rng.integers(1, VOCAB, (n,) + shape).astype(np.int32), rng.integers(0, 2, n).astype(np.float32)
+    x = rng.random((n,) + shape, dtype=np.float32)
+    y = rng.integers(0, classes, n)
+    if name == "small":
+        return x, np.eye(classes, dtype=np.float32)[y]
+    return x, y.astype(np.int32)
+
+
+def build_keras_like(keras, name: str):
+    """The model in the Keras API; works for ``polykeras`` and ``keras``."""
+    L = keras.layers
+    if name == "small":
+        layers = [L.Input((100,)), L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")]
+    elif name == "mlp":
+        layers = [L.Input((784,)), L.Dense(512, activation="relu"), L.Dropout(0.2), L.Dense(512, activation="relu"),
+                  L.Dropout(0.2), L.Dense(10, activation="softmax")]
+    elif name == "cnn":
+        layers = [L.Input((32, 32, 3)), L.Conv2D(32, (3, 3), activation="relu"),
+                  L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)), L.Dropout(0.25), L.Flatten(),
+                  L.Dense(128, activation="relu"), L.Dropout(0.5), L.Dense(10, activation="softmax")]
+    else:
+        rd = 0.2 if name == "lstm-rd" else 0.0
+        layers = [L.Input((80,), dtype="int32"), L.Embedding(VOCAB, 128), L.LSTM(128, dropout=rd, recurrent_dropout=rd),
+                  L.Dense(1, activation="sigmoid")]
+    model = keras.Sequential(layers)
+    loss = {"small": "categorical_crossentropy", "lstm": "binary_crossentropy",
+            "lstm-rd": "binary_crossentropy"}.get(name, "sparse_categorical_crossentropy")
+    optimizer = keras.optimizers.Adam() if WORKLOADS[name][4] == "adam" else keras.optimizers.RMSprop()
+    return model, dict(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def epoch_timer(callback_base):
+    class EpochTimer(callback_base):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.losses = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+            self.losses.append(float((logs or {}).get("loss", float("nan"))))
+
+    return EpochTimer()
+
+
+# -- the three sides ---------------------------------------------------------------------------
+class FitSide:
+    """``fit`` of polykeras or Keras: one epoch per call."""
+
+    def __init__(self, keras, name, **compile_kwargs):
+        self.x, self.y = make_data(name)
+        self.batch = WORKLOADS[name][0]
+        self.model, kwargs = build_keras_like(keras, name)
+        self.model.compile(**kwargs, **compile_kwargs)
+        self.timer = epoch_timer(keras.callbacks.Callback)
+
+    def epoch(self) -> tuple[float, float]:
+        self.model.fit(self.x, self.y, batch_size=self.batch, epochs=1, verbose=0, callbacks=[self.timer])
+        return self.timer.seconds[-1], self.timer.losses[-1]
+
+
+class PlainTorchSide:
+    """The model as a competent PyTorch user writes it."""
+
+    def __init__(self, name):
+        import torch
+        from torch import nn
+
+        self.torch, self.name = torch, name
+        x, y = make_data(name)
+        self.batch = WORKLOADS[name][0]
+        if name == "small":
+            net = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 10))
+        elif name == "mlp":
+            net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 512), nn.ReLU(),
+                                nn.Dropout(0.2), nn.Linear(512, 10))
+        elif name == "cnn":
+            net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * 14 * 14, 128), nn.ReLU(),
+                                nn.Dropout(0.5), nn.Linear(128, 10))
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # stored NCHW once, as torch users do
+        elif name == "lstm":
+            net = _PlainLSTM(nn, recurrent_dropout=0.0)
+        else:
+            net = _PlainLSTM(nn, recurrent_dropout=0.2)
+        self.net = net
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        if not name.startswith("lstm") and name != "small":
+            self.y = self.y.long()
+        if WORKLOADS[name][4] == "adam":
+            self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+        else:
+            self.opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+        self.loss_fn = nn.BCEWithLogitsLoss() if name.startswith("lstm") else nn.CrossEntropyLoss()
+
+    def _correct(self, out, y):
+        if self.name.startswith("lstm"):
+            return ((out > 0).to(y.dtype) == y).sum()
+        labels = y.argmax(1) if self.name == "small" else y
+        return (out.argmax(1) == labels).sum()
+
+    def epoch(self) -> tuple[float, float]:
+        torch, n = self.torch, len(self.x)
+        start = time.perf_counter()
+        self.net.train()
+        total_loss = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.long)
+        perm = torch.randperm(n)
+        for lo in range(0, n, self.batch):
+            index = perm[lo:lo + self.batch]
+            xb, yb = self.x[index], self.y[index]
+            self.opt.zero_grad()
+            out = self.net(xb)
+            loss = self.loss_fn(out, yb)
+            loss.backward()
+            self.opt.step()
+            with torch.no_grad():
+                total_loss += loss.detach() * len(xb)
+                correct += self._correct(out, yb)
+        mean_loss = float(total_loss) / n
+        return time.perf_counter() - start, mean_loss
+
+
+def _PlainLSTM(nn, recurrent_dropout):
+    import torch
+
+    class PlainLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(VOCAB, 128)
+            self.rd = recurrent_dropout
+            if recurrent_dropout:
+                self.cell = nn.LSTMCell(128, 128)
+                self.input_dropout = nn.Dropout(recurrent_dropout)
+            else:
+                self.lstm = nn.LSTM(128, 128, batch_first=True)
+            self.head = nn.Linear(128, 1)
+
+        def forward(self, ids):
+            e = self.embedding(ids)
+            if not self.rd:
+                return self.head(self.lstm(e)[0][:, -1]).squeeze(-1)
+            keep = 1 - self.rd
+            e = e * (torch.empty(e.shape[0], 1, e.shape[2]).bernoulli_(keep) / keep)
+            h_mask = torch.empty(e.shape[0], 128).bernoulli_(keep) / keep
+            h = c = e.new_zeros(e.shape[0], 128)
+            for t in range(e.shape[1]):
+                h, c = self.cell(e[:, t], (h * h_mask, c))
+            return self.head(h).squeeze(-1)
+
+    return PlainLSTM()
+
+
+class KerasWorker:
+    """Keras 3 on torch in a child process, driven one epoch per request."""
+
+    def __init__(self, name):
+        env = dict(os.environ, KERAS_BACKEND="torch")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--keras-worker", name], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self.proc.stdout.readline()
+        if not ready.startswith("ready"):
+            raise RuntimeError(f"the Keras worker did not start: {ready!r}")
+        self.version = ready.split()[1]
+
+    def epoch(self) -> tuple[float, float]:
+        self.proc.stdin.write("epoch\n")
+        self.proc.stdin.flush()
+        seconds, loss = json.loads(self.proc.stdout.readline())
+        return seconds, loss
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def keras_worker(name: str) -> None:
+    import keras
+
+    side = FitSide(keras, name)
+    print("ready", keras.__version__, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "epoch":
+            print(json.dumps(side.epoch()), flush=True)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def run_workload(name, args, keras_version_box):
+    import polykeras
+
+    sides = {}
+    polykeras.utils.set_random_seed(0)
+    sides["polykeras"] = FitSide(polykeras, name, backend="torch", dtype="float32")
+    sides["plain torch"] = PlainTorchSide(name)
+    if not args.no_keras:
+        sides["keras-torch"] = KerasWorker(name)
+        keras_version_box.append(sides["keras-torch"].version)
+    times = {k: [] for k in sides}
+    losses = {k: [] for k in sides}
+    order = list(sides)
+    for epoch in range(args.epochs):
+        for key in order[epoch % len(order):] + order[:epoch % len(order)]:
+            seconds, loss = sides[key].epoch()
+            times[key].append(seconds)
+            losses[key].append(loss)
+    if "keras-torch" in sides:
+        sides["keras-torch"].close()
+    steps = WORKLOADS[name][1]
+    return {k: [1000 * s / steps for s in v[1:]] for k, v in times.items()}, losses
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workloads", default="small,mlp,cnn,lstm,lstm-rd")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per side, the first a warm-up (default 6)")
+    p.add_argument("--no-keras", action="store_true", help="skip Keras 3 on torch")
+    p.add_argument("--keras-worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.keras_worker:
+        keras_worker(args.keras_worker)
+        return 0
+    import torch
+
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"python {sys.version.split()[0]}; {args.epochs} epochs per side (first is warm-up), interleaved")
+    rows, versions = [], []
+    for name in args.workloads.split(","):
+        ms, losses = run_workload(name, args, versions)
+        med = {k: statistics.median(v) for k, v in ms.items()}
+        rows.append((name, med, {k: (min(v), max(v)) for k, v in ms.items()}))
+        print(f"  {name}: " + ", ".join(f"{k} {m:.3f} ms ({losses[k][-1]:.4f} loss)" for k, m in med.items()),
+              flush=True)
+    if versions:
+        print(f"keras {versions[0]} (KERAS_BACKEND=torch)")
+    print()
+    print("| workload (batch, optimizer) | polykeras-torch ms/step | plain torch ms/step | keras-torch ms/step "
+          "| speed vs plain (>= 0.9) | speed vs keras (> 1) |")
+    print("|---|---|---|---|---|---|")
+    for name, med, spread in rows:
+        batch, _, _, _, opt = WORKLOADS[name]
+        poly, plain = med["polykeras"], med["plain torch"]
+        keras_ms = med.get("keras-torch")
+        vs_keras = f"{keras_ms / poly:.2f}x" if keras_ms else "-"
+        keras_cell = f"{keras_ms:.3f}" if keras_ms else "-"
+        print(f"| {name} ({batch}, {opt}) | {poly:.3f} | {plain:.3f} | {keras_cell} | {plain / poly:.2f}x | {vs_keras} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
