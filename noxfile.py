@@ -26,8 +26,10 @@ DATA_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "shared
 def _install(session, extras):
     """polykeras with the test extra and ``extras``, plus the example third-party plugin
     (tests/test_example_backend.py checks it through its entry point)."""
-    session.install("-e", ".[" + ",".join(["test", "conformance", *extras]) + "]",
-                    "./examples/polykeras-example-backend", "-c", "constraints.txt")
+    session.install("-e", ".[" + ",".join(["test", "conformance", *extras]) + "]", "-c", "constraints.txt")
+    # --no-deps: its one dependency, polykeras, is the editable install above (pip
+    # would otherwise look for polykeras on the package index).
+    session.install("--no-deps", "./examples/polykeras-example-backend")
 
 
 def _env(**extra):
