@@ -3,6 +3,8 @@ every planted bug is caught at the right level and named."""
 
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from polykeras_conformance import report, runner, tolerances
@@ -73,3 +75,31 @@ def test_tolerance_table_is_complete():
         for dtype in ("float64", "float32"):
             assert tolerances.limit(level, dtype).reason
     assert tolerances.limit("L2", "float64", "per-step loss").limit == 1e-8
+
+
+def test_float32_training_limits_scale_with_the_references_own_float32_drift():
+    """float32 runs are judged against float64, with room for as much drift as the
+    float32 reference itself shows -- and no more than DRIFT_FACTOR times that."""
+    from polykeras_conformance import compare
+
+    exact = np.linspace(2.3, 1.0, 20)
+    status = {"L2|w|w|": {"status": "ok"}}
+
+    def check(ref_drift, candidate_drift):
+        ref32 = {"L2|w|w|losses": exact * (1 + ref_drift)}
+        cand = {"L2|w|w|losses": exact * (1 + candidate_drift)}
+        (c,) = compare.compare((ref32, status), (cand, status), "float32", exact={"L2|w|w|losses": exact})
+        return c
+
+    factor = tolerances.limit("L2", "float32", "drift factor").limit
+    floor = tolerances.limit("L2", "float32", "per-step loss").limit
+    # a steady trajectory: the floor applies, a 1e-2 drift is a bug
+    assert check(1e-7, 1e-4).status == "pass"
+    assert check(1e-7, 1e-2).status == "fail"
+    # a sensitive one: the reference drifts 1e-3, so 8e-3 is rounding, 2e-2 is not
+    assert check(1e-3, 8e-3).status == "pass" and check(1e-3, 8e-3).limit == pytest.approx(factor * 1e-3)
+    assert check(1e-3, 2e-2).status == "fail"
+    # a chaotic one: reported, not judged -- unless even 10x the reference's drift is exceeded
+    assert check(0.1, 0.3).status == "info" and "chaotic" in check(0.1, 0.3).detail
+    assert check(0.1, 2.0).status == "fail"
+    assert check(1e-9, 0.0).limit == floor

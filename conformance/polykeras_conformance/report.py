@@ -66,11 +66,12 @@ def _training_table(runs: list[Run]) -> list[str]:
                             and a.quantity.startswith("test accuracy")), None)
                 weights = max((w.value for w in run.checks if w.level == "L2" and w.case == c.case
                                and w.quantity.startswith("weights") and w.value is not None), default=None)
-                rows.append(f"| {c.case} | {run.label} | {c.value:.1e} | "
+                rows.append(f"| {c.case} | {run.label} | {c.value:.1e} (limit {c.limit:.0e}{', chaotic' if c.status == 'info' else ''}) | "
                             f"{'-' if weights is None else f'{weights:.1e}'} | {acc.detail if acc else '-'} |")
     if not rows:
         return []
-    return ["", "## L2 training", "", "| workload | backend / device / dtype | max per-step loss rel. diff | "
+    return ["", "## L2 training", "", "float32 runs are measured against the float64 reference, with limits scaled by "
+            "the float32 reference's own drift from it (see the tolerance table).", "", "| workload | backend / device / dtype | max per-step loss rel. diff | "
             "worst final-weight rel. diff | test accuracy vs reference |", "|---|---|---|---|---|", *rows]
 
 

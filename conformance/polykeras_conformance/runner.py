@@ -54,7 +54,17 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
 
     workloads = list(_workloads.workloads() if workloads is None else workloads)
     runs: list[Run] = []
+    exact = None  # the float64 reference's arrays: float32 training is judged against them
+    dtypes = sorted(dtypes, key=lambda d: d != "float64")
     with tempfile.TemporaryDirectory(prefix="polykeras-conformance-") as tmp:
+        if "float32" in dtypes and "float64" not in dtypes and "L2" in levels:
+            progress("conformance: numpy / cpu / float64 (L2 only, to calibrate float32 training) ...")
+            measured, error, _ = _worker({"backend": REFERENCE, "device": "cpu", "dtype": "float64", "levels": ["L2"],
+                                          "quick": quick, "workloads": workloads, "out": str(Path(tmp) / "exact")},
+                                         timeout)
+            exact = measured[0] if measured else None
+            if error:
+                progress(f"  {error}: float32 training is compared with the float32 reference only")
         for dtype in dtypes:
             reference = None
             targets = [(REFERENCE, "cpu")] + [(b, d) for b in backends if b != REFERENCE
@@ -76,10 +86,12 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
                 arrays, meta = measured
                 if backend == REFERENCE:
                     reference = (arrays, meta["status"])
+                    if dtype == "float64":
+                        exact = arrays
                 if reference is None:
                     runs.append(Run(backend, meta["device"], dtype, [], error="the reference failed", seconds=seconds))
                     continue
-                checks = compare.compare(reference, (arrays, meta["status"]), dtype, quick)
+                checks = compare.compare(reference, (arrays, meta["status"]), dtype, quick, exact=exact)
                 if "L3" in levels:
                     checks += _speed_ratios(arrays, reference[0])
                 losses = {k.split("|")[1]: v.tolist() for k, v in arrays.items()

@@ -42,13 +42,26 @@ TABLE: tuple[Tolerance, ...] = (
               "1e-8 is the issue's bound"),
     Tolerance("L2", "float64", "final weights", 1e-7,
               "weights integrate the per-step differences; one order looser than the loss bound"),
+    # float32 trajectories are compared with the float64 reference: the exact trajectory, of
+    # which the float32 reference is just one more rounded run. Each limit is the larger of a floor
+    # and DRIFT_FACTOR times the float32 reference's own distance from it, measured in the same run.
     Tolerance("L2", "float32", "per-step loss", 2e-3,
-              "float32 noise of ~1e-7 per step is amplified by the trajectory's sensitivity (ReLU "
-              "kinks, max-pool argmax flips, Adam's division by sqrt(v)); over tens of steps measured "
-              "drifts are 1e-5..1e-3; a wrong gradient or optimizer diverges by > 1e-2 within a few steps"),
+              "floor. float32 noise of ~1e-7 per step is amplified by the trajectory's sensitivity (ReLU "
+              "kinks, max-pool argmax flips, Adam's division by sqrt(v)); on the MLP and LSTM workloads the "
+              "drift stays below 1e-6 over 20 steps; a wrong gradient or optimizer diverges by > 1e-2"),
     Tolerance("L2", "float32", "final weights", 2e-2,
-              "weights drift further than losses once an argmax or ReLU decision flips; 2e-2 relative is "
-              "still far below what a wrong rule produces (> 0.1)"),
+              "floor. weights drift further than losses once an argmax or ReLU decision flips; 2e-2 relative "
+              "is still far below what a wrong rule produces (> 0.1)"),
+    Tolerance("L2", "float32", "drift factor", 10,
+              "some float32 trajectories are chaotic: on the CIFAR CNN (RMSprop, whose first steps move "
+              "every weight by ~3*lr*sign(g), so a rounding-level gradient flips a whole update) the NumPy "
+              "reference's own float32 run is 1e-2 off float64 in loss and 0.1-0.4 in biases after 20 "
+              "steps. Measured there: torch/jax float32, and the reference with 1 vs 2 BLAS threads, land "
+              "0.4x-4.3x the reference's drift; 10x leaves room for that run-to-run spread"),
+    Tolerance("L2", "float32", "chaotic above", 0.05,
+              "where the float32 reference itself is further than this from float64, 10x its drift is "
+              "> 0.5: no bug could be told from rounding, so the quantity is reported, not judged "
+              "(float64 parity, checked tightly above, is what counts there)"),
     Tolerance("L2", "float64", "test accuracy (points)", 0.5,
               "full mode only: float64 runs agree to ~1e-8 in loss, so only near-ties among the test "
               "predictions can flip; 0.5 points allows a few of those"),
