@@ -9,7 +9,7 @@ pluggy; a backend's framework is imported when that backend is first used.
 __version__ = "0.1.0"
 
 from polykeras import (activations, backend, callbacks, initializers, layers, losses, metrics, models,
-                       optimizers, preprocessing, regularizers, utils)
+                       optimizers, preprocessing, regularizers, saving, utils)
 from polykeras.backends import get_backend, set_backend
 from polykeras.layers import Input
 from polykeras.models import Model, Sequential
@@ -27,4 +27,4 @@ def __getattr__(name):
 
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets", "get_backend",
            "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers",
-           "set_backend", "set_random_seed", "utils", "__version__"]
+           "saving", "set_backend", "set_random_seed", "utils", "__version__"]

@@ -104,8 +104,6 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
 def _read_config(zf: zipfile.ZipFile, path: Path) -> dict:
     names = set(zf.namelist())
     if _CONFIG not in names:
-        if "config.json" in names and "model.weights.h5" in names:
-            raise ModelFileError(f"{path} is a Keras 3 .keras file; reading Keras files is not supported yet")
         raise ModelFileError(f"{path} has no {_CONFIG}: it is not a polykeras model file")
     try:
         config = json.loads(zf.read(_CONFIG))
@@ -144,6 +142,8 @@ def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
 def load_model(filepath, compile: bool = True):
     path = Path(filepath)
     with _open_zip(path) as zf:
+        if {"config.json", "model.weights.h5"} <= set(zf.namelist()):  # a Keras 3 .keras file
+            return _read_keras_file(path, compile)
         config = _read_config(zf, path)
         try:
             weights = zf.read(_WEIGHTS)
@@ -156,6 +156,36 @@ def load_model(filepath, compile: bool = True):
     if compile and config.get("compile_config"):
         model.compile_from_config(config["compile_config"])
     return model
+
+
+def _read_keras_file(path: Path, compile: bool):
+    exchange = _keras_exchange()
+    try:
+        return exchange.read_model(path, compile=compile)
+    except exchange.KerasFileError as exc:
+        raise ModelFileError(str(exc)) from None
+    except (KeyError, IndexError, OSError, ValueError, TypeError) as exc:  # json, h5py, a missing config key
+        raise ModelFileError(f"{path} looks like a Keras 3 .keras file but could not be read ({type(exc).__name__}: "
+                             f"{exc}); it may be truncated or corrupt, or from a Keras version polykeras does not "
+                             "know; re-save it with keras.saving.save_model") from None
+
+
+def export_keras(model, filepath) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights)
+    that ``keras.saving.load_model`` opens; needs ``h5py``, not Keras."""
+    _keras_exchange().write_model(model, filepath)
+
+
+def _keras_exchange():
+    """The ``.keras`` reader/writer (:mod:`polykeras_keras.exchange`, which needs h5py but not Keras)."""
+    try:
+        import h5py  # noqa: F401
+
+        from polykeras_keras import exchange
+    except ImportError as exc:
+        raise ImportError(f"reading and writing Keras .keras files needs h5py ({exc}); install it with: "
+                          "pip install 'polykeras[keras]'") from None
+    return exchange
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:

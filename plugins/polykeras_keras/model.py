@@ -1,0 +1,201 @@
+"""A polykeras spec as a real ``keras.Model`` (imports Keras: runs in the
+process that owns one Keras backend).
+
+Every layer is Keras's own class built from the spec's config (the spec uses
+Keras's ``get_config()`` names), so the math is Keras's. Two graphs share the
+layers, and so the weights:
+
+* the *native* graph ``x -> output``: Keras's own dropout, drawn with Keras's
+  RNG -- the fast path, and what ``predict`` runs;
+* the *parity* graph ``[x, mask_1, ..., mask_k] -> output``: every dropout
+  (``Dropout``, and the input/recurrent dropout of ``SimpleRNN``/``LSTM``/
+  ``GRU``) multiplies by a mask fed as an extra model input, drawn on the host
+  by :func:`polykeras.random.dropout_mask` exactly as the NumPy reference
+  draws it. Only built when the model has dropout.
+
+Recurrent layers in the parity graph hand the fed masks to Keras's cell by
+pre-setting the cell's cached masks (``DropoutRNNCell._dropout_mask``); the
+cell then applies them where Keras applies its own. Keras's cells with
+``recurrent_dropout`` (``implementation=1``) take one mask per gate; the
+reference uses one mask for all gates, so the same mask is given to each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from polykeras import random as _random
+from polykeras.spec import LayerSpec, ModelSpec
+
+#: Spec weight name -> the Keras constructor argument of its regularizer.
+REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
+                    "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
+                    "gamma": "gamma_regularizer", "beta": "beta_regularizer"}
+RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+
+
+class HostMaskDropout(keras.layers.Dropout):
+    """Keras's ``Dropout``; given ``keep`` (a fed mask, already scaled by
+    ``1/(1-rate)``) it multiplies by it in training instead of drawing one."""
+
+    def call(self, inputs, keep=None, training=False):
+        if keep is None:
+            return super().call(inputs, training=training)
+        return inputs * keep if training else inputs
+
+
+def _host_mask_rnn(base):
+    class HostMaskRNN(base):
+        __doc__ = f"Keras's ``{base.__name__}``, optionally with fed dropout masks (see the module docstring)."
+
+        def call(self, sequences, keep=None, recurrent_keep=None, initial_state=None, mask=None, training=False):
+            if training and (keep is not None or recurrent_keep is not None):
+                count = getattr(self.cell, "dropout_mask_count", None)
+                if keep is not None:
+                    self.cell._dropout_mask = keep if count is None else [keep] * count
+                if recurrent_keep is not None:
+                    self.cell._recurrent_dropout_mask = recurrent_keep if count is None else [recurrent_keep] * count
+            try:
+                return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+            finally:
+                self.cell.reset_dropout_mask()
+                self.cell.reset_recurrent_dropout_mask()
+
+    HostMaskRNN.__name__ = HostMaskRNN.__qualname__ = f"HostMask{base.__name__}"
+    return HostMaskRNN
+
+
+CLASSES = {"Dropout": HostMaskDropout, **{k: _host_mask_rnn(getattr(keras.layers, k)) for k in RECURRENT}}
+
+
+@dataclass(frozen=True)
+class MaskInput:
+    """One fed dropout mask: which layer and stream it is (the reference's
+    numbering), its rate, and how its shape follows from the batch size."""
+
+    layer_index: int
+    stream: int
+    rate: float
+    shape: tuple  # without the batch dimension
+    argument: str  # the keyword the layer takes it as
+
+    def draw(self, step_seed: int, batch: int, dtype) -> np.ndarray:
+        return _random.dropout_mask(step_seed, self.layer_index, self.stream, (batch,) + self.shape, self.rate, dtype)
+
+
+def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
+    """The masks the reference draws for ``layer`` in training (same rule as
+    the reference kernels: dropout only for ``0 < rate < 1``)."""
+    cfg = layer.config
+    if layer.kind == "Dropout":
+        rate = float(cfg.get("rate", 0.0))
+        return [] if rate == 0.0 else [MaskInput(index, 0, rate, _noise_shape(layer), "keep")]
+    if layer.kind in RECURRENT:
+        out = []
+        dropout, recurrent = float(cfg.get("dropout") or 0.0), float(cfg.get("recurrent_dropout") or 0.0)
+        if 0.0 < dropout < 1.0:
+            out.append(MaskInput(index, 0, dropout, (layer.input_shape[-1],), "keep"))
+        if 0.0 < recurrent < 1.0:
+            out.append(MaskInput(index, 1, recurrent, (int(cfg["units"]),), "recurrent_keep"))
+        return out
+    return []
+
+
+def _noise_shape(layer: LayerSpec) -> tuple:
+    shape = tuple(layer.input_shape[1:])
+    noise = layer.config.get("noise_shape")
+    if noise is None:
+        return shape
+    noise = tuple(noise)
+    if len(noise) != len(shape) + 1:
+        raise ValueError(f"Dropout layer {layer.name!r}: noise_shape {noise} does not match the input rank "
+                         f"{len(shape) + 1}")
+    return tuple(d if n is None else int(n) for n, d in zip(noise[1:], shape))
+
+
+def make_layer(layer: LayerSpec, dtype: str):
+    """The Keras layer for one spec layer, with its regularizers and trainability."""
+    cls = CLASSES.get(layer.kind) or getattr(keras.layers, layer.kind, None)
+    if cls is None:
+        raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
+    config = dict(layer.config)
+    for w in layer.weights:
+        if w.regularizer and w.trainable:
+            arg = REGULARIZER_ARGS.get(w.name)
+            if arg is None:
+                raise NotImplementedError(f"layer {layer.name!r}: a regularizer on weight {w.name!r} has no Keras "
+                                          "equivalent")
+            config[arg] = keras.regularizers.L1L2(l1=float(w.regularizer.get("l1", 0.0)),
+                                                  l2=float(w.regularizer.get("l2", 0.0)))
+    kl = cls(name=layer.name, dtype=dtype, **config)
+    if layer.weights and not any(w.trainable for w in layer.weights):
+        kl.trainable = False
+    return kl
+
+
+class KerasGraphs:
+    """The Keras layers of a spec, the native model and (lazily) the parity model."""
+
+    def __init__(self, spec: ModelSpec, dtype: str):
+        if len(spec.inputs) != 1 or len(spec.outputs) != 1:
+            raise NotImplementedError(f"model {spec.name!r}: the keras backends run single-input, single-output "
+                                      f"models (got {len(spec.inputs)} inputs, {len(spec.outputs)} outputs)")
+        self.spec, self.dtype = spec, dtype
+        inp = spec.inputs[0]
+        input_dtype = inp.dtype if np.dtype(inp.dtype).kind in "iu" else dtype
+        self.input = keras.Input(shape=tuple(inp.shape[1:]), dtype=input_dtype, name=inp.name)
+        self.layers = [make_layer(layer, dtype) for layer in spec.layers]
+        self.masks = [m for i, layer in enumerate(spec.layers) for m in layer_masks(i, layer)]
+        self.native = keras.Model(self.input, self._connect({}), name=spec.name)
+        self._parity = None
+        self.variables = self._weight_variables()
+
+    def _connect(self, fed: dict) -> object:
+        values = {self.spec.inputs[0].name: self.input}
+        for index, (layer, kl) in enumerate(zip(self.spec.layers, self.layers)):
+            if len(layer.inbound) != 1:
+                raise NotImplementedError(f"layer {layer.name!r} has {len(layer.inbound)} inputs; the keras "
+                                          "backends run chains of single-input layers")
+            kwargs = {m.argument: tensor for m, tensor in fed.get(index, [])}
+            values[layer.name] = kl(values[layer.inbound[0]], **kwargs)
+        return values[self.spec.outputs[0]]
+
+    @property
+    def parity(self):
+        """``[x, *masks] -> output``, sharing the native model's layers."""
+        if not self.masks:
+            return self.native
+        if self._parity is None:
+            fed: dict[int, list] = {}
+            inputs = [self.input]
+            for j, m in enumerate(self.masks):
+                tensor = keras.Input(shape=m.shape, dtype=self.dtype, name=f"dropout_mask_{j}")
+                inputs.append(tensor)
+                fed.setdefault(m.layer_index, []).append((m, tensor))
+            self._parity = keras.Model(inputs, self._connect(fed), name=f"{self.spec.name}_parity")
+        return self._parity
+
+    def draw_masks(self, step_seed: int, batch: int) -> list[np.ndarray]:
+        return [m.draw(step_seed, batch, np.dtype(self.dtype)) for m in self.masks]
+
+    def _weight_variables(self) -> list:
+        """The Keras variable of every spec weight, in canonical (spec) order."""
+        out = []
+        for layer, kl in zip(self.spec.layers, self.layers):
+            by_name = {v.path.rsplit("/", 1)[-1]: v for v in kl.weights}
+            for w in layer.weights:
+                v = by_name.get(w.name)
+                if v is None or tuple(v.shape) != tuple(w.shape):
+                    raise ValueError(f"layer {layer.name!r}: Keras's {type(kl).__name__} has weights "
+                                     f"{[(k, tuple(x.shape)) for k, x in by_name.items()]}, the spec expects "
+                                     f"{w.name!r} of shape {tuple(w.shape)}")
+                out.append(v)
+        return out
+
+    def regularized(self) -> list[tuple[object, float, float]]:
+        """``(variable, l1, l2)`` of every regularised trainable weight."""
+        return [(v, float(w.regularizer.get("l1", 0.0)), float(w.regularizer.get("l2", 0.0)))
+                for (_, w), v in zip(self.spec.weight_specs, self.variables) if w.regularizer and w.trainable]
