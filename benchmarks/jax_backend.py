@@ -179,7 +179,8 @@ class PlainJax:
                 return jnp.mean(-jnp.sum(y * logp, -1)), jnp.mean(out.argmax(-1) == y.argmax(-1))
             return (jnp.mean(-jnp.take_along_axis(logp, y[:, None], -1)), jnp.mean(out.argmax(-1) == y))
 
-        def step_impl(params, opt_state, x, y, key):
+        def step_impl(params, opt_state, x, y, step):
+            key = jax.random.fold_in(self.key, step)  # inside the jitted step: no extra dispatch per step
             (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
             updates, opt_state = self.tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss, acc
@@ -201,7 +202,7 @@ class PlainJax:
                 lo = i * self.batch
                 self.params, self.opt_state, loss, _ = self.step(
                     self.params, self.opt_state, xs[lo:lo + self.batch], ys[lo:lo + self.batch],
-                    jax.random.fold_in(self.key, epoch * 100_000 + i))
+                    epoch * 100_000 + i)
                 losses.append(loss)
             float(jnp.mean(jnp.stack(losses)))  # the epoch's host sync
             times.append(time.perf_counter() - start)
