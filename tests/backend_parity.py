@@ -5,6 +5,8 @@ per-backend test files; the conformance suite generalises them).
   with inputs and targets: the L0 cases.
 * :func:`compare_gradients` -- output, loss, weight and input gradients of one
   case on a backend against the reference (``value_and_grad``, parity mode).
+* :func:`program_pair` with :func:`parity_mlp` and :data:`OPTIMIZER_CASES` --
+  the same model compiled on the reference and on a backend: the L1 checks.
 * :func:`trajectory` -- per-step training losses and final weights of a named
   workload driven through ``Program.train_step`` with fixed step seeds: the L2
   check.
@@ -21,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 import polykeras as keras
-from polykeras import layers, regularizers
+from polykeras import layers, optimizers, regularizers
 from polykeras.trainer import Trainer
 
 
@@ -166,3 +168,39 @@ def trajectory(backend: str, workload_name: str, steps: int, dtype: str = "float
         program.train_step(x[lo:lo + batch_size], y[lo:lo + batch_size], step_seed=1000 + step)
         losses.append(program.results()["loss"])
     return np.array(losses), program.get_weights()
+
+
+# -- L1: one model on the reference and on a backend -------------------------------------------
+def program_pair(backend, build, optimizer, loss, x, y, dtype="float64", metrics=()):
+    """The same model (same initial weights) compiled on numpy and on ``backend``,
+    parity mode: ``[(model, program, xs, ys)]`` for each, reference first."""
+    programs = []
+    for name in ("numpy", backend):
+        model = build()
+        model.compile(optimizer=optimizer(), loss=loss, metrics=list(metrics), backend=name, dtype=dtype,
+                      parity=True)
+        trainer = Trainer(model)
+        xs, ys = trainer._prepare_x(x), trainer._prepare_y(y, len(x))
+        programs.append((model, model._get_program(training=True, y_ndim=ys.ndim), xs, ys))
+    return programs
+
+
+def parity_mlp():
+    """A small MLP with a regulariser and dropout, seeded: the optimizer cases' model."""
+    keras.utils.set_random_seed(7)
+    return keras.Sequential([layers.Input(shape=(6,)),
+                             layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.l1_l2(0.01, 0.02)),
+                             layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
+
+
+OPTIMIZER_CASES = {
+    "sgd": lambda: optimizers.SGD(0.1),
+    "sgd-momentum": lambda: optimizers.SGD(0.1, momentum=0.9),
+    "sgd-nesterov-clipnorm": lambda: optimizers.SGD(0.1, momentum=0.8, nesterov=True, clipnorm=0.05),
+    "adam": lambda: optimizers.Adam(0.01),
+    "adam-amsgrad-clipvalue": lambda: optimizers.Adam(0.01, amsgrad=True, clipvalue=0.01),
+    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.1),
+    "rmsprop": lambda: optimizers.RMSprop(0.01),
+    "rmsprop-centered-momentum": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True, global_clipnorm=0.1),
+    "adagrad": lambda: optimizers.Adagrad(0.1),
+}

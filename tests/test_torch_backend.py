@@ -45,12 +45,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import polykeras as keras  # noqa: E402
-from polykeras import backends, layers, optimizers, regularizers  # noqa: E402
+from polykeras import backends, layers, optimizers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 from polykeras.backends import DeviceNotAvailableError  # noqa: E402
-from polykeras.trainer import Trainer  # noqa: E402
 
-from backend_parity import LOSS_CASES, compare_gradients, layer_cases, loss_case, rel_diff, trajectory  # noqa: E402
+from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
+                            parity_mlp, program_pair, rel_diff, trajectory)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 TRAJECTORY_TOL = {"float64": 1e-8, "float32": 1e-5}
@@ -99,44 +99,11 @@ def test_clipped_probabilities_get_no_gradient():
 
 
 # -- L1: optimizers, regularizers, clipping, BatchNormalization statistics ------------------------
-def _program_pair(build, optimizer, loss, x, y, dtype="float64", metrics=()):
-    """The same model (same initial weights) compiled on numpy and on torch, parity mode."""
-    programs = []
-    for backend in ("numpy", "torch"):
-        model = build()
-        model.compile(optimizer=optimizer(), loss=loss, metrics=list(metrics), backend=backend, dtype=dtype,
-                      parity=True)
-        trainer = Trainer(model)
-        xs, ys = trainer._prepare_x(x), trainer._prepare_y(y, len(x))
-        programs.append((model, model._get_program(training=True, y_ndim=ys.ndim), xs, ys))
-    return programs
-
-
-def _mlp():
-    keras.utils.set_random_seed(7)
-    return keras.Sequential([layers.Input(shape=(6,)),
-                             layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.l1_l2(0.01, 0.02)),
-                             layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
-
-
-OPTIMIZER_CASES = {
-    "sgd": lambda: optimizers.SGD(0.1),
-    "sgd-momentum": lambda: optimizers.SGD(0.1, momentum=0.9),
-    "sgd-nesterov-clipnorm": lambda: optimizers.SGD(0.1, momentum=0.8, nesterov=True, clipnorm=0.05),
-    "adam": lambda: optimizers.Adam(0.01),
-    "adam-amsgrad-clipvalue": lambda: optimizers.Adam(0.01, amsgrad=True, clipvalue=0.01),
-    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.1),
-    "rmsprop": lambda: optimizers.RMSprop(0.01),
-    "rmsprop-centered-momentum": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True, global_clipnorm=0.1),
-    "adagrad": lambda: optimizers.Adagrad(0.1),
-}
-
-
 @pytest.mark.parametrize("name", OPTIMIZER_CASES)
 def test_optimizer_steps_match_reference(name):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 6)), rng.integers(0, 3, 16)
-    (ref_model, ref, xs, ys), (model, got, _, _) = _program_pair(_mlp, OPTIMIZER_CASES[name],
+    (ref_model, ref, xs, ys), (model, got, _, _) = program_pair("torch", parity_mlp, OPTIMIZER_CASES[name],
                                                                  "sparse_categorical_crossentropy", x, y,
                                                                  metrics=["accuracy"])
     for step in range(6):
@@ -161,7 +128,7 @@ def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
 
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(8, 4, 3)), rng.normal(size=(8, 2))
-    (_, ref, xs, ys), (_, got, _, _) = _program_pair(build, lambda: optimizers.Adam(0.05), "mse", x, y)
+    (_, ref, xs, ys), (_, got, _, _) = program_pair("torch", build, lambda: optimizers.Adam(0.05), "mse", x, y)
     for step in range(4):
         ref.train_step(xs, ys, step)
         got.train_step(xs, ys, step)
