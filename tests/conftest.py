@@ -34,3 +34,18 @@ def real_data(monkeypatch) -> Path:
     folder = real_data_dir()
     monkeypatch.setenv("POLYKERAS_DATA_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def hide_modules(monkeypatch):
+    """``hide_modules("torch", ...)`` makes modules look uninstalled to the install
+    checks (``importlib.util.find_spec``) for the rest of the test."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def hide(*names):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, **k: None if name in names else real(name, *a, **k))
+
+    return hide

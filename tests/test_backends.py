@@ -1,6 +1,5 @@
 """Plugin discovery, backend selection and its errors."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -34,8 +33,8 @@ def test_unknown_backend_lists_installed():
     assert "numpy" in installed.rstrip(".").split(", ")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed here")
-def test_first_party_backend_without_its_framework_names_the_extra():
+def test_first_party_backend_without_its_framework_names_the_extra(hide_modules):
+    hide_modules("torch")
     with pytest.raises(BackendNotFoundError, match=r"polykeras\[torch\]"):
         backends.get_backend("torch")
 

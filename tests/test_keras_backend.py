@@ -245,11 +245,11 @@ def test_keras_numpy_cannot_train_but_predicts():
         model.fit(x, y, verbose=0)
 
 
-def test_missing_framework_names_the_extra():
+def test_missing_framework_names_the_extra(hide_modules):
     info = backends.find_backend("keras-tensorflow")
     assert info.extra == "tensorflow"
-    if info.installed:
-        pytest.skip("tensorflow is installed here")
+    hide_modules("tensorflow")
+    assert not info.installed
     with pytest.raises(backends.BackendNotFoundError, match=r"pip install 'polykeras\[tensorflow\]'"):
         info.create("cpu", "float32")
 
