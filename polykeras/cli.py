@@ -164,7 +164,7 @@ def _plot_curves(history: dict, path: Path, title: str) -> bool:
 
 def _conformance(args) -> int:
     try:
-        from polykeras_conformance import report, runner
+        from polykeras_conformance import native, report, runner
     except ImportError as exc:
         raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
     from polykeras.backends import backend_infos
@@ -182,14 +182,17 @@ def _conformance(args) -> int:
     for dtype in dtypes:
         _check_choice(dtype, ["float64", "float32"], "dtype")
     workloads_ = args.workloads.split(",") if args.workloads else None
+    natives = None if args.natives == "auto" else [] if args.natives == "none" else args.natives.split(",")
+    for name in natives or []:
+        _check_choice(name, list(native.SIDES), "native side")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
-                      workloads_, timeout=args.timeout)
+                      workloads_, timeout=args.timeout, natives=natives)
     path = report.write(runs, Path(args.report), levels, args.quick)
     print()
     for run in runs:
-        print(f"{run.label:40s} {run.verdict()}")
+        print(f"{run.label:40s} {run.verdict() if not run.native else run.error or 'measured'}")
     print(f"report: {path}")
-    return 0 if all(r.passed for r in runs) else 1
+    return 0 if all(r.passed for r in runs if not r.native) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--levels", "--level", dest="levels", help="comma-separated, among L0,L1,L2,L3 (default: all)")
     conf.add_argument("--workloads", help="comma-separated workloads for L2/L3 (default: all)")
     conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
+    conf.add_argument("--natives", default="auto",
+                      help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
+                           "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
+                           "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
     conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
     conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
     return parser

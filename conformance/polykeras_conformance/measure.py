@@ -127,13 +127,28 @@ def speed(workload_name: str, backend: str, device: str | None, dtype: str, step
           epochs: int = 3) -> dict[str, np.ndarray]:
     """L3: ms per training step through ``fit`` (the user's path), median over
     ``epochs`` epochs of ``steps`` steps after a warm-up epoch."""
+    workload, model = speed_model(workload_name)
+    workload.compile(model, backend=backend, device=device, dtype=dtype)
+    x, y = speed_data(workload, model, steps)
+    batch = workload.batch_size
+    _program(model, x[:batch], y[:batch])  # compiles, and reports a missing layer kind as unsupported
+    timer = _EpochTimes()
+    model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[timer])
+    return speed_summary(timer.seconds[1:], steps, batch)
+
+
+def speed_model(workload_name: str):
+    """The workload and its freshly built model, with the same initial weights in every process."""
     from polykeras import workloads
 
     workload = workloads.get(workload_name)
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
-    model = workload.build()
-    workload.compile(model, backend=backend, device=device, dtype=dtype)
+    return workload, workload.build()
+
+
+def speed_data(workload, model, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` batches of seeded synthetic data of the workload's shapes (speed does not need real data)."""
     batch = workload.batch_size
     rng = np.random.default_rng(0)
     n = steps * batch
@@ -144,11 +159,13 @@ def speed(workload_name: str, backend: str, device: str | None, dtype: str, step
         x = rng.random((n, *shape))
     out = model.output_shape[-1]
     y = rng.integers(0, out, n) if workload.loss.startswith("sparse") else rng.integers(0, 2, (n, out))
-    _program(model, x[:batch], y[:batch])  # compiles, and reports a missing layer kind as unsupported
-    timer = _EpochTimes()
-    model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[timer])
-    per_step = np.array(timer.seconds[1:]) / steps * 1000
-    return {"ms/step": np.asarray(np.median(per_step)), "samples/s": np.asarray(batch * 1000 / np.median(per_step))}
+    return x, y
+
+
+def speed_summary(epoch_seconds: list[float], steps: int, batch: int) -> dict[str, np.ndarray]:
+    """Median ms/step over the timed epochs, and the samples/s it means."""
+    ms = float(np.median(epoch_seconds)) / steps * 1000
+    return {"ms/step": np.asarray(ms), "samples/s": np.asarray(batch * 1000 / ms)}
 
 
 class _EpochTimes(keras.callbacks.Callback):

@@ -45,13 +45,14 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str]) -> str:
              "(same initial weights, same data order, parity-mode dropout masks).", "", "## Verdicts", "",
              "| backend / device / dtype | version | " + " | ".join(LEVEL_NAMES[l] for l in levels if l in LEVEL_NAMES)
              + " | verdict |", "|---|---|" + "---|" * (len(levels) + 1)]
-    for run in runs:
+    backends = [r for r in runs if not r.native]
+    for run in backends:
         cells = [_cell(run, level) for level in levels]
         verdict = "PASS" if run.passed else "**FAIL**"
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
-    lines += _training_table(runs) + _speed_table(runs) + _coverage(runs) + _failures(runs)
+    lines += _training_table(backends) + _speed_table(runs) + _coverage(backends) + _failures(backends)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -76,20 +77,50 @@ def _training_table(runs: list[Run]) -> list[str]:
 
 
 def _speed_table(runs: list[Run]) -> list[str]:
+    backends = [r for r in runs if not r.native]
+    natives = [r for r in runs if r.native]
+    ratio_columns = list(dict.fromkeys(c.quantity for r in backends for c in r.checks
+                                       if c.level == "L3" and c.quantity.startswith("speed vs ")))
     rows = []
-    for run in runs:
+    for run in backends:
         by_case = defaultdict(dict)
         for c in run.checks:
             if c.level == "L3":
-                by_case[c.case][c.quantity] = c.value
+                by_case[c.case][c.quantity] = c.value if c.quantity != "-" else c.status  # "-": not measured
         for case, values in by_case.items():
-            ratio = values.get("speed vs numpy")
-            rows.append(f"| {case} | {run.label} | {values.get('ms/step', float('nan')):.2f} | "
-                        f"{values.get('samples/s', float('nan')):,.0f} | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+            if "ms/step" not in values:
+                rows.append(f"| {case} | {run.label} | {values.get('-', 'not measured')} | - |"
+                            + " - |" * len(ratio_columns))
+                continue
+            ratios = " | ".join("-" if values.get(q) is None else f"{values[q]:.2f}x" for q in ratio_columns)
+            rows.append(f"| {case} | {run.label} | {values['ms/step']:.2f} | {values['samples/s']:,.0f} | {ratios} |")
     if not rows:
         return []
-    return ["", "## L3 speed (through `fit`, median of epochs after a warm-up)", "",
-            "| workload | backend / device / dtype | ms/step | samples/s | speed vs numpy |", "|---|---|---|---|---|", *rows]
+    lines = ["", "## L3 speed (through `fit`, median of epochs after a warm-up)", "",
+             "Ratios are the other side's ms/step over the backend's: above 1, the backend is faster. "
+             + ("The native yardsticks (below) train the same model from the same initial weights on the same "
+                "synthetic data, in float32, each in its own process after the backends ran. Sides timed one after "
+                "the other on a shared machine move by up to ~20% between runs (more in quick mode's 10-step "
+                "epochs); `benchmarks/` interleaves the sides for ratios to hold targets against." if natives else ""),
+             "", "| workload | backend / device / dtype | ms/step | samples/s | "
+             + " | ".join(q.replace("speed ", "") for q in ratio_columns) + " |",
+             "|---|---|---|---|" + "---|" * len(ratio_columns), *rows]
+    if natives:
+        lines += ["", "### Native yardsticks", "", "| workload | native side / device | version | ms/step | samples/s |",
+                  "|---|---|---|---|---|"]
+        for run in natives:
+            if run.error:
+                lines.append(f"| all | {run.label} | - | {run.error} | - |")
+            values = defaultdict(dict)
+            for c in run.checks:
+                values[c.case][c.quantity] = c.value if c.status == "info" else f"{c.status}: {c.detail}"
+            for case, v in values.items():
+                if "-" in v:  # the side could not run this workload
+                    lines.append(f"| {case} | {run.label} | {run.version} | {v['-']} | - |")
+                else:
+                    lines.append(f"| {case} | {run.label} | {run.version} | {v['ms/step']:.2f} | "
+                                 f"{v['samples/s']:,.0f} |")
+    return lines
 
 
 def _coverage(runs: list[Run]) -> list[str]:

@@ -50,9 +50,14 @@ class Run:
     error: str = ""  # the worker crashed or timed out
     seconds: float = 0.0
     losses: dict[str, list[float]] | None = None  # L2 per-step training losses, by workload
+    native: bool = False  # one of L3's native yardsticks (plain PyTorch, plain JAX, Keras fit), not a backend
 
     @property
     def label(self) -> str:
+        if self.native:
+            from polykeras_conformance.native import SIDES
+
+            return f"{SIDES[self.backend].label} (native) / {self.device} / {self.dtype}"
         return f"{self.backend} / {self.device} / {self.dtype}"
 
     def failures(self, level: str | None = None) -> list[Check]:
@@ -80,5 +85,6 @@ class Run:
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "version": self.version,
-                "error": self.error, "seconds": self.seconds, "passed": self.passed, "verdict": self.verdict(),
+                "error": self.error, "seconds": self.seconds,
+                "native": self.native, "passed": self.passed, "verdict": self.verdict(),
                 "losses": self.losses or {}, "checks": [c.to_dict() for c in self.checks]}

@@ -3,12 +3,16 @@
 Each backend runs in a process of its own: Keras fixes its backend at import,
 frameworks keep global thread pools and state, and a crash or a hang must be
 that backend's failure, not the suite's. The reference (numpy) runs the same
-cases in its own worker; the comparison happens here, in the parent.
+cases in its own worker; the comparison happens here, in the parent. With L3,
+the native yardsticks (:mod:`.native`: plain PyTorch, plain JAX + optax, Keras
+``fit``) run after the backends, each in its own worker too, and every float32
+backend run gets its speed as a ratio to each of them on the same device.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,21 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras_conformance import compare
+from polykeras_conformance import compare, native
 from polykeras_conformance.results import Check, Run
 
 REFERENCE = "numpy"
 LEVELS = ("L0", "L1", "L2", "L3")
 
 
-def _worker(job: dict, timeout: float) -> tuple[tuple[dict, dict] | None, str, float]:
+def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[dict, dict] | None, str, float]:
     """Run one worker; return ((arrays, status), error, seconds)."""
     path = Path(job["out"])
     path.with_suffix(".job.json").write_text(json.dumps(job))
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "polykeras_conformance.worker", str(path.with_suffix(".job.json"))],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return None, f"the worker did not finish within {timeout:.0f} s (hang?)", time.perf_counter() - start
     seconds = time.perf_counter() - start
@@ -46,9 +50,14 @@ def _worker(job: dict, timeout: float) -> tuple[tuple[dict, dict] | None, str, f
 
 def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
         levels: tuple[str, ...] = LEVELS, quick: bool = True, workloads: list[str] | None = None,
-        timeout: float = 1800, progress=print) -> list[Run]:
+        timeout: float = 1800, progress=print, natives: list[str] | None = None) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
-    reference included, compared with itself as a sanity check)."""
+    reference included, compared with itself as a sanity check), then one per
+    native side x device (``native=True``) when L3 runs in float32.
+
+    ``natives``: the native sides to time (names in :data:`.native.SIDES`);
+    by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
+    """
     from polykeras import workloads as _workloads
     from polykeras.backends import find_backend
 
@@ -100,14 +109,55 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
                            losses=losses)
                 runs.append(run_)
                 progress(f"  {run_.verdict()} ({seconds:.0f} s)")
+        if "L3" in levels and "float32" in dtypes:
+            sides = native.sides_for(backends) if natives is None else natives
+            runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
     return runs
 
 
-def _speed_ratios(arrays: dict, reference: dict) -> list[Check]:
+def _native_runs(sides: list[str], runs: list[Run], quick: bool, workloads: list[str], timeout: float, tmp: str,
+                 progress) -> list[Run]:
+    """Time the native sides on the devices of the float32 runs of their counterpart backends, and add each
+    backend run's speed ratio to them (a native side named explicitly runs on every float32 run's device)."""
+    measured = [r for r in runs if r.dtype == "float32" and not r.error]
+    out = []
+    for name in sides:
+        side = native.SIDES[name]
+        devices = sorted({r.device for r in measured if name in native.COUNTERPARTS.get(r.backend, ())}
+                         or {r.device for r in measured} or {"cpu"})
+        for device in devices:
+            label = f"{side.label} (native) / {device} / float32"
+            if not side.installed():
+                progress(f"conformance: {label}: not installed (needs {', '.join(side.needs)}), skipped")
+                continue
+            progress(f"conformance: {label} ...")
+            job = {"native": name, "device": device, "quick": quick, "workloads": workloads,
+                   "out": str(Path(tmp) / f"native-{name}-{device}".replace(":", "_"))}
+            result, error, seconds = _worker(job, timeout, side.env)
+            if result is None:
+                out.append(Run(name, device, "float32", [], error=error, seconds=seconds, native=True))
+                progress(f"  {error}")
+                continue
+            arrays, meta = result
+            checks = [Check(*key.split("|")[:3], "-", None, None, state["status"], state.get("detail", ""))
+                      for key, state in meta["status"].items() if state["status"] != "ok"]
+            checks += [Check(*key.split("|"), float(value), None, "info") for key, value in arrays.items()]
+            out.append(Run(name, device, "float32", checks, version=meta["framework"], seconds=seconds, native=True))
+            for run_ in measured:
+                if run_.device == device:
+                    mine = {f"L3|{c.group}|{c.case}|ms/step": c.value for c in run_.checks
+                            if c.level == "L3" and c.quantity == "ms/step" and c.value}
+                    run_.checks += _speed_ratios(mine, arrays, f"speed vs {side.label}")
+            progress(f"  measured ({seconds:.0f} s)")
+    return out
+
+
+def _speed_ratios(arrays: dict, reference: dict, quantity: str = "speed vs numpy") -> list[Check]:
+    """``reference``'s ms/step over ``arrays``' per workload: > 1 means ``arrays``' side is faster."""
     out = []
     for key, value in arrays.items():
-        level, group, case, quantity = key.split("|", 3)
-        if level == "L3" and quantity == "ms/step" and key in reference:
-            out.append(Check("L3", group, case, "speed vs numpy", float(reference[key]) / float(value), None, "info",
-                             "ratio of ms/step, > 1 is faster than the reference"))
+        level, group, case, measured = key.split("|", 3)
+        if level == "L3" and measured == "ms/step" and key in reference:
+            out.append(Check("L3", group, case, quantity, float(reference[key]) / float(value), None, "info",
+                             "ratio of ms/step, > 1: the backend is faster"))
     return out

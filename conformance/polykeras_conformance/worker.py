@@ -3,8 +3,9 @@ process of its own, and writes the measurements to disk.
 
     python -m polykeras_conformance.worker JOB.json
 
-A job is ``{"backend", "device", "dtype", "levels", "quick", "out"}``; the
-worker writes ``<out>.npz`` (arrays keyed ``level|group|case|quantity``) and
+A job is ``{"backend", "device", "dtype", "levels", "quick", "workloads",
+"out"}``, or, for one of L3's native yardsticks (:mod:`.native`),
+``{"native", "device", "quick", "workloads", "out"}``; the worker writes ``<out>.npz`` (arrays keyed ``level|group|case|quantity``) and
 ``<out>.json`` (per-case status, versions, timings). A case that raises is
 recorded as an error and the worker goes on; a crash or a hang of the whole
 process is noticed by the runner, which reports it as that backend's failure.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras_conformance import cases, measure
+from polykeras_conformance import cases, measure, native
 
 QUICK_STEPS = 20
 QUICK_TEST_SAMPLES = 1000
@@ -45,20 +46,36 @@ def jobs(levels: list[str], quick: bool, workloads: list[str]):
                 n, b, d, t, QUICK_STEPS if quick else None, QUICK_TEST_SAMPLES if quick else None)
     if "L3" in levels:
         for name in workloads:
-            yield "L3", name, name, lambda b, d, t, n=name: measure.speed(n, b, d, t, steps=10 if quick else 40,
-                                                                          epochs=2 if quick else 3)
+            yield "L3", name, name, lambda b, d, t, n=name: measure.speed(n, b, d, t, **speed_protocol(quick))
+
+
+def speed_protocol(quick: bool) -> dict[str, int]:
+    """L3's steps per epoch and timed epochs (after one warm-up epoch), for backends and native sides alike."""
+    return {"steps": 10, "epochs": 2} if quick else {"steps": 40, "epochs": 3}
+
+
+def native_jobs(side: str, quick: bool, workloads: list[str]):
+    for name in workloads:
+        yield "L3", name, name, lambda b, d, t, n=name: native.speed(side, n, d, **speed_protocol(quick))
 
 
 def run(job: dict) -> None:
     import polykeras
     from polykeras.backends import find_backend, get_backend
 
-    backend, dtype = job["backend"], job["dtype"]
-    info = find_backend(backend)
-    device = get_backend(backend, job.get("device"), dtype).device
+    if "native" in job:
+        side = native.SIDES[job["native"]]
+        backend, dtype, device = side.name, "float32", job["device"]
+        version = side.load().version()
+        cases = native_jobs(side.name, job["quick"], job["workloads"])
+    else:
+        backend, dtype = job["backend"], job["dtype"]
+        device = get_backend(backend, job.get("device"), dtype).device
+        version = find_backend(backend).framework_version() or ""
+        cases = jobs(job["levels"], job["quick"], job["workloads"])
     arrays: dict[str, np.ndarray] = {}
     status: dict[str, dict] = {}
-    for level, group, case_id, fn in jobs(job["levels"], job["quick"], job["workloads"]):
+    for level, group, case_id, fn in cases:
         start = time.perf_counter()
         try:
             for quantity, value in fn(backend, device, dtype).items():
@@ -74,7 +91,7 @@ def run(job: dict) -> None:
     out = Path(job["out"])
     np.savez(out.with_suffix(".npz"), **arrays)
     meta = {"backend": backend, "device": device, "dtype": dtype, "status": status,
-            "polykeras": polykeras.__version__, "framework": info.framework_version() or ""}
+            "polykeras": polykeras.__version__, "framework": version}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 

@@ -1,0 +1,68 @@
+"""The workload in Keras 3 itself: the model, exported with
+:func:`polykeras.saving.export_keras` and opened by ``keras.saving.load_model``
+(Keras's own layer classes, the same initial weights), compiled with the
+workload's optimizer, loss and metrics, trained by ``fit`` -- in a process
+whose ``KERAS_BACKEND`` the runner sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from polykeras import saving
+
+
+def version() -> str:
+    backend = keras.backend.backend()
+    framework = __import__(backend)
+    return f"keras {keras.__version__}, {backend} {framework.__version__}"
+
+
+class _EpochTimes(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _keras_device(device: str):
+    """A scope placing Keras on ``device`` (Keras's own default, and no scope, for the CPU: Keras on torch
+    fails to build Dropout's seed state inside a ``keras.device("cpu:0")`` scope)."""
+    platform, _, index = device.partition(":")
+    return contextlib.nullcontext() if platform == "cpu" else keras.device(f"gpu:{index or 0}")
+
+
+class Loop:
+    def __init__(self, model, workload, device: str):
+        self.device = device
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            saving.export_keras(model, path)
+            with _keras_device(self.device):
+                self.model = keras.saving.load_model(path, compile=False)
+        spec = workload.optimizer().to_spec()
+        optimizer = keras.optimizers.get({"class_name": spec["kind"], "config": spec["config"]})
+        self.model.compile(optimizer=optimizer, loss=workload.loss, metrics=list(workload.metrics))
+
+    def predict(self, x) -> np.ndarray:
+        with _keras_device(self.device):
+            return keras.ops.convert_to_numpy(self.model(x.astype(self.model.inputs[0].dtype), training=False))
+
+    def fit_epochs(self, x, y, batch: int, epochs: int) -> list[float]:
+        timer = _EpochTimes()
+        x = x.astype(np.int32 if x.dtype.kind == "i" else np.float32)
+        with _keras_device(self.device):
+            self.model.fit(x, y.astype(np.float32 if y.ndim > 1 else y.dtype), batch_size=batch, epochs=epochs,
+                           verbose=0, callbacks=[timer])
+        return timer.seconds
