@@ -14,20 +14,19 @@ layer, float32         1e-5     unit roundoff 6e-8 times reductions of <= ~100
                                 OpenBLAS); measured <= 4e-7
 optimizer, float64     1e-12    elementwise rules; measured <= 4e-15
 trajectory, float64    1e-8     the issue's bar, per-step loss; measured <= 3e-16
-trajectory, float32    1e-5     per-step loss, MLP (Adam) and LSTM (Adam): roundoff
-                                of 784- and 512-term dots and 80 LSTM steps
-                                compounds through the updates; measured <= 4e-7
-                                over 50 steps
-CNN float32, 50 steps  0.15     per-step band, and 0.03 on the mean of the last 10
-                       / 0.03   losses. RMSprop's first updates are sign-like
-                                (g / sqrt(0.1 g^2)) and MNIST's exact-zero
-                                background makes max-pool ties, so float32
-                                roundoff is amplified chaotically: the reference's
-                                *own* float32 run departs from its float64 run by
-                                up to 4.2e-2 per step (0.84% on the last-10 mean);
-                                torch float32 vs reference float32: 8e-2 / 0.84%.
-                                torch float64 agrees to 6e-16 on the same run, so
-                                the math is the same and the spread is roundoff.
+trajectory, float32    max of   per step loss, against the float64 reference
+                       1e-5,    (backend_parity.compare_trajectories, the conformance
+                       10d      suite's rule). Rounding (unit roundoff 6e-8 in
+                                784/512-term dots, 80 LSTM steps) grows through
+                                training by a model-dependent amount: d is how far
+                                the reference's own float32 run drifts from its
+                                float64 run -- MLP 6e-7, LSTM 9e-8, but CNN 4e-2
+                                after 50 RMSprop steps (RMSprop's first updates are
+                                sign-like, g / sqrt(0.1 g^2), so rounding-level
+                                gradients flip whole updates). Measured over 50 steps:
+                                MLP 5.5e-7, LSTM 1.2e-7, CNN 6.1e-2 (limit 0.42)
+                                (torch float64 agrees to 6e-16 on the same run, so
+                                the math is the same and the spread is roundoff)
 =====================  =======  ==================================================
 
 The fast tests use one torch thread: the models are tiny, and two threads on
@@ -50,11 +49,9 @@ from polykeras import random as pk_random  # noqa: E402
 from polykeras.backends import DeviceNotAvailableError  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
-                            parity_mlp, program_pair, rel_diff, trajectory)
+                            compare_trajectories, parity_mlp, program_pair, rel_diff)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
-TRAJECTORY_TOL = {"float64": 1e-8, "float32": 1e-5}
-CHAOTIC_FLOAT32 = {"mnist-cnn": (0.15, 0.03)}  # (per-step band, last-10-mean) after the first 4 steps
 OPTIMIZER_TOL = 1e-12
 
 pytestmark = pytest.mark.filterwarnings("ignore::polykeras.datasets.DatasetSubsetWarning")
@@ -143,24 +140,6 @@ def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
 
 
 # -- L2: training trajectories on the real datasets -----------------------------------------------
-def _compare_trajectories(workload, steps, dtype, batch_size=None):
-    ref, ref_weights = trajectory("numpy", workload, steps, dtype, batch_size)
-    got, got_weights = trajectory("torch", workload, steps, dtype, batch_size)
-    per_step = np.abs(got - ref) / np.abs(ref)
-    weights = max(rel_diff(a, b) for a, b in zip(got_weights, ref_weights))
-    print(f"{workload} {dtype} {steps} steps: max per-step loss rel diff {per_step.max():.2e} "
-          f"(tolerance {TRAJECTORY_TOL[dtype]:.0e}), final weights {weights:.2e}")
-    print("per step:", np.array2string(per_step, precision=1))
-    assert np.isfinite(got).all() and got[-1] < got[0] * 1.5
-    if dtype == "float32" and workload in CHAOTIC_FLOAT32 and steps > 4:
-        band, last_mean = CHAOTIC_FLOAT32[workload]
-        mean_diff = abs(got[-10:].mean() - ref[-10:].mean()) / ref[-10:].mean()
-        print(f"band {band}, last-10 mean rel diff {mean_diff:.2e} (tolerance {last_mean})")
-        assert per_step[:4].max() <= TRAJECTORY_TOL[dtype] and per_step.max() <= band and mean_diff <= last_mean
-        return
-    assert per_step.max() <= TRAJECTORY_TOL[dtype], per_step
-
-
 @pytest.mark.parametrize("workload, steps, dtype, batch_size", [
     ("mnist-mlp", 10, "float64", None),
     ("mnist-mlp", 10, "float32", None),
@@ -168,14 +147,14 @@ def _compare_trajectories(workload, steps, dtype, batch_size=None):
     ("mnist-cnn", 3, "float64", 16),  # the NumPy reference CNN takes seconds per full batch
 ])
 def test_training_trajectory_matches_reference(real_data, workload, steps, dtype, batch_size):
-    _compare_trajectories(workload, steps, dtype, batch_size)
+    compare_trajectories("torch", workload, steps, dtype, batch_size)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workload", ["mnist-mlp", "mnist-cnn", "imdb-lstm"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fifty_step_trajectory_matches_reference(real_data, workload, dtype):
-    _compare_trajectories(workload, 50, dtype)
+    compare_trajectories("torch", workload, 50, dtype)
 
 
 # -- torch specifics: layouts, fused kernels, dropout, logs ---------------------------------------
