@@ -12,6 +12,11 @@
   ceiling every call mmaps and unmaps its temp buffer afresh -- ~10,500 page
   faults, ~10 ms a step on XLA:CPU. XLA's reverse-mode differentiation of the
   scan is backpropagation through time.
+* The scan always emits ``h_t`` as its per-step output and the last output is
+  ``outputs[-1]``, not the final carry, even without ``return_sequences`` (as
+  Keras's ``rnn`` does): the IMDB LSTM's compiled train step then takes 13.8
+  instead of 15.6-16.2 ms (XLA:CPU, jax 0.10.2; the entry computations are the
+  same, the backward loop differs), for a temp buffer of 31.1 instead of 29.8 MB.
 * ``dropout``: one ``(batch, features)`` mask (stream 0) multiplies every
   ``x_t``. ``recurrent_dropout``: one ``(batch, units)`` mask (stream 1)
   multiplies ``h_{t-1}`` only where it enters the recurrent product; the
@@ -80,11 +85,11 @@ class _Recurrent(Layer):
                 xw_t = xw_t + input_bias
             h_in = state[0] if rec_mask is None else state[0] * rec_mask
             state = jax.checkpoint(self._cell, policy=jax.checkpoint_policies.everything_saveable)(U, recurrent_bias, xw_t, state, h_in)
-            return state, (state[0] if self.return_sequences else None)
+            return state, state[0]  # see the module docstring: faster than the final carry
 
         initial = tuple(jnp.zeros((batch, self.units), jnp.result_type(x, kernel)) for _ in range(self.n_states))
         final, outputs = lax.scan(step, initial, xs)
-        return jnp.swapaxes(outputs, 0, 1) if self.return_sequences else final[0]
+        return jnp.swapaxes(outputs, 0, 1) if self.return_sequences else outputs[-1]
 
 
 class SimpleRNN(_Recurrent):
