@@ -8,8 +8,10 @@ Contenders, each training the same model on the same synthetic float32 data
 (``--steps`` full batches per epoch, reshuffled every epoch):
 
 * ``plain``: an idiomatic jitted JAX step (``value_and_grad`` + ``optax``,
-  dropout from ``jax.random``, buffers donated), driven by a Python loop over
-  NumPy batches; the epoch's losses are fetched once at its end.
+  logits into optax's cross-entropies, dropout from ``jax.random``, buffers
+  donated), driven by a Python loop over NumPy batches; the epoch's losses are
+  fetched once at its end. It is the conformance suite's L3 yardstick
+  (:mod:`polykeras_conformance.native.jax_loop`), built from the same model.
 * ``polykeras``: ``model.fit`` with ``POLYKERAS_BACKEND=jax`` semantics
   (``compile(backend="jax")``), default ``steps_per_execution=1``.
 * ``polykeras spe=N``: the same with ``compile(steps_per_execution=N)``:
@@ -114,99 +116,22 @@ class FitRunner:
 
 # -- the plain JAX + optax loop ---------------------------------------------------------
 class PlainJax:
-    """What a JAX user would write by hand: pure functions, one jitted step."""
+    """What a JAX user writes by hand: the conformance suite's native JAX loop
+    (:mod:`polykeras_conformance.native.jax_loop`) on the same model and weights."""
 
-    def __init__(self, name: str, steps: int, weights: list[np.ndarray]):
-        import jax
-        import jax.numpy as jnp
-        import optax
-        from jax import lax
+    def __init__(self, name: str, steps: int, model):
+        from types import SimpleNamespace
 
-        self.name, self.batch = name, WORKLOADS[name][0]
+        import polykeras
+        from polykeras_conformance.native import jax_loop
+
+        self.batch = WORKLOADS[name][0]
         self.x, self.y = data(name, steps)
-        self.params = [jnp.asarray(w) for w in weights]
-        self.tx = optax.adam(1e-3, eps=1e-7) if WORKLOADS[name][1] == "adam" else optax.rmsprop(1e-3, 0.9, 1e-7)
-        self.opt_state = self.tx.init(self.params)
-        self.key = jax.random.key(0)
-        eps = 1e-7
-
-        def dropout(x, rate, key):
-            return jnp.where(jax.random.bernoulli(key, 1 - rate, x.shape), x / (1 - rate), 0.0)
-
-        def dense(p, x):
-            return x @ p[0] + p[1]
-
-        def forward(p, x, key):
-            k1, k2 = jax.random.split(key)
-            if name == "mnist-mlp":
-                h = dropout(jax.nn.relu(dense(p[0:2], x)), 0.2, k1)
-                h = dropout(jax.nn.relu(dense(p[2:4], h)), 0.2, k2)
-                return jax.nn.softmax(dense(p[4:6], h))
-            if name == "seed-mlp":
-                return jax.nn.softmax(dense(p[2:4], jax.nn.relu(dense(p[0:2], x))))
-            if name == "cifar-cnn":
-                conv = lambda h, w, b: jax.nn.relu(lax.conv_general_dilated(  # noqa: E731
-                    h, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b)
-                h = conv(conv(x, p[0], p[1]), p[2], p[3])
-                h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-                h = dropout(h, 0.25, k1).reshape(x.shape[0], -1)
-                return jax.nn.softmax(dense(p[6:8], dropout(jax.nn.relu(dense(p[4:6], h)), 0.5, k2)))
-            # imdb-lstm: Embedding -> LSTM (gates i, f, c, o) -> Dense(1, sigmoid)
-            # The input projection is done per time step inside the scan, as Keras and polykeras do:
-            # projecting all steps up front adds ~13 MB of XLA temporaries, and above glibc's 32 MB
-            # mmap ceiling the step's temp buffer is mapped and page-faulted afresh on every call.
-            emb = jnp.take(p[0], x, axis=0)
-            units = p[2].shape[0]
-
-            def cell(carry, x_t):
-                h, c = carry
-                i, f, g, o = jnp.split(x_t @ p[1] + p[3] + h @ p[2], 4, axis=-1)
-                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-                h = jax.nn.sigmoid(o) * jnp.tanh(c)
-                return (h, c), None
-
-            zeros = jnp.zeros((x.shape[0], units))
-            (h, _), _ = lax.scan(cell, (zeros, zeros), jnp.swapaxes(emb, 0, 1))
-            return jax.nn.sigmoid(dense(p[4:6], h))
-
-        def loss_fn(p, x, y, key):
-            out = forward(p, x, key)
-            if name == "imdb-lstm":
-                pc = jnp.clip(out, eps, 1 - eps)
-                return jnp.mean(-(y * jnp.log(pc) + (1 - y) * jnp.log(1 - pc))), jnp.mean((out > 0.5) == y)
-            logp = jnp.log(jnp.clip(out, eps, 1 - eps))
-            if name == "seed-mlp":
-                return jnp.mean(-jnp.sum(y * logp, -1)), jnp.mean(out.argmax(-1) == y.argmax(-1))
-            return (jnp.mean(-jnp.take_along_axis(logp, y[:, None], -1)), jnp.mean(out.argmax(-1) == y))
-
-        def step_impl(params, opt_state, x, y, step):
-            key = jax.random.fold_in(self.key, step)  # inside the jitted step: no extra dispatch per step
-            (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
-            updates, opt_state = self.tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss, acc
-
-        self.step = jax.jit(step_impl, donate_argnums=(0, 1))
-        self.rng = np.random.default_rng(1)
+        workload = SimpleNamespace(loss=WORKLOADS[name][2], optimizer=lambda: optimizer(polykeras, name))
+        self.loop = jax_loop.Loop(model, workload, "cpu")
 
     def run(self, epochs: int) -> list[float]:
-        import jax
-        import jax.numpy as jnp
-
-        times = []
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            order = self.rng.permutation(len(self.x))
-            xs, ys = self.x[order], self.y[order]
-            losses = []
-            for i in range(len(xs) // self.batch):
-                lo = i * self.batch
-                self.params, self.opt_state, loss, _ = self.step(
-                    self.params, self.opt_state, xs[lo:lo + self.batch], ys[lo:lo + self.batch],
-                    epoch * 100_000 + i)
-                losses.append(loss)
-            float(jnp.mean(jnp.stack(losses)))  # the epoch's host sync
-            times.append(time.perf_counter() - start)
-        return times
+        return self.loop.fit_epochs(self.x, self.y, self.batch, epochs)
 
 
 # -- Keras 3 in a worker process ----------------------------------------------------------
@@ -257,7 +182,7 @@ def benchmark(name: str, args, keras_worker: KerasWorker | None) -> dict[str, fl
     runners = {"plain": None, "polykeras": FitRunner(polykeras, name, args.steps, backend="jax"),
                f"polykeras spe={args.spe}": FitRunner(polykeras, name, args.steps, backend="jax",
                                                       steps_per_execution=args.spe)}
-    runners["plain"] = PlainJax(name, args.steps, runners["polykeras"].model.get_weights())
+    runners["plain"] = PlainJax(name, args.steps, runners["polykeras"].model)
     if keras_worker is not None:
         runners["keras"] = keras_worker.runner(name, args.steps)
     times: dict[str, list[float]] = {label: [] for label in runners}

@@ -129,95 +129,23 @@ class FitSide:
 
 
 class PlainTorchSide:
-    """The model as a competent PyTorch user writes it."""
+    """The model as a competent PyTorch user writes it: the conformance suite's native torch loop
+    (:mod:`polykeras_conformance.native.torch_loop`) on the same model and weights."""
 
-    def __init__(self, name):
-        import torch
-        from torch import nn
+    def __init__(self, name, model):
+        from types import SimpleNamespace
 
-        self.torch, self.name = torch, name
-        x, y = make_data(name)
+        import polykeras
+        from polykeras_conformance.native import torch_loop
+
+        self.x, self.y = make_data(name)
         self.batch = WORKLOADS[name][0]
-        if name == "small":
-            net = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 10))
-        elif name == "mlp":
-            net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 512), nn.ReLU(),
-                                nn.Dropout(0.2), nn.Linear(512, 10))
-        elif name == "cnn":
-            net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                                nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * 14 * 14, 128), nn.ReLU(),
-                                nn.Dropout(0.5), nn.Linear(128, 10))
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # stored NCHW once, as torch users do
-        elif name == "lstm":
-            net = _PlainLSTM(nn, recurrent_dropout=0.0)
-        else:
-            net = _PlainLSTM(nn, recurrent_dropout=0.2)
-        self.net = net
-        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
-        if not name.startswith("lstm") and name != "small":
-            self.y = self.y.long()
-        if WORKLOADS[name][4] == "adam":
-            self.opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-        else:
-            self.opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-        self.loss_fn = nn.BCEWithLogitsLoss() if name.startswith("lstm") else nn.CrossEntropyLoss()
-
-    def _correct(self, out, y):
-        if self.name.startswith("lstm"):
-            return ((out > 0).to(y.dtype) == y).sum()
-        labels = y.argmax(1) if self.name == "small" else y
-        return (out.argmax(1) == labels).sum()
+        _, kwargs = build_keras_like(polykeras, name)
+        workload = SimpleNamespace(loss=kwargs["loss"], optimizer=lambda: kwargs["optimizer"])
+        self.loop = torch_loop.Loop(model, workload, "cpu")
 
     def epoch(self) -> tuple[float, float]:
-        torch, n = self.torch, len(self.x)
-        start = time.perf_counter()
-        self.net.train()
-        total_loss = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
-        perm = torch.randperm(n)
-        for lo in range(0, n, self.batch):
-            index = perm[lo:lo + self.batch]
-            xb, yb = self.x[index], self.y[index]
-            self.opt.zero_grad()
-            out = self.net(xb)
-            loss = self.loss_fn(out, yb)
-            loss.backward()
-            self.opt.step()
-            with torch.no_grad():
-                total_loss += loss.detach() * len(xb)
-                correct += self._correct(out, yb)
-        mean_loss = float(total_loss) / n
-        return time.perf_counter() - start, mean_loss
-
-
-def _PlainLSTM(nn, recurrent_dropout):
-    import torch
-
-    class PlainLSTM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = nn.Embedding(VOCAB, 128)
-            self.rd = recurrent_dropout
-            if recurrent_dropout:
-                self.cell = nn.LSTMCell(128, 128)
-                self.input_dropout = nn.Dropout(recurrent_dropout)
-            else:
-                self.lstm = nn.LSTM(128, 128, batch_first=True)
-            self.head = nn.Linear(128, 1)
-
-        def forward(self, ids):
-            e = self.embedding(ids)
-            if not self.rd:
-                return self.head(self.lstm(e)[0][:, -1]).squeeze(-1)
-            keep = 1 - self.rd
-            e = e * (torch.empty(e.shape[0], 1, e.shape[2]).bernoulli_(keep) / keep)
-            h_mask = torch.empty(e.shape[0], 128).bernoulli_(keep) / keep
-            h = c = e.new_zeros(e.shape[0], 128)
-            for t in range(e.shape[1]):
-                h, c = self.cell(e[:, t], (h * h_mask, c))
-            return self.head(h).squeeze(-1)
-
-    return PlainLSTM()
+        return self.loop.fit_epochs(self.x, self.y, self.batch, 1)[0], self.loop.losses[-1]
 
 
 class KerasWorker:
@@ -260,7 +188,7 @@ def run_workload(name, args, keras_version_box):
     sides = {}
     polykeras.utils.set_random_seed(0)
     sides["polykeras"] = FitSide(polykeras, name, backend="torch", dtype="float32")
-    sides["plain torch"] = PlainTorchSide(name)
+    sides["plain torch"] = PlainTorchSide(name, sides["polykeras"].model)
     if not args.no_keras:
         sides["keras-torch"] = KerasWorker(name)
         keras_version_box.append(sides["keras-torch"].version)

@@ -122,6 +122,7 @@ class Loop:
         self.step = jax.jit(step, donate_argnums=(0, 1))
         self.forward = jax.jit(lambda params, x: forward(params, x, self.key, False))
         self.rng = np.random.default_rng(1)
+        self.losses: list[float] = []  # the mean training loss of each epoch
 
     def arrays(self, x, y):
         x = x.astype(np.int32 if x.dtype.kind == "i" else np.float32)
@@ -149,6 +150,6 @@ class Loop:
                 self.params, self.opt_state, loss, _ = self.step(self.params, self.opt_state, xb, yb, step_number)
                 losses.append(loss)
                 step_number += 1
-            float(jnp.mean(jnp.stack(losses)))  # the epoch's logs: the host sync
+            self.losses.append(float(jnp.mean(jnp.stack(losses))))  # the epoch's logs: the host sync
             seconds.append(time.perf_counter() - start)
         return seconds

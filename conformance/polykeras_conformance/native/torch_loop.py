@@ -122,6 +122,7 @@ class Loop:
         self.device = torch.device(device)
         self.loss_name = workload.loss
         self.net, self.logits, self.channels_first = build(model, workload.loss)
+        self.losses: list[float] = []  # the mean training loss of each epoch
         self.net.to(self.device)
         kind, cfg = native.optimizer_config(workload)
         params, lr = self.net.parameters(), cfg["learning_rate"]
@@ -179,6 +180,7 @@ class Loop:
                 with torch.no_grad():
                     total += loss.detach() * len(xb)
                     correct += right
-            float(total), int(correct)  # the epoch's logs: the host sync
+            self.losses.append(float(total) / n)  # the epoch's logs: the host sync
+            int(correct)
             seconds.append(time.perf_counter() - start)
         return seconds
