@@ -195,18 +195,24 @@ def plot(runs: list[Run], out: Path) -> list[str]:
         plt.close(fig)
         written.append(name)
     speed = [(r, c) for r in runs for c in r.checks if c.level == "L3" and c.quantity == "ms/step"]
+    if any(r.dtype == "float32" for r, _ in speed):  # the dtype users train in, and the one natives run in
+        speed = [(r, c) for r, c in speed if r.dtype == "float32"]
     if speed:
         cases = sorted({c.case for _, c in speed})
-        labels = sorted({r.label for r, _ in speed})
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(cases), 3.8))
+        labels = list(dict.fromkeys(r.label for r, _ in speed))
+        native = {r.label for r, _ in speed if r.native}
+        fig, ax = plt.subplots(figsize=(4 + 1.4 * len(cases), 4.2))
         width = 0.8 / len(labels)
+        colors = plt.get_cmap("tab20").colors
         for i, label in enumerate(labels):
             values = [next((c.value for r, c in speed if r.label == label and c.case == case), 0) for case in cases]
-            ax.bar([k + i * width for k in range(len(cases))], values, width, label=label)
+            ax.bar([k + i * width for k in range(len(cases))], values, width, label=label,
+                   color=colors[i % len(colors)], hatch="//" if label in native else None, edgecolor="white")
         ax.set_xticks([k + 0.4 - width / 2 for k in range(len(cases))], cases)
         ax.set_ylabel("ms per training step (lower is faster)")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="hatched: native", title_fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "speed.png", dpi=90)
         plt.close(fig)
