@@ -12,17 +12,10 @@ layer, float32         1e-5     unit roundoff 6e-8 x reductions of <= ~100 terms
                                 another order (XLA vs OpenBLAS); measured <= 5e-7
 optimizer, float64     1e-12    elementwise rules, no reductions but clipping norms
 trajectory, float64    1e-8     the issue's bar, per step loss; measured <= 7e-16
-trajectory, float32    max of   per step loss, against the float64 reference
-                       1e-5,    (backend_parity.compare_trajectories, the conformance
-                       10d      suite's rule). Rounding (unit roundoff 6e-8 in
-                                784/512-term dots, 80 LSTM steps) grows through
-                                training by a model-dependent amount: d is how far
-                                the reference's own float32 run drifts from its
-                                float64 run -- MLP 6e-7, LSTM 9e-8, but CNN 4e-2
-                                after 50 RMSprop steps (RMSprop's first updates are
-                                sign-like, g / sqrt(0.1 g^2), so rounding-level
-                                gradients flip whole updates). Measured over 50 steps:
-                                MLP 5.7e-7, LSTM 1.1e-7, CNN 4.9e-2 (limit 0.42)
+trajectory, float32    max of   per step loss, against the float64 reference:
+                       1e-5,    backend_parity.compare_trajectories (the conformance
+                       10d      suite's rule; the reason is written there).
+                                Measured over 50 steps: MLP 5.7e-7, LSTM 1.1e-7, CNN 4.9e-2 (limit 0.42).
 =====================  =======  ==================================================
 """
 

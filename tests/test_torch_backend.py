@@ -14,19 +14,12 @@ layer, float32         1e-5     unit roundoff 6e-8 times reductions of <= ~100
                                 OpenBLAS); measured <= 4e-7
 optimizer, float64     1e-12    elementwise rules; measured <= 4e-15
 trajectory, float64    1e-8     the issue's bar, per-step loss; measured <= 3e-16
-trajectory, float32    max of   per step loss, against the float64 reference
-                       1e-5,    (backend_parity.compare_trajectories, the conformance
-                       10d      suite's rule). Rounding (unit roundoff 6e-8 in
-                                784/512-term dots, 80 LSTM steps) grows through
-                                training by a model-dependent amount: d is how far
-                                the reference's own float32 run drifts from its
-                                float64 run -- MLP 6e-7, LSTM 9e-8, but CNN 4e-2
-                                after 50 RMSprop steps (RMSprop's first updates are
-                                sign-like, g / sqrt(0.1 g^2), so rounding-level
-                                gradients flip whole updates). Measured over 50 steps:
-                                MLP 5.5e-7, LSTM 1.2e-7, CNN 6.1e-2 (limit 0.42)
-                                (torch float64 agrees to 6e-16 on the same run, so
-                                the math is the same and the spread is roundoff)
+trajectory, float32    max of   per step loss, against the float64 reference:
+                       1e-5,    backend_parity.compare_trajectories (the conformance
+                       10d      suite's rule; the reason is written there).
+                                Measured over 50 steps: MLP 5.5e-7, LSTM 1.2e-7, CNN 6.1e-2 (limit 0.42).
+                                torch float64 agrees to 6e-16 on the same CNN run,
+                                so the math is the same and the spread is roundoff.
 =====================  =======  ==================================================
 
 The fast tests use one torch thread: the models are tiny, and two threads on

@@ -132,7 +132,7 @@ def speed(workload_name: str, backend: str, device: str | None, dtype: str, step
     x, y = speed_data(workload, model, steps)
     batch = workload.batch_size
     _program(model, x[:batch], y[:batch])  # compiles, and reports a missing layer kind as unsupported
-    timer = _EpochTimes()
+    timer = epoch_timer()
     model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[timer])
     return speed_summary(timer.seconds[1:], steps, batch)
 
@@ -168,13 +168,18 @@ def speed_summary(epoch_seconds: list[float], steps: int, batch: int) -> dict[st
     return {"ms/step": np.asarray(ms), "samples/s": np.asarray(batch * 1000 / ms)}
 
 
-class _EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
+def epoch_timer(callback_base=keras.callbacks.Callback):
+    """A callback recording each epoch's seconds (``.seconds``), for polykeras's or Keras's ``fit``."""
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+    class EpochTimes(callback_base):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimes()

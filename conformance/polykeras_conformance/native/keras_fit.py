@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from polykeras import saving
+from polykeras_conformance import measure
 
 
 def version() -> str:
     backend = keras.backend.backend()
     framework = __import__(backend)
     return f"keras {keras.__version__}, {backend} {framework.__version__}"
-
-
-class _EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def _keras_device(device: str):
@@ -60,7 +48,7 @@ class Loop:
             return keras.ops.convert_to_numpy(self.model(x.astype(self.model.inputs[0].dtype), training=False))
 
     def fit_epochs(self, x, y, batch: int, epochs: int) -> list[float]:
-        timer = _EpochTimes()
+        timer = measure.epoch_timer(keras.callbacks.Callback)
         x = x.astype(np.int32 if x.dtype.kind == "i" else np.float32)
         with _keras_device(self.device):
             self.model.fit(x, y.astype(np.float32 if y.ndim > 1 else y.dtype), batch_size=batch, epochs=epochs,
