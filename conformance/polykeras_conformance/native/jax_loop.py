@@ -91,11 +91,12 @@ class Loop:
         self.device = jax.devices(platform)[int(index or 0)]
         layers, self.logits = native.chain(model, workload.loss, "jax")
         self.loss_name = workload.loss
-        with jax.default_device(self.device):
-            self.params = [{k: jnp.asarray(v) for k, v in layer.weights.items()} for layer in layers]
-            self.tx = _optimizer(workload)
-            self.opt_state = self.tx.init(self.params)
-            self.key = jax.random.key(0)
+        # Committed to the device, so that the NumPy batches passed to the step follow them there
+        # (no separate device_put dispatch per batch: on a tiny model that alone doubles a step).
+        self.params = jax.device_put([dict(layer.weights) for layer in layers], self.device)
+        self.tx = _optimizer(workload)
+        self.opt_state = jax.device_put(self.tx.init(self.params), self.device)
+        self.key = jax.device_put(jax.random.key(0), self.device)
 
         def forward(params, x, key, training):
             keys = jax.random.split(key, len(layers))
@@ -132,7 +133,7 @@ class Loop:
         return x, y
 
     def predict(self, x) -> np.ndarray:
-        out = self.forward(self.params, jax.device_put(self.arrays(x, np.zeros(len(x)))[0], self.device))
+        out = self.forward(self.params, self.arrays(x, np.zeros(len(x)))[0])
         if self.logits:
             out = jax.nn.sigmoid(out) if self.loss_name == "binary_crossentropy" else jax.nn.softmax(out)
         return np.asarray(out)
@@ -146,8 +147,8 @@ class Loop:
             xs, ys = x[order], y[order]
             losses = []
             for lo in range(0, len(xs), batch):
-                xb, yb = jax.device_put((xs[lo:lo + batch], ys[lo:lo + batch]), self.device)
-                self.params, self.opt_state, loss, _ = self.step(self.params, self.opt_state, xb, yb, step_number)
+                self.params, self.opt_state, loss, _ = self.step(self.params, self.opt_state, xs[lo:lo + batch],
+                                                                 ys[lo:lo + batch], step_number)
                 losses.append(loss)
                 step_number += 1
             self.losses.append(float(jnp.mean(jnp.stack(losses))))  # the epoch's logs: the host sync
