@@ -6,7 +6,9 @@ per-backend test files; the conformance suite generalises them).
 * :func:`compare_gradients` -- output, loss, weight and input gradients of one
   case on a backend against the reference (``value_and_grad``, parity mode).
 * :func:`program_pair` with :func:`parity_mlp` and :data:`OPTIMIZER_CASES` --
-  the same model compiled on the reference and on a backend: the L1 checks.
+  the same model compiled on the reference and on a backend -- and the L1 checks
+  built on them, :func:`check_optimizer_steps` and
+  :func:`check_batchnorm_and_frozen_layers`.
 * :func:`trajectory` -- per-step training losses and final weights of a named
   workload driven through ``Program.train_step`` with fixed step seeds, and
   :func:`compare_trajectories`, which judges a backend's against the
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pytest
 
 import polykeras as keras
 from polykeras import layers, optimizers, regularizers
@@ -251,3 +254,49 @@ def compare_trajectories(backend: str, workload_name: str, steps: int, dtype: st
     print(f"{backend} {workload_name} {dtype} {steps} steps: max per-step loss rel diff {value:.2e} "
           f"(tolerance {tolerance:.1e}{drift}), final weights vs reference {weights:.2e}")
     assert value <= tolerance
+
+
+def check_optimizer_steps(backend: str, name: str, tol: float):
+    """Six updates of :func:`parity_mlp` with ``OPTIMIZER_CASES[name]`` on the reference and on
+    ``backend`` (the learning rate halved after three), compared; returns the backend's program."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6)), rng.integers(0, 3, 16)
+    (ref_model, ref, xs, ys), (model, got, _, _) = program_pair(backend, parity_mlp, OPTIMIZER_CASES[name],
+                                                                 "sparse_categorical_crossentropy", x, y,
+                                                                 metrics=["accuracy"])
+    for step in range(6):
+        if step == 3:  # a new learning rate reaches both programs
+            ref_model.optimizer.learning_rate = new_lr = ref_model.optimizer.learning_rate / 2
+            model.optimizer.learning_rate = new_lr
+        for program in (ref, got):
+            program.train_step(xs[step % 2 * 8:][:8], ys[step % 2 * 8:][:8], step_seed=step)
+    diffs = [rel_diff(a, b) for a, b in zip(got.get_weights(), ref.get_weights())]
+    assert max(diffs) <= tol, diffs
+    assert got.results() == pytest.approx(ref.results(), rel=1e-12)
+    assert got.iterations == ref.iterations == 6
+    return got
+
+
+def check_batchnorm_and_frozen_layers(backend: str, tol: float):
+    """BatchNormalization's moving statistics and a frozen Dense through four Adam steps and an
+    inference pass, reference vs ``backend``; returns ``(got, xs, ys)`` for backend-specific checks."""
+    def build():
+        keras.utils.set_random_seed(3)
+        frozen = layers.Dense(5, activation="relu")
+        frozen.trainable = False
+        return keras.Sequential([layers.Input(shape=(4, 3)), frozen, layers.BatchNormalization(momentum=0.9),
+                                 layers.Flatten(), layers.Dense(2)])
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4, 3)), rng.normal(size=(8, 2))
+    (_, ref, xs, ys), (_, got, _, _) = program_pair(backend, build, lambda: optimizers.Adam(0.05), "mse", x, y)
+    for step in range(4):
+        ref.train_step(xs, ys, step)
+        got.train_step(xs, ys, step)
+    for a, b in zip(got.get_weights(), ref.get_weights()):
+        assert rel_diff(a, b) <= tol
+    ref.reset_metrics(), got.reset_metrics()
+    ref.test_step(xs, ys), got.test_step(xs, ys)  # inference mode: the moving statistics
+    assert got.results()["loss"] == pytest.approx(ref.results()["loss"], rel=1e-12)
+    np.testing.assert_allclose(got.predict_step(xs), ref.predict_step(xs), rtol=1e-12)
+    return got, xs, ys

@@ -35,7 +35,8 @@ from polykeras import backends, layers, optimizers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
-                            compare_trajectories, parity_mlp, program_pair, rel_diff)
+                            check_batchnorm_and_frozen_layers, check_optimizer_steps, compare_trajectories,
+                            rel_diff)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 OPTIMIZER_TOL = 1e-12
@@ -68,44 +69,12 @@ def test_loss_matches_reference(case_id):
 # -- L1: optimizers, regularizers, clipping, BatchNormalization statistics ------------------
 @pytest.mark.parametrize("name", OPTIMIZER_CASES)
 def test_optimizer_steps_match_reference(name):
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(16, 6)), rng.integers(0, 3, 16)
-    (ref_model, ref, xs, ys), (model, got, _, _) = program_pair("jax", parity_mlp, OPTIMIZER_CASES[name],
-                                                                 "sparse_categorical_crossentropy", x, y,
-                                                                 metrics=["accuracy"])
-    for step in range(6):
-        if step == 3:  # a new learning rate reaches both programs and must not recompile
-            ref_model.optimizer.learning_rate = got_lr = ref_model.optimizer.learning_rate / 2
-            model.optimizer.learning_rate = got_lr
-        for program in (ref, got):
-            program.train_step(xs[step % 2 * 8:][:8], ys[step % 2 * 8:][:8], step_seed=step)
-    diffs = [rel_diff(a, b) for a, b in zip(got.get_weights(), ref.get_weights())]
-    assert max(diffs) <= OPTIMIZER_TOL, diffs
-    assert got.results() == pytest.approx(ref.results(), rel=1e-12)
-    assert got.iterations == ref.iterations == 6
-    assert got.traces["train_step"] == 1
+    got = check_optimizer_steps("jax", name, OPTIMIZER_TOL)
+    assert got.traces["train_step"] == 1  # the new learning rate did not recompile
 
 
 def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
-    def build():
-        keras.utils.set_random_seed(3)
-        frozen = layers.Dense(5, activation="relu")
-        frozen.trainable = False
-        return keras.Sequential([layers.Input(shape=(4, 3)), frozen, layers.BatchNormalization(momentum=0.9),
-                                 layers.Flatten(), layers.Dense(2)])
-
-    rng = np.random.default_rng(1)
-    x, y = rng.normal(size=(8, 4, 3)), rng.normal(size=(8, 2))
-    (_, ref, xs, ys), (_, got, _, _) = program_pair("jax", build, lambda: optimizers.Adam(0.05), "mse", x, y)
-    for step in range(4):
-        ref.train_step(xs, ys, step)
-        got.train_step(xs, ys, step)
-    for a, b in zip(got.get_weights(), ref.get_weights()):
-        assert rel_diff(a, b) <= OPTIMIZER_TOL
-    ref.reset_metrics(), got.reset_metrics()
-    ref.test_step(xs, ys), got.test_step(xs, ys)  # inference mode: the moving statistics
-    assert got.results()["loss"] == pytest.approx(ref.results()["loss"], rel=1e-12)
-    np.testing.assert_allclose(got.predict_step(xs), ref.predict_step(xs), rtol=1e-12)
+    got, xs, ys = check_batchnorm_and_frozen_layers("jax", OPTIMIZER_TOL)
 
 
 # -- L2: training trajectories on the real datasets --------------------------------------------
