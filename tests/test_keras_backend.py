@@ -337,10 +337,11 @@ def keras_files(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("backend", [
+    pytest.param(name, marks=pytest.mark.skipif(not backends.find_backend(name).installed,
+                                                reason=f"{name} is not installed"))
+    for name in ("numpy", "torch", "jax")])
 def test_keras_file_loads_with_identical_predictions(keras_files, backend):
-    if not backends.find_backend(backend).installed:
-        pytest.skip(f"{backend} is not installed")
     inputs = _inputs()
     for name in ("cnn", "lstm", "functional"):
         model = pk.models.load_model(keras_files / f"{name}.keras")
