@@ -70,6 +70,17 @@ def test_reference_against_itself_and_the_report(real_data, tmp_path):
     assert (tmp_path / "report.json").exists() and (tmp_path / "training-float32.png").exists()
 
 
+def test_speed_is_timed_in_one_dtype(tmp_path):
+    """L3 times float32 only when both dtypes run (the dtype models train in); float64 when it runs alone."""
+    runs = runner.run(["numpy"], dtypes=("float64", "float32"), levels=("L1", "L3"), quick=True,
+                      workloads=["mnist-mlp"], progress=lambda *_: None, natives=[])
+    levels = {run.dtype: {c.level for c in run.checks} for run in runs}
+    assert levels == {"float64": {"L1"}, "float32": {"L1", "L3"}}
+    assert runner.speed_dtype(("float64",)) == "float64"
+    text = report.write(runs, tmp_path, ("L1", "L3"), quick=True).read_text()
+    assert "| mnist-mlp | numpy / cpu / float32 |" in text and "numpy / cpu / float64 | " not in text.split("## L3")[1]
+
+
 def test_tolerance_table_is_complete():
     for level in ("L0", "L1"):
         for dtype in ("float64", "float32"):

@@ -3,10 +3,11 @@
 Each backend runs in a process of its own: Keras fixes its backend at import,
 frameworks keep global thread pools and state, and a crash or a hang must be
 that backend's failure, not the suite's. The reference (numpy) runs the same
-cases in its own worker; the comparison happens here, in the parent. With L3,
-the native yardsticks (:mod:`.native`: plain PyTorch, plain JAX + optax, Keras
-``fit``) run after the backends, each in its own worker too, and every float32
-backend run gets its speed as a ratio to each of them on the same device.
+cases in its own worker; the comparison happens here, in the parent. L3 times
+one dtype (:func:`speed_dtype`: float32 when it runs). Its native yardsticks
+(:mod:`.native`: plain PyTorch, plain JAX + optax, Keras ``fit``) run after the
+backends, each in its own worker too, and every float32 backend run gets its
+speed as a ratio to each of them on the same device.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             exact = measured[0] if measured else None
             if error:
                 progress(f"  {error}: float32 training is compared with the float32 reference only")
+        timed = speed_dtype(dtypes)
         for dtype in dtypes:
             reference = None
+            dtype_levels = [level for level in levels if level != "L3" or dtype == timed]
+            if not dtype_levels:  # L3 alone, in the dtype it does not time
+                continue
             targets = [(REFERENCE, "cpu")] + [(b, d) for b in backends if b != REFERENCE
                                               for d in (devices or [None])]
             for backend, device in targets:
@@ -84,7 +89,7 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
                     continue
                 label = f"{backend} / {device or 'default device'} / {dtype}"
                 progress(f"conformance: {label} ...")
-                job = {"backend": backend, "device": device, "dtype": dtype, "levels": list(levels),
+                job = {"backend": backend, "device": device, "dtype": dtype, "levels": dtype_levels,
                        "quick": quick, "workloads": workloads,
                        "out": str(Path(tmp) / f"{backend}-{device}-{dtype}".replace(":", "_"))}
                 measured, error, seconds = _worker(job, timeout)
@@ -101,7 +106,7 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
                     runs.append(Run(backend, meta["device"], dtype, [], error="the reference failed", seconds=seconds))
                     continue
                 checks = compare.compare(reference, (arrays, meta["status"]), dtype, quick, exact=exact)
-                if "L3" in levels:
+                if "L3" in dtype_levels:
                     checks += _speed_ratios(arrays, reference[0])
                 losses = {k.split("|")[1]: v.tolist() for k, v in arrays.items()
                           if k.startswith("L2|") and k.endswith("|losses")}
@@ -113,6 +118,12 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
     return runs
+
+
+def speed_dtype(dtypes) -> str:
+    """The one dtype L3 times: float32, the dtype models train in and the native yardsticks run in (float64
+    timings would double L3's cost to say how much slower float64 is); float64 only when it runs alone."""
+    return "float32" if "float32" in dtypes else dtypes[0]
 
 
 def _native_runs(sides: list[str], runs: list[Run], quick: bool, workloads: list[str], timeout: float, tmp: str,
