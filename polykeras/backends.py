@@ -31,6 +31,11 @@ FIRST_PARTY_EXTRAS = {
 }
 
 
+def extra_install_hint(extra: str) -> str:
+    """How to install a polykeras extra; the constraints file pins CPU wheels (torch) and exists in a checkout only."""
+    return f"pip install 'polykeras[{extra}]' (in a polykeras checkout, add -c constraints.txt)"
+
+
 class BackendNotFoundError(LookupError):
     """An unknown backend name, or one whose framework is not installed."""
 
@@ -87,7 +92,7 @@ class BackendInfo:
 
     def install_hint(self) -> str:
         if self.extra:
-            return f"pip install 'polykeras[{self.extra}]' -c constraints.txt"
+            return extra_install_hint(self.extra)
         return f"pip install {' '.join(self.missing())}"
 
     def create(self, device: str | None = None, dtype: str | None = None):
@@ -132,7 +137,7 @@ def _unknown_backend_message(name: str) -> str:
     installed = [i.name for i in infos if i.installed]
     lines = [f"unknown backend {name!r}. Installed backends: {', '.join(installed) or 'none'}."]
     if name in FIRST_PARTY_EXTRAS and FIRST_PARTY_EXTRAS[name]:
-        lines.append(f"{name!r} comes with: pip install 'polykeras[{FIRST_PARTY_EXTRAS[name]}]' -c constraints.txt")
+        lines.append(f"{name!r} comes with: {extra_install_hint(FIRST_PARTY_EXTRAS[name])}")
     absent = [i for i in infos if not i.installed]
     if absent:
         lines.append("Declared but not installed: " + ", ".join(f"{i.name} ({i.install_hint()})" for i in absent))

@@ -21,7 +21,7 @@ class UsageError(Exception):
 
 
 def _backends(args) -> int:
-    from polykeras.backends import FIRST_PARTY_EXTRAS, backend_infos
+    from polykeras.backends import FIRST_PARTY_EXTRAS, backend_infos, extra_install_hint
     from polykeras.plugins import load_failures
 
     infos = backend_infos()
@@ -39,7 +39,7 @@ def _backends(args) -> int:
         rows.append((info.name, status, version, devices, ", ".join(info.dtypes), info.plugin or "-"))
     for name, extra in FIRST_PARTY_EXTRAS.items():
         if name not in infos and extra:
-            rows.append((name, f"not installed: pip install 'polykeras[{extra}]' -c constraints.txt", "-", "-", "-", "-"))
+            rows.append((name, f"not installed: {extra_install_hint(extra)}", "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -113,7 +113,7 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
                 run_ = Run(backend, meta["device"], dtype, checks, version=meta.get("framework", ""), seconds=seconds,
                            losses=losses)
                 runs.append(run_)
-                progress(f"  {run_.verdict()} ({seconds:.0f} s)")
+                progress(f"  {run_.verdict()} ({seconds:.1f} s)")
         if "L3" in levels and "float32" in dtypes:
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
@@ -159,7 +159,7 @@ def _native_runs(sides: list[str], runs: list[Run], quick: bool, workloads: list
                     mine = {f"L3|{c.group}|{c.case}|ms/step": c.value for c in run_.checks
                             if c.level == "L3" and c.quantity == "ms/step" and c.value}
                     run_.checks += _speed_ratios(mine, arrays, f"speed vs {side.label}")
-            progress(f"  measured ({seconds:.0f} s)")
+            progress(f"  measured ({seconds:.1f} s)")
     return out
 
 
