@@ -10,7 +10,7 @@ in the ``polykeras`` group::
 
 First-party backends (NumPy, PyTorch, JAX, Keras) register exactly this way.
 Loading a plugin must be cheap: import the framework lazily (inside
-``BackendInfo.create`` and friends), so that ``import polykeras`` and
+the ``BackendInfo.factory`` it names, and friends), so that ``import polykeras`` and
 ``polykeras backends`` never pay for it. See ``docs/writing-a-backend.md``.
 """
 
@@ -30,9 +30,10 @@ def polykeras_backends():
 
     Return a list of :class:`polykeras.backends.BackendInfo`: name, aliases,
     the framework module it needs (checked without importing it), the pip
-    extra that installs it, the dtypes and a ``create(device, dtype)`` factory
-    that returns a :class:`polykeras.program.Backend`. Called once per process
-    when polykeras first looks for backends; must not import the framework.
+    extra that installs it, the dtypes and a ``factory(device, dtype)`` (or its
+    ``"module:attr"`` name) that returns a :class:`polykeras.program.Backend`.
+    Called once per process when polykeras first looks for backends; must not
+    import the framework.
     """
 
 

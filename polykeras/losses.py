@@ -7,11 +7,15 @@ NumPy reference writes out and every backend must follow:
 * ``categorical_crossentropy``: probabilities are renormalised to sum to one,
   clipped to ``[eps, 1-eps]`` (eps = ``backend.epsilon()`` = 1e-7) and
   ``-sum(y * log(p))`` taken over the last axis; with ``from_logits`` a
-  log-softmax is used instead. ``label_smoothing`` mixes ``y`` with uniform.
-* ``sparse_categorical_crossentropy``: the same with integer labels.
+  log-softmax is used instead. ``label_smoothing`` ``ls`` mixes ``y`` with
+  uniform: ``y*(1-ls) + ls/C`` over ``C`` classes.
+* ``sparse_categorical_crossentropy``: the same with integer labels (no
+  ``label_smoothing``, as in Keras); labels are shaped like the output
+  without its last axis, e.g. ``(batch,)`` or ``(batch, T)``.
 * ``binary_crossentropy``: ``p`` clipped to ``[eps, 1-eps]``, then
   ``-(y log p + (1-y) log(1-p))`` averaged over the last axis; with
   ``from_logits`` the stable ``max(x,0) - x*y + log(1+exp(-|x|))``.
+  ``label_smoothing`` ``ls``: ``y*(1-ls) + ls/2``.
 * ``mean_squared_error`` / ``mean_absolute_error``: mean over the last axis.
 """
 

@@ -5,7 +5,10 @@ accuracy depending on the loss and the shapes of targets and outputs, as in
 Keras's ``compile``. Each resolved metric is a pair ``(display name, kind)``:
 the name keys the logs (``accuracy``, ``val_accuracy``), the kind names the
 math every backend implements (mean over the batch, then a sample-weighted
-mean over the epoch -- Keras's ``MeanMetricWrapper``).
+mean over the epoch -- Keras's ``MeanMetricWrapper``). ``binary_accuracy``
+counts ``p > 0.5`` as class 1; the accuracies of a sequence output average
+over its time steps too; the crossentropy metrics are the losses with their
+default options.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a backend implements: a :class:`Backend` compiles a spec into a
 :class:`Program`, which the core's trainer drives step by step.
 
-The division of labour (DESIGN.md section 2): the core decides initial
+The division of labour (docs/writing-a-backend.md, section 2): the core decides initial
 weights, data order, batching, loss/metric/optimizer semantics and, in parity
 mode, dropout masks; a program owns only the math and the live weights.
 

@@ -1,7 +1,7 @@
 """``Callback``: the base class of everything passed to ``fit(callbacks=...)``.
 
 The hooks, their arguments and their order are Keras 3's. One addition serves
-the lean per-step path (DESIGN.md, "Per-step overhead is a design concern"):
+the lean per-step path, where per-step overhead is a design concern:
 batch ``logs`` cost a device-to-host sync, so :class:`CallbackList` only calls
 the batch hooks a callback actually implements (:meth:`Callback._implements`)
 and only computes batch logs when some callback wants them for this batch

@@ -17,7 +17,7 @@ Two display modes:
   itself treats every POSIX process as dynamic and writes ``\\r`` redraws into
   files too; this is a deliberate improvement.)
 
-Per-step cost matters (see DESIGN.md): an update that does not redraw is a
+Per-step cost matters: an update that does not redraw is a
 clock read and a few attribute writes. :meth:`Progbar.redraw_due` lets a caller
 ask *before* computing values whether they would be shown at all, so the
 values (a device-to-host sync) are only fetched when they are.
