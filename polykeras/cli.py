@@ -185,14 +185,31 @@ def _conformance(args) -> int:
     natives = None if args.natives == "auto" else [] if args.natives == "none" else args.natives.split(",")
     for name in natives or []:
         _check_choice(name, list(native.SIDES), "native side")
+    known = set(args.known_failures.split(",")) if args.known_failures else set()
+    for entry in known:
+        backend, _, dtype = entry.partition("/")
+        _check_choice(backend, names, "backend in --known-failures")
+        if dtype:
+            _check_choice(dtype, list(dtypes), "dtype in --known-failures")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
                       workloads_, timeout=args.timeout, natives=natives)
     path = report.write(runs, Path(args.report), levels, args.quick)
     print()
+    status = 0
     for run in runs:
-        print(f"{run.label:40s} {run.verdict() if not run.native else run.error or 'measured'}")
+        listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
+        if run.native:  # a yardstick: measured, never judged
+            verdict, ok = run.error or "measured", True
+        elif listed and run.passed:  # not an error: a run near a limit may pass on another CPU
+            verdict, ok = "PASS (listed in --known-failures, but passes here)", True
+        elif listed and not run.error:  # a crashed worker is never a known failure
+            verdict, ok = run.verdict().replace("FAIL", "FAIL (known)", 1), True
+        else:
+            verdict, ok = run.verdict(), run.passed
+        print(f"{run.label:40s} {verdict}")
+        status |= not ok
     print(f"report: {path}")
-    return 0 if all(r.passed for r in runs if not r.native) else 1
+    return int(status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
                            "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
                            "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
+    conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
+                      help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
+                           "without failing the exit status; a crashed or hung worker still fails it")
     conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
     conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
     return parser

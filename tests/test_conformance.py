@@ -56,6 +56,22 @@ def test_a_crash_and_a_hang_are_that_backends_failure(bug_plugins):
     assert "did not finish within 20 s" in by_name["bug-hang"].error
 
 
+@pytest.mark.parametrize("backends, known, status, shown", [
+    ("bug-adam-epsilon", "bug-adam-epsilon", 0, "bug-adam-epsilon / cpu / float64         FAIL (known): Adam"),
+    ("bug-adam-epsilon", "", 1, "bug-adam-epsilon / cpu / float64         FAIL: Adam"),
+    ("numpy", "numpy/float64", 0, "numpy / cpu / float64                    PASS (listed in --known-failures, but"),
+    ("bug-crash", "bug-crash", 1, "FAIL: the worker crashed (exit 3)"),
+])
+def test_known_failures(bug_plugins, tmp_path, capsys, backends, known, status, shown):
+    """A listed run may fail a check without failing the command, and says so; a crashed worker still fails it."""
+    from polykeras import cli
+
+    argv = ["conformance", "--backends", backends, "--dtypes", "float64", "--level", "L1", "--quick",
+            "--report", str(tmp_path)] + (["--known-failures", known] if known else [])
+    assert cli.main(argv) == status
+    assert shown in capsys.readouterr().out
+
+
 def test_reference_against_itself_and_the_report(real_data, tmp_path):
     runs = runner.run(["numpy"], dtypes=("float32",), levels=("L1", "L2", "L3"), quick=True,
                       workloads=["mnist-mlp"], progress=lambda *_: None)
