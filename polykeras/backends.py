@@ -31,9 +31,8 @@ FIRST_PARTY_EXTRAS = {
 }
 
 
-def extra_install_hint(extra: str) -> str:
-    """How to install a polykeras extra; the constraints file pins CPU wheels (torch) and exists in a checkout only."""
-    return f"pip install 'polykeras[{extra}]' (in a polykeras checkout, add -c constraints.txt)"
+#: Said once wherever a polykeras extra is suggested: the constraints file exists in a checkout only.
+CHECKOUT_NOTE = "in a polykeras checkout, add -c constraints.txt, which pins the CPU wheels"
 
 
 class BackendNotFoundError(LookupError):
@@ -90,9 +89,10 @@ class BackendInfo:
     def framework_version(self) -> str | None:
         return None if self.version is None else str(_resolve(self.version)())
 
-    def install_hint(self) -> str:
+    def install_hint(self, note: bool = False) -> str:
+        """The pip command that installs what is missing; ``note``: with :data:`CHECKOUT_NOTE` for an extra."""
         if self.extra:
-            return extra_install_hint(self.extra)
+            return f"pip install 'polykeras[{self.extra}]'" + (f" ({CHECKOUT_NOTE})" if note else "")
         return f"pip install {' '.join(self.missing())}"
 
     def create(self, device: str | None = None, dtype: str | None = None):
@@ -100,7 +100,7 @@ class BackendInfo:
         if missing:
             raise BackendNotFoundError(
                 f"backend {self.name!r} needs {', '.join(missing)}, which is not installed; install it with: "
-                f"{self.install_hint()}"
+                f"{self.install_hint(note=True)}"
             )
         dtype = dtype or _keras_backend.floatx()
         if dtype not in self.dtypes:
@@ -137,10 +137,12 @@ def _unknown_backend_message(name: str) -> str:
     installed = [i.name for i in infos if i.installed]
     lines = [f"unknown backend {name!r}. Installed backends: {', '.join(installed) or 'none'}."]
     if name in FIRST_PARTY_EXTRAS and FIRST_PARTY_EXTRAS[name]:
-        lines.append(f"{name!r} comes with: {extra_install_hint(FIRST_PARTY_EXTRAS[name])}")
+        lines.append(f"{name!r} comes with: pip install 'polykeras[{FIRST_PARTY_EXTRAS[name]}]' ({CHECKOUT_NOTE})")
     absent = [i for i in infos if not i.installed]
     if absent:
         lines.append("Declared but not installed: " + ", ".join(f"{i.name} ({i.install_hint()})" for i in absent))
+        if any(i.extra for i in absent):
+            lines.append(f"({CHECKOUT_NOTE})")
     for failure in plugins.load_failures():
         lines.append(f"Plugin {failure.name!r} ({failure.target}) failed to load: {failure.error}")
     return "\n".join(lines)

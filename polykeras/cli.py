@@ -21,7 +21,7 @@ class UsageError(Exception):
 
 
 def _backends(args) -> int:
-    from polykeras.backends import FIRST_PARTY_EXTRAS, backend_infos, extra_install_hint
+    from polykeras.backends import CHECKOUT_NOTE, FIRST_PARTY_EXTRAS, backend_infos
     from polykeras.plugins import load_failures
 
     infos = backend_infos()
@@ -39,10 +39,12 @@ def _backends(args) -> int:
         rows.append((info.name, status, version, devices, ", ".join(info.dtypes), info.plugin or "-"))
     for name, extra in FIRST_PARTY_EXTRAS.items():
         if name not in infos and extra:
-            rows.append((name, f"not installed: {extra_install_hint(extra)}", "-", "-", "-", "-"))
+            rows.append((name, f"not installed: pip install 'polykeras[{extra}]'", "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if any("polykeras[" in row[1] for row in rows):
+        print(f"({CHECKOUT_NOTE})")
     for failure in load_failures():
         print(f"plugin {failure.name!r} ({failure.target}) failed to load: {failure.error}")
     return 0
@@ -174,7 +176,7 @@ def _conformance(args) -> int:
     for name in names:
         _check_choice(name, list(infos), "backend")
         if not infos[name].installed:
-            raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint()}")
+            raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint(note=True)}")
     levels = tuple(args.levels.split(",")) if args.levels else runner.LEVELS
     for level in levels:
         _check_choice(level, list(runner.LEVELS), "level")

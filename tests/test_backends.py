@@ -35,7 +35,7 @@ def test_unknown_backend_lists_installed():
 
 def test_first_party_backend_without_its_framework_names_the_extra(hide_modules):
     hide_modules("torch")
-    with pytest.raises(BackendNotFoundError, match=r"pip install 'polykeras\[torch\]' \(in a polykeras checkout, add -c"):
+    with pytest.raises(BackendNotFoundError, match=r"pip install 'polykeras\[torch\]' \(in a polykeras checkout, add -c constraints.txt"):
         backends.get_backend("torch")  # the plain command works anywhere; the constraints file is a checkout's
 
 
