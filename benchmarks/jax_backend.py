@@ -35,9 +35,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from polykeras_conformance.measure import epoch_timer
 
 #: name -> (batch size, optimizer, loss, input shape, integer vocabulary or None, classes)
 WORKLOADS = {
@@ -82,21 +83,6 @@ def optimizer(k, name: str):
     return k.optimizers.Adam() if WORKLOADS[name][1] == "adam" else k.optimizers.RMSprop()
 
 
-def _epoch_timer(base):
-    class EpochTimer(base):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
-
-    return EpochTimer()
-
-
 class FitRunner:
     """A compiled Keras-style model (polykeras or Keras) that ``fit`` runs again and again."""
 
@@ -108,10 +94,10 @@ class FitRunner:
                            **compile_args)
 
     def run(self, epochs: int) -> list[float]:
-        timer = _epoch_timer(self.k.callbacks.Callback)
+        timer = epoch_timer(self.k.callbacks.Callback)
         self.model.fit(self.x, self.y, batch_size=WORKLOADS[self.name][0], epochs=epochs, verbose=0,
                        callbacks=[timer])
-        return timer.times
+        return timer.seconds
 
 
 # -- the plain JAX + optax loop ---------------------------------------------------------

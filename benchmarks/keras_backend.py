@@ -33,9 +33,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from polykeras_conformance.measure import epoch_timer
 
 #: name: (batch, steps per epoch, x shape, classes or 1 for binary, optimizer)
 WORKLOADS = {
@@ -73,21 +74,6 @@ def build(keras, name: str):
                   L.Dense(1, activation="sigmoid")]
         loss = "binary_crossentropy"
     return keras.Sequential(layers), WORKLOADS[name][4], loss
-
-
-def epoch_timer(callback_base):
-    class EpochTimer(callback_base):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return EpochTimer()
 
 
 class Side:

@@ -56,6 +56,7 @@ import numpy as np  # noqa: E402
 
 import polykeras as keras  # noqa: E402
 from polykeras import layers  # noqa: E402
+from polykeras_conformance.measure import epoch_timer  # noqa: E402
 
 UNITS = (784, 512, 512, 10)
 
@@ -111,23 +112,6 @@ def make_polykeras_model(seed: int):
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], backend="numpy", dtype="float32")
     return model
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch, from on_epoch_begin to on_epoch_end (no batch hooks,
-    so the trainer's per-step path is the one users get with verbose=0)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-        self.losses: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        self.losses.append(float((logs or {}).get("loss", float("nan"))))
 
 
 class PlainMLP:
@@ -206,7 +190,7 @@ def main(args) -> int:
     print(f"python {sys.version.split()[0]}; MLP {'-'.join(map(str, UNITS))}, batch {args.batch_size}, "
           f"{args.steps} steps/epoch, {args.epochs} epochs each (first is warm-up), interleaved")
 
-    timer = EpochTimer()
+    timer = epoch_timer()
     fit_seconds: list[float] = []
     plain_seconds: list[float] = []
     plain_losses: list[float] = []

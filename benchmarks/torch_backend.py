@@ -45,9 +45,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from polykeras_conformance.measure import epoch_timer
 
 #: name: (batch, steps per epoch, x shape, classes or 1 for binary, optimizer)
 WORKLOADS = {
@@ -94,22 +95,6 @@ def build_keras_like(keras, name: str):
             "lstm-rd": "binary_crossentropy"}.get(name, "sparse_categorical_crossentropy")
     optimizer = keras.optimizers.Adam() if WORKLOADS[name][4] == "adam" else keras.optimizers.RMSprop()
     return model, dict(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-
-
-def epoch_timer(callback_base):
-    class EpochTimer(callback_base):
-        def __init__(self):
-            super().__init__()
-            self.seconds, self.losses = [], []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-            self.losses.append(float((logs or {}).get("loss", float("nan"))))
-
-    return EpochTimer()
 
 
 # -- the three sides ---------------------------------------------------------------------------

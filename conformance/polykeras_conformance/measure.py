@@ -169,17 +169,20 @@ def speed_summary(epoch_seconds: list[float], steps: int, batch: int) -> dict[st
 
 
 def epoch_timer(callback_base=keras.callbacks.Callback):
-    """A callback recording each epoch's seconds (``.seconds``), for polykeras's or Keras's ``fit``."""
+    """A callback recording each epoch's seconds (``.seconds``) and mean loss (``.losses``), for polykeras's
+    or Keras's ``fit``. It has no batch hooks, so ``fit`` keeps the per-step path users get with verbose=0."""
 
     class EpochTimes(callback_base):
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
+            self.losses: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.losses.append(float((logs or {}).get("loss", float("nan"))))
 
     return EpochTimes()
