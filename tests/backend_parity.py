@@ -189,6 +189,19 @@ def program_pair(backend, build, optimizer, loss, x, y, dtype="float64", metrics
     return programs
 
 
+def small_model(dropout=0.0):
+    """A seeded 10-16-3 softmax MLP with a Dropout layer, for trainer and randomness tests."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([layers.Dense(16, activation="relu", input_dim=10), layers.Dropout(dropout),
+                             layers.Dense(3, activation="softmax")])
+
+
+def small_data(n=100):
+    """``n`` seeded float32 samples of 10 features and labels in 0..2, for :func:`small_model`."""
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 3, n)
+
+
 def parity_mlp():
     """A small MLP with a regulariser and dropout, seeded: the optimizer cases' model."""
     keras.utils.set_random_seed(7)

@@ -31,12 +31,12 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 
 import polykeras as keras  # noqa: E402
-from polykeras import backends, layers, optimizers  # noqa: E402
+from polykeras import backends, layers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
                             check_batchnorm_and_frozen_layers, check_optimizer_steps, compare_trajectories,
-                            rel_diff)
+                            rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 OPTIMIZER_TOL = 1e-12
@@ -96,25 +96,14 @@ def test_fifty_step_trajectory_matches_reference(real_data, workload, dtype):
 
 
 # -- compilation, precision, randomness ----------------------------------------------------
-def _small_model(dropout=0.0):
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([layers.Dense(16, activation="relu", input_dim=10), layers.Dropout(dropout),
-                             layers.Dense(3, activation="softmax")])
-
-
-def _small_data(n=100):
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 3, n)
-
-
 @pytest.mark.parametrize("steps_per_execution, expected", [
     (1, {"train_step": 2}),  # the full batch, and the last partial batch
     (2, {"train_steps": 1, "train_step": 2}),  # 3 full batches = 2 + 1: the lone one runs as a step
     (3, {"train_steps": 1, "train_step": 1}),
 ])
 def test_fit_compiles_once_per_batch_shape(steps_per_execution, expected):
-    x, y = _small_data(100)  # batch 32: three full batches and one of 4
-    model = _small_model(dropout=0.5)
+    x, y = small_data(100)  # batch 32: three full batches and one of 4
+    model = small_model(dropout=0.5)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend="jax",
                   steps_per_execution=steps_per_execution)
     halve = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2)  # new rates must not recompile
@@ -130,10 +119,10 @@ def test_fit_compiles_once_per_batch_shape(steps_per_execution, expected):
 
 
 def test_steps_per_execution_gives_the_same_run_as_single_steps():
-    x, y = _small_data(96)
+    x, y = small_data(96)
     weights = {}
     for spe in (1, 3):
-        model = _small_model(dropout=0.3)
+        model = small_model(dropout=0.3)
         model.compile("rmsprop", "sparse_categorical_crossentropy", backend="jax", dtype="float64",
                       steps_per_execution=spe)
         keras.utils.set_random_seed(5)  # the same fit seed: the same shuffles and dropout keys
@@ -145,8 +134,8 @@ def test_steps_per_execution_gives_the_same_run_as_single_steps():
 
 
 def test_x64_stays_inside_float64_programs():
-    x, y = _small_data(64)
-    model = _small_model()
+    x, y = small_data(64)
+    model = small_model()
     model.compile("adam", "sparse_categorical_crossentropy", backend="jax", dtype="float64")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert model.get_weights()[0].dtype == np.float64
@@ -156,8 +145,8 @@ def test_x64_stays_inside_float64_programs():
 
 
 def test_float32_programs_stay_float32_when_the_process_enables_x64():
-    x, y = _small_data(64)
-    model = _small_model(dropout=0.2)
+    x, y = small_data(64)
+    model = small_model(dropout=0.2)
     model.compile("adam", "sparse_categorical_crossentropy", backend="jax", dtype="float32")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     with jax.enable_x64(True):
@@ -221,8 +210,8 @@ def test_embedding_ids_out_of_range_are_reported():
 
 
 def test_set_weights_round_trips_and_keeps_training():
-    x, y = _small_data(64)
-    model = _small_model()
+    x, y = small_data(64)
+    model = small_model()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend="jax")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     weights = [w + 1 for w in model.get_weights()]

@@ -38,7 +38,8 @@ import polykeras as pk  # noqa: E402
 from polykeras import backends, layers  # noqa: E402
 from polykeras.trainer import Trainer  # noqa: E402
 
-from backend_parity import LOSS_CASES, compare_gradients, layer_cases, loss_case, rel_diff, trajectory  # noqa: E402
+from backend_parity import (LOSS_CASES, compare_gradients, layer_cases, loss_case, rel_diff,  # noqa: E402
+                            small_data, small_model, trajectory)
 
 tolerances = pytest.importorskip("polykeras_conformance.tolerances")
 
@@ -153,25 +154,14 @@ def test_slow_trajectories_match_reference(real_data, backend, workload, steps):
 
 
 # -- the user path: seed-style programs ---------------------------------------------------------------
-def _small_model(dropout=0.3):
-    pk.utils.set_random_seed(0)
-    return pk.Sequential([layers.Dense(16, activation="relu", input_dim=10), layers.Dropout(dropout),
-                          layers.Dense(3, activation="softmax")])
-
-
-def _small_data(n=100):
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 3, n)
-
-
 @pytest.mark.parametrize("backend", KERAS_BACKENDS)
 def test_fit_evaluate_predict_agree_with_reference(backend):
     """fit with validation, evaluate over uneven batches, predict: parity mode
     on the Keras backend against the reference, float32."""
-    x, y = _small_data(100)
+    x, y = small_data(100)
     runs = {}
     for name in ("numpy", backend):
-        model = _small_model()
+        model = small_model(dropout=0.3)
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend=name, parity=True)
         pk.utils.set_random_seed(5)
         history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_data=(x[:40], y[:40]))
@@ -192,7 +182,7 @@ def test_seed_style_program_runs(backend, monkeypatch):
     from polykeras.models import Sequential
     from polykeras.optimizers import RMSprop
 
-    x, y = _small_data(96)
+    x, y = small_data(96)
     model = Sequential()
     model.add(Dense(32, activation="relu", input_shape=(10,), kernel_regularizer=pk.regularizers.l2(0.01)))
     model.add(Dropout(0.2))
@@ -211,7 +201,7 @@ def test_seed_style_program_runs(backend, monkeypatch):
 @pytest.mark.parametrize("backend", KERAS_BACKENDS)
 def test_weights_round_trip_and_dtype(backend):
     for dtype in ("float32", "float64"):
-        model = _small_model()
+        model = small_model(dropout=0.3)
         model.compile("sgd", "sparse_categorical_crossentropy", backend=backend, dtype=dtype)
         program = model._get_program(training=True, y_ndim=1)
         weights = [np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(model.get_weights())]
@@ -235,10 +225,10 @@ def test_plugin_import_does_not_import_keras():
 def test_keras_numpy_cannot_train_but_predicts():
     info = backends.find_backend("keras-numpy")
     assert "CANNOT TRAIN" in info.summary
-    model = _small_model(0.0)
-    x, y = _small_data(8)
+    model = small_model()
+    x, y = small_data(8)
     model.compile("adam", "sparse_categorical_crossentropy", backend="keras-numpy")
-    expected = _small_model(0.0)
+    expected = small_model()
     expected.compile("adam", "sparse_categorical_crossentropy", backend="numpy")
     np.testing.assert_allclose(model.predict(x, verbose=0), expected.predict(x, verbose=0), rtol=1e-5)
     with pytest.raises(NotImplementedError, match="numpy backend cannot train"):
@@ -408,11 +398,11 @@ def test_trainer_programs_are_worker_proxies(monkeypatch):
     """With POLYKERAS_KERAS_WORKER=1 programs live in worker processes even if this
     process imported Keras (another test file may have: Keras's dataset loaders)."""
     monkeypatch.setenv("POLYKERAS_KERAS_WORKER", "1")
-    model = _small_model()
+    model = small_model(dropout=0.3)
     model.compile("adam", "sparse_categorical_crossentropy", backend=KERAS_BACKENDS[0])
     program = model._get_program(training=True, y_ndim=1)
     assert type(program).__name__ == "WorkerProgram"
-    x, y = _small_data(32)
+    x, y = small_data(32)
     trainer = Trainer(model)
     program.train_steps(trainer._prepare_x(x).reshape(2, 16, 10), trainer._prepare_y(y, 32).reshape(2, 16), [1, 2])
     assert program.iterations == 2 and np.isfinite(program.results()["loss"])

@@ -37,13 +37,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import polykeras as keras  # noqa: E402
-from polykeras import backends, layers, optimizers  # noqa: E402
+from polykeras import backends, layers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 from polykeras.backends import DeviceNotAvailableError  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
                             check_batchnorm_and_frozen_layers, check_optimizer_steps, compare_trajectories,
-                            rel_diff)
+                            rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 OPTIMIZER_TOL = 1e-12
@@ -212,23 +212,12 @@ def test_fast_recurrent_dropout_trains():
     assert model.predict(x[:3], verbose=0).shape == (3, 1)
 
 
-def _small_model(dropout=0.0):
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([layers.Dense(16, activation="relu", input_dim=10), layers.Dropout(dropout),
-                             layers.Dense(3, activation="softmax")])
-
-
-def _small_data(n=100):
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 3, n)
-
-
 def test_fit_evaluate_predict_agree_with_reference():
     """The whole user path (trainer, lazy logs over uneven batches, validation)."""
-    x, y = _small_data(100)  # batch 32: three full batches and one of 4
+    x, y = small_data(100)  # batch 32: three full batches and one of 4
     runs = {}
     for backend in ("numpy", "torch"):
-        model = _small_model(dropout=0.3)
+        model = small_model(dropout=0.3)
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend=backend,
                       dtype="float64", parity=True)
         keras.utils.set_random_seed(5)
@@ -242,10 +231,10 @@ def test_fit_evaluate_predict_agree_with_reference():
 
 
 def test_steps_per_execution_gives_the_same_run_as_single_steps():
-    x, y = _small_data(96)
+    x, y = small_data(96)
     weights = {}
     for spe in (1, 3):
-        model = _small_model(dropout=0.3)
+        model = small_model(dropout=0.3)
         model.compile("rmsprop", "sparse_categorical_crossentropy", backend="torch", dtype="float64",
                       steps_per_execution=spe)
         keras.utils.set_random_seed(5)  # the same fit seed: the same shuffles and dropout masks
@@ -257,9 +246,9 @@ def test_steps_per_execution_gives_the_same_run_as_single_steps():
 
 
 def test_float32_and_float64_programs_keep_their_dtype():
-    x, y = _small_data(64)
+    x, y = small_data(64)
     for dtype in ("float32", "float64"):
-        model = _small_model()
+        model = small_model()
         model.compile("adam", "sparse_categorical_crossentropy", backend="torch", dtype=dtype)
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
         assert {w.dtype for w in model.get_weights()} == {np.dtype(dtype)}
@@ -304,8 +293,8 @@ def test_embedding_ids_out_of_range_are_reported():
 
 
 def test_set_weights_round_trips_and_keeps_training():
-    x, y = _small_data(64)
-    model = _small_model()
+    x, y = small_data(64)
+    model = small_model()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend="torch")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     weights = [w + 1 for w in model.get_weights()]
