@@ -18,8 +18,8 @@ Layout: :mod:`.backend` (the Backend, and where a program runs),
 (the user-side proxy), then, inside the Keras process, :mod:`.runner` (the
 Program), :mod:`.model` (spec -> ``keras.Model``, parity-mode dropout) and
 :mod:`.engines` (Keras's step on each framework, autodiff for gradients).
-Exchange of model files with Keras (``.keras``) is :mod:`.exchange`, which
-needs only ``h5py``.
+Exchange of model files with Keras (``.keras``) is not here but in the core,
+:mod:`polykeras.saving`, which needs only ``h5py``.
 """
 
 from __future__ import annotations

@@ -1,36 +1,24 @@
-"""Model files shared with Keras 3: read a ``.keras`` file into a polykeras
-model, write a polykeras model as a ``.keras`` file -- without importing Keras.
+"""Reading a Keras 3 ``.keras`` file (:mod:`.keras_format`) into a polykeras model.
 
-A Keras 3 ``.keras`` file is a zip of three members:
-
-``config.json``        the model's ``{"module", "class_name", "config"}``
-                       (``Sequential`` or ``Functional``; every layer as Keras
-                       serialises it) and ``compile_config``;
-``model.weights.h5``   HDF5: ``layers/<name>/vars/<i>`` per layer, where
-                       ``<name>`` is the *class* name in snake_case, numbered
-                       ``_1``, ``_2``... among the model's layers (recurrent
-                       layers keep theirs under ``layers/<name>/cell/vars``),
-                       and ``vars/<i>`` follow the layer's variable order --
-                       the canonical order;
-``metadata.json``      the Keras version and the date.
-
-The canonical weight layout *is* Keras's, so arrays pass through unchanged.
+Keras's layer configs pass to polykeras's layers after :func:`_plain` drops
+what polykeras has no use for (``module``, ``registered_name``, the keys in
+:data:`IGNORABLE` at their harmless values); a layer polykeras lacks, or an
+option it does not support, is refused by name. Needs ``h5py``, imported
+when a file is read.
 """
 
 from __future__ import annotations
 
-import datetime
 import io
 import json
 import re
 import zipfile
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+from polykeras.saving.keras_format import RECURRENT, KerasFileError, weight_paths
+
 #: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
 IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm": (False,), "renorm_clipping": (None,),
              "renorm_momentum": None, "zero_output_for_mask": None, "seed": None, "activity_regularizer": (None,),
@@ -41,43 +29,6 @@ IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm":
              "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,)}
 
 
-class KerasFileError(ValueError):
-    """A ``.keras`` file polykeras cannot read (or a model it cannot write as one)."""
-
-
-def is_keras_file(path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return {"config.json", "model.weights.h5"} <= names
-
-
-def to_snake_case(name: str) -> str:
-    """Keras's own rule (``keras.src.utils.naming.to_snake_case``)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    name = re.sub("([a-z])([A-Z])", r"\1_\2", name)
-    return name.lower()
-
-
-def _weight_paths(class_names: list[str]) -> list[str]:
-    """The HDF5 group of each layer of a model, in Keras's numbering."""
-    used: dict[str, int] = {}
-    out = []
-    for class_name in class_names:
-        name = to_snake_case(class_name)
-        if name in used:
-            used[name] += 1
-            name = f"{name}_{used[name]}"
-        else:
-            used[name] = 0
-        out.append(f"layers/{name}")
-    return out
-
-
-# -- reading ------------------------------------------------------------------------------------
 def _plain(value):
     """Keras's serialised objects as polykeras reads them: ``{"class_name",
     "config"}`` dicts without ``module``/``registered_name``, dtype policies as names."""
@@ -161,7 +112,7 @@ def read_model(path, compile: bool = True):
         saved = [(c, layer) for c, layer, _ in built]
     arrays: dict[str, list[np.ndarray]] = {}
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-        for (class_name, layer), group in zip(saved, _weight_paths([c for c, _ in saved])):
+        for (class_name, layer), group in zip(saved, weight_paths([c for c, _ in saved])):
             arrays[layer.name] = _read_vars(h5, group, class_name, path)
     flat = []
     for layer_spec in model._spec().layers:
@@ -227,100 +178,3 @@ def _compile(model, compile_config: dict, path) -> None:
     except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
         warnings.warn(f"{path}: the model's compile settings are not supported by polykeras ({exc}); the model "
                       "is loaded uncompiled", stacklevel=3)
-
-
-# -- writing ------------------------------------------------------------------------------------
-def _keras_object(value, module: str):
-    if isinstance(value, dict) and "class_name" in value:
-        return {"module": module, "class_name": value["class_name"], "config": value.get("config", {}),
-                "registered_name": None}
-    return value
-
-
-def _keras_layer_config(class_name: str, config: dict) -> dict:
-    out = {}
-    for key, value in config.items():
-        if key == "batch_input_shape":
-            continue
-        if key.endswith("_initializer"):
-            value = _keras_object(value, "keras.initializers")
-        elif key.endswith("_regularizer"):
-            value = _keras_object(value, "keras.regularizers")
-        out[key] = value
-    if class_name == "InputLayer" and out.get("dtype") is None:
-        out["dtype"] = "float32"
-    return out
-
-
-def write_model(model, path) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights;
-    ``keras.saving.load_model`` opens it without a compile configuration)."""
-    import h5py
-
-    from polykeras.models import Sequential
-
-    config = model.get_config()
-    entries = list(config["layers"])
-    sequential = isinstance(model, Sequential)
-    if sequential and (not entries or entries[0]["class_name"] != "InputLayer"):
-        first = entries[0]["config"] if entries else {}
-        if first.get("batch_input_shape") is None:
-            raise KerasFileError(f"model {model.name!r} is not built: give it an input shape before exporting it")
-        entries.insert(0, {"class_name": "InputLayer",
-                           "config": {"name": f"{model.name}_input", "batch_shape": list(first["batch_input_shape"]),
-                                      "dtype": model._spec().inputs[0].dtype}})
-    spec = model._spec()
-    shapes = {i.name: (list(i.shape), i.dtype) for i in spec.inputs}
-    shapes.update({layer.name: (list(layer.output_shape), "float32") for layer in spec.layers})
-    layers_json = []
-    for entry in entries:
-        item = {"module": "keras.layers", "class_name": entry["class_name"],
-                "config": _keras_layer_config(entry["class_name"], entry["config"]), "registered_name": None}
-        if not sequential:
-            name = entry["config"]["name"]
-            item["name"] = name
-            item["inbound_nodes"] = [] if entry["class_name"] == "InputLayer" else [{
-                "args": [{"class_name": "__keras_tensor__",
-                          "config": {"shape": shapes[source][0], "dtype": shapes[source][1],
-                                     "keras_history": [source, 0, 0]}}
-                         for source in entry["inbound"]], "kwargs": {}}]
-        layers_json.append(item)
-    if sequential:
-        keras_config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-                        "config": {"name": model.name, "trainable": True, "layers": layers_json}}
-        saved = [e for e in entries if e["class_name"] != "InputLayer"]
-    else:
-        keras_config = {"module": "keras.src.models.functional", "class_name": "Functional",
-                        "registered_name": "Functional",
-                        "config": {"name": model.name, "trainable": True, "layers": layers_json,
-                                   "input_layers": [[n, 0, 0] for n in config["input_layers"]],
-                                   "output_layers": [[n, 0, 0] for n in config["output_layers"]]}}
-        saved = entries
-    weights = iter(model.get_weights())
-    per_layer = {layer.name: [next(weights) for _ in layer.weights] for layer in spec.layers}
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5:
-        for entry, group in zip(saved, _weight_paths([e["class_name"] for e in saved])):
-            name = entry["config"]["name"]
-            h5.create_group(f"{group}/vars").attrs["name"] = name
-            where = f"{group}/vars"
-            if entry["class_name"] in RECURRENT:
-                where = f"{group}/cell/vars"
-                h5.create_group(where).attrs["name"] = f"{name}_cell"
-            for i, value in enumerate(per_layer.get(name, [])):
-                h5[where].create_dataset(str(i), data=np.asarray(value))
-        h5.create_group("vars").attrs["name"] = model.name
-    try:
-        keras_version = metadata.version("keras")
-    except metadata.PackageNotFoundError:
-        keras_version = "3.5.0"
-    meta = {"keras_version": keras_version, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-            "written_by": "polykeras"}
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("metadata.json", json.dumps(meta))
-        zf.writestr("config.json", json.dumps(keras_config))
-        zf.writestr("model.weights.h5", buffer.getvalue())
-    from polykeras.saving import _atomic_write
-
-    _atomic_write(Path(path), out.getvalue(), overwrite=True)

@@ -1,4 +1,4 @@
-"""The portable model file: one zip holding JSON and ``.npy`` arrays.
+"""polykeras's own model file: one zip holding JSON and ``.npy`` arrays.
 
 ``model.save(path)`` writes, whatever the file name's extension::
 
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 import polykeras
+from polykeras.saving.atomic import atomic_write
 
 FORMAT = "polykeras.saved_model/1"
 WEIGHTS_FORMAT = "polykeras.weights/1"
@@ -33,23 +32,6 @@ _WEIGHTS = "weights.npz"
 
 class ModelFileError(ValueError):
     """A file that is not a readable polykeras model or weights file."""
-
-
-def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _weights_npz(model) -> bytes:
@@ -62,6 +44,7 @@ def _weights_npz(model) -> bytes:
 
 
 def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Write ``model`` (architecture, compile settings, weights) as a polykeras model file."""
     config = {
         "format": FORMAT,
         "polykeras_version": polykeras.__version__,
@@ -73,10 +56,11 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(_CONFIG, json.dumps(config, indent=1))
         zf.writestr(_WEIGHTS, _weights_npz(model))
-    _atomic_write(Path(filepath), buffer.getvalue(), overwrite)
+    atomic_write(Path(filepath), buffer.getvalue(), overwrite)
 
 
 def model_from_config(config: dict):
+    """A model from its ``{"class_name", "config"}`` (Sequential or functional)."""
     from polykeras.models import Model, Sequential
 
     classes = {"Sequential": Sequential, "Functional": Model, "Model": Model}
@@ -86,7 +70,8 @@ def model_from_config(config: dict):
     return classes[name].from_config(config["config"])
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """``path`` opened as a zip archive (a polykeras or a Keras 3 model file), or a clear error."""
     if not path.exists():
         raise FileNotFoundError(f"no such model file: {path}")
     with open(path, "rb") as f:
@@ -139,18 +124,15 @@ def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
     model.set_weights(values)
 
 
-def load_model(filepath, compile: bool = True):
-    path = Path(filepath)
-    with _open_zip(path) as zf:
-        if {"config.json", "model.weights.h5"} <= set(zf.namelist()):  # a Keras 3 .keras file
-            return _read_keras_file(path, compile)
-        config = _read_config(zf, path)
-        try:
-            weights = zf.read(_WEIGHTS)
-        except KeyError:
-            raise ModelFileError(f"{path} has no {_WEIGHTS}; the file is incomplete") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ModelFileError(f"{path}: corrupt or truncated ({exc}); save the model again") from None
+def read_model(zf: zipfile.ZipFile, path: Path, compile: bool = True):
+    """The model in ``zf``, an open polykeras model file (see :func:`open_zip`)."""
+    config = _read_config(zf, path)
+    try:
+        weights = zf.read(_WEIGHTS)
+    except KeyError:
+        raise ModelFileError(f"{path} has no {_WEIGHTS}; the file is incomplete") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated ({exc}); save the model again") from None
     model = model_from_config(config["model_config"])
     _assign(model, _read_weights(weights, path), path)
     if compile and config.get("compile_config"):
@@ -158,42 +140,13 @@ def load_model(filepath, compile: bool = True):
     return model
 
 
-def _read_keras_file(path: Path, compile: bool):
-    exchange = _keras_exchange()
-    try:
-        return exchange.read_model(path, compile=compile)
-    except exchange.KerasFileError as exc:
-        raise ModelFileError(str(exc)) from None
-    except (KeyError, IndexError, OSError, ValueError, TypeError) as exc:  # json, h5py, a missing config key
-        raise ModelFileError(f"{path} looks like a Keras 3 .keras file but could not be read ({type(exc).__name__}: "
-                             f"{exc}); it may be truncated or corrupt, or from a Keras version polykeras does not "
-                             "know; re-save it with keras.saving.save_model") from None
-
-
-def export_keras(model, filepath) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights)
-    that ``keras.saving.load_model`` opens; needs ``h5py``, not Keras."""
-    _keras_exchange().write_model(model, filepath)
-
-
-def _keras_exchange():
-    """The ``.keras`` reader/writer (:mod:`polykeras_keras.exchange`, which needs h5py but not Keras)."""
-    try:
-        import h5py  # noqa: F401
-
-        from polykeras_keras import exchange
-    except ImportError as exc:
-        raise ImportError(f"reading and writing Keras .keras files needs h5py ({exc}); install it with: "
-                          "pip install 'polykeras[keras]'") from None
-    return exchange
-
-
 def save_weights(model, filepath, overwrite: bool = True) -> None:
     """Weights only: an ``.npz`` archive keyed ``layer/weight`` (any file name)."""
-    _atomic_write(Path(filepath), _weights_npz(model), overwrite)
+    atomic_write(Path(filepath), _weights_npz(model), overwrite)
 
 
 def load_weights(model, filepath) -> None:
+    """Set ``model``'s weights from a weights file, or from a whole polykeras model file."""
     path = Path(filepath)
     if not path.exists():
         raise FileNotFoundError(f"no such weights file: {path}")
