@@ -26,18 +26,21 @@ from polykeras.spec import ModelSpec, TrainingSpec
 class Gradients:
     """The result of :meth:`Program.value_and_grad`: the scalar loss, the
     gradient of every weight (canonical layout; ``None`` for non-trainable
-    weights) and of the input (``None`` when it is not differentiable)."""
+    weights) and of the input (``None`` when it is not differentiable; for a
+    model of several inputs a tuple with one entry per input)."""
 
     loss: float
     weights: list[np.ndarray | None]
-    inputs: np.ndarray | None
+    inputs: np.ndarray | tuple | None
 
 
 class Program:
     """A model compiled by one backend, holding its live weights.
 
     Weights go in and out in the canonical Keras layout and spec order. All
-    ``x``/``y`` arguments are NumPy arrays with a leading batch dimension.
+    ``x``/``y`` arguments are NumPy arrays with a leading batch dimension; for
+    a model of several inputs, ``x`` is a tuple of such arrays, one per
+    ``spec.inputs`` entry in that order (``train_steps`` stacks each of them).
     """
 
     #: Number of optimizer updates applied so far (Keras's ``optimizer.iterations``).
@@ -52,8 +55,8 @@ class Program:
         """Several updates at once (``compile(steps_per_execution=N)``): ``xs``
         and ``ys`` stack N batches on a new leading axis. Backends that can run
         them as one compiled loop override this."""
-        for x, y, seed in zip(xs, ys, step_seeds):
-            self.train_step(x, y, seed)
+        for i, seed in enumerate(step_seeds):
+            self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i], ys[i], seed)
 
     def test_step(self, x: np.ndarray, y: np.ndarray) -> None:
         """Accumulate loss and metrics of one batch in inference mode."""
@@ -96,6 +99,11 @@ class Backend:
     """
 
     name: ClassVar[str] = ""
+    #: Graph features beyond a single-input, single-output graph without shared
+    #: layers that this backend runs: ``"multiple_inputs"``, ``"multiple_outputs"``,
+    #: ``"shared_layers"`` (see :attr:`polykeras.spec.ModelSpec.features`). The
+    #: core refuses a model that needs one that is not listed, before compiling.
+    graph_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()
     loss_kinds: ClassVar[frozenset[str]] = frozenset()

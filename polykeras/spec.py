@@ -1,13 +1,20 @@
 """The model spec: the plain data every backend compiles.
 
 A :class:`ModelSpec` is what the Keras-style API objects reduce to before a
-backend sees them: a topologically ordered list of layers, each with its
-``kind`` (the Keras class name), its ``config`` (Keras ``get_config()`` keys),
-the layers it reads from, its input/output shapes and the weights it owns in
-the canonical Keras layout. It is JSON-serialisable, so it is also what
-``model.save`` writes and what the conformance suite hands to worker processes.
+backend sees them: a directed acyclic graph of *nodes* (layer calls) over named
+inputs, with one or more outputs, listed in topological order. Each node has
+its ``kind`` (the Keras class name), its ``config`` (Keras ``get_config()``
+keys), the nodes or inputs it reads from (``inbound``, in call order), its
+input/output shapes and the weights it owns in the canonical Keras layout.
 
-Shapes use ``None`` for the batch dimension, as Keras does.
+A layer called at several places (a *shared* layer) is one node per call: the
+first owns the weights, each later one names it in ``weights_of`` and owns
+none, so the weights exist once and their gradients are the sum over the
+calls. A model used as a layer is flattened into the nodes of its layers.
+
+It is JSON-serialisable, so it is also what ``model.save`` writes and what the
+conformance suite hands to worker processes. Shapes use ``None`` for the batch
+dimension, as Keras does.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FORMAT = "polykeras.model/1"
+FORMAT = "polykeras.model/2"
+#: Formats this code reads: /1 (chains and DAGs without shared layers) is a subset of /2.
+READABLE_FORMATS = ("polykeras.model/1", FORMAT)
 
 Shape = tuple  # tuple[int | None, ...]
 
@@ -47,10 +56,14 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer of the DAG.
+    """One node of the graph: one call of a layer.
 
-    ``inbound`` names the layers (or inputs) whose outputs feed this layer, in
-    call order; ``input_shapes`` gives their shapes in the same order.
+    ``inbound`` names the nodes (or inputs) whose outputs feed this node, in
+    call order; ``input_shapes`` gives their shapes in the same order. A node
+    with several inbound (a merge layer) receives a list of inputs.
+    ``weights_of`` is ``None`` for a node that owns its weights (``weights``),
+    else the name of the earlier node of the same layer whose weights it uses
+    (its own ``weights`` is then empty).
     """
 
     name: str
@@ -60,6 +73,7 @@ class LayerSpec:
     input_shapes: tuple[Shape, ...]
     output_shape: Shape
     weights: tuple[WeightSpec, ...] = ()
+    weights_of: str | None = None
 
     @property
     def input_shape(self) -> Shape:
@@ -75,7 +89,7 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A whole model: inputs, layers in topological order, outputs."""
+    """A whole model: inputs, nodes (``layers``) in topological order, outputs."""
 
     name: str
     inputs: tuple[InputSpec, ...]
@@ -97,6 +111,30 @@ class ModelSpec:
         return [(layer, w) for layer in self.layers for w in layer.weights]
 
     @property
+    def weight_owners(self) -> list[int]:
+        """For each node, the index of the node whose weights it uses (itself
+        unless it is a later call of a shared layer)."""
+        index = {layer.name: i for i, layer in enumerate(self.layers)}
+        return [i if layer.weights_of is None else index[layer.weights_of] for i, layer in enumerate(self.layers)]
+
+    def node_weights(self, i: int) -> tuple[WeightSpec, ...]:
+        """The weights node ``i`` computes with (its owner's, for a shared call)."""
+        return self.layers[self.weight_owners[i]].weights
+
+    @property
+    def features(self) -> frozenset[str]:
+        """Graph features a backend must support to run this spec (see
+        :attr:`polykeras.program.Backend.graph_features`)."""
+        out = set()
+        if len(self.inputs) > 1:
+            out.add("multiple_inputs")
+        if len(self.outputs) > 1:
+            out.add("multiple_outputs")
+        if any(layer.weights_of is not None for layer in self.layers):
+            out.add("shared_layers")
+        return frozenset(out)
+
+    @property
     def kinds(self) -> list[str]:
         """The distinct layer kinds the model uses, in first-use order."""
         return list(dict.fromkeys(layer.kind for layer in self.layers))
@@ -104,11 +142,45 @@ class ModelSpec:
     def output_shape(self) -> Shape:
         if len(self.outputs) != 1:
             raise ValueError(f"model {self.name!r} has {len(self.outputs)} outputs")
-        name = self.outputs[0]
+        return self.output_shapes[0]
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        shapes = {inp.name: inp.shape for inp in self.inputs}
+        shapes.update((layer.name, layer.output_shape) for layer in self.layers)
+        return [shapes[name] for name in self.outputs]
+
+    def validate(self) -> "ModelSpec":
+        """Check that the graph is well formed -- unique names, every inbound
+        defined before it is read (so no cycles), ``weights_of`` naming an
+        earlier node of the same kind, outputs defined -- and return ``self``.
+        Raises ``ValueError`` naming the node at fault."""
+        defined = {}
         for inp in self.inputs:
-            if inp.name == name:
-                return inp.shape
-        return self.layer(name).output_shape
+            if inp.name in defined:
+                raise ValueError(f"model {self.name!r}: input name {inp.name!r} is used twice")
+            defined[inp.name] = None
+        for layer in self.layers:
+            if layer.name in defined:
+                raise ValueError(f"model {self.name!r}: node name {layer.name!r} is used twice")
+            later = [n for n in layer.inbound if n not in defined]
+            if later:
+                raise ValueError(f"model {self.name!r}: node {layer.name!r} reads {', '.join(map(repr, later))}, which "
+                                 "is not an input or an earlier node (a cycle, an unknown name, or nodes out of "
+                                 "topological order)")
+            if len(layer.inbound) != len(layer.input_shapes):
+                raise ValueError(f"model {self.name!r}: node {layer.name!r} has {len(layer.inbound)} inbound but "
+                                 f"{len(layer.input_shapes)} input shapes")
+            if layer.weights_of is not None:
+                owner = defined.get(layer.weights_of)
+                if owner is None or owner.kind != layer.kind or owner.weights_of is not None or layer.weights:
+                    raise ValueError(f"model {self.name!r}: node {layer.name!r} uses the weights of "
+                                     f"{layer.weights_of!r}, which is not an earlier {layer.kind} node owning weights")
+            defined[layer.name] = layer
+        missing = [name for name in self.outputs if name not in defined]
+        if missing or not self.outputs:
+            raise ValueError(f"model {self.name!r}: outputs {missing or '[]'} name no input or node")
+        return self
 
     # -- serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -120,8 +192,9 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         fmt = data.get("format")
-        if fmt != FORMAT:
-            raise ValueError(f"unsupported model spec format {fmt!r}; this polykeras reads {FORMAT!r}")
+        if fmt not in READABLE_FORMATS:
+            raise ValueError(f"unsupported model spec format {fmt!r}; this polykeras reads "
+                             f"{', '.join(map(repr, READABLE_FORMATS))}")
         inputs = tuple(InputSpec(i["name"], _shape(i["shape"]), i.get("dtype", "float32")) for i in data["inputs"])
         layers = tuple(
             LayerSpec(
@@ -135,10 +208,11 @@ class ModelSpec:
                     WeightSpec(w["name"], tuple(w["shape"]), bool(w.get("trainable", True)), w.get("regularizer"))
                     for w in l["weights"]
                 ),
+                weights_of=l.get("weights_of"),
             )
             for l in data["layers"]
         )
-        return cls(name=data["name"], inputs=inputs, layers=layers, outputs=tuple(data["outputs"]))
+        return cls(name=data["name"], inputs=inputs, layers=layers, outputs=tuple(data["outputs"])).validate()
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":

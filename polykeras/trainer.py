@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from polykeras import model_data as data
 from polykeras import random as _random
 from polykeras.callbacks import CallbackList
-from polykeras.layers.base import format_shape
 
 
 class Trainer:
@@ -30,79 +30,19 @@ class Trainer:
         """``x`` (and ``y``) checked against the model and converted to the
         arrays a program receives: what ``fit`` does once before training."""
         x = self._prepare_x(x)
-        return x if y is None else (x, self._prepare_y(y, len(x)))
+        return x if y is None else (x, self._prepare_y(y, data.n_samples(x)))
 
-    def _prepare_x(self, x) -> np.ndarray:
-        model = self.model
-        if x is None:
-            raise ValueError("no input data: pass x (a NumPy array)")
-        if isinstance(x, (list, tuple)) and len(x) == 1:
-            x = x[0]
-        x = np.asarray(x)
-        if x.dtype == object:
-            raise TypeError("x has dtype object (ragged lists?); pad sequences to one length first, e.g. with "
-                            "polykeras.utils.pad_sequences")
-        if x.ndim == 0:
-            raise ValueError("x must have a batch dimension; got a scalar")
-        if hasattr(model, "_ensure_built"):
-            model._ensure_built(x.shape)
-        spec = model._spec()
-        expected = spec.inputs[0].shape
-        if len(x.shape) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], x.shape[1:])):
-            first = spec.layers[0]
-            hint = ""
-            if len(x.shape) > len(expected) and np.prod(x.shape[1:]) == np.prod([d for d in expected[1:] if d]):
-                hint = f" Reshape it with x.reshape(len(x), {', '.join(str(d) for d in expected[1:])}) or add a Flatten layer."
-            raise ValueError(
-                f"input data does not match model {model.name!r}: its first layer {first.name!r} ({first.kind}) "
-                f"expects shape {format_shape(expected)}, got an array of shape {x.shape}.{hint}"
-            )
-        dtype = spec.inputs[0].dtype
-        if np.dtype(dtype).kind in "iu":
-            if x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0):
-                raise ValueError(f"model {model.name!r} takes integer indices (its first layer is an Embedding) "
-                                 "but x holds non-integer values")
-            return x.astype(np.int32, copy=False)
-        return x.astype(self._dtype(), copy=False)
+    def _prepare_x(self, x):
+        return data.prepare_x(self.model, x, self._dtype())
+
+    def _prepare_y(self, y, n: int) -> np.ndarray:
+        return data.prepare_y(self.model, y, n, self._dtype())
 
     def _dtype(self) -> str:
         cfg = self.model._compile_config or {}
         from polykeras import backend
 
         return cfg.get("dtype") or backend.floatx()
-
-    def _prepare_y(self, y, n: int) -> np.ndarray:
-        model = self.model
-        if y is None:
-            raise ValueError("no targets: pass y (a NumPy array) to fit/evaluate")
-        y = np.asarray(y)
-        if len(y) != n:
-            raise ValueError(f"x and y have different numbers of samples: {n} and {len(y)}")
-        out = model.output_shape
-        loss = model.loss.kind
-        if loss == "sparse_categorical_crossentropy":
-            if y.ndim == len(out) and y.shape[-1] == 1:
-                y = y.reshape(y.shape[:-1])
-            if y.ndim != len(out) - 1:
-                raise ValueError(f"sparse_categorical_crossentropy takes integer class labels of shape (n,), got y of "
-                                 f"shape {y.shape}; for one-hot targets use loss='categorical_crossentropy'")
-            if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
-                raise ValueError("sparse_categorical_crossentropy takes integer class labels; y holds fractions")
-            if y.size and (y.min() < 0 or y.max() >= out[-1]):
-                raise ValueError(f"class labels must be in [0, {out[-1] - 1}] for an output of {out[-1]} classes; "
-                                 f"y ranges over [{y.min()}, {y.max()}]")
-            return y.astype(np.int32)
-        if loss == "categorical_crossentropy" and (y.ndim == len(out) - 1 or (y.shape[-1] == 1 and out[-1] != 1)):
-            raise ValueError(
-                f"categorical_crossentropy expects one-hot targets of shape (n, {out[-1]}), got y of shape {y.shape} "
-                "(integer labels?). Use loss='sparse_categorical_crossentropy', or convert the labels with "
-                f"polykeras.utils.to_categorical(y, {out[-1]})"
-            )
-        if y.ndim == len(out) - 1 and out[-1] == 1:
-            y = y[..., None]
-        if y.shape[1:] != tuple(out[1:]):
-            raise ValueError(f"targets of shape {y.shape} do not match the model output {format_shape(out)}")
-        return y.astype(self._dtype(), copy=False)
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
@@ -111,19 +51,18 @@ class Trainer:
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before fit(): call "
                                "model.compile(optimizer=..., loss=...) first")
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
+        x, y = self.prepare(x, y)
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-            split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
-            x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
+            split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
+            validation_data = (data.rows(x, split, None), y[split:])
+            x, y = data.rows(x, 0, split), y[:split]
         elif validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            x_val = self._prepare_x(validation_data[0])
-            validation_data = (x_val, self._prepare_y(validation_data[1], len(x_val)))
-        n = len(x)
+            validation_data = self.prepare(*validation_data)
+        n = data.n_samples(x)
         if n == 0:
             raise ValueError("fit() got no training samples")
         batch_size = int(batch_size or 32)
@@ -144,7 +83,7 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             if shuffle:
                 order = _random.shuffle_order(seed, epoch, n)
-                xs, ys = x[order], y[order]
+                xs, ys = data.take(x, order), y[order]
             else:
                 xs, ys = x, y
             step = 0
@@ -154,13 +93,13 @@ class Trainer:
                     cbs.on_train_batch_begin(step)
                 if k > 1:
                     lo, hi = step * batch_size, (step + k) * batch_size
-                    program.train_steps(xs[lo:hi].reshape((k, batch_size) + xs.shape[1:]),
+                    program.train_steps(data.stacked(xs, lo, hi, k),
                                         ys[lo:hi].reshape((k, batch_size) + ys.shape[1:]),
                                         [_random.step_seed(seed, global_step + i) for i in range(k)])
                 else:
                     k = 1
                     lo = step * batch_size
-                    program.train_step(xs[lo:lo + batch_size], ys[lo:lo + batch_size],
+                    program.train_step(data.rows(xs, lo, lo + batch_size), ys[lo:lo + batch_size],
                                        _random.step_seed(seed, global_step))
                 model._weights_stale = True
                 step += k
@@ -188,14 +127,14 @@ class Trainer:
     # -- evaluate / predict --------------------------------------------------------------------
     def _run_test(self, program, x, y, batch_size: int, cbs: CallbackList | None) -> dict[str, float]:
         program.reset_metrics()
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(data.n_samples(x) / batch_size)
         if cbs is not None:
             cbs.on_test_begin()
         for step in range(steps):
             if cbs is not None and cbs.has_test_batch_hooks:
                 cbs.on_test_batch_begin(step)
             lo = step * batch_size
-            program.test_step(x[lo:lo + batch_size], y[lo:lo + batch_size])
+            program.test_step(data.rows(x, lo, lo + batch_size), y[lo:lo + batch_size])
             if cbs is not None and cbs.has_test_batch_hooks:
                 cbs.on_test_batch_end(step, program.results)
         logs = program.results()
@@ -207,13 +146,12 @@ class Trainer:
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before evaluate(): call model.compile(...)")
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
+        x, y = self.prepare(x, y)
         batch_size = int(batch_size or 32)
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=True, y_ndim=y.ndim)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
-                           epochs=1, steps=math.ceil(len(x) / batch_size))
+                           epochs=1, steps=math.ceil(len(y) / batch_size))
         logs = self._run_test(program, x, y, batch_size, cbs)
         return self._format(logs, return_dict)
 
@@ -229,7 +167,7 @@ class Trainer:
         batch_size = int(batch_size or 32)
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=False)
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(data.n_samples(x) / batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
                            epochs=1, steps=steps)
         cbs.on_predict_begin()
@@ -237,21 +175,18 @@ class Trainer:
         for step in range(steps):
             if cbs.has_predict_batch_hooks:
                 cbs.on_predict_batch_begin(step)
-            outputs.append(program.predict_step(x[step * batch_size:(step + 1) * batch_size]))
+            outputs.append(program.predict_step(data.rows(x, step * batch_size, (step + 1) * batch_size)))
             if cbs.has_predict_batch_hooks:
                 cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
         cbs.on_predict_end()
-        if not outputs:
-            return np.zeros((0,) + tuple(model.output_shape[1:]), dtype=self._dtype())
-        return np.concatenate(outputs)
+        return data.join_outputs(model, outputs, self._dtype())
 
     # -- single batches ----------------------------------------------------------------------
     def train_on_batch(self, x, y, return_dict: bool):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before train_on_batch(): call model.compile(...)")
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
+        x, y = self.prepare(x, y)
         program = model._get_program(training=True, y_ndim=y.ndim)
         program.reset_metrics()
         program.train_step(x, y, _random.step_seed(_random.next_seed(), 0))
@@ -261,8 +196,7 @@ class Trainer:
     def test_on_batch(self, x, y, return_dict: bool):
         if self.model._compile_config is None:
             raise RuntimeError(f"model {self.model.name!r} must be compiled before test_on_batch()")
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
+        x, y = self.prepare(x, y)
         program = self.model._get_program(training=True, y_ndim=y.ndim)
         program.reset_metrics()
         program.test_step(x, y)
@@ -270,4 +204,4 @@ class Trainer:
 
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
-        return self.model._get_program(training=False).predict_step(x)
+        return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())

@@ -459,6 +459,7 @@ def test_kernels_registry_covers_every_kind():
         "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D",
         "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
         "BatchNormalization", "Embedding", "SimpleRNN", "LSTM", "GRU",
+        "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     }
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())

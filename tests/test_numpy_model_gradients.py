@@ -25,7 +25,7 @@ def check_model_gradients(model, x, y, loss, step_seed=7):
     model.compile(optimizer="sgd", loss=loss, dtype="float64")
     program = model._get_program(training=True, y_ndim=np.ndim(y))
     prepare = Trainer(model)
-    x, y = prepare._prepare_x(x), prepare._prepare_y(y, len(x))
+    x, y = prepare.prepare(x, y)
     grads = program.value_and_grad(x, y, step_seed)
     weights = program.get_weights()
     rng = np.random.default_rng(0)

@@ -1,10 +1,15 @@
 """The NumPy reference backend: the executable specification.
 
-:class:`NumpyProgram` runs a spec layer by layer with the reference kernels
-(:mod:`polykeras_numpy.layers`), then the loss, regularization penalties and
-the optimizer update (:mod:`.losses`, :mod:`.optimizers`), exactly as the
-core documents them. Dropout always uses the core's parity masks, so any
-other backend in parity mode can be compared with it step by step.
+:class:`NumpyProgram` runs a spec's graph node by node with the reference
+kernels (:mod:`polykeras_numpy.layers`), then the loss, regularization
+penalties and the optimizer update (:mod:`.losses`, :mod:`.optimizers`),
+exactly as the core documents them. Dropout always uses the core's parity
+masks, so any other backend in parity mode can be compared with it step by
+step.
+
+The backward pass walks the nodes in reverse: where a tensor feeds several
+nodes (fan-out) its gradients are summed, and the weight gradients of a
+shared layer's nodes are summed into the node that owns the weights.
 """
 
 from __future__ import annotations
@@ -34,18 +39,19 @@ def kernel_class(kind: str):
 
 
 def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
-    """For the input and every layer output: whether a trainable weight lies
+    """For the inputs and every node's output: whether a trainable weight lies
     upstream of it, i.e. whether back-propagating past it matters for the
     weight gradients."""
     upstream = {inp.name: False for inp in spec.inputs}
-    for layer in spec.layers:  # topological order
+    for i, layer in enumerate(spec.layers):  # topological order
         upstream[layer.name] = (any(upstream[name] for name in layer.inbound)
-                                or any(w.trainable for w in layer.weights))
+                                or any(w.trainable for w in spec.node_weights(i)))
     return upstream
 
 
 class NumpyBackend(Backend):
     name = "numpy"
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
@@ -75,6 +81,7 @@ class NumpyProgram(Program):
         self.kernels = [backend.kernel_overrides.get(layer.kind, kernel_class(layer.kind))(layer, self.dtype)
                         for layer in spec.layers]
         self._trainable_upstream = _trainable_upstream(spec)
+        self.owners = spec.weight_owners
         self.weights: list[list[np.ndarray]] = []  # per layer, canonical order
         self.set_weights(weights)
         self.training = training
@@ -108,49 +115,66 @@ class NumpyProgram(Program):
             return _random.dropout_mask(step_seed, index, stream, shape, rate, self.dtype)
         return mask_fn
 
-    def _forward(self, x: np.ndarray, training: bool, step_seed: int | None):
-        values = {self.spec.inputs[0].name: x}
+    def _forward(self, x, training: bool, step_seed: int | None):
+        """The outputs (one array, or a tuple for several) and what the backward pass needs."""
+        xs = x if isinstance(x, tuple) else (x,)
+        values = {inp.name: value for inp, value in zip(self.spec.inputs, xs)}
         caches, contexts = [], []
         for index, (layer, kernel) in enumerate(zip(self.spec.layers, self.kernels)):
             ctx = ForwardContext(training, None if step_seed is None else self._mask_fn(step_seed, index))
-            y, cache = kernel.forward(self.weights[index], values[layer.inbound[0]], ctx)
+            args = [values[name] for name in layer.inbound]
+            y, cache = kernel.forward(self.weights[self.owners[index]], args if kernel.multiple_inputs else args[0],
+                                      ctx)
             values[layer.name] = y
             caches.append(cache)
             contexts.append(ctx)
-        return values[self.spec.outputs[0]], caches, contexts
+        outputs = tuple(values[name] for name in self.spec.outputs)
+        return (outputs if len(outputs) > 1 else outputs[0]), caches, contexts
 
-    def _backward(self, caches, d_output: np.ndarray, input_grad: bool):
+    def _backward(self, caches, d_outputs, input_grad: bool):
         """Gradients of every weight (``None`` for non-trainable) and, with
-        ``input_grad``, of the input (else ``None``).
+        ``input_grad``, of the inputs (else ``None``); ``d_outputs`` has one
+        entry per model output.
 
-        Without ``input_grad`` a layer's input gradient is computed only where
-        a trainable weight lies upstream of it; the other layers (the first
+        Without ``input_grad`` a node's input gradient is computed only where
+        a trainable weight lies upstream of it; the other nodes (the first
         Dense or Conv of most models) compute only their weight gradients,
         which skips one matrix product as large as their forward pass.
         """
-        input_name = self.spec.inputs[0].name
-        grads: dict[str, np.ndarray] = {self.spec.outputs[0]: d_output}
-        weight_grads: list[list[np.ndarray | None]] = [[] for _ in self.spec.layers]
+        grads: dict[str, np.ndarray] = {}
+        for name, d in zip(self.spec.outputs, d_outputs):
+            grads[name] = d if name not in grads else grads[name] + d
+        weight_grads: list[list[np.ndarray | None]] = [[None] * len(layer.weights) for layer in self.spec.layers]
         for index in reversed(range(len(self.spec.layers))):
             layer, kernel = self.spec.layers[index], self.kernels[index]
             dy = grads.pop(layer.name, None)
-            if dy is None:  # the layer does not reach the output, or no weight needs its dy
-                weight_grads[index] = [None if not w.trainable else np.zeros(w.shape, self.dtype) for w in layer.weights]
+            if dy is None:  # the node does not reach an output, or no weight needs its dy
                 continue
-            source = layer.inbound[0]
-            if not (input_grad or self._trainable_upstream[source]):
-                weight_grads[index] = list(kernel.backward_weights(self.weights[index], caches[index], dy))
-                continue
-            dx, dws = kernel.backward(self.weights[index], caches[index], dy)
-            weight_grads[index] = list(dws)
-            if dx is not None:
-                grads[source] = dx if source not in grads else grads[source] + dx
-        return weight_grads, grads.get(input_name)
+            owner = self.owners[index]
+            weights = self.weights[owner]
+            sources = layer.inbound
+            if not (input_grad or any(self._trainable_upstream[s] for s in sources)):
+                dws = kernel.backward_weights(weights, caches[index], dy)
+            else:
+                dx, dws = kernel.backward(weights, caches[index], dy)
+                dxs = dx if kernel.multiple_inputs else [dx]
+                for source, d in zip(sources, dxs):
+                    if d is not None:
+                        grads[source] = d if source not in grads else grads[source] + d
+            for j, g in enumerate(dws):  # a shared layer's calls add up in the owner's gradients
+                if g is not None:
+                    total = weight_grads[owner][j]
+                    weight_grads[owner][j] = g if total is None else total + g
+        for layer, gs in zip(self.spec.layers, weight_grads):  # zeros where no call reached an output
+            for j, w in enumerate(layer.weights):
+                gs[j] = (gs[j] if gs[j] is not None else np.zeros(w.shape, self.dtype)) if w.trainable else None
+        d_inputs = tuple(grads.get(inp.name) for inp in self.spec.inputs)
+        return weight_grads, (d_inputs if len(d_inputs) > 1 else d_inputs[0])
 
     def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False):
         output, caches, contexts = self._forward(x, training, step_seed)
         loss, d_output = self.loss_fn(y, output)
-        weight_grads, d_input = self._backward(caches, d_output, input_grad)
+        weight_grads, d_input = self._backward(caches, [d_output], input_grad)
         loss = loss + self._regularization(weight_grads)
         return loss, output, weight_grads, d_input, contexts
 
@@ -176,15 +200,15 @@ class NumpyProgram(Program):
                  for spec, g in zip(layer.weights, gs) if spec.trainable]
         self.optimizer.apply(self._trainable(), grads)
         self.iterations += 1
-        for ws, ctx in zip(self.weights, contexts):
+        for owner, ctx in zip(self.owners, contexts):
             for j, value in ctx.assignments.items():
-                ws[j] = value.astype(self.dtype, copy=False)
-        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(x))
+                self.weights[owner][j] = value.astype(self.dtype, copy=False)
+        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(y))
 
     def test_step(self, x, y) -> None:
         output, _, _ = self._forward(x, False, None)
         loss = self.loss_fn(y, output)[0] + self._regularization()
-        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(x))
+        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(y))
 
     def predict_step(self, x) -> np.ndarray:
         return self._forward(x, False, None)[0]

@@ -7,6 +7,8 @@ from polykeras.layers.conv import (AveragePooling2D, AvgPool2D, Conv1D, Conv2D, 
 from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
+from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
+                                    concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.normalization import BatchNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 
@@ -14,7 +16,8 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
     cls.kind: cls
     for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
-                BatchNormalization, Embedding, SimpleRNN, LSTM, GRU)
+                BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
+                Minimum, Concatenate, Dot)
 }
 
 
@@ -28,8 +31,17 @@ def layer_class(kind: str) -> type[Layer]:
     return known[kind]
 
 
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
 def deserialize(config: dict) -> Layer:
-    """A layer from Keras's ``{"class_name": ..., "config": ...}`` form."""
+    """A layer from Keras's ``{"class_name": ..., "config": ...}`` form (a
+    nested ``Sequential``/functional model too)."""
+    if config["class_name"] in MODEL_CLASSES:
+        from polykeras import models
+
+        cls = models.Sequential if config["class_name"] == "Sequential" else models.Model
+        return cls.from_config(config["config"])
     return layer_class(config["class_name"]).from_config(config["config"])
 
 

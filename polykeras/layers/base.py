@@ -47,7 +47,13 @@ def format_shape(shape) -> str:
 class SymbolicTensor:
     """A placeholder flowing through a functional model under construction
     (Keras's ``KerasTensor``): a shape with ``None`` batch, a dtype, and the
-    layer call that produced it."""
+    layer call (graph node) that produced it -- ``layer`` called on ``inputs``.
+    Every call of a layer makes a new tensor, so a layer called twice (a
+    shared layer) is two nodes with one set of weights.
+
+    The operators ``a + b``, ``a - b`` and ``a * b`` record ``Add``,
+    ``Subtract`` and ``Multiply`` nodes, as Keras does.
+    """
 
     def __init__(self, shape: Shape, dtype: str, layer: "Layer", inputs: tuple["SymbolicTensor", ...] = ()):
         self.shape = tuple(shape)
@@ -58,6 +64,35 @@ class SymbolicTensor:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    def _merge(self, kind: str, other, reverse: bool = False) -> "SymbolicTensor":
+        if not isinstance(other, SymbolicTensor):
+            raise NotImplementedError(
+                f"{kind} of a symbolic tensor and {type(other).__name__} {other!r}: polykeras records operators "
+                "between two symbolic tensors only (as merge layers); use a layer such as layers.Rescaling or "
+                "layers.Lambda for constants once they exist")
+        from polykeras.layers import merge
+
+        pair = [other, self] if reverse else [self, other]
+        return getattr(merge, kind)()(pair)
+
+    def __add__(self, other):
+        return self._merge("Add", other)
+
+    def __radd__(self, other):
+        return self._merge("Add", other, reverse=True)
+
+    def __sub__(self, other):
+        return self._merge("Subtract", other)
+
+    def __rsub__(self, other):
+        return self._merge("Subtract", other, reverse=True)
+
+    def __mul__(self, other):
+        return self._merge("Multiply", other)
+
+    def __rmul__(self, other):
+        return self._merge("Multiply", other, reverse=True)
 
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"
@@ -96,6 +131,9 @@ class Layer:
     kind: ClassVar[str] = ""
     #: Input rank(s) the layer accepts, batch included (``None``: any).
     input_ndim: ClassVar[tuple[int, ...] | None] = None
+    #: True for layers called on a list of tensors (merge layers): ``build``,
+    #: ``compute_output_shape`` and the backends then see a list of shapes/inputs.
+    multiple_inputs: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -122,7 +160,6 @@ class Layer:
         self._weight_specs: list[WeightSpec] = []
         self._weight_values: list[np.ndarray] = []
         self._model_ref: weakref.ReferenceType | None = None
-        self._called = False
 
     # -- building -----------------------------------------------------------
     def add_weight(self, name: str, shape, initializer="glorot_uniform", regularizer=None, trainable: bool = True) -> int:
@@ -148,15 +185,16 @@ class Layer:
                 f"got shape {format_shape(input_shape)}"
             )
 
-    def build_for(self, input_shape: Shape) -> Shape:
-        """Check, build (once) and return the output shape for ``input_shape``."""
-        input_shape = _as_shape(input_shape)
+    def build_for(self, input_shape) -> Shape:
+        """Check, build (once) and return the output shape for ``input_shape``
+        (a list of shapes for a layer with ``multiple_inputs``)."""
+        input_shape = [_as_shape(s) for s in input_shape] if self.multiple_inputs else _as_shape(input_shape)
         self._check_input_shape(input_shape)
         if self.built:
             if self.input_shape is not None and not _compatible(self.input_shape, input_shape):
                 raise ValueError(
-                    f"layer {self.name!r} was built for input shape {format_shape(self.input_shape)} "
-                    f"and cannot be called on shape {format_shape(input_shape)}"
+                    f"layer {self.name!r} was built for input shape {_format_shapes(self.input_shape)} "
+                    f"and cannot be called on shape {_format_shapes(input_shape)}"
                 )
         else:
             self.build(input_shape)
@@ -167,18 +205,29 @@ class Layer:
 
     # -- calling ------------------------------------------------------------
     def __call__(self, inputs, training: bool | None = None):
-        if isinstance(inputs, SymbolicTensor):
-            if self._called:
-                raise NotImplementedError(
-                    f"layer {self.name!r} is already used in a graph; polykeras does not share layers between "
-                    "calls yet -- create a second layer"
-                )
-            out_shape = self.build_for(inputs.shape)
-            self._called = True
-            return SymbolicTensor(out_shape, self.output_dtype(inputs.dtype), self, (inputs,))
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, SymbolicTensor) for t in inputs):
-            raise NotImplementedError(f"{type(self).__name__} takes one input, got {len(inputs)}")
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if any(isinstance(t, SymbolicTensor) for t in tensors):
+            return self._call_symbolically(tensors, several=isinstance(inputs, (list, tuple)))
+        if self.multiple_inputs:
+            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: eager calls on arrays are not "
+                                      "supported for merge layers; use them inside a model")
         return self._call_eagerly(np.asarray(inputs), training=bool(training))
+
+    def _call_symbolically(self, tensors: list[SymbolicTensor], several: bool) -> SymbolicTensor:
+        """Record one call (a graph node): check the inputs, build on the first call."""
+        bad = [t for t in tensors if not isinstance(t, SymbolicTensor)]
+        if bad:
+            raise TypeError(f"layer {self.name!r} was called on a mix of symbolic tensors and "
+                            f"{type(bad[0]).__name__}; every input must come from Input(...) or a layer call")
+        if self.multiple_inputs != several or (not several and len(tensors) != 1):
+            if self.multiple_inputs:
+                raise ValueError(f"{type(self).__name__} layer {self.name!r} must be called on a list of tensors, "
+                                 f"e.g. {type(self).__name__}()([a, b]); got one tensor")
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} takes one input tensor, got a list of "
+                             f"{len(tensors)}; combine them first with a merge layer (Concatenate, Add, ...)")
+        shapes = [t.shape for t in tensors]
+        out_shape = self.build_for(shapes if several else shapes[0])
+        return SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype), self, tuple(tensors))
 
     def output_dtype(self, input_dtype: str) -> str:
         return self.dtype or _backend.floatx()
@@ -191,12 +240,7 @@ class Layer:
         if training:
             raise NotImplementedError("eager layer calls run in inference mode only (training=False)")
         inp = Input(shape=x.shape[1:], dtype=str(x.dtype) if x.dtype.kind in "iu" else None)
-        was_called, self._called = self._called, False
-        try:
-            model = Model(inp, self(inp))
-        finally:
-            self._called = was_called
-        return model.predict_on_batch(x)
+        return Model(inp, self(inp)).predict_on_batch(x)
 
     # -- weights ------------------------------------------------------------
     def _sync_from_model(self) -> None:
@@ -254,16 +298,19 @@ class Layer:
     def from_config(cls, config: dict[str, Any]) -> "Layer":
         return cls(**config)
 
-    def to_spec(self, inbound: tuple[str, ...], input_shapes: tuple[Shape, ...]) -> LayerSpec:
-        """This layer as plain spec data: the config minus what the math does
-        not need -- initializers (initial values travel as weights) and
-        regularizers (they sit on the ``WeightSpec`` they penalise)."""
+    def to_spec(self, name: str, inbound: tuple[str, ...], input_shapes: tuple[Shape, ...], output_shape: Shape,
+                weights_of: str | None = None) -> LayerSpec:
+        """One call of this layer (graph node ``name``) as plain spec data: the
+        config minus what the math does not need -- initializers (initial
+        values travel as weights) and regularizers (they sit on the
+        ``WeightSpec`` they penalise). A later call of a shared layer
+        (``weights_of`` set) carries no weights of its own."""
         config = {k: v for k, v in self.get_config().items()
                   if k not in ("name", "trainable", "dtype", "batch_input_shape")
                   and not k.endswith(("_initializer", "_regularizer", "_constraint"))}
         return LayerSpec(
-            name=self.name, kind=self.kind, config=config, inbound=inbound, input_shapes=input_shapes,
-            output_shape=self.output_shape, weights=tuple(self._weight_specs),
+            name=name, kind=self.kind, config=config, inbound=inbound, input_shapes=input_shapes,
+            output_shape=output_shape, weights=() if weights_of else tuple(self._weight_specs), weights_of=weights_of,
         )
 
     def __repr__(self) -> str:
@@ -276,8 +323,16 @@ def _as_shape(shape) -> Shape:
     return tuple(None if d is None else int(d) for d in shape)
 
 
-def _compatible(a: Shape, b: Shape) -> bool:
+def _compatible(a, b) -> bool:
+    """Shapes (or lists of shapes) that agree wherever both are known."""
+    if isinstance(a, list) or isinstance(b, list):
+        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+                and all(_compatible(x, y) for x, y in zip(a, b)))
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _format_shapes(shape) -> str:
+    return "[" + ", ".join(map(format_shape, shape)) + "]" if isinstance(shape, list) else format_shape(shape)
 
 
 def serialize_regularizer(reg) -> dict | None:

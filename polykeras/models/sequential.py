@@ -6,30 +6,28 @@ from typing import Any
 
 from polykeras.layers.base import Layer, SymbolicTensor, format_shape, unique_name
 from polykeras.layers.input_layer import InputLayer
+from polykeras.models.graph import Graph
 from polykeras.models.model import Model
 
 
 class Sequential(Model):
     """``Sequential([layers...])`` or ``.add(layer)``; the input shape comes from
     ``input_shape=``/``input_dim=`` on the first layer, a leading
-    ``layers.Input``/``InputLayer``, or the first data the model sees."""
+    ``layers.Input``/``InputLayer``, or the first data the model sees. A model
+    in the stack (a ``Sequential`` inside another) contributes its layers."""
 
     def __init__(self, layers=None, name: str | None = None, **kwargs):
         super().__init__(name=name or unique_name("sequential"), **kwargs)
-        self._stack: list[Layer] = []
+        self._stack: list[Layer | Model] = []
         self._input_layer: InputLayer | None = None
-        self._graph_layers = []
-        self._inputs = self._outputs = []
         for layer in layers or []:
             self.add(layer)
 
     def add(self, layer) -> None:
         if isinstance(layer, SymbolicTensor):  # Sequential([Input(shape=...), ...]) as in Keras 3
             layer = layer.layer
-        if isinstance(layer, Model):
-            raise NotImplementedError("nesting models inside Sequential is not supported yet")
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add() takes a layer, got {layer!r}")
+        if not isinstance(layer, (Layer, Model)):
+            raise TypeError(f"Sequential.add() takes a layer or a model, got {layer!r}")
         if isinstance(layer, InputLayer):
             if self._stack or self._input_layer is not None:
                 raise ValueError("an Input/InputLayer can only be the first element of a Sequential model")
@@ -38,8 +36,11 @@ class Sequential(Model):
             if any(l.name == layer.name for l in self._stack):
                 raise ValueError(f"a layer named {layer.name!r} is already in model {self.name!r}; names must be unique")
             self._stack.append(layer)
-            if self._input_layer is None and len(self._stack) == 1 and layer._declared_input_shape is not None:
-                self._input_layer = InputLayer(shape=layer._declared_input_shape, dtype=layer.dtype)
+            declared = getattr(layer, "_declared_input_shape", None)
+            if isinstance(layer, Model) and layer.built:
+                declared = tuple(layer._spec().inputs[0].shape[1:]) if len(layer._spec().inputs) == 1 else None
+            if self._input_layer is None and len(self._stack) == 1 and declared is not None:
+                self._input_layer = InputLayer(shape=declared, dtype=getattr(layer, "dtype", None))
         if self._input_layer is not None:
             self._build_graph()
 
@@ -52,7 +53,7 @@ class Sequential(Model):
         return layer
 
     @property
-    def layers(self) -> list[Layer]:
+    def layers(self) -> list[Layer | Model]:
         return list(self._stack)
 
     @property
@@ -74,16 +75,10 @@ class Sequential(Model):
         tensor = self._input_layer.output
         for layer in self._stack:
             try:
-                out_shape = layer.build_for(tensor.shape)
+                tensor = layer(tensor)
             except ValueError as exc:
                 raise ValueError(f"cannot add layer {layer.name!r} to model {self.name!r}: {exc}") from None
-            tensor = SymbolicTensor(out_shape, layer.output_dtype(tensor.dtype), layer, (tensor,))
-            layer._output_tensor = tensor
-        self._inputs, self._outputs = [self._input_layer.output], [tensor]
-        self._graph_layers = [self._input_layer, *self._stack]
-        self._adopt_layers()
-        self._program = None
-        self._program_key = None
+        self._set_graph(Graph([self._input_layer.output], [tensor], self.name))
 
     def _ensure_built(self, x_shape: tuple) -> None:
         """Deferred build from the first data seen (Keras builds on first call)."""

@@ -10,6 +10,7 @@ from .base import ForwardContext, Kernel
 from .conv import Conv1D, Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
+from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import (
     AveragePooling2D,
@@ -40,6 +41,14 @@ KERNELS: dict[str, type[Kernel]] = {
         SimpleRNN,
         LSTM,
         GRU,
+        Add,
+        Subtract,
+        Multiply,
+        Average,
+        Maximum,
+        Minimum,
+        Concatenate,
+        Dot,
     )
 }
 

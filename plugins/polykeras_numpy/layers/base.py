@@ -61,6 +61,9 @@ class Kernel:
     kind: ClassVar[str] = ""
     #: False for kernels whose input is not differentiable (integer indices).
     differentiable_input: ClassVar[bool] = True
+    #: True for kernels of several inputs (merge layers): ``forward`` gets a
+    #: list of arrays and ``backward`` returns a list of input gradients.
+    multiple_inputs: ClassVar[bool] = False
 
     def __init__(self, spec: LayerSpec, dtype: np.dtype) -> None:
         self.spec = spec

@@ -1,0 +1,153 @@
+"""The data a model is given, checked against it and put in the form a
+program receives.
+
+``x`` is one array for a single-input model and a tuple of arrays, in the
+order of ``spec.inputs``, for a model of several inputs; the user may give
+those as a list (the order of ``Model(inputs=[...])``) or a dict keyed by input
+name, as in Keras. The helpers below slice and reorder either form alike, so
+the trainer's loop does not care how many inputs a model has.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polykeras.layers.base import format_shape
+
+
+# -- one array or a tuple (or list) of arrays, alike --------------------------------------------
+def n_samples(x) -> int:
+    return len(x[0]) if isinstance(x, (tuple, list)) else len(x)
+
+
+def rows(x, lo: int, hi: int | None):
+    return tuple(a[lo:hi] for a in x) if isinstance(x, (tuple, list)) else x[lo:hi]
+
+
+def take(x, order: np.ndarray):
+    return tuple(a[order] for a in x) if isinstance(x, (tuple, list)) else x[order]
+
+
+def stacked(x, lo: int, hi: int, k: int):
+    """Samples ``lo:hi`` as ``k`` batches stacked on a new leading axis."""
+    def stack(a):
+        return a[lo:hi].reshape((k, (hi - lo) // k) + a.shape[1:])
+    return tuple(stack(a) for a in x) if isinstance(x, tuple) else stack(x)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def prepare_x(model, x, float_dtype: str):
+    """``x`` checked against ``model``'s inputs: one array, or a tuple in
+    ``spec.inputs`` order for a model of several inputs."""
+    if x is None:
+        raise ValueError("no input data: pass x (a NumPy array, or a list/dict of arrays for several inputs)")
+    if hasattr(model, "_ensure_built") and not model.built:
+        first = next(iter(x.values())) if isinstance(x, dict) else (
+            x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x)
+        model._ensure_built(np.shape(first))
+    spec = model._spec()
+    names = [i.name for i in spec.inputs]
+    if isinstance(x, dict):
+        unknown = sorted(set(map(str, x)) - set(names))
+        if unknown:
+            raise ValueError(f"x has key(s) {unknown} that name no input of model {model.name!r}; its inputs are "
+                             f"{names}")
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise ValueError(f"x has no array for input(s) {missing} of model {model.name!r}")
+        arrays = [x[n] for n in names]
+    elif isinstance(x, (list, tuple)) and len(names) > 1:
+        if len(x) != len(names):
+            raise ValueError(f"model {model.name!r} has {len(names)} inputs ({', '.join(names)}), got a list of "
+                             f"{len(x)} arrays")
+        arrays = list(x)
+    elif len(names) > 1:
+        raise ValueError(f"model {model.name!r} has {len(names)} inputs ({', '.join(names)}): pass x as a list of "
+                         "arrays in that order or a dict keyed by input name")
+    else:
+        arrays = [x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x]
+    out = tuple(_check_input(model, inp, a, float_dtype) for inp, a in zip(spec.inputs, arrays))
+    lengths = {len(a) for a in out}
+    if len(lengths) > 1:
+        raise ValueError(f"the input arrays of model {model.name!r} have different numbers of samples: "
+                         f"{dict(zip(names, (len(a) for a in out)))}")
+    return out if len(out) > 1 else out[0]
+
+
+def _check_input(model, inp, x, float_dtype: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == object:
+        raise TypeError("x has dtype object (ragged lists?); pad sequences to one length first, e.g. with "
+                        "polykeras.utils.pad_sequences")
+    if x.ndim == 0:
+        raise ValueError("x must have a batch dimension; got a scalar")
+    expected = inp.shape
+    if len(x.shape) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], x.shape[1:])):
+        spec = model._spec()
+        readers = [l for l in spec.layers if inp.name in l.inbound]
+        where = (f"its first layer {readers[0].name!r} ({readers[0].kind})" if len(spec.inputs) == 1 and readers
+                 else f"its input {inp.name!r}")
+        hint = ""
+        if len(x.shape) > len(expected) and np.prod(x.shape[1:]) == np.prod([d for d in expected[1:] if d]):
+            hint = (f" Reshape it with x.reshape(len(x), {', '.join(str(d) for d in expected[1:])}) or add a "
+                    "Flatten layer.")
+        raise ValueError(f"input data does not match model {model.name!r}: {where} expects shape "
+                         f"{format_shape(expected)}, got an array of shape {x.shape}.{hint}")
+    if np.dtype(inp.dtype).kind in "iu":
+        if x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0):
+            raise ValueError(f"model {model.name!r} takes integer indices at input {inp.name!r} (it feeds an "
+                             "Embedding) but x holds non-integer values")
+        return x.astype(np.int32, copy=False)
+    return x.astype(float_dtype, copy=False)
+
+
+# -- targets -----------------------------------------------------------------------------------
+def prepare_y(model, y, n: int, float_dtype: str) -> np.ndarray:
+    """``y`` checked against the model's output and loss."""
+    if y is None:
+        raise ValueError("no targets: pass y (a NumPy array) to fit/evaluate")
+    if len(model._spec().outputs) > 1:
+        raise NotImplementedError(f"model {model.name!r} has {len(model._spec().outputs)} outputs; training and "
+                                  "evaluating models of several outputs is not supported yet (predict is)")
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(f"x and y have different numbers of samples: {n} and {len(y)}")
+    out = model.output_shape
+    loss = model.loss.kind
+    if loss == "sparse_categorical_crossentropy":
+        if y.ndim == len(out) and y.shape[-1] == 1:
+            y = y.reshape(y.shape[:-1])
+        if y.ndim != len(out) - 1:
+            raise ValueError(f"sparse_categorical_crossentropy takes integer class labels of shape (n,), got y of "
+                             f"shape {y.shape}; for one-hot targets use loss='categorical_crossentropy'")
+        if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+            raise ValueError("sparse_categorical_crossentropy takes integer class labels; y holds fractions")
+        if y.size and (y.min() < 0 or y.max() >= out[-1]):
+            raise ValueError(f"class labels must be in [0, {out[-1] - 1}] for an output of {out[-1]} classes; "
+                             f"y ranges over [{y.min()}, {y.max()}]")
+        return y.astype(np.int32)
+    if loss == "categorical_crossentropy" and (y.ndim == len(out) - 1 or (y.shape[-1] == 1 and out[-1] != 1)):
+        raise ValueError(
+            f"categorical_crossentropy expects one-hot targets of shape (n, {out[-1]}), got y of shape {y.shape} "
+            "(integer labels?). Use loss='sparse_categorical_crossentropy', or convert the labels with "
+            f"polykeras.utils.to_categorical(y, {out[-1]})"
+        )
+    if y.ndim == len(out) - 1 and out[-1] == 1:
+        y = y[..., None]
+    if y.shape[1:] != tuple(out[1:]):
+        raise ValueError(f"targets of shape {y.shape} do not match the model output {format_shape(out)}")
+    return y.astype(float_dtype, copy=False)
+
+
+# -- outputs -----------------------------------------------------------------------------------
+def join_outputs(model, batches: list, float_dtype: str):
+    """Per-batch predictions joined: one array, or for a model of several
+    outputs a list (a dict when the model's outputs were given as a dict)."""
+    shapes = model._spec().output_shapes
+    if len(shapes) == 1:
+        if not batches:
+            return np.zeros((0,) + tuple(shapes[0][1:]), dtype=float_dtype)
+        return np.concatenate(batches)
+    joined = [np.concatenate([b[i] for b in batches]) if batches else np.zeros((0,) + tuple(s[1:]), float_dtype)
+              for i, s in enumerate(shapes)]
+    return dict(zip(model._output_names, joined)) if model._output_names else joined

@@ -1,0 +1,149 @@
+"""The graph of a functional model: which layer calls lead from its inputs to
+its outputs, in which order, and how they become a :class:`~polykeras.spec.ModelSpec`.
+
+Every call of a layer on symbolic tensors is a node (the
+:class:`~polykeras.layers.base.SymbolicTensor` it returns). A :class:`Graph`
+collects the nodes that lead from the model's inputs to its outputs and orders
+them as Keras orders a functional model's layers: by decreasing depth (the
+longest path to an output), ties in depth-first order. That order is
+topological, and it fixes the order of the weights: each layer's weights belong
+to its first node; a shared layer's later nodes name that node in
+``weights_of``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polykeras import backend as _keras_backend
+from polykeras.layers.base import Layer, SymbolicTensor, format_shape
+from polykeras.layers.input_layer import InputLayer
+from polykeras.spec import InputSpec, ModelSpec
+
+
+class Graph:
+    """The nodes from ``inputs`` to ``outputs``, checked and ordered."""
+
+    def __init__(self, inputs: list[SymbolicTensor], outputs: list[SymbolicTensor], model_name: str):
+        self.inputs, self.outputs, self.model_name = list(inputs), list(outputs), model_name
+        for t in self.inputs:
+            if not isinstance(t.layer, InputLayer):
+                raise ValueError(f"model {model_name!r}: its inputs must be tensors from polykeras.Input(...); "
+                                 f"got the output of layer {t.layer.name!r} ({type(t.layer).__name__})")
+        names = [t.layer.name for t in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {model_name!r}: an input is listed twice ({', '.join(names)})")
+        self.nodes = self._ordered_nodes()
+        reached = {id(p) for n in self.nodes for p in n.inputs} | {id(t) for t in self.outputs}
+        unused = [t.layer.name for t in self.inputs if id(t) not in reached]
+        if unused:
+            raise ValueError(f"model {model_name!r}: input(s) {', '.join(map(repr, unused))} are not connected to "
+                             "the outputs; remove them from the inputs or use them")
+        # node names: a layer's first call is named after the layer, later calls get "@k"
+        self.names: dict[int, str] = {id(t): t.layer.name for t in self.inputs}
+        self.call_index: dict[int, int] = {}
+        calls: dict[int, int] = {}
+        for node in self.nodes:
+            k = calls.get(id(node.layer), 0)
+            calls[id(node.layer)] = k + 1
+            self.call_index[id(node)] = k
+            self.names[id(node)] = node.layer.name if k == 0 else f"{node.layer.name}@{k}"
+        self.layers: list[Layer] = list({id(n.layer): n.layer for n in self.nodes}.values())
+        taken: dict[str, Layer] = {}
+        for layer in [t.layer for t in self.inputs] + self.layers:
+            if taken.setdefault(layer.name, layer) is not layer:
+                raise ValueError(f"model {model_name!r}: two different layers are named {layer.name!r}; layer "
+                                 "names must be unique within a model")
+
+    def _ordered_nodes(self) -> list[SymbolicTensor]:
+        """Non-input nodes by decreasing depth, ties in depth-first (post-)order."""
+        order: list[SymbolicTensor] = []
+        index: dict[int, int] = {}
+        model_inputs = {id(t) for t in self.inputs}
+        for out in self.outputs:
+            stack = [(out, False)]
+            while stack:  # iterative depth-first search: deep models do not hit Python's recursion limit
+                t, expanded = stack.pop()
+                if id(t) in index:
+                    continue
+                if expanded:
+                    index[id(t)] = len(order)
+                    order.append(t)
+                    continue
+                if not t.inputs and id(t) not in model_inputs:
+                    raise ValueError(f"model {self.model_name!r}: the outputs depend on input {t.layer.name!r}, "
+                                     "which is not among the model's inputs; add it to Model(inputs=...)")
+                stack.append((t, True))
+                stack.extend((p, False) for p in reversed(t.inputs) if id(p) not in index)
+        depth = {id(t): 0 for t in order}
+        for t in reversed(order):
+            for p in t.inputs:
+                depth[id(p)] = max(depth[id(p)], depth[id(t)] + 1)
+        nodes = [t for t in order if id(t) not in model_inputs]
+        return sorted(nodes, key=lambda t: (-depth[id(t)], index[id(t)]))
+
+    def owns_weights(self, node: SymbolicTensor) -> bool:
+        return self.call_index[id(node)] == 0
+
+    def spec(self) -> ModelSpec:
+        """The graph as plain data."""
+        inputs = tuple(InputSpec(t.layer.name, t.shape, self._input_dtype(t)) for t in self.inputs)
+        layers = []
+        for node in self.nodes:
+            owner = None if self.owns_weights(node) else node.layer.name
+            layers.append(node.layer.to_spec(self.names[id(node)], tuple(self.names[id(p)] for p in node.inputs),
+                                             tuple(p.shape for p in node.inputs), node.shape, weights_of=owner))
+        return ModelSpec(self.model_name, inputs, tuple(layers), tuple(self.names[id(t)] for t in self.outputs))
+
+    def _input_dtype(self, tensor: SymbolicTensor) -> str:
+        """Integer for an input read by an Embedding (ids), else the float type."""
+        readers = [n.layer for n in self.nodes if any(p is tensor for p in n.inputs)]
+        dtype = tensor.dtype
+        if any(layer.kind == "Embedding" for layer in readers):
+            return dtype if np.dtype(dtype).kind in "iu" else "int32"
+        return _keras_backend.floatx() if np.dtype(dtype).kind not in "iu" else dtype
+
+    # -- Keras-style config ----------------------------------------------------------------
+    def inbound_nodes(self, layer: Layer) -> list[list[list]]:
+        """``[[[layer name, call index], ...] per call]`` of ``layer`` (Keras's inbound_nodes, simplified)."""
+        return [[[p.layer.name, self.call_index.get(id(p), 0)] for p in n.inputs]
+                for n in self.nodes if n.layer is layer]
+
+    def tensor_ref(self, tensor: SymbolicTensor) -> list:
+        return [tensor.layer.name, self.call_index.get(id(tensor), 0)]
+
+
+def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: dict[tuple[str, int], SymbolicTensor],
+           model_name: str) -> None:
+    """Call each layer on its recorded inbound nodes, in whatever order their
+    inputs become available (Keras's ``from_config``): ``entries`` holds
+    ``(layer name, inbound_nodes)``; ``tensors`` maps ``(layer name, call
+    index)`` to tensors and is filled in. Raises on a cycle or an unknown name."""
+    pending = [(name, k, refs) for name, nodes in entries for k, refs in enumerate(nodes)]
+    while pending:
+        progress, waiting = False, []
+        for name, k, refs in pending:
+            keys = [(str(r[0]), int(r[1]) if len(r) > 1 else 0) for r in refs]
+            if all(key in tensors for key in keys) and (k == 0 or (name, k - 1) in tensors):
+                layer = layers[name]
+                args = [tensors[key] for key in keys]
+                tensors[(name, k)] = layer(args if layer.multiple_inputs else args[0])
+                progress = True
+            else:
+                waiting.append((name, k, refs))
+        if not progress:
+            stuck = ", ".join(f"{n}#{k} <- {[r[0] for r in refs]}" for n, k, refs in waiting)
+            raise ValueError(f"model {model_name!r}: cannot rebuild the graph, these layer calls read layers that are "
+                             f"unknown or form a cycle: {stuck}")
+        pending = waiting
+
+
+def check_call_inputs(model_name: str, expected: list[SymbolicTensor], given: list[SymbolicTensor]) -> None:
+    """A model called as a layer: the tensors must match its inputs in number and shape."""
+    if len(given) != len(expected):
+        raise ValueError(f"model {model_name!r} takes {len(expected)} input(s), got {len(given)}")
+    for e, g in zip(expected, given):
+        if len(e.shape) != len(g.shape) or any(a is not None and b is not None and a != b
+                                               for a, b in zip(e.shape[1:], g.shape[1:])):
+            raise ValueError(f"model {model_name!r} called on a tensor of shape {format_shape(g.shape)}; its input "
+                             f"{e.layer.name!r} has shape {format_shape(e.shape)}")

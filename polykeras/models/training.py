@@ -1,0 +1,164 @@
+"""The training half of the Keras model API: ``compile``, ``fit``,
+``evaluate``, ``predict`` and their single-batch forms, over a backend program
+that the model compiles when it is first needed (see :class:`TrainingAPI`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from polykeras import losses as _losses
+from polykeras import metrics as _metrics
+from polykeras import optimizers as _optimizers
+from polykeras.spec import TrainingSpec
+
+
+class TrainingAPI:
+    """Mixed into :class:`~polykeras.models.model.Model`; the loop itself is
+    :class:`polykeras.trainer.Trainer`'s."""
+
+    # -- compile -------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
+                run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto", auto_scale_loss=True,
+                *, backend: str | None = None, device: str | None = None, dtype: str | None = None,
+                parity: bool = False) -> None:
+        """Keras's ``compile``, plus polykeras's choice of ``backend``, ``device``
+        and ``dtype`` (defaults: ``POLYKERAS_BACKEND``, the backend's best device,
+        ``floatx()``) and ``parity`` (dropout masks drawn by the core, so runs
+        compare step by step across backends)."""
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        if loss_weights is not None or weighted_metrics is not None:
+            raise NotImplementedError("loss_weights and weighted_metrics are not supported yet")
+        if int(steps_per_execution) < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution!r}")
+        self._pull_weights()
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = _losses.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:  # fail now on a typo, with the list of valid names
+            _metrics.resolve(m, self.loss.kind, 2, (None, 2))
+        self._metric_ids = metrics
+        self._steps_per_execution = int(steps_per_execution)
+        self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity)}
+        self._program = None
+        self._program_key = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compile_config is not None
+
+    def _training_spec(self, y_ndim: int) -> TrainingSpec:
+        out_shape = self.output_shape
+        metrics = tuple(_metrics.resolve(m, self.loss.kind, y_ndim, out_shape) for m in self._metric_ids)
+        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(), metrics)
+
+    def _get_program(self, training: bool, y_ndim: int | None = None):
+        """The compiled program, (re)built when first needed or when what it
+        was built for changed. Weights carry over from the previous program."""
+        if training and self._compile_config is None:
+            raise RuntimeError(f"model {self.name!r} must be compiled before training or evaluation: call "
+                               "model.compile(optimizer=..., loss=...) first")
+        cfg = self._compile_config or {}
+        training_spec = None
+        if training:
+            y_ndim = y_ndim if y_ndim is not None else len(self.output_shape)
+            training_spec = self._training_spec(y_ndim)
+        key = (training_spec, id(self._spec()))
+        if self._program is not None and (self._program_key == key or (not training and self._program_key)):
+            self._claim_weights()
+            return self._program
+        from polykeras.backends import get_backend
+
+        self._claim_weights()
+        self._pull_weights()
+        backend = get_backend(cfg.get("backend"), cfg.get("device"), cfg.get("dtype"))
+        self._check_supported(backend)
+        weights = [w.astype(backend.dtype, copy=False) for w in self._host_weights()]
+        self._program = backend.compile(self._spec(), weights, training_spec, parity=cfg.get("parity", False))
+        self._program_key = key
+        self._weights_stale = False
+        if training:
+            self.optimizer._bind(self._program)
+        return self._program
+
+    def _check_supported(self, backend) -> None:
+        spec = self._spec()
+        lacking = sorted(spec.features - backend.graph_features)
+        if lacking:
+            raise NotImplementedError(
+                f"backend {backend.name!r} does not run models with {', '.join(f.replace('_', ' ') for f in lacking)} "
+                f"(model {spec.name!r}; a backend declares what it runs in Backend.graph_features); choose another "
+                "backend, `polykeras backends` lists them")
+        missing = [k for k in spec.kinds if backend.layer_kinds and k not in backend.layer_kinds]
+        if missing:
+            from polykeras.backends import backend_infos
+
+            having = {k: [n for n, i in backend_infos().items() if k in i.layer_kinds and i.installed] for k in missing}
+            detail = "; ".join(f"{k} is implemented by: {', '.join(v) or 'no installed backend'}" for k, v in having.items())
+            raise NotImplementedError(f"backend {backend.name!r} does not implement layer kind(s) "
+                                      f"{', '.join(missing)} used by model {self.name!r}. {detail}")
+
+    @property
+    def backend(self):
+        """The backend running this model (``None`` before first use)."""
+        return None if self._program is None else getattr(self._program, "backend", None)
+
+    # -- training API ------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto", callbacks=None,
+            validation_split: float = 0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch: int = 0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq: int = 1):
+        """Train for ``epochs`` (Keras semantics); returns a ``History``."""
+        if class_weight is not None or sample_weight is not None:
+            raise NotImplementedError("class_weight and sample_weight are not supported yet")
+        if steps_per_epoch is not None:
+            raise NotImplementedError("steps_per_epoch is not supported yet; fit() on arrays runs whole epochs")
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                                 validation_split=validation_split, validation_data=validation_data,
+                                 shuffle=shuffle, initial_epoch=initial_epoch,
+                                 validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict: bool = False):
+        """Loss and metrics in inference mode: a scalar loss, ``[loss, *metrics]``
+        or, with ``return_dict``, a dict."""
+        if sample_weight is not None or steps is not None:
+            raise NotImplementedError("sample_weight and steps are not supported yet in evaluate()")
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).evaluate(x, y, batch_size=batch_size, verbose=verbose, callbacks=callbacks,
+                                      return_dict=return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
+        if steps is not None:
+            raise NotImplementedError("predict(steps=...) is not supported yet; pass the arrays to predict")
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).train_on_batch(x, y, return_dict=return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).test_on_batch(x, y, return_dict=return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        from polykeras.trainer import Trainer
+
+        return Trainer(self).predict_on_batch(x)
+
+    @property
+    def metrics_names(self) -> list[str]:
+        if self._compile_config is None:
+            return []
+        return ["loss"] + [_metrics.resolve(m, self.loss.kind, len(self.output_shape), self.output_shape)[0]
+                           for m in self._metric_ids]
