@@ -2,7 +2,8 @@
 per-backend test files; the conformance suite generalises them).
 
 * :func:`layer_cases` -- small models, one per layer kind and configuration,
-  with inputs and targets: the L0 cases.
+  with inputs and targets: the L0 cases; :func:`graph_cases` -- functional
+  graphs (several inputs, merge layers, shared layers, nested models).
 * :func:`compare_gradients` -- output, loss, weight and input gradients of one
   case on a backend against the reference (``value_and_grad``, parity mode).
 * :func:`program_pair` with :func:`parity_mlp` and :data:`OPTIMIZER_CASES` --
@@ -41,7 +42,7 @@ def rel_diff(a, b) -> float:
 class LayerCase:
     id: str
     build: Callable[[], keras.Model]
-    input_shape: tuple
+    input_shape: tuple | list  # a list of shapes for a model of several inputs
     loss: str = "mse"
     integer_input: int | None = None  # vocabulary size for Embedding inputs
 
@@ -49,6 +50,8 @@ class LayerCase:
         rng = np.random.default_rng(seed)
         if self.integer_input:
             x = rng.integers(0, self.integer_input, (batch,) + self.input_shape)
+        elif isinstance(self.input_shape, list):
+            x = [rng.normal(size=(batch,) + shape) for shape in self.input_shape]
         else:
             x = rng.normal(size=(batch,) + self.input_shape)
         model = self.build()
@@ -98,6 +101,53 @@ def layer_cases() -> list[LayerCase]:
     return out
 
 
+def _graph(build, input_shapes, case_id):
+    def seeded():
+        keras.utils.set_random_seed(321)
+        inputs = [keras.Input(shape) for shape in input_shapes]
+        return keras.Model(inputs, build(*inputs))
+    return LayerCase(build=seeded, input_shape=list(input_shapes) if len(input_shapes) > 1 else input_shapes[0],
+                     id=case_id)
+
+
+def graph_cases() -> list[LayerCase]:
+    """Functional graphs: every merge layer (with broadcasting across ranks), a residual
+    block, a shared layer, a nested Sequential, operators, dropout on two branches."""
+    def shared(a, b):
+        dense = layers.Dense(3, activation="tanh")
+        return layers.Concatenate()([dense(a), dense(b)])
+
+    def nested(x):
+        inner = keras.Sequential([layers.Dense(4, activation="relu"), layers.Dense(3)])
+        return layers.Dense(2)(inner(x) - x)
+
+    def residual(x):
+        h = layers.Dense(5, activation="relu")(x)
+        return layers.Dense(2)(h + layers.Dense(5, activation="tanh")(h))
+
+    def two_branch_dropout(x):
+        h = layers.Dense(6, activation="relu")(x)
+        return layers.Concatenate()([layers.Dropout(0.3)(h), layers.Dropout(0.5)(h)])
+
+    cases = [
+        ("graph-residual", residual, [(4,)]),
+        ("graph-shared-dense", shared, [(4,), (4,)]),
+        ("graph-nested-sequential", nested, [(3,)]),
+        ("graph-operators", lambda a, b: (a + b) * a - b, [(3,), (3,)]),
+        ("graph-dropout-branches", two_branch_dropout, [(4,)]),
+        ("merge-add-broadcast-ranks", lambda a, b, c: layers.Add()([a, b, c]), [(2, 3), (3,), (1, 3)]),
+        ("merge-subtract", lambda a, b: layers.Subtract()([a, b]), [(4,), (4,)]),
+        ("merge-multiply", lambda a, b, c: layers.Multiply()([a, b, c]), [(3,), (3,), (1,)]),
+        ("merge-average", lambda a, b: layers.Average()([a, b]), [(2, 3), (2, 1)]),
+        ("merge-maximum", lambda a, b, c: layers.Maximum()([a, b, c]), [(5,), (5,), (5,)]),
+        ("merge-minimum", lambda a, b: layers.Minimum()([a, b]), [(2, 3), (3,)]),
+        ("merge-concatenate-axis1", lambda a, b: layers.Concatenate(axis=1)([a, b]), [(2, 3), (4, 3)]),
+        ("merge-dot-axes-2-2", lambda a, b: layers.Dot(axes=(2, 2))([a, b]), [(3, 4), (2, 4)]),
+        ("merge-dot-normalize", lambda a, b: layers.Dot(axes=1, normalize=True)([a, b]), [(5,), (5,)]),
+    ]
+    return [_graph(build, shapes, case_id) for case_id, build, shapes in cases]
+
+
 LOSS_CASES = [  # (id, output activation, loss, target kind)
     ("sparse-cce", "softmax", "sparse_categorical_crossentropy", "labels"),
     ("cce", "softmax", "categorical_crossentropy", "onehot"),
@@ -134,8 +184,7 @@ def compare_gradients(backend: str, case: LayerCase, dtype: str = "float64", tra
     runs = {}
     for name in ("numpy", backend):
         model = compile_case(case.build(), case.loss, name, dtype)
-        trainer = Trainer(model)
-        xs, ys = trainer._prepare_x(x), trainer._prepare_y(y, len(x))
+        xs, ys = Trainer(model).prepare(x, y)
         program = model._get_program(training=True, y_ndim=ys.ndim)
         runs[name] = (program.predict_step(xs), program.value_and_grad(xs, ys, step_seed, training=training))
     (ref_out, ref), (out, got) = runs["numpy"], runs[backend]
@@ -144,8 +193,11 @@ def compare_gradients(backend: str, case: LayerCase, dtype: str = "float64", tra
     for i, (g, r) in enumerate(zip(got.weights, ref.weights)):
         if r is not None:
             results[f"grad[{i}]"] = rel_diff(g, r)
-    if ref.inputs is not None:
-        results["grad[input]"] = rel_diff(got.inputs, ref.inputs)
+    ref_inputs, got_inputs = ((ref.inputs, got.inputs) if isinstance(ref.inputs, tuple)
+                              else ((ref.inputs,), (got.inputs,)))
+    for i, (g, r) in enumerate(zip(got_inputs, ref_inputs)):
+        if r is not None:
+            results[f"grad[input{i if len(ref_inputs) > 1 else ''}]"] = rel_diff(g, r)
     return results
 
 

@@ -34,9 +34,9 @@ import polykeras as keras  # noqa: E402
 from polykeras import backends, layers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 
-from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
-                            check_batchnorm_and_frozen_layers, check_optimizer_steps, compare_trajectories,
-                            rel_diff, small_data, small_model)
+from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, graph_cases, layer_cases,  # noqa: E402
+                            loss_case, check_batchnorm_and_frozen_layers, check_optimizer_steps,
+                            compare_trajectories, rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 OPTIMIZER_TOL = 1e-12
@@ -48,7 +48,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::polykeras.datasets.DatasetSubse
 # float32 leaves out the elementwise activations: float64 checks their formulas, and
 # float32 would add only compile time
 LAYER_PARAMS = [pytest.param(case, dtype, id=f"{dtype}-{case.id}") for dtype in ("float64", "float32")
-                for case in layer_cases() if dtype == "float64" or not case.id.startswith("activation-")]
+                for case in layer_cases() + graph_cases()
+                if dtype == "float64" or not case.id.startswith(("activation-", "merge-"))]
 
 
 @pytest.mark.parametrize("case, dtype", LAYER_PARAMS)

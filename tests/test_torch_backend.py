@@ -41,9 +41,9 @@ from polykeras import backends, layers  # noqa: E402
 from polykeras import random as pk_random  # noqa: E402
 from polykeras.backends import DeviceNotAvailableError  # noqa: E402
 
-from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, layer_cases, loss_case,  # noqa: E402
-                            check_batchnorm_and_frozen_layers, check_optimizer_steps, compare_trajectories,
-                            rel_diff, small_data, small_model)
+from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, graph_cases, layer_cases,  # noqa: E402
+                            loss_case, check_batchnorm_and_frozen_layers, check_optimizer_steps,
+                            compare_trajectories, rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 OPTIMIZER_TOL = 1e-12
@@ -60,7 +60,7 @@ def one_thread():
 
 
 # -- L0: every layer kind and loss, forward and gradients --------------------------------------------
-@pytest.mark.parametrize("case", layer_cases(), ids=lambda c: c.id)
+@pytest.mark.parametrize("case", layer_cases() + graph_cases(), ids=lambda c: c.id)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_layer_matches_reference(case, dtype):
     for training in (True, False):

@@ -20,6 +20,7 @@ class JaxBackend(Backend):
     """JAX on one device: ``"cpu"``, ``"gpu"`` or ``"tpu"``, optionally ``":index"``."""
 
     name = "jax"
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
     layer_kinds = LAYER_KINDS
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)

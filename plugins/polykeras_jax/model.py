@@ -95,12 +95,17 @@ class ModelFunction:
         for layer in spec.layers:
             self.slices.append(range(start, start + len(layer.weights)))
             start += len(layer.weights)
+        # each node computes with its owner's weights (itself, or a shared layer's first call)
+        self.node_slices = [self.slices[owner] for owner in spec.weight_owners]
         self.regularized = [(i, w.regularizer.get("l1", 0.0), w.regularizer.get("l2", 0.0))
                             for i, w in enumerate(specs) if w.regularizer and w.trainable]
-        first = [k for k, layer in zip(self.layers, spec.layers) if spec.inputs[0].name in layer.inbound]
-        self.integer_input = np.dtype(spec.inputs[0].dtype).kind in "iu"
-        self.input_differentiable = not self.integer_input and all(k.differentiable_input for k in first)
-        self.embedding_inputs = [k.input_dim for k in first if k.kind == "Embedding"]
+        readers = [[k for k, layer in zip(self.layers, spec.layers) if inp.name in layer.inbound]
+                   for inp in spec.inputs]
+        #: per model input: integer ids (fed to an Embedding), differentiable, Embedding sizes to check
+        self.integer_inputs = [np.dtype(inp.dtype).kind in "iu" for inp in spec.inputs]
+        self.inputs_differentiable = [not integer and all(k.differentiable_input for k in ks)
+                                      for integer, ks in zip(self.integer_inputs, readers)]
+        self.embedding_inputs = [[k.input_dim for k in ks if k.kind == "Embedding"] for ks in readers]
 
     # -- weights -----------------------------------------------------------------------
     def split(self, flat: Sequence[Any]) -> tuple[list, list]:
@@ -119,16 +124,19 @@ class ModelFunction:
 
     # -- math ---------------------------------------------------------------------------
     def forward(self, weights: list, x, training: bool, noise=None) -> tuple[Any, dict[int, Any]]:
-        """The output for ``x`` and the assignments to non-trainable weights."""
-        values = {self.spec.inputs[0].name: x}
+        """The output for ``x`` (a tuple of one array per input for several;
+        likewise the output) and the assignments to non-trainable weights."""
+        values = dict(zip((inp.name for inp in self.spec.inputs), x if isinstance(x, tuple) else (x,)))
         assignments: dict[int, Any] = {}
-        for index, (spec, layer, where) in enumerate(zip(self.spec.layers, self.layers, self.slices)):
+        for index, (spec, layer, where) in enumerate(zip(self.spec.layers, self.layers, self.node_slices)):
             dropout = None if noise is None else (lambda stream, shape, rate, _i=index: noise.mask(_i, stream, shape,
                                                                                                  rate))
             ctx = LayerContext(training, dropout)
-            values[spec.name] = layer([weights[i] for i in where], values[spec.inbound[0]], ctx)
+            args = [values[name] for name in spec.inbound]
+            values[spec.name] = layer([weights[i] for i in where], args if layer.multiple_inputs else args[0], ctx)
             assignments.update({where[j]: value.astype(self.dtype) for j, value in ctx.assignments.items()})
-        return values[self.spec.outputs[0]], assignments
+        outputs = tuple(values[name] for name in self.spec.outputs)
+        return (outputs if len(outputs) > 1 else outputs[0]), assignments
 
     def penalty(self, weights: list):
         """Keras's L1/L2 penalty of the regularised trainable weights (0 without any)."""
@@ -140,17 +148,17 @@ class ModelFunction:
                 total = total + l2 * jnp.sum(jnp.square(weights[i]))
         return total
 
-    def mask_plan(self, weights: list, x_shape: tuple, x_dtype) -> list[MaskRequest]:
-        """The masks a training forward pass on an input of ``x_shape`` draws, found by
-        tracing it abstractly (nothing is computed)."""
+    def mask_plan(self, weights: list, x) -> list[MaskRequest]:
+        """The masks a training forward pass on inputs shaped like ``x`` draws,
+        found by tracing it abstractly (nothing is computed)."""
         recorder = MaskRecorder(self.dtype)
         jax.eval_shape(lambda w, x: self.forward(w, x, True, recorder)[0], weights,
-                       jax.ShapeDtypeStruct(x_shape, x_dtype))
+                       jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x))
         return recorder.requests
 
-    def check_ids(self, x: np.ndarray) -> None:
+    def check_ids(self, x: np.ndarray, position: int = 0) -> None:
         """Embedding ids out of range: a jitted gather cannot raise, so look on the host."""
-        for input_dim in self.embedding_inputs:
+        for input_dim in self.embedding_inputs[position]:
             if x.size and (x.min() < 0 or x.max() >= input_dim):
                 bad = int(x.min()) if x.min() < 0 else int(x.max())
                 raise ValueError(f"Embedding: index {bad} is out of range for input_dim={input_dim} (valid ids are "

@@ -35,6 +35,11 @@ from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
 from polykeras_jax.precision import Precision
 
 
+def _shapes(x) -> tuple:
+    """The shapes and dtypes of a batch (arrays or tracers, one or a tuple): the key of a mask plan."""
+    return tuple((tuple(a.shape), np.dtype(a.dtype)) for a in (x if isinstance(x, tuple) else (x,)))
+
+
 class TrainState(NamedTuple):
     """Everything a step reads and replaces; donated to the jitted step."""
 
@@ -93,11 +98,18 @@ class JaxProgram(Program):
     def _zero_sums(self):
         return jax.device_put(np.zeros(1 + len(self.metric_fns), self.dtype), self.device)
 
-    def _x(self, x: np.ndarray) -> np.ndarray:
-        if self.model.integer_input:
-            self.model.check_ids(x)
-            return x if x.dtype == np.int32 else x.astype(np.int32)
-        return x if x.dtype == self.dtype else x.astype(self.dtype)
+    def _x(self, x):
+        """The batch as the step takes it: integer ids checked and int32, floats in the
+        program's dtype; one array, or a tuple of one per input for several."""
+        out = []
+        for i, (a, integer) in enumerate(zip(x if isinstance(x, tuple) else (x,), self.model.integer_inputs)):
+            a = np.asarray(a)
+            if integer:
+                self.model.check_ids(a, i)
+                out.append(a if a.dtype == np.int32 else a.astype(np.int32))
+            else:
+                out.append(a if a.dtype == self.dtype else a.astype(self.dtype))
+        return tuple(out) if len(out) > 1 else out[0]
 
     def _noise(self, step_seed: int, x: np.ndarray):
         """The step's dropout input: None, a seed (fast path) or parity masks."""
@@ -109,12 +121,12 @@ class JaxProgram(Program):
             self._random = bool(self._plan(x))
         return seed_words(step_seed) if self._random else None
 
-    def _plan(self, x: np.ndarray) -> list:
-        key = (x.shape, x.dtype)
+    def _plan(self, x) -> list:
+        key = _shapes(x)
         if key not in self._plans:
             weights = self.model.merge(self._state.trainable, self._state.frozen)
             with self.precision.scope():
-                self._plans[key] = self.model.mask_plan(weights, x.shape, x.dtype)
+                self._plans[key] = self.model.mask_plan(weights, x)
         return self._plans[key]
 
     def _noise_source(self, noise, x):
@@ -122,7 +134,7 @@ class JaxProgram(Program):
         if noise is None:
             return None
         if isinstance(noise, tuple):  # parity masks, in the order of the plan
-            return HostMasks(self._plans[(x.shape, np.dtype(x.dtype))], noise)
+            return HostMasks(self._plans[_shapes(x)], noise)
         return KeyNoise(noise, self.dtype)
 
     # -- the traced functions -------------------------------------------------------------
@@ -166,12 +178,22 @@ class JaxProgram(Program):
         return self.model.forward(self.model.merge(trainable, frozen), x, False)[0]
 
     def _value_and_grad_fn(self, trainable, frozen, x, y, training, noise):
+        """Loss and gradients of the trainable weights and of the differentiable inputs."""
         self.traces["value_and_grad"] += 1
-        differentiate_x = self.model.input_differentiable
-        argnums = (0, 2) if differentiate_x else 0
-        objective = lambda w, f, x_: self._objective(w, f, x_, y, training, self._noise_source(noise, x_))  # noqa
-        (loss, _), grads = jax.value_and_grad(objective, argnums=argnums, has_aux=True)(trainable, frozen, x)
-        return loss, (grads if differentiate_x else (grads, None))
+        xs = x if isinstance(x, tuple) else (x,)
+        wanted = [i for i, ok in enumerate(self.model.inputs_differentiable) if ok]
+
+        def objective(w, f, x_wanted):
+            full = list(xs)
+            for i, a in zip(wanted, x_wanted):
+                full[i] = a
+            full = tuple(full) if isinstance(x, tuple) else full[0]
+            return self._objective(w, f, full, y, training, self._noise_source(noise, full))
+
+        (loss, _), (grads, x_grads) = jax.value_and_grad(objective, argnums=(0, 2), has_aux=True)(
+            trainable, frozen, [xs[i] for i in wanted])
+        by_input = dict(zip(wanted, x_grads))
+        return loss, (grads, [by_input.get(i) for i in range(len(xs))])
 
     # -- the Program interface ------------------------------------------------------------
     def train_step(self, x, y, step_seed: int) -> None:
@@ -179,29 +201,31 @@ class JaxProgram(Program):
         noise = self._noise(step_seed, x)
         with self.precision.scope():
             self._state = self._train(self._state, self._lr, x, y, noise)
-        self._count += len(x)
+        self._count += len(y)
         self.iterations += 1
 
     def train_steps(self, xs, ys, step_seeds: Sequence[int]) -> None:
         xs = self._x(xs)
-        noises = [self._noise(seed, xs[0]) for seed in step_seeds]
+        first = tuple(a[0] for a in xs) if isinstance(xs, tuple) else xs[0]
+        noises = [self._noise(seed, first) for seed in step_seeds]
         noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
         with self.precision.scope():
             self._state = self._train_many(self._state, self._lr, xs, ys, noises)
-        self._count += xs.shape[0] * xs.shape[1]
-        self.iterations += len(xs)
+        self._count += ys.shape[0] * ys.shape[1]
+        self.iterations += len(ys)
 
     def test_step(self, x, y) -> None:
         x = self._x(x)
         state = self._state
         with self.precision.scope():
             self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y))
-        self._count += len(x)
+        self._count += len(y)
 
-    def predict_step(self, x) -> np.ndarray:
-        x = self._x(np.asarray(x))
+    def predict_step(self, x):
+        x = self._x(x)
         with self.precision.scope():
-            return np.asarray(self._predict(self._state.trainable, self._state.frozen, x))
+            out = self._predict(self._state.trainable, self._state.frozen, x)
+            return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
 
     def results(self) -> dict[str, float]:
         if not self._count:
@@ -231,14 +255,15 @@ class JaxProgram(Program):
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
         """Loss (with penalties) and gradients; dropout uses the parity masks in training."""
-        x = self._x(np.asarray(x))
+        x = self._x(x)
         masks = None
         if training:
             masks = tuple(_random.dropout_mask(step_seed, r.layer_index, r.stream, r.shape, r.rate, self.dtype)
                           for r in self._plan(x)) or None
         with self.precision.scope():
-            loss, (weight_grads, x_grad) = self._value_and_grad(self._state.trainable, self._state.frozen, x, y,
-                                                               training, masks)
+            loss, (weight_grads, x_grads) = self._value_and_grad(self._state.trainable, self._state.frozen, x, y,
+                                                                training, masks)
             weight_grads = iter([np.array(g) for g in weight_grads])
             grads = [next(weight_grads) if t else None for t in self.model.trainable]
-            return Gradients(float(loss), grads, None if x_grad is None else np.array(x_grad))
+            x_grads = tuple(None if g is None else np.array(g) for g in x_grads)
+            return Gradients(float(loss), grads, x_grads if len(x_grads) > 1 else x_grads[0])

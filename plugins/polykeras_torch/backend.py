@@ -33,6 +33,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 class TorchBackend(Backend):
     name = "torch"
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
     layer_kinds = frozenset(LAYERS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)

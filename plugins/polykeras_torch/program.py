@@ -51,19 +51,22 @@ class TorchProgram(Program):
         self.device, self.dtype = backend.torch_device, backend.torch_dtype
         self.np_dtype = np.dtype(backend.dtype)
         self.layers = [layer_class(layer.kind)(layer, i, self.dtype, self.device) for i, layer in enumerate(spec.layers)]
-        self.input_name, self.output_name = spec.inputs[0].name, spec.outputs[0]
-        self.params: list[list[torch.Tensor]] = []
+        self.input_names = [inp.name for inp in spec.inputs]
+        self.params: list[list[torch.Tensor]] = []  # per node; a shared layer's later calls hold none
         self.set_weights(weights)
+        # each node computes with its owner's parameters (itself, or a shared layer's first call)
+        self.node_params = [self.params[owner] for owner in spec.weight_owners]
         self.trainable = [p for layer, ps in zip(spec.layers, self.params)
                           for w, p in zip(layer.weights, ps) if w.trainable]
         self.regularized = [(p, float(w.regularizer.get("l1", 0.0)), float(w.regularizer.get("l2", 0.0)))
                             for layer, ps in zip(spec.layers, self.params)
                             for w, p in zip(layer.weights, ps) if w.regularizer and w.trainable]
-        # Layers reading the model input: Embeddings check their ids there, on
-        # the host; a differentiable one makes the input gradient meaningful.
-        readers = [t for t, layer in zip(self.layers, spec.layers) if self.input_name in layer.inbound]
-        self.id_checks = [t for t in readers if isinstance(t, Embedding)]
-        self.input_differentiable = all(t.differentiable_input for t in readers)
+        # Layers reading a model input: Embeddings check their ids there, on
+        # the host; differentiable ones make the input's gradient meaningful.
+        readers = [[t for t, layer in zip(self.layers, spec.layers) if name in layer.inbound]
+                   for name in self.input_names]
+        self.id_checks = [[t for t in ts if isinstance(t, Embedding)] for ts in readers]
+        self.input_differentiable = [all(t.differentiable_input for t in ts) for ts in readers]
         self.generator = None
         if any(getattr(t.ref, name, 0) for t in self.layers for name in ("rate", "dropout", "recurrent_dropout")):
             self.generator = torch.Generator(device=self.device)
@@ -82,7 +85,8 @@ class TorchProgram(Program):
     def get_weights(self) -> list[np.ndarray]:
         out = []
         for layer, params in zip(self.layers, self.params):
-            out += layer.to_canonical([p.detach().cpu().numpy().copy() for p in params])
+            if params:
+                out += layer.to_canonical([p.detach().cpu().numpy().copy() for p in params])
         return out
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
@@ -96,6 +100,10 @@ class TorchProgram(Program):
         flat = iter(weights)
         fresh = not self.params
         for index, (spec, layer) in enumerate(zip(self.spec.layers, self.layers)):
+            if not spec.weights:  # no weights, or a later call of a shared layer
+                if fresh:
+                    self.params.append([])
+                continue
             native = layer.to_native([np.asarray(next(flat), dtype=self.np_dtype) for _ in spec.weights])
             if fresh:
                 self.params.append([
@@ -110,13 +118,17 @@ class TorchProgram(Program):
         self.optimizer.learning_rate = float(value)
 
     # -- data ------------------------------------------------------------------------------
-    def _inputs(self, x: np.ndarray) -> torch.Tensor:
-        x = np.asarray(x)
-        for layer in self.id_checks:
-            layer.check_ids(x)
-        if x.dtype.kind == "f" and x.dtype != self.np_dtype:
-            x = x.astype(self.np_dtype)
-        return self._to_device(x)
+    def _inputs(self, x) -> tuple[torch.Tensor, ...]:
+        """One tensor per model input (``x`` is a tuple for several)."""
+        out = []
+        for a, checks in zip(x if isinstance(x, tuple) else (x,), self.id_checks):
+            a = np.asarray(a)
+            for layer in checks:
+                layer.check_ids(a)
+            if a.dtype.kind == "f" and a.dtype != self.np_dtype:
+                a = a.astype(self.np_dtype)
+            out.append(self._to_device(a))
+        return tuple(out)
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
         """Float targets in the program's dtype, integer labels as int64 (what
@@ -144,11 +156,14 @@ class TorchProgram(Program):
             self.generator.manual_seed(int(step_seed) % 2**63)
         return StepContext(True, generator=self.generator)
 
-    def _forward_eager(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        values = {self.input_name: x}
-        for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
-            values[spec.name] = layer.forward(params, values[spec.inbound[0]], ctx)
-        return values[self.output_name]
+    def _forward_eager(self, xs: tuple[torch.Tensor, ...], ctx: StepContext):
+        """The output (a tuple for several) for one tensor per model input."""
+        values = dict(zip(self.input_names, xs))
+        for spec, layer, params in zip(self.spec.layers, self.layers, self.node_params):
+            args = [values[name] for name in spec.inbound]
+            values[spec.name] = layer.forward(params, args if layer.multiple_inputs else args[0], ctx)
+        outputs = tuple(values[name] for name in self.spec.outputs)
+        return outputs if len(outputs) > 1 else outputs[0]
 
     def _penalty(self) -> torch.Tensor | float:
         """Keras's L1/L2 penalty of the regularised weights (once per step,
@@ -161,14 +176,14 @@ class TorchProgram(Program):
                 total = total + l2 * w.square().sum()
         return total
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         output = self._forward(x, ctx)
         loss = self.loss_fn(y, output)
         if self.regularized:
             loss = loss + self._penalty()
         return loss, output
 
-    def _train(self, x: torch.Tensor, y: torch.Tensor, step_seed: int) -> None:
+    def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int) -> None:
         ctx = self._context(True, step_seed, self.parity)
         loss, output = self._loss(x, y, ctx)
         grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
@@ -187,7 +202,7 @@ class TorchProgram(Program):
         transfer, then run as N fused steps."""
         xs, ys = self._inputs(xs), self._targets(ys)
         for i, seed in enumerate(step_seeds):
-            self._train(xs[i], ys[i], seed)
+            self._train(tuple(x[i] for x in xs), ys[i], seed)
 
     def test_step(self, x, y) -> None:
         x, y = self._inputs(x), self._targets(y)
@@ -198,6 +213,8 @@ class TorchProgram(Program):
     def predict_step(self, x) -> np.ndarray:
         with torch.inference_mode():
             output = self._forward(self._inputs(x), StepContext(False))
+            if isinstance(output, tuple):
+                return tuple(o.cpu().numpy().copy() for o in output)
             return output.cpu().numpy().copy()
 
     def results(self) -> dict[str, float]:
@@ -210,19 +227,20 @@ class TorchProgram(Program):
         """Loss and canonical-layout gradients, nothing updated; in training
         mode dropout always uses the parity masks of ``step_seed``."""
         x, y = self._inputs(x), self._targets(y)
-        with_input = self.input_differentiable and x.is_floating_point()
-        if with_input:
-            x = x.clone().requires_grad_(True)
+        with_input = [ok and a.is_floating_point() for ok, a in zip(self.input_differentiable, x)]
+        x = tuple(a.clone().requires_grad_(True) if w else a for a, w in zip(x, with_input))
         loss, _ = self._loss(x, y, self._context(training, step_seed, parity=True))
-        wanted = self.trainable + ([x] if with_input else [])
+        wanted = self.trainable + [a for a, w in zip(x, with_input) if w]
         grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True))
         weights: list[np.ndarray | None] = []
         for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
+            if not params:
+                continue
             native = [next(grads) if w.trainable else p for w, p in zip(spec.weights, params)]
             canonical = layer.to_canonical([g.detach().cpu().numpy().copy() for g in native])
             weights += [g if w.trainable else None for w, g in zip(spec.weights, canonical)]
-        d_input = next(grads).cpu().numpy() if with_input else None
-        return Gradients(float(loss.detach()), weights, d_input)
+        d_inputs = tuple(next(grads).cpu().numpy() if w else None for w in with_input)
+        return Gradients(float(loss.detach()), weights, d_inputs if len(d_inputs) > 1 else d_inputs[0])
 
 
 def _distinct(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:

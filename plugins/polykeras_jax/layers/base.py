@@ -52,6 +52,8 @@ class Layer:
     kind: ClassVar[str] = ""
     #: False for layers whose input is not differentiable (integer ids).
     differentiable_input: ClassVar[bool] = True
+    #: True for layers of several inputs (merge layers): ``__call__`` gets a list.
+    multiple_inputs: ClassVar[bool] = False
 
     def __init__(self, spec: LayerSpec, dtype: np.dtype) -> None:
         self.spec = spec

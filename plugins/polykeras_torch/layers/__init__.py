@@ -17,6 +17,7 @@ from .conv import (
     MaxPooling2D,
 )
 from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
+from .merge import MERGE_LAYERS
 from .recurrent import GRU, LSTM, SimpleRNN
 
 LAYERS: dict[str, type[TorchLayer]] = {
@@ -24,7 +25,8 @@ LAYERS: dict[str, type[TorchLayer]] = {
     for cls in (
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
+        *MERGE_LAYERS,
     )
 }
 
-__all__ = ["LAYERS", "StepContext", "TorchLayer", *LAYERS]
+__all__ = ["LAYERS", "StepContext", "TorchLayer", "MERGE_LAYERS"]

@@ -82,6 +82,8 @@ class TorchLayer:
     reference: ClassVar[type] = object
     #: False where the input is integer ids (Embedding): no input gradient.
     differentiable_input: ClassVar[bool] = True
+    #: True for layers of several inputs (merge layers): ``forward`` gets a list.
+    multiple_inputs: ClassVar[bool] = False
 
     def __init__(self, spec: LayerSpec, index: int, dtype: torch.dtype, device: torch.device) -> None:
         self.spec = spec

@@ -1,0 +1,87 @@
+"""Merge layers in torch. The rules are the core's (:mod:`polykeras.layers.merge`);
+autograd differentiates them (``torch.maximum``/``minimum`` split a tie's
+gradient equally, as the reference does)."""
+
+from __future__ import annotations
+
+import torch
+
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, expand_ranks
+from polykeras_numpy.layers import merge as ref_merge
+
+from .base import TorchLayer
+
+
+def expanded(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The inputs at one rank: size-1 axes inserted at axis 1 where needed."""
+    return [x.reshape(x.shape[:1] + (1,) * k + x.shape[1:]) if k else x
+            for x, k in zip(xs, expand_ranks([x.dim() for x in xs]))]
+
+
+class Merge(TorchLayer):
+    multiple_inputs = True
+
+
+def _folding(kind_name: str, reference, fold):
+    class Elementwise(Merge):
+        kind = kind_name
+
+        def forward(self, params, xs, ctx):
+            xs = expanded(list(xs))
+            out = xs[0]
+            for x in xs[1:]:
+                out = fold(out, x)
+            return out
+
+    Elementwise.reference = reference
+    Elementwise.__name__ = Elementwise.__qualname__ = kind_name
+    return Elementwise
+
+
+Add = _folding("Add", ref_merge.Add, torch.add)
+Subtract = _folding("Subtract", ref_merge.Subtract, torch.sub)
+Multiply = _folding("Multiply", ref_merge.Multiply, torch.mul)
+Maximum = _folding("Maximum", ref_merge.Maximum, torch.maximum)
+Minimum = _folding("Minimum", ref_merge.Minimum, torch.minimum)
+
+
+class Average(Merge):
+    kind = "Average"
+    reference = ref_merge.Average
+
+    def forward(self, params, xs, ctx):
+        xs = expanded(list(xs))
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out / len(xs)
+
+
+class Concatenate(Merge):
+    kind = "Concatenate"
+    reference = ref_merge.Concatenate
+
+    def forward(self, params, xs, ctx):
+        return torch.cat(list(xs), dim=concat_axis(int(self.spec.config.get("axis", -1)), xs[0].dim()))
+
+
+def _normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
+    inv = torch.rsqrt(torch.sum(x * x, dim=axis, keepdim=True))
+    return x * torch.clamp(inv, max=1.0 / NORMALIZE_EPSILON)
+
+
+class Dot(Merge):
+    kind = "Dot"
+    reference = ref_merge.Dot
+
+    def forward(self, params, xs, ctx):
+        a, b = xs
+        ax, bx = dot_axes(self.spec.config["axes"], a.dim(), b.dim())
+        if self.spec.config.get("normalize"):
+            a, b = _normalize(a, ax), _normalize(b, bx)
+        sa, sb = ref_merge.Dot._subscripts(a.dim(), b.dim(), ax, bx)
+        out = torch.einsum(f"{sa},{sb}->{sa[0]}{ref_merge.Dot._rest(sa, ax)}{ref_merge.Dot._rest(sb, bx)}", a, b)
+        return out[:, None] if out.dim() == 1 else out
+
+
+MERGE_LAYERS = (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot)
