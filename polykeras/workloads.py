@@ -14,7 +14,8 @@ from typing import Any, Callable
 import numpy as np
 
 from polykeras import layers, optimizers
-from polykeras.models import Sequential
+from polykeras.layers import Input
+from polykeras.models import Model, Sequential
 
 Data = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -30,7 +31,7 @@ class Workload:
     name: str
     description: str
     dataset: str
-    build: Callable[[], Sequential]
+    build: Callable[[], Model]
     optimizer: Callable[[], optimizers.Optimizer]
     loss: str
     batch_size: int
@@ -65,6 +66,13 @@ def _scale_channel(data: Data) -> Data:
     return (x, y.reshape(-1)), (xt, yt.reshape(-1))
 
 
+def _halves(data: Data) -> Data:
+    """Each image as two inputs: its top and bottom 14 rows, flattened and scaled."""
+    (x, y), (xt, yt) = _scale(data)
+    return (([x[:, :14].reshape(len(x), -1), x[:, 14:].reshape(len(x), -1)], y),
+            ([xt[:, :14].reshape(len(xt), -1), xt[:, 14:].reshape(len(xt), -1)], yt))
+
+
 IMDB_WORDS, IMDB_MAXLEN = 20000, 80
 
 
@@ -93,6 +101,22 @@ def _fashion_mlp():
                        layers.Dense(10, activation="softmax")], name="fashion_mlp")
 
 
+def _mnist_residual():
+    """A functional MLP with a residual block: the graph's Add, fan-out and dropout on a branch."""
+    x = Input(shape=(784,), name="pixels")
+    h = layers.Dense(256, activation="relu")(x)
+    branch = layers.Dense(256)(layers.Dropout(0.1)(layers.Dense(256, activation="relu")(h)))
+    return Model(x, layers.Dense(10, activation="softmax")(layers.Add()([h, branch])), name="mnist_residual")
+
+
+def _mnist_two_tower():
+    """Two inputs (the image's halves) through one shared Dense tower, concatenated."""
+    top, bottom = Input(shape=(392,), name="top"), Input(shape=(392,), name="bottom")
+    tower = layers.Dense(128, activation="relu", name="tower")
+    h = layers.Dropout(0.2)(layers.Concatenate()([tower(top), tower(bottom)]))
+    return Model([top, bottom], layers.Dense(10, activation="softmax")(h), name="mnist_two_tower")
+
+
 def _imdb_lstm():
     return Sequential([layers.Embedding(IMDB_WORDS, 128, input_shape=(IMDB_MAXLEN,)),
                        layers.LSTM(128, dropout=0.2, recurrent_dropout=0.2),
@@ -111,6 +135,12 @@ BUILTIN: dict[str, Workload] = {w.name: w for w in (
     Workload("cifar-cnn", "Conv32-Conv64-Pool-Dropout-Dense128-Dropout-Dense10 on CIFAR-10, RMSprop", "cifar10",
              lambda: _small_cnn((32, 32, 3), "cifar_cnn"), optimizers.RMSprop, "sparse_categorical_crossentropy",
              batch_size=64, epochs=1, prepare=_scale_channel),
+    Workload("mnist-residual", "functional MLP 784-256, a residual block 256-256 with dropout, Dense10, Adam",
+             "mnist", _mnist_residual, optimizers.Adam, "sparse_categorical_crossentropy", batch_size=128, epochs=2,
+             prepare=_scale_flat),
+    Workload("mnist-two-tower", "two inputs (image halves) through one shared Dense128 tower, concatenated, "
+             "Dropout, Dense10; Adam", "mnist", _mnist_two_tower, optimizers.Adam, "sparse_categorical_crossentropy",
+             batch_size=64, epochs=2, prepare=_halves),
     Workload("imdb-lstm", "Embedding(20000,128)-LSTM(128)-Dense(1) on reviews cut to 80 words (Keras's "
              "imdb_lstm), Adam", "imdb", _imdb_lstm, optimizers.Adam, "binary_crossentropy", batch_size=32,
              epochs=1, prepare=_pad_imdb, load_kwargs={"num_words": IMDB_WORDS}),

@@ -98,6 +98,20 @@ class SoftmaxWithoutMaxSubtraction(KERNELS["Activation"]):
         return activations.backward("softmax", x, y, dy), []
 
 
+class AverageGradientUnscaled(KERNELS["Average"]):
+    """The forward divides by the number of inputs; the backward forgets to."""
+
+    def input_grads(self, dy, n):
+        return [dy] * n
+
+
+class SubtractGradientSign(KERNELS["Subtract"]):
+    """``d(a - b)/db`` taken as ``+1``: the sign of the second input's gradient lost."""
+
+    def input_grads(self, dy, n):
+        return [dy, dy]
+
+
 class AdamEpsilonInsideSqrt(optimizers.Adam):
     """``sqrt(v + eps)`` instead of Keras's ``sqrt(v) + eps``."""
 
@@ -126,6 +140,8 @@ PLANTED = {
     "bug-dropout-unscaled": ({"kernel_overrides": {"Dropout": DropoutUnscaled}}, "L0", "Dropout"),
     "bug-bn-inference": ({"kernel_overrides": {"BatchNormalization": BatchNormBatchStatsAtInference}}, "L0",
                          "BatchNormalization"),
+    "bug-average-grad": ({"kernel_overrides": {"Average": AverageGradientUnscaled}}, "L0", "Average"),
+    "bug-subtract-grad": ({"kernel_overrides": {"Subtract": SubtractGradientSign}}, "L0", "Subtract"),
 }
 
 

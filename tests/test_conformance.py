@@ -41,7 +41,9 @@ def test_every_planted_bug_is_caught_at_its_level_and_named(bug_plugins):
         assert not run.passed, f"{name} was not caught"
         failing_levels = {c.level for c in run.failures()}
         assert level in failing_levels, f"{name}: failures at {failing_levels}, expected {level}"
-        assert all(c.group == group for c in run.failures(level)), \
+        # named in its own group; graph cases built with the broken kind may fail too
+        groups = {c.group for c in run.failures(level)}
+        assert group in groups and all(g == group or g.startswith("Graph:") for g in groups), \
             f"{name}: {[c.describe() for c in run.failures(level)][:3]}"
         caught[name] = run.worst(level).describe()
     print("\n".join(f"{k}: {v}" for k, v in caught.items()))

@@ -8,6 +8,8 @@
 
 A case is ``{"id", "layers": [Keras layer configs], "input_shape", "vocab",
 "loss", "target", "training"}``; :func:`build_model` turns it into a model.
+A graph case has ``"graph": {"inputs": [shapes], "nodes": [...], "outputs":
+[...]}`` instead of ``layers``/``input_shape`` (see :func:`build_graph`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,87 @@ def _embedding(draw):
     return [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 5)))], (draw(st.integers(1, 6)),), vocab
 
 
+def _node(layer, *inbound) -> dict:
+    """A graph node: a layer config (or ``"n<i>"``: call node ``i``'s layer again) on ``inbound``
+    (``"in<k>"`` for input ``k``, ``"n<i>"`` for node ``i``'s output)."""
+    return {"layer": layer, "inbound": list(inbound)}
+
+
+@st.composite
+def _elementwise_merge(draw, kind: str):
+    """One merge over 2-3 inputs whose shapes broadcast under Keras's rule (lower ranks
+    expanded at axis 1, sizes equal or 1)."""
+    n = 2 if kind == "Subtract" else draw(st.integers(2, 3))
+    rank = draw(st.integers(1, 3))
+    full = [draw(st.integers(1, 4)) for _ in range(rank)]
+    shapes = [full] + [[d if draw(st.booleans()) else 1 for d in full[rank - draw(st.integers(1, rank)):]]
+                       for _ in range(n - 1)]
+    shapes = draw(st.permutations(shapes))
+    return _merge_graph(_layer(kind), shapes)
+
+
+def _merge_graph(layer: dict, shapes: list) -> dict:
+    """One merge layer over one input per shape."""
+    return {"inputs": shapes, "nodes": [_node(layer, *[f"in{k}" for k in range(len(shapes))])], "outputs": ["n0"]}
+
+
+@st.composite
+def _concatenate(draw):
+    """2-3 inputs of one rank, sizes differing only along a drawn (never the batch) axis."""
+    rank = draw(st.integers(1, 3))
+    base = [draw(st.integers(1, 3)) for _ in range(rank)]
+    axis = draw(st.integers(-rank, rank).filter(lambda a: a % (rank + 1) != 0))
+    shapes = [[draw(st.integers(1, 3)) if i == axis % (rank + 1) - 1 else d for i, d in enumerate(base)]
+              for _ in range(draw(st.integers(2, 3)))]
+    return _merge_graph(_layer("Concatenate", axis=axis), shapes)
+
+
+@st.composite
+def _dot(draw):
+    """Rank 2 or 3 inputs (batch included), contracted along drawn axes, normalised or not."""
+    ranks = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    size = draw(st.integers(1, 4))
+    axes = [draw(st.integers(1, r)) for r in ranks]
+    shapes = [[size if i + 1 == a else draw(st.integers(1, 3)) for i in range(r)] for r, a in zip(ranks, axes)]
+    same = axes[0] == axes[1] and draw(st.booleans())  # Keras's int form, axes=k
+    return _merge_graph(_layer("Dot", axes=axes[0] if same else axes, normalize=draw(st.booleans())), shapes)
+
+
+@st.composite
+def _graph_structure(draw, kind: str):
+    """A residual block, a layer shared by two inputs, a nested Sequential, or dropout on two branches."""
+    d, u = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    act = draw(st.sampled_from(["relu", "tanh", "linear"]))
+    if kind == "residual":
+        nodes = [_node(_layer("Dense", units=u, activation=act), "in0"), _node(_layer("Dense", units=u), "n0"),
+                 _node(_layer("Add"), "n0", "n1"), _node(_layer("Dense", units=2), "n2")]
+        return {"inputs": [[d]], "nodes": nodes, "outputs": ["n3"]}
+    if kind == "shared":
+        merge = draw(st.sampled_from(["Concatenate", "Average", "Subtract"]))
+        nodes = [_node(_layer("Dense", units=u, activation=act), "in0"), _node("n0", "in1"),
+                 _node(_layer(merge), "n0", "n1"), _node(_layer("Dense", units=2), "n2")]
+        return {"inputs": [[d], [d]], "nodes": nodes, "outputs": ["n3"]}
+    if kind == "nested":
+        inner = _layer("Sequential", name="inner", layers=[_layer("Dense", units=u, activation=act),
+                                                           _layer("Dense", units=d)])
+        nodes = [_node(inner, "in0"), _node(_layer("Multiply"), "n0", "in0"), _node(_layer("Dense", units=2), "n1")]
+        return {"inputs": [[d]], "nodes": nodes, "outputs": ["n2"]}
+    rates = (draw(st.sampled_from([0.2, 0.5])), draw(st.sampled_from([0.1, 0.4])))
+    nodes = [_node(_layer("Dense", units=u, activation=act), "in0"), _node(_layer("Dropout", rate=rates[0]), "n0"),
+             _node(_layer("Dropout", rate=rates[1]), "n0"), _node(_layer("Concatenate"), "n1", "n2")]
+    return {"inputs": [[d]], "nodes": nodes, "outputs": ["n3"]}
+
+
+#: group: (strategy, share of ``examples_per_group`` drawn): one group per merge kind, so that
+#: every kind is drawn even in quick mode; Dot has the most regimes (ranks, axes, normalize).
+GRAPH_STRATEGIES = {
+    **{kind: (lambda kind=kind: _elementwise_merge(kind), 0.5)
+       for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
+    "Concatenate": (_concatenate, 0.5), "Dot": (_dot, 1.0),
+    **{f"Graph:{kind}": (lambda kind=kind: _graph_structure(kind), 0.5)
+       for kind in ("residual", "shared", "nested", "branches")},
+}
+
 STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
@@ -126,19 +209,40 @@ STRATEGIES = {
 }
 
 
+def _draw(strategy, n: int) -> list:
+    """``n`` derandomised hypothesis draws: the same in every process."""
+    drawn: list = []
+
+    @settings(max_examples=n, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(strategy())
+    def collect(example):
+        drawn.append(example)
+
+    collect()
+    return drawn
+
+
+def graph_cases(examples_per_group: int = 6) -> list[Case]:
+    """L0 graph cases: merge layers on drawn shapes and small functional graphs, training mode."""
+    cases: list[Case] = []
+    for group, (strategy, share) in GRAPH_STRATEGIES.items():
+        seen = set()
+        for graph in _draw(strategy, max(2, round(examples_per_group * share))):
+            key = repr(graph)
+            if key in seen:
+                continue
+            seen.add(key)
+            cases.append({"id": f"{group}#{len(seen)}", "group": group, "graph": graph, "vocab": None,
+                          "loss": "mse", "target": "real", "training": True})
+    return cases
+
+
 def layer_cases(examples_per_group: int = 6) -> list[Case]:
     """L0 cases: ``examples_per_group`` hypothesis draws per group, derandomised."""
     cases: list[Case] = []
     for group, strategy in STRATEGIES.items():
-        drawn: list = []
-
-        @settings(max_examples=examples_per_group, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
-        @given(strategy())
-        def collect(example):
-            drawn.append(example)
-
-        collect()
+        drawn = _draw(strategy, examples_per_group)
         seen = set()
         for example in drawn:
             layers, shape, vocab = (example + (None,))[:3]
@@ -205,19 +309,45 @@ OPTIMIZER_CASES: list[dict] = [
 
 
 def build_model(case: Case):
-    """The case's model: ``Input(input_shape)`` followed by its layers."""
+    """The case's model: ``Input(input_shape)`` followed by its layers, or its graph."""
     from polykeras.models import Sequential
 
+    if "graph" in case:
+        return build_graph(case["graph"])
     dtype = "int32" if case["vocab"] else None
     layers = [{"class_name": "InputLayer", "config": {"batch_shape": [None, *case["input_shape"]], "dtype": dtype}}]
     return Sequential.from_config({"name": "case", "layers": layers + case["layers"]})
 
 
-def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets for a case (float64; the worker casts them)."""
+def build_graph(graph: dict):
+    """A functional model from a graph case: ``Input`` per shape, each node's layer
+    (deserialised, or an earlier node's layer called again) on its inbound."""
+    from polykeras.layers import Input, deserialize
+    from polykeras.models import Model
+
+    values = {f"in{k}": Input(shape=tuple(shape), name=f"in{k}") for k, shape in enumerate(graph["inputs"])}
+    layers = []
+    for i, node in enumerate(graph["nodes"]):
+        layer = layers[int(node["layer"][1:])] if isinstance(node["layer"], str) else deserialize(node["layer"])
+        layers.append(layer)
+        args = [values[name] for name in node["inbound"]]
+        values[f"n{i}"] = layer(args if getattr(layer, "multiple_inputs", False) else args[0])
+    inputs = [values[f"in{k}"] for k in range(len(graph["inputs"]))]
+    return Model(inputs, [values[name] for name in graph["outputs"]], name="case")
+
+
+def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
+    """Inputs and targets for a case (float64; the worker casts them); ``x`` is a list
+    of arrays for a graph of several inputs."""
     rng = np.random.default_rng(seed)
-    shape = (batch, *case["input_shape"])
-    x = rng.integers(0, case["vocab"], shape) if case["vocab"] else rng.normal(size=shape) * case.get("input_scale", 1)
+    if "graph" in case:
+        shapes = case["graph"]["inputs"]
+        x = [rng.normal(size=(batch, *shape)) for shape in shapes]
+        x = x if len(x) > 1 else x[0]
+    else:
+        shape = (batch, *case["input_shape"])
+        x = (rng.integers(0, case["vocab"], shape) if case["vocab"]
+             else rng.normal(size=shape) * case.get("input_scale", 1))
     out = (batch, *output_shape[1:])
     target = case["target"]
     if target == "labels":

@@ -16,6 +16,7 @@ import numpy as np
 
 import polykeras as keras
 from polykeras import losses
+from polykeras import model_data as data
 from polykeras import random as pk_random
 from polykeras.trainer import Trainer
 from polykeras_conformance import cases as _cases
@@ -47,14 +48,19 @@ def layer_case(case: dict, backend: str, device: str | None, dtype: str) -> dict
     model = _cases.build_model(case)
     _compile(model, losses.get(case["loss"]), "sgd", backend, device, dtype)
     program, x, y = _program(model, *_cases.case_data(case, model.output_shape))
-    result = {"output": program.predict_step(x)}
+    output = program.predict_step(x)
+    outputs = output if isinstance(output, tuple) else (output,)
+    result = {("output" if len(outputs) == 1 else f"output {i}"): o for i, o in enumerate(outputs)}
     grads = program.value_and_grad(x, y, STEP_SEED, training=case["training"])
     result["loss"] = np.asarray(grads.loss)
-    for (layer, weight), g in zip(model._spec().weight_specs, grads.weights):
+    spec = model._spec()
+    for (layer, weight), g in zip(spec.weight_specs, grads.weights):
+        if g is not None:  # a one-layer case by kind, a graph by layer name (there may be two Dense)
+            result[f"grad {layer.kind if len(spec.layers) == 1 else layer.name}.{weight.name}"] = np.asarray(g)
+    inputs = grads.inputs if isinstance(grads.inputs, tuple) else (grads.inputs,)
+    for inp, g in zip(spec.inputs, inputs):
         if g is not None:
-            result[f"grad {layer.kind}.{weight.name}"] = np.asarray(g)
-    if grads.inputs is not None:
-        result["grad input"] = np.asarray(grads.inputs)
+            result["grad input" if len(inputs) == 1 else f"grad input {inp.name}"] = np.asarray(g)
     return result
 
 
@@ -94,29 +100,30 @@ def training_run(workload_name: str, backend: str, device: str | None, dtype: st
         warnings.simplefilter("ignore", keras.datasets.DatasetSubsetWarning)
         (x, y), (x_test, y_test) = workload.load()
     if test_samples:
-        x_test, y_test = x_test[:test_samples], y_test[:test_samples]
+        x_test, y_test = data.rows(x_test, 0, test_samples), y_test[:test_samples]
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
     model = workload.build()
     workload.compile(model, backend=backend, device=device, dtype=dtype, parity=True)
     batch = workload.batch_size
     if steps:
-        x, y = x[: steps * batch], y[: steps * batch]
+        x, y = data.rows(x, 0, steps * batch), y[: steps * batch]
     program, x, y = _program(model, x, y)
     losses_per_step = []
     epochs = 1 if steps else workload.epochs
+    n = data.n_samples(x)
     for epoch in range(epochs):
-        order = np.arange(len(x)) if steps else pk_random.shuffle_order(0, epoch, len(x))
-        for step in range(int(np.ceil(len(x) / batch))):
+        order = np.arange(n) if steps else pk_random.shuffle_order(0, epoch, n)
+        for step in range(int(np.ceil(n / batch))):
             index = order[step * batch:(step + 1) * batch]
             program.reset_metrics()
-            program.train_step(x[index], y[index], pk_random.step_seed(0, epoch * 100_000 + step))
+            program.train_step(data.take(x, index), y[index], pk_random.step_seed(0, epoch * 100_000 + step))
             losses_per_step.append(program.results()["loss"])
     model._weights_stale = True
     x_test, y_test = Trainer(model).prepare(x_test, y_test)
     program.reset_metrics()
-    for lo in range(0, len(x_test), 256):
-        program.test_step(x_test[lo:lo + 256], y_test[lo:lo + 256])
+    for lo in range(0, len(y_test), 256):
+        program.test_step(data.rows(x_test, lo, lo + 256), y_test[lo:lo + 256])
     result = {"losses": np.array(losses_per_step), "test accuracy": np.asarray(program.results().get("accuracy", np.nan))}
     for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):
         result[f"weights {layer.name}.{weight.name}"] = w
@@ -131,7 +138,7 @@ def speed(workload_name: str, backend: str, device: str | None, dtype: str, step
     workload.compile(model, backend=backend, device=device, dtype=dtype)
     x, y = speed_data(workload, model, steps)
     batch = workload.batch_size
-    _program(model, x[:batch], y[:batch])  # compiles, and reports a missing layer kind as unsupported
+    _program(model, data.rows(x, 0, batch), y[:batch])  # compiles; a missing kind or feature is unsupported
     timer = epoch_timer()
     model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[timer])
     return speed_summary(timer.seconds[1:], steps, batch)
@@ -147,16 +154,15 @@ def speed_model(workload_name: str):
     return workload, workload.build()
 
 
-def speed_data(workload, model, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``steps`` batches of seeded synthetic data of the workload's shapes (speed does not need real data)."""
+def speed_data(workload, model, steps: int):
+    """``steps`` batches of seeded synthetic data of the workload's shapes (speed does not need real data);
+    ``x`` is a list of arrays for a model of several inputs."""
     batch = workload.batch_size
     rng = np.random.default_rng(0)
     n = steps * batch
-    shape = tuple(model.input_shape[1:])
-    if model._spec().inputs[0].dtype.startswith("int"):
-        x = rng.integers(1, 1000, (n, *shape))
-    else:
-        x = rng.random((n, *shape))
+    x = [rng.integers(1, 1000, (n, *inp.shape[1:])) if inp.dtype.startswith("int") else rng.random((n, *inp.shape[1:]))
+         for inp in model._spec().inputs]
+    x = x if len(x) > 1 else x[0]
     out = model.output_shape[-1]
     y = rng.integers(0, out, n) if workload.loss.startswith("sparse") else rng.integers(0, 2, (n, out))
     return x, y

@@ -34,7 +34,8 @@ def key(level: str, group: str, case: str, quantity: str) -> str:
 def jobs(levels: list[str], quick: bool, workloads: list[str]):
     """(level, group, case id, callable(backend, device, dtype) -> arrays) for every case."""
     if "L0" in levels:
-        for case in cases.layer_cases(4 if quick else 12) + cases.LOSS_CASES + cases.EXTRA_CASES:
+        for case in (cases.layer_cases(4 if quick else 12) + cases.graph_cases(4 if quick else 12) + cases.LOSS_CASES
+                     + cases.EXTRA_CASES):
             yield "L0", case["group"], case["id"], lambda b, d, t, c=case: measure.layer_case(c, b, d, t)
     if "L1" in levels:
         for config in cases.OPTIMIZER_CASES:
