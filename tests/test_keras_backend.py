@@ -38,8 +38,8 @@ import polykeras as pk  # noqa: E402
 from polykeras import backends, layers  # noqa: E402
 from polykeras.trainer import Trainer  # noqa: E402
 
-from backend_parity import (LOSS_CASES, compare_gradients, layer_cases, loss_case, rel_diff,  # noqa: E402
-                            small_data, small_model, trajectory)
+from backend_parity import (LOSS_CASES, compare_gradients, graph_cases, layer_cases, loss_case,  # noqa: E402
+                            rel_diff, small_data, small_model, trajectory)
 
 tolerances = pytest.importorskip("polykeras_conformance.tolerances")
 
@@ -117,6 +117,59 @@ def test_layer_matches_reference(backend, dtype, case_id):
 @pytest.mark.parametrize("backend", KERAS_BACKENDS)
 def test_every_layer_matches_reference(backend, dtype, case_id):
     _run_layer_case(backend, ALL_CASES[case_id], dtype)
+
+
+# -- L0: functional graphs (several inputs, merge layers, shared layers, nested models) ------------------
+QUICK_GRAPH_CASES = ("graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2")
+GRAPH_CASES = {c.id: c for c in graph_cases()}
+
+
+@pytest.mark.parametrize("case_id", QUICK_GRAPH_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", KERAS_BACKENDS)
+def test_graph_matches_reference(backend, dtype, case_id):
+    _run_layer_case(backend, GRAPH_CASES[case_id], dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", [c for c in GRAPH_CASES if c not in QUICK_GRAPH_CASES])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", KERAS_BACKENDS)
+def test_every_graph_matches_reference(backend, dtype, case_id):
+    _run_layer_case(backend, GRAPH_CASES[case_id], dtype)
+
+
+def _two_input_two_output_model():
+    """Two inputs through one shared Dense, a residual Add, Dropout, and two outputs (softmax and linear)."""
+    pk.utils.set_random_seed(11)
+    a, b = pk.Input((6,), name="a"), pk.Input((6,), name="b")
+    shared = layers.Dense(5, activation="tanh")
+    h = layers.Concatenate()([shared(a), shared(b)])
+    h = layers.Dropout(0.3)(layers.Dense(10, activation="relu")(h)) + layers.Dense(10)(h)
+    return a, b, layers.Dense(3, activation="softmax", name="probs")(h), layers.Dense(2, name="extra")(h)
+
+
+@pytest.mark.parametrize("backend", KERAS_BACKENDS)
+def test_functional_model_trains_and_predicts_like_reference(backend):
+    """fit and evaluate of a two-input model with a shared layer (parity mode), then predict of the same
+    layers as a two-output model: the Keras backend against the reference, float32."""
+    rng = np.random.default_rng(2)
+    xa, xb, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    runs = {}
+    for name in ("numpy", backend):
+        a, b, probs, extra = _two_input_two_output_model()
+        model = pk.Model([a, b], probs)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], backend=name, parity=True)
+        history = model.fit([xa, xb], y, batch_size=16, epochs=2, verbose=0)
+        both = pk.Model([a, b], [probs, extra])
+        both.compile(loss="mse", backend=name)  # predict only: the loss is never used
+        runs[name] = (history.history["loss"], model.evaluate([xa, xb], y, verbose=0),
+                      both.predict([xa[:5], xb[:5]], verbose=0))
+    (h_ref, e_ref, p_ref), (h, e, p) = runs["numpy"], runs[backend]
+    assert h == pytest.approx(h_ref, rel=1e-5) and e == pytest.approx(e_ref, rel=1e-5)
+    assert len(p) == len(p_ref) == 2
+    for got, ref in zip(p, p_ref):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case_id", [c[0] for c in LOSS_CASES])

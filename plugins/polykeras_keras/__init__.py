@@ -34,7 +34,10 @@ LAYER_KINDS = frozenset({
     "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
     "SimpleRNN", "LSTM", "GRU",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
 })
+#: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
+GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
 
 NUMPY_CANNOT_TRAIN = ("Keras's numpy backend cannot train (it has no automatic differentiation); it can only predict "
                       "and evaluate. Train with keras-jax, keras-torch or keras-tensorflow")

@@ -22,13 +22,14 @@ import numpy as np
 from polykeras.program import Backend, Program
 from polykeras.spec import ModelSpec, TrainingSpec
 
-from . import LAYER_KINDS
+from . import GRAPH_FEATURES, LAYER_KINDS
 
 
 class KerasBackend(Backend):
     """Keras 3 on ``keras_backend`` (``jax``, ``torch``, ``tensorflow`` or ``numpy``)."""
 
     layer_kinds = LAYER_KINDS
+    graph_features = GRAPH_FEATURES
     optimizer_kinds = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"})
     loss_kinds = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                             "mean_squared_error", "mean_absolute_error"})

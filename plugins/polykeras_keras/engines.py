@@ -39,14 +39,24 @@ class Engine:
     def test(self, inputs, y) -> None:
         raise NotImplementedError
 
-    def predict(self, model, inputs) -> np.ndarray:
+    def predict(self, model, inputs):
+        """The model's output as NumPy: one array, or a list of one per output."""
         self.sync()
-        return keras.ops.convert_to_numpy(model(inputs, training=False))
+        out = model(inputs, training=False)
+        if isinstance(out, (list, tuple)):
+            return [keras.ops.convert_to_numpy(o) for o in out]
+        return keras.ops.convert_to_numpy(out)
 
-    def value_and_grad(self, model, loss_fn, inputs, y, training: bool, with_input: bool):
-        """``(loss, [grad of each trainable variable of model], grad of inputs[0] or None)``;
-        nothing (moving statistics included) is updated."""
+    def value_and_grad(self, model, loss_fn, inputs: list, y, training: bool, wanted: list[int]):
+        """``(loss, [grad of each trainable variable of model], [grad of inputs[i] for i in wanted])``;
+        nothing (moving statistics included) is updated. ``inputs`` is the
+        model's flat input list (the data inputs, then any fed masks)."""
         raise NotImplementedError
+
+    @staticmethod
+    def call_structure(inputs: list):
+        """How the model is called: a lone input alone, several as a list."""
+        return inputs if len(inputs) > 1 else inputs[0]
 
     @staticmethod
     def tensor(array):
@@ -94,24 +104,25 @@ class JaxEngine(Engine):
         model._jax_state_synced = False
         model.jax_state_sync()
 
-    def value_and_grad(self, model, loss_fn, inputs, y, training, with_input):
+    def value_and_grad(self, model, loss_fn, inputs, y, training, wanted):
         import jax
 
         self.sync()
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        x0, rest = inputs[0], list(inputs[1:])
 
-        def objective(trainable, x0):
-            out, _, losses = model.stateless_call(trainable, non_trainable, [x0] + rest if rest else x0,
+        def objective(trainable, differentiated):
+            full = list(inputs)
+            for i, x in zip(wanted, differentiated):
+                full[i] = x
+            out, _, losses = model.stateless_call(trainable, non_trainable, self.call_structure(full),
                                                   training=training, return_losses=True)
             loss = loss_fn(y, out)
             return loss + sum(losses) if losses else loss
 
-        argnums = (0, 1) if with_input else 0
-        loss, grads = jax.value_and_grad(objective, argnums=argnums)(trainable, x0)
-        weights, d_input = grads if with_input else (grads, None)
-        return float(loss), [np.asarray(g) for g in weights], None if d_input is None else np.asarray(d_input)
+        loss, (weights, d_inputs) = jax.value_and_grad(objective, argnums=(0, 1))(trainable,
+                                                                                [inputs[i] for i in wanted])
+        return float(loss), [np.asarray(g) for g in weights], [np.asarray(g) for g in d_inputs]
 
 
 class TorchEngine(Engine):
@@ -145,23 +156,24 @@ class TorchEngine(Engine):
         with torch.no_grad():
             return super().predict(model, inputs)
 
-    def value_and_grad(self, model, loss_fn, inputs, y, training, with_input):
+    def value_and_grad(self, model, loss_fn, inputs, y, training, wanted):
         import torch
 
         saved = [v.numpy() for v in model.non_trainable_variables]
         inputs = list(inputs)
-        if with_input:
-            inputs[0] = inputs[0].clone().requires_grad_(True)
-        out = model(inputs if len(inputs) > 1 else inputs[0], training=training)
+        for i in wanted:
+            inputs[i] = inputs[i].clone().requires_grad_(True)
+        out = model(self.call_structure(inputs), training=training)
         loss = loss_fn(y, out)
         if model.losses:
             loss = loss + sum(model.losses)
-        wanted = [v.value for v in model.trainable_variables] + ([inputs[0]] if with_input else [])
-        grads = torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True)
+        variables = [v.value for v in model.trainable_variables]
+        grads = torch.autograd.grad(loss, variables + [inputs[i] for i in wanted], allow_unused=True,
+                                    materialize_grads=True)
         for v, value in zip(model.non_trainable_variables, saved):
             v.assign(value)
         grads = [g.detach().cpu().numpy() for g in grads]
-        return float(loss.detach()), grads[:len(grads) - with_input], grads[-1] if with_input else None
+        return float(loss.detach()), grads[:len(variables)], grads[len(variables):]
 
 
 class TensorflowEngine(Engine):
@@ -184,24 +196,25 @@ class TensorflowEngine(Engine):
         self.build(inputs, y)
         self._test((inputs, y))
 
-    def value_and_grad(self, model, loss_fn, inputs, y, training, with_input):
+    def value_and_grad(self, model, loss_fn, inputs, y, training, wanted):
         import tensorflow as tf
 
         saved = [v.numpy() for v in model.non_trainable_variables]
         inputs = list(inputs)
         with tf.GradientTape() as tape:
-            if with_input:
-                tape.watch(inputs[0])
-            out = model(inputs if len(inputs) > 1 else inputs[0], training=training)
+            for i in wanted:
+                tape.watch(inputs[i])
+            out = model(self.call_structure(inputs), training=training)
             loss = loss_fn(y, out)
             if model.losses:
                 loss = loss + tf.add_n(model.losses)
-        wanted = [v.value for v in model.trainable_variables] + ([inputs[0]] if with_input else [])
-        grads = tape.gradient(loss, wanted, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        variables = [v.value for v in model.trainable_variables]
+        grads = tape.gradient(loss, variables + [inputs[i] for i in wanted],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         for v, value in zip(model.non_trainable_variables, saved):
             v.assign(value)
         grads = [np.asarray(tf.convert_to_tensor(g)) for g in grads]  # Embedding's gradient is IndexedSlices
-        return float(loss), grads[:len(grads) - with_input], grads[-1] if with_input else None
+        return float(loss), grads[:len(variables)], grads[len(variables):]
 
 
 class NumpyEngine(Engine):

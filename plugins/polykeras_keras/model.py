@@ -2,16 +2,20 @@
 process that owns one Keras backend).
 
 Every layer is Keras's own class built from the spec's config (the spec uses
-Keras's ``get_config()`` names), so the math is Keras's. Two graphs share the
-layers, and so the weights:
+Keras's ``get_config()`` names), so the math is Keras's. The spec's graph
+becomes a Keras functional model: several inputs and outputs, merge layers
+(``Add``, ``Concatenate``, ...) called on lists, and a shared layer's later
+calls calling the same Keras layer object again. Two graphs share the layers,
+and so the weights:
 
-* the *native* graph ``x -> output``: Keras's own dropout, drawn with Keras's
-  RNG -- the fast path, and what ``predict`` runs;
-* the *parity* graph ``[x, mask_1, ..., mask_k] -> output``: every dropout
-  (``Dropout``, and the input/recurrent dropout of ``SimpleRNN``/``LSTM``/
-  ``GRU``) multiplies by a mask fed as an extra model input, drawn on the host
-  by :func:`polykeras.random.dropout_mask` exactly as the NumPy reference
-  draws it. Only built when the model has dropout.
+* the *native* graph ``inputs -> outputs``: Keras's own dropout, drawn with
+  Keras's RNG -- the fast path, and what ``predict`` runs;
+* the *parity* graph ``[*inputs, mask_1, ..., mask_k] -> output``: every
+  dropout (``Dropout``, and the input/recurrent dropout of ``SimpleRNN``/
+  ``LSTM``/``GRU``) multiplies by a mask fed as an extra model input, drawn
+  on the host by :func:`polykeras.random.dropout_mask` exactly as the NumPy
+  reference draws it, keyed by the node's index (each call of a shared
+  layer has its own). Only built when the model has dropout.
 
 Recurrent layers in the parity graph hand the fed masks to Keras's cell by
 pre-setting the cell's cached masks (``DropoutRNNCell._dropout_mask``); the
@@ -35,6 +39,13 @@ REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
                     "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
                     "gamma": "gamma_regularizer", "beta": "beta_regularizer"}
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+#: Keras's merge layers: called on a list of tensors.
+MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
+
+
+def input_dtype(spec_dtype: str, dtype: str) -> str:
+    """A model input's Keras dtype: integer ids stay integer, floats take the program's dtype."""
+    return spec_dtype if np.dtype(spec_dtype).kind in "iu" else dtype
 
 
 class HostMaskDropout(keras.layers.Dropout):
@@ -137,54 +148,76 @@ def make_layer(layer: LayerSpec, dtype: str):
 
 
 class KerasGraphs:
-    """The Keras layers of a spec, the native model and (lazily) the parity model."""
+    """The Keras layers of a spec, the native model and (lazily) the parity model.
+
+    The spec's graph becomes a Keras functional model: one ``keras.Input`` per
+    spec input, one Keras layer per node that owns its weights (merge layers
+    are Keras's own ``Add``, ``Concatenate``... built from the config), and a
+    later call of a shared layer calls the *same* Keras layer object again, so
+    Keras shares its weights exactly as in a model written in Keras.
+    """
 
     def __init__(self, spec: ModelSpec, dtype: str):
-        if len(spec.inputs) != 1 or len(spec.outputs) != 1:
-            raise NotImplementedError(f"model {spec.name!r}: the keras backends run single-input, single-output "
-                                      f"models (got {len(spec.inputs)} inputs, {len(spec.outputs)} outputs)")
         self.spec, self.dtype = spec, dtype
-        inp = spec.inputs[0]
-        input_dtype = inp.dtype if np.dtype(inp.dtype).kind in "iu" else dtype
-        self.input = keras.Input(shape=tuple(inp.shape[1:]), dtype=input_dtype, name=inp.name)
-        self.layers = [make_layer(layer, dtype) for layer in spec.layers]
+        self.inputs = [keras.Input(shape=tuple(inp.shape[1:]), dtype=input_dtype(inp.dtype, dtype), name=inp.name)
+                       for inp in spec.inputs]
+        owners = spec.weight_owners
+        #: the Keras layer of each node (a shared layer's later calls: the owner's object)
+        self.layers = []
+        for index, layer in enumerate(spec.layers):
+            self.layers.append(make_layer(layer, dtype) if owners[index] == index else self.layers[owners[index]])
         self.masks = [m for i, layer in enumerate(spec.layers) for m in layer_masks(i, layer)]
-        self.native = keras.Model(self.input, self._connect({}), name=spec.name)
+        self.native = keras.Model(self._structure(self.inputs), self._structure(self._connect({})), name=spec.name)
         self._parity = None
         self.variables = self._weight_variables()
 
-    def _connect(self, fed: dict) -> object:
-        values = {self.spec.inputs[0].name: self.input}
+    @staticmethod
+    def _structure(tensors: list):
+        """One tensor alone, several as a list (what the model is called with, and returns)."""
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    def _connect(self, fed: dict) -> list:
+        """Call every node's Keras layer on its inbound tensors (a list for a
+        merge layer); ``fed`` gives the parity masks of a node by its index.
+        Returns the output tensors."""
+        values = {inp.name: tensor for inp, tensor in zip(self.spec.inputs, self.inputs)}
         for index, (layer, kl) in enumerate(zip(self.spec.layers, self.layers)):
-            if len(layer.inbound) != 1:
-                raise NotImplementedError(f"layer {layer.name!r} has {len(layer.inbound)} inputs; the keras "
-                                          "backends run chains of single-input layers")
+            args = [values[name] for name in layer.inbound]
+            if layer.kind in MERGE:
+                values[layer.name] = kl(args)
+                continue
+            if len(args) != 1:
+                raise NotImplementedError(f"layer {layer.name!r} ({layer.kind}) has {len(args)} inputs; the keras "
+                                          "backends call only merge layers on several")
             kwargs = {m.argument: tensor for m, tensor in fed.get(index, [])}
-            values[layer.name] = kl(values[layer.inbound[0]], **kwargs)
-        return values[self.spec.outputs[0]]
+            values[layer.name] = kl(args[0], **kwargs)
+        return [values[name] for name in self.spec.outputs]
 
     @property
     def parity(self):
-        """``[x, *masks] -> output``, sharing the native model's layers."""
+        """``[*inputs, *masks] -> output``, sharing the native model's layers."""
         if not self.masks:
             return self.native
         if self._parity is None:
             fed: dict[int, list] = {}
-            inputs = [self.input]
+            inputs = list(self.inputs)
             for j, m in enumerate(self.masks):
                 tensor = keras.Input(shape=m.shape, dtype=self.dtype, name=f"dropout_mask_{j}")
                 inputs.append(tensor)
                 fed.setdefault(m.layer_index, []).append((m, tensor))
-            self._parity = keras.Model(inputs, self._connect(fed), name=f"{self.spec.name}_parity")
+            self._parity = keras.Model(inputs, self._structure(self._connect(fed)), name=f"{self.spec.name}_parity")
         return self._parity
 
     def draw_masks(self, step_seed: int, batch: int) -> list[np.ndarray]:
         return [m.draw(step_seed, batch, np.dtype(self.dtype)) for m in self.masks]
 
     def _weight_variables(self) -> list:
-        """The Keras variable of every spec weight, in canonical (spec) order."""
+        """The Keras variable of every spec weight, in canonical (spec) order
+        (a shared layer's weights once, at its owner node)."""
         out = []
         for layer, kl in zip(self.spec.layers, self.layers):
+            if not layer.weights:
+                continue
             by_name = {v.path.rsplit("/", 1)[-1]: v for v in kl.weights}
             for w in layer.weights:
                 v = by_name.get(w.name)

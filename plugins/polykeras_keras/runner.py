@@ -53,9 +53,11 @@ class KerasRunner(Program):
         self.spec, self.dtype, self.parity = spec, dtype, parity
         self.np_dtype = np.dtype(dtype)
         self.graphs = KerasGraphs(spec, dtype)
-        self.input_is_float = np.dtype(self.graphs.input.dtype).kind == "f"
-        self.input_differentiable = self.input_is_float and all(
-            layer.kind != "Embedding" for layer in spec.layers if spec.inputs[0].name in layer.inbound)
+        #: per model input: whether it is float (cast to the program's dtype), and differentiable
+        self.input_is_float = [np.dtype(t.dtype).kind == "f" for t in self.graphs.inputs]
+        self.input_differentiable = [
+            is_float and all(layer.kind != "Embedding" for layer in spec.layers if inp.name in layer.inbound)
+            for inp, is_float in zip(spec.inputs, self.input_is_float)]
         self.set_weights(weights)
         self.training = training
         self.iterations = 0
@@ -75,27 +77,33 @@ class KerasRunner(Program):
             self.engine = engine_class(self.model)
 
     # -- data ------------------------------------------------------------------------
-    def _x(self, x: np.ndarray):
-        x = np.asarray(x)
-        if self.input_is_float and x.dtype != self.np_dtype:
-            x = x.astype(self.np_dtype)
-        return x
+    def _xs(self, x) -> list[np.ndarray]:
+        """One array per model input (``x`` is a tuple for several), floats in the program's dtype."""
+        xs = list(x) if isinstance(x, (tuple, list)) else [x]
+        if len(xs) != len(self.input_is_float):
+            raise ValueError(f"model {self.spec.name!r} takes {len(self.input_is_float)} input(s), got {len(xs)}")
+        out = []
+        for a, is_float in zip(xs, self.input_is_float):
+            a = np.asarray(a)
+            out.append(a.astype(self.np_dtype) if is_float and a.dtype != self.np_dtype else a)
+        return out
 
-    def _inputs(self, x: np.ndarray, step_seed: int | None, parity: bool | None = None):
-        """What the training model takes: ``x``, or ``[x, *masks]`` for the
-        parity graph (masks of ones when not training: they are ignored)."""
+    def _inputs(self, x, step_seed: int | None, parity: bool | None = None):
+        """What the training model takes: ``x`` (a list for several inputs), or
+        ``[*x, *masks]`` for the parity graph (masks of ones when not training:
+        they are ignored)."""
         parity = self.parity if parity is None else parity
-        x = self.engine.tensor(self._x(x))
+        xs = [self.engine.tensor(a) for a in self._xs(x)]
         if not parity or not self.graphs.masks:
-            return x
-        batch = int(x.shape[0])
+            return xs[0] if len(xs) == 1 else xs
+        batch = int(xs[0].shape[0])
         if step_seed is None:
             if batch not in self._ones:
                 self._ones[batch] = [np.ones((batch,) + m.shape, self.np_dtype) for m in self.graphs.masks]
             masks = self._ones[batch]
         else:
             masks = self.graphs.draw_masks(int(step_seed), batch)
-        return [x] + [self.engine.tensor(m) for m in masks]
+        return xs + [self.engine.tensor(m) for m in masks]
 
     def _y(self, y: np.ndarray):
         y = np.asarray(y)
@@ -109,14 +117,18 @@ class KerasRunner(Program):
         self.iterations += 1
 
     def train_steps(self, xs, ys, step_seeds) -> None:
-        for x, y, seed in zip(xs, ys, step_seeds):
-            self.train_step(x, y, seed)
+        for i, seed in enumerate(step_seeds):
+            self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i], ys[i], seed)
 
     def test_step(self, x, y) -> None:
         self.engine.test(self._inputs(x, None), self._y(y))
 
-    def predict_step(self, x) -> np.ndarray:
-        out = self.engine.predict(self.graphs.native, self.engine.tensor(self._x(x)))
+    def predict_step(self, x):
+        """The output for one batch; a tuple of one array per output for several."""
+        xs = [self.engine.tensor(a) for a in self._xs(x)]
+        out = self.engine.predict(self.graphs.native, xs[0] if len(xs) == 1 else xs)
+        if isinstance(out, (list, tuple)):
+            return tuple(np.asarray(o, dtype=self.np_dtype) for o in out)
         return np.asarray(out, dtype=self.np_dtype)
 
     def results(self) -> dict[str, float]:
@@ -149,14 +161,19 @@ class KerasRunner(Program):
         self.model.optimizer.learning_rate.assign(float(value))
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
+        """Loss and gradients through the parity graph (the fed masks in
+        training); the input gradient is a tuple, one entry per input, for a
+        model of several inputs."""
         model = self.graphs.parity
         if self.loss_fn is None:
             raise RuntimeError("value_and_grad needs a compiled loss: compile the program with a TrainingSpec")
         inputs = self._inputs(x, step_seed if training else None, parity=True)
         inputs = inputs if isinstance(inputs, list) else [inputs]
-        loss, grads, d_input = self.engine.value_and_grad(model, self.loss_fn, inputs, self._y(y), training,
-                                                          self.input_differentiable)
+        wanted = [i for i, ok in enumerate(self.input_differentiable) if ok]
+        loss, grads, d_inputs = self.engine.value_and_grad(model, self.loss_fn, inputs, self._y(y), training, wanted)
         by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads)}
         weights = [np.asarray(by_variable[id(v)], dtype=self.np_dtype) if w.trainable else None
                    for (_, w), v in zip(self.spec.weight_specs, self.graphs.variables)]
-        return Gradients(loss, weights, None if d_input is None else np.asarray(d_input, dtype=self.np_dtype))
+        by_input = {i: np.asarray(g, dtype=self.np_dtype) for i, g in zip(wanted, d_inputs)}
+        d_input = tuple(by_input.get(i) for i in range(len(self.input_differentiable)))
+        return Gradients(loss, weights, d_input if len(d_input) > 1 else d_input[0])
