@@ -152,3 +152,11 @@ def test_pytest_plugin_runs_the_suite_against_an_installed_backend(tmp_path):
     summary = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1 passed" in summary and "xfailed" in summary, summary  # mnist-mlp trains; Conv2D is unsupported
+
+
+def test_workloads_no_backend_of_the_run_can_train_are_skipped_for_the_reference_too():
+    said = []
+    kept = runner.trainable_workloads(["mnist-mlp", "imdb-lstm", "mnist-residual"], ["example"], said.append)
+    assert kept == ["mnist-mlp"]
+    assert any("imdb-lstm" in line and "Embedding, LSTM" in line for line in said)
+    assert runner.trainable_workloads(["imdb-lstm"], ["numpy"], said.append) == ["imdb-lstm"]

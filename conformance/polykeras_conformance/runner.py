@@ -63,6 +63,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
     from polykeras.backends import find_backend
 
     workloads = list(_workloads.workloads() if workloads is None else workloads)
+    if {"L2", "L3"} & set(levels):
+        workloads = trainable_workloads(workloads, backends, progress)
     runs: list[Run] = []
     exact = None  # the float64 reference's arrays: float32 training is judged against them
     dtypes = sorted(dtypes, key=lambda d: d != "float64")
@@ -118,6 +120,27 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
     return runs
+
+
+def trainable_workloads(names: list[str], backends: list[str], progress=print) -> list[str]:
+    """The workloads that some backend of the run (other than the reference) declares every layer
+    kind of: training the reference on the others would take minutes to compare with nothing."""
+    from polykeras import workloads as _workloads
+    from polykeras.backends import find_backend
+
+    others = [find_backend(b) for b in backends if b != REFERENCE]
+    if not others:
+        return names
+    kept = []
+    for name in names:
+        kinds = set(_workloads.get(name).build()._spec().kinds)
+        if any(not info.layer_kinds or kinds <= set(info.layer_kinds) for info in others):
+            kept.append(name)
+        else:
+            missing = sorted(set.union(*(kinds - set(info.layer_kinds) for info in others)))
+            progress(f"conformance: skipping workload {name}: no backend in this run implements "
+                     f"{', '.join(missing)}")
+    return kept
 
 
 def speed_dtype(dtypes) -> str:
