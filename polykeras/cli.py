@@ -1,4 +1,6 @@
-"""The ``polykeras`` command: ``backends`` and ``train``.
+"""The ``polykeras`` command: ``backends`` and ``train``, and the commands
+plugins add through the ``polykeras_cli_commands`` hook (the conformance
+suite's ``conformance``, for one).
 
 Bad arguments exit with status 2 and a one-line reason that lists the valid
 choices; nothing is printed as a traceback unless ``--debug`` is given.
@@ -16,8 +18,14 @@ from pathlib import Path
 from polykeras.callbacks import Callback
 
 
+#: Commands that first-party plugins add, and the extra that installs each: when one is missing,
+#: ``polykeras NAME`` says what to install rather than argparse's "invalid choice".
+PLUGIN_COMMANDS = {"conformance": "conformance"}
+
+
 class UsageError(Exception):
-    """A mistake in the command line, reported in one line."""
+    """A mistake in the command line, reported in one line with exit status 2
+    (raise it from a plugin's command too)."""
 
 
 def _backends(args) -> int:
@@ -50,7 +58,8 @@ def _backends(args) -> int:
     return 0
 
 
-def _check_choice(value, choices, what: str):
+def check_choice(value, choices, what: str) -> None:
+    """Raise a :class:`UsageError` naming the choices when ``value`` (unless None) is not one of them."""
     if value is not None and value not in choices:
         raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
 
@@ -62,7 +71,7 @@ def _train(args) -> int:
     from polykeras.backends import BackendNotFoundError, DeviceNotAvailableError, get_backend
 
     known = workloads.workloads()
-    _check_choice(args.workload, list(known), "workload")
+    check_choice(args.workload, list(known), "workload")
     workload = known[args.workload]
     try:
         backend = get_backend(args.backend, args.device, args.dtype)
@@ -164,62 +173,22 @@ def _plot_curves(history: dict, path: Path, title: str) -> bool:
     return True
 
 
-def _conformance(args) -> int:
-    try:
-        from polykeras_conformance import native, report, runner
-    except ImportError as exc:
-        raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
-    from polykeras.backends import backend_infos
-
-    infos = backend_infos()
-    names = args.backends.split(",") if args.backends else [n for n, i in infos.items() if i.installed]
-    for name in names:
-        _check_choice(name, list(infos), "backend")
-        if not infos[name].installed:
-            raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint(note=True)}")
-    levels = tuple(args.levels.split(",")) if args.levels else runner.LEVELS
-    for level in levels:
-        _check_choice(level, list(runner.LEVELS), "level")
-    dtypes = tuple(args.dtypes.split(","))
-    for dtype in dtypes:
-        _check_choice(dtype, ["float64", "float32"], "dtype")
-    workloads_ = args.workloads.split(",") if args.workloads else None
-    natives = None if args.natives == "auto" else [] if args.natives == "none" else args.natives.split(",")
-    for name in natives or []:
-        _check_choice(name, list(native.SIDES), "native side")
-    known = set(args.known_failures.split(",")) if args.known_failures else set()
-    for entry in known:
-        backend, _, dtype = entry.partition("/")
-        _check_choice(backend, names, "backend in --known-failures")
-        if dtype:
-            _check_choice(dtype, list(dtypes), "dtype in --known-failures")
-    runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
-                      workloads_, timeout=args.timeout, natives=natives)
-    path = report.write(runs, Path(args.report), levels, args.quick)
-    print()
-    status = 0
-    for run in runs:
-        listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
-        if run.native:  # a yardstick: measured, never judged
-            verdict, ok = run.error or "measured", True
-        elif listed and run.passed:  # not an error: a run near a limit may pass on another CPU
-            verdict, ok = "PASS (listed in --known-failures, but passes here)", True
-        elif listed and not run.error:  # a crashed worker is never a known failure
-            verdict, ok = run.verdict().replace("FAIL", "FAIL (known)", 1), True
-        else:
-            verdict, ok = run.verdict(), run.passed
-        print(f"{run.label:40s} {verdict}")
-        status |= not ok
-    print(f"report: {path}")
-    return int(status)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``polykeras`` parser: the core's commands and those plugins add."""
+    return _build_parser()[0]
+
+
+def _build_parser():
+    """The parser, and the plugins that failed to add their commands."""
+    from polykeras import plugins
+
     parser = argparse.ArgumentParser(prog="polykeras", description="Keras models on any backend.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list installed backends, versions, devices and dtypes")
+    sub.add_parser("backends", help="list installed backends, versions, devices and dtypes").set_defaults(
+        handler=_backends)
     train = sub.add_parser("train", help="train a named workload and report test accuracy and speed")
+    train.set_defaults(handler=_train)
     train.add_argument("workload", help="e.g. mnist-mlp, mnist-cnn, fashion-mlp, cifar-cnn, imdb-lstm")
     train.add_argument("--backend", help="backend name (default: $POLYKERAS_BACKEND or numpy)")
     train.add_argument("--device", help="device, e.g. cpu or cuda (default: the backend's best)")
@@ -231,31 +200,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=float, default=0.1, help="fraction held out (default 0.1)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output (default 1)")
     train.add_argument("--out", default="out", help="folder for history.json, model.keras, curves.png")
-    conf = sub.add_parser("conformance", help="compare backends with the NumPy reference; write a report")
-    conf.add_argument("--backends", help="comma-separated backends (default: every installed one)")
-    conf.add_argument("--devices", help="comma-separated devices (default: each backend's best)")
-    conf.add_argument("--dtypes", default="float64,float32", help="default: float64,float32")
-    conf.add_argument("--levels", "--level", dest="levels", help="comma-separated, among L0,L1,L2,L3 (default: all)")
-    conf.add_argument("--workloads", help="comma-separated workloads for L2/L3 (default: all)")
-    conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
-    conf.add_argument("--natives", default="auto",
-                      help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
-                           "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
-                           "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
-    conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
-                      help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
-                           "without failing the exit status; a crashed or hung worker still fails it")
-    conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
-    conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
-    return parser
+    failures = plugins.add_cli_commands(sub)
+    for name, extra in PLUGIN_COMMANDS.items():
+        if name not in sub.choices:  # its plugin is not installed, or failed: say what to install
+            missing = sub.add_parser(name, help=f"(not installed: pip install 'polykeras[{extra}]')", add_help=False,
+                                     prefix_chars="\0")
+            missing.add_argument("ignored", nargs=argparse.REMAINDER)
+            missing.set_defaults(handler=_not_installed(name, extra, failures))
+    return parser, failures
+
+
+def _not_installed(name: str, extra: str, failures):
+    def handler(args) -> int:
+        from polykeras.backends import CHECKOUT_NOTE
+        from polykeras.plugins import load_failures
+
+        broken = "".join(f"; plugin {f.name!r} ({f.target}) failed: {f.error}" for f in load_failures() + failures)
+        raise UsageError(f"no installed plugin provides the {name!r} command{broken}; install it with: "
+                         f"pip install 'polykeras[{extra}]' ({CHECKOUT_NOTE})")
+
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser, failures = _build_parser()
+    for failure in failures:
+        print(f"polykeras: plugin {failure.name!r} could not add its commands: {failure.error}", file=sys.stderr)
     args = parser.parse_args(argv)
-    handlers = {"backends": _backends, "train": _train, "conformance": _conformance}
     try:
-        return handlers[args.command](args)
+        if not callable(getattr(args, "handler", None)):
+            raise RuntimeError("the plugin that adds this command gave it no handler "
+                               "(parser.set_defaults(handler=...))")
+        return args.handler(args)
     except UsageError as exc:
         print(f"polykeras {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ in the ``polykeras`` group::
     [project.entry-points.polykeras]
     mybackend = "polykeras_mybackend"
 
-First-party backends (NumPy, PyTorch, JAX, Keras) register exactly this way.
+First-party backends (NumPy, PyTorch, JAX, Keras) register exactly this way,
+and so does the conformance suite, which adds ``polykeras conformance``.
 Loading a plugin must be cheap: import the framework lazily (inside
 the ``BackendInfo.factory`` it names, and friends), so that ``import polykeras`` and
 ``polykeras backends`` never pay for it. See ``docs/writing-a-backend.md``.
@@ -67,4 +68,29 @@ def polykeras_conformance_workloads():
     Return a list of workload descriptions (see ``polykeras.workloads``):
     a name, a model builder, a dataset name, an optimizer, a loss and the
     batch size the suite trains them with.
+    """
+
+
+@hookspec
+def polykeras_cli_commands(subparsers):
+    """Add subcommands to the ``polykeras`` command line.
+
+    ``subparsers`` is the :mod:`argparse` object that the ``polykeras``
+    parser's ``add_subparsers()`` returned. For each command, call
+    ``subparsers.add_parser(name, help=...)``, add the command's options to the
+    parser it returns, and name the function that runs the command with
+    ``parser.set_defaults(handler=function)``. ``function(args)`` receives the
+    parsed :class:`argparse.Namespace` (``args.debug`` included) and returns
+    the exit status, 0 for success. Raise :class:`polykeras.cli.UsageError`
+    for a mistake in the command line: it is printed as one line and the exit
+    status is 2 (:func:`polykeras.cli.check_choice` raises one for a value
+    outside a list). Any other exception is printed as one line with status 1,
+    with its traceback under ``polykeras --debug``.
+
+    Return nothing. Called every time the ``polykeras`` command starts, so
+    keep this cheap: import what the command needs inside ``function``. A
+    name already taken (``backends``, ``train``, another plugin's command) is
+    refused; a plugin whose hook raises loses its own commands only, and the
+    error is printed on stderr. The conformance suite adds ``polykeras
+    conformance`` this way (``polykeras_conformance.cli``).
     """

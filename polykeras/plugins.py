@@ -132,3 +132,25 @@ def plugin_workloads() -> list:
     if "workloads" not in _cache:
         _cache["workloads"] = _flatten(manager().hook.polykeras_conformance_workloads())
     return _cache["workloads"]
+
+
+def add_cli_commands(subparsers) -> list[LoadFailure]:
+    """Let each plugin add its ``polykeras`` subcommands (the
+    ``polykeras_cli_commands`` hook) to ``subparsers``, one plugin at a time: a
+    plugin whose hook raises, or that takes a command name already in use,
+    loses only its own commands. Returns those failures."""
+    failures = []
+    for impl in manager().hook.polykeras_cli_commands.get_hookimpls():
+        before = dict(subparsers.choices)
+        try:
+            impl.function(*[{"subparsers": subparsers}[name] for name in impl.argnames])
+            taken = sorted(name for name, parser in before.items() if subparsers.choices.get(name) is not parser)
+            if taken:  # Python 3.10's argparse replaces a parser silently (3.11 raises): put the first one back
+                subparsers.choices.update({name: before[name] for name in taken})
+                raise ValueError(f"command name(s) already in use: {', '.join(taken)}")
+        except Exception as exc:  # a broken plugin must not break the command line
+            for name in set(subparsers.choices) - set(before):  # nor leave half-made commands behind
+                del subparsers.choices[name]
+            failures.append(LoadFailure(impl.plugin_name, "polykeras_cli_commands", f"{type(exc).__name__}: {exc}",
+                                        traceback.format_exc()))
+    return failures

@@ -1,4 +1,4 @@
-"""The polykeras command: backends, train, and its one-line errors."""
+"""The polykeras command: backends, train, commands from plugins, and its one-line errors."""
 
 import json
 import subprocess
@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from polykeras import plugins
 from polykeras.cli import main
+from polykeras.hookspecs import hookimpl
 
 
 def test_backends_lists_numpy(capsys):
@@ -47,3 +49,70 @@ def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "polykeras", "backends"], capture_output=True, text=True)
     assert result.returncode == 0 and "numpy" in result.stdout
+
+
+# -- commands from plugins (the polykeras_cli_commands hook) ---------------------------------------
+class _Hello:
+    @hookimpl
+    def polykeras_cli_commands(self, subparsers):
+        hello = subparsers.add_parser("hello", help="greet someone")
+        hello.add_argument("--name", default="world")
+        hello.set_defaults(handler=lambda args: print(f"hello {args.name}") or 3)
+
+
+class _Broken:
+    @hookimpl
+    def polykeras_cli_commands(self, subparsers):
+        subparsers.add_parser("half-made")
+        raise RuntimeError("boom")
+
+
+class _Squatter:
+    @hookimpl
+    def polykeras_cli_commands(self, subparsers):
+        subparsers.add_parser("train").set_defaults(handler=lambda args: 0)
+
+
+@pytest.fixture
+def command_plugins():
+    for plugin, name in ((_Hello(), "hello"), (_Broken(), "broken"), (_Squatter(), "squatter")):
+        plugins.register(plugin, name=name)
+    yield
+    for name in ("hello", "broken", "squatter"):
+        plugins.unregister(name)
+
+
+def test_plugins_add_commands_and_a_broken_one_breaks_only_itself(command_plugins, capsys):
+    assert main(["hello", "--name", "pk"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == "hello pk\n"
+    assert "plugin 'broken' could not add its commands: RuntimeError: boom" in captured.err
+    assert "plugin 'squatter' could not add its commands" in captured.err and "train" in captured.err
+    assert main(["train", "mnist-mlpp"]) == 2  # still the core's train
+    assert "unknown workload 'mnist-mlpp'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["half-made"])  # dropped with the rest of the broken plugin's commands
+    assert exc.value.code == 2
+
+
+@pytest.fixture
+def without_conformance_plugin():
+    plugin = plugins.manager().get_plugin("conformance")
+    assert plugin is not None, "the conformance suite's entry point is missing: pip install --no-deps -e ."
+    plugins.unregister("conformance")
+    yield
+    plugins.register(plugin, name="conformance")
+
+
+def test_conformance_without_its_plugin_says_what_to_install(without_conformance_plugin, capsys):
+    assert main(["conformance", "--backends", "numpy", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'polykeras[conformance]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_loading_the_plugins_imports_no_suite_or_framework():
+    code = ("import sys; from polykeras.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'jax', 'tensorflow', 'keras', 'h5py', 'matplotlib', 'hypothesis', "
+            "'polykeras_conformance.runner') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -1,0 +1,90 @@
+"""``polykeras conformance``: the suite's subcommand, added to the ``polykeras``
+command through the ``polykeras_cli_commands`` hook.
+
+The suite registers as a polykeras plugin (``conformance =
+"polykeras_conformance.cli"`` in the ``polykeras`` entry-point group), the way a
+third party's plugin would add a command. polykeras loads every plugin whenever
+it looks for backends, so this module imports nothing but the hook marker: the
+runner, hypothesis, matplotlib and the frameworks are imported when the
+command runs.
+"""
+
+from __future__ import annotations
+
+from polykeras.hookspecs import hookimpl
+
+
+@hookimpl
+def polykeras_cli_commands(subparsers):
+    conf = subparsers.add_parser("conformance", help="compare backends with the NumPy reference; write a report")
+    conf.add_argument("--backends", help="comma-separated backends (default: every installed one)")
+    conf.add_argument("--devices", help="comma-separated devices (default: each backend's best)")
+    conf.add_argument("--dtypes", default="float64,float32", help="default: float64,float32")
+    conf.add_argument("--levels", "--level", dest="levels", help="comma-separated, among L0,L1,L2,L3 (default: all)")
+    conf.add_argument("--workloads", help="comma-separated workloads for L2/L3 (default: all)")
+    conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
+    conf.add_argument("--natives", default="auto",
+                      help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
+                           "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
+                           "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
+    conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
+                      help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
+                           "without failing the exit status; a crashed or hung worker still fails it")
+    conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
+    conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
+    conf.set_defaults(handler=conformance)
+
+
+def conformance(args) -> int:
+    """Run the suite as the command line asks; print a verdict per run; 0 when every judged run passes."""
+    from pathlib import Path
+
+    from polykeras.backends import backend_infos
+    from polykeras.cli import UsageError, check_choice
+
+    try:
+        from polykeras_conformance import native, report, runner
+    except ImportError as exc:
+        raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
+
+    infos = backend_infos()
+    names = args.backends.split(",") if args.backends else [n for n, i in infos.items() if i.installed]
+    for name in names:
+        check_choice(name, list(infos), "backend")
+        if not infos[name].installed:
+            raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint(note=True)}")
+    levels = tuple(args.levels.split(",")) if args.levels else runner.LEVELS
+    for level in levels:
+        check_choice(level, list(runner.LEVELS), "level")
+    dtypes = tuple(args.dtypes.split(","))
+    for dtype in dtypes:
+        check_choice(dtype, ["float64", "float32"], "dtype")
+    workloads_ = args.workloads.split(",") if args.workloads else None
+    natives = None if args.natives == "auto" else [] if args.natives == "none" else args.natives.split(",")
+    for name in natives or []:
+        check_choice(name, list(native.SIDES), "native side")
+    known = set(args.known_failures.split(",")) if args.known_failures else set()
+    for entry in known:
+        backend, _, dtype = entry.partition("/")
+        check_choice(backend, names, "backend in --known-failures")
+        if dtype:
+            check_choice(dtype, list(dtypes), "dtype in --known-failures")
+    runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
+                      workloads_, timeout=args.timeout, natives=natives)
+    path = report.write(runs, Path(args.report), levels, args.quick)
+    print()
+    status = 0
+    for run in runs:
+        listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
+        if run.native:  # a yardstick: measured, never judged
+            verdict, ok = run.error or "measured", True
+        elif listed and run.passed:  # not an error: a run near a limit may pass on another CPU
+            verdict, ok = "PASS (listed in --known-failures, but passes here)", True
+        elif listed and not run.error:  # a crashed worker is never a known failure
+            verdict, ok = run.verdict().replace("FAIL", "FAIL (known)", 1), True
+        else:
+            verdict, ok = run.verdict(), run.passed
+        print(f"{run.label:40s} {verdict}")
+        status |= not ok
+    print(f"report: {path}")
+    return int(status)
