@@ -6,7 +6,7 @@ needs live here, once:
 
 * **Element-wise merges** broadcast over the non-batch axes, aligned on the
   right: an input of lower rank is expanded at axis 1 (after the batch axis)
-  until all ranks agree (:func:`expand_ranks`), then ordinary broadcasting
+  until all ranks agree (:func:`expanded_shapes`), then ordinary broadcasting
   applies; sizes must be equal or 1. ``Maximum``/``Minimum`` fold left to right
   (``max(max(a, b), c)``); where two inputs tie, the gradient is split equally
   between them (what ``jnp.maximum`` and ``torch.maximum`` do).
@@ -28,11 +28,12 @@ from polykeras.layers.base import Layer, format_shape
 NORMALIZE_EPSILON = 1e-7
 
 
-def expand_ranks(ranks: list[int]) -> list[int]:
-    """How many size-1 axes to insert at axis 1 of each input so that all
-    have the largest rank (Keras's rule for merging inputs of different ranks)."""
-    top = max(ranks)
-    return [top - r for r in ranks]
+def expanded_shapes(shapes: list[tuple]) -> list[tuple]:
+    """Each input's shape with size-1 axes inserted at axis 1 until all have
+    the largest rank (Keras's rule for merging inputs of different ranks); the
+    inputs, reshaped to these, broadcast as usual."""
+    top = max(len(s) for s in shapes)
+    return [tuple(s[:1]) + (1,) * (top - len(s)) + tuple(s[1:]) for s in shapes]
 
 
 def concat_axis(axis: int, rank: int) -> int:
@@ -45,6 +46,20 @@ def dot_axes(axes, rank1: int, rank2: int) -> tuple[int, int]:
     if isinstance(axes, int):
         return (axes % rank1, axes % rank2)
     return (int(axes[0]) % rank1, int(axes[1]) % rank2)
+
+
+def dot_subscripts(rank1: int, rank2: int, axis1: int, axis2: int) -> tuple[str, str, str]:
+    """``Dot`` as an einsum: subscripts of the two inputs and of the output
+    (batch axis ``a`` shared, ``axis1`` of the first contracted with ``axis2``
+    of the second). Two rank-2 inputs give a rank-1 result, which ``Dot``
+    reshapes to ``(batch, 1)``."""
+    letters = iter("bcdefghijklmnopqrstuvwxyz")
+    first = ["a"] + [next(letters) for _ in range(rank1 - 1)]
+    second = ["a"] + [next(letters) for _ in range(rank2 - 1)]
+    second[axis2] = first[axis1]
+    out = ["a"] + [c for i, c in enumerate(first) if i not in (0, axis1)] + \
+        [c for i, c in enumerate(second) if i not in (0, axis2)]
+    return "".join(first), "".join(second), "".join(out)
 
 
 class Merge(Layer):

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, expand_ranks
-from polykeras_numpy.layers.merge import Dot as ReferenceDot
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
 
 from .base import Layer
 
 
 def expanded(xs: list) -> list:
-    """The inputs at one rank: size-1 axes inserted at axis 1 where needed."""
-    return [x.reshape(x.shape[:1] + (1,) * k + x.shape[1:]) if k else x
-            for x, k in zip(xs, expand_ranks([x.ndim for x in xs]))]
+    """The inputs at one rank (:func:`~polykeras.layers.merge.expanded_shapes`)."""
+    return [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
 
 
 class Merge(Layer):
@@ -75,8 +73,8 @@ class Dot(Merge):
         ax, bx = dot_axes(self.config["axes"], a.ndim, b.ndim)
         if self.config.get("normalize"):
             a, b = _normalize(a, ax), _normalize(b, bx)
-        sa, sb = ReferenceDot._subscripts(a.ndim, b.ndim, ax, bx)
-        out = jnp.einsum(f"{sa},{sb}->{sa[0]}{ReferenceDot._rest(sa, ax)}{ReferenceDot._rest(sb, bx)}", a, b)
+        sa, sb, so = dot_subscripts(a.ndim, b.ndim, ax, bx)
+        out = jnp.einsum(f"{sa},{sb}->{so}", a, b)
         return out[:, None] if out.ndim == 1 else out
 
 

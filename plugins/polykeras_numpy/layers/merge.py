@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, expand_ranks
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
 
 from .base import Kernel
 
 
-def expanded(xs: list[np.ndarray]) -> list[np.ndarray]:
-    """The inputs at one rank: size-1 axes inserted at axis 1 where needed."""
-    return [x.reshape(x.shape[:1] + (1,) * k + x.shape[1:]) for x, k in zip(xs, expand_ranks([x.ndim for x in xs]))]
+def expanded(xs: list) -> list:
+    """The inputs at one rank (:func:`~polykeras.layers.merge.expanded_shapes`)."""
+    return [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
 
 
 def unbroadcast(d: np.ndarray, shape: tuple) -> np.ndarray:
@@ -189,28 +189,13 @@ class Dot(Kernel):
         if self.config.get("normalize"):
             (a, ca), (b, cb) = _normalize(a, ax), _normalize(b, bx)
             norms = (ca, cb)
-        sa, sb = self._subscripts(a.ndim, b.ndim, ax, bx)
-        out = np.einsum(f"{sa},{sb}->{sa[0]}{self._rest(sa, ax)}{self._rest(sb, bx)}", a, b)
-        if out.ndim == 1:
-            out = out[:, None]
-        return out, (a, b, ax, bx, norms)
-
-    @staticmethod
-    def _subscripts(na: int, nb: int, ax: int, bx: int) -> tuple[str, str]:
-        letters = iter("bcdefghijklmnopqrstuvwxyz")
-        sa = ["a"] + [next(letters) for _ in range(na - 1)]
-        sb = ["a"] + [next(letters) for _ in range(nb - 1)]
-        sb[bx] = sa[ax]
-        return "".join(sa), "".join(sb)
-
-    @staticmethod
-    def _rest(s: str, axis: int) -> str:
-        return "".join(c for i, c in enumerate(s) if i not in (0, axis))
+        sa, sb, so = dot_subscripts(a.ndim, b.ndim, ax, bx)
+        out = np.einsum(f"{sa},{sb}->{so}", a, b)
+        return (out[:, None] if out.ndim == 1 else out), (a, b, ax, bx, norms)
 
     def backward(self, weights, cache, dy):
         a, b, ax, bx, norms = cache
-        sa, sb = self._subscripts(a.ndim, b.ndim, ax, bx)
-        so = sa[0] + self._rest(sa, ax) + self._rest(sb, bx)
+        sa, sb, so = dot_subscripts(a.ndim, b.ndim, ax, bx)
         d = dy.reshape(dy.shape[:1]) if len(so) == 1 else dy
         da = np.einsum(f"{so},{sb}->{sa}", d, b)
         db = np.einsum(f"{so},{sa}->{sb}", d, a)

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, expand_ranks
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
 from polykeras_numpy.layers import merge as ref_merge
 
 from .base import TorchLayer
 
 
-def expanded(xs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The inputs at one rank: size-1 axes inserted at axis 1 where needed."""
-    return [x.reshape(x.shape[:1] + (1,) * k + x.shape[1:]) if k else x
-            for x, k in zip(xs, expand_ranks([x.dim() for x in xs]))]
+def expanded(xs: list) -> list:
+    """The inputs at one rank (:func:`~polykeras.layers.merge.expanded_shapes`)."""
+    return [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
 
 
 class Merge(TorchLayer):
@@ -79,8 +78,8 @@ class Dot(Merge):
         ax, bx = dot_axes(self.spec.config["axes"], a.dim(), b.dim())
         if self.spec.config.get("normalize"):
             a, b = _normalize(a, ax), _normalize(b, bx)
-        sa, sb = ref_merge.Dot._subscripts(a.dim(), b.dim(), ax, bx)
-        out = torch.einsum(f"{sa},{sb}->{sa[0]}{ref_merge.Dot._rest(sa, ax)}{ref_merge.Dot._rest(sb, bx)}", a, b)
+        sa, sb, so = dot_subscripts(a.dim(), b.dim(), ax, bx)
+        out = torch.einsum(f"{sa},{sb}->{so}", a, b)
         return out[:, None] if out.dim() == 1 else out
 
 
