@@ -65,9 +65,8 @@ def check_choice(value, choices, what: str) -> None:
 
 
 def _train(args) -> int:
-
     import polykeras
-    from polykeras import workloads
+    from polykeras import model_data, workloads
     from polykeras.backends import BackendNotFoundError, DeviceNotAvailableError, get_backend
 
     known = workloads.workloads()
@@ -87,14 +86,14 @@ def _train(args) -> int:
     for w in caught:
         print(f"note: {w.message}")
     if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+        x, y = model_data.rows(x, 0, args.limit), y[:args.limit]
 
     model = workload.build()
     workload.compile(model, backend=backend.name, device=backend.device, dtype=backend.dtype)
     epochs = args.epochs or workload.epochs
     batch_size = args.batch_size or workload.batch_size
     print(f"{workload.name}: {workload.description}")
-    print(f"backend {backend.describe()}; {len(x):,} training / {len(x_test):,} test samples; "
+    print(f"backend {backend.describe()}; {len(y):,} training / {len(y_test):,} test samples; "
           f"{epochs} epoch(s) of batch {batch_size}")
     timer = EpochTimer()
     start = time.perf_counter()
@@ -106,8 +105,8 @@ def _train(args) -> int:
     steps = sum(timer.steps)
     ms_per_step = 1000 * sum(timer.seconds) / max(steps, 1)
     summary = {"workload": workload.name, "backend": backend.name, "device": backend.device, "dtype": backend.dtype,
-               "epochs": epochs, "batch_size": batch_size, "train_samples": int(len(x)),
-               "test_samples": int(len(x_test)), "train_seconds": round(train_time, 3),
+               "epochs": epochs, "batch_size": batch_size, "train_samples": int(len(y)),
+               "test_samples": int(len(y_test)), "train_seconds": round(train_time, 3),
                "ms_per_step": round(ms_per_step, 3),
                "samples_per_second": round(batch_size * 1000 / ms_per_step, 1) if ms_per_step else None,
                **{f"test_{k}": v for k, v in test.items()}}
