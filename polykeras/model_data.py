@@ -102,41 +102,64 @@ def _check_input(model, inp, x, float_dtype: str) -> np.ndarray:
 
 
 # -- targets -----------------------------------------------------------------------------------
-def prepare_y(model, y, n: int, float_dtype: str) -> np.ndarray:
-    """``y`` checked against the model's output and loss."""
+def prepare_y(model, y, n: int, float_dtype: str):
+    """``y`` checked against the model's outputs and losses: one array, or for
+    a model of several outputs a tuple in ``spec.outputs`` order (given as a
+    list in output order or a dict keyed by output name)."""
     if y is None:
-        raise ValueError("no targets: pass y (a NumPy array) to fit/evaluate")
-    if len(model._spec().outputs) > 1:
-        raise NotImplementedError(f"model {model.name!r} has {len(model._spec().outputs)} outputs; training and "
-                                  "evaluating models of several outputs is not supported yet (predict is)")
+        raise ValueError("no targets: pass y (a NumPy array, or a list/dict of arrays for several outputs)")
+    shapes = model._spec().output_shapes
+    if len(shapes) == 1:
+        return _check_target(y, n, shapes[0], model.loss.kind, float_dtype, "")
+    names = model.output_names
+    if isinstance(y, dict):
+        unknown = sorted(set(map(str, y)) - set(names))
+        missing = [name for name in names if name not in y]
+        if unknown or missing:
+            raise ValueError(f"y must have one array per output of model {model.name!r} ({names}); "
+                             + (f"key(s) {unknown} name no output" if unknown else f"missing {missing}"))
+        arrays = [y[name] for name in names]
+    elif isinstance(y, (list, tuple)) and len(y) == len(names):
+        arrays = list(y)
+    else:
+        raise ValueError(f"model {model.name!r} has {len(names)} outputs ({', '.join(names)}): pass y as a list of "
+                         "arrays in that order or a dict keyed by output name")
+    return tuple(_check_target(a, n, shape, loss.kind, float_dtype, f" for output {name!r}")
+                 for a, shape, loss, name in zip(arrays, shapes, model.loss, names))
+
+
+def _check_target(y, n: int, out: tuple, loss: str, float_dtype: str, where: str) -> np.ndarray:
     y = np.asarray(y)
     if len(y) != n:
-        raise ValueError(f"x and y have different numbers of samples: {n} and {len(y)}")
-    out = model.output_shape
-    loss = model.loss.kind
+        raise ValueError(f"x and y{where} have different numbers of samples: {n} and {len(y)}")
     if loss == "sparse_categorical_crossentropy":
         if y.ndim == len(out) and y.shape[-1] == 1:
             y = y.reshape(y.shape[:-1])
         if y.ndim != len(out) - 1:
-            raise ValueError(f"sparse_categorical_crossentropy takes integer class labels of shape (n,), got y of "
-                             f"shape {y.shape}; for one-hot targets use loss='categorical_crossentropy'")
+            raise ValueError(f"sparse_categorical_crossentropy takes integer class labels of shape (n,), got y{where} "
+                             f"of shape {y.shape}; for one-hot targets use loss='categorical_crossentropy'")
         if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
-            raise ValueError("sparse_categorical_crossentropy takes integer class labels; y holds fractions")
+            raise ValueError(f"sparse_categorical_crossentropy takes integer class labels; y{where} holds fractions")
         if y.size and (y.min() < 0 or y.max() >= out[-1]):
             raise ValueError(f"class labels must be in [0, {out[-1] - 1}] for an output of {out[-1]} classes; "
-                             f"y ranges over [{y.min()}, {y.max()}]")
+                             f"y{where} ranges over [{y.min()}, {y.max()}]")
         return y.astype(np.int32)
     if loss == "categorical_crossentropy" and (y.ndim == len(out) - 1 or (y.shape[-1] == 1 and out[-1] != 1)):
         raise ValueError(
-            f"categorical_crossentropy expects one-hot targets of shape (n, {out[-1]}), got y of shape {y.shape} "
-            "(integer labels?). Use loss='sparse_categorical_crossentropy', or convert the labels with "
+            f"categorical_crossentropy expects one-hot targets of shape (n, {out[-1]}), got y{where} of shape "
+            f"{y.shape} (integer labels?). Use loss='sparse_categorical_crossentropy', or convert the labels with "
             f"polykeras.utils.to_categorical(y, {out[-1]})"
         )
     if y.ndim == len(out) - 1 and out[-1] == 1:
         y = y[..., None]
     if y.shape[1:] != tuple(out[1:]):
-        raise ValueError(f"targets of shape {y.shape} do not match the model output {format_shape(out)}")
+        raise ValueError(f"targets{where} of shape {y.shape} do not match the model output {format_shape(out)}")
     return y.astype(float_dtype, copy=False)
+
+
+def ndims(y):
+    """The rank of the targets (a tuple of ranks for several outputs): what metrics are resolved for."""
+    return tuple(a.ndim for a in y) if isinstance(y, tuple) else y.ndim
 
 
 # -- outputs -----------------------------------------------------------------------------------

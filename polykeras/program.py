@@ -40,7 +40,9 @@ class Program:
     Weights go in and out in the canonical Keras layout and spec order. All
     ``x``/``y`` arguments are NumPy arrays with a leading batch dimension; for
     a model of several inputs, ``x`` is a tuple of such arrays, one per
-    ``spec.inputs`` entry in that order (``train_steps`` stacks each of them).
+    ``spec.inputs`` entry in that order (``train_steps`` stacks each of them),
+    and for several outputs ``y`` is likewise a tuple, one per ``spec.outputs``
+    entry (see :class:`polykeras.spec.OutputTraining` for the loss and logs).
     """
 
     #: Number of optimizer updates applied so far (Keras's ``optimizer.iterations``).

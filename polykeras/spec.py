@@ -233,6 +233,24 @@ def _jsonable(value):
 
 
 @dataclass(frozen=True)
+class OutputTraining:
+    """The loss and metrics of one output of a model of several outputs.
+
+    ``loss`` is ``{"kind", "config"}`` like :attr:`TrainingSpec.loss`;
+    ``weight`` multiplies it in the total loss (Keras's ``loss_weights``);
+    ``log_name`` is the name its *unweighted* batch mean is logged under
+    (``"dense_1_loss"``, as Keras names it); ``metrics`` are ``(display
+    name, kind)`` pairs, the names already prefixed with the output's name.
+    """
+
+    output: str
+    loss: dict[str, Any]
+    weight: float = 1.0
+    log_name: str = ""
+    metrics: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     """What ``compile()`` adds to a model, in backend-facing form.
 
@@ -240,15 +258,36 @@ class TrainingSpec:
     Keras's names and hyper-parameters (see :mod:`polykeras.optimizers` and
     :mod:`polykeras.losses` for the exact semantics); ``metrics`` are
     ``(display name, kind)`` pairs as resolved by :func:`polykeras.metrics.resolve`.
+
+    For a model of several outputs, ``outputs`` has one :class:`OutputTraining`
+    per ``spec.outputs`` entry, in that order (``loss`` is then the first
+    output's, ``metrics`` empty). The loss is then Keras's: the sum of each
+    output's loss times its weight (plus the regularization penalty); the logs
+    are ``loss`` (that total), each output's ``log_name``, then each output's
+    metrics -- the order of :attr:`log_names`.
     """
 
     optimizer: dict[str, Any]
     loss: dict[str, Any]
     metrics: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[OutputTraining, ...] = ()
+
+    @property
+    def log_names(self) -> list[str]:
+        """The names :meth:`polykeras.program.Program.results` reports, in order."""
+        if not self.outputs:
+            return ["loss"] + [name for name, _ in self.metrics]
+        return (["loss"] + [o.log_name for o in self.outputs]
+                + [name for o in self.outputs for name, _ in o.metrics])
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingSpec":
-        return cls(data["optimizer"], data["loss"], tuple(tuple(m) for m in data.get("metrics", ())))
+        def pairs(items):
+            return tuple(tuple(m) for m in items)
+
+        outputs = tuple(OutputTraining(o["output"], o["loss"], float(o.get("weight", 1.0)), o.get("log_name", ""),
+                                       pairs(o.get("metrics", ()))) for o in data.get("outputs", ()))
+        return cls(data["optimizer"], data["loss"], pairs(data.get("metrics", ())), outputs)

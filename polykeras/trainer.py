@@ -56,8 +56,8 @@ class Trainer:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
             split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
-            validation_data = (data.rows(x, split, None), y[split:])
-            x, y = data.rows(x, 0, split), y[:split]
+            validation_data = (data.rows(x, split, None), data.rows(y, split, None))
+            x, y = data.rows(x, 0, split), data.rows(y, 0, split)
         elif validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
@@ -68,7 +68,7 @@ class Trainer:
         batch_size = int(batch_size or 32)
         steps = math.ceil(n / batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
-        program = model._get_program(training=True, y_ndim=y.ndim)
+        program = model._get_program(training=True, y_ndim=data.ndims(y))
 
         cbs = CallbackList(callbacks, model=model, add_history=True, add_progbar=verbose != 0, verbose=verbose,
                            epochs=epochs, steps=steps)
@@ -83,7 +83,7 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             if shuffle:
                 order = _random.shuffle_order(seed, epoch, n)
-                xs, ys = data.take(x, order), y[order]
+                xs, ys = data.take(x, order), data.take(y, order)
             else:
                 xs, ys = x, y
             step = 0
@@ -94,12 +94,12 @@ class Trainer:
                 if k > 1:
                     lo, hi = step * batch_size, (step + k) * batch_size
                     program.train_steps(data.stacked(xs, lo, hi, k),
-                                        ys[lo:hi].reshape((k, batch_size) + ys.shape[1:]),
+                                        data.stacked(ys, lo, hi, k),
                                         [_random.step_seed(seed, global_step + i) for i in range(k)])
                 else:
                     k = 1
                     lo = step * batch_size
-                    program.train_step(data.rows(xs, lo, lo + batch_size), ys[lo:lo + batch_size],
+                    program.train_step(data.rows(xs, lo, lo + batch_size), data.rows(ys, lo, lo + batch_size),
                                        _random.step_seed(seed, global_step))
                 model._weights_stale = True
                 step += k
@@ -134,7 +134,7 @@ class Trainer:
             if cbs is not None and cbs.has_test_batch_hooks:
                 cbs.on_test_batch_begin(step)
             lo = step * batch_size
-            program.test_step(data.rows(x, lo, lo + batch_size), y[lo:lo + batch_size])
+            program.test_step(data.rows(x, lo, lo + batch_size), data.rows(y, lo, lo + batch_size))
             if cbs is not None and cbs.has_test_batch_hooks:
                 cbs.on_test_batch_end(step, program.results)
         logs = program.results()
@@ -149,9 +149,9 @@ class Trainer:
         x, y = self.prepare(x, y)
         batch_size = int(batch_size or 32)
         verbose = 1 if verbose == "auto" else int(verbose)
-        program = model._get_program(training=True, y_ndim=y.ndim)
+        program = model._get_program(training=True, y_ndim=data.ndims(y))
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
-                           epochs=1, steps=math.ceil(len(y) / batch_size))
+                           epochs=1, steps=math.ceil(data.n_samples(y) / batch_size))
         logs = self._run_test(program, x, y, batch_size, cbs)
         return self._format(logs, return_dict)
 
@@ -187,7 +187,7 @@ class Trainer:
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before train_on_batch(): call model.compile(...)")
         x, y = self.prepare(x, y)
-        program = model._get_program(training=True, y_ndim=y.ndim)
+        program = model._get_program(training=True, y_ndim=data.ndims(y))
         program.reset_metrics()
         program.train_step(x, y, _random.step_seed(_random.next_seed(), 0))
         model._weights_stale = True
@@ -197,7 +197,7 @@ class Trainer:
         if self.model._compile_config is None:
             raise RuntimeError(f"model {self.model.name!r} must be compiled before test_on_batch()")
         x, y = self.prepare(x, y)
-        program = self.model._get_program(training=True, y_ndim=y.ndim)
+        program = self.model._get_program(training=True, y_ndim=data.ndims(y))
         program.reset_metrics()
         program.test_step(x, y)
         return self._format(program.results(), return_dict)

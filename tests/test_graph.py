@@ -17,6 +17,7 @@ from test_numpy_model_gradients import check_model_gradients
 
 def two_tower(shared: bool = True):
     """Two inputs through one shared Dense (or two), concatenated, a residual block, softmax."""
+    keras.backend.clear_session()  # automatic names from 0
     keras.utils.set_random_seed(0)
     a, b = keras.Input((4,), name="left"), keras.Input((4,), name="right")
     tower = layers.Dense(3, activation="tanh", name="tower")
@@ -126,8 +127,8 @@ def test_fit_takes_lists_and_dicts_and_predict_several_outputs():
     double = keras.Model(inp, {"sum": layers.Dense(1)(inp), "feat": layers.Dense(2)(inp)})
     out = double.predict(np.ones((5, 3)), verbose=0)
     assert set(out) == {"sum", "feat"} and out["feat"].shape == (5, 2)
-    with pytest.raises(NotImplementedError, match="several outputs"):
-        double.compile(optimizer="sgd", loss="mse")
+    double.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"2 outputs \(sum, feat\): pass y as a list"):
         double.fit(np.ones((5, 3)), np.ones((5, 1)), verbose=0)
 
 
@@ -253,3 +254,18 @@ def test_a_backend_without_shared_layers_says_so():
     x1, x2, y = data(4)
     with pytest.raises(NotImplementedError, match="'example' does not run models with multiple inputs, shared layers"):
         model.fit([x1, x2], y, verbose=0)
+
+
+def test_a_shared_layer_takes_other_shapes_its_weights_fit():
+    """As in Keras: one Embedding or LSTM over sequences of two lengths; a Dense whose kernel
+    would change is refused, and the check leaves the random stream where it was."""
+    short, long = keras.Input((4,), dtype="int32"), keras.Input((7,), dtype="int32")
+    embed, lstm = layers.Embedding(20, 3), layers.LSTM(2)
+    merged = layers.Concatenate()([lstm(embed(short)), lstm(embed(long))])
+    assert merged.shape == (None, 4)
+    dense = layers.Dense(2)
+    dense(keras.Input((3,)))
+    state = keras.random.generator().bit_generator.state
+    with pytest.raises(ValueError, match=r"built for input shape \(None, 3\) and cannot be called on shape \(None, 5\)"):
+        dense(keras.Input((5,)))
+    assert keras.random.generator().bit_generator.state == state

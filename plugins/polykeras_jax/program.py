@@ -35,6 +35,10 @@ from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
 from polykeras_jax.precision import Precision
 
 
+def _batch(y) -> int:
+    return len(y[0]) if isinstance(y, tuple) else len(y)
+
+
 def _shapes(x) -> tuple:
     """The shapes and dtypes of a batch (arrays or tracers, one or a tuple): the key of a mask plan."""
     return tuple((tuple(a.shape), np.dtype(a.dtype)) for a in (x if isinstance(x, tuple) else (x,)))
@@ -67,9 +71,12 @@ class JaxProgram(Program):
         self._plans: dict[tuple, list] = {}
         self._random: bool | None = None  # does a training step draw dropout masks at all?
         if training is not None:
-            self.loss_fn = losses.get(training.loss)
-            self.metric_names = [name for name, _ in training.metrics]
-            self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
+            # (loss, weight) per output: one for a single output, Keras's weighted sum over several
+            self.several = bool(training.outputs)
+            parts = training.outputs or [training]
+            self.objectives = [(losses.get(p.loss), getattr(p, "weight", 1.0)) for p in parts]
+            self.metric_names = training.log_names[1:]  # after "loss": each output's loss (several), the metrics
+            self.metric_fns = [(i, metrics.get(kind)) for i, p in enumerate(parts) for _, kind in p.metrics]
             self.optimizer = optimizers.create(training.optimizer)
         else:
             self.metric_names, self.metric_fns, self.optimizer = [], [], None
@@ -96,7 +103,7 @@ class JaxProgram(Program):
         return jax.device_put(np.asarray(value, self.dtype), self.device)
 
     def _zero_sums(self):
-        return jax.device_put(np.zeros(1 + len(self.metric_fns), self.dtype), self.device)
+        return jax.device_put(np.zeros(1 + len(self.metric_names), self.dtype), self.device)
 
     def _x(self, x):
         """The batch as the step takes it: integer ids checked and int32, floats in the
@@ -141,20 +148,30 @@ class JaxProgram(Program):
     def _objective(self, trainable, frozen, x, y, training: bool, noise):
         weights = self.model.merge(trainable, frozen)
         out, assignments = self.model.forward(weights, x, training, noise)
-        return self.loss_fn(y, out) + self.model.penalty(weights), (out, assignments)
+        ys, outs = (y, out) if self.several else ((y,), (out,))
+        loss, parts = None, []
+        for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outs):
+            part = loss_fn(yi, oi)
+            parts.append(part)
+            part = part * weight if weight != 1.0 else part
+            loss = part if loss is None else loss + part
+        return loss + self.model.penalty(weights), ((ys, outs, parts), assignments)
 
-    def _logs(self, loss, y, out):
-        """``[loss, *metrics]`` of one batch, each a batch mean, weighted by the batch size."""
-        values = jnp.stack([loss] + [m(y, out).astype(self.dtype) for m in self.metric_fns])
-        return values * y.shape[0]
+    def _logs(self, loss, batch):
+        """``[loss, (each output's loss,) *metrics]`` of one batch (the order of
+        ``TrainingSpec.log_names``), each a batch mean, weighted by the batch size."""
+        ys, outs, parts = batch
+        values = [loss] + (parts if self.several else [])
+        values += [m(ys[i], outs[i]).astype(self.dtype) for i, m in self.metric_fns]
+        return jnp.stack(values) * ys[0].shape[0]
 
     def _step(self, state: TrainState, lr, x, y, noise) -> TrainState:
         grad_fn = jax.value_and_grad(self._objective, has_aux=True)
-        (loss, (out, assignments)), grads = grad_fn(state.trainable, state.frozen, x, y, True,
-                                                    self._noise_source(noise, x))
+        (loss, (batch, assignments)), grads = grad_fn(state.trainable, state.frozen, x, y, True,
+                                                      self._noise_source(noise, x))
         trainable, opt_state = self.optimizer.update(grads, state.optimizer, state.trainable, lr)
         frozen = self.model.assign(state.frozen, assignments)
-        return TrainState(trainable, frozen, opt_state, state.sums + self._logs(loss, y, out))
+        return TrainState(trainable, frozen, opt_state, state.sums + self._logs(loss, batch))
 
     def _train_fn(self, state, lr, x, y, noise):
         self.traces["train_step"] += 1  # runs only while tracing
@@ -170,8 +187,8 @@ class JaxProgram(Program):
 
     def _test_fn(self, trainable, frozen, sums, x, y):
         self.traces["test_step"] += 1
-        loss, (out, _) = self._objective(trainable, frozen, x, y, False, None)
-        return sums + self._logs(loss, y, out)
+        loss, (batch, _) = self._objective(trainable, frozen, x, y, False, None)
+        return sums + self._logs(loss, batch)
 
     def _predict_fn(self, trainable, frozen, x):
         self.traces["predict_step"] += 1
@@ -201,7 +218,7 @@ class JaxProgram(Program):
         noise = self._noise(step_seed, x)
         with self.precision.scope():
             self._state = self._train(self._state, self._lr, x, y, noise)
-        self._count += len(y)
+        self._count += _batch(y)
         self.iterations += 1
 
     def train_steps(self, xs, ys, step_seeds: Sequence[int]) -> None:
@@ -211,15 +228,16 @@ class JaxProgram(Program):
         noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
         with self.precision.scope():
             self._state = self._train_many(self._state, self._lr, xs, ys, noises)
-        self._count += ys.shape[0] * ys.shape[1]
-        self.iterations += len(ys)
+        first = ys[0] if isinstance(ys, tuple) else ys
+        self._count += first.shape[0] * first.shape[1]
+        self.iterations += len(first)
 
     def test_step(self, x, y) -> None:
         x = self._x(x)
         state = self._state
         with self.precision.scope():
             self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y))
-        self._count += len(y)
+        self._count += _batch(y)
 
     def predict_step(self, x):
         x = self._x(x)

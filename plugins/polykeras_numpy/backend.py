@@ -87,10 +87,13 @@ class NumpyProgram(Program):
         self.training = training
         self.iterations = 0
         if training is not None:
-            self.loss_fn = losses.get(training.loss)
-            self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
+            # (loss, weight, metrics) per output: one for a single output, Keras's weighted sum over several
+            self.several = bool(training.outputs)
+            self.objectives = ([(losses.get(o.loss), o.weight, [metrics.get(k) for _, k in o.metrics])
+                                for o in training.outputs] if self.several else
+                               [(losses.get(training.loss), 1.0, [metrics.get(k) for _, k in training.metrics])])
             self.optimizer = optimizers.create(training.optimizer, self._trainable(), backend.optimizer_overrides)
-            self.accumulator = MeanAccumulator(["loss"] + [name for name, _ in training.metrics])
+            self.accumulator = MeanAccumulator(training.log_names)
 
     # -- weights ----------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -171,12 +174,36 @@ class NumpyProgram(Program):
         d_inputs = tuple(grads.get(inp.name) for inp in self.spec.inputs)
         return weight_grads, (d_inputs if len(d_inputs) > 1 else d_inputs[0])
 
+    def _pairs(self, y, output):
+        """Targets and outputs paired per output."""
+        return zip(y, output) if self.several else [(y, output)]
+
+    def _loss(self, y, output):
+        """The loss (for several outputs Keras's sum of weight x loss, in output order), its
+        gradient with respect to each output, and each output's unweighted loss."""
+        total, d_outputs, parts = None, [], []
+        for (loss_fn, weight, _), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
+            value, d = loss_fn(yi, oi)
+            parts.append(value)
+            if weight != 1.0:
+                value, d = value * weight, d * weight
+            total = value if total is None else total + value
+            d_outputs.append(d)
+        return total, d_outputs, parts
+
+    def _logs(self, loss, parts, y, output) -> list:
+        """``[loss, (each output's loss,) each metric]``: the order of ``TrainingSpec.log_names``."""
+        values = [loss] + (parts if self.several else [])
+        for (_, _, metric_fns), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
+            values += [m(yi, oi) for m in metric_fns]
+        return values
+
     def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False):
         output, caches, contexts = self._forward(x, training, step_seed)
-        loss, d_output = self.loss_fn(y, output)
-        weight_grads, d_input = self._backward(caches, [d_output], input_grad)
+        loss, d_outputs, parts = self._loss(y, output)
+        weight_grads, d_input = self._backward(caches, d_outputs, input_grad)
         loss = loss + self._regularization(weight_grads)
-        return loss, output, weight_grads, d_input, contexts
+        return loss, output, weight_grads, d_input, contexts, parts
 
     def _regularization(self, weight_grads=None):
         """Keras's L1/L2 penalty of all regularised weights; with
@@ -195,7 +222,7 @@ class NumpyProgram(Program):
 
     # -- the Program interface ----------------------------------------------------------
     def train_step(self, x, y, step_seed: int) -> None:
-        loss, output, weight_grads, _, contexts = self._loss_and_gradients(x, y, True, step_seed)
+        loss, output, weight_grads, _, contexts, parts = self._loss_and_gradients(x, y, True, step_seed)
         grads = [g for layer, gs in zip(self.spec.layers, weight_grads)
                  for spec, g in zip(layer.weights, gs) if spec.trainable]
         self.optimizer.apply(self._trainable(), grads)
@@ -203,12 +230,12 @@ class NumpyProgram(Program):
         for owner, ctx in zip(self.owners, contexts):
             for j, value in ctx.assignments.items():
                 self.weights[owner][j] = value.astype(self.dtype, copy=False)
-        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(y))
+        self.accumulator.add(self._logs(loss, parts, y, output), _batch(y))
 
     def test_step(self, x, y) -> None:
         output, _, _ = self._forward(x, False, None)
-        loss = self.loss_fn(y, output)[0] + self._regularization()
-        self.accumulator.add([loss] + [m(y, output) for m in self.metric_fns], len(y))
+        loss, _, parts = self._loss(y, output)
+        self.accumulator.add(self._logs(loss + self._regularization(), parts, y, output), _batch(y))
 
     def predict_step(self, x) -> np.ndarray:
         return self._forward(x, False, None)[0]
@@ -220,5 +247,9 @@ class NumpyProgram(Program):
         self.accumulator.reset()
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
-        loss, _, weight_grads, d_input, _ = self._loss_and_gradients(x, y, training, step_seed, input_grad=True)
+        loss, _, weight_grads, d_input, _, _ = self._loss_and_gradients(x, y, training, step_seed, input_grad=True)
         return Gradients(float(loss), [g for gs in weight_grads for g in gs], d_input)
+
+
+def _batch(y) -> int:
+    return len(y[0]) if isinstance(y, tuple) else len(y)

@@ -25,13 +25,18 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DeferredMeans:
-    def __init__(self, names: Sequence[str], metrics: Sequence[Metric], flush_every: int = 32):
+    """``metrics`` are ``(output index, metric)`` pairs; a step's ``y`` and
+    ``output`` are tuples with one tensor per output, and its ``loss`` is a
+    scalar, or for several outputs the vector ``[total, each output's loss]``
+    (the names' order)."""
+
+    def __init__(self, names: Sequence[str], metrics: Sequence[tuple[int, Metric]], flush_every: int = 32):
         self.metrics = list(metrics)
         self.flush_every = flush_every
         self.accumulator = MeanAccumulator(names)
-        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.pending: list[tuple[torch.Tensor, tuple, tuple]] = []
 
-    def add(self, loss: torch.Tensor, y: torch.Tensor, output: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, y: tuple, output: tuple) -> None:
         """Keep one step's (detached) loss, targets and outputs. The targets
         must not be modified afterwards (the program hands over its own copy)."""
         self.pending.append((loss, y, output))
@@ -43,21 +48,21 @@ class DeferredMeans:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        sizes = [len(y) for _, y, _ in pending]
+        sizes = [len(y[0]) for _, y, _ in pending]
         total = sum(sizes)
         losses = torch.stack([loss for loss, _, _ in pending])
         if len(set(sizes)) == 1:
-            loss = losses.mean()
+            loss = losses.mean(dim=0)
         else:
-            loss = torch.dot(losses, torch.tensor(sizes, dtype=losses.dtype).to(losses.device)) / total
-        values = [loss]
+            loss = torch.tensordot(torch.tensor(sizes, dtype=losses.dtype).to(losses.device), losses, dims=1) / total
+        values = list(loss.unbind()) if loss.dim() else [loss]
         if self.metrics:
             if len(pending) == 1:
-                y, output = pending[0][1], pending[0][2]
+                ys, outputs = pending[0][1], pending[0][2]
             else:
-                y = torch.cat([y for _, y, _ in pending])
-                output = torch.cat([out for _, _, out in pending])
-            values += [metric(y, output) for metric in self.metrics]
+                ys = [torch.cat(parts) for parts in zip(*(y for _, y, _ in pending))]
+                outputs = [torch.cat(parts) for parts in zip(*(out for _, _, out in pending))]
+            values += [metric(ys[i], outputs[i]) for i, metric in self.metrics]
         self.accumulator.add(values, total)
 
     def results(self) -> dict[str, float]:

@@ -76,10 +76,13 @@ class TorchProgram(Program):
         self.training = training
         self.iterations = 0
         if training is not None:
-            self.loss_fn = losses.get(training.loss)
-            self.metric_fns = [metrics.get(kind) for _, kind in training.metrics]
+            # (loss, weight) per output: one for a single output, Keras's weighted sum over several
+            self.several = bool(training.outputs)
+            parts = training.outputs or [training]
+            self.objectives = [(losses.get(p.loss), getattr(p, "weight", 1.0)) for p in parts]
             self.optimizer = optimizers.create(training.optimizer, self.trainable)
-            self.logs = DeferredMeans(["loss"] + [name for name, _ in training.metrics], self.metric_fns)
+            self.logs = DeferredMeans(training.log_names, [(i, metrics.get(kind)) for i, p in enumerate(parts)
+                                                           for _, kind in p.metrics])
 
     # -- weights ---------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -130,10 +133,12 @@ class TorchProgram(Program):
             out.append(self._to_device(a))
         return tuple(out)
 
-    def _targets(self, y: np.ndarray) -> torch.Tensor:
+    def _targets(self, y):
         """Float targets in the program's dtype, integer labels as int64 (what
-        torch's indexing ops take). Always a private copy: the logs read the
-        targets again when they are computed (see :mod:`.logs`)."""
+        torch's indexing ops take); a tuple for several outputs. Always a private
+        copy: the logs read the targets again when they are computed (see :mod:`.logs`)."""
+        if isinstance(y, tuple):
+            return tuple(self._targets(a) for a in y)
         y = np.asarray(y)
         dtype = np.int64 if y.dtype.kind in "iu" else self.np_dtype
         return self._to_device(np.array(y, dtype=dtype, order="C", copy=True))
@@ -176,22 +181,32 @@ class TorchProgram(Program):
                 total = total + l2 * w.square().sum()
         return total
 
-    def _loss(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, x: tuple[torch.Tensor, ...], y, ctx: StepContext):
+        """The loss (for several outputs Keras's sum of weight x loss, plus the penalty), the
+        outputs and targets as tuples, and what the logs keep of the loss (``[total, each
+        output's unweighted loss]`` for several outputs)."""
         output = self._forward(x, ctx)
-        loss = self.loss_fn(y, output)
+        ys, outputs = (y, output) if self.several else ((y,), (output,))
+        loss, parts = None, []
+        for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outputs):
+            part = loss_fn(yi, oi)
+            parts.append(part)
+            part = part * weight if weight != 1.0 else part
+            loss = part if loss is None else loss + part
         if self.regularized:
             loss = loss + self._penalty()
-        return loss, output
+        logged = torch.stack([loss, *parts]).detach() if self.several else loss.detach()
+        return loss, ys, outputs, logged
 
     def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int) -> None:
         ctx = self._context(True, step_seed, self.parity)
-        loss, output = self._loss(x, y, ctx)
+        loss, ys, outputs, logged = self._loss(x, y, ctx)
         grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
         self.optimizer.apply(self.trainable, _distinct(grads))
         if ctx.assignments:
             ctx.apply_assignments()
         self.iterations += 1
-        self.logs.add(loss.detach(), y, output.detach())
+        self.logs.add(logged, ys, tuple(o.detach() for o in outputs))
 
     # -- the Program interface -----------------------------------------------------------------
     def train_step(self, x, y, step_seed: int) -> None:
@@ -202,13 +217,13 @@ class TorchProgram(Program):
         transfer, then run as N fused steps."""
         xs, ys = self._inputs(xs), self._targets(ys)
         for i, seed in enumerate(step_seeds):
-            self._train(tuple(x[i] for x in xs), ys[i], seed)
+            self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed)
 
     def test_step(self, x, y) -> None:
         x, y = self._inputs(x), self._targets(y)
         with torch.no_grad():
-            loss, output = self._loss(x, y, StepContext(False))
-        self.logs.add(loss.detach(), y, output.detach())
+            _, ys, outputs, logged = self._loss(x, y, StepContext(False))
+        self.logs.add(logged, ys, outputs)
 
     def predict_step(self, x) -> np.ndarray:
         with torch.inference_mode():
@@ -229,7 +244,7 @@ class TorchProgram(Program):
         x, y = self._inputs(x), self._targets(y)
         with_input = [ok and a.is_floating_point() for ok, a in zip(self.input_differentiable, x)]
         x = tuple(a.clone().requires_grad_(True) if w else a for a, w in zip(x, with_input))
-        loss, _ = self._loss(x, y, self._context(training, step_seed, parity=True))
+        loss = self._loss(x, y, self._context(training, step_seed, parity=True))[0]
         wanted = self.trainable + [a for a, w in zip(x, with_input) if w]
         grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True))
         weights: list[np.ndarray | None] = []

@@ -19,6 +19,7 @@ import numpy as np
 
 from polykeras import backend as _backend
 from polykeras import activations, initializers, regularizers
+from polykeras.layers.symbolic import SymbolicTensor, format_shape
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -40,62 +41,6 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def format_shape(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-class SymbolicTensor:
-    """A placeholder flowing through a functional model under construction
-    (Keras's ``KerasTensor``): a shape with ``None`` batch, a dtype, and the
-    layer call (graph node) that produced it -- ``layer`` called on ``inputs``.
-    Every call of a layer makes a new tensor, so a layer called twice (a
-    shared layer) is two nodes with one set of weights.
-
-    The operators ``a + b``, ``a - b`` and ``a * b`` record ``Add``,
-    ``Subtract`` and ``Multiply`` nodes, as Keras does.
-    """
-
-    def __init__(self, shape: Shape, dtype: str, layer: "Layer", inputs: tuple["SymbolicTensor", ...] = ()):
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.layer = layer
-        self.inputs = inputs
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def _merge(self, kind: str, other, reverse: bool = False) -> "SymbolicTensor":
-        if not isinstance(other, SymbolicTensor):
-            raise NotImplementedError(
-                f"{kind} of a symbolic tensor and {type(other).__name__} {other!r}: polykeras records operators "
-                "between two symbolic tensors only (as merge layers); use a layer such as layers.Rescaling or "
-                "layers.Lambda for constants once they exist")
-        from polykeras.layers import merge
-
-        pair = [other, self] if reverse else [self, other]
-        return getattr(merge, kind)()(pair)
-
-    def __add__(self, other):
-        return self._merge("Add", other)
-
-    def __radd__(self, other):
-        return self._merge("Add", other, reverse=True)
-
-    def __sub__(self, other):
-        return self._merge("Subtract", other)
-
-    def __rsub__(self, other):
-        return self._merge("Subtract", other, reverse=True)
-
-    def __mul__(self, other):
-        return self._merge("Multiply", other)
-
-    def __rmul__(self, other):
-        return self._merge("Multiply", other, reverse=True)
-
-    def __repr__(self) -> str:
-        return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"
 
 
 class Weight:
@@ -191,7 +136,8 @@ class Layer:
         input_shape = [_as_shape(s) for s in input_shape] if self.multiple_inputs else _as_shape(input_shape)
         self._check_input_shape(input_shape)
         if self.built:
-            if self.input_shape is not None and not _compatible(self.input_shape, input_shape):
+            if (self.input_shape is not None and not _compatible(self.input_shape, input_shape)
+                    and not self._weights_fit(input_shape)):
                 raise ValueError(
                     f"layer {self.name!r} was built for input shape {_format_shapes(self.input_shape)} "
                     f"and cannot be called on shape {_format_shapes(input_shape)}"
@@ -202,6 +148,22 @@ class Layer:
         self.input_shape = input_shape
         self.output_shape = _as_shape(self.compute_output_shape(input_shape))
         return self.output_shape
+
+    def _weights_fit(self, input_shape) -> bool:
+        """Whether the weights built for the first call fit a call on ``input_shape`` too, as in
+        Keras, where a shared Embedding or LSTM takes sequences of any length: a copy of the
+        layer is built for it (the global generator's state restored after its initializers)."""
+        from polykeras import random as _random
+
+        state = _random.generator().bit_generator.state
+        try:
+            probe = type(self).from_config(self.get_config())
+            probe.build(input_shape)
+        except (ValueError, TypeError):
+            return False
+        finally:
+            _random.generator().bit_generator.state = state
+        return [w.shape for w in probe._weight_specs] == [w.shape for w in self._weight_specs]
 
     # -- calling ------------------------------------------------------------
     def __call__(self, inputs, training: bool | None = None):

@@ -46,6 +46,7 @@ class Model(TrainingAPI):
         self._weights_stale = False  # the program has newer weights than the layers
         self._spec_cache: ModelSpec | None = None
         self._steps_per_execution = 1
+        self._outputs_config = None  # per-output losses/weights/metrics of a compiled model of several outputs
         self._graph: Graph | None = None
         self._output_names: list[str] | None = None
         if inputs is None and outputs is None:
@@ -258,13 +259,18 @@ class Model(TrainingAPI):
     def get_compile_config(self) -> dict[str, Any] | None:
         if self._compile_config is None:
             return None
-        return {"optimizer": _optimizers.serialize(self.optimizer), "loss": _losses.serialize(self.loss),
-                "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in self._metric_ids],
-                "steps_per_execution": self._steps_per_execution}
+        config = {"optimizer": _optimizers.serialize(self.optimizer), "steps_per_execution": self._steps_per_execution}
+        if self._outputs_config is not None:
+            return {**config, **self._outputs_config.config()}
+        return {**config, "loss": _losses.serialize(self.loss),
+                "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in self._metric_ids]}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        self.compile(optimizer=_optimizers.get(config["optimizer"]), loss=_losses.get(config["loss"]),
-                     metrics=config.get("metrics"), steps_per_execution=config.get("steps_per_execution", 1))
+        loss = config["loss"]  # one serialised loss, or a dict of them by output name
+        per_output = isinstance(loss, dict) and "class_name" not in loss
+        loss = {k: _losses.get(v) for k, v in loss.items()} if per_output else _losses.get(loss)
+        self.compile(optimizer=_optimizers.get(config["optimizer"]), loss=loss, metrics=config.get("metrics"),
+                     loss_weights=config.get("loss_weights"), steps_per_execution=config.get("steps_per_execution", 1))
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
         """Save architecture, weights and compile settings to one portable file

@@ -12,6 +12,7 @@ import numpy as np
 from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
+from polykeras.models.outputs import OutputsConfig
 from polykeras.spec import TrainingSpec
 
 
@@ -30,17 +31,27 @@ class TrainingAPI:
         compare step by step across backends)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        if loss_weights is not None or weighted_metrics is not None:
-            raise NotImplementedError("loss_weights and weighted_metrics are not supported yet")
+        if weighted_metrics is not None:
+            raise NotImplementedError("weighted_metrics is not supported yet")
         if int(steps_per_execution) < 1:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution!r}")
         self._pull_weights()
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
-        metrics = list(metrics or [])
-        for m in metrics:  # fail now on a typo, with the list of valid names
-            _metrics.resolve(m, self.loss.kind, 2, (None, 2))
-        self._metric_ids = metrics
+        names = self.output_names if self._graph is not None else [self.name]
+        self._outputs_config = None
+        if len(names) > 1:  # Keras's per-output losses, weights and metrics
+            self._outputs_config = OutputsConfig(names, loss, loss_weights, metrics)
+            self.loss, self._metric_ids = list(self._outputs_config.losses), []
+        else:
+            weights = loss_weights if isinstance(loss_weights, (list, tuple)) else [loss_weights]
+            if len(weights) != 1 or weights[0] not in (None, 1, 1.0):
+                raise NotImplementedError(f"loss_weights={loss_weights!r} on a model of one output is not supported; "
+                                          "scale the learning rate instead")
+            self.loss = _losses.get(loss[0] if isinstance(loss, (list, tuple)) and len(loss) == 1 else loss)
+            metrics = list(metrics or [])
+            for m in metrics:  # fail now on a typo, with the list of valid names
+                _metrics.resolve(m, self.loss.kind, 2, (None, 2))
+            self._metric_ids = metrics
         self._steps_per_execution = int(steps_per_execution)
         self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity)}
         self._program = None
@@ -50,7 +61,13 @@ class TrainingAPI:
     def compiled(self) -> bool:
         return self._compile_config is not None
 
-    def _training_spec(self, y_ndim: int) -> TrainingSpec:
+    def _training_spec(self, y_ndim) -> TrainingSpec:
+        """For targets of rank ``y_ndim`` (a tuple of ranks, one per output, for several outputs)."""
+        if self._outputs_config is not None:
+            spec = self._spec()
+            ndims = y_ndim if isinstance(y_ndim, tuple) else tuple(len(s) for s in spec.output_shapes)
+            outputs = self._outputs_config.training(list(spec.outputs), spec.output_shapes, ndims)
+            return TrainingSpec(self.optimizer.to_spec(), outputs[0].loss, (), outputs)
         out_shape = self.output_shape
         metrics = tuple(_metrics.resolve(m, self.loss.kind, y_ndim, out_shape) for m in self._metric_ids)
         return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(), metrics)
@@ -64,7 +81,9 @@ class TrainingAPI:
         cfg = self._compile_config or {}
         training_spec = None
         if training:
-            y_ndim = y_ndim if y_ndim is not None else len(self.output_shape)
+            if y_ndim is None:
+                y_ndim = tuple(len(s) for s in self._spec().output_shapes)
+                y_ndim = y_ndim[0] if len(y_ndim) == 1 else y_ndim
             training_spec = self._training_spec(y_ndim)
         key = (training_spec, id(self._spec()))
         if self._program is not None and (self._program_key == key or (not training and self._program_key)):
@@ -160,5 +179,4 @@ class TrainingAPI:
     def metrics_names(self) -> list[str]:
         if self._compile_config is None:
             return []
-        return ["loss"] + [_metrics.resolve(m, self.loss.kind, len(self.output_shape), self.output_shape)[0]
-                           for m in self._metric_ids]
+        return self._training_spec(None).log_names

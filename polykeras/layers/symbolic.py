@@ -1,0 +1,68 @@
+"""Symbolic tensors: what flows through a functional model while it is built."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from polykeras.spec import Shape
+
+if TYPE_CHECKING:
+    from polykeras.layers.base import Layer
+
+
+def format_shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class SymbolicTensor:
+    """A placeholder flowing through a functional model under construction
+    (Keras's ``KerasTensor``): a shape with ``None`` batch, a dtype, and the
+    layer call (graph node) that produced it -- ``layer`` called on ``inputs``.
+    Every call of a layer makes a new tensor, so a layer called twice (a
+    shared layer) is two nodes with one set of weights.
+
+    The operators ``a + b``, ``a - b`` and ``a * b`` record ``Add``,
+    ``Subtract`` and ``Multiply`` nodes, as Keras does.
+    """
+
+    def __init__(self, shape: Shape, dtype: str, layer: "Layer", inputs: tuple["SymbolicTensor", ...] = ()):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.layer = layer
+        self.inputs = inputs
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _merge(self, kind: str, other, reverse: bool = False) -> "SymbolicTensor":
+        if not isinstance(other, SymbolicTensor):
+            raise NotImplementedError(
+                f"{kind} of a symbolic tensor and {type(other).__name__} {other!r}: polykeras records operators "
+                "between two symbolic tensors only (as merge layers); use a layer such as layers.Rescaling or "
+                "layers.Lambda for constants once they exist")
+        from polykeras.layers import merge
+
+        pair = [other, self] if reverse else [self, other]
+        return getattr(merge, kind)()(pair)
+
+    def __add__(self, other):
+        return self._merge("Add", other)
+
+    def __radd__(self, other):
+        return self._merge("Add", other, reverse=True)
+
+    def __sub__(self, other):
+        return self._merge("Subtract", other)
+
+    def __rsub__(self, other):
+        return self._merge("Subtract", other, reverse=True)
+
+    def __mul__(self, other):
+        return self._merge("Multiply", other)
+
+    def __rmul__(self, other):
+        return self._merge("Multiply", other, reverse=True)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"
