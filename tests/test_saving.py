@@ -116,3 +116,32 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_functional_model_round_trips_through_a_keras_file(tmp_path):
+    """A functional model -- two inputs, a shared layer, merge layers and operators, a Sequential used as
+    a layer, two outputs -- written as a Keras 3 .keras file and read back (no Keras involved; the files
+    against Keras itself are checked in test_keras_backend.py)."""
+    pytest.importorskip("h5py")
+    keras.utils.set_random_seed(4)
+    a, b = keras.Input(shape=(4,)), keras.Input(shape=(4,))
+    shared = layers.Dense(3, activation="tanh")
+    inner = keras.Sequential([layers.Dense(5, activation="relu", input_shape=(3,)), layers.Dense(3)])
+    sa, sb = shared(a), shared(b)
+    h = layers.Concatenate()([inner(sa) + sb, layers.Maximum()([sa, inner(sb)])])
+    model = keras.Model([a, b], [layers.Dense(2, activation="softmax")(h), layers.Dot(axes=1)([sa, sb])])
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(scale=0.1, size=w.shape).astype(w.dtype) for w in model.get_weights()])
+    path = tmp_path / "graph.keras"
+    keras.saving.export_keras(model, path)
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    assert config["class_name"] == "Functional" and len(config["config"]["output_layers"]) == 2
+    entry = next(e for e in config["config"]["layers"] if e["name"] == shared.name)
+    assert len(entry["inbound_nodes"]) == 2  # one per call
+    loaded = keras.models.load_model(path)
+    assert loaded._spec().features == model._spec().features == {"multiple_inputs", "multiple_outputs",
+                                                                  "shared_layers"}
+    x = [rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(6, 4)).astype("float32")]
+    for got, expected in zip(loaded.predict(x, verbose=0), model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(got, expected)

@@ -14,6 +14,21 @@ A Keras 3 ``.keras`` file is a zip of three members:
                        the canonical order;
 ``metadata.json``      the Keras version and the date.
 
+A functional model's config lists its layers in the order of Keras's
+``model.layers`` (:func:`functional_layer_order`), each with its
+``inbound_nodes``: one ``{"args", "kwargs"}`` per call, whose tensors are
+``{"class_name": "__keras_tensor__", "config": {"keras_history": [layer,
+node_index, tensor_index], ...}}`` (``node_index``: the call of that layer;
+a merge layer's args hold one list of tensors). ``input_layers`` and
+``output_layers`` are such ``[layer, node_index, tensor_index]`` triples, one
+alone or a list. A model used as a layer is an entry of its own, with its
+weights under ``layers/<sequential|functional>/layers/...``; the ``node_index``
+of a nested *functional* model in ``output_layers`` counts from 1 (Keras
+counts the node linking its own inputs to outputs), elsewhere from 0. A Keras
+*operation* (``x + y`` on Keras tensors) is an entry too (``module``
+``keras.src.ops...``), but is no layer: it has no weights and takes no part in
+the ``layers/<name>`` numbering.
+
 The canonical weight layout *is* Keras's, so arrays pass through unchanged.
 """
 
@@ -63,3 +78,60 @@ def weight_paths(class_names: list[str]) -> list[str]:
             used[name] = 0
         out.append(f"layers/{name}")
     return out
+
+
+def functional_layer_order(calls: dict[str, list[list[tuple[str, int]]]], inputs: list[str],
+                           outputs: list[tuple[str, int]]) -> list[str]:
+    """The order of a functional model's layers as Keras computes it
+    (``keras.src.ops.function.map_graph``), which fixes the ``layers/<name>``
+    numbering of the weights file.
+
+    ``calls`` maps each layer (inputs included, with no calls) to its calls,
+    each the ``(layer, call index)`` of the tensors it reads; ``outputs`` are
+    ``(layer, call index)``. A node's depth is the longest path from it to an
+    output; a layer's is the largest of its nodes' (found output-side first);
+    layers come by decreasing depth, ties in the order a depth-first walk from
+    the outputs first reaches them.
+    """
+    def parents(node):
+        return [] if node[0] in input_set else calls[node[0]][node[1]]
+
+    input_set = set(inputs)
+    finished: set = set()
+    in_progress: set = set()
+    first_seen: dict[str, int] = {}
+    order: list[tuple[str, int]] = []
+    for out in outputs:  # Keras's _build_map, iteratively (deep models do not hit the recursion limit)
+        stack = [(tuple(out), None)]
+        while stack:
+            node, pending = stack[-1]
+            if pending is None:
+                if node in finished:
+                    stack.pop()
+                    continue
+                if node in in_progress:
+                    raise KerasFileError(f"the graph has a cycle through layer {node[0]!r}")
+                first_seen.setdefault(node[0], len(first_seen))
+                in_progress.add(node)
+                pending = iter(parents(node))
+                stack[-1] = (node, pending)
+            parent = next(pending, None)
+            if parent is not None:
+                stack.append((tuple(parent), None))
+                continue
+            stack.pop()
+            finished.add(node)
+            in_progress.discard(node)
+            order.append(node)
+    node_depth: dict[tuple[str, int], int] = {}
+    layer_depth: dict[str, int] = {}
+    for node in reversed(order):
+        depth = max(node_depth.setdefault(node, 0), layer_depth.get(node[0], 0))
+        layer_depth[node[0]] = node_depth[node] = depth
+        for parent in parents(node):
+            parent = tuple(parent)
+            node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
+    for name in inputs:  # an input not connected to the outputs
+        if name not in layer_depth:
+            layer_depth[name], first_seen[name] = 0, -1
+    return sorted(layer_depth, key=lambda name: (-layer_depth[name], first_seen[name]))

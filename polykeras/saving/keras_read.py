@@ -5,6 +5,16 @@ what polykeras has no use for (``module``, ``registered_name``, the keys in
 :data:`IGNORABLE` at their harmless values); a layer polykeras lacks, or an
 option it does not support, is refused by name. Needs ``h5py``, imported
 when a file is read.
+
+A functional model is rebuilt as Keras rebuilds it: each layer's calls
+(``inbound_nodes``) replayed in order as soon as the tensors they read exist,
+so a shared layer is one polykeras layer called several times. A model used
+as a layer (a ``Sequential`` or functional model inside a functional model
+or a ``Sequential``) becomes a polykeras model called as a layer, which
+flattens its layers into the outer graph; a nested layer whose name an outer
+one took already is renamed ``<name>_<k>``. Keras's ``+``, ``-``, ``*`` on
+tensors (operations, not layers) become ``Add``/``Subtract``/``Multiply``
+when their inputs have one rank; other operations are refused by name.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras.saving.keras_format import RECURRENT, KerasFileError, weight_paths
+from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, weight_paths
 
 #: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
 IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm": (False,), "renorm_clipping": (None,),
@@ -53,70 +63,78 @@ def _layer_config(entry: dict) -> tuple[str, dict]:
     return entry["class_name"], config
 
 
-def _inbound(entry: dict) -> list[str]:
-    names = []
-    for node in entry.get("inbound_nodes", []):
-        for arg in node.get("args", []):
-            for item in arg if isinstance(arg, list) else [arg]:
-                if isinstance(item, dict) and item.get("class_name") == "__keras_tensor__":
-                    names.append(item["config"]["keras_history"][0])
-    return names
+#: Keras's model classes: a model may be a layer of a functional model (or of a Sequential).
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+#: Keras *operations* (``x + y``, ``x * y`` on Keras tensors) that are polykeras merge layers when both
+#: inputs have one rank (Keras's operations broadcast NumPy-style; polykeras's layers expand a lower rank at axis 1).
+OPERATIONS = ("Add", "Subtract", "Multiply")
 
 
-def _io_names(value) -> list[str]:
-    if value and isinstance(value[0], str):
-        return [value[0]]
-    return [v[0] for v in value]
+def _is_operation(entry: dict) -> bool:
+    return str(entry.get("module") or "").startswith("keras.src.ops")
+
+
+def _unsupported(entries: list[dict], pk_layers) -> set[str]:
+    """The layers (and operations) of a model, nested models included, that polykeras lacks."""
+    out = set()
+    for entry in entries:
+        class_name = entry["class_name"]
+        if class_name in MODEL_CLASSES:
+            out |= _unsupported(entry["config"]["layers"], pk_layers)
+        elif _is_operation(entry):
+            if class_name not in OPERATIONS:
+                out.add(f"{class_name} (a Keras operation)")
+        elif class_name != "InputLayer" and not _has_layer(pk_layers, class_name):
+            out.add(class_name)
+    return out
+
+
+def _flatten(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _flatten(v)]
+    return [value]
+
+
+def _triples(value) -> list:
+    """``input_layers``/``output_layers``: one ``[layer, node, tensor]``, a list of them, or a dict (Keras
+    flattens a dict in sorted key order)."""
+    if isinstance(value, dict):
+        return [t for k in sorted(value) for t in _triples(value[k])]
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+        return [value]
+    return [t for v in value for t in _triples(v)]
 
 
 def read_model(path, compile: bool = True):
     """A polykeras model from a Keras 3 ``.keras`` file (architecture, weights
-    and, where polykeras has them, the optimizer, loss and metrics)."""
+    and, where polykeras has them, the optimizer, loss and metrics).
+
+    Sequential and functional models are read, with several inputs and
+    outputs, merge layers (and Keras's ``+``, ``-``, ``*`` operations on
+    tensors of one rank), shared layers and models used as layers (their
+    layers flattened into the polykeras model)."""
     import h5py
 
     from polykeras import layers as pk_layers
-    from polykeras.models import Model, Sequential
 
     path = Path(path)
     with zipfile.ZipFile(path) as zf:
         config = json.loads(zf.read("config.json"))
         weights_bytes = zf.read("model.weights.h5")
     model_class = config.get("class_name")
-    if model_class not in ("Sequential", "Functional", "Model"):
+    if model_class not in MODEL_CLASSES:
         raise KerasFileError(f"{path}: a Keras {model_class!r} model; polykeras reads Sequential and functional models")
-    entries = config["config"]["layers"]
-    unsupported = sorted({e["class_name"] for e in entries if e["class_name"] != "InputLayer"
-                          and not _has_layer(pk_layers, e["class_name"])})
+    unsupported = sorted(_unsupported(config["config"]["layers"], pk_layers))
     if unsupported:
         raise KerasFileError(f"{path} uses layer(s) polykeras does not support: {', '.join(unsupported)}")
-    built = []
-    for entry in entries:
-        class_name, layer_config = _layer_config(entry)
-        built.append((class_name, _make_layer(pk_layers, class_name, layer_config, path), entry))
-    if model_class == "Sequential":
-        model = Sequential([layer for _, layer, _ in built], name=config["config"].get("name"))
-        saved = [(c, layer) for c, layer, _ in built if c != "InputLayer"]
-    else:
-        tensors = {}
-        for class_name, layer, entry in built:
-            if class_name == "InputLayer":
-                tensors[layer.name] = layer.output
-                continue
-            inbound = _inbound(entry)
-            if len(inbound) != 1:
-                raise KerasFileError(f"{path}: layer {layer.name!r} has {len(inbound)} inputs; polykeras reads models "
-                                     "whose layers each take one input")
-            tensors[layer.name] = layer(tensors[inbound[0]])
-        inputs, outputs = _io_names(config["config"]["input_layers"]), _io_names(config["config"]["output_layers"])
-        model = Model([tensors[n] for n in inputs], [tensors[n] for n in outputs], name=config["config"].get("name"))
-        saved = [(c, layer) for c, layer, _ in built]
-    arrays: dict[str, list[np.ndarray]] = {}
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-        for (class_name, layer), group in zip(saved, weight_paths([c for c, _ in saved])):
-            arrays[layer.name] = _read_vars(h5, group, class_name, path)
+        reader = _Reader(path, h5, pk_layers)
+        model = reader.model(config, "")
     flat = []
     for layer_spec in model._spec().layers:
-        values = arrays.get(layer_spec.name, [])
+        if layer_spec.weights_of is not None:  # a later call of a shared layer: its weights are the owner's
+            continue
+        values = reader.arrays.get(layer_spec.name, [])
         if len(values) != len(layer_spec.weights):
             raise KerasFileError(f"{path}: layer {layer_spec.name!r} has {len(values)} weight arrays in the file, "
                                  f"polykeras expects {len(layer_spec.weights)}")
@@ -125,6 +143,147 @@ def read_model(path, compile: bool = True):
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], path)
     return model
+
+
+class _Reader:
+    """Builds the polykeras models of one file, nested ones included, and
+    collects each layer's weight arrays (``arrays``, by polykeras layer name)."""
+
+    def __init__(self, path, h5, pk_layers):
+        self.path, self.h5, self.pk_layers = path, h5, pk_layers
+        self.arrays: dict[str, list[np.ndarray]] = {}
+        self.names: set[str] = set()  # layer names given out so far: unique across nested models
+
+    def model(self, entry: dict, prefix: str):
+        """The model of a config entry; its weights are under ``prefix + "layers/..."``."""
+        config = entry["config"]
+        entries = config["layers"]
+        groups = iter(weight_paths([e["class_name"] for e in entries
+                                    if not _is_operation(e) and not (entry["class_name"] == "Sequential"
+                                                                     and e["class_name"] == "InputLayer")]))
+        built = {}
+        for e in entries:
+            if _is_operation(e):
+                built[e["name"]] = self._operation(e)
+            elif entry["class_name"] == "Sequential" and e["class_name"] == "InputLayer":
+                built[e["config"]["name"]] = self._layer(e, None)
+            else:
+                built[e.get("name") or e["config"]["name"]] = self._layer(e, prefix + next(groups))
+        if entry["class_name"] == "Sequential":
+            from polykeras.models import Sequential
+
+            return Sequential(list(built.values()), name=config.get("name"))
+        return self._functional(config, built)
+
+    def _layer(self, entry: dict, group: str | None):
+        """A layer (or a nested model) and its weights, read from ``group``."""
+        class_name = entry["class_name"]
+        if class_name in MODEL_CLASSES:
+            return self.model(entry, group + "/")
+        _, config = _layer_config(entry)
+        name = str(config.get("name") or to_snake_case(class_name))
+        if class_name != "InputLayer":
+            config["name"] = self._unique(name)
+        layer = _make_layer(self.pk_layers, class_name, config, self.path)
+        if group is not None and class_name != "InputLayer":
+            self.arrays[layer.name] = _read_vars(self.h5, group, class_name, self.path)
+        return layer
+
+    def _operation(self, entry: dict):
+        """A Keras operation as the polykeras merge layer that computes it."""
+        return self.pk_layers.layer_class(entry["class_name"])(name=self._unique(entry["name"]))
+
+    def _unique(self, name: str) -> str:
+        """``name``, or ``name_<k>`` if a layer of another (nested) model took it already."""
+        out, k = name, 1
+        while out in self.names:
+            out, k = f"{name}_{k}", k + 1
+        self.names.add(out)
+        return out
+
+    def _functional(self, config: dict, built: dict):
+        """Replay the layer calls (Keras's ``functional_from_config``): each
+        layer's calls in order, as soon as the tensors they read exist."""
+        from polykeras.layers import InputLayer
+        from polykeras.models import Model, Sequential
+
+        tensors: dict[tuple[str, int], list] = {}  # (layer, call) -> its output tensors
+        calls = {name: 0 for name in built}
+        pending = {}
+        for e in config["layers"]:
+            name = e.get("name") or e["config"]["name"]
+            if isinstance(built[name], InputLayer):
+                tensors[(name, 0)] = [built[name].output]
+            else:
+                pending[name] = list(e.get("inbound_nodes") or [])
+        while any(pending.values()):
+            progress = False
+            for name, nodes in pending.items():
+                while nodes:
+                    refs = self._node_refs(name, nodes[0])
+                    if not all((r[0], r[1]) in tensors for r in refs):
+                        break
+                    args = [tensors[(r[0], r[1])][r[2]] for r in refs]
+                    tensors[(name, calls[name])] = self._call(name, built[name], args)
+                    calls[name] += 1
+                    nodes.pop(0)
+                    progress = True
+            if not progress:
+                stuck = ", ".join(f"{n} <- {[r[0] for r in self._node_refs(n, nodes[0])]}"
+                                  for n, nodes in pending.items() if nodes)
+                raise KerasFileError(f"{self.path}: cannot rebuild model {config.get('name')!r}: these layer calls "
+                                     f"read layers that are unknown or form a cycle: {stuck}")
+
+        def tensor(triple):
+            name, node, index = str(triple[0]), int(triple[1]), int(triple[2]) if len(triple) > 2 else 0
+            if isinstance(built.get(name), Model) and not isinstance(built[name], Sequential):
+                node -= 1  # Keras counts a nested functional model's own node first
+            if (name, node) not in tensors:
+                raise KerasFileError(f"{self.path}: model {config.get('name')!r} names output/input "
+                                     f"{list(triple)}, which no layer call made")
+            return tensors[(name, node)][index]
+
+        inputs = [tensor(t) for t in _triples(config["input_layers"])]
+        outputs = [tensor(t) for t in _triples(config["output_layers"])]
+        names = sorted(config["output_layers"]) if isinstance(config["output_layers"], dict) else None
+        return Model(inputs, dict(zip(names, outputs)) if names else outputs, name=config.get("name"))
+
+    def _node_refs(self, name: str, node) -> list[tuple[str, int, int]]:
+        """The ``(layer, call, tensor index)`` of each tensor one call reads, in order."""
+        if isinstance(node, list):  # Keras 2's form: [[layer, node, tensor, kwargs], ...]
+            return [(str(r[0]), int(r[1]), int(r[2])) for r in node]
+        # Keras records the training flag of a symbolic call (``training=False``), which a model's own
+        # training mode overrides when it runs; anything else set is an option polykeras's calls lack.
+        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if v is not None and k != "training"}
+        if kwargs:
+            raise KerasFileError(f"{self.path}: layer {name!r} is called with {', '.join(sorted(kwargs))}=...; "
+                                 "polykeras reads layer calls on tensors alone")
+        refs = []
+        for leaf in _flatten(node.get("args", [])):
+            if not (isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__"):
+                raise KerasFileError(f"{self.path}: layer {name!r} is called with {leaf!r}, not a tensor; polykeras "
+                                     "reads layer calls on tensors alone")
+            history = leaf["config"]["keras_history"]
+            refs.append((str(history[0]), int(history[1]), int(history[2])))
+        return refs
+
+    def _call(self, name: str, layer, args: list) -> list:
+        """Call a layer, a merge layer (on the list) or a nested model; its outputs as a list."""
+        from polykeras.models import Model
+
+        if isinstance(layer, Model):
+            out = layer(args if len(args) > 1 else args[0])
+            return list(out) if isinstance(out, (list, tuple)) else [out]
+        if getattr(layer, "multiple_inputs", False):
+            if type(layer).__name__ in OPERATIONS and len({len(a.shape) for a in args}) != 1:
+                raise KerasFileError(f"{self.path}: Keras operation {name!r} ({type(layer).__name__}) broadcasts "
+                                     "inputs of different ranks NumPy-style; polykeras reads it for inputs of one "
+                                     "rank only")
+            return [layer(args)]
+        if len(args) != 1:
+            raise KerasFileError(f"{self.path}: layer {name!r} ({type(layer).__name__}) is called on {len(args)} "
+                                 "tensors; it takes one")
+        return [layer(args[0])]
 
 
 def _has_layer(pk_layers, class_name: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from polykeras.saving.atomic import atomic_write
-from polykeras.saving.keras_format import RECURRENT, KerasFileError, weight_paths
+from polykeras.saving.keras_format import RECURRENT, KerasFileError, functional_layer_order, weight_paths
 
 
 def _keras_object(value, module: str):
@@ -40,50 +40,95 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
     return out
 
 
-def write_model(model, path) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights;
-    ``keras.saving.load_model`` opens it without a compile configuration)."""
-    import h5py
+def _keras_tensor(ref, shapes: dict) -> dict:
+    """Keras's serialised symbolic tensor for call ``ref = [layer, call index]``."""
+    name, call = str(ref[0]), int(ref[1]) if len(ref) > 1 else 0
+    shape, dtype = shapes[name if call == 0 else f"{name}@{call}"]  # the spec's node names (models/graph.py)
+    return {"class_name": "__keras_tensor__", "config": {"shape": shape, "dtype": dtype,
+                                                         "keras_history": [name, call, 0]}}
 
-    from polykeras.models import Sequential
 
-    config = model.get_config()
-    entries = list(config["layers"])
-    sequential = isinstance(model, Sequential)
-    if sequential and (not entries or entries[0]["class_name"] != "InputLayer"):
-        first = entries[0]["config"] if entries else {}
-        if first.get("batch_input_shape") is None:
-            raise KerasFileError(f"model {model.name!r} is not built: give it an input shape before exporting it")
-        entries.insert(0, {"class_name": "InputLayer",
-                           "config": {"name": f"{model.name}_input", "batch_shape": list(first["batch_input_shape"]),
-                                      "dtype": model._spec().inputs[0].dtype}})
+def _refs(value) -> list[list]:
+    """``output_layers`` entries as ``[layer, call index]`` (a bare name is call 0)."""
+    return [[ref, 0] if isinstance(ref, str) else list(ref) for ref in value]
+
+
+def _one_or_list(triples: list[list]):
+    """Keras writes a lone input or output as one triple, several as a list."""
+    return triples[0] if len(triples) == 1 else triples
+
+
+def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
+    """Keras's functional config of a polykeras graph (several inputs and
+    outputs, merge layers, shared layers: one inbound node per call), its
+    layers in Keras's own order; and those entries, for the weights file."""
+    from polykeras.layers import layer_class
+
     spec = model._spec()
     shapes = {i.name: (list(i.shape), i.dtype) for i in spec.inputs}
     shapes.update({layer.name: (list(layer.output_shape), "float32") for layer in spec.layers})
+    entries = {entry["config"]["name"]: entry for entry in config["layers"]}
+    inputs = [str(n) for n in config["input_layers"]]
+    outputs = _refs(config["output_layers"])
+    calls = {name: [[(str(r[0]), int(r[1])) for r in refs] for refs in entry.get("inbound_nodes", [])]
+             for name, entry in entries.items()}
+    order = functional_layer_order(calls, inputs, [(str(r[0]), int(r[1])) for r in outputs])
     layers_json = []
-    for entry in entries:
+    for name in order:
+        entry = entries[name]
         item = {"module": "keras.layers", "class_name": entry["class_name"],
-                "config": _keras_layer_config(entry["class_name"], entry["config"]), "registered_name": None}
-        if not sequential:
-            name = entry["config"]["name"]
-            item["name"] = name
-            item["inbound_nodes"] = [] if entry["class_name"] == "InputLayer" else [{
-                "args": [{"class_name": "__keras_tensor__",
-                          "config": {"shape": shapes[source][0], "dtype": shapes[source][1],
-                                     "keras_history": [source, 0, 0]}}
-                         for source in entry["inbound"]], "kwargs": {}}]
+                "config": _keras_layer_config(entry["class_name"], entry["config"]), "registered_name": None,
+                "name": name, "inbound_nodes": []}
+        if entry["class_name"] == "InputLayer":
+            item["config"]["dtype"] = shapes[name][1]  # int32 for ids read by an Embedding
+        else:
+            several = layer_class(entry["class_name"]).multiple_inputs
+            for refs in entry["inbound_nodes"]:
+                tensors = [_keras_tensor(r, shapes) for r in refs]
+                item["inbound_nodes"].append({"args": [tensors] if several else tensors, "kwargs": {}})
         layers_json.append(item)
+    keras_config = {"module": "keras.src.models.functional", "class_name": "Functional",
+                    "registered_name": "Functional",
+                    "config": {"name": model.name, "trainable": True, "layers": layers_json,
+                               "input_layers": _one_or_list([[n, 0, 0] for n in inputs]),
+                               "output_layers": _one_or_list([[r[0], r[1], 0] for r in outputs])}}
+    return keras_config, [entries[name] for name in order]
+
+
+def write_model(model, path) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights;
+    ``keras.saving.load_model`` opens it without a compile configuration).
+
+    A ``Sequential`` of layers stays a Keras ``Sequential``; any other model
+    (functional, or a ``Sequential`` holding a model) is written as a Keras
+    functional model of its layers, a nested model's layers flattened into it."""
+    import h5py
+
+    from polykeras.models import Model, Sequential
+
+    sequential = isinstance(model, Sequential) and not any(isinstance(l, Model) for l in model.layers)
     if sequential:
+        config = model.get_config()
+        entries = list(config["layers"])
+        if not entries or entries[0]["class_name"] != "InputLayer":
+            first = entries[0]["config"] if entries else {}
+            if first.get("batch_input_shape") is None:
+                raise KerasFileError(f"model {model.name!r} is not built: give it an input shape before exporting it")
+            entries.insert(0, {"class_name": "InputLayer",
+                               "config": {"name": f"{model.name}_input",
+                                          "batch_shape": list(first["batch_input_shape"]),
+                                          "dtype": model._spec().inputs[0].dtype}})
+        layers_json = [{"module": "keras.layers", "class_name": entry["class_name"],
+                        "config": _keras_layer_config(entry["class_name"], entry["config"]), "registered_name": None}
+                       for entry in entries]
         keras_config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
                         "config": {"name": model.name, "trainable": True, "layers": layers_json}}
         saved = [e for e in entries if e["class_name"] != "InputLayer"]
     else:
-        keras_config = {"module": "keras.src.models.functional", "class_name": "Functional",
-                        "registered_name": "Functional",
-                        "config": {"name": model.name, "trainable": True, "layers": layers_json,
-                                   "input_layers": [[n, 0, 0] for n in config["input_layers"]],
-                                   "output_layers": [[n, 0, 0] for n in config["output_layers"]]}}
-        saved = entries
+        if not model.built:
+            raise KerasFileError(f"model {model.name!r} is not built: give it an input shape before exporting it")
+        keras_config, saved = _functional_config(model, Model.get_config(model))
+    spec = model._spec()
     weights = iter(model.get_weights())
     per_layer = {layer.name: [next(weights) for _ in layer.weights] for layer in spec.layers}
     buffer = io.BytesIO()
