@@ -269,3 +269,13 @@ def test_a_shared_layer_takes_other_shapes_its_weights_fit():
     with pytest.raises(ValueError, match=r"built for input shape \(None, 3\) and cannot be called on shape \(None, 5\)"):
         dense(keras.Input((5,)))
     assert keras.random.generator().bit_generator.state == state
+
+
+def test_summary_shows_what_each_call_is_connected_to():
+    lines = []
+    two_tower().summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Connected to" in text
+    tower = next(i for i, line in enumerate(lines) if line.startswith("tower (Dense)"))
+    assert lines[tower].endswith("left[0][0]") and lines[tower + 1].strip() == "right[0][0]"
+    assert "join[0][0]" in text and "Total params: 71" in text
