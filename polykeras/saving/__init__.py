@@ -42,7 +42,8 @@ def _read_keras_file(path: Path, compile: bool):
         return keras_read.read_model(path, compile=compile)
     except KerasFileError as exc:
         raise ModelFileError(str(exc)) from None
-    except (KeyError, IndexError, OSError, ValueError, TypeError) as exc:  # json, h5py, a missing config key
+    except portable.CORRUPTION + (RuntimeError,) as exc:  # zip, zlib, json, a damaged config; h5py reports a
+        # damaged HDF5 structure as RuntimeError
         raise ModelFileError(f"{path} looks like a Keras 3 .keras file but could not be read ({type(exc).__name__}: "
                              f"{exc}); it may be truncated or corrupt, or from a Keras version polykeras does not "
                              "know; re-save it with keras.saving.save_model") from None

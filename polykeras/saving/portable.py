@@ -14,9 +14,11 @@ renamed over the target, so a crash never leaves a half-written model.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,13 @@ class ModelFileError(ValueError):
     """A file that is not a readable polykeras model or weights file."""
 
 
+#: What reading a damaged archive or description raises before polykeras can name the problem: zip's CRC and
+#: header checks, zlib's stream checks, a compression method or zip version garbled into one zipfile lacks,
+#: JSON that no longer parses, and configs whose keys or values were damaged into something invalid.
+CORRUPTION = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError, UnicodeDecodeError,
+              json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
 def _weights_npz(model) -> bytes:
     spec = model._spec()
     arrays = {f"{layer.name}/{w.name}": value
@@ -45,17 +54,19 @@ def _weights_npz(model) -> bytes:
 
 def save_model(model, filepath, overwrite: bool = True) -> None:
     """Write ``model`` (architecture, compile settings, weights) as a polykeras model file."""
+    weights = _weights_npz(model)
     config = {
         "format": FORMAT,
         "polykeras_version": polykeras.__version__,
         "model_config": {"class_name": type(model).__name__, "config": model.get_config()},
         "compile_config": model.get_compile_config(),
         "spec": model._spec().to_dict(),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),  # damage inside a re-zipped archive shows too
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(_CONFIG, json.dumps(config, indent=1))
-        zf.writestr(_WEIGHTS, _weights_npz(model))
+        zf.writestr(_WEIGHTS, weights)
     atomic_write(Path(filepath), buffer.getvalue(), overwrite)
 
 
@@ -81,7 +92,7 @@ def open_zip(path: Path) -> zipfile.ZipFile:
                              "only")
     try:
         return zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except CORRUPTION:
         raise ModelFileError(f"{path} is not a polykeras model file, or it is corrupt or truncated (not a valid "
                              "zip archive); save the model again") from None
 
@@ -92,10 +103,11 @@ def _read_config(zf: zipfile.ZipFile, path: Path) -> dict:
         raise ModelFileError(f"{path} has no {_CONFIG}: it is not a polykeras model file")
     try:
         config = json.loads(zf.read(_CONFIG))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
+    except CORRUPTION as exc:
         raise ModelFileError(f"{path}: the model description is corrupt ({exc}); save the model again") from None
-    if config.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: unsupported format {config.get('format')!r}; this polykeras reads {FORMAT!r}")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ModelFileError(f"{path}: unsupported format {found!r}; this polykeras reads {FORMAT!r}")
     return config
 
 
@@ -103,7 +115,7 @@ def _read_weights(data: bytes, path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except CORRUPTION as exc:
         raise ModelFileError(f"{path}: the weights are corrupt or truncated ({exc}); save them again") from None
 
 
@@ -125,14 +137,30 @@ def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
 
 
 def read_model(zf: zipfile.ZipFile, path: Path, compile: bool = True):
-    """The model in ``zf``, an open polykeras model file (see :func:`open_zip`)."""
+    """The model in ``zf``, an open polykeras model file (see :func:`open_zip`).
+
+    Whatever is wrong with a damaged file -- an archive, a description or weights
+    that fail their checks, or a description damaged into an invalid model -- is
+    raised as :class:`ModelFileError` naming the file and the problem."""
+    try:
+        return _read_model(zf, path, compile)
+    except ModelFileError:
+        raise
+    except CORRUPTION as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated model file ({type(exc).__name__}: {exc}); save the "
+                             "model again") from None
+
+
+def _read_model(zf: zipfile.ZipFile, path: Path, compile: bool):
     config = _read_config(zf, path)
     try:
         weights = zf.read(_WEIGHTS)
     except KeyError:
         raise ModelFileError(f"{path} has no {_WEIGHTS}; the file is incomplete") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(f"{path}: corrupt or truncated ({exc}); save the model again") from None
+    expected = config.get("weights_sha256")
+    if expected is not None and hashlib.sha256(weights).hexdigest() != expected:
+        raise ModelFileError(f"{path}: the weights do not match their checksum (the file was damaged after it "
+                             "was written); save the model again")
     model = model_from_config(config["model_config"])
     _assign(model, _read_weights(weights, path), path)
     if compile and config.get("compile_config"):
@@ -151,8 +179,11 @@ def load_weights(model, filepath) -> None:
     if not path.exists():
         raise FileNotFoundError(f"no such weights file: {path}")
     data = path.read_bytes()
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            if _CONFIG in zf.namelist():  # a whole-model file: take its weights
-                data = zf.read(_WEIGHTS)
+    try:
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                if _CONFIG in zf.namelist():  # a whole-model file: take its weights
+                    data = zf.read(_WEIGHTS)
+    except CORRUPTION as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated ({type(exc).__name__}: {exc}); save it again") from None
     _assign(model, _read_weights(data, path), path)

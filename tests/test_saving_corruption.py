@@ -1,0 +1,87 @@
+"""Damaged model files: whatever the damage, loading either gives a model or raises
+ModelFileError naming the file -- never a bare zlib, zipfile or KeyError.
+
+A seeded loop over four kinds of damage (bit flips, truncation, inserted bytes, a byte
+of one archive member changed and the archive rebuilt with valid checksums), on
+polykeras's own file and on a Keras 3 ``.keras`` file (which needs h5py)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+import polykeras as keras
+from polykeras import layers
+from polykeras.saving import ModelFileError, export_keras
+
+DAMAGES = ("flip", "truncate", "insert", "member")
+
+
+def damaged(raw: bytes, kind: str, rng: np.random.Generator) -> bytes:
+    data = bytearray(raw)
+    if kind == "flip":
+        for _ in range(rng.integers(1, 4)):
+            data[rng.integers(0, len(data))] ^= 1 << int(rng.integers(0, 8))
+    elif kind == "truncate":
+        data = data[: rng.integers(0, len(data))]
+    elif kind == "insert":
+        at = rng.integers(0, len(data))
+        data[at:at] = rng.integers(0, 256, rng.integers(1, 20)).astype(np.uint8).tobytes()
+    else:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            members = {name: bytearray(zf.read(name)) for name in zf.namelist()}
+        body = members[list(members)[rng.integers(0, len(members))]]
+        body[rng.integers(0, len(body))] = rng.integers(0, 256)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, value in members.items():
+                zf.writestr(name, bytes(value))
+        data = buffer.getvalue()
+    return bytes(data)
+
+
+def model():
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    dense = layers.Dense(3)
+    m = keras.Model([a, b], layers.Dense(2)(layers.Concatenate()([dense(a), dense(b)])))
+    m.compile(optimizer="adam", loss="mse")
+    return m
+
+
+@pytest.mark.parametrize("writer, copies", [("save", 2000), ("export_keras", 400)])
+def test_every_damaged_file_loads_or_raises_model_file_error(tmp_path, writer, copies):
+    if writer == "export_keras":
+        pytest.importorskip("h5py")
+    path = tmp_path / "model.keras"
+    (model().save if writer == "save" else lambda p: export_keras(model(), p))(path)
+    raw = path.read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "ModelFileError": 0}
+    for i in range(copies):
+        target = tmp_path / f"damaged-{i}.keras"
+        target.write_bytes(damaged(raw, DAMAGES[i % len(DAMAGES)], rng))
+        try:
+            keras.models.load_model(target)
+            outcomes["loaded"] += 1
+        except ModelFileError as exc:
+            assert str(target) in str(exc)
+            outcomes["ModelFileError"] += 1
+    print(writer, outcomes)
+    assert outcomes["ModelFileError"] > copies // 2
+
+
+def test_weights_changed_inside_a_valid_archive_fail_their_checksum(tmp_path):
+    path = tmp_path / "model.keras"
+    model().save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: bytearray(zf.read(name)) for name in zf.namelist()}
+    members["weights.npz"][-30] ^= 0xFF
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in members.items():
+            zf.writestr(name, bytes(value))
+    with pytest.raises(ModelFileError, match="do not match their checksum"):
+        keras.models.load_model(path)
