@@ -73,7 +73,9 @@ class Trainer:
         cbs = CallbackList(callbacks, model=model, add_history=True, add_progbar=verbose != 0, verbose=verbose,
                            epochs=epochs, steps=steps)
         seed = _random.next_seed()
-        per_exec = model._steps_per_execution
+        schedule = model.optimizer.schedule
+        # a schedule sets each step's rate, so with one the steps run one at a time
+        per_exec = 1 if schedule is not None else model._steps_per_execution
         global_step = initial_epoch * steps
         model.stop_training = False
         logs: dict[str, Any] = {}
@@ -99,6 +101,8 @@ class Trainer:
                 else:
                     k = 1
                     lo = step * batch_size
+                    if schedule is not None:
+                        _follow(model.optimizer, schedule, program.iterations)
                     program.train_step(data.rows(xs, lo, lo + batch_size), data.rows(ys, lo, lo + batch_size),
                                        _random.step_seed(seed, global_step))
                 model._weights_stale = True
@@ -189,6 +193,8 @@ class Trainer:
         x, y = self.prepare(x, y)
         program = model._get_program(training=True, y_ndim=data.ndims(y))
         program.reset_metrics()
+        if model.optimizer.schedule is not None:
+            _follow(model.optimizer, model.optimizer.schedule, program.iterations)
         program.train_step(x, y, _random.step_seed(_random.next_seed(), 0))
         model._weights_stale = True
         return self._format(program.results(), return_dict)
@@ -205,3 +211,11 @@ class Trainer:
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
         return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
+
+
+def _follow(optimizer, schedule, iterations: int) -> None:
+    """The schedule's rate for the coming update (step ``iterations``, 0 first, as Keras counts),
+    handed to the programs only when it changes."""
+    rate = float(schedule(iterations))
+    if rate != optimizer.learning_rate:
+        optimizer._set_rate(rate)

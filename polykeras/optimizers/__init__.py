@@ -20,12 +20,18 @@ at step ``t`` (1-based), after gradient clipping and decoupled weight decay
 
 Clipping (Keras order: ``clipnorm`` per gradient, else ``global_clipnorm``,
 else ``clipvalue``) scales ``g`` by ``clip/max(norm, clip)``.
+
+``learning_rate`` may be a :mod:`~polykeras.optimizers.schedules` object: the
+trainer then sets each step's rate from ``schedule(iterations)``.
 """
 
 from __future__ import annotations
 
 import weakref
 from typing import Any
+
+from polykeras.optimizers import schedules
+from polykeras.optimizers.schedules import LearningRateSchedule
 
 
 class Optimizer:
@@ -48,11 +54,16 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         if kwargs.get("use_ema") or kwargs.get("gradient_accumulation_steps"):
             raise NotImplementedError(f"{type(self).__name__}: use_ema and gradient_accumulation_steps are not supported yet")
-        if not callable(learning_rate):
-            learning_rate = float(learning_rate)
-        else:
-            raise NotImplementedError("learning-rate schedules are not supported yet; pass a float and use "
-                                      "ReduceLROnPlateau or a LearningRateScheduler-style callback")
+        if isinstance(learning_rate, dict):  # a serialised schedule
+            learning_rate = schedules.deserialize(learning_rate)
+        self.schedule: LearningRateSchedule | None = None
+        if isinstance(learning_rate, LearningRateSchedule):
+            self.schedule = learning_rate
+            learning_rate = self.schedule(0)
+        elif callable(learning_rate):
+            raise TypeError(f"learning_rate must be a float or a polykeras.optimizers.schedules."
+                            f"LearningRateSchedule, got {learning_rate!r}")
+        learning_rate = float(learning_rate)
         if sum(x is not None for x in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("set at most one of clipnorm, clipvalue and global_clipnorm")
         self._learning_rate = learning_rate
@@ -75,6 +86,13 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self.schedule is not None:
+            raise TypeError(f"this optimizer's learning rate follows the schedule {self.schedule!r}, so it cannot "
+                            "be set (as in Keras); create the optimizer with a float to set it from a callback")
+        self._set_rate(value)
+
+    def _set_rate(self, value: float) -> None:
+        """The rate every bound program uses from its next step (the trainer calls it for a schedule)."""
         self._learning_rate = float(value)
         for ref in self._programs:
             program = ref()
@@ -96,7 +114,8 @@ class Optimizer:
 
     # -- config -----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "learning_rate": self._learning_rate, "weight_decay": self.weight_decay,
+        rate = self._learning_rate if self.schedule is None else schedules.serialize(self.schedule)
+        return {"name": self.name, "learning_rate": rate, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
                 **self.hyper}
 
@@ -107,9 +126,12 @@ class Optimizer:
         return cls(**config)
 
     def to_spec(self) -> dict[str, Any]:
-        """The backend-facing form: ``{"kind": ..., "config": ...}``."""
+        """The backend-facing form: ``{"kind": ..., "config": ...}``; with a schedule,
+        ``learning_rate`` is its value at step 0 (the trainer sets the others)."""
         config = self.get_config()
         config.pop("name")
+        if self.schedule is not None:
+            config["learning_rate"] = self.schedule(0)
         return {"kind": self.kind, "config": config}
 
 
