@@ -1,9 +1,10 @@
 """The contract of a JAX layer: a pure function of its weights and input.
 
 Each layer kind of the spec has one :class:`Layer` subclass. Configuration is
-read once, in ``__init__``, from the spec (so a bad config fails at compile
-time with the layer's name); :meth:`Layer.__call__` is traced by ``jax.jit``
-and must be pure JAX. Gradients come from automatic differentiation -- no
+read once, in ``__init__``, by the core's rules (:mod:`polykeras.layer_rules`,
+``self.rules``), so a bad config fails at compile time with the layer's name
+and every backend reads it the same way; :meth:`Layer.__call__` is traced by
+``jax.jit`` and must be pure JAX. Gradients come from automatic differentiation -- no
 backward passes are written here.
 
 Randomness and state go through :class:`LayerContext`:
@@ -27,7 +28,9 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from polykeras.layer_rules import LayerRules, rules_for
 from polykeras.spec import LayerSpec
+
 
 class LayerContext:
     """What one layer's forward pass may need beyond its input and weights."""
@@ -59,27 +62,9 @@ class Layer:
         self.spec = spec
         self.config = spec.config
         self.dtype = np.dtype(dtype)
+        self.rules: LayerRules = rules_for(spec, backend="the jax backend")
 
     def __call__(self, weights: list, x, ctx: LayerContext):
         """The layer's output for input ``x`` (leading batch axis)."""
         raise NotImplementedError
 
-
-def as_tuple(value, n: int, what: str, layer: str) -> tuple[int, ...]:
-    """An int or a length-``n`` sequence (a config after JSON) as a tuple of ints."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * n
-    values = tuple(int(v) for v in value)
-    if len(values) != n:
-        raise ValueError(f"layer {layer!r}: {what} must have {n} entries, got {value!r}")
-    return values
-
-
-def channels_last(layer: Layer) -> None:
-    """Refuse ``data_format="channels_first"``: weights and data are canonical channels_last."""
-    data_format = layer.config.get("data_format") or "channels_last"
-    if data_format != "channels_last":
-        raise NotImplementedError(
-            f"{layer.kind} layer {layer.spec.name!r}: data_format={data_format!r} is not supported by the jax "
-            "backend; use 'channels_last' (the canonical layout)"
-        )

@@ -1,5 +1,6 @@
-"""Recurrent layers: SimpleRNN, LSTM, GRU (Keras 3 semantics, exactly as
-:mod:`polykeras_numpy.layers.recurrent` defines them), stepped with ``lax.scan``.
+"""Recurrent layers: SimpleRNN, LSTM, GRU (Keras 3 semantics; the rules --
+config, dropout, gate layout -- are :mod:`polykeras.layer_rules.recurrent`),
+stepped with ``lax.scan``.
 
 * Input ``(batch, timesteps, features)``, zero initial state; ``go_backwards``
   reverses the time axis, and with ``return_sequences`` the outputs stay in
@@ -28,8 +29,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -42,26 +41,15 @@ class _Recurrent(Layer):
     """The time loop shared by the three layers; subclasses define one cell step
     ``(U, recurrent_bias, xw_t, state, h_in) -> state`` where ``state[0]`` is ``h_t``."""
 
-    n_states: ClassVar[int] = 1
-
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
-        cfg = self.config
-        self.units = int(cfg["units"])
-        self.activation = activations.get(cfg.get("activation", "tanh"))
-        self.recurrent_activation = activations.get(cfg.get("recurrent_activation", "sigmoid"))
-        self.use_bias = bool(cfg.get("use_bias", True))
-        self.return_sequences = bool(cfg.get("return_sequences", False))
-        self.go_backwards = bool(cfg.get("go_backwards", False))
-        self.dropout = float(cfg.get("dropout", 0.0) or 0.0)
-        self.recurrent_dropout = float(cfg.get("recurrent_dropout", 0.0) or 0.0)
-        for option in ("return_state", "stateful"):
-            if cfg.get(option, False):
-                raise NotImplementedError(f"{self.kind} layer {spec.name!r}: {option}=True is not supported")
+        self.units = self.rules.units
+        self.activation = activations.get(self.rules.activation)
+        self.recurrent_activation = activations.get(self.rules.recurrent_activation)
 
     def _biases(self, weights):
         """``(input_bias, recurrent_bias)``, ``None`` where absent."""
-        return (weights[2] if self.use_bias else None), None
+        return self.rules.split_bias(weights[2] if self.rules.use_bias else None)
 
     def _cell(self, U, recurrent_bias, xw_t, state, h_in):
         raise NotImplementedError
@@ -69,14 +57,15 @@ class _Recurrent(Layer):
     def __call__(self, weights, x, ctx):
         kernel, U = weights[0], weights[1]
         input_bias, recurrent_bias = self._biases(weights)
-        if self.go_backwards:
+        rules = self.rules
+        if rules.go_backwards:
             x = x[:, ::-1]
         batch = x.shape[0]
-        if ctx.training and 0.0 < self.dropout < 1.0:
-            x = x * ctx.dropout_mask(0, (batch, x.shape[2]), self.dropout)[:, None, :]
+        if rules.input_mask_active(ctx.training):
+            x = x * ctx.dropout_mask(0, (batch, x.shape[2]), rules.dropout)[:, None, :]
         rec_mask = None
-        if ctx.training and 0.0 < self.recurrent_dropout < 1.0:
-            rec_mask = ctx.dropout_mask(1, (batch, self.units), self.recurrent_dropout)
+        if rules.recurrent_mask_active(ctx.training):
+            rec_mask = ctx.dropout_mask(1, (batch, self.units), rules.recurrent_dropout)
         xs = jnp.swapaxes(x, 0, 1)  # time-major (T, batch, features)
 
         def step(state, x_t):
@@ -87,9 +76,9 @@ class _Recurrent(Layer):
             state = jax.checkpoint(self._cell, policy=jax.checkpoint_policies.everything_saveable)(U, recurrent_bias, xw_t, state, h_in)
             return state, state[0]  # see the module docstring: faster than the final carry
 
-        initial = tuple(jnp.zeros((batch, self.units), jnp.result_type(x, kernel)) for _ in range(self.n_states))
+        initial = tuple(jnp.zeros((batch, self.units), jnp.result_type(x, kernel)) for _ in range(rules.n_states))
         final, outputs = lax.scan(step, initial, xs)
-        return jnp.swapaxes(outputs, 0, 1) if self.return_sequences else outputs[-1]
+        return jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]
 
 
 class SimpleRNN(_Recurrent):
@@ -105,7 +94,6 @@ class LSTM(_Recurrent):
     """``c_t = f * c_{t-1} + i * g``, ``h_t = o * activation(c_t)``, gates i, f, c, o."""
 
     kind = "LSTM"
-    n_states = 2
 
     def _cell(self, U, recurrent_bias, xw_t, state, h_in):
         c_prev = state[1]
@@ -120,20 +108,10 @@ class GRU(_Recurrent):
 
     kind = "GRU"
 
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        self.reset_after = bool(self.config.get("reset_after", True))
-
-    def _biases(self, weights):
-        if not self.use_bias:
-            return None, None
-        bias = weights[2]
-        return (bias[0], bias[1]) if self.reset_after else (bias, None)
-
     def _cell(self, U, recurrent_bias, xw_t, state, h_in):
         h_prev, u, ra = state[0], self.units, self.recurrent_activation
         x_z, x_r, x_h = jnp.split(xw_t, 3, axis=-1)
-        if self.reset_after:
+        if self.rules.reset_after:
             hu = h_in @ U
             if recurrent_bias is not None:
                 hu = hu + recurrent_bias

@@ -1,0 +1,55 @@
+"""The rules of each layer kind that every backend follows, in one place.
+
+A backend -- the NumPy reference included -- builds one :class:`LayerRules`
+per layer of a spec with :func:`rules_for` and reads from it what it needs
+besides its own math: the config parsed and validated (units, activation
+names, kernel sizes, strides, padding, gate layout; an unsupported option
+raises ``NotImplementedError`` naming the layer, a bad value
+``ValueError``), output shapes, TensorFlow's padding amounts
+(:func:`padding_amounts`), the shape of dropout masks, the positions of
+BatchNormalization's weights, Embedding's id check. The rules depend on NumPy
+only, so a third-party backend never has to import another backend.
+
+The semantics are written in the module docstrings here (:mod:`.core`,
+:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`); the merge layers'
+rules are in :mod:`polykeras.layers.merge`. The math itself -- forward and
+backward passes -- is the NumPy reference's (``polykeras_numpy.layers``).
+"""
+
+from __future__ import annotations
+
+from polykeras.spec import LayerSpec
+
+from .base import LayerRules, SameShape, as_tuple
+from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, GlobalAveragePooling1DRules,
+                   GlobalAveragePooling2DRules, GlobalPoolingRules, MaxPooling1DRules, MaxPooling2DRules, PoolingRules,
+                   padding_amounts, window)
+from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
+from .normalization import BatchNormalizationRules, EmbeddingRules
+from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
+
+#: The rules class of each built-in layer kind with config or shape rules.
+RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
+    DenseRules, ActivationRules, DropoutRules, FlattenRules, ReshapeRules, Conv1DRules, Conv2DRules,
+    MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
+    GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
+)}
+
+
+def rules_for(spec: LayerSpec, backend: str = "polykeras") -> LayerRules:
+    """The rules of ``spec``'s layer, its config read and checked now.
+
+    ``backend`` words the "not supported by ..." messages (e.g. ``"the jax
+    backend"``). Kinds without rules of their own here (the merge layers,
+    kinds added by plugins) get the plain :class:`LayerRules`.
+    """
+    return RULES.get(spec.kind, LayerRules)(spec, backend)
+
+
+__all__ = [
+    "RULES", "rules_for", "LayerRules", "SameShape", "as_tuple", "padding_amounts", "window",
+    "DenseRules", "ActivationRules", "DropoutRules", "FlattenRules", "ReshapeRules",
+    "ConvRules", "Conv1DRules", "Conv2DRules", "PoolingRules", "MaxPooling1DRules", "MaxPooling2DRules",
+    "AveragePooling2DRules", "GlobalPoolingRules", "GlobalAveragePooling1DRules", "GlobalAveragePooling2DRules",
+    "BatchNormalizationRules", "EmbeddingRules", "RecurrentRules", "SimpleRNNRules", "LSTMRules", "GRURules",
+]

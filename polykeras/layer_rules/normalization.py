@@ -1,0 +1,86 @@
+"""BatchNormalization and Embedding (Keras 3 semantics).
+
+* ``BatchNormalization`` normalises over every axis but the last (the feature
+  axis; other axes are not supported). Training uses the batch mean and
+  *biased* variance and moves the non-trainable statistics
+  ``moving = moving * momentum + batch * (1 - momentum)``; inference uses the
+  moving statistics. Weights, in Keras's order: ``gamma`` (if ``scale``),
+  ``beta`` (if ``center``), ``moving_mean``, ``moving_variance``; their
+  positions are :attr:`BatchNormalizationRules.gamma_index` and so on.
+* ``Embedding`` looks rows up by integer id: the output is the ids' shape plus
+  ``output_dim``. Non-integer ids are cast to integers, as Keras casts them to
+  int32; an id outside ``[0, input_dim)`` is an error
+  (:meth:`EmbeddingRules.ids`; TensorFlow on CPU raises too, on GPU it would
+  silently return zeros). ``mask_zero=True`` is not supported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polykeras.spec import Shape
+
+from .base import LayerRules, SameShape
+
+
+class BatchNormalizationRules(SameShape):
+    """``momentum``, ``epsilon``, ``scale``, ``center`` and the weight
+    positions ``gamma_index``/``beta_index`` (``None`` when absent),
+    ``mean_index``, ``variance_index``."""
+
+    kind = "BatchNormalization"
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        cfg = self.config
+        axis = cfg.get("axis", -1)
+        if isinstance(axis, (list, tuple)):
+            axis = axis[0] if len(axis) == 1 else axis
+        rank = len(spec.input_shape) if spec.input_shapes else None
+        if not (axis == -1 or (rank is not None and axis == rank - 1)):
+            raise self.unsupported(f"axis={cfg.get('axis')!r}", "; only the last axis (axis=-1, channels_last) is")
+        self.momentum = float(cfg.get("momentum", 0.99))
+        self.epsilon = float(cfg.get("epsilon", 1e-3))
+        self.scale = bool(cfg.get("scale", True))
+        self.center = bool(cfg.get("center", True))
+        position = 0
+        self.gamma_index: int | None = None
+        self.beta_index: int | None = None
+        if self.scale:
+            self.gamma_index, position = position, position + 1
+        if self.center:
+            self.beta_index, position = position, position + 1
+        self.mean_index, self.variance_index = position, position + 1
+
+
+class EmbeddingRules(LayerRules):
+    """``input_dim``, ``output_dim``; :meth:`ids` checks a batch of ids."""
+
+    kind = "Embedding"
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        self.input_dim = int(self.config["input_dim"])
+        self.output_dim = int(self.config["output_dim"])
+        if self.config.get("mask_zero", False):
+            raise self.unsupported("mask_zero=True", " (masks are not propagated); use mask_zero=False")
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape) + (self.output_dim,)
+
+    def ids(self, x) -> np.ndarray:
+        """``x`` as an integer array (cast if needed), after checking that every
+        id indexes the table: ``ValueError`` naming the layer and the id otherwise."""
+        ids = np.asarray(x)
+        if not np.issubdtype(ids.dtype, np.integer):
+            ids = ids.astype(np.int64)
+        if ids.size:
+            low, high = int(ids.min()), int(ids.max())
+            bad = low if low < 0 else high if high >= self.input_dim else None
+            if bad is not None:
+                raise ValueError(
+                    f"Embedding layer {self.name!r}: index {bad} is out of range for "
+                    f"input_dim={self.input_dim} (valid ids are 0..{self.input_dim - 1}); "
+                    "raise input_dim or clip the ids (e.g. imdb.load_data(num_words=...))"
+                )
+        return ids
