@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from polykeras import model_data as data
 from polykeras import random as _random
 from polykeras.callbacks import CallbackList
+from polykeras.data_sources import ArraySource, StreamSource, is_stream
 
 
 class Trainer:
@@ -46,76 +48,81 @@ class Trainer:
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-            initial_epoch, validation_batch_size, validation_freq):
+            initial_epoch, validation_batch_size, validation_freq, steps_per_epoch=None, validation_steps=None):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before fit(): call "
                                "model.compile(optimizer=..., loss=...) first")
-        x, y = self.prepare(x, y)
-        if validation_data is None and validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-            split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
-            validation_data = (data.rows(x, split, None), data.rows(y, split, None))
-            x, y = data.rows(x, 0, split), data.rows(y, 0, split)
-        elif validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            validation_data = self.prepare(*validation_data)
-        n = data.n_samples(x)
-        if n == 0:
-            raise ValueError("fit() got no training samples")
         batch_size = int(batch_size or 32)
-        steps = math.ceil(n / batch_size)
+        stream = is_stream(x)
+        if stream:
+            if y is not None:
+                raise ValueError("fit() got y and a generator/dataset as x: the batches it yields are (x, y) pairs; "
+                                 "pass y=None")
+            if validation_split:
+                raise ValueError("validation_split needs arrays; with a generator/dataset pass validation_data")
+            train = StreamSource(x, self.prepare, steps_per_epoch, what="x")
+            y_ndim = data.ndims(train.first()[1])
+        else:
+            if steps_per_epoch is not None:
+                raise NotImplementedError("steps_per_epoch with arrays is not supported yet; fit() on arrays runs "
+                                          "whole epochs (pass a generator or dataset to set the steps)")
+            x, y = self.prepare(x, y)
+            if validation_data is None and validation_split:
+                if not 0 < validation_split < 1:
+                    raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+                split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
+                validation_data = (data.rows(x, split, None), data.rows(y, split, None))
+                x, y = data.rows(x, 0, split), data.rows(y, 0, split)
+            if data.n_samples(x) == 0:
+                raise ValueError("fit() got no training samples")
+            y_ndim = data.ndims(y)
+        val = self._test_source(validation_data, int(validation_batch_size or batch_size), validation_steps,
+                                "validation_data")
         verbose = 1 if verbose == "auto" else int(verbose)
-        program = model._get_program(training=True, y_ndim=data.ndims(y))
-
+        program = model._get_program(training=True, y_ndim=y_ndim)
+        seed = _random.next_seed()
+        if not stream:
+            train = ArraySource(x, y, batch_size, shuffle=bool(shuffle), seed=seed)
+        steps = train.steps
         cbs = CallbackList(callbacks, model=model, add_history=True, add_progbar=verbose != 0, verbose=verbose,
                            epochs=epochs, steps=steps)
-        seed = _random.next_seed()
         schedule = model.optimizer.schedule
         # a schedule sets each step's rate, so with one the steps run one at a time
         per_exec = 1 if schedule is not None else model._steps_per_execution
-        global_step = initial_epoch * steps
+        global_step = initial_epoch * (steps or 0)
         model.stop_training = False
         logs: dict[str, Any] = {}
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             program.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            if shuffle:
-                order = _random.shuffle_order(seed, epoch, n)
-                xs, ys = data.take(x, order), data.take(y, order)
-            else:
-                xs, ys = x, y
             step = 0
-            while step < steps:
-                k = min(per_exec, n // batch_size - step) if per_exec > 1 else 1
-                if cbs.has_train_batch_hooks:
-                    cbs.on_train_batch_begin(step)
-                if k > 1:
-                    lo, hi = step * batch_size, (step + k) * batch_size
-                    program.train_steps(data.stacked(xs, lo, hi, k),
-                                        data.stacked(ys, lo, hi, k),
-                                        [_random.step_seed(seed, global_step + i) for i in range(k)])
-                else:
-                    k = 1
-                    lo = step * batch_size
-                    if schedule is not None:
-                        _follow(model.optimizer, schedule, program.iterations)
-                    program.train_step(data.rows(xs, lo, lo + batch_size), data.rows(ys, lo, lo + batch_size),
-                                       _random.step_seed(seed, global_step))
-                model._weights_stale = True
-                step += k
-                global_step += k
-                if cbs.has_train_batch_hooks:
-                    cbs.on_train_batch_end(step - 1, program.results)
-                if model.stop_training:
-                    break
+            with closing(train.epoch(epoch, per_exec)) as batches:
+                for k, xb, yb in batches:
+                    if cbs.has_train_batch_hooks:
+                        cbs.on_train_batch_begin(step)
+                    if k > 1:
+                        program.train_steps(xb, yb, [_random.step_seed(seed, global_step + i) for i in range(k)])
+                    else:
+                        if schedule is not None:
+                            _follow(model.optimizer, schedule, program.iterations)
+                        program.train_step(xb, yb, _random.step_seed(seed, global_step))
+                    model._weights_stale = True
+                    step += k
+                    global_step += k
+                    if cbs.has_train_batch_hooks:
+                        cbs.on_train_batch_end(step - 1, program.results)
+                    if model.stop_training:
+                        break
+            if step == 0:
+                warnings.warn(f"fit(): the training data ran out in epoch {epoch + 1} (no batch left); training "
+                              "stops. A generator is consumed across epochs: pass steps_per_epoch, or a dataset "
+                              "that can be iterated again", RuntimeWarning, stacklevel=3)
+                break
             logs = program.results()
-            if validation_data is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._run_test(program, validation_data[0], validation_data[1],
-                                          int(validation_batch_size or batch_size), cbs)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_test(program, val, cbs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             if "loss" in logs and not math.isfinite(logs["loss"]):
                 warnings.warn(f"the loss is {logs['loss']} after epoch {epoch + 1}: training diverged. Lower the "
@@ -129,34 +136,52 @@ class Trainer:
         return model.history
 
     # -- evaluate / predict --------------------------------------------------------------------
-    def _run_test(self, program, x, y, batch_size: int, cbs: CallbackList | None) -> dict[str, float]:
+    def _test_source(self, value, batch_size: int, steps: int | None, what: str):
+        """``(x, y)`` arrays or a generator/dataset of such batches, as a source; ``None`` stays ``None``."""
+        if value is None:
+            return None
+        if is_stream(value):
+            return StreamSource(value, self.prepare, steps, what=what)
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"{what} must be a tuple (x, y) or a generator/dataset of (x, y) batches")
+        if steps is not None:
+            raise NotImplementedError(f"steps with arrays as {what} are not supported yet; they run whole")
+        return ArraySource(*self.prepare(*value), batch_size)
+
+    def _run_test(self, program, source, cbs: CallbackList | None) -> dict[str, float]:
         program.reset_metrics()
-        steps = math.ceil(data.n_samples(x) / batch_size)
         if cbs is not None:
             cbs.on_test_begin()
-        for step in range(steps):
-            if cbs is not None and cbs.has_test_batch_hooks:
-                cbs.on_test_batch_begin(step)
-            lo = step * batch_size
-            program.test_step(data.rows(x, lo, lo + batch_size), data.rows(y, lo, lo + batch_size))
-            if cbs is not None and cbs.has_test_batch_hooks:
-                cbs.on_test_batch_end(step, program.results)
+        with closing(source.epoch(0)) as batches:
+            for step, (_, x, y) in enumerate(batches):
+                if cbs is not None and cbs.has_test_batch_hooks:
+                    cbs.on_test_batch_begin(step)
+                program.test_step(x, y)
+                if cbs is not None and cbs.has_test_batch_hooks:
+                    cbs.on_test_batch_end(step, program.results)
         logs = program.results()
         if cbs is not None:
             cbs.on_test_end(logs)
         return logs
 
-    def evaluate(self, x, y, *, batch_size, verbose, callbacks, return_dict):
+    def evaluate(self, x, y, *, batch_size, verbose, callbacks, return_dict, steps=None):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before evaluate(): call model.compile(...)")
-        x, y = self.prepare(x, y)
         batch_size = int(batch_size or 32)
+        if is_stream(x):
+            if y is not None:
+                raise ValueError("evaluate() got y and a generator/dataset as x: it yields (x, y) pairs; pass y=None")
+            source = StreamSource(x, self.prepare, steps, what="x")
+            y_ndim = data.ndims(source.first()[1])
+        else:
+            source = self._test_source((x, y), batch_size, steps, "x, y")
+            y_ndim = data.ndims(source.y)
         verbose = 1 if verbose == "auto" else int(verbose)
-        program = model._get_program(training=True, y_ndim=data.ndims(y))
+        program = model._get_program(training=True, y_ndim=y_ndim)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
-                           epochs=1, steps=math.ceil(data.n_samples(y) / batch_size))
-        logs = self._run_test(program, x, y, batch_size, cbs)
+                           epochs=1, steps=source.steps)
+        logs = self._run_test(program, source, cbs)
         return self._format(logs, return_dict)
 
     def _format(self, logs: dict[str, float], return_dict: bool):
@@ -165,23 +190,31 @@ class Trainer:
         values = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, *, batch_size, verbose, callbacks) -> np.ndarray:
+    def predict(self, x, *, batch_size, verbose, callbacks, steps=None) -> np.ndarray:
         model = self.model
-        x = self._prepare_x(x)
         batch_size = int(batch_size or 32)
+        if is_stream(x):
+            source = StreamSource(x, lambda xb, _: self._prepare_x(xb), steps, targets=False, what="x",
+                                  n_inputs=len(model._spec().inputs) if model.built else 1)
+            source.first()
+        else:
+            if steps is not None:
+                raise NotImplementedError("predict(steps=...) with arrays is not supported yet; pass the arrays")
+            x = self._prepare_x(x)
+            source = ArraySource(x, None, batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=False)
-        steps = math.ceil(data.n_samples(x) / batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
-                           epochs=1, steps=steps)
+                           epochs=1, steps=source.steps)
         cbs.on_predict_begin()
         outputs = []
-        for step in range(steps):
-            if cbs.has_predict_batch_hooks:
-                cbs.on_predict_batch_begin(step)
-            outputs.append(program.predict_step(data.rows(x, step * batch_size, (step + 1) * batch_size)))
-            if cbs.has_predict_batch_hooks:
-                cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
+        with closing(source.epoch(0)) as batches:
+            for step, (_, xb, _) in enumerate(batches):
+                if cbs.has_predict_batch_hooks:
+                    cbs.on_predict_batch_begin(step)
+                outputs.append(program.predict_step(xb))
+                if cbs.has_predict_batch_hooks:
+                    cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
         cbs.on_predict_end()
         return data.join_outputs(model, outputs, self._dtype())
 

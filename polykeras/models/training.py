@@ -130,35 +130,34 @@ class TrainingAPI:
             validation_split: float = 0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch: int = 0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq: int = 1):
-        """Train for ``epochs`` (Keras semantics); returns a ``History``."""
+        """Train for ``epochs`` (Keras semantics); returns a ``History``. ``x`` is arrays (with ``y``),
+        or a generator, ``PyDataset``, ``torch`` DataLoader, ``tf.data.Dataset`` or iterable of ``(x, y)``
+        batches (see :mod:`polykeras.data_sources`)."""
         if class_weight is not None or sample_weight is not None:
             raise NotImplementedError("class_weight and sample_weight are not supported yet")
-        if steps_per_epoch is not None:
-            raise NotImplementedError("steps_per_epoch is not supported yet; fit() on arrays runs whole epochs")
         from polykeras.trainer import Trainer
 
         return Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                                  validation_split=validation_split, validation_data=validation_data,
                                  shuffle=shuffle, initial_epoch=initial_epoch,
-                                 validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+                                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                                 steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict: bool = False):
         """Loss and metrics in inference mode: a scalar loss, ``[loss, *metrics]``
         or, with ``return_dict``, a dict."""
-        if sample_weight is not None or steps is not None:
-            raise NotImplementedError("sample_weight and steps are not supported yet in evaluate()")
+        if sample_weight is not None:
+            raise NotImplementedError("sample_weight is not supported yet in evaluate()")
         from polykeras.trainer import Trainer
 
         return Trainer(self).evaluate(x, y, batch_size=batch_size, verbose=verbose, callbacks=callbacks,
-                                      return_dict=return_dict)
+                                      return_dict=return_dict, steps=steps)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
-        if steps is not None:
-            raise NotImplementedError("predict(steps=...) is not supported yet; pass the arrays to predict")
         from polykeras.trainer import Trainer
 
-        return Trainer(self).predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+        return Trainer(self).predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks, steps=steps)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
         from polykeras.trainer import Trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polykeras.random import set_random_seed
+from polykeras.utils.py_dataset import PyDataset, Sequence
 from polykeras.utils.sequence import pad_sequences
 
 
@@ -47,4 +48,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'polykeras.utils' has no attribute {name!r}")
 
 
-__all__ = ["to_categorical", "pad_sequences", "set_random_seed", "normalize", "Progbar"]
+__all__ = ["to_categorical", "pad_sequences", "set_random_seed", "normalize", "Progbar", "PyDataset", "Sequence"]
