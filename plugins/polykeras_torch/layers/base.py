@@ -11,19 +11,20 @@ differs from the NumPy reference kernel in two ways only:
   boundary; both are pure permutations/transposes, so the same conversion
   serves gradients, and L1/L2 penalties (sums over elements) are unaffected.
 
-Configuration is parsed by the reference kernel itself (``self.reference``),
-so both backends read a config identically and reject the same options with
-the same message.
+Configuration, shapes and padding come from the core's rules
+(:mod:`polykeras.layer_rules`, ``self.rules``), the same rules every backend
+reads, so all backends read a config identically and reject the same options.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from polykeras import random as _random
+from polykeras.layer_rules import LayerRules, rules_for
 from polykeras.spec import LayerSpec
 
 
@@ -72,14 +73,14 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 class TorchLayer:
     """Torch implementation of one layer kind.
 
-    Subclasses set ``kind`` and ``reference`` (the NumPy kernel class whose
-    constructor parses the config) and implement :meth:`forward`; layers
-    whose native weight layout is not the canonical one override the two
-    conversions.
+    Subclasses set ``kind`` and implement :meth:`forward`; layers whose
+    native weight layout is not the canonical one override the two
+    conversions. ``self.rules`` is the layer's
+    :class:`~polykeras.layer_rules.LayerRules` (config read and checked at
+    construction); ``self.ref`` is the same object, under its older name.
     """
 
     kind: ClassVar[str] = ""
-    reference: ClassVar[type] = object
     #: False where the input is integer ids (Embedding): no input gradient.
     differentiable_input: ClassVar[bool] = True
     #: True for layers of several inputs (merge layers): ``forward`` gets a list.
@@ -90,7 +91,12 @@ class TorchLayer:
         self.index = index  # position in spec.layers: selects the parity dropout masks
         self.dtype = dtype
         self.device = device
-        self.ref: Any = self.reference(spec, _NUMPY_DTYPES[dtype])
+        self.rules: LayerRules = rules_for(spec, backend="the torch backend")
+
+    @property
+    def ref(self):
+        """``self.rules`` (the name from when a NumPy reference kernel parsed the config)."""
+        return self.rules
 
     def to_native(self, weights: list[np.ndarray]) -> list[np.ndarray]:
         """Canonical (Keras) layout -> the layout :meth:`forward` uses."""

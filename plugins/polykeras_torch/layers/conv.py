@@ -8,7 +8,7 @@ memory format. Permuting the result back to NHWC is again a free view, so a
 Conv-Conv-Pool-Flatten stack moves no data for layout changes, and Flatten
 sees NHWC order, the order Keras's Dense kernel rows follow.
 
-Padding is TensorFlow's (:func:`polykeras_numpy.layers.conv.padding_amounts`):
+Padding is TensorFlow's (:func:`polykeras.layer_rules.padding_amounts`):
 ``"same"`` puts the odd extra row/column at the end, which torch's symmetric
 ``padding=`` cannot express, so asymmetric cases pad explicitly with
 ``F.pad`` (``-inf`` for max pooling; average pooling then divides by the
@@ -25,18 +25,14 @@ from __future__ import annotations
 import numpy as np
 import torch.nn.functional as F
 
-from polykeras_numpy.layers import conv as ref_conv
-from polykeras_numpy.layers import pooling as ref_pooling
-from polykeras_numpy.layers.conv import padding_amounts
-
 from .. import activations
 from .base import TorchLayer
 
 
-def _pads(spec, sizes, kernel, strides, dilation, padding) -> tuple[list[tuple[int, int]], list[int]]:
-    """``[(before, after), ...]`` and output sizes for each spatial axis."""
-    amounts = [padding_amounts(size, k, s, d, padding, spec.name)
-               for size, k, s, d in zip(sizes, kernel, strides, dilation)]
+def _pads(rules, spec) -> tuple[list[tuple[int, int]], list[int]]:
+    """``[(before, after), ...]`` and output sizes for each spatial axis of
+    ``spec``'s input, by the layer's rules."""
+    amounts = rules.padding_amounts(spec.input_shape[1:-1])
     return [a[:2] for a in amounts], [a[2] for a in amounts]
 
 
@@ -52,17 +48,15 @@ def _torch_padding(pads: list[tuple[int, int]], kernel) -> tuple[tuple[int, ...]
 
 class Conv2D(TorchLayer):
     kind = "Conv2D"
-    reference = ref_conv.Conv2D
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        ref = self.ref
-        self.activation = activations.get(ref.activation)
-        sizes = spec.input_shape[1:3] if self.ref.rank == 2 else spec.input_shape[1:2]
-        kernel = ref.kernel_size[-ref.rank:]
-        self.strides, self.dilation = ref.strides[-ref.rank:], ref.dilation[-ref.rank:]
-        pads, _ = _pads(spec, sizes, kernel, self.strides, self.dilation, ref.padding)
-        self.explicit_pad, self.padding = _torch_padding(pads, [(k - 1) * d + 1 for k, d in zip(kernel, self.dilation)])
+        rules = self.rules
+        self.activation = activations.get(rules.activation)
+        self.strides, self.dilation = rules.strides, rules.dilation_rate
+        pads, _ = _pads(rules, spec)
+        self.explicit_pad, self.padding = _torch_padding(
+            pads, [(k - 1) * d + 1 for k, d in zip(rules.kernel_size, self.dilation)])
 
     def to_native(self, weights):  # HWIO -> OIHW
         return [np.ascontiguousarray(weights[0].transpose(3, 2, 0, 1)), *weights[1:]]
@@ -74,7 +68,7 @@ class Conv2D(TorchLayer):
         xn = x.permute(0, 3, 1, 2)  # NHWC -> NCHW view (channels_last memory)
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
-        z = F.conv2d(xn, params[0], params[1] if self.ref.use_bias else None, self.strides, self.padding,
+        z = F.conv2d(xn, params[0], params[1] if self.rules.use_bias else None, self.strides, self.padding,
                      self.dilation)
         return self.activation(z.permute(0, 2, 3, 1))
 
@@ -83,7 +77,6 @@ class Conv1D(Conv2D):
     """``(batch, steps, channels)``; ``"causal"`` pads ``(k-1)*dilation`` in front."""
 
     kind = "Conv1D"
-    reference = ref_conv.Conv1D
 
     def to_native(self, weights):  # (k, in, out) -> (out, in, k)
         return [np.ascontiguousarray(weights[0].transpose(2, 1, 0)), *weights[1:]]
@@ -95,7 +88,7 @@ class Conv1D(Conv2D):
         xn = x.permute(0, 2, 1)
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
-        z = F.conv1d(xn, params[0], params[1] if self.ref.use_bias else None, self.strides, self.padding,
+        z = F.conv1d(xn, params[0], params[1] if self.rules.use_bias else None, self.strides, self.padding,
                      self.dilation)
         return self.activation(z.permute(0, 2, 1))
 
@@ -105,18 +98,15 @@ class _Pooling(TorchLayer):
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        ref, rank = self.ref, self.ref.rank
-        self.window, self.strides = ref.pool_size[-rank:], ref.strides[-rank:]
-        sizes = spec.input_shape[1:1 + rank]
-        pads, self.out_sizes = _pads(spec, sizes, self.window, self.strides, (1,) * rank, ref.padding)
-        self.pads = pads
-        self.explicit_pad, self.padding = _torch_padding(pads, self.window)
+        self.window, self.strides = self.rules.pool_size, self.rules.strides
+        self.pads, self.out_sizes = _pads(self.rules, spec)
+        self.explicit_pad, self.padding = _torch_padding(self.pads, self.window)
 
     def _to_channels_first(self, x):
-        return x.permute(0, 3, 1, 2) if self.ref.rank == 2 else x.permute(0, 2, 1)
+        return x.permute(0, 3, 1, 2) if self.rules.rank == 2 else x.permute(0, 2, 1)
 
     def _to_channels_last(self, y):
-        return y.permute(0, 2, 3, 1) if self.ref.rank == 2 else y.permute(0, 2, 1)
+        return y.permute(0, 2, 3, 1) if self.rules.rank == 2 else y.permute(0, 2, 1)
 
 
 class MaxPooling2D(_Pooling):
@@ -125,19 +115,17 @@ class MaxPooling2D(_Pooling):
     the reference."""
 
     kind = "MaxPooling2D"
-    reference = ref_pooling.MaxPooling2D
 
     def forward(self, params, x, ctx):
         xn = self._to_channels_first(x)
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad, value=float("-inf"))
-        pool = F.max_pool2d if self.ref.rank == 2 else F.max_pool1d
+        pool = F.max_pool2d if self.rules.rank == 2 else F.max_pool1d
         return self._to_channels_last(pool(xn, self.window, self.strides, self.padding))
 
 
 class MaxPooling1D(MaxPooling2D):
     kind = "MaxPooling1D"
-    reference = ref_pooling.MaxPooling1D
 
 
 class AveragePooling2D(_Pooling):
@@ -145,15 +133,12 @@ class AveragePooling2D(_Pooling):
     where torch can pad; else zero-pad, pool, and rescale by the counts)."""
 
     kind = "AveragePooling2D"
-    reference = ref_pooling.AveragePooling2D
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
         self.rescale = None
         if self.explicit_pad is not None:
-            (top, bottom), (left, right) = self.pads
-            h, w = spec.input_shape[1:3]
-            counts = self.ref._counts((1, h + top + bottom, w + left + right, 1), self.pads, tuple(self.out_sizes))
+            counts = self.rules.real_counts(spec.input_shape[1:3])
             self.rescale = self.constant(np.prod(self.window) / counts)  # (1, oh, ow, 1)
 
     def forward(self, params, x, ctx):
@@ -166,12 +151,10 @@ class AveragePooling2D(_Pooling):
 
 class GlobalAveragePooling2D(TorchLayer):
     kind = "GlobalAveragePooling2D"
-    reference = ref_pooling.GlobalAveragePooling2D
 
     def forward(self, params, x, ctx):
-        return x.mean(dim=self.ref.axes, keepdim=self.ref.keepdims)
+        return x.mean(dim=self.rules.axes, keepdim=self.rules.keepdims)
 
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
     kind = "GlobalAveragePooling1D"
-    reference = ref_pooling.GlobalAveragePooling1D

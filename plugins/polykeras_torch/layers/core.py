@@ -1,16 +1,13 @@
 """Core layers in torch: Dense, Activation, Dropout, Flatten, Reshape,
-Embedding and BatchNormalization. The math is the reference's
-(:mod:`polykeras_numpy.layers.core`, ``.embedding``, ``.normalization``)."""
+Embedding and BatchNormalization. The rules are the core's
+(:mod:`polykeras.layer_rules.core`, ``.normalization``); the math is the
+NumPy reference's."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from polykeras_numpy.layers import core as ref_core
-from polykeras_numpy.layers import embedding as ref_embedding
-from polykeras_numpy.layers import normalization as ref_normalization
 
 from .. import activations
 from .base import StepContext, TorchLayer
@@ -22,11 +19,10 @@ class Dense(TorchLayer):
     model does."""
 
     kind = "Dense"
-    reference = ref_core.Dense
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        self.activation = activations.get(self.ref.activation)
+        self.activation = activations.get(self.rules.activation)
 
     def to_native(self, weights):
         return [weights[0].T.copy(), *weights[1:]]
@@ -35,16 +31,15 @@ class Dense(TorchLayer):
         return [arrays[0].T.copy(), *arrays[1:]]
 
     def forward(self, params, x, ctx):
-        return self.activation(F.linear(x, params[0], params[1] if self.ref.use_bias else None))
+        return self.activation(F.linear(x, params[0], params[1] if self.rules.use_bias else None))
 
 
 class Activation(TorchLayer):
     kind = "Activation"
-    reference = ref_core.Activation
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        self.activation = activations.get(self.ref.activation)
+        self.activation = activations.get(self.rules.activation)
 
     def forward(self, params, x, ctx):
         return self.activation(x)
@@ -55,13 +50,12 @@ class Dropout(TorchLayer):
     :meth:`StepContext.dropout_mask`, stream 0."""
 
     kind = "Dropout"
-    reference = ref_core.Dropout
 
     def forward(self, params, x, ctx: StepContext):
-        rate = self.ref.rate
-        if not ctx.training or rate == 0.0:
+        rules = self.rules
+        if not rules.active(ctx.training):
             return x
-        return x * ctx.dropout_mask(self.index, 0, self.ref.mask_shape(tuple(x.shape)), rate, x)
+        return x * ctx.dropout_mask(self.index, 0, rules.mask_shape(tuple(x.shape)), rules.rate, x)
 
 
 class Flatten(TorchLayer):
@@ -70,7 +64,6 @@ class Flatten(TorchLayer):
     the order matches Keras's Dense kernel rows."""
 
     kind = "Flatten"
-    reference = ref_core.Flatten
 
     def forward(self, params, x, ctx):
         return x.reshape(x.shape[0], -1)
@@ -78,10 +71,9 @@ class Flatten(TorchLayer):
 
 class Reshape(TorchLayer):
     kind = "Reshape"
-    reference = ref_core.Reshape
 
     def forward(self, params, x, ctx):
-        return x.reshape((x.shape[0],) + self.ref.target_shape)
+        return x.reshape(self.rules.output_shape(tuple(x.shape)))
 
 
 class Embedding(TorchLayer):
@@ -90,14 +82,13 @@ class Embedding(TorchLayer):
     default."""
 
     kind = "Embedding"
-    reference = ref_embedding.Embedding
     differentiable_input = False
 
     def check_ids(self, ids: np.ndarray) -> None:
-        """Raise the reference's ``ValueError`` for ids outside the table.
+        """Raise the rules' ``ValueError`` for ids outside the table.
         The program calls this on the host copy of the input, where it costs
         no device synchronisation."""
-        self.ref._ids(ids)
+        self.rules.ids(ids)
 
     def forward(self, params, x, ctx):
         if x.is_floating_point():
@@ -113,22 +104,21 @@ class BatchNormalization(TorchLayer):
     ``moving = moving * momentum + batch * (1 - momentum)``."""
 
     kind = "BatchNormalization"
-    reference = ref_normalization.BatchNormalization
 
     def forward(self, params, x, ctx: StepContext):
-        ref = self.ref
-        mean_var, var_var = params[ref.mean_index], params[ref.variance_index]
+        rules = self.rules
+        mean_var, var_var = params[rules.mean_index], params[rules.variance_index]
         if ctx.training:
             var, mean = torch.var_mean(x, dim=tuple(range(x.dim() - 1)), correction=0)
             with torch.no_grad():
-                m = ref.momentum
+                m = rules.momentum
                 ctx.assign(mean_var, mean_var * m + mean * (1.0 - m))
                 ctx.assign(var_var, var_var * m + var * (1.0 - m))
         else:
             mean, var = mean_var, var_var
-        y = (x - mean) * torch.rsqrt(var + ref.epsilon)
-        if ref.scale:
-            y = y * params[ref.gamma_index]
-        if ref.center:
-            y = y + params[ref.beta_index]
+        y = (x - mean) * torch.rsqrt(var + rules.epsilon)
+        if rules.scale:
+            y = y * params[rules.gamma_index]
+        if rules.center:
+            y = y + params[rules.beta_index]
         return y

@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 
 from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
-from polykeras_numpy.layers import merge as ref_merge
 
 from .base import TorchLayer
 
@@ -21,7 +20,7 @@ class Merge(TorchLayer):
     multiple_inputs = True
 
 
-def _folding(kind_name: str, reference, fold):
+def _folding(kind_name: str, fold):
     class Elementwise(Merge):
         kind = kind_name
 
@@ -32,21 +31,19 @@ def _folding(kind_name: str, reference, fold):
                 out = fold(out, x)
             return out
 
-    Elementwise.reference = reference
     Elementwise.__name__ = Elementwise.__qualname__ = kind_name
     return Elementwise
 
 
-Add = _folding("Add", ref_merge.Add, torch.add)
-Subtract = _folding("Subtract", ref_merge.Subtract, torch.sub)
-Multiply = _folding("Multiply", ref_merge.Multiply, torch.mul)
-Maximum = _folding("Maximum", ref_merge.Maximum, torch.maximum)
-Minimum = _folding("Minimum", ref_merge.Minimum, torch.minimum)
+Add = _folding("Add", torch.add)
+Subtract = _folding("Subtract", torch.sub)
+Multiply = _folding("Multiply", torch.mul)
+Maximum = _folding("Maximum", torch.maximum)
+Minimum = _folding("Minimum", torch.minimum)
 
 
 class Average(Merge):
     kind = "Average"
-    reference = ref_merge.Average
 
     def forward(self, params, xs, ctx):
         xs = expanded(list(xs))
@@ -58,7 +55,6 @@ class Average(Merge):
 
 class Concatenate(Merge):
     kind = "Concatenate"
-    reference = ref_merge.Concatenate
 
     def forward(self, params, xs, ctx):
         return torch.cat(list(xs), dim=concat_axis(int(self.spec.config.get("axis", -1)), xs[0].dim()))
@@ -71,7 +67,6 @@ def _normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
 
 class Dot(Merge):
     kind = "Dot"
-    reference = ref_merge.Dot
 
     def forward(self, params, xs, ctx):
         a, b = xs

@@ -1,7 +1,7 @@
 """Recurrent layers in torch: SimpleRNN, LSTM, GRU with Keras 3 semantics.
 
-Two paths compute the same function (the reference's,
-:mod:`polykeras_numpy.layers.recurrent`):
+Two paths compute the same function (the rules are the core's,
+:mod:`polykeras.layer_rules.recurrent`; the math is the NumPy reference's):
 
 * **fused** -- ``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh`` /
   ``torch.rnn_relu``, the ops behind ``nn.LSTM`` & co. (oneDNN on CPU, cuDNN
@@ -33,27 +33,21 @@ the same functions.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from polykeras_numpy.layers import recurrent as ref_recurrent
 
 from .. import activations
 from .base import StepContext, TorchLayer
 
 
 class _Recurrent(TorchLayer):
-    gates: ClassVar[int] = 1
-
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        ref = self.ref
-        self.units = ref.units
-        self.act = activations.get(ref.activation)
-        self.rec_act = activations.get(ref.recurrent_activation)
+        rules = self.rules
+        self.units, self.gates = rules.units, rules.gates
+        self.act = activations.get(rules.activation)
+        self.rec_act = activations.get(rules.recurrent_activation)
         self.fusable = self._fusable()
         self.zero_bias = self.constant(np.zeros(self.gates * self.units))
 
@@ -78,21 +72,21 @@ class _Recurrent(TorchLayer):
 
     # -- forward -------------------------------------------------------------
     def forward(self, params, x, ctx: StepContext):
-        ref = self.ref
-        if ref.go_backwards:
+        rules = self.rules
+        if rules.go_backwards:
             x = x.flip(1)
         rec_mask = None
-        if ctx.training and 0.0 < ref.dropout < 1.0:  # one mask for every step
-            x = x * ctx.dropout_mask(self.index, 0, (x.shape[0], x.shape[2]), ref.dropout, x)[:, None, :]
-        if ctx.training and 0.0 < ref.recurrent_dropout < 1.0:
-            rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), ref.recurrent_dropout, x)
+        if rules.input_mask_active(ctx.training):  # one mask for every step
+            x = x * ctx.dropout_mask(self.index, 0, (x.shape[0], x.shape[2]), rules.dropout, x)[:, None, :]
+        if rules.recurrent_mask_active(ctx.training):
+            rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), rules.recurrent_dropout, x)
         if rec_mask is None and self.fusable:
             sequence = self._fused(params, x)
-            return sequence if ref.return_sequences else sequence[:, -1]
+            return sequence if rules.return_sequences else sequence[:, -1]
         return self._loop(params, x, rec_mask)
 
     def _fusable(self) -> bool:
-        return self.ref.activation == "tanh" and self.ref.recurrent_activation == "sigmoid"
+        return self.rules.activation == "tanh" and self.rules.recurrent_activation == "sigmoid"
 
     def _fused(self, params, x) -> torch.Tensor:
         raise NotImplementedError
@@ -107,10 +101,10 @@ class _Recurrent(TorchLayer):
             h_in = state[0] if rec_mask is None else state[0] * rec_mask
             state = self._cell(params, xw[:, t], h_in, state)
             outputs.append(state[0])
-        return torch.stack(outputs, dim=1) if self.ref.return_sequences else outputs[-1]
+        return torch.stack(outputs, dim=1) if self.rules.return_sequences else outputs[-1]
 
     def _input_bias(self, params):
-        return params[2] if self.ref.use_bias else None
+        return self.rules.split_bias(params[2] if self.rules.use_bias else None)[0]
 
     def _initial_state(self, x) -> tuple[torch.Tensor, ...]:
         return (x.new_zeros(x.shape[0], self.units),)
@@ -119,7 +113,7 @@ class _Recurrent(TorchLayer):
         raise NotImplementedError
 
     def _flat_weights(self, params) -> tuple[list[torch.Tensor], bool]:
-        if self.ref.use_bias:
+        if self.rules.use_bias:
             return [params[0], params[1], params[2], self.zero_bias], True
         return [params[0], params[1]], False
 
@@ -129,13 +123,12 @@ class _Recurrent(TorchLayer):
 
 class SimpleRNN(_Recurrent):
     kind = "SimpleRNN"
-    reference = ref_recurrent.SimpleRNN
 
     def _fusable(self) -> bool:
-        return self.ref.activation in ("tanh", "relu")
+        return self.rules.activation in ("tanh", "relu")
 
     def _fused(self, params, x):
-        op = torch.rnn_tanh if self.ref.activation == "tanh" else torch.rnn_relu
+        op = torch.rnn_tanh if self.rules.activation == "tanh" else torch.rnn_relu
         weights, has_biases = self._flat_weights(params)
         return op(x, self._hidden(x), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
 
@@ -145,8 +138,6 @@ class SimpleRNN(_Recurrent):
 
 class LSTM(_Recurrent):
     kind = "LSTM"
-    reference = ref_recurrent.LSTM
-    gates = 4
 
     def _fused(self, params, x):
         weights, has_biases = self._flat_weights(params)
@@ -170,33 +161,27 @@ class GRU(_Recurrent):
     torch op and always takes the loop."""
 
     kind = "GRU"
-    reference = ref_recurrent.GRU
-    gates = 3
 
     def _gate_order(self):
         u = self.units
         return np.concatenate([np.arange(u, 2 * u), np.arange(u), np.arange(2 * u, 3 * u)])  # z,r,h -> r,z,n
 
     def _fusable(self) -> bool:
-        return super()._fusable() and self.ref.reset_after
-
-    def _input_bias(self, params):
-        if not self.ref.use_bias:
-            return None
-        return params[2][0] if self.ref.reset_after else params[2]
+        return super()._fusable() and self.rules.reset_after
 
     def _fused(self, params, x):
         weights = [params[0], params[1]]
-        if self.ref.use_bias:
-            weights += [params[2][0], params[2][1]]
-        return torch.gru(x, self._hidden(x), weights, self.ref.use_bias, 1, 0.0, torch.is_grad_enabled(), False,
+        if self.rules.use_bias:
+            weights += list(self.rules.split_bias(params[2]))  # reset_after: (input, recurrent) rows
+        return torch.gru(x, self._hidden(x), weights, self.rules.use_bias, 1, 0.0, torch.is_grad_enabled(), False,
                          True)[0]
 
     def _cell(self, params, xw_t, h_in, state):
         h_prev, u, U = state[0], self.units, params[1]
         x_r, x_z, x_n = xw_t.chunk(3, dim=1)
-        if self.ref.reset_after:
-            h_r, h_z, h_n = F.linear(h_in, U, params[2][1] if self.ref.use_bias else None).chunk(3, dim=1)
+        if self.rules.reset_after:
+            recurrent_bias = self.rules.split_bias(params[2] if self.rules.use_bias else None)[1]
+            h_r, h_z, h_n = F.linear(h_in, U, recurrent_bias).chunk(3, dim=1)
             r, z = self.rec_act(x_r + h_r), self.rec_act(x_z + h_z)
             n = self.act(x_n + r * h_n)
         else:
