@@ -1,11 +1,13 @@
-"""Helpers for testing NumPy reference kernels: hand-built specs, canonical
-weight shapes, deterministic dropout masks and central finite differences."""
+"""Helpers for testing NumPy reference kernels: hand-built specs (output shapes
+from the core's layer rules), canonical weight shapes, deterministic dropout
+masks and central finite differences."""
 
 from __future__ import annotations
 
 import dataclasses
 import numpy as np
 
+from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, WeightSpec
 from polykeras_numpy.layers import KERNELS, ForwardContext
 
@@ -48,9 +50,10 @@ def canonical_weights(kind: str, config: dict, input_shape: tuple) -> tuple[Weig
     return tuple(WeightSpec(n, tuple(s)) for n, s in shapes)
 
 
-def build(kind: str, config: dict, input_shape: tuple, dtype=np.float64):
-    """A kernel for ``kind`` on inputs of ``(batch,) + input_shape``, from a
-    hand-built :class:`LayerSpec` (its output shape found by one forward)."""
+def layer_spec(kind: str, config: dict, input_shape: tuple) -> LayerSpec:
+    """A hand-built :class:`LayerSpec` for ``kind`` on inputs of ``(batch,) +
+    input_shape``, its output shape given by the core's rules
+    (:func:`polykeras.layer_rules.rules_for`)."""
     spec = LayerSpec(
         name=kind.lower(),
         kind=kind,
@@ -60,12 +63,12 @@ def build(kind: str, config: dict, input_shape: tuple, dtype=np.float64):
         output_shape=(None,),
         weights=canonical_weights(kind, config, input_shape),
     )
-    probe = KERNELS[kind](spec, dtype)
-    x = np.zeros((1,) + tuple(input_shape), dtype=np.int64 if kind == "Embedding" else dtype)
-    w = [np.ones(ws.shape, dtype=dtype) for ws in spec.weights]
-    y, _ = probe.forward(w, x, ForwardContext(False))
-    spec = dataclasses.replace(spec, output_shape=(None,) + y.shape[1:])
-    return KERNELS[kind](spec, dtype)
+    return dataclasses.replace(spec, output_shape=rules_for(spec).output_shape(spec.input_shape))
+
+
+def build(kind: str, config: dict, input_shape: tuple, dtype=np.float64):
+    """The NumPy kernel for ``kind`` on a :func:`layer_spec`."""
+    return KERNELS[kind](layer_spec(kind, config, input_shape), dtype)
 
 
 def random_weights(kernel, rng: np.random.Generator, scale: float = 0.5) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Tests of the NumPy reference kernels (``polykeras_numpy.layers``).
+"""Tests of the NumPy reference kernels (``polykeras_numpy.layers``) and of
+the core's layer rules they read (``polykeras.layer_rules``).
 
 Every kind gets central finite-difference checks of its input and weight
 gradients in float64 on several configurations, forward values are compared
@@ -8,10 +9,15 @@ cell by hand), and float32 runs must stay float32.
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from _fd import build, check_gradients, context, fixed_dropout_mask, random_weights
+from _fd import build, check_gradients, context, fixed_dropout_mask, layer_spec, random_weights
+from polykeras.layer_rules import RULES, LayerRules, padding_amounts, rules_for
 from polykeras_numpy import activations
 from polykeras_numpy.layers import KERNELS, ForwardContext
 
@@ -483,3 +489,87 @@ def test_kernels_registry_covers_every_kind():
 def test_unsupported_configurations_fail_clearly(kind, config, shape, error, match):
     with pytest.raises(error, match=match):
         build(kind, config, shape)
+
+
+# -- the core's layer rules (polykeras.layer_rules), which every backend reads ----
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_rules_output_shape_is_the_kernels(case):
+    kind, config, shape, training = case
+    rng = np.random.default_rng(0)
+    kernel = build(kind, config, shape)
+    y, _ = kernel.forward(random_weights(kernel, rng), _input(kind, shape, rng, batch=3), context(training))
+    assert kernel.rules.output_shape((3,) + shape) == y.shape
+    assert kernel.spec.output_shape == (None,) + y.shape[1:]
+
+
+def test_rules_cover_every_kernel_but_the_merge_layers():
+    merge = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
+    assert set(RULES) == set(KERNELS) - merge
+    assert all(cls.kind == kind for kind, cls in RULES.items())
+    spec = layer_spec("Dense", {"units": 2}, (3,))
+    assert type(rules_for(dataclasses.replace(spec, kind="Add"))) is LayerRules  # no config rules of its own
+
+
+def test_rules_import_only_numpy():
+    code = ("import sys, polykeras.layer_rules; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'polykeras_numpy', 'torch', 'jax', 'keras'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("size, k, stride, dilation, padding, expected", [
+    (5, 3, 2, 1, "same", (1, 1, 3)),     # total 2: split evenly
+    (6, 3, 2, 1, "same", (0, 1, 3)),     # total 1: the odd one after (TensorFlow)
+    (7, 4, 1, 1, "same", (1, 2, 7)),
+    (5, 2, 1, 2, "same", (1, 1, 5)),     # k_eff = 3
+    (6, 3, 1, 2, "causal", (4, 0, 6)),   # (k - 1) * dilation, left only
+    (7, 2, 2, 1, "causal", (1, 0, 4)),
+    (7, 3, 2, 1, "valid", (0, 0, 3)),
+])
+def test_padding_amounts_are_tensorflows(size, k, stride, dilation, padding, expected):
+    assert padding_amounts(size, k, stride, dilation, padding, "c") == expected
+
+
+def test_rules_read_configs_once_for_every_backend():
+    conv = rules_for(layer_spec("Conv1D", {"filters": 2, "kernel_size": [3], "strides": 2, "padding": "CAUSAL"},
+                                (9, 2)))
+    assert (conv.kernel_size, conv.strides, conv.dilation_rate, conv.padding) == ((3,), (2,), (1,), "causal")
+    assert conv.output_shape((None, 9, 2)) == (None, 5, 2)
+    assert conv.output_shape((None, None, 2)) == (None, None, 2)  # unknown length: unknown output length
+    pool = rules_for(layer_spec("MaxPooling2D", {"pool_size": [3, 2], "strides": None}, (6, 5, 1)))
+    assert (pool.pool_size, pool.strides, pool.pad_value) == ((3, 2), (3, 2), -np.inf)
+    bn = rules_for(layer_spec("BatchNormalization", {"scale": False}, (3,)))
+    assert (bn.gamma_index, bn.beta_index, bn.mean_index, bn.variance_index) == (None, 0, 1, 2)
+    gru = rules_for(layer_spec("GRU", {"units": 2}, (4, 3)))
+    assert gru.gate_order == ("z", "r", "h")
+    input_bias, recurrent_bias = gru.split_bias(np.arange(12).reshape(2, 6))  # reset_after: the (2, 3u) rows
+    assert input_bias.tolist() == [0, 1, 2, 3, 4, 5] and recurrent_bias.tolist() == [6, 7, 8, 9, 10, 11]
+    assert rules_for(layer_spec("LSTM", {"units": 2}, (4, 3))).gate_order == ("i", "f", "c", "o")
+    drop = rules_for(layer_spec("Dropout", {"rate": 0.5, "noise_shape": [None, 1, None]}, (3, 4)))
+    assert drop.mask_shape((2, 3, 4)) == (2, 1, 4) and drop.active(True) and not drop.active(False)
+    reshape = rules_for(layer_spec("Reshape", {"target_shape": [-1, 2]}, (3, 4)))
+    assert reshape.output_shape((5, 3, 4)) == (5, 6, 2)
+
+
+def test_average_pooling_counts_only_real_elements():
+    pool = rules_for(layer_spec("AveragePooling2D", {"pool_size": [3, 3], "strides": [2, 2], "padding": "same"},
+                                (5, 6, 1)))
+    counts = pool.real_counts((5, 6))
+    assert counts.shape == (1, 3, 3, 1)
+    # rows: padding (1, 1) -> windows cover 2, 3, 2 real rows; columns: padding (0, 1) -> 3, 3, 2
+    np.testing.assert_array_equal(counts[0, :, :, 0], np.outer([2, 3, 2], [3, 3, 2]))
+
+
+@pytest.mark.parametrize("backend", ["the jax backend", "polykeras"])
+def test_rules_errors_name_the_layer_and_the_backend(backend):
+    spec = layer_spec("Dense", {"units": 2}, (3,))
+    spec = dataclasses.replace(spec, kind="Embedding", name="words", config={"input_dim": 3, "output_dim": 2,
+                                                                              "mask_zero": True})
+    message = f"Embedding layer 'words': mask_zero=True is not supported by {backend}"
+    with pytest.raises(NotImplementedError, match=message):
+        rules_for(spec, backend=backend)
+    with pytest.raises(ValueError, match="Dropout layer 'dropout': rate must be in"):
+        rules_for(layer_spec("Dropout", {"rate": 1.5}, (3,)))
+    with pytest.raises(ValueError, match="at most one -1"):
+        rules_for(layer_spec("Reshape", {"target_shape": [-1, -1]}, (4,)))

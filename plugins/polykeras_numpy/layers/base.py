@@ -8,7 +8,10 @@ the same order. Every backward has a finite-difference test beside it
 (``tests/test_numpy_layers.py``).
 
 Clear before clever: these are the executable specification every other
-backend is judged against.
+backend is judged against. What a layer's config means, its output shape and
+its padding are the core's rules (:mod:`polykeras.layer_rules`), read here as
+``self.rules`` exactly as every other backend reads them; the kernels write
+out the math.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from polykeras.layer_rules import LayerRules, rules_for
 from polykeras.spec import LayerSpec
 
 
@@ -53,9 +57,11 @@ class Kernel:
     """NumPy reference implementation of one layer kind.
 
     Subclasses set ``kind`` (the Keras class name, e.g. ``"Dense"``) and
-    implement :meth:`forward` and :meth:`backward`. ``self.config`` is the
-    layer's Keras config (values may be lists where Keras has tuples, after a
-    JSON round trip); ``self.dtype`` is the compute dtype (float32/float64).
+    implement :meth:`forward` and :meth:`backward`. ``self.rules`` is the
+    layer's :class:`~polykeras.layer_rules.LayerRules` (the config read and
+    checked, shapes, padding); ``self.config`` is the raw Keras config (values
+    may be lists where Keras has tuples, after a JSON round trip);
+    ``self.dtype`` is the compute dtype (float32/float64).
     """
 
     kind: ClassVar[str] = ""
@@ -69,6 +75,7 @@ class Kernel:
         self.spec = spec
         self.config = spec.config
         self.dtype = np.dtype(dtype)
+        self.rules: LayerRules = rules_for(spec, backend="the NumPy reference")
 
     def forward(self, weights: list[np.ndarray], x: np.ndarray, ctx: ForwardContext) -> tuple[np.ndarray, Any]:
         """Return ``(y, cache)``. ``x`` has a leading batch dimension."""

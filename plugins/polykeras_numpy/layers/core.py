@@ -1,6 +1,7 @@
 """Core layers: Dense, Activation, Dropout, Flatten, Reshape.
 
-Semantics follow Keras 3 (``keras.layers.Dense`` etc.):
+The rules (config, shapes, ``noise_shape``) are the core's,
+:mod:`polykeras.layer_rules.core`; the math, Keras 3's:
 
 * ``Dense`` contracts the *last* axis of an input of any rank with its
   ``(in, units)`` kernel, adds the bias and applies the activation.
@@ -12,8 +13,6 @@ Semantics follow Keras 3 (``keras.layers.Dense`` etc.):
 """
 
 from __future__ import annotations
-
-import math
 
 from .. import activations
 from .base import ForwardContext, Kernel
@@ -29,16 +28,14 @@ class Dense(Kernel):
 
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
-        self.activation = self.config.get("activation", "linear")
-        self.use_bias = bool(self.config.get("use_bias", True))
-        activations.check(self.activation)
+        activations.check(self.rules.activation)
 
     def forward(self, weights, x, ctx: ForwardContext):
         kernel = weights[0]
         z = x @ kernel
-        if self.use_bias:
+        if self.rules.use_bias:
             z += weights[1]  # z is a fresh array: add in place
-        y = activations.forward(self.activation, z)
+        y = activations.forward(self.rules.activation, z)
         return y, (x, z, y)
 
     def backward(self, weights, cache, dy):
@@ -53,12 +50,12 @@ class Dense(Kernel):
     def _backward(self, cache, dy):
         """``dz`` (the gradient before the activation) and the weight gradients."""
         x, z, y = cache
-        dz = activations.backward(self.activation, z, y, dy)
+        dz = activations.backward(self.rules.activation, z, y, dy)
         # Flatten all leading axes: every position along them shares the kernel.
         x2 = x.reshape(-1, x.shape[-1])
         dz2 = dz.reshape(-1, dz.shape[-1])
         dkernel = x2.T @ dz2
-        if self.use_bias:
+        if self.rules.use_bias:
             return dz, [dkernel, dz2.sum(axis=0)]
         return dz, [dkernel]
 
@@ -70,16 +67,15 @@ class Activation(Kernel):
 
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
-        self.activation = self.config.get("activation", "linear")
-        activations.check(self.activation)
+        activations.check(self.rules.activation)
 
     def forward(self, weights, x, ctx):
-        y = activations.forward(self.activation, x)
+        y = activations.forward(self.rules.activation, x)
         return y, (x, y)
 
     def backward(self, weights, cache, dy):
         x, y = cache
-        return activations.backward(self.activation, x, y, dy), []
+        return activations.backward(self.rules.activation, x, y, dy), []
 
 
 class Dropout(Kernel):
@@ -87,34 +83,17 @@ class Dropout(Kernel):
 
     In training ``y = x * mask`` where ``mask`` comes from
     ``ctx.dropout_mask(mask_shape, rate, stream=0)``; ``mask_shape`` is the
-    input shape with ``noise_shape`` applied. Identity otherwise.
+    input shape with ``noise_shape`` applied (``self.rules.mask_shape``).
+    Identity otherwise.
     """
 
     kind = "Dropout"
 
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        self.rate = float(self.config.get("rate", 0.0))
-        if not 0.0 <= self.rate <= 1.0:
-            raise ValueError(f"Dropout layer {spec.name!r}: rate must be in [0, 1], got {self.rate}")
-        noise_shape = self.config.get("noise_shape")
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
-
-    def mask_shape(self, x_shape: tuple) -> tuple:
-        """The shape of the mask for an input of ``x_shape``."""
-        if self.noise_shape is None:
-            return tuple(x_shape)
-        if len(self.noise_shape) != len(x_shape):
-            raise ValueError(
-                f"Dropout layer {self.spec.name!r}: noise_shape {self.noise_shape} has "
-                f"{len(self.noise_shape)} entries but the input has rank {len(x_shape)}"
-            )
-        return tuple(d if n is None else int(n) for n, d in zip(self.noise_shape, x_shape))
-
     def forward(self, weights, x, ctx):
-        if not ctx.training or self.rate == 0.0:
+        rules = self.rules
+        if not rules.active(ctx.training):
             return x, None
-        mask = ctx.dropout_mask(self.mask_shape(x.shape), self.rate, 0)
+        mask = ctx.dropout_mask(rules.mask_shape(x.shape), rules.rate, 0)
         return x * mask, mask
 
     def backward(self, weights, cache, dy):
@@ -132,15 +111,6 @@ class Flatten(Kernel):
 
     kind = "Flatten"
 
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        data_format = self.config.get("data_format") or "channels_last"
-        if data_format != "channels_last":
-            raise NotImplementedError(
-                f"Flatten layer {spec.name!r}: data_format={data_format!r} is not supported by the "
-                "NumPy reference; use 'channels_last'"
-            )
-
     def forward(self, weights, x, ctx):
         return x.reshape(x.shape[0], -1), x.shape
 
@@ -153,19 +123,8 @@ class Reshape(Kernel):
 
     kind = "Reshape"
 
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        self.target_shape = tuple(int(d) for d in self.config["target_shape"])
-
     def forward(self, weights, x, ctx):
-        size = math.prod(x.shape[1:])
-        known = math.prod(d for d in self.target_shape if d != -1)
-        if (-1 not in self.target_shape and known != size) or (known == 0 or size % known):
-            raise ValueError(
-                f"Reshape layer {self.spec.name!r}: cannot reshape an input of shape "
-                f"{x.shape[1:]} (excluding batch) to target_shape {self.target_shape}"
-            )
-        return x.reshape((x.shape[0],) + self.target_shape), x.shape
+        return x.reshape(self.rules.output_shape(x.shape)), x.shape
 
     def backward(self, weights, cache, dy):
         return dy.reshape(cache), []

@@ -15,7 +15,9 @@ used the unbiased one).
 Inference uses the moving statistics, so the layer is a fixed affine map.
 
 Weights, in Keras's order: ``gamma`` (if ``scale``), ``beta`` (if ``center``),
-``moving_mean``, ``moving_variance``, each of shape ``(C,)``.
+``moving_mean``, ``moving_variance``, each of shape ``(C,)``. The config
+(``axis``, ``momentum``, ``epsilon``, ``center``, ``scale``) and the weights'
+positions are the core's rules, :mod:`polykeras.layer_rules.normalization`.
 """
 
 from __future__ import annotations
@@ -30,49 +32,26 @@ class BatchNormalization(Kernel):
 
     kind = "BatchNormalization"
 
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        cfg = self.config
-        axis = cfg.get("axis", -1)
-        if isinstance(axis, (list, tuple)):
-            axis = axis[0] if len(axis) == 1 else axis
-        rank = len(spec.input_shape) if spec.input_shapes else None
-        if not (axis == -1 or (rank is not None and axis == rank - 1)):
-            raise NotImplementedError(
-                f"BatchNormalization layer {spec.name!r}: axis={cfg.get('axis')!r} is not supported by "
-                "the NumPy reference; only the last axis (axis=-1, channels_last) is"
-            )
-        self.momentum = float(cfg.get("momentum", 0.99))
-        self.epsilon = float(cfg.get("epsilon", 1e-3))
-        self.scale = bool(cfg.get("scale", True))
-        self.center = bool(cfg.get("center", True))
-        # Positions of each weight in the canonical list (None when absent).
-        position = 0
-        self.gamma_index = self.beta_index = None
-        if self.scale:
-            self.gamma_index, position = position, position + 1
-        if self.center:
-            self.beta_index, position = position, position + 1
-        self.mean_index, self.variance_index = position, position + 1
-
     def _affine(self, weights):
         """``(gamma, beta)``, with 1 and 0 standing in for absent weights."""
-        gamma = weights[self.gamma_index] if self.scale else 1.0
-        beta = weights[self.beta_index] if self.center else 0.0
+        rules = self.rules
+        gamma = weights[rules.gamma_index] if rules.scale else 1.0
+        beta = weights[rules.beta_index] if rules.center else 0.0
         return gamma, beta
 
     def forward(self, weights, x, ctx):
+        rules = self.rules
         gamma, beta = self._affine(weights)
         if ctx.training:
             axes = tuple(range(x.ndim - 1))
             mean = x.mean(axis=axes)
             var = x.var(axis=axes)  # biased (ddof=0)
-            m = self.momentum
-            ctx.assign(self.mean_index, weights[self.mean_index] * m + mean * (1.0 - m))
-            ctx.assign(self.variance_index, weights[self.variance_index] * m + var * (1.0 - m))
+            m = rules.momentum
+            ctx.assign(rules.mean_index, weights[rules.mean_index] * m + mean * (1.0 - m))
+            ctx.assign(rules.variance_index, weights[rules.variance_index] * m + var * (1.0 - m))
         else:
-            mean, var = weights[self.mean_index], weights[self.variance_index]
-        inv_std = 1.0 / np.sqrt(var + self.epsilon)
+            mean, var = weights[rules.mean_index], weights[rules.variance_index]
+        inv_std = 1.0 / np.sqrt(var + rules.epsilon)
         x_hat = (x - mean) * inv_std
         y = x_hat * gamma + beta
         return y, (x_hat, inv_std, ctx.training)
@@ -92,8 +71,8 @@ class BatchNormalization(Kernel):
         else:
             dx = dx_hat * inv_std
         dweights: list[np.ndarray | None] = [None] * len(weights)
-        if self.scale:
-            dweights[self.gamma_index] = (dy * x_hat).sum(axis=axes)
-        if self.center:
-            dweights[self.beta_index] = dy.sum(axis=axes)
+        if self.rules.scale:
+            dweights[self.rules.gamma_index] = (dy * x_hat).sum(axis=axes)
+        if self.rules.center:
+            dweights[self.rules.beta_index] = dy.sum(axis=axes)
         return dx, dweights

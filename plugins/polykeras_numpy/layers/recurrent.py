@@ -1,7 +1,9 @@
 """Recurrent layers: SimpleRNN, LSTM, GRU (Keras 3 semantics), with
 backpropagation through time written out by hand.
 
-Common behaviour (Keras ``RNN`` + ``DropoutRNNCell``):
+The config, the dropout rule and the gate layout are the core's rules,
+:mod:`polykeras.layer_rules.recurrent`. Common behaviour (Keras ``RNN`` +
+``DropoutRNNCell``):
 
 * Input ``(batch, timesteps, features)``; the initial state is zeros.
 * ``go_backwards`` processes the time axis reversed; with
@@ -28,7 +30,7 @@ gradient after the backward loop); only the recurrent part is stepped.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -45,32 +47,17 @@ class _Recurrent(Kernel):
     recurrent-weight gradients into ``grads``.
     """
 
-    gates: ClassVar[int] = 1
-    n_states: ClassVar[int] = 1
-
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
-        cfg = self.config
-        self.units = int(cfg["units"])
-        self.activation = cfg.get("activation", "tanh")
-        self.recurrent_activation = cfg.get("recurrent_activation", "sigmoid")
+        self.units = self.rules.units
+        self.activation, self.recurrent_activation = self.rules.activation, self.rules.recurrent_activation
         activations.check(self.activation)
         activations.check(self.recurrent_activation)
-        self.use_bias = bool(cfg.get("use_bias", True))
-        self.return_sequences = bool(cfg.get("return_sequences", False))
-        self.go_backwards = bool(cfg.get("go_backwards", False))
-        self.dropout = float(cfg.get("dropout", 0.0) or 0.0)
-        self.recurrent_dropout = float(cfg.get("recurrent_dropout", 0.0) or 0.0)
-        for option in ("return_state", "stateful"):
-            if cfg.get(option, False):
-                raise NotImplementedError(
-                    f"{self.kind} layer {spec.name!r}: {option}=True is not supported by the NumPy reference"
-                )
 
     # -- pieces subclasses may override --------------------------------------
     def _biases(self, weights) -> tuple[Any, Any]:
         """``(input_bias, recurrent_bias)``; ``None`` where absent."""
-        return (weights[2] if self.use_bias else None), None
+        return self.rules.split_bias(weights[2] if self.rules.use_bias else None)
 
     def _bias_gradient(self, input_part: np.ndarray, grads: dict) -> np.ndarray:
         return input_part
@@ -84,30 +71,30 @@ class _Recurrent(Kernel):
     # -- the time loop --------------------------------------------------------
     def _masks(self, x, ctx):
         batch, _, features = x.shape
-        input_mask = recurrent_mask = None
-        if ctx.training and 0.0 < self.dropout < 1.0:
-            input_mask = ctx.dropout_mask((batch, features), self.dropout, 0)
-        if ctx.training and 0.0 < self.recurrent_dropout < 1.0:
-            recurrent_mask = ctx.dropout_mask((batch, self.units), self.recurrent_dropout, 1)
+        rules, input_mask, recurrent_mask = self.rules, None, None
+        if rules.input_mask_active(ctx.training):
+            input_mask = ctx.dropout_mask((batch, features), rules.dropout, 0)
+        if rules.recurrent_mask_active(ctx.training):
+            recurrent_mask = ctx.dropout_mask((batch, self.units), rules.recurrent_dropout, 1)
         return input_mask, recurrent_mask
 
     def forward(self, weights, x, ctx):
         kernel, U = weights[0], weights[1]
         input_bias, recurrent_bias = self._biases(weights)
-        if self.go_backwards:
+        if self.rules.go_backwards:
             x = x[:, ::-1]
         input_mask, rec_mask = self._masks(x, ctx)
         x_in = x if input_mask is None else x * input_mask[:, None, :]
         xw = x_in @ kernel  # (batch, T, G * units): all steps at once
         if input_bias is not None:
             xw = xw + input_bias
-        state = tuple(np.zeros((x.shape[0], self.units), dtype=self.dtype) for _ in range(self.n_states))
+        state = tuple(np.zeros((x.shape[0], self.units), dtype=self.dtype) for _ in range(self.rules.n_states))
         outputs, steps = [], []
         for t in range(x.shape[1]):
             state, step = self._cell(U, recurrent_bias, xw[:, t], state, rec_mask)
             outputs.append(state[0])
             steps.append(step)
-        y = np.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+        y = np.stack(outputs, axis=1) if self.rules.return_sequences else outputs[-1]
         return y, (x_in, input_mask, rec_mask, steps)
 
     def backward(self, weights, cache, dy):
@@ -118,9 +105,9 @@ class _Recurrent(Kernel):
         if self._biases(weights)[1] is not None:
             grads["recurrent_bias"] = np.zeros(U.shape[1], dtype=U.dtype)
         dxw = np.empty((batch, T, U.shape[1]), dtype=dy.dtype)
-        dstate = tuple(np.zeros((batch, self.units), dtype=dy.dtype) for _ in range(self.n_states))
+        dstate = tuple(np.zeros((batch, self.units), dtype=dy.dtype) for _ in range(self.rules.n_states))
         for t in reversed(range(T)):
-            if self.return_sequences:
+            if self.rules.return_sequences:
                 dh_out = dy[:, t]
             else:
                 dh_out = dy if t == T - 1 else 0.0
@@ -130,10 +117,10 @@ class _Recurrent(Kernel):
         dx = dxw @ kernel.T
         if input_mask is not None:
             dx = dx * input_mask[:, None, :]
-        if self.go_backwards:
+        if self.rules.go_backwards:
             dx = dx[:, ::-1]
         dweights = [dkernel, grads["recurrent_kernel"]]
-        if self.use_bias:
+        if self.rules.use_bias:
             dweights.append(self._bias_gradient(dxw.sum(axis=(0, 1)), grads))
         return np.ascontiguousarray(dx), dweights
 
@@ -182,8 +169,6 @@ class LSTM(_Recurrent):
     """
 
     kind = "LSTM"
-    gates = 4
-    n_states = 2  # (h, c)
 
     def _cell(self, U, recurrent_bias, xw_t, state, rec_mask):
         h_prev, c_prev = state
@@ -235,20 +220,9 @@ class GRU(_Recurrent):
     """
 
     kind = "GRU"
-    gates = 3
-
-    def __init__(self, spec, dtype):
-        super().__init__(spec, dtype)
-        self.reset_after = bool(self.config.get("reset_after", True))
-
-    def _biases(self, weights):
-        if not self.use_bias:
-            return None, None
-        bias = weights[2]
-        return (bias[0], bias[1]) if self.reset_after else (bias, None)
 
     def _bias_gradient(self, input_part, grads):
-        if self.reset_after:
+        if self.rules.reset_after:
             return np.stack([input_part, grads["recurrent_bias"]])
         return input_part
 
@@ -257,7 +231,7 @@ class GRU(_Recurrent):
         u = self.units
         h_in = self._masked(h_prev, rec_mask)
         x_z, x_r, x_h = np.split(xw_t, 3, axis=-1)
-        if self.reset_after:
+        if self.rules.reset_after:
             hu = h_in @ U
             if recurrent_bias is not None:
                 hu = hu + recurrent_bias
@@ -267,7 +241,7 @@ class GRU(_Recurrent):
         a_z, a_r = x_z + h_z, x_r + h_r
         z = activations.forward(self.recurrent_activation, a_z)
         r = activations.forward(self.recurrent_activation, a_r)
-        if self.reset_after:
+        if self.rules.reset_after:
             a_h = x_h + r * h_h
         else:
             a_h = x_h + (r * h_in) @ U[:, 2 * u:]
@@ -282,7 +256,7 @@ class GRU(_Recurrent):
         (dh,) = dstate
         dh_prev = dh * z  # through the carried (unmasked) state
         da_h = activations.backward(self.activation, a_h, hh, dh * (1.0 - z))
-        if self.reset_after:
+        if self.rules.reset_after:
             dr = da_h * h_h
             da_z = activations.backward(ra, a_z, z, dh * (h_prev - hh))
             da_r = activations.backward(ra, a_r, r, dr)
