@@ -38,29 +38,32 @@ from polykeras import random as _random
 
 class ArraySource:
     """Arrays already checked (:func:`polykeras.model_data.prepare_x`/``prepare_y``); ``y`` is
-    ``None`` for ``predict``."""
+    ``None`` for ``predict``, ``w`` (per-sample loss weights) ``None`` without weights."""
 
-    def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0):
-        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+    def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0, w=None):
+        self.x, self.y, self.w, self.batch_size, self.shuffle, self.seed = x, y, w, batch_size, shuffle, seed
         self.n = data.n_samples(x)
         self.steps = math.ceil(self.n / batch_size)
 
-    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any]]:
-        """``(k, x, y)``: one batch (``k == 1``), or ``k`` full batches stacked on a new leading axis."""
-        xs, ys = self.x, self.y
+    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any, Any]]:
+        """``(k, x, y, w)``: one batch (``k == 1``), or ``k`` full batches stacked on a new leading axis."""
+        xs, ys, ws = self.x, self.y, self.w
         if self.shuffle:
             order = _random.shuffle_order(self.seed, epoch, self.n)
             xs, ys = data.take(xs, order), data.take(ys, order)
+            ws = None if ws is None else ws[order]
         b, step = self.batch_size, 0
         while step < self.steps:
             k = min(per_execution, self.n // b - step) if per_execution > 1 else 1
             if k > 1:
                 lo, hi = step * b, (step + k) * b
-                yield k, data.stacked(xs, lo, hi, k), data.stacked(ys, lo, hi, k)
+                yield (k, data.stacked(xs, lo, hi, k), data.stacked(ys, lo, hi, k),
+                       None if ws is None else data.stacked(ws, lo, hi, k))
             else:
                 k = 1
                 lo, hi = step * b, (step + 1) * b
-                yield 1, data.rows(xs, lo, hi), None if ys is None else data.rows(ys, lo, hi)
+                yield (1, data.rows(xs, lo, hi), None if ys is None else data.rows(ys, lo, hi),
+                       None if ws is None else ws[lo:hi])
             step += k
 
 
@@ -89,10 +92,11 @@ def _to_numpy(value):
 
 
 class StreamSource:
-    """Batches of ``(x, y)`` (``y`` left out for ``predict``) from user data.
+    """Batches of ``(x, y)`` or ``(x, y, sample_weight)`` (``y`` left out for ``predict``) from
+    user data.
 
-    ``prepare(x, y)`` converts and checks one batch (the trainer's checks); it runs on the
-    producer thread. ``steps`` is ``steps_per_epoch`` (or ``validation_steps``/``steps``),
+    ``prepare(x, y, w)`` converts and checks one batch into ``(x, y, w)`` (the trainer's checks;
+    ``x`` alone without targets); it runs on the producer thread. ``steps`` is ``steps_per_epoch`` (or ``validation_steps``/``steps``),
     else the source's length when it has one, else ``None``: until the data ends.
     """
 
@@ -161,12 +165,11 @@ class StreamSource:
             raise ValueError(f"each batch of {self.what} must be a tuple (x, y)"
                              f"{' or (x,)' if not self.targets else ''}, got {type(batch).__name__}"
                              f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
-        if len(batch) == 3 and batch[2] is not None:
-            raise NotImplementedError("batches of (x, y, sample_weight) are not supported yet; yield (x, y)")
         x = _to_numpy(batch[0])
         if not self.targets:
-            return self.prepare(x, None)
-        return self.prepare(x, _to_numpy(batch[1]))
+            return self.prepare(x, None, None)
+        w = _to_numpy(batch[2]) if len(batch) == 3 and batch[2] is not None else None
+        return self.prepare(x, _to_numpy(batch[1]), w)
 
     def _produce(self, out: queue.Queue, stop: threading.Event, limit: int | None) -> None:
         try:
@@ -194,8 +197,9 @@ class StreamSource:
         return out, stop
 
     # -- consuming ------------------------------------------------------------------------------
-    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any]]:
-        """``(1, x, y)`` per batch (``(1, x, None)`` without targets), ``steps`` of them or until the data ends."""
+    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any, Any]]:
+        """``(1, x, y, w)`` per batch (``(1, x, None, None)`` without targets), ``steps`` of them or until
+        the data ends."""
         if self.one_pass:
             if self._queue is None:
                 self._queue, self._stop = self._start(None)
@@ -216,8 +220,7 @@ class StreamSource:
                         out.put(("end", None))  # later epochs see the end too
                     break
                 count += 1
-                x, y = item if self.targets else (item, None)
-                yield 1, x, y
+                yield (1, *item) if self.targets else (1, item, None, None)
         finally:
             self.last_count = count
             if stop is not None:

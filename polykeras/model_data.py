@@ -162,6 +162,38 @@ def ndims(y):
     return tuple(a.ndim for a in y) if isinstance(y, tuple) else y.ndim
 
 
+# -- sample weights ------------------------------------------------------------------------------
+def prepare_sample_weight(model, sample_weight, class_weight, y, n: int, float_dtype: str):
+    """Per-sample loss weights from ``sample_weight`` (``(n,)``, or ``(n, T)`` for a sequence
+    output) or from ``class_weight`` (``{class: weight}``, Keras's rule: a sample's label --
+    the argmax of a one-hot row -- picks its weight, 1 for classes not listed); ``None`` without."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("give sample_weight or class_weight, not both (as in Keras); fold the class weights into "
+                         "the sample weights instead")
+    if sample_weight is None and class_weight is None:
+        return None
+    if isinstance(y, tuple) or isinstance(sample_weight, (list, dict)) and not isinstance(sample_weight, np.ndarray):
+        raise NotImplementedError(f"model {model.name!r}: per-output sample or class weights are not supported yet; "
+                                  "one array of weights applies to models of one output")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+        labels = np.asarray(y)
+        if labels.ndim > 1:
+            labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+        labels = np.round(labels).astype(np.int64).reshape(len(labels), -1)[:, 0]
+        sample_weight = np.array([float(class_weight.get(int(c), 1.0)) for c in labels])
+    w = np.asarray(sample_weight, dtype=float_dtype)
+    per_sample = tuple(model._spec().output_shapes[0][:-1])  # the shape of the per-sample losses, batch first
+    if len(w) != n or w.ndim > len(per_sample) or w.shape[1:] != tuple(
+            d if d is not None else w.shape[i + 1] for i, d in enumerate(per_sample[1:w.ndim])):
+        raise ValueError(f"sample_weight of shape {w.shape} does not fit {n} samples whose losses have shape "
+                         f"{format_shape((n,) + per_sample[1:])}: give one weight per sample (shape ({n},))")
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ValueError("sample_weight holds negative, NaN or infinite values")
+    return w
+
+
 # -- outputs -----------------------------------------------------------------------------------
 def join_outputs(model, batches: list, float_dtype: str):
     """Per-batch predictions joined: one array, or for a model of several

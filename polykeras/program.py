@@ -49,19 +49,30 @@ class Program:
     iterations: int = 0
 
     # -- training ---------------------------------------------------------------
-    def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int) -> None:
-        """One optimizer update on one batch; accumulate its loss and metrics."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int, sample_weight=None) -> None:
+        """One optimizer update on one batch; accumulate its loss and metrics.
+
+        ``sample_weight`` (``(batch,)``, or ``(batch, T)`` for a sequence output; only
+        passed to a backend that lists ``"sample_weight"`` in ``training_features``)
+        weights each sample's loss as Keras does: ``sum(w * loss) / n``; the metrics
+        stay unweighted."""
         raise NotImplementedError
 
-    def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int]) -> None:
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int], sample_weights=None) -> None:
         """Several updates at once (``compile(steps_per_execution=N)``): ``xs``
-        and ``ys`` stack N batches on a new leading axis. Backends that can run
-        them as one compiled loop override this."""
+        and ``ys`` (and ``sample_weights``) stack N batches on a new leading axis.
+        Backends that can run them as one compiled loop override this."""
         for i, seed in enumerate(step_seeds):
-            self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i], ys[i], seed)
+            x = tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i]
+            y = tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i]
+            if sample_weights is None:
+                self.train_step(x, y, seed)
+            else:
+                self.train_step(x, y, seed, sample_weight=sample_weights[i])
 
-    def test_step(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Accumulate loss and metrics of one batch in inference mode."""
+    def test_step(self, x: np.ndarray, y: np.ndarray, sample_weight=None) -> None:
+        """Accumulate loss and metrics of one batch in inference mode (``sample_weight``
+        as in :meth:`train_step`)."""
         raise NotImplementedError
 
     def predict_step(self, x: np.ndarray) -> np.ndarray:
@@ -106,6 +117,9 @@ class Backend:
     #: ``"shared_layers"`` (see :attr:`polykeras.spec.ModelSpec.features`). The
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
+    #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``
+    #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it).
+    training_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()
     loss_kinds: ClassVar[frozenset[str]] = frozenset()

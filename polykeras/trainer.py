@@ -47,8 +47,19 @@ class Trainer:
         return cfg.get("dtype") or backend.floatx()
 
     # -- fit ------------------------------------------------------------------------------
+    def _batch_preparer(self, class_weight=None):
+        """``(x, y, w) -> (x, y, w)`` for one batch of a stream: checked, and weighted."""
+        def prepare(x, y, w):
+            x, y = self.prepare(x, y)
+            return x, y, data.prepare_sample_weight(self.model, w, class_weight, y, data.n_samples(x), self._dtype())
+        return prepare
+
+    def _weights(self, sample_weight, class_weight, y, n):
+        return data.prepare_sample_weight(self.model, sample_weight, class_weight, y, n, self._dtype())
+
     def fit(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-            initial_epoch, validation_batch_size, validation_freq, steps_per_epoch=None, validation_steps=None):
+            initial_epoch, validation_batch_size, validation_freq, steps_per_epoch=None, validation_steps=None,
+            sample_weight=None, class_weight=None):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before fit(): call "
@@ -61,29 +72,36 @@ class Trainer:
                                  "pass y=None")
             if validation_split:
                 raise ValueError("validation_split needs arrays; with a generator/dataset pass validation_data")
-            train = StreamSource(x, self.prepare, steps_per_epoch, what="x")
-            y_ndim = data.ndims(train.first()[1])
+            if sample_weight is not None:
+                raise ValueError("with a generator/dataset, sample weights come in its (x, y, sample_weight) batches")
+            train = StreamSource(x, self._batch_preparer(class_weight), steps_per_epoch, what="x")
+            first = train.first()
+            y_ndim, weighted = data.ndims(first[1]), first[2] is not None
         else:
             if steps_per_epoch is not None:
                 raise NotImplementedError("steps_per_epoch with arrays is not supported yet; fit() on arrays runs "
                                           "whole epochs (pass a generator or dataset to set the steps)")
             x, y = self.prepare(x, y)
+            w = self._weights(sample_weight, class_weight, y, data.n_samples(x))
             if validation_data is None and validation_split:
                 if not 0 < validation_split < 1:
                     raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
                 split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
-                validation_data = (data.rows(x, split, None), data.rows(y, split, None))
-                x, y = data.rows(x, 0, split), data.rows(y, 0, split)
+                validation_data = (data.rows(x, split, None), data.rows(y, split, None)) + (
+                    () if w is None else (w[split:],))
+                x, y, w = data.rows(x, 0, split), data.rows(y, 0, split), None if w is None else w[:split]
             if data.n_samples(x) == 0:
                 raise ValueError("fit() got no training samples")
-            y_ndim = data.ndims(y)
+            y_ndim, weighted = data.ndims(y), w is not None
         val = self._test_source(validation_data, int(validation_batch_size or batch_size), validation_steps,
                                 "validation_data")
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
+        if weighted or getattr(val, "w", None) is not None:
+            _require(program, "sample_weight")
         seed = _random.next_seed()
         if not stream:
-            train = ArraySource(x, y, batch_size, shuffle=bool(shuffle), seed=seed)
+            train = ArraySource(x, y, batch_size, shuffle=bool(shuffle), seed=seed, w=w)
         steps = train.steps
         cbs = CallbackList(callbacks, model=model, add_history=True, add_progbar=verbose != 0, verbose=verbose,
                            epochs=epochs, steps=steps)
@@ -99,15 +117,17 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             step = 0
             with closing(train.epoch(epoch, per_exec)) as batches:
-                for k, xb, yb in batches:
+                for k, xb, yb, wb in batches:
                     if cbs.has_train_batch_hooks:
                         cbs.on_train_batch_begin(step)
+                    weights = {} if wb is None else {"sample_weight" + ("s" if k > 1 else ""): wb}
                     if k > 1:
-                        program.train_steps(xb, yb, [_random.step_seed(seed, global_step + i) for i in range(k)])
+                        program.train_steps(xb, yb, [_random.step_seed(seed, global_step + i) for i in range(k)],
+                                            **weights)
                     else:
                         if schedule is not None:
                             _follow(model.optimizer, schedule, program.iterations)
-                        program.train_step(xb, yb, _random.step_seed(seed, global_step))
+                        program.train_step(xb, yb, _random.step_seed(seed, global_step), **weights)
                     model._weights_stale = True
                     step += k
                     global_step += k
@@ -137,26 +157,34 @@ class Trainer:
 
     # -- evaluate / predict --------------------------------------------------------------------
     def _test_source(self, value, batch_size: int, steps: int | None, what: str):
-        """``(x, y)`` arrays or a generator/dataset of such batches, as a source; ``None`` stays ``None``."""
+        """``(x, y[, sample_weight])`` arrays or a generator/dataset of such batches, as a source;
+        ``None`` stays ``None``."""
         if value is None:
             return None
         if is_stream(value):
-            return StreamSource(value, self.prepare, steps, what=what)
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
-            raise ValueError(f"{what} must be a tuple (x, y) or a generator/dataset of (x, y) batches")
+            return StreamSource(value, self._batch_preparer(), steps, what=what)
+        if not isinstance(value, (tuple, list)) or len(value) not in (2, 3):
+            raise ValueError(f"{what} must be a tuple (x, y) or (x, y, sample_weight), or a generator/dataset of "
+                             "such batches")
         if steps is not None:
             raise NotImplementedError(f"steps with arrays as {what} are not supported yet; they run whole")
-        return ArraySource(*self.prepare(*value), batch_size)
+        x, y = self.prepare(value[0], value[1])
+        w = self._weights(value[2] if len(value) == 3 else None, None, y, data.n_samples(x))
+        return ArraySource(x, y, batch_size, w=w)
 
     def _run_test(self, program, source, cbs: CallbackList | None) -> dict[str, float]:
         program.reset_metrics()
         if cbs is not None:
             cbs.on_test_begin()
         with closing(source.epoch(0)) as batches:
-            for step, (_, x, y) in enumerate(batches):
+            for step, (_, x, y, w) in enumerate(batches):
                 if cbs is not None and cbs.has_test_batch_hooks:
                     cbs.on_test_batch_begin(step)
-                program.test_step(x, y)
+                if w is None:
+                    program.test_step(x, y)
+                else:
+                    _require(program, "sample_weight")
+                    program.test_step(x, y, sample_weight=w)
                 if cbs is not None and cbs.has_test_batch_hooks:
                     cbs.on_test_batch_end(step, program.results)
         logs = program.results()
@@ -164,7 +192,7 @@ class Trainer:
             cbs.on_test_end(logs)
         return logs
 
-    def evaluate(self, x, y, *, batch_size, verbose, callbacks, return_dict, steps=None):
+    def evaluate(self, x, y, *, batch_size, verbose, callbacks, return_dict, steps=None, sample_weight=None):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before evaluate(): call model.compile(...)")
@@ -172,10 +200,13 @@ class Trainer:
         if is_stream(x):
             if y is not None:
                 raise ValueError("evaluate() got y and a generator/dataset as x: it yields (x, y) pairs; pass y=None")
-            source = StreamSource(x, self.prepare, steps, what="x")
+            if sample_weight is not None:
+                raise ValueError("with a generator/dataset, sample weights come in its (x, y, sample_weight) batches")
+            source = StreamSource(x, self._batch_preparer(), steps, what="x")
             y_ndim = data.ndims(source.first()[1])
         else:
-            source = self._test_source((x, y), batch_size, steps, "x, y")
+            source = self._test_source((x, y) if sample_weight is None else (x, y, sample_weight), batch_size, steps,
+                                       "x, y")
             y_ndim = data.ndims(source.y)
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
@@ -194,7 +225,7 @@ class Trainer:
         model = self.model
         batch_size = int(batch_size or 32)
         if is_stream(x):
-            source = StreamSource(x, lambda xb, _: self._prepare_x(xb), steps, targets=False, what="x",
+            source = StreamSource(x, lambda xb, _y, _w: self._prepare_x(xb), steps, targets=False, what="x",
                                   n_inputs=len(model._spec().inputs) if model.built else 1)
             source.first()
         else:
@@ -209,7 +240,7 @@ class Trainer:
         cbs.on_predict_begin()
         outputs = []
         with closing(source.epoch(0)) as batches:
-            for step, (_, xb, _) in enumerate(batches):
+            for step, (_, xb, _, _) in enumerate(batches):
                 if cbs.has_predict_batch_hooks:
                     cbs.on_predict_batch_begin(step)
                 outputs.append(program.predict_step(xb))
@@ -219,31 +250,47 @@ class Trainer:
         return data.join_outputs(model, outputs, self._dtype())
 
     # -- single batches ----------------------------------------------------------------------
-    def train_on_batch(self, x, y, return_dict: bool):
+    def train_on_batch(self, x, y, return_dict: bool, sample_weight=None, class_weight=None):
         model = self.model
         if model._compile_config is None:
             raise RuntimeError(f"model {model.name!r} must be compiled before train_on_batch(): call model.compile(...)")
         x, y = self.prepare(x, y)
+        w = self._weights(sample_weight, class_weight, y, data.n_samples(x))
         program = model._get_program(training=True, y_ndim=data.ndims(y))
         program.reset_metrics()
         if model.optimizer.schedule is not None:
             _follow(model.optimizer, model.optimizer.schedule, program.iterations)
-        program.train_step(x, y, _random.step_seed(_random.next_seed(), 0))
+        weights = {}
+        if w is not None:
+            _require(program, "sample_weight")
+            weights = {"sample_weight": w}
+        program.train_step(x, y, _random.step_seed(_random.next_seed(), 0), **weights)
         model._weights_stale = True
         return self._format(program.results(), return_dict)
 
-    def test_on_batch(self, x, y, return_dict: bool):
+    def test_on_batch(self, x, y, return_dict: bool, sample_weight=None):
         if self.model._compile_config is None:
             raise RuntimeError(f"model {self.model.name!r} must be compiled before test_on_batch()")
         x, y = self.prepare(x, y)
+        w = self._weights(sample_weight, None, y, data.n_samples(x))
         program = self.model._get_program(training=True, y_ndim=data.ndims(y))
         program.reset_metrics()
-        program.test_step(x, y)
+        self._run_test(program, ArraySource(x, y, data.n_samples(x), w=w), None)
         return self._format(program.results(), return_dict)
 
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
         return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
+
+
+def _require(program, feature: str) -> None:
+    """Refuse, naming the backend, a training feature its Backend does not declare."""
+    backend = getattr(program, "backend", None)
+    if feature not in getattr(backend, "training_features", frozenset()):
+        name = getattr(backend, "name", type(program).__name__)
+        raise NotImplementedError(f"backend {name!r} does not support {feature.replace('_', ' ')}s (it does not list "
+                                  f"{feature!r} in Backend.training_features); train without them or on a backend "
+                                  "that has them (numpy, torch, jax)")
 
 
 def _follow(optimizer, schedule, iterations: int) -> None:

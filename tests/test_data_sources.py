@@ -164,8 +164,8 @@ def test_bad_batches_and_arguments_are_explained():
     m = model()
     with pytest.raises(ValueError, match=r"must be a tuple \(x, y\)"):
         m.fit(iter([x[:8]]), verbose=0)
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        m.fit(iter([(x[:8], y[:8], np.ones(8))]), verbose=0)
+    with pytest.raises(ValueError, match="sample weights come in its"):
+        m.fit(iter(batches(x, y)), sample_weight=np.ones(len(x)), verbose=0)
     with pytest.raises(ValueError, match="pass y=None"):
         m.fit(iter(batches(x, y)), y, verbose=0)
     with pytest.raises(ValueError, match="input data does not match"):

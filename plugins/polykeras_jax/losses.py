@@ -33,22 +33,29 @@ def _renormalised_log(p):
     return jnp.log(_clip(p / jnp.sum(p, axis=-1, keepdims=True)))
 
 
-def categorical_crossentropy(y, p, from_logits=False, label_smoothing=0.0):
+def _reduce(per, sample_weight):
+    """The batch mean of the per-sample losses, or Keras's weighted ``sum(w * per) / n``."""
+    if sample_weight is None:
+        return jnp.mean(per)
+    return jnp.mean(per * sample_weight.reshape(sample_weight.shape + (1,) * (per.ndim - sample_weight.ndim)))
+
+
+def categorical_crossentropy(y, p, from_logits=False, label_smoothing=0.0, sample_weight=None):
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / p.shape[-1]
     log_probs = _log_softmax(p) if from_logits else _renormalised_log(p)
-    return jnp.mean(-jnp.sum(y * log_probs, axis=-1))
+    return _reduce(-jnp.sum(y * log_probs, axis=-1), sample_weight)
 
 
-def sparse_categorical_crossentropy(y, p, from_logits=False):
+def sparse_categorical_crossentropy(y, p, from_logits=False, sample_weight=None):
     """The categorical loss at the label's entry (a gather, not a one-hot product:
     the same value, since the other terms are exact zeros)."""
     log_probs = _log_softmax(p) if from_logits else _renormalised_log(p)
     picked = jnp.take_along_axis(log_probs, y.astype(jnp.int32)[..., None], axis=-1)[..., 0]
-    return jnp.mean(-picked)
+    return _reduce(-picked, sample_weight)
 
 
-def binary_crossentropy(y, p, from_logits=False, label_smoothing=0.0):
+def binary_crossentropy(y, p, from_logits=False, label_smoothing=0.0, sample_weight=None):
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
@@ -56,15 +63,15 @@ def binary_crossentropy(y, p, from_logits=False, label_smoothing=0.0):
     else:
         pc = _clip(p)
         per = -(y * jnp.log(pc) + (1.0 - y) * jnp.log(1.0 - pc))
-    return jnp.mean(jnp.mean(per, axis=-1))
+    return _reduce(jnp.mean(per, axis=-1), sample_weight)
 
 
-def mean_squared_error(y, p):
-    return jnp.mean(jnp.mean(jnp.square(p - y), axis=-1))
+def mean_squared_error(y, p, sample_weight=None):
+    return _reduce(jnp.mean(jnp.square(p - y), axis=-1), sample_weight)
 
 
-def mean_absolute_error(y, p):
-    return jnp.mean(jnp.mean(jnp.abs(p - y), axis=-1))
+def mean_absolute_error(y, p, sample_weight=None):
+    return _reduce(jnp.mean(jnp.abs(p - y), axis=-1), sample_weight)
 
 
 LOSSES: dict[str, Callable] = {f.__name__: f for f in (
@@ -78,4 +85,4 @@ def get(spec: dict) -> Callable:
     if kind not in LOSSES:
         raise NotImplementedError(f"the jax backend has no loss {kind!r}; it has {', '.join(LOSSES)}")
     fn = LOSSES[kind]
-    return lambda y, p: fn(y, p, **config)
+    return lambda y, p, sample_weight=None: fn(y, p, sample_weight=sample_weight, **config)

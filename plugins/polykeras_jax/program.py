@@ -145,13 +145,13 @@ class JaxProgram(Program):
         return KeyNoise(noise, self.dtype)
 
     # -- the traced functions -------------------------------------------------------------
-    def _objective(self, trainable, frozen, x, y, training: bool, noise):
+    def _objective(self, trainable, frozen, x, y, training: bool, noise, sample_weight=None):
         weights = self.model.merge(trainable, frozen)
         out, assignments = self.model.forward(weights, x, training, noise)
         ys, outs = (y, out) if self.several else ((y,), (out,))
         loss, parts = None, []
         for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outs):
-            part = loss_fn(yi, oi)
+            part = loss_fn(yi, oi, sample_weight)
             parts.append(part)
             part = part * weight if weight != 1.0 else part
             loss = part if loss is None else loss + part
@@ -165,29 +165,29 @@ class JaxProgram(Program):
         values += [m(ys[i], outs[i]).astype(self.dtype) for i, m in self.metric_fns]
         return jnp.stack(values) * ys[0].shape[0]
 
-    def _step(self, state: TrainState, lr, x, y, noise) -> TrainState:
+    def _step(self, state: TrainState, lr, x, y, noise, sample_weight) -> TrainState:
         grad_fn = jax.value_and_grad(self._objective, has_aux=True)
         (loss, (batch, assignments)), grads = grad_fn(state.trainable, state.frozen, x, y, True,
-                                                      self._noise_source(noise, x))
+                                                      self._noise_source(noise, x), sample_weight)
         trainable, opt_state = self.optimizer.update(grads, state.optimizer, state.trainable, lr)
         frozen = self.model.assign(state.frozen, assignments)
         return TrainState(trainable, frozen, opt_state, state.sums + self._logs(loss, batch))
 
-    def _train_fn(self, state, lr, x, y, noise):
+    def _train_fn(self, state, lr, x, y, noise, sample_weight):
         self.traces["train_step"] += 1  # runs only while tracing
-        return self._step(state, lr, x, y, noise)
+        return self._step(state, lr, x, y, noise, sample_weight)
 
-    def _train_many_fn(self, state, lr, xs, ys, noises):
+    def _train_many_fn(self, state, lr, xs, ys, noises, sample_weights):
         self.traces["train_steps"] += 1
 
         def body(state, batch):
             return self._step(state, lr, *batch), None
 
-        return lax.scan(body, state, (xs, ys, noises), unroll=self._unroll)[0]
+        return lax.scan(body, state, (xs, ys, noises, sample_weights), unroll=self._unroll)[0]
 
-    def _test_fn(self, trainable, frozen, sums, x, y):
+    def _test_fn(self, trainable, frozen, sums, x, y, sample_weight):
         self.traces["test_step"] += 1
-        loss, (batch, _) = self._objective(trainable, frozen, x, y, False, None)
+        loss, (batch, _) = self._objective(trainable, frozen, x, y, False, None, sample_weight)
         return sums + self._logs(loss, batch)
 
     def _predict_fn(self, trainable, frozen, x):
@@ -213,30 +213,34 @@ class JaxProgram(Program):
         return loss, (grads, [by_input.get(i) for i in range(len(xs))])
 
     # -- the Program interface ------------------------------------------------------------
-    def train_step(self, x, y, step_seed: int) -> None:
+    def _weights(self, sample_weight):
+        return None if sample_weight is None else np.asarray(sample_weight, dtype=self.dtype)
+
+    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
         x = self._x(x)
         noise = self._noise(step_seed, x)
         with self.precision.scope():
-            self._state = self._train(self._state, self._lr, x, y, noise)
+            self._state = self._train(self._state, self._lr, x, y, noise, self._weights(sample_weight))
         self._count += _batch(y)
         self.iterations += 1
 
-    def train_steps(self, xs, ys, step_seeds: Sequence[int]) -> None:
+    def train_steps(self, xs, ys, step_seeds: Sequence[int], sample_weights=None) -> None:
         xs = self._x(xs)
         first = tuple(a[0] for a in xs) if isinstance(xs, tuple) else xs[0]
         noises = [self._noise(seed, first) for seed in step_seeds]
         noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
         with self.precision.scope():
-            self._state = self._train_many(self._state, self._lr, xs, ys, noises)
+            self._state = self._train_many(self._state, self._lr, xs, ys, noises, self._weights(sample_weights))
         first = ys[0] if isinstance(ys, tuple) else ys
         self._count += first.shape[0] * first.shape[1]
         self.iterations += len(first)
 
-    def test_step(self, x, y) -> None:
+    def test_step(self, x, y, sample_weight=None) -> None:
         x = self._x(x)
         state = self._state
         with self.precision.scope():
-            self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y))
+            self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y,
+                                                         self._weights(sample_weight)))
         self._count += _batch(y)
 
     def predict_step(self, x):

@@ -52,6 +52,7 @@ def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
 class NumpyBackend(Backend):
     name = "numpy"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
+    training_features = frozenset({"sample_weight"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
@@ -178,12 +179,12 @@ class NumpyProgram(Program):
         """Targets and outputs paired per output."""
         return zip(y, output) if self.several else [(y, output)]
 
-    def _loss(self, y, output):
+    def _loss(self, y, output, sample_weight=None):
         """The loss (for several outputs Keras's sum of weight x loss, in output order), its
         gradient with respect to each output, and each output's unweighted loss."""
         total, d_outputs, parts = None, [], []
         for (loss_fn, weight, _), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
-            value, d = loss_fn(yi, oi)
+            value, d = loss_fn(yi, oi, sample_weight)
             parts.append(value)
             if weight != 1.0:
                 value, d = value * weight, d * weight
@@ -198,9 +199,10 @@ class NumpyProgram(Program):
             values += [m(yi, oi) for m in metric_fns]
         return values
 
-    def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False):
+    def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False,
+                            sample_weight=None):
         output, caches, contexts = self._forward(x, training, step_seed)
-        loss, d_outputs, parts = self._loss(y, output)
+        loss, d_outputs, parts = self._loss(y, output, sample_weight)
         weight_grads, d_input = self._backward(caches, d_outputs, input_grad)
         loss = loss + self._regularization(weight_grads)
         return loss, output, weight_grads, d_input, contexts, parts
@@ -221,8 +223,9 @@ class NumpyProgram(Program):
         return penalty
 
     # -- the Program interface ----------------------------------------------------------
-    def train_step(self, x, y, step_seed: int) -> None:
-        loss, output, weight_grads, _, contexts, parts = self._loss_and_gradients(x, y, True, step_seed)
+    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+        loss, output, weight_grads, _, contexts, parts = self._loss_and_gradients(x, y, True, step_seed,
+                                                                                  sample_weight=sample_weight)
         grads = [g for layer, gs in zip(self.spec.layers, weight_grads)
                  for spec, g in zip(layer.weights, gs) if spec.trainable]
         self.optimizer.apply(self._trainable(), grads)
@@ -232,9 +235,9 @@ class NumpyProgram(Program):
                 self.weights[owner][j] = value.astype(self.dtype, copy=False)
         self.accumulator.add(self._logs(loss, parts, y, output), _batch(y))
 
-    def test_step(self, x, y) -> None:
+    def test_step(self, x, y, sample_weight=None) -> None:
         output, _, _ = self._forward(x, False, None)
-        loss, _, parts = self._loss(y, output)
+        loss, _, parts = self._loss(y, output, sample_weight)
         self.accumulator.add(self._logs(loss + self._regularization(), parts, y, output), _batch(y))
 
     def predict_step(self, x) -> np.ndarray:

@@ -181,7 +181,7 @@ class TorchProgram(Program):
                 total = total + l2 * w.square().sum()
         return total
 
-    def _loss(self, x: tuple[torch.Tensor, ...], y, ctx: StepContext):
+    def _loss(self, x: tuple[torch.Tensor, ...], y, ctx: StepContext, sample_weight=None):
         """The loss (for several outputs Keras's sum of weight x loss, plus the penalty), the
         outputs and targets as tuples, and what the logs keep of the loss (``[total, each
         output's unweighted loss]`` for several outputs)."""
@@ -189,7 +189,7 @@ class TorchProgram(Program):
         ys, outputs = (y, output) if self.several else ((y,), (output,))
         loss, parts = None, []
         for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outputs):
-            part = loss_fn(yi, oi)
+            part = loss_fn(yi, oi, sample_weight)
             parts.append(part)
             part = part * weight if weight != 1.0 else part
             loss = part if loss is None else loss + part
@@ -198,9 +198,9 @@ class TorchProgram(Program):
         logged = torch.stack([loss, *parts]).detach() if self.several else loss.detach()
         return loss, ys, outputs, logged
 
-    def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int) -> None:
+    def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int, sample_weight=None) -> None:
         ctx = self._context(True, step_seed, self.parity)
-        loss, ys, outputs, logged = self._loss(x, y, ctx)
+        loss, ys, outputs, logged = self._loss(x, y, ctx, sample_weight)
         grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
         self.optimizer.apply(self.trainable, _distinct(grads))
         if ctx.assignments:
@@ -209,20 +209,27 @@ class TorchProgram(Program):
         self.logs.add(logged, ys, tuple(o.detach() for o in outputs))
 
     # -- the Program interface -----------------------------------------------------------------
-    def train_step(self, x, y, step_seed: int) -> None:
-        self._train(self._inputs(x), self._targets(y), step_seed)
+    def _weights(self, sample_weight):
+        """Per-sample loss weights in the program's dtype on its device (``None`` stays ``None``)."""
+        if sample_weight is None:
+            return None
+        return self._to_device(np.asarray(sample_weight, dtype=self.np_dtype))
 
-    def train_steps(self, xs, ys, step_seeds) -> None:
+    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+        self._train(self._inputs(x), self._targets(y), step_seed, self._weights(sample_weight))
+
+    def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
         """``steps_per_execution``: the N batches go to the device in one
         transfer, then run as N fused steps."""
-        xs, ys = self._inputs(xs), self._targets(ys)
+        xs, ys, ws = self._inputs(xs), self._targets(ys), self._weights(sample_weights)
         for i, seed in enumerate(step_seeds):
-            self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed)
+            self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed,
+                        None if ws is None else ws[i])
 
-    def test_step(self, x, y) -> None:
+    def test_step(self, x, y, sample_weight=None) -> None:
         x, y = self._inputs(x), self._targets(y)
         with torch.no_grad():
-            _, ys, outputs, logged = self._loss(x, y, StepContext(False))
+            _, ys, outputs, logged = self._loss(x, y, StepContext(False), self._weights(sample_weight))
         self.logs.add(logged, ys, outputs)
 
     def predict_step(self, x) -> np.ndarray:

@@ -133,26 +133,23 @@ class TrainingAPI:
         """Train for ``epochs`` (Keras semantics); returns a ``History``. ``x`` is arrays (with ``y``),
         or a generator, ``PyDataset``, ``torch`` DataLoader, ``tf.data.Dataset`` or iterable of ``(x, y)``
         batches (see :mod:`polykeras.data_sources`)."""
-        if class_weight is not None or sample_weight is not None:
-            raise NotImplementedError("class_weight and sample_weight are not supported yet")
         from polykeras.trainer import Trainer
 
         return Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                                  validation_split=validation_split, validation_data=validation_data,
                                  shuffle=shuffle, initial_epoch=initial_epoch,
                                  validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                                 steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+                                 steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                                 sample_weight=sample_weight, class_weight=class_weight)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict: bool = False):
         """Loss and metrics in inference mode: a scalar loss, ``[loss, *metrics]``
         or, with ``return_dict``, a dict."""
-        if sample_weight is not None:
-            raise NotImplementedError("sample_weight is not supported yet in evaluate()")
         from polykeras.trainer import Trainer
 
         return Trainer(self).evaluate(x, y, batch_size=batch_size, verbose=verbose, callbacks=callbacks,
-                                      return_dict=return_dict, steps=steps)
+                                      return_dict=return_dict, steps=steps, sample_weight=sample_weight)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
         from polykeras.trainer import Trainer
@@ -162,12 +159,13 @@ class TrainingAPI:
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
         from polykeras.trainer import Trainer
 
-        return Trainer(self).train_on_batch(x, y, return_dict=return_dict)
+        return Trainer(self).train_on_batch(x, y, return_dict=return_dict, sample_weight=sample_weight,
+                                            class_weight=class_weight)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         from polykeras.trainer import Trainer
 
-        return Trainer(self).test_on_batch(x, y, return_dict=return_dict)
+        return Trainer(self).test_on_batch(x, y, return_dict=return_dict, sample_weight=sample_weight)
 
     def predict_on_batch(self, x) -> np.ndarray:
         from polykeras.trainer import Trainer
