@@ -36,6 +36,19 @@ def expanded_shapes(shapes: list[tuple]) -> list[tuple]:
     return [tuple(s[:1]) + (1,) * (top - len(s)) + tuple(s[1:]) for s in shapes]
 
 
+def elementwise_merge(kind: str, xs: list, xp):
+    """Keras's element-wise merge ``kind`` of ``xs`` with the array namespace ``xp`` (``numpy``,
+    ``torch``, ``jax.numpy``): the inputs brought to one rank, folded left to right; ``Average``
+    divides the sum by the number of inputs."""
+    xs = [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
+    fold = {"Add": xp.add, "Average": xp.add, "Subtract": xp.subtract, "Multiply": xp.multiply,
+            "Maximum": xp.maximum, "Minimum": xp.minimum}[kind]
+    out = xs[0]
+    for x in xs[1:]:
+        out = fold(out, x)
+    return out / len(xs) if kind == "Average" else out
+
+
 def concat_axis(axis: int, rank: int) -> int:
     """``Concatenate``'s axis as a non-negative index into a rank-``rank`` input."""
     return axis % rank

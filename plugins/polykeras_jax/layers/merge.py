@@ -6,51 +6,24 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, elementwise_merge
 
 from .base import Layer
-
-
-def expanded(xs: list) -> list:
-    """The inputs at one rank (:func:`~polykeras.layers.merge.expanded_shapes`)."""
-    return [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
 
 
 class Merge(Layer):
     multiple_inputs = True
 
 
-def _folding(kind_name: str, fold):
-    class Elementwise(Merge):
-        kind = kind_name
-
-        def __call__(self, weights, xs, ctx):
-            xs = expanded(list(xs))
-            out = xs[0]
-            for x in xs[1:]:
-                out = fold(out, x)
-            return out
-
-    Elementwise.__name__ = Elementwise.__qualname__ = kind_name
-    return Elementwise
-
-
-Add = _folding("Add", jnp.add)
-Subtract = _folding("Subtract", jnp.subtract)
-Multiply = _folding("Multiply", jnp.multiply)
-Maximum = _folding("Maximum", jnp.maximum)
-Minimum = _folding("Minimum", jnp.minimum)
-
-
-class Average(Merge):
-    kind = "Average"
+class Elementwise(Merge):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum: :func:`~polykeras.layers.merge.elementwise_merge`."""
 
     def __call__(self, weights, xs, ctx):
-        xs = expanded(list(xs))
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out / len(xs)
+        return elementwise_merge(self.kind, list(xs), jnp)
+
+
+Add, Subtract, Multiply, Average, Maximum, Minimum = (type(kind, (Elementwise,), {"kind": kind}) for kind in (
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"))
 
 
 class Concatenate(Merge):

@@ -6,51 +6,24 @@ from __future__ import annotations
 
 import torch
 
-from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, expanded_shapes
+from polykeras.layers.merge import NORMALIZE_EPSILON, concat_axis, dot_axes, dot_subscripts, elementwise_merge
 
 from .base import TorchLayer
-
-
-def expanded(xs: list) -> list:
-    """The inputs at one rank (:func:`~polykeras.layers.merge.expanded_shapes`)."""
-    return [x.reshape(shape) for x, shape in zip(xs, expanded_shapes([tuple(x.shape) for x in xs]))]
 
 
 class Merge(TorchLayer):
     multiple_inputs = True
 
 
-def _folding(kind_name: str, fold):
-    class Elementwise(Merge):
-        kind = kind_name
-
-        def forward(self, params, xs, ctx):
-            xs = expanded(list(xs))
-            out = xs[0]
-            for x in xs[1:]:
-                out = fold(out, x)
-            return out
-
-    Elementwise.__name__ = Elementwise.__qualname__ = kind_name
-    return Elementwise
-
-
-Add = _folding("Add", torch.add)
-Subtract = _folding("Subtract", torch.sub)
-Multiply = _folding("Multiply", torch.mul)
-Maximum = _folding("Maximum", torch.maximum)
-Minimum = _folding("Minimum", torch.minimum)
-
-
-class Average(Merge):
-    kind = "Average"
+class Elementwise(Merge):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum: :func:`~polykeras.layers.merge.elementwise_merge`."""
 
     def forward(self, params, xs, ctx):
-        xs = expanded(list(xs))
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out / len(xs)
+        return elementwise_merge(self.kind, list(xs), torch)
+
+
+Add, Subtract, Multiply, Average, Maximum, Minimum = (type(kind, (Elementwise,), {"kind": kind}) for kind in (
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"))
 
 
 class Concatenate(Merge):
