@@ -305,6 +305,11 @@ OPTIMIZER_CASES: list[dict] = [
         ("Adagrad", {"learning_rate": 0.1}), ("SGD", {"learning_rate": 0.1, "clipnorm": 0.1}),
         ("Adam", {"learning_rate": 0.01, "global_clipnorm": 0.05}), ("RMSprop", {"learning_rate": 0.01, "clipvalue": 0.01}),
     ]
+] + [
+    # Keras's sample weights (each sample's loss times its weight, over the batch size), with a
+    # momentum rule so a wrong weighting carries into later steps
+    {"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9}, "sample_weight": True,
+     "group": "SampleWeight"},
 ]
 
 

@@ -68,18 +68,25 @@ OPTIMIZER_STEPS = 10
 
 
 def optimizer_case(config: dict, backend: str, device: str | None, dtype: str) -> dict[str, np.ndarray]:
-    """L1: weights after 1 and after ``OPTIMIZER_STEPS`` updates of a small MLP."""
+    """L1: weights after 1 and after ``OPTIMIZER_STEPS`` updates of a small MLP (with per-sample
+    loss weights when the case asks for them)."""
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input(shape=(6,)), keras.layers.Dense(5, activation="tanh"),
                               keras.layers.Dense(3)])
-    _compile(model, "mse", keras.optimizers.get(config), backend, device, dtype)
+    _compile(model, "mse", keras.optimizers.get({k: config[k] for k in ("class_name", "config")}), backend, device,
+             dtype)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(8, 6)), rng.normal(size=(8, 3))
     program, x, y = _program(model, x, y)
+    weights = {}
+    if config.get("sample_weight"):
+        if "sample_weight" not in getattr(program.backend, "training_features", ()):
+            raise Unsupported(f"backend {backend!r} does not list 'sample_weight' in Backend.training_features")
+        weights = {"sample_weight": rng.random(8).astype(dtype)}
     result = {}
     for step in range(1, OPTIMIZER_STEPS + 1):
-        program.train_step(x, y, STEP_SEED + step)
+        program.train_step(x, y, STEP_SEED + step, **weights)
         if step in (1, OPTIMIZER_STEPS):
             for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):
                 result[f"step {step} {layer.name}.{weight.name}"] = w

@@ -40,7 +40,9 @@ def jobs(levels: list[str], quick: bool, workloads: list[str]):
     if "L1" in levels:
         for config in cases.OPTIMIZER_CASES:
             name = f"{config['class_name']}({', '.join(f'{k}={v}' for k, v in config['config'].items())})"
-            yield "L1", config["class_name"], name, lambda b, d, t, c=config: measure.optimizer_case(c, b, d, t)
+            name += " with sample weights" if config.get("sample_weight") else ""
+            yield ("L1", config.get("group", config["class_name"]), name,
+                   lambda b, d, t, c=config: measure.optimizer_case(c, b, d, t))
     if "L2" in levels:
         for name in workloads:
             yield "L2", name, name, lambda b, d, t, n=name: measure.training_run(
