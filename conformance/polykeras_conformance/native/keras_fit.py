@@ -43,13 +43,19 @@ class Loop:
         optimizer = keras.optimizers.get({"class_name": spec["kind"], "config": spec["config"]})
         self.model.compile(optimizer=optimizer, loss=workload.loss, metrics=list(workload.metrics))
 
+    def _x(self, x):
+        """Each input in the dtype its Keras input takes (a list for several inputs)."""
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        xs = [a.astype(t.dtype) for a, t in zip(xs, self.model.inputs)]
+        return xs if len(xs) > 1 else xs[0]
+
     def predict(self, x) -> np.ndarray:
         with _keras_device(self.device):
-            return keras.ops.convert_to_numpy(self.model(x.astype(self.model.inputs[0].dtype), training=False))
+            return keras.ops.convert_to_numpy(self.model(self._x(x), training=False))
 
     def fit_epochs(self, x, y, batch: int, epochs: int) -> list[float]:
         timer = measure.epoch_timer(keras.callbacks.Callback)
-        x = x.astype(np.int32 if x.dtype.kind == "i" else np.float32)
+        x = self._x(x)
         with _keras_device(self.device):
             self.model.fit(x, y.astype(np.float32 if y.ndim > 1 else y.dtype), batch_size=batch, epochs=epochs,
                            verbose=0, callbacks=[timer])
