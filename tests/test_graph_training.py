@@ -4,7 +4,14 @@ data, an embedding shared by two inputs, a ``Sequential`` inside a
 functional model -- each 50 parity-mode steps in float64 against the
 reference, per-step loss and final weights (the L2 bound, 1e-8: rounding
 differences of ~1e-16 per op stay many orders below it; a wrong gradient
-path shows at 1e-3 or above)."""
+path shows at 1e-3 or above).
+
+The Keras backends run them too (each in its Keras worker process; the
+two-output pattern by default, the rest ``slow``). Keras's float64 mode keeps
+float32 pieces, so where a Keras run misses 1e-8 it is judged against the
+float32-level bound instead and becomes an ``xfail`` that names the measured
+difference and the reason (as ``tests/test_keras_backend.py`` pins them); it
+still fails above that bound unless a known Keras divergence explains it."""
 
 from __future__ import annotations
 
@@ -19,9 +26,48 @@ from polykeras.trainer import Trainer
 from backend_parity import rel_diff
 
 STEPS, BATCH, TOL = 50, 8, 1e-8
-BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(not backend_infos()[name].installed,
-                                                       reason=f"{name} is not installed"))
-            for name in ("torch", "jax")]
+KERAS_BACKENDS = ("keras-jax", "keras-torch", "keras-tensorflow")
+#: The float32-level bound a Keras float64 run is held to (the L0 float32 limit of
+#: polykeras_conformance.tolerances, as tests/test_keras_backend.py's ``judge``): Keras's float32 pieces
+#: leave 2e-8 to 1e-5 here, a wrong gradient path 1e-3 or more.
+KERAS_FLOAT32_LEVEL = 1e-4
+#: Why Keras's float64 runs miss 1e-8 (measured on Keras 3.15.1; per-step loss / final weights).
+KERAS_FLOAT64 = {
+    "keras-jax": "Keras's float64 mode keeps float32 pieces: Keras's losses on jax differ by ~1e-8 from the first "
+                 "step, before any update (2e-8 to 3e-8 per step, 4e-8 to 2e-7 in the weights; nested_sequential "
+                 "meets 1e-8)",
+    "keras-torch": "Keras's float64 mode keeps float32 pieces (its losses, and Dense's products on torch, ~1e-7): "
+                   "5e-8 to 2e-7 per step, 6e-8 to 2e-6 in the weights",
+    "keras-tensorflow": "Keras on TensorFlow turns Adam's beta_1/beta_2 into float32 before casting them to float64, "
+                        "so every float64 step's size is off by 6.7e-6 (the losses of step 0 agree to 2e-16, and "
+                        "with SGD the whole run of two_in_two_out agrees to 4e-16): 1.5e-6 to 2.6e-6 per step, "
+                        "6e-6 to 1.1e-5 in the weights",
+}
+#: (pattern, backend) -> a known Keras divergence beyond the float32-level bound.
+KERAS_BUGS = {
+    ("shared_embedding", "keras-tensorflow"): "Keras on TensorFlow updates an Embedding from its sparse gradient as "
+                                              "if a repeated id's rows were separate, which Adam (not linear in the "
+                                              "gradient) turns into a different step; the shared Embedding's two "
+                                              "calls repeat ids (with SGD this run agrees to 1e-14; "
+                                              "tests/test_keras_backend.py::test_embedding_updates_with_repeated_ids)",
+}
+
+
+def _installed(name: str) -> bool:
+    info = backend_infos().get(name)
+    return info is not None and info.installed
+
+
+def _cases():
+    """(pattern, backend) pairs: torch and jax for every pattern; the Keras backends
+    for the two-output pattern by default, the others ``slow`` (a Keras worker's run
+    takes seconds)."""
+    for pattern in PATTERNS:
+        for backend in ("torch", "jax") + KERAS_BACKENDS:
+            marks = [pytest.mark.skipif(not _installed(backend), reason=f"{backend} is not installed")]
+            if backend in KERAS_BACKENDS and pattern != "two_in_two_out":
+                marks.append(pytest.mark.slow)
+            yield pytest.param(pattern, backend, marks=marks, id=f"{pattern}-{backend}")
 
 
 def residual():
@@ -93,15 +139,22 @@ def reference(pattern: str):
     return _reference[pattern]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("pattern, backend", list(_cases()))
 def test_functional_patterns_train_as_the_reference(pattern, backend):
     ref_losses, ref_weights = reference(pattern)
     losses, weights = run(pattern, backend)
     per_step = np.max(np.abs(losses - ref_losses) / np.abs(ref_losses))
     final = max(rel_diff(a, b) for a, b in zip(weights, ref_weights))
-    print(f"{pattern} on {backend}: per-step loss {per_step:.1e}, final weights {final:.1e} (limit {TOL:.0e})")
-    assert per_step <= TOL and final <= TOL
+    measured = f"per-step loss {per_step:.1e}, final weights {final:.1e}"
+    print(f"{pattern} on {backend}: {measured} (limit {TOL:.0e})")
+    if per_step <= TOL and final <= TOL:
+        return
+    if (pattern, backend) in KERAS_BUGS:
+        pytest.xfail(f"{backend} float64 {pattern}: {measured} > {TOL:.0e}: {KERAS_BUGS[pattern, backend]}")
+    if backend in KERAS_FLOAT64 and max(per_step, final) <= KERAS_FLOAT32_LEVEL:
+        pytest.xfail(f"{backend} float64 {pattern}: {measured} > {TOL:.0e}, within the float32-level "
+                     f"{KERAS_FLOAT32_LEVEL:.0e}: {KERAS_FLOAT64[backend]}")
+    raise AssertionError(f"{pattern} on {backend}: {measured} > {TOL:.0e}")
 
 
 def test_two_outputs_log_keras_names_and_weight_the_loss():

@@ -227,14 +227,73 @@ def test_functional_model_trains_and_predicts_like_reference(backend):
         both.compile(loss="mse", backend=name)  # predict only: the loss is never used
         runs[name] = (history.history["loss"], model.evaluate([xa, xb], y, verbose=0),
                       both.predict([xa[:5], xb[:5]], verbose=0))
-        if name == backend:  # several outputs: Keras's backends predict, but do not train them (yet)
-            with pytest.raises(NotImplementedError, match="predict with several outputs but train"):
-                both.fit([xa, xb], [np.eye(3)[y], np.zeros((40, 2))], verbose=0)
     (h_ref, e_ref, p_ref), (h, e, p) = runs["numpy"], runs[backend]
     assert h == pytest.approx(h_ref, rel=1e-5) and e == pytest.approx(e_ref, rel=1e-5)
     assert len(p) == len(p_ref) == 2
     for got, ref in zip(p, p_ref):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", KERAS_BACKENDS)
+def test_two_output_model_logs_as_the_reference(backend):
+    """fit (with validation) and evaluate of a model of two outputs, with loss_weights and metrics per output:
+    the same log names in the same order as the reference, and the same values (float32, parity mode). The
+    outputs are named by the model's dict keys ("p", "e"), not by their Keras layers ("probs", "extra"):
+    Keras logs <layer>_<metric> first and the per-output losses last; polykeras logs "loss", p_loss, e_loss,
+    p_accuracy, e_mae."""
+    rng = np.random.default_rng(4)
+    xa, xb = rng.normal(size=(40, 6)), rng.normal(size=(40, 6))
+    y = {"p": rng.integers(0, 3, 40), "e": rng.normal(size=(40, 2))}
+    names = ["loss", "p_loss", "e_loss", "p_accuracy", "e_mae"]
+    runs = {}
+    for name in ("numpy", backend):
+        a, b, probs, extra = _two_input_two_output_model()
+        model = pk.Model([a, b], {"p": probs, "e": extra})
+        model.compile("adam", loss={"p": "sparse_categorical_crossentropy", "e": "mse"},
+                      loss_weights={"p": 1.0, "e": 0.5}, metrics={"p": ["accuracy"], "e": ["mae"]}, backend=name,
+                      parity=True)
+        assert model.metrics_names == names
+        before = model.evaluate([xa, xb], y, batch_size=16, verbose=0, return_dict=True)
+        history = model.fit([xa, xb], y, batch_size=16, epochs=2, verbose=0,
+                            validation_data=([xa[:24], xb[:24]], {k: v[:24] for k, v in y.items()})).history
+        runs[name] = before, history, model.evaluate([xa, xb], y, batch_size=7, verbose=0, return_dict=True)
+    (b_ref, h_ref, e_ref), (b, h, e) = runs["numpy"], runs[backend]
+    assert list(b) == list(e) == list(b_ref) == names
+    assert list(h) == list(h_ref) and set(h) == set(names + ["val_" + n for n in names])  # History sorts its keys
+    assert e["loss"] == pytest.approx(e["p_loss"] + 0.5 * e["e_loss"], rel=1e-6)  # no regularizer here
+    for key in names:
+        assert b[key] == pytest.approx(b_ref[key], rel=1e-5), key
+        assert e[key] == pytest.approx(e_ref[key], rel=1e-5), key
+    for key in h_ref:
+        assert h[key] == pytest.approx(h_ref[key], rel=1e-5), key
+
+
+@pytest.mark.parametrize("backend, dtype", [
+    pytest.param(backend, dtype, marks=[pytest.mark.slow] if dtype == "float64" and backend != "keras-tensorflow"
+                 else [], id=f"{backend}-{dtype}")
+    for backend in KERAS_BACKENDS for dtype in ("float32", "float64")])
+def test_two_output_loss_and_gradients_match_reference(backend, dtype):
+    """value_and_grad of a model of two outputs (the weighted sum of a cross-entropy and an mse, one output
+    behind Dropout, parity mode): loss, weight and input gradients against the reference. In float64 Keras on
+    TensorFlow agrees to ~5e-16; on jax and torch Keras's float64 mode keeps float32 pieces (an xfail, slow)."""
+    rng = np.random.default_rng(6)
+    x = [rng.normal(size=(8, 6)), rng.normal(size=(8, 6))]
+    y = {"p": rng.integers(0, 3, 8), "e": rng.normal(size=(8, 2))}
+    runs = {}
+    for name in ("numpy", backend):
+        a, b, probs, extra = _two_input_two_output_model()
+        model = pk.Model([a, b], {"p": probs, "e": extra})
+        model.compile("sgd", loss={"p": "sparse_categorical_crossentropy", "e": "mse"},
+                      loss_weights={"p": 1.0, "e": 0.5}, backend=name, dtype=dtype, parity=True)
+        xs, ys = Trainer(model).prepare(x, y)
+        program = model._get_program(training=True, y_ndim=tuple(a.ndim for a in ys))
+        runs[name] = program.value_and_grad(xs, ys, step_seed=3, training=True)
+    ref, got = runs["numpy"], runs[backend]
+    diffs = {"loss": rel_diff(got.loss, ref.loss)}
+    diffs.update({f"grad[{i}]": rel_diff(g, r) for i, (g, r) in enumerate(zip(got.weights, ref.weights))})
+    diffs.update({f"grad[input{i}]": rel_diff(g, r) for i, (g, r) in enumerate(zip(got.inputs, ref.inputs))})
+    print(f"{backend} two outputs {dtype}: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    judge(backend, dtype, "two-outputs", max(diffs.values()), L0_TOL[dtype])
 
 
 @pytest.mark.parametrize("case_id", [c[0] for c in LOSS_CASES])

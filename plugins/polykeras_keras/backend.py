@@ -65,10 +65,6 @@ class KerasBackend(Backend):
 
     def compile(self, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None = None,
                 *, parity: bool = False) -> Program:
-        if training is not None and getattr(training, "outputs", ()):
-            raise NotImplementedError(f"model {spec.name!r} has {len(spec.outputs)} outputs: the keras backends "
-                                      "predict with several outputs but train (fit, evaluate) models of one; train "
-                                      "it on numpy, torch or jax")
         if self.in_process():
             from .runner import KerasRunner
 

@@ -178,15 +178,23 @@ class TorchEngine(Engine):
 
 class TensorflowEngine(Engine):
     """As ``Model.fit`` does on TensorFlow: Keras's ``train_step`` in a
-    ``tf.function`` (XLA-compiled where Keras's ``jit_compile`` says so)."""
+    ``tf.function`` (XLA-compiled where Keras's ``jit_compile`` says so).
+
+    A model of several outputs is traced once per batch shape, not (as Keras
+    does) once with the batch dimension left unknown: Keras weights each
+    output's logged loss by the batch size *known when tracing*
+    (``CompileLoss``: ``y_pred.shape[0]``), so under a relaxed trace every
+    batch counts once and an uneven last batch skews ``<output>_loss``
+    (the total ``loss`` uses the run-time size and is right either way)."""
 
     def __init__(self, model):
         import tensorflow as tf
 
         super().__init__(model)
         jit = bool(model.jit_compile)
-        self._train = tf.function(model.train_step, reduce_retracing=True, jit_compile=jit)
-        self._test = tf.function(model.test_step, reduce_retracing=True, jit_compile=jit)
+        relax = len(getattr(model, "outputs", None) or ()) <= 1
+        self._train = tf.function(model.train_step, reduce_retracing=relax, jit_compile=jit)
+        self._test = tf.function(model.test_step, reduce_retracing=relax, jit_compile=jit)
 
     def train(self, inputs, y) -> None:
         self.build(inputs, y)

@@ -8,6 +8,19 @@ semantics *are* Keras's): the optimizer kind and config onto
 ``keras.optimizers``, the loss onto ``keras.losses``, each metric kind onto
 ``keras.metrics``. Loss and metrics accumulate in Keras's metric variables;
 :meth:`results` reads them (``Model.get_metrics_result``).
+
+A model of several outputs (``TrainingSpec.outputs``) compiles as in Keras:
+a list of losses in output order, ``loss_weights`` and a list of metrics per
+output. Keras 3 then tracks ``loss`` (the weighted sum plus regularization),
+each output's unweighted loss as ``<output>_loss`` and its metrics as
+``<output>_<metric>``, where ``<output>`` is the name of the Keras layer that
+made the output (a shared layer's every call has the same one), and its
+``get_metrics_result`` lists the metrics *before* the per-output losses.
+polykeras names outputs as the user did (dict keys included) and logs
+``loss``, the losses, then the metrics (``TrainingSpec.log_names``, the order
+of Keras's ``evaluate`` list), so :meth:`KerasRunner.results` reads Keras's
+trackers by object, not by name, and returns them under polykeras's names in
+polykeras's order.
 """
 
 from __future__ import annotations
@@ -39,6 +52,27 @@ def keras_loss(loss: dict, dtype: str):
     return getattr(keras.losses, name)(dtype=dtype, **loss.get("config", {}))
 
 
+def keras_metric(name: str, kind: str, dtype: str):
+    return getattr(keras.metrics, METRICS[kind])(name=name, dtype=dtype)
+
+
+class TotalLoss:
+    """Keras's loss of a model of several outputs, as ``CompileLoss`` computes
+    it: each output's loss times its weight, summed in output order."""
+
+    def __init__(self, losses: list, weights: list[float]):
+        self.losses, self.weights = losses, weights
+
+    def __call__(self, y, out):
+        total = None
+        for loss_fn, weight, yi, oi in zip(self.losses, self.weights, y, out):
+            value = loss_fn(yi, oi)
+            if weight != 1.0:
+                value = keras.ops.multiply(value, weight)
+            total = value if total is None else total + value
+        return total
+
+
 def keras_optimizer(optimizer: dict):
     name = OPTIMIZERS.get(optimizer["kind"])
     if name is None:
@@ -64,17 +98,57 @@ class KerasRunner(Program):
         self._ones: dict[int, list[np.ndarray]] = {}
         engine_class = ENGINES[keras.backend.backend()]
         self.loss_fn = None
+        #: several outputs: ``(polykeras's log name, Keras's metric object)``, in ``training.log_names`` order
+        self._logs: list[tuple[str, object]] | None = None
         if training is not None:
-            self.loss_fn = keras_loss(training.loss, dtype)
             # The model that trains: the parity graph feeds the core's masks.
             self.model = self.graphs.parity if parity else self.graphs.native
-            self.model.compile(optimizer=keras_optimizer(training.optimizer), loss=self.loss_fn,
-                               metrics=[getattr(keras.metrics, METRICS[kind])(name=name, dtype=dtype)
-                                        for name, kind in training.metrics])
+            optimizer = keras_optimizer(training.optimizer)
+            if training.outputs:
+                self._compile_outputs(training, optimizer)
+            else:
+                self.loss_fn = keras_loss(training.loss, dtype)
+                self.model.compile(optimizer=optimizer, loss=self.loss_fn,
+                                   metrics=[keras_metric(name, kind, dtype) for name, kind in training.metrics])
             self.engine = engine_class(self.model)
         else:
             self.model = self.graphs.native
             self.engine = engine_class(self.model)
+
+    def _compile_outputs(self, training: TrainingSpec, optimizer) -> None:
+        """Compile a model of several outputs: a loss, a weight and metrics per
+        output, in ``spec.outputs`` order (the Keras model's output order)."""
+        outputs = training.outputs
+        if len(outputs) != len(self.spec.outputs):
+            raise ValueError(f"model {self.spec.name!r} has {len(self.spec.outputs)} outputs, the training spec "
+                             f"{len(outputs)}")
+        losses = [keras_loss(o.loss, self.dtype) for o in outputs]
+        weights = [float(o.weight) for o in outputs]
+        self.loss_fn = TotalLoss(losses, weights)
+        metrics = []
+        for o in outputs:
+            # Keras prefixes a metric's name with its output's name; polykeras's names come prefixed already
+            prefix = o.log_name[:-len("loss")] if o.log_name.endswith("_loss") else ""  # "<output>_"
+            metrics.append([keras_metric(name[len(prefix):] if prefix and name.startswith(prefix) else name, kind,
+                                         self.dtype) for name, kind in o.metrics] or None)
+        self.model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
+                           metrics=metrics if any(metrics) else None)
+        self._metric_objects = [(name, m) for o, ms in zip(outputs, metrics)
+                                for (name, _), m in zip(o.metrics, ms or [])]
+
+    def _several_logs(self) -> list[tuple[str, object]]:
+        """Keras's trackers of a model of several outputs under polykeras's names, in
+        ``training.log_names`` order (Keras builds the per-output loss trackers with
+        the compiled loss, on the first batch)."""
+        if self._logs is None:
+            trackers = list(self.model._compile_loss.metrics)
+            outputs = self.training.outputs
+            if len(trackers) != len(outputs):
+                raise RuntimeError(f"Keras made {len(trackers)} per-output loss trackers "
+                                   f"({[t.name for t in trackers]}) for {len(outputs)} outputs")
+            self._logs = ([("loss", self.model._loss_tracker)]
+                          + [(o.log_name, t) for o, t in zip(outputs, trackers)] + self._metric_objects)
+        return self._logs
 
     # -- data ------------------------------------------------------------------------
     def _xs(self, x) -> list[np.ndarray]:
@@ -105,7 +179,10 @@ class KerasRunner(Program):
             masks = self.graphs.draw_masks(int(step_seed), batch)
         return xs + [self.engine.tensor(m) for m in masks]
 
-    def _y(self, y: np.ndarray):
+    def _y(self, y):
+        """The targets as Keras takes them: one tensor, a list of one per output for several."""
+        if isinstance(y, tuple):
+            return [self._y(a) for a in y]
         y = np.asarray(y)
         if y.dtype.kind == "f" and y.dtype != self.np_dtype:
             y = y.astype(self.np_dtype)
@@ -118,7 +195,8 @@ class KerasRunner(Program):
 
     def train_steps(self, xs, ys, step_seeds) -> None:
         for i, seed in enumerate(step_seeds):
-            self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i], ys[i], seed)
+            self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i],
+                            tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i], seed)
 
     def test_step(self, x, y) -> None:
         self.engine.test(self._inputs(x, None), self._y(y))
@@ -133,6 +211,10 @@ class KerasRunner(Program):
 
     def results(self) -> dict[str, float]:
         self.engine.sync()
+        if self.training is not None and self.training.outputs:
+            if not self.engine.built:  # nothing ran yet (the reference's logs are empty too)
+                return {}
+            return {name: float(m.result()) for name, m in self._several_logs()}
         logs = self.model.get_metrics_result()
         return {k: float(v) for k, v in logs.items()}
 
