@@ -290,7 +290,7 @@ def _require(program, feature: str) -> None:
         name = getattr(backend, "name", type(program).__name__)
         raise NotImplementedError(f"backend {name!r} does not support {feature.replace('_', ' ')}s (it does not list "
                                   f"{feature!r} in Backend.training_features); train without them or on a backend "
-                                  "that has them (numpy, torch, jax)")
+                                  "that has them (numpy, torch, jax, keras-*)")
 
 
 def _follow(optimizer, schedule, iterations: int) -> None:

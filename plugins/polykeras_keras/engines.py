@@ -33,10 +33,11 @@ class Engine:
     def sync(self) -> None:
         """Make the Keras variables current (JAX keeps the state outside them while training)."""
 
-    def train(self, inputs, y) -> None:
+    def train(self, inputs, y, sample_weight=None) -> None:
+        """One step of Keras's own train step on ``(inputs, y)`` or ``(inputs, y, sample_weight)``."""
         raise NotImplementedError
 
-    def test(self, inputs, y) -> None:
+    def test(self, inputs, y, sample_weight=None) -> None:
         raise NotImplementedError
 
     def predict(self, model, inputs):
@@ -82,22 +83,22 @@ class JaxEngine(Engine):
         self.model.jax_state_sync()
         self.state = None
 
-    def train(self, inputs, y) -> None:
+    def train(self, inputs, y, sample_weight=None) -> None:
         model = self.model
         if self.state is None:
             self.build(inputs, y)
             model.make_train_function()
             self.state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                               optimizer_variables=True, metrics_variables=True)
-        _, self.state = model.train_function(self.state, iter([(inputs, y)]))
+        _, self.state = model.train_function(self.state, iter([_data(inputs, y, sample_weight)]))
 
-    def test(self, inputs, y) -> None:
+    def test(self, inputs, y, sample_weight=None) -> None:
         self.sync()
         model = self.model
         self.build(inputs, y)
         model.make_test_function()
         state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True, metrics_variables=True)
-        _, (trainable, non_trainable, metrics) = model.test_function(state, iter([(inputs, y)]))
+        _, (trainable, non_trainable, metrics) = model.test_function(state, iter([_data(inputs, y, sample_weight)]))
         # The step donated its input buffers: every part goes back, as in Model.evaluate.
         model._jax_state = {"trainable_variables": trainable, "non_trainable_variables": non_trainable,
                             "metrics_variables": metrics}
@@ -142,13 +143,13 @@ class TorchEngine(Engine):
             array = array.copy()
         return torch.from_numpy(array)
 
-    def train(self, inputs, y) -> None:
+    def train(self, inputs, y, sample_weight=None) -> None:
         self.build(inputs, y)
-        self.model.train_function([(inputs, y)])
+        self.model.train_function([_data(inputs, y, sample_weight)])
 
-    def test(self, inputs, y) -> None:
+    def test(self, inputs, y, sample_weight=None) -> None:
         self.build(inputs, y)
-        self.model.test_function([(inputs, y)])
+        self.model.test_function([_data(inputs, y, sample_weight)])
 
     def predict(self, model, inputs):
         import torch
@@ -196,13 +197,13 @@ class TensorflowEngine(Engine):
         self._train = tf.function(model.train_step, reduce_retracing=relax, jit_compile=jit)
         self._test = tf.function(model.test_step, reduce_retracing=relax, jit_compile=jit)
 
-    def train(self, inputs, y) -> None:
+    def train(self, inputs, y, sample_weight=None) -> None:
         self.build(inputs, y)
-        self._train((inputs, y))
+        self._train(_data(inputs, y, sample_weight))
 
-    def test(self, inputs, y) -> None:
+    def test(self, inputs, y, sample_weight=None) -> None:
         self.build(inputs, y)
-        self._test((inputs, y))
+        self._test(_data(inputs, y, sample_weight))
 
     def value_and_grad(self, model, loss_fn, inputs, y, training, wanted):
         import tensorflow as tf
@@ -230,15 +231,20 @@ class NumpyEngine(Engine):
 
     MESSAGE = NUMPY_CANNOT_TRAIN
 
-    def train(self, inputs, y) -> None:
+    def train(self, inputs, y, sample_weight=None) -> None:
         raise NotImplementedError(self.MESSAGE)
 
-    def test(self, inputs, y) -> None:
+    def test(self, inputs, y, sample_weight=None) -> None:
         self.build(inputs, y)
-        self.model.test_step((inputs, y))
+        self.model.test_step(_data(inputs, y, sample_weight))
 
     def value_and_grad(self, *args, **kwargs):
         raise NotImplementedError(self.MESSAGE)
 
 
 ENGINES = {"jax": JaxEngine, "torch": TorchEngine, "tensorflow": TensorflowEngine, "numpy": NumpyEngine}
+
+
+def _data(inputs, y, sample_weight):
+    """One batch as Keras's train/test steps unpack it."""
+    return (inputs, y) if sample_weight is None else (inputs, y, sample_weight)

@@ -45,17 +45,17 @@ class WorkerProgram(Program):
     def iterations(self, value: int) -> None:
         self._steps = value
 
-    def train_step(self, x, y, step_seed: int) -> None:
-        self._call("train_step", x, y, int(step_seed))
+    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+        self._call("train_step", x, y, int(step_seed), sample_weight)
         self._steps += 1
 
-    def train_steps(self, xs, ys, step_seeds) -> None:
+    def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
         seeds = [int(s) for s in step_seeds]
-        self._call("train_steps", xs, ys, seeds)
+        self._call("train_steps", xs, ys, seeds, sample_weights)
         self._steps += len(seeds)
 
-    def test_step(self, x, y) -> None:
-        self._call("test_step", x, y)
+    def test_step(self, x, y, sample_weight=None) -> None:
+        self._call("test_step", x, y, sample_weight)
 
     def predict_step(self, x) -> np.ndarray:
         return self._call("predict_step", x)

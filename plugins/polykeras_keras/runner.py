@@ -189,17 +189,22 @@ class KerasRunner(Program):
         return self.engine.tensor(y)
 
     # -- the Program interface -----------------------------------------------------------
-    def train_step(self, x, y, step_seed: int) -> None:
-        self.engine.train(self._inputs(x, step_seed), self._y(y))
+    def _w(self, sample_weight):
+        """Per-sample loss weights as Keras's ``fit`` takes them (``None`` stays ``None``)."""
+        return None if sample_weight is None else self.engine.tensor(np.asarray(sample_weight, self.np_dtype))
+
+    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+        self.engine.train(self._inputs(x, step_seed), self._y(y), self._w(sample_weight))
         self.iterations += 1
 
-    def train_steps(self, xs, ys, step_seeds) -> None:
+    def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
         for i, seed in enumerate(step_seeds):
             self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i],
-                            tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i], seed)
+                            tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i], seed,
+                            None if sample_weights is None else sample_weights[i])
 
-    def test_step(self, x, y) -> None:
-        self.engine.test(self._inputs(x, None), self._y(y))
+    def test_step(self, x, y, sample_weight=None) -> None:
+        self.engine.test(self._inputs(x, None), self._y(y), self._w(sample_weight))
 
     def predict_step(self, x):
         """The output for one batch; a tuple of one array per output for several."""
