@@ -52,17 +52,16 @@ Run: ``python benchmarks/graph_models.py [--epochs 6] [--steps 40]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 
 import numpy as np
 
 from polykeras_conformance.measure import epoch_timer
 
-from jax_backend import data  # the sibling benchmark's MNIST-MLP data (this script's folder is on sys.path)
+from epoch_worker import EpochWorker, serve  # this script's folder is on sys.path
+from jax_backend import data  # the sibling benchmark's MNIST-MLP data
 
 BATCH, UNITS, BLOCKS, CLASSES = 128, 256, 2, 10
 LOSS = "sparse_categorical_crossentropy"
@@ -213,37 +212,10 @@ class PlainSide:
         return self.loop.fit_epochs(self.x, self.y, BATCH, 1)[0], self.loop.losses[-1]
 
 
-class KerasWorker:
-    """Keras 3 ``fit`` on ``backend`` in a child process, driven one epoch per request."""
-
-    def __init__(self, backend: str, steps: int):
-        env = dict(os.environ, KERAS_BACKEND=backend)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--keras-worker", "--steps", str(steps)], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        ready = self.proc.stdout.readline()
-        if not ready.startswith("ready"):
-            raise RuntimeError(f"the Keras worker did not start: {ready!r}")
-        self.version = ready.split()[1]
-
-    def epoch(self) -> tuple[float, float]:
-        self.proc.stdin.write("epoch\n")
-        self.proc.stdin.flush()
-        seconds, loss = json.loads(self.proc.stdout.readline())
-        return seconds, loss
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def keras_worker(steps: int) -> None:
     import keras
 
-    side = FitSide(keras, steps)
-    print("ready", keras.__version__, flush=True)
-    for line in sys.stdin:
-        if line.strip() == "epoch":
-            print(json.dumps(side.epoch()), flush=True)
+    serve(FitSide(keras, steps), keras.__version__)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -281,7 +253,8 @@ def make_sides(wanted: list[str], steps: int) -> dict:
             sides[f"sequential-{backend}"] = FitSide(polykeras, steps, residual=False, backend=backend,
                                                      dtype="float32")
         if f"keras-{backend}" in wanted:
-            sides[f"keras-{backend}"] = KerasWorker(backend, steps)
+            sides[f"keras-{backend}"] = EpochWorker(__file__, ["--keras-worker", "--steps", str(steps)],
+                                                    {"KERAS_BACKEND": backend})
     return {name: sides[name] for name in SIDES if name in sides}
 
 
@@ -317,9 +290,9 @@ def main(argv=None) -> int:
                 losses[key].append(loss)
     finally:
         for side in sides.values():
-            if isinstance(side, KerasWorker):
+            if isinstance(side, EpochWorker):
                 side.close()
-    versions = {k: s.version for k, s in sides.items() if isinstance(s, KerasWorker)}
+    versions = {k: s.version for k, s in sides.items() if isinstance(s, EpochWorker)}
     ms = {k: [1000 * s / args.steps for s in v[1:]] for k, v in times.items()}
     med = {k: statistics.median(v) for k, v in ms.items() if v}
     for k, v in ms.items():

@@ -40,14 +40,13 @@ Run: ``python benchmarks/torch_backend.py [--workloads small,mlp,cnn,lstm,lstm-r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 
 import numpy as np
 
+from epoch_worker import EpochWorker, serve
 from polykeras_conformance.measure import epoch_timer
 
 #: name: (batch, steps per epoch, x shape, classes or 1 for binary, optimizer)
@@ -133,37 +132,10 @@ class PlainTorchSide:
         return self.loop.fit_epochs(self.x, self.y, self.batch, 1)[0], self.loop.losses[-1]
 
 
-class KerasWorker:
-    """Keras 3 on torch in a child process, driven one epoch per request."""
-
-    def __init__(self, name):
-        env = dict(os.environ, KERAS_BACKEND="torch")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--keras-worker", name], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        ready = self.proc.stdout.readline()
-        if not ready.startswith("ready"):
-            raise RuntimeError(f"the Keras worker did not start: {ready!r}")
-        self.version = ready.split()[1]
-
-    def epoch(self) -> tuple[float, float]:
-        self.proc.stdin.write("epoch\n")
-        self.proc.stdin.flush()
-        seconds, loss = json.loads(self.proc.stdout.readline())
-        return seconds, loss
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def keras_worker(name: str) -> None:
     import keras
 
-    side = FitSide(keras, name)
-    print("ready", keras.__version__, flush=True)
-    for line in sys.stdin:
-        if line.strip() == "epoch":
-            print(json.dumps(side.epoch()), flush=True)
+    serve(FitSide(keras, name), keras.__version__)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -175,7 +147,7 @@ def run_workload(name, args, keras_version_box):
     sides["polykeras"] = FitSide(polykeras, name, backend="torch", dtype="float32")
     sides["plain torch"] = PlainTorchSide(name, sides["polykeras"].model)
     if not args.no_keras:
-        sides["keras-torch"] = KerasWorker(name)
+        sides["keras-torch"] = EpochWorker(__file__, ["--keras-worker", name], {"KERAS_BACKEND": "torch"})
         keras_version_box.append(sides["keras-torch"].version)
     times = {k: [] for k in sides}
     losses = {k: [] for k in sides}
