@@ -34,6 +34,17 @@ class Gradients:
     inputs: np.ndarray | tuple | None
 
 
+@dataclass
+class OptimizerState:
+    """An optimizer's state in canonical form: the number of updates applied, and each slot
+    (named by :func:`polykeras.optimizers.slot_names`) as one array per trainable weight, in
+    spec order and canonical (Keras) layout -- what a saved model carries so that training
+    resumes exactly, on any backend."""
+
+    iterations: int
+    slots: dict[str, list[np.ndarray]]
+
+
 class Program:
     """A model compiled by one backend, holding its live weights.
 
@@ -97,6 +108,14 @@ class Program:
     def set_learning_rate(self, value: float) -> None:
         raise NotImplementedError
 
+    def get_optimizer_state(self) -> OptimizerState:
+        """The optimizer's state (backends listing ``"optimizer_state"`` in ``training_features``)."""
+        raise NotImplementedError
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        """Continue from ``state`` (as :meth:`get_optimizer_state` gives it, from any backend)."""
+        raise NotImplementedError
+
     # -- for the conformance suite -----------------------------------------------
     def value_and_grad(self, x: np.ndarray, y: np.ndarray, step_seed: int = 0, training: bool = True) -> Gradients:
         """Loss (with regularization) and gradients for one batch, without
@@ -118,7 +137,8 @@ class Backend:
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``
-    #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it).
+    #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it) and
+    #: ``"optimizer_state"`` (``get_/set_optimizer_state``: saved models resume exactly).
     training_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()

@@ -1,5 +1,6 @@
 """model.save / load_model / save_weights: portable, atomic, never executes code."""
 
+import io
 import json
 import zipfile
 
@@ -49,8 +50,10 @@ def test_saved_file_holds_json_and_npy_only(tmp_path):
     model, _, _ = trained_model()
     model.save(tmp_path / "m.keras")
     with zipfile.ZipFile(tmp_path / "m.keras") as zf:
-        assert sorted(zf.namelist()) == ["polykeras.json", "weights.npz"]
+        assert sorted(zf.namelist()) == ["optimizer.npz", "polykeras.json", "weights.npz"]  # it has trained
         config = json.loads(zf.read("polykeras.json"))
+        with np.load(io.BytesIO(zf.read("optimizer.npz")), allow_pickle=False) as npz:
+            assert int(npz["iterations"]) == model.optimizer.iterations > 0
     assert config["model_config"]["class_name"] == "Sequential"
     assert config["spec"]["layers"][0]["weights"][0]["regularizer"] == {"l1": 0.0, "l2": 1e-3}
 

@@ -55,6 +55,14 @@ class Optimizer:
     def init_slots(self, params: list) -> Any:
         return ()
 
+    def canonical_slots(self, slots: Any) -> dict[str, list]:
+        """The slots by canonical name (polykeras.optimizers.slot_names), one array per param."""
+        return {}
+
+    def from_canonical(self, slots: Any, canonical: dict[str, list]) -> Any:
+        """``slots`` with the values of ``canonical`` (the inverse of :meth:`canonical_slots`)."""
+        return slots
+
     def apply(self, grads: list, slots: Any, params: list, lr, t) -> tuple[list, Any]:
         """New ``(params, slots)`` given clipped gradients and the 1-based step ``t``."""
         raise NotImplementedError
@@ -93,6 +101,12 @@ class SGD(Optimizer):
     def init_slots(self, params):
         return [jnp.zeros_like(w) for w in params] if self.config["momentum"] else ()
 
+    def canonical_slots(self, slots):
+        return {"momentum": list(slots)} if self.config["momentum"] else {}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["momentum"] if self.config["momentum"] else slots
+
     def apply(self, grads, slots, params, lr, t):
         if not self.config["momentum"]:
             return [w - lr * g for w, g in zip(params, grads)], slots
@@ -109,6 +123,14 @@ class Adam(Optimizer):
     def init_slots(self, params):
         zeros = lambda: [jnp.zeros_like(w) for w in params]  # noqa: E731
         return (zeros(), zeros(), zeros()) if self.config["amsgrad"] else (zeros(), zeros())
+
+    NAMES = ("momentum", "velocity", "velocity_hat")
+
+    def canonical_slots(self, slots):
+        return dict(zip(self.NAMES, map(list, slots)))
+
+    def from_canonical(self, slots, canonical):
+        return tuple(canonical[name] for name in self.NAMES[:len(slots)])
 
     def apply(self, grads, slots, params, lr, t):
         c = self.config
@@ -139,6 +161,27 @@ class _OptaxRule(Optimizer):
 
 
 class RMSprop(_OptaxRule):
+    """State: ``(scale_by_rms: nu | scale_by_stddev: mu, nu, EmptyState, trace | EmptyState)``; optax's
+    trace accumulates the *negative* step, Keras's momentum the step."""
+
+    def canonical_slots(self, slots):
+        scale, _, trace = slots
+        out = {"velocity": list(scale.nu)}
+        if self.config["momentum"] > 0:
+            out["momentum"] = [-t for t in trace.trace]
+        if self.config["centered"]:
+            out["average_gradient"] = list(scale.mu)
+        return out
+
+    def from_canonical(self, slots, canonical):
+        scale, empty, trace = slots
+        scale = scale._replace(nu=canonical["velocity"])
+        if self.config["centered"]:
+            scale = scale._replace(mu=canonical["average_gradient"])
+        if self.config["momentum"] > 0:
+            trace = trace._replace(trace=[-m for m in canonical["momentum"]])
+        return scale, empty, trace
+
     def transform(self, lr):
         c, lr = self.config, jnp.asarray(lr)
         rho, eps = self.hyper("rho", lr), self.hyper("epsilon", lr)
@@ -151,6 +194,14 @@ class RMSprop(_OptaxRule):
 
 
 class Adagrad(_OptaxRule):
+    """State: ``(scale_by_rss: sum_of_squares, EmptyState)``."""
+
+    def canonical_slots(self, slots):
+        return {"accumulator": list(slots[0].sum_of_squares)}
+
+    def from_canonical(self, slots, canonical):
+        return slots[0]._replace(sum_of_squares=canonical["accumulator"]), slots[1]
+
     def transform(self, lr):
         lr = jnp.asarray(lr)
         return optax.chain(optax.scale_by_rss(self.config["initial_accumulator_value"], self.hyper("epsilon", lr)),

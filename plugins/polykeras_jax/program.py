@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from polykeras import random as _random
-from polykeras.program import Gradients, Program
+from polykeras.program import Gradients, OptimizerState, Program
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_jax import losses, metrics, optimizers
 from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
@@ -274,6 +274,19 @@ class JaxProgram(Program):
     def set_learning_rate(self, value: float) -> None:
         with self.precision.scope():
             self._lr = self._scalar(value)
+
+    def get_optimizer_state(self) -> OptimizerState:
+        with self.precision.scope():
+            slots = self.optimizer.canonical_slots(self._state.optimizer.slots)
+            return OptimizerState(self.iterations, {k: [np.array(a, copy=True) for a in v] for k, v in slots.items()})
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        with self.precision.scope():
+            canonical = {k: self._to_device(v) for k, v in state.slots.items()}
+            slots = self.optimizer.from_canonical(self._state.optimizer.slots, canonical)
+            iterations = jax.device_put(np.asarray(state.iterations, np.int32), self.device)
+            self._state = self._state._replace(optimizer=optimizers.OptimizerState(iterations, slots))
+        self.iterations = int(state.iterations)
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
         """Loss (with penalties) and gradients; dropout uses the parity masks in training."""

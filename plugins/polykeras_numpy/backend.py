@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from polykeras import random as _random
-from polykeras.program import Backend, Gradients, MeanAccumulator, Program
+from polykeras.program import Backend, Gradients, MeanAccumulator, OptimizerState, Program
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_numpy import losses, metrics, optimizers
 from polykeras_numpy.layers import KERNELS, ForwardContext
@@ -52,7 +52,7 @@ def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
 class NumpyBackend(Backend):
     name = "numpy"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
-    training_features = frozenset({"sample_weight"})
+    training_features = frozenset({"sample_weight", "optimizer_state"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
@@ -111,6 +111,13 @@ class NumpyProgram(Program):
 
     def set_learning_rate(self, value: float) -> None:
         self.optimizer.learning_rate = float(value)
+
+    def get_optimizer_state(self) -> OptimizerState:
+        return OptimizerState(self.iterations, self.optimizer.get_slots())
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        self.optimizer.set_slots(state.slots)
+        self.iterations = self.optimizer.iterations = int(state.iterations)
 
     # -- forward and backward ------------------------------------------------------
     def _mask_fn(self, step_seed: int, index: int):

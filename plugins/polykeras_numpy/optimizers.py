@@ -22,6 +22,25 @@ class NumpyOptimizer:
     def create_slots(self, params):
         return []
 
+    #: The slot names (polykeras.optimizers.slot_names) in the order of a weight's slot tuple;
+    #: one name: the weight's slot is a single array.
+    layout: tuple[str, ...] = ()
+
+    def get_slots(self) -> dict[str, list[np.ndarray]]:
+        """Copies of the slots by canonical name (absent ones, e.g. momentum 0, left out)."""
+        out = {}
+        for pos, name in enumerate(self.layout):
+            arrays = [s if len(self.layout) == 1 else (s[pos] if pos < len(s) else None) for s in self.slots]
+            if arrays and all(a is not None for a in arrays):
+                out[name] = [a.copy() for a in arrays]
+        return out
+
+    def set_slots(self, slots: dict[str, list[np.ndarray]]) -> None:
+        for name, values in slots.items():
+            pos = self.layout.index(name)
+            for s, value in zip(self.slots, values):
+                (s if len(self.layout) == 1 else s[pos])[...] = value
+
     def apply(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         grads = self._clip(grads)
         wd = self.config.get("weight_decay")
@@ -50,6 +69,8 @@ class NumpyOptimizer:
 
 
 class SGD(NumpyOptimizer):
+    layout = ("momentum",)
+
     def create_slots(self, params):
         return [np.zeros_like(w) for w in params] if self.config["momentum"] else []
 
@@ -68,6 +89,8 @@ class SGD(NumpyOptimizer):
 
 
 class Adam(NumpyOptimizer):
+    layout = ("momentum", "velocity", "velocity_hat")
+
     def create_slots(self, params):
         slots = [(np.zeros_like(w), np.zeros_like(w)) for w in params]
         if self.config["amsgrad"]:
@@ -90,6 +113,8 @@ class Adam(NumpyOptimizer):
 
 
 class RMSprop(NumpyOptimizer):
+    layout = ("velocity", "momentum", "average_gradient")
+
     def create_slots(self, params):
         c = self.config
         return [(np.zeros_like(w),
@@ -118,6 +143,8 @@ class RMSprop(NumpyOptimizer):
 
 
 class Adagrad(NumpyOptimizer):
+    layout = ("accumulator",)
+
     def create_slots(self, params):
         return [np.full_like(w, self.config["initial_accumulator_value"]) for w in params]
 

@@ -50,6 +50,19 @@ class TorchOptimizer:
     def create_slots(self, params: list[torch.Tensor]):
         return None
 
+    #: canonical slot name (polykeras.optimizers.slot_names) -> key in ``self.slots``
+    #: (``None``: ``self.slots`` is that slot's list)
+    slot_keys: dict[str, str | None] = {}
+
+    def get_slots(self) -> dict[str, list[torch.Tensor]]:
+        """The live slot tensors by canonical name, in the params' native layout."""
+        out = {}
+        for name, key in self.slot_keys.items():
+            tensors = self.slots if key is None else (self.slots or {}).get(key)
+            if tensors is not None:
+                out[name] = tensors
+        return out
+
     @torch.no_grad()
     def apply(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         """Clip, decay, update -- Keras's order. ``grads`` may be modified."""
@@ -88,6 +101,8 @@ class TorchOptimizer:
 
 
 class SGD(TorchOptimizer):
+    slot_keys = {"momentum": None}
+
     def create_slots(self, params):
         return [torch.zeros_like(w) for w in params] if self.config["momentum"] else None
 
@@ -107,6 +122,8 @@ class SGD(TorchOptimizer):
 
 class Adam(TorchOptimizer):
     """Adam and AdamW (the decay is done in :meth:`TorchOptimizer.apply`)."""
+
+    slot_keys = {"momentum": "m", "velocity": "v", "velocity_hat": "v_hat"}
 
     def create_slots(self, params):
         slots = {"m": [torch.zeros_like(w) for w in params], "v": [torch.zeros_like(w) for w in params]}
@@ -134,6 +151,8 @@ class Adam(TorchOptimizer):
 
 
 class RMSprop(TorchOptimizer):
+    slot_keys = {"velocity": "velocity", "momentum": "momentum", "average_gradient": "average"}
+
     def create_slots(self, params):
         c = self.config
         return {"velocity": [torch.zeros_like(w) for w in params],
@@ -164,6 +183,8 @@ class RMSprop(TorchOptimizer):
 
 
 class Adagrad(TorchOptimizer):
+    slot_keys = {"accumulator": "accumulator"}
+
     def create_slots(self, params):
         return {"accumulator": [torch.full_like(w, self.config["initial_accumulator_value"]) for w in params],
                 "scratch": [torch.empty_like(w) for w in params]}

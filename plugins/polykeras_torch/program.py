@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from polykeras.program import Gradients, Program
+from polykeras.program import Gradients, OptimizerState, Program
 from polykeras.spec import ModelSpec, TrainingSpec
 
 from . import losses, metrics, optimizers
@@ -119,6 +119,40 @@ class TorchProgram(Program):
 
     def set_learning_rate(self, value: float) -> None:
         self.optimizer.learning_rate = float(value)
+
+    def _canonical_trainable(self, native: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """Tensors shaped like the trainable parameters (native layout, spec order) in canonical layout."""
+        tensors, out = iter(native), []
+        for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
+            if not any(w.trainable for w in spec.weights):
+                continue
+            full = [next(tensors) if w.trainable else p for w, p in zip(spec.weights, params)]
+            canonical = layer.to_canonical([t.detach().cpu().numpy().copy() for t in full])
+            out += [c for w, c in zip(spec.weights, canonical) if w.trainable]
+        return out
+
+    def _native_trainable(self, canonical: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The inverse of :meth:`_canonical_trainable`."""
+        arrays, out = iter(canonical), []
+        for spec, layer in zip(self.spec.layers, self.layers):
+            if not any(w.trainable for w in spec.weights):
+                continue
+            full = [np.asarray(next(arrays), self.np_dtype) if w.trainable else np.zeros(w.shape, self.np_dtype)
+                    for w in spec.weights]
+            out += [n for w, n in zip(spec.weights, layer.to_native(full)) if w.trainable]
+        return out
+
+    def get_optimizer_state(self) -> OptimizerState:
+        return OptimizerState(self.iterations, {name: self._canonical_trainable(tensors)
+                                                for name, tensors in self.optimizer.get_slots().items()})
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        slots = self.optimizer.get_slots()
+        with torch.no_grad():
+            for name, values in state.slots.items():
+                for tensor, value in zip(slots[name], self._native_trainable(values)):
+                    tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        self.iterations = self.optimizer.iterations = int(state.iterations)
 
     # -- data ------------------------------------------------------------------------------
     def _inputs(self, x) -> tuple[torch.Tensor, ...]:
@@ -255,12 +289,9 @@ class TorchProgram(Program):
         wanted = self.trainable + [a for a, w in zip(x, with_input) if w]
         grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True))
         weights: list[np.ndarray | None] = []
-        for spec, layer, params in zip(self.spec.layers, self.layers, self.params):
-            if not params:
-                continue
-            native = [next(grads) if w.trainable else p for w, p in zip(spec.weights, params)]
-            canonical = layer.to_canonical([g.detach().cpu().numpy().copy() for g in native])
-            weights += [g if w.trainable else None for w, g in zip(spec.weights, canonical)]
+        by_weight = iter(self._canonical_trainable([next(grads) for _ in self.trainable]))
+        for spec in self.spec.layers:
+            weights += [next(by_weight) if w.trainable else None for w in spec.weights]
         d_inputs = tuple(next(grads).cpu().numpy() if w else None for w in with_input)
         return Gradients(float(loss.detach()), weights, d_inputs if len(d_inputs) > 1 else d_inputs[0])
 

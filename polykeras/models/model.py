@@ -47,6 +47,7 @@ class Model(TrainingAPI):
         self._spec_cache: ModelSpec | None = None
         self._steps_per_execution = 1
         self._outputs_config = None  # per-output losses/weights/metrics of a compiled model of several outputs
+        self._pending_optimizer_state = None  # a loaded model's optimizer state, for its first training program
         self._graph: Graph | None = None
         self._output_names: list[str] | None = None
         if inputs is None and outputs is None:

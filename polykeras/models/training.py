@@ -54,6 +54,7 @@ class TrainingAPI:
             self._metric_ids = metrics
         self._steps_per_execution = int(steps_per_execution)
         self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity)}
+        self._pending_optimizer_state = None  # a new optimizer starts afresh, as in Keras
         self._program = None
         self._program_key = None
 
@@ -93,6 +94,8 @@ class TrainingAPI:
 
         self._claim_weights()
         self._pull_weights()
+        # the optimizer's state carries over to a rebuilt program (and a loaded model's, to its first)
+        state = self._optimizer_state() if training else None
         backend = get_backend(cfg.get("backend"), cfg.get("device"), cfg.get("dtype"))
         self._check_supported(backend)
         weights = [w.astype(backend.dtype, copy=False) for w in self._host_weights()]
@@ -101,7 +104,34 @@ class TrainingAPI:
         self._weights_stale = False
         if training:
             self.optimizer._bind(self._program)
+            if state is not None:
+                self._restore_optimizer_state(backend, training_spec, state)
         return self._program
+
+    def _optimizer_state(self):
+        """The optimizer's state in canonical form (:class:`polykeras.program.OptimizerState`): a loaded
+        model's not yet applied, else the training program's once it has taken a step; ``None`` without."""
+        if self._pending_optimizer_state is not None:
+            return self._pending_optimizer_state
+        program = self._program
+        backend = getattr(program, "backend", None)
+        if (program is None or not self._program_key or self._program_key[0] is None or not program.iterations
+                or "optimizer_state" not in getattr(backend, "training_features", ())):
+            return None
+        return program.get_optimizer_state()
+
+    def _restore_optimizer_state(self, backend, training_spec, state) -> None:
+        import warnings
+
+        self._pending_optimizer_state = None
+        expected = set(_optimizers.slot_names(training_spec.optimizer))
+        if "optimizer_state" not in backend.training_features or set(state.slots) != expected:
+            warnings.warn(f"model {self.name!r}: the optimizer state ({state.iterations} updates, slots "
+                          f"{sorted(state.slots)}) cannot be restored on backend {backend.name!r} for this "
+                          f"optimizer (slots {sorted(expected)}); its moments restart from zero", RuntimeWarning,
+                          stacklevel=4)
+            return
+        self._program.set_optimizer_state(state)
 
     def _check_supported(self, backend) -> None:
         spec = self._spec()

@@ -182,6 +182,23 @@ class Adagrad(Optimizer):
                          epsilon=float(epsilon), **kwargs)
 
 
+def slot_names(spec: dict[str, Any]) -> list[str]:
+    """The optimizer's per-weight state variables, named and ordered as Keras 3 names them: what
+    :meth:`polykeras.program.Program.get_optimizer_state` returns for an optimizer ``spec``
+    (``{"kind", "config"}``). RMSprop's ``momentum`` is the accumulated step Keras subtracts."""
+    kind, c = spec["kind"], spec["config"]
+    if kind == "SGD":
+        return ["momentum"] if c.get("momentum") else []
+    if kind in ("Adam", "AdamW"):
+        return ["momentum", "velocity"] + (["velocity_hat"] if c.get("amsgrad") else [])
+    if kind == "RMSprop":
+        return ["velocity"] + (["momentum"] if c.get("momentum", 0) > 0 else []) + (
+            ["average_gradient"] if c.get("centered") else [])
+    if kind == "Adagrad":
+        return ["accumulator"]
+    raise NotImplementedError(f"no optimizer state layout for {kind!r}")
+
+
 _BY_NAME: dict[str, type[Optimizer]] = {
     "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
 }

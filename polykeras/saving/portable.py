@@ -5,6 +5,10 @@
     polykeras.json   format tag, the Keras-style model config (class names and
                      get_config() of every layer), the compile config and the spec
     weights.npz      every weight in canonical Keras layout, keyed "layer/weight"
+    optimizer.npz    (a model that has trained) the optimizer's state: "iterations",
+                     and each slot of each trainable weight, keyed "slot/layer/weight",
+                     so that training resumes exactly where it stopped, on any backend
+                     whose Backend.training_features has "optimizer_state"
 
 so a model saved under one backend loads under any other. Loading never runs
 code: JSON is parsed and arrays are read with ``allow_pickle=False``. Writes
@@ -30,6 +34,7 @@ FORMAT = "polykeras.saved_model/1"
 WEIGHTS_FORMAT = "polykeras.weights/1"
 _CONFIG = "polykeras.json"
 _WEIGHTS = "weights.npz"
+_OPTIMIZER = "optimizer.npz"
 
 
 class ModelFileError(ValueError):
@@ -52,9 +57,41 @@ def _weights_npz(model) -> bytes:
     return buffer.getvalue()
 
 
+def _optimizer_npz(model) -> bytes | None:
+    state = model._optimizer_state() if model.compiled else None
+    if state is None:
+        return None
+    trainable = [(layer, w) for layer, w in model._spec().weight_specs if w.trainable]
+    arrays = {"iterations": np.asarray(state.iterations, np.int64)}
+    for slot, values in state.slots.items():
+        arrays.update({f"{slot}/{layer.name}/{w.name}": v for (layer, w), v in zip(trainable, values)})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _read_optimizer(model, data: bytes, path: Path):
+    from polykeras.program import OptimizerState
+
+    arrays = _read_weights(data, path)
+    trainable = [(layer, w) for layer, w in model._spec().weight_specs if w.trainable]
+    slots: dict[str, list] = {}
+    for key in arrays:
+        if key != "iterations":
+            slots.setdefault(key.split("/", 1)[0], [])
+    try:
+        for slot in slots:
+            slots[slot] = [arrays[f"{slot}/{layer.name}/{w.name}"] for layer, w in trainable]
+    except KeyError as exc:
+        raise ModelFileError(f"{path}: the optimizer state lacks {exc} for the model's trainable weights") from None
+    return OptimizerState(int(arrays["iterations"]), slots)
+
+
 def save_model(model, filepath, overwrite: bool = True) -> None:
-    """Write ``model`` (architecture, compile settings, weights) as a polykeras model file."""
+    """Write ``model`` (architecture, compile settings, weights and, once it has trained, its
+    optimizer's state) as a polykeras model file."""
     weights = _weights_npz(model)
+    optimizer = _optimizer_npz(model)
     config = {
         "format": FORMAT,
         "polykeras_version": polykeras.__version__,
@@ -62,11 +99,14 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
         "compile_config": model.get_compile_config(),
         "spec": model._spec().to_dict(),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),  # damage inside a re-zipped archive shows too
+        **({"optimizer_sha256": hashlib.sha256(optimizer).hexdigest()} if optimizer is not None else {}),
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(_CONFIG, json.dumps(config, indent=1))
         zf.writestr(_WEIGHTS, weights)
+        if optimizer is not None:
+            zf.writestr(_OPTIMIZER, optimizer)
     atomic_write(Path(filepath), buffer.getvalue(), overwrite)
 
 
@@ -119,7 +159,9 @@ def _read_weights(data: bytes, path: Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: the weights are corrupt or truncated ({exc}); save them again") from None
 
 
-def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
+def _assign(model, arrays: dict[str, np.ndarray], path: Path, keep_dtype: bool = False) -> None:
+    """Set the model's weights from ``arrays`` (checked by name and shape). A loaded model keeps the
+    saved values' float dtype (``keep_dtype``): float64 training resumes from float64 weights."""
     spec = model._spec()
     values = []
     for layer, w in spec.weight_specs:
@@ -133,6 +175,11 @@ def _assign(model, arrays: dict[str, np.ndarray], path: Path) -> None:
     extra = set(arrays) - {f"{l.name}/{w.name}" for l, w in spec.weight_specs}
     if extra:
         raise ModelFileError(f"{path} holds weights the model lacks: {', '.join(sorted(extra))}")
+    if keep_dtype:
+        values = iter(values)
+        for layer in model._weighted_layers():
+            layer._weight_values[:] = [np.array(next(values)) for _ in layer._weight_values]
+        return
     model.set_weights(values)
 
 
@@ -162,9 +209,15 @@ def _read_model(zf: zipfile.ZipFile, path: Path, compile: bool):
         raise ModelFileError(f"{path}: the weights do not match their checksum (the file was damaged after it "
                              "was written); save the model again")
     model = model_from_config(config["model_config"])
-    _assign(model, _read_weights(weights, path), path)
+    _assign(model, _read_weights(weights, path), path, keep_dtype=True)
     if compile and config.get("compile_config"):
         model.compile_from_config(config["compile_config"])
+        if "optimizer_sha256" in config:
+            optimizer = zf.read(_OPTIMIZER)
+            if hashlib.sha256(optimizer).hexdigest() != config["optimizer_sha256"]:
+                raise ModelFileError(f"{path}: the optimizer state does not match its checksum (the file was "
+                                     "damaged after it was written); save the model again")
+            model._pending_optimizer_state = _read_optimizer(model, optimizer, path)
     return model
 
 

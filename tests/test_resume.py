@@ -1,0 +1,107 @@
+"""Training resumes exactly: a saved model carries its optimizer's state (the slots Keras has,
+in canonical layout, and the iteration count), so "fit, save, load, fit" ends with the same
+weights as one uninterrupted fit -- on the same backend bit for bit, across backends to
+float64 rounding -- and a program rebuilt between two fits keeps the moments too. (Without
+the state, Adam restarted from zero moments after loading: 57% relative L2 off after one more
+epoch in the issue's measurement.)"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import polykeras as keras
+from polykeras import layers
+from polykeras.backends import backend_infos
+
+OPTIMIZERS = {
+    "adam-amsgrad": lambda: keras.optimizers.Adam(0.01, amsgrad=True),
+    "rmsprop-centered-momentum": lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    "sgd-nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adagrad": lambda: keras.optimizers.Adagrad(0.1),
+}
+BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(not backend_infos()[b].installed, reason=f"{b} not installed"))
+            for b in ("torch", "jax")]
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+
+
+def model(optimizer, backend="numpy"):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([layers.Input((5,)), layers.Dense(4, activation="tanh"), layers.Dense(3, activation="softmax")])
+    m.compile(optimizer=OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy", backend=backend,
+              dtype="float64")
+    return m
+
+
+def straight(optimizer):
+    x, y = data()
+    m = model(optimizer)
+    m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    return m.get_weights()
+
+
+def resumed(optimizer, tmp_path, save_on="numpy", continue_on="numpy"):
+    x, y = data()
+    m = model(optimizer, save_on)
+    m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    m.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded._compile_config.update(backend=continue_on, dtype="float64")
+    loaded.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    assert loaded.optimizer.iterations == 10
+    return loaded.get_weights()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_fit_save_load_fit_is_one_fit(optimizer, tmp_path):
+    for a, b in zip(resumed(optimizer, tmp_path), straight(optimizer)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer", ["adam-amsgrad", "rmsprop-centered-momentum"])
+def test_the_state_moves_between_backends(optimizer, backend, tmp_path):
+    """Saved on ``backend`` (native slot layouts: torch's transposed kernels, optax's negated momentum)
+    and continued on the reference, and the other way round."""
+    expected = straight(optimizer)
+    for save_on, continue_on in ((backend, "numpy"), ("numpy", backend)):
+        for a, b in zip(resumed(optimizer, tmp_path, save_on, continue_on), expected):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_a_rebuilt_program_keeps_the_moments():
+    """A new learning rate between two fits rebuilds the program; the moments carry over."""
+    x, y = data()
+    one = model("adam-amsgrad")
+    one.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 if epoch == 0 else 0.002)])
+    two = model("adam-amsgrad")
+    two.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    two.optimizer.learning_rate = 0.002
+    two.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for a, b in zip(two.get_weights(), one.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_state_for_another_optimizer_is_not_forced_on_it(tmp_path):
+    x, y = data()
+    m = model("adam-amsgrad")
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    m.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    state = loaded._pending_optimizer_state
+    loaded.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")  # a new optimizer starts afresh
+    loaded._pending_optimizer_state = state
+    with pytest.warns(RuntimeWarning, match="cannot be restored .* moments restart from zero"):
+        loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fresh = keras.models.load_model(tmp_path / "m.keras")
+        fresh.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        fresh.fit(x, y, batch_size=8, epochs=1, verbose=0)  # compile() dropped the loaded state: no warning
