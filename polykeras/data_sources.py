@@ -45,14 +45,15 @@ class ArraySource:
         self.n = data.n_samples(x)
         self.steps = math.ceil(self.n / batch_size)
 
-    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any, Any]]:
-        """``(k, x, y, w)``: one batch (``k == 1``), or ``k`` full batches stacked on a new leading axis."""
+    def epoch(self, epoch: int, per_execution: int = 1, start: int = 0) -> Iterator[tuple[int, Any, Any, Any]]:
+        """``(k, x, y, w)``: one batch (``k == 1``), or ``k`` full batches stacked on a new leading axis;
+        from batch ``start`` on (a resumed run)."""
         xs, ys, ws = self.x, self.y, self.w
         if self.shuffle:
             order = _random.shuffle_order(self.seed, epoch, self.n)
             xs, ys = data.take(xs, order), data.take(ys, order)
             ws = None if ws is None else ws[order]
-        b, step = self.batch_size, 0
+        b, step = self.batch_size, start
         while step < self.steps:
             k = min(per_execution, self.n // b - step) if per_execution > 1 else 1
             if k > 1:
@@ -197,7 +198,7 @@ class StreamSource:
         return out, stop
 
     # -- consuming ------------------------------------------------------------------------------
-    def epoch(self, epoch: int, per_execution: int = 1) -> Iterator[tuple[int, Any, Any, Any]]:
+    def epoch(self, epoch: int, per_execution: int = 1, start: int = 0) -> Iterator[tuple[int, Any, Any, Any]]:
         """``(1, x, y, w)`` per batch (``(1, x, None, None)`` without targets), ``steps`` of them or until
         the data ends."""
         if self.one_pass:

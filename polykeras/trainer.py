@@ -108,15 +108,27 @@ class Trainer:
         schedule = model.optimizer.schedule
         # a schedule sets each step's rate, so with one the steps run one at a time
         per_exec = 1 if schedule is not None else model._steps_per_execution
-        global_step = initial_epoch * (steps or 0)
         model.stop_training = False
+        model._fit_seed = seed
         logs: dict[str, Any] = {}
         cbs.on_train_begin()
+        # a BackupAndRestore backup: continue at its epoch and step, with its data order and step seeds
+        resume = model.__dict__.pop("_resume_from", None) or {}
+        if resume:
+            seed = model._fit_seed = int(resume["seed"])
+            initial_epoch = int(resume["epoch"])
+            if not stream:
+                train.seed = seed
+            elif resume["step"]:
+                raise NotImplementedError("resuming a generator/dataset in the middle of an epoch is not supported; "
+                                          "use BackupAndRestore(save_freq='epoch') with streams")
+        skip = int(resume.get("step", 0))
+        global_step = initial_epoch * (steps or 0) + skip
         for epoch in range(initial_epoch, epochs):
             program.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            step = 0
-            with closing(train.epoch(epoch, per_exec)) as batches:
+            step = skip if epoch == initial_epoch else 0
+            with closing(train.epoch(epoch, per_exec, start=step)) as batches:
                 for k, xb, yb, wb in batches:
                     if cbs.has_train_batch_hooks:
                         cbs.on_train_batch_begin(step)

@@ -2,7 +2,7 @@
 
 Everything Keras 3 users reach for -- ``EarlyStopping``, ``ModelCheckpoint``,
 ``ReduceLROnPlateau``, ``CSVLogger``, ``TerminateOnNaN``, ``LambdaCallback``,
-``LearningRateScheduler`` -- with Keras's arguments, defaults and messages,
+``LearningRateScheduler``, ``BackupAndRestore`` -- with Keras's arguments, defaults and messages,
 plus the ``History`` and ``ProgbarLogger`` that ``fit`` adds itself.
 
 The trainer drives them through :class:`CallbackList`, which keeps the
@@ -10,6 +10,7 @@ per-step path lean: batch hooks nobody implements are not called, and batch
 logs (a device-to-host sync) are computed only when some callback reads them.
 """
 
+from polykeras.callbacks.backup_and_restore import BackupAndRestore
 from polykeras.callbacks.callback import Callback
 from polykeras.callbacks.callback_list import CallbackList
 from polykeras.callbacks.csv_logger import CSVLogger
@@ -21,5 +22,5 @@ from polykeras.callbacks.model_checkpoint import ModelCheckpoint
 from polykeras.callbacks.progbar_logger import ProgbarLogger
 from polykeras.callbacks.terminate_on_nan import TerminateOnNaN
 
-__all__ = ["Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
            "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]

@@ -120,6 +120,12 @@ class TrainingAPI:
             return None
         return program.get_optimizer_state()
 
+    def _apply_pending_optimizer_state(self) -> None:
+        """Hand a restored optimizer state to the training program that already runs (BackupAndRestore)."""
+        if self._pending_optimizer_state is not None and self._program is not None and self._program_key[0]:
+            self._restore_optimizer_state(self._program.backend, self._program_key[0],
+                                          self._pending_optimizer_state)
+
     def _restore_optimizer_state(self, backend, training_spec, state) -> None:
         import warnings
 

@@ -70,7 +70,7 @@ def _optimizer_npz(model) -> bytes | None:
     return buffer.getvalue()
 
 
-def _read_optimizer(model, data: bytes, path: Path):
+def _read_optimizer(model, data: bytes, path: Path, by_position: bool = False):
     from polykeras.program import OptimizerState
 
     arrays = _read_weights(data, path)
@@ -78,18 +78,24 @@ def _read_optimizer(model, data: bytes, path: Path):
     slots: dict[str, list] = {}
     for key in arrays:
         if key != "iterations":
-            slots.setdefault(key.split("/", 1)[0], [])
+            slots.setdefault(key.split("/", 1)[0], []).append(arrays[key])
     try:
         for slot in slots:
+            if by_position:  # saved in the trainable weights' order
+                if len(slots[slot]) != len(trainable):
+                    raise KeyError(f"{slot} ({len(slots[slot])} arrays for {len(trainable)} trainable weights)")
+                continue
             slots[slot] = [arrays[f"{slot}/{layer.name}/{w.name}"] for layer, w in trainable]
     except KeyError as exc:
         raise ModelFileError(f"{path}: the optimizer state lacks {exc} for the model's trainable weights") from None
     return OptimizerState(int(arrays["iterations"]), slots)
 
 
-def save_model(model, filepath, overwrite: bool = True) -> None:
+def save_model(model, filepath, overwrite: bool = True, training_state: dict | None = None) -> None:
     """Write ``model`` (architecture, compile settings, weights and, once it has trained, its
-    optimizer's state) as a polykeras model file."""
+    optimizer's state) as a polykeras model file; ``training_state`` (where a ``fit`` stands, for
+    :class:`polykeras.callbacks.BackupAndRestore`) goes into the same file, so one atomic write
+    keeps all of it consistent."""
     weights = _weights_npz(model)
     optimizer = _optimizer_npz(model)
     config = {
@@ -100,6 +106,7 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
         "spec": model._spec().to_dict(),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),  # damage inside a re-zipped archive shows too
         **({"optimizer_sha256": hashlib.sha256(optimizer).hexdigest()} if optimizer is not None else {}),
+        **({"training_state": training_state} if training_state is not None else {}),
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -159,10 +166,20 @@ def _read_weights(data: bytes, path: Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: the weights are corrupt or truncated ({exc}); save them again") from None
 
 
-def _assign(model, arrays: dict[str, np.ndarray], path: Path, keep_dtype: bool = False) -> None:
-    """Set the model's weights from ``arrays`` (checked by name and shape). A loaded model keeps the
-    saved values' float dtype (``keep_dtype``): float64 training resumes from float64 weights."""
+def _assign(model, arrays: dict[str, np.ndarray], path: Path, keep_dtype: bool = False,
+            by_position: bool = False) -> None:
+    """Set the model's weights from ``arrays`` (checked by name and shape; ``by_position``: in the
+    saved order, for a backup restored into the same architecture whose automatic layer names may
+    differ). A loaded model keeps the saved values' float dtype (``keep_dtype``): float64 training
+    resumes from float64 weights."""
     spec = model._spec()
+    if by_position:
+        shapes = [w.shape for _, w in spec.weight_specs]
+        saved = list(arrays.values())
+        if [tuple(a.shape) for a in saved] != [tuple(s) for s in shapes]:
+            raise ModelFileError(f"{path} holds weights of shapes {[a.shape for a in saved]}, the model has "
+                                 f"{shapes}: it is a backup of another model; delete it to start over")
+        arrays = {f"{layer.name}/{w.name}": a for (layer, w), a in zip(spec.weight_specs, saved)}
     values = []
     for layer, w in spec.weight_specs:
         key = f"{layer.name}/{w.name}"
@@ -212,13 +229,41 @@ def _read_model(zf: zipfile.ZipFile, path: Path, compile: bool):
     _assign(model, _read_weights(weights, path), path, keep_dtype=True)
     if compile and config.get("compile_config"):
         model.compile_from_config(config["compile_config"])
-        if "optimizer_sha256" in config:
-            optimizer = zf.read(_OPTIMIZER)
-            if hashlib.sha256(optimizer).hexdigest() != config["optimizer_sha256"]:
-                raise ModelFileError(f"{path}: the optimizer state does not match its checksum (the file was "
-                                     "damaged after it was written); save the model again")
-            model._pending_optimizer_state = _read_optimizer(model, optimizer, path)
+        model._pending_optimizer_state = _optimizer_state(zf, config, model, path)
     return model
+
+
+def _optimizer_state(zf: zipfile.ZipFile, config: dict, model, path: Path, by_position: bool = False):
+    if "optimizer_sha256" not in config:
+        return None
+    optimizer = zf.read(_OPTIMIZER)
+    if hashlib.sha256(optimizer).hexdigest() != config["optimizer_sha256"]:
+        raise ModelFileError(f"{path}: the optimizer state does not match its checksum (the file was damaged "
+                             "after it was written); save the model again")
+    return _read_optimizer(model, optimizer, path, by_position)
+
+
+def restore_training(model, filepath) -> dict | None:
+    """Put a backup's weights and optimizer state into ``model`` (compiled, the same architecture)
+    and return the ``training_state`` saved with them (``None`` if there is none)."""
+    path = Path(filepath)
+    with open_zip(path) as zf:
+        try:
+            config = _read_config(zf, path)
+            weights = zf.read(_WEIGHTS)
+            if hashlib.sha256(weights).hexdigest() != config.get("weights_sha256"):
+                raise ModelFileError(f"{path}: the weights do not match their checksum; delete the backup to "
+                                     "start over")
+            _assign(model, _read_weights(weights, path), path, keep_dtype=True, by_position=True)
+            state = _optimizer_state(zf, config, model, path, by_position=True)
+        except ModelFileError:
+            raise
+        except CORRUPTION as exc:
+            raise ModelFileError(f"{path}: corrupt backup ({type(exc).__name__}: {exc}); delete it to start "
+                                 "over") from None
+    model._push_weights()
+    model._pending_optimizer_state = state
+    return config.get("training_state")
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:

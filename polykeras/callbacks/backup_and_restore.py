@@ -1,0 +1,71 @@
+"""``BackupAndRestore``: a run that dies (``kill -9``, a lost machine) restarts where its last
+backup left it and ends with the weights an uninterrupted run would have."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from polykeras.callbacks.callback import Callback
+
+
+class BackupAndRestore(Callback):
+    """Keras's ``keras.callbacks.BackupAndRestore``.
+
+    Args:
+        backup_dir: a folder for the backup (``backup.keras``: polykeras's model file with the
+            weights, the optimizer's state and where the fit stood -- epoch, step and the run's
+            data-order seed -- written atomically, so a crash mid-write leaves the previous one).
+        save_freq: ``"epoch"`` (at each epoch's end), an integer N (every N batches), or
+            ``False`` (never: only restore).
+        delete_checkpoint: remove the backup when ``fit`` ends normally.
+
+    When ``fit`` starts and a backup exists, the model takes its weights and optimizer state and
+    the fit continues from its epoch and step with the same data order and step seeds, so
+    "killed and restarted" trains exactly as "never stopped" (on backends with
+    ``"optimizer_state"`` in ``Backend.training_features``; on others the optimizer's moments
+    restart, with a warning). Restarting mid-epoch needs array data; a generator or dataset
+    resumes at epoch boundaries.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint: bool = True, double_checkpoint=False):
+        super().__init__()
+        if not (save_freq == "epoch" or save_freq is False or (type(save_freq) is int and save_freq > 0)):
+            raise ValueError(f"save_freq must be 'epoch', False or a positive number of batches, got {save_freq!r}")
+        self.backup_dir = Path(os.fspath(backup_dir))
+        self.path = self.backup_dir / "backup.keras"
+        self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            return
+        from polykeras.saving.portable import restore_training
+
+        state = restore_training(self.model, self.path)
+        self.model._apply_pending_optimizer_state()
+        if state is not None:
+            self.model._resume_from = dict(state)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if type(self.save_freq) is int and (batch + 1) % self.save_freq == 0:
+            steps = (self.params or {}).get("steps")
+            done = steps is not None and batch + 1 >= steps  # the epoch's last batch: resume at the next epoch
+            self._backup(self._epoch + 1 if done else self._epoch, 0 if done else batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._backup(epoch + 1, 0)
+
+    def on_train_end(self, logs=None):  # only a fit that ends normally gets here
+        if self.delete_checkpoint:
+            self.path.unlink(missing_ok=True)
+
+    def _backup(self, epoch: int, step: int) -> None:
+        from polykeras.saving.portable import save_model
+
+        save_model(self.model, self.path, training_state={"epoch": epoch, "step": step,
+                                                          "seed": self.model._fit_seed})
