@@ -2,7 +2,7 @@
 
 Everything Keras 3 users reach for -- ``EarlyStopping``, ``ModelCheckpoint``,
 ``ReduceLROnPlateau``, ``CSVLogger``, ``TerminateOnNaN``, ``LambdaCallback``,
-``LearningRateScheduler``, ``BackupAndRestore`` -- with Keras's arguments, defaults and messages,
+``LearningRateScheduler``, ``BackupAndRestore``, ``TensorBoard`` -- with Keras's arguments, defaults and messages,
 plus the ``History`` and ``ProgbarLogger`` that ``fit`` adds itself.
 
 The trainer drives them through :class:`CallbackList`, which keeps the
@@ -20,7 +20,8 @@ from polykeras.callbacks.lambda_callback import LambdaCallback
 from polykeras.callbacks.learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from polykeras.callbacks.model_checkpoint import ModelCheckpoint
 from polykeras.callbacks.progbar_logger import ProgbarLogger
+from polykeras.callbacks.tensorboard import TensorBoard
 from polykeras.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
-           "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]

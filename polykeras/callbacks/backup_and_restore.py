@@ -37,6 +37,12 @@ class BackupAndRestore(Callback):
         self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
         self._epoch = 0
 
+    def _implements(self, hook: str) -> bool:  # batch hooks only when backing up every N batches
+        return super()._implements(hook) and (hook != "on_train_batch_end" or type(self.save_freq) is int)
+
+    def _wants_batch_logs(self, batch: int) -> bool:
+        return False  # a backup needs no metrics: no device-to-host sync for it
+
     def on_train_begin(self, logs=None):
         if not self.path.exists():
             return
