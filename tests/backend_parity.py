@@ -272,6 +272,16 @@ OPTIMIZER_CASES = {
     "rmsprop": lambda: optimizers.RMSprop(0.01),
     "rmsprop-centered-momentum": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True, global_clipnorm=0.1),
     "adagrad": lambda: optimizers.Adagrad(0.1),
+    "nadam": lambda: optimizers.Nadam(0.01),
+    "nadam-decay-clipnorm": lambda: optimizers.Nadam(0.01, beta_1=0.8, epsilon=1e-3, weight_decay=0.1, clipnorm=0.1),
+    "adamax": lambda: optimizers.Adamax(0.01),
+    "adadelta": lambda: optimizers.Adadelta(1.0, rho=0.9),
+    "lion": lambda: optimizers.Lion(0.003, weight_decay=0.1),
+    "ftrl": lambda: optimizers.Ftrl(0.1),
+    "ftrl-regularized": lambda: optimizers.Ftrl(0.1, learning_rate_power=-0.6, l2_regularization_strength=0.01,
+                                                l2_shrinkage_regularization_strength=0.02, beta=0.5),
+    # l1 sets weights to exactly 0, where the model's L1 penalty has its kink (see test_jax_backend)
+    "ftrl-l1": lambda: optimizers.Ftrl(0.1, l1_regularization_strength=0.001),
 }
 
 

@@ -70,7 +70,7 @@ def test_conformance_passes_what_it_implements_and_marks_the_rest_unsupported(ru
     assert all(status == ("unsupported" if kind == "Reshape" else "pass") for kind, status in reshaping)
     for group in ("SGD", "Adam"):
         assert statuses["L1", group] == {"pass"}, group
-    for group in ("AdamW", "RMSprop", "Adagrad"):
+    for group in ("AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion", "Ftrl"):
         assert statuses["L1", group] == {"unsupported"}, group
 
 

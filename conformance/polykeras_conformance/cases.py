@@ -304,6 +304,11 @@ OPTIMIZER_CASES: list[dict] = [
         ("RMSprop", {"learning_rate": 0.01}), ("RMSprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True}),
         ("Adagrad", {"learning_rate": 0.1}), ("SGD", {"learning_rate": 0.1, "clipnorm": 0.1}),
         ("Adam", {"learning_rate": 0.01, "global_clipnorm": 0.05}), ("RMSprop", {"learning_rate": 0.01, "clipvalue": 0.01}),
+        ("Nadam", {"learning_rate": 0.01}), ("Adamax", {"learning_rate": 0.01}),
+        ("Adadelta", {"learning_rate": 1.0, "rho": 0.9}), ("Lion", {"learning_rate": 0.003}),
+        ("Ftrl", {"learning_rate": 0.1}),
+        ("Ftrl", {"learning_rate": 0.1, "learning_rate_power": -0.6, "l1_regularization_strength": 0.001,
+                  "l2_regularization_strength": 0.01, "l2_shrinkage_regularization_strength": 0.02, "beta": 0.5}),
     ]
 ] + [
     # Keras's sample weights (each sample's loss times its weight, over the batch size), with a

@@ -20,6 +20,11 @@ where it is not:
   and scales afterwards; they differ as soon as the learning rate changes
   between steps (``ReduceLROnPlateau``).
 * ``clipnorm`` (each gradient to its own norm) has no optax counterpart.
+* ``Nadam``, ``Adamax``, ``Adadelta``, ``Lion`` and ``Ftrl`` are our own:
+  optax's ``nadam`` has no momentum schedule (Keras's ``u_t``), its
+  ``adamax``/``adadelta``/``lion``/``ftrl``-like rules place epsilon, the bias
+  correction or the update order differently (Lion: Keras updates the weight
+  with the *old* momentum first), and optax has no FTRL.
 
 Hyper-parameters are cast to the weights' dtype before any arithmetic, as the
 NumPy reference does: in float32, ``1 - float32(0.999)`` is ``0.001`` only to
@@ -37,6 +42,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -61,6 +67,11 @@ class Optimizer:
 
     def from_canonical(self, slots: Any, canonical: dict[str, list]) -> Any:
         """``slots`` with the values of ``canonical`` (the inverse of :meth:`canonical_slots`)."""
+        return slots
+
+    def at_step(self, slots: Any, iterations: int) -> Any:
+        """``slots`` with any state that follows from the step count alone (Nadam's ``u_product``)
+        set for ``iterations`` -- after :meth:`from_canonical`, on restoring a state."""
         return slots
 
     def apply(self, grads: list, slots: Any, params: list, lr, t) -> tuple[list, Any]:
@@ -146,6 +157,120 @@ class Adam(Optimizer):
         return params, ((ms, vs, denominators) if c["amsgrad"] else (ms, vs))
 
 
+class Nadam(Optimizer):
+    """State: ``(momentums, velocities, u_product)``, the last Keras's scalar variable (not a
+    canonical slot: :meth:`at_step` recomputes it from the step count, as the reference does)."""
+
+    def init_slots(self, params):
+        return ([jnp.zeros_like(w) for w in params], [jnp.zeros_like(w) for w in params],
+                jnp.ones((), params[0].dtype if params else jnp.float32))
+
+    def canonical_slots(self, slots):
+        return {"momentum": list(slots[0]), "velocity": list(slots[1])}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["momentum"], canonical["velocity"], slots[2]
+
+    def at_step(self, slots, iterations):
+        dt = np.dtype(slots[2].dtype).type
+        value, b1, decay, half, one = dt(1), dt(self.config["beta_1"]), dt(0.96), dt(0.5), dt(1)
+        for step in range(1, iterations + 1):
+            value = value * b1 * (one - half * decay ** dt(step))
+        return slots[0], slots[1], np.asarray(value)
+
+    def apply(self, grads, slots, params, lr, t):
+        one, half, decay = jnp.ones((), lr.dtype), jnp.asarray(0.5, lr.dtype), jnp.asarray(0.96, lr.dtype)
+        b1, b2, eps = self.hyper("beta_1", lr), self.hyper("beta_2", lr), self.hyper("epsilon", lr)
+        u_t, u_next = b1 * (one - half * decay ** t), b1 * (one - half * decay ** (t + one))
+        u_product = slots[2].astype(lr.dtype) * b1 * (one - half * decay ** t)
+        ms = [m + (g - m) * (one - b1) for m, g in zip(slots[0], grads)]
+        vs = [v + (g * g - v) * (one - b2) for v, g in zip(slots[1], grads)]
+        params = [w - (u_next * m / (one - u_product * u_next) + (one - u_t) * g / (one - u_product)) * lr
+                  / (jnp.sqrt(v / (one - b2 ** t)) + eps) for w, m, v, g in zip(params, ms, vs, grads)]
+        return params, (ms, vs, u_product.astype(slots[2].dtype))
+
+
+class Adamax(Optimizer):
+    def init_slots(self, params):
+        return [jnp.zeros_like(w) for w in params], [jnp.zeros_like(w) for w in params]
+
+    def canonical_slots(self, slots):
+        return {"momentum": list(slots[0]), "norm": list(slots[1])}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["momentum"], canonical["norm"]
+
+    def apply(self, grads, slots, params, lr, t):
+        one, b1, b2, eps = jnp.ones((), lr.dtype), self.hyper("beta_1", lr), self.hyper("beta_2", lr), \
+            self.hyper("epsilon", lr)
+        ms = [m + (g - m) * (one - b1) for m, g in zip(slots[0], grads)]
+        us = [jnp.maximum(b2 * u, jnp.abs(g)) for u, g in zip(slots[1], grads)]
+        params = [w - lr * m / ((one - b1 ** t) * (u + eps)) for w, m, u in zip(params, ms, us)]
+        return params, (ms, us)
+
+
+class Adadelta(Optimizer):
+    def init_slots(self, params):
+        return [jnp.zeros_like(w) for w in params], [jnp.zeros_like(w) for w in params]
+
+    def canonical_slots(self, slots):
+        return {"accumulated_grad": list(slots[0]), "accumulated_delta_var": list(slots[1])}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["accumulated_grad"], canonical["accumulated_delta_var"]
+
+    def apply(self, grads, slots, params, lr, t):
+        one, rho, eps = jnp.ones((), lr.dtype), self.hyper("rho", lr), self.hyper("epsilon", lr)
+        grad_sqs = [rho * a + (one - rho) * (g * g) for a, g in zip(slots[0], grads)]
+        deltas = [-(jnp.sqrt(s + eps) * g) / jnp.sqrt(a + eps) for s, a, g in zip(slots[1], grad_sqs, grads)]
+        delta_sqs = [rho * s + (one - rho) * (d * d) for s, d in zip(slots[1], deltas)]
+        return [w + lr * d for w, d in zip(params, deltas)], (grad_sqs, delta_sqs)
+
+
+class Lion(Optimizer):
+    def init_slots(self, params):
+        return [jnp.zeros_like(w) for w in params]
+
+    def canonical_slots(self, slots):
+        return {"momentum": list(slots)}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["momentum"]
+
+    def apply(self, grads, slots, params, lr, t):
+        one, b1, b2 = jnp.ones((), lr.dtype), self.hyper("beta_1", lr), self.hyper("beta_2", lr)
+        params = [w - lr * jnp.sign(m * b1 + g * (one - b1)) for w, m, g in zip(params, slots, grads)]
+        return params, [m * b2 + g * (one - b2) for m, g in zip(slots, grads)]
+
+
+class Ftrl(Optimizer):
+    def init_slots(self, params):
+        value = self.config["initial_accumulator_value"]
+        return [jnp.full_like(w, value) for w in params], [jnp.zeros_like(w) for w in params]
+
+    def canonical_slots(self, slots):
+        return {"accumulator": list(slots[0]), "linear": list(slots[1])}
+
+    def from_canonical(self, slots, canonical):
+        return canonical["accumulator"], canonical["linear"]
+
+    def apply(self, grads, slots, params, lr, t):
+        c, two = self.config, jnp.asarray(2, lr.dtype)
+        power = jnp.asarray(-c["learning_rate_power"], lr.dtype)
+        l1 = self.hyper("l1_regularization_strength", lr)
+        l2 = self.hyper("l2_regularization_strength", lr) + self.hyper("beta", lr) / (two * lr)
+        shrinkage = jnp.asarray(2 * c["l2_shrinkage_regularization_strength"], lr.dtype)
+        new_params, accumulators, linears = [], [], []
+        for w, g, n, z in zip(params, grads, *slots):
+            new_n = n + g * g
+            z = z + ((g + shrinkage * w) - (new_n ** power - n ** power) / lr * w)
+            quadratic = new_n ** power / lr + two * l2
+            new_params.append((jnp.clip(z, -l1, l1) - z) / quadratic)
+            accumulators.append(new_n)
+            linears.append(z)
+        return new_params, (accumulators, linears)
+
+
 class _OptaxRule(Optimizer):
     """A rule that is an optax chain scaled by ``-lr``: ``w += transform(g)``."""
 
@@ -209,7 +334,8 @@ class Adagrad(_OptaxRule):
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop,
-                                          "Adagrad": Adagrad}
+                                          "Adagrad": Adagrad, "Nadam": Nadam, "Adamax": Adamax,
+                                          "Adadelta": Adadelta, "Lion": Lion, "Ftrl": Ftrl}
 
 
 def create(spec: dict) -> Optimizer:

@@ -284,6 +284,7 @@ class JaxProgram(Program):
         with self.precision.scope():
             canonical = {k: self._to_device(v) for k, v in state.slots.items()}
             slots = self.optimizer.from_canonical(self._state.optimizer.slots, canonical)
+            slots = jax.device_put(self.optimizer.at_step(slots, int(state.iterations)), self.device)
             iterations = jax.device_put(np.asarray(state.iterations, np.int32), self.device)
             self._state = self._state._replace(optimizer=optimizers.OptimizerState(iterations, slots))
         self.iterations = int(state.iterations)

@@ -31,7 +31,8 @@ class KerasBackend(Backend):
     layer_kinds = LAYER_KINDS
     graph_features = GRAPH_FEATURES
     training_features = frozenset({"sample_weight"})
-    optimizer_kinds = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"})
+    optimizer_kinds = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion",
+                                 "Ftrl"})
     loss_kinds = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                             "mean_squared_error", "mean_absolute_error"})
 

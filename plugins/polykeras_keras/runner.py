@@ -42,7 +42,8 @@ LOSSES = {"categorical_crossentropy": "CategoricalCrossentropy",
           "mean_absolute_error": "MeanAbsoluteError"}
 METRICS = {"binary_accuracy": "BinaryAccuracy", "categorical_accuracy": "CategoricalAccuracy",
            "sparse_categorical_accuracy": "SparseCategoricalAccuracy", **LOSSES}
-OPTIMIZERS = {"SGD": "SGD", "Adam": "Adam", "AdamW": "AdamW", "RMSprop": "RMSprop", "Adagrad": "Adagrad"}
+OPTIMIZERS = {name: name for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta",
+                                      "Lion", "Ftrl")}
 
 
 def keras_loss(loss: dict, dtype: str):

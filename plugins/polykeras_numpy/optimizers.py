@@ -154,7 +154,112 @@ class Adagrad(NumpyOptimizer):
         w -= lr * g / np.sqrt(accumulator + w.dtype.type(self.config["epsilon"]))
 
 
-OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad}
+class Nadam(NumpyOptimizer):
+    """Keras's scalar ``u_product`` is a function of the step count alone: it is kept with the step
+    it belongs to and advanced (the same products in the same order as Keras's) or recomputed from
+    step 0 when the count went back, e.g. in ``set_optimizer_state`` -- so a restored run continues
+    bit for bit without it being saved."""
+
+    layout = ("momentum", "velocity")
+
+    def create_slots(self, params):
+        self._u_product = (0, None)  # (step, value)
+        return [(np.zeros_like(w), np.zeros_like(w)) for w in params]
+
+    def u_product(self, dtype, t: int):
+        step, value = self._u_product
+        if step > t or value is None or value.dtype != dtype:
+            step, value = 0, dtype.type(1)
+        b1, decay, half, one = dtype.type(self.config["beta_1"]), dtype.type(0.96), dtype.type(0.5), dtype.type(1)
+        while step < t:
+            step += 1
+            value = value * b1 * (one - half * decay ** dtype.type(step))
+        self._u_product = (step, value)
+        return value
+
+    def update(self, i, w, g, lr):
+        c, dt, t = self.config, w.dtype.type, self.iterations
+        one, half, decay = dt(1), dt(0.5), dt(0.96)
+        b1, b2, eps = dt(c["beta_1"]), dt(c["beta_2"]), dt(c["epsilon"])
+        u_t, u_next = b1 * (one - half * decay ** dt(t)), b1 * (one - half * decay ** dt(t + 1))
+        u_product = self.u_product(w.dtype, t)
+        m, v = self.slots[i]
+        m += (g - m) * (one - b1)
+        v += (g * g - v) * (one - b2)
+        m_hat = u_next * m / (one - u_product * u_next) + (one - u_t) * g / (one - u_product)
+        v_hat = v / (one - b2 ** dt(t))
+        w -= m_hat * lr / (np.sqrt(v_hat) + eps)
+
+
+class Adamax(NumpyOptimizer):
+    layout = ("momentum", "norm")
+
+    def create_slots(self, params):
+        return [(np.zeros_like(w), np.zeros_like(w)) for w in params]
+
+    def update(self, i, w, g, lr):
+        c, dt = self.config, w.dtype.type
+        one, b1, b2, eps = dt(1), dt(c["beta_1"]), dt(c["beta_2"]), dt(c["epsilon"])
+        m, u = self.slots[i]
+        m += (g - m) * (one - b1)
+        np.maximum(b2 * u, np.abs(g), out=u)
+        w -= lr * m / ((one - b1 ** dt(self.iterations)) * (u + eps))
+
+
+class Adadelta(NumpyOptimizer):
+    layout = ("accumulated_grad", "accumulated_delta_var")
+
+    def create_slots(self, params):
+        return [(np.zeros_like(w), np.zeros_like(w)) for w in params]
+
+    def update(self, i, w, g, lr):
+        dt = w.dtype.type
+        rho, eps, one = dt(self.config["rho"]), dt(self.config["epsilon"]), dt(1)
+        grad_sq, delta_sq = self.slots[i]
+        grad_sq *= rho
+        grad_sq += (one - rho) * (g * g)
+        delta = -(np.sqrt(delta_sq + eps) * g) / np.sqrt(grad_sq + eps)
+        delta_sq *= rho
+        delta_sq += (one - rho) * (delta * delta)
+        w += lr * delta
+
+
+class Lion(NumpyOptimizer):
+    layout = ("momentum",)
+
+    def create_slots(self, params):
+        return [np.zeros_like(w) for w in params]
+
+    def update(self, i, w, g, lr):
+        dt, m = w.dtype.type, self.slots[i]
+        one, b1, b2 = dt(1), dt(self.config["beta_1"]), dt(self.config["beta_2"])
+        w -= lr * np.sign(m * b1 + g * (one - b1))
+        m *= b2
+        m += g * (one - b2)
+
+
+class Ftrl(NumpyOptimizer):
+    layout = ("accumulator", "linear")
+
+    def create_slots(self, params):
+        return [(np.full_like(w, self.config["initial_accumulator_value"]), np.zeros_like(w)) for w in params]
+
+    def update(self, i, w, g, lr):
+        c, dt = self.config, w.dtype.type
+        power = dt(-c["learning_rate_power"])
+        l1 = dt(c["l1_regularization_strength"])
+        l2 = dt(c["l2_regularization_strength"]) + dt(c["beta"]) / (dt(2) * lr)
+        accumulator, linear = self.slots[i]
+        grad = g + dt(2 * c["l2_shrinkage_regularization_strength"]) * w
+        new_accumulator = accumulator + g * g
+        linear += grad - (new_accumulator ** power - accumulator ** power) / lr * w
+        quadratic = new_accumulator ** power / lr + dt(2) * l2
+        w[...] = (np.clip(linear, -l1, l1) - linear) / quadratic
+        accumulator[...] = new_accumulator
+
+
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad, "Nadam": Nadam,
+              "Adamax": Adamax, "Adadelta": Adadelta, "Lion": Lion, "Ftrl": Ftrl}
 
 
 def create(spec: dict, params: list[np.ndarray], overrides: dict | None = None) -> NumpyOptimizer:

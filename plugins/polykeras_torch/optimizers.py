@@ -17,6 +17,9 @@ for step-by-step parity (the rules are documented in
   lr afterwards (different when the learning rate changes) and has dampening.
 * **Adagrad**: Keras's accumulator starts at ``initial_accumulator_value``
   (0.1) and epsilon sits inside the square root.
+* **Nadam, Adamax, Adadelta, Lion, Ftrl** have no torch.optim counterpart
+  with Keras's rule (torch's NAdam uses a different momentum schedule and
+  epsilon; Adadelta's epsilon placement and Lion/Ftrl are absent).
 * Gradient clipping (``clipnorm`` per weight, ``global_clipnorm``,
   ``clipvalue``) belongs to the optimizer in Keras.
 
@@ -198,7 +201,149 @@ class Adagrad(TorchOptimizer):
         torch._foreach_addcdiv_(params, grads, denominator, value=-lr)
 
 
-OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad}
+def _zeros(params):
+    return [torch.zeros_like(w) for w in params]
+
+
+class Nadam(TorchOptimizer):
+    """Keras's scalar ``u_product`` is computed on the host, as the reference computes it (kept
+    with its step; recomputed from step 0 when the count went back, e.g. after a restore)."""
+
+    slot_keys = {"momentum": "m", "velocity": "v"}
+
+    def create_slots(self, params):
+        self._u_product = (0, self.np_dtype(1))
+        return {"m": _zeros(params), "v": _zeros(params), "scratch": [torch.empty_like(w) for w in params]}
+
+    def u_product(self, t: int):
+        dt = self.np_dtype
+        step, value = self._u_product
+        if step > t:
+            step, value = 0, dt(1)
+        b1, decay, half, one = dt(self.config["beta_1"]), dt(0.96), dt(0.5), dt(1)
+        while step < t:
+            step += 1
+            value = value * b1 * (one - half * decay ** dt(step))
+        self._u_product = (step, value)
+        return value
+
+    def update(self, params, grads, lr):
+        c, dt, t = self.config, self.np_dtype, self.iterations
+        one, half, decay = dt(1), dt(0.5), dt(0.96)
+        b1, b2 = dt(c["beta_1"]), dt(c["beta_2"])
+        u_t, u_next = b1 * (one - half * decay ** dt(t)), b1 * (one - half * decay ** dt(t + 1))
+        u_product = self.u_product(t)
+        m, v, scratch = self.slots["m"], self.slots["v"], self.slots["scratch"]
+        torch._foreach_lerp_(m, grads, float(one - b1))
+        torch._foreach_copy_(scratch, grads)
+        torch._foreach_mul_(scratch, grads)
+        torch._foreach_lerp_(v, scratch, float(one - b2))
+        torch._foreach_mul_(grads, float((one - u_t) / (one - u_product)))  # g becomes m_hat
+        torch._foreach_add_(grads, m, alpha=float(u_next / (one - u_product * u_next)))
+        torch._foreach_copy_(scratch, v)  # sqrt(v / (1 - b2^t)) + eps
+        torch._foreach_div_(scratch, float(one - b2 ** dt(t)))
+        torch._foreach_sqrt_(scratch)
+        torch._foreach_add_(scratch, self._scalar(c["epsilon"]))
+        torch._foreach_addcdiv_(params, grads, scratch, value=-lr)
+
+
+class Adamax(TorchOptimizer):
+    slot_keys = {"momentum": "m", "norm": "u"}
+
+    def create_slots(self, params):
+        return {"m": _zeros(params), "u": _zeros(params)}
+
+    def update(self, params, grads, lr):
+        c, dt = self.config, self.np_dtype
+        one, b1 = dt(1), dt(c["beta_1"])
+        m, u = self.slots["m"], self.slots["u"]
+        torch._foreach_lerp_(m, grads, float(one - b1))
+        torch._foreach_mul_(u, self._scalar(c["beta_2"]))
+        torch._foreach_abs_(grads)
+        torch._foreach_maximum_(u, grads)
+        torch._foreach_copy_(grads, u)  # g becomes u + eps
+        torch._foreach_add_(grads, self._scalar(c["epsilon"]))
+        torch._foreach_addcdiv_(params, m, grads, value=-float(dt(lr) / (one - b1 ** dt(self.iterations))))
+
+
+class Adadelta(TorchOptimizer):
+    slot_keys = {"accumulated_grad": "grad_sq", "accumulated_delta_var": "delta_sq"}
+
+    def create_slots(self, params):
+        return {"grad_sq": _zeros(params), "delta_sq": _zeros(params), "scratch": [torch.empty_like(w) for w in params]}
+
+    def update(self, params, grads, lr):
+        rho, eps = self._scalar(self.config["rho"]), self._scalar(self.config["epsilon"])
+        grad_sq, delta_sq, scratch = self.slots["grad_sq"], self.slots["delta_sq"], self.slots["scratch"]
+        torch._foreach_mul_(grad_sq, rho)
+        torch._foreach_addcmul_(grad_sq, grads, grads, value=self._scalar(1 - self.np_dtype(rho)))
+        torch._foreach_copy_(scratch, delta_sq)  # g becomes -delta = sqrt(s + eps) g / sqrt(a + eps)
+        torch._foreach_add_(scratch, eps)
+        torch._foreach_sqrt_(scratch)
+        torch._foreach_mul_(grads, scratch)
+        torch._foreach_copy_(scratch, grad_sq)
+        torch._foreach_add_(scratch, eps)
+        torch._foreach_sqrt_(scratch)
+        torch._foreach_div_(grads, scratch)
+        torch._foreach_mul_(delta_sq, rho)
+        torch._foreach_addcmul_(delta_sq, grads, grads, value=self._scalar(1 - self.np_dtype(rho)))
+        torch._foreach_add_(params, grads, alpha=-lr)
+
+
+class Lion(TorchOptimizer):
+    slot_keys = {"momentum": None}
+
+    def create_slots(self, params):
+        return _zeros(params)
+
+    def update(self, params, grads, lr):
+        dt, m = self.np_dtype, self.slots
+        one, b1, b2 = dt(1), dt(self.config["beta_1"]), dt(self.config["beta_2"])
+        direction = torch._foreach_mul(m, float(b1))
+        torch._foreach_add_(direction, grads, alpha=float(one - b1))
+        torch._foreach_sign_(direction)
+        torch._foreach_add_(params, direction, alpha=-lr)
+        torch._foreach_mul_(m, float(b2))
+        torch._foreach_add_(m, grads, alpha=float(one - b2))
+
+
+class Ftrl(TorchOptimizer):
+    slot_keys = {"accumulator": "accumulator", "linear": "linear"}
+
+    def create_slots(self, params):
+        return {"accumulator": [torch.full_like(w, self.config["initial_accumulator_value"]) for w in params],
+                "linear": _zeros(params), "old": [torch.empty_like(w) for w in params],
+                "new": [torch.empty_like(w) for w in params]}
+
+    def update(self, params, grads, lr):
+        c, dt = self.config, self.np_dtype
+        power = float(dt(-c["learning_rate_power"]))
+        l1 = self._scalar(c["l1_regularization_strength"])
+        l2 = float(dt(c["l2_regularization_strength"]) + dt(c["beta"]) / (dt(2) * dt(lr)))
+        accumulator, linear, old, new = (self.slots[k] for k in ("accumulator", "linear", "old", "new"))
+        torch._foreach_copy_(old, accumulator)
+        torch._foreach_pow_(old, power)  # n^-p
+        torch._foreach_addcmul_(accumulator, grads, grads)
+        torch._foreach_copy_(new, accumulator)
+        torch._foreach_pow_(new, power)  # n'^-p
+        torch._foreach_sub_(old, new)  # old becomes -(n'^-p - n^-p) / lr * w
+        torch._foreach_div_(old, lr)
+        torch._foreach_mul_(old, params)
+        if c["l2_shrinkage_regularization_strength"]:
+            torch._foreach_add_(grads, params, alpha=self._scalar(2 * c["l2_shrinkage_regularization_strength"]))
+        torch._foreach_add_(grads, old)
+        torch._foreach_add_(linear, grads)
+        torch._foreach_div_(new, lr)  # new becomes the quadratic
+        torch._foreach_add_(new, float(dt(2) * dt(l2)))
+        torch._foreach_copy_(params, linear)
+        torch._foreach_clamp_min_(params, -l1)
+        torch._foreach_clamp_max_(params, l1)
+        torch._foreach_sub_(params, linear)
+        torch._foreach_div_(params, new)
+
+
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad, "Nadam": Nadam,
+              "Adamax": Adamax, "Adadelta": Adadelta, "Lion": Lion, "Ftrl": Ftrl}
 
 
 def create(spec: dict, params: list[torch.Tensor]) -> TorchOptimizer:

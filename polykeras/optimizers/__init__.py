@@ -17,6 +17,22 @@ at step ``t`` (1-based), after gradient clipping and decoupled weight decay
   (centered: ``sqrt(a - mg^2 + eps)``; momentum: ``m = momentum*m + step``).
 * ``Adagrad``: ``a += g^2`` (``a`` starts at ``initial_accumulator_value``);
   ``w -= lr*g/sqrt(a + eps)``.
+* ``Nadam``: ``m``, ``v`` as Adam's; ``u_t = b1(1 - 0.5*0.96^t)``, ``u_{t+1}``
+  likewise, and ``U_t = U_{t-1}*b1*(1 - 0.5*0.96^t)`` (Keras's scalar
+  ``u_product``, ``U_0 = 1``); ``m_hat = u_{t+1}*m/(1 - U_t*u_{t+1}) +
+  (1-u_t)*g/(1 - U_t)``; ``w -= lr*m_hat/(sqrt(v/(1-b2^t)) + eps)``. ``U_t`` is
+  a function of ``t`` alone, so it is not part of the saved state: a backend
+  recomputes it (the same products in the same order) from ``iterations``.
+* ``Adamax``: ``m += (g-m)(1-b1)``; ``u = max(b2*u, |g|)``;
+  ``w -= lr*m/((1-b1^t)(u + eps))``.
+* ``Adadelta``: ``a = rho*a + (1-rho)g^2``;
+  ``d = -sqrt(s + eps)*g/sqrt(a + eps)``; ``s = rho*s + (1-rho)d^2``;
+  ``w += lr*d``.
+* ``Lion``: ``w -= lr*sign(b1*m + (1-b1)g)``; then ``m = b2*m + (1-b2)g``.
+* ``Ftrl`` (``p = learning_rate_power``, accumulator ``n`` starting at
+  ``initial_accumulator_value``, linear ``z`` at 0): ``g' = g + 2*l2_shrinkage*w``;
+  ``n' = n + g^2``; ``z += g' - (n'^-p - n^-p)/lr * w``;
+  ``w = (clip(z, -l1, l1) - z)/(n'^-p/lr + 2*(l2 + beta/(2*lr)))``; ``n = n'``.
 
 Clipping (Keras order: ``clipnorm`` per gradient, else ``global_clipnorm``,
 else ``clipvalue``) scales ``g`` by ``clip/max(norm, clip)``.
@@ -182,10 +198,82 @@ class Adagrad(Optimizer):
                          epsilon=float(epsilon), **kwargs)
 
 
+class Nadam(Optimizer):
+    kind = "Nadam"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1=float(beta_1), beta_2=float(beta_2), epsilon=float(epsilon), **kwargs)
+
+
+class Adamax(Optimizer):
+    kind = "Adamax"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1=float(beta_1), beta_2=float(beta_2), epsilon=float(epsilon), **kwargs)
+
+
+class Adadelta(Optimizer):
+    kind = "Adadelta"
+    defaults = {"rho": 0.95, "epsilon": 1e-7}
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.95, epsilon: float = 1e-7, **kwargs):
+        super().__init__(learning_rate, rho=float(rho), epsilon=float(epsilon), **kwargs)
+
+
+class Lion(Optimizer):
+    kind = "Lion"
+    defaults = {"beta_1": 0.9, "beta_2": 0.99}
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.99, **kwargs):
+        if not 0 < float(beta_1) <= 1:
+            raise ValueError("Argument `beta_1` must be in the [0, 1] range. Otherwise, the optimizer degenerates "
+                             f"to SignSGD. Received: beta_1={beta_1}.")
+        super().__init__(learning_rate, beta_1=float(beta_1), beta_2=float(beta_2), **kwargs)
+
+
+class Ftrl(Optimizer):
+    kind = "Ftrl"
+    defaults = {"learning_rate_power": -0.5, "initial_accumulator_value": 0.1, "l1_regularization_strength": 0.0,
+                "l2_regularization_strength": 0.0, "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0}
+
+    def __init__(self, learning_rate: float = 0.001, learning_rate_power: float = -0.5,
+                 initial_accumulator_value: float = 0.1, l1_regularization_strength: float = 0.0,
+                 l2_regularization_strength: float = 0.0, l2_shrinkage_regularization_strength: float = 0.0,
+                 beta: float = 0.0, **kwargs):
+        if initial_accumulator_value < 0:
+            raise ValueError("`initial_accumulator_value` needs to be positive or zero. "
+                             f"Received: initial_accumulator_value={initial_accumulator_value}.")
+        if learning_rate_power > 0:
+            raise ValueError("`learning_rate_power` needs to be negative or zero. "
+                             f"Received: learning_rate_power={learning_rate_power}.")
+        for name, value in (("l1_regularization_strength", l1_regularization_strength),
+                            ("l2_regularization_strength", l2_regularization_strength),
+                            ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength)):
+            if value < 0:
+                raise ValueError(f"`{name}` needs to be positive or zero. Received: {name}={value}.")
+        super().__init__(learning_rate, learning_rate_power=float(learning_rate_power),
+                         initial_accumulator_value=float(initial_accumulator_value),
+                         l1_regularization_strength=float(l1_regularization_strength),
+                         l2_regularization_strength=float(l2_regularization_strength),
+                         l2_shrinkage_regularization_strength=float(l2_shrinkage_regularization_strength),
+                         beta=float(beta), **kwargs)
+
+
+#: Per-weight slot names of the optimizers whose slots do not depend on the config.
+_FIXED_SLOTS = {"Adagrad": ["accumulator"], "Nadam": ["momentum", "velocity"], "Adamax": ["momentum", "norm"],
+                "Adadelta": ["accumulated_grad", "accumulated_delta_var"], "Lion": ["momentum"],
+                "Ftrl": ["accumulator", "linear"]}
+
+
 def slot_names(spec: dict[str, Any]) -> list[str]:
     """The optimizer's per-weight state variables, named and ordered as Keras 3 names them: what
     :meth:`polykeras.program.Program.get_optimizer_state` returns for an optimizer ``spec``
-    (``{"kind", "config"}``). RMSprop's ``momentum`` is the accumulated step Keras subtracts."""
+    (``{"kind", "config"}``). RMSprop's ``momentum`` is the accumulated step Keras subtracts.
+    Nadam's scalar ``u_product`` is not a slot: it follows from the iteration count."""
     kind, c = spec["kind"], spec["config"]
     if kind == "SGD":
         return ["momentum"] if c.get("momentum") else []
@@ -194,13 +282,14 @@ def slot_names(spec: dict[str, Any]) -> list[str]:
     if kind == "RMSprop":
         return ["velocity"] + (["momentum"] if c.get("momentum", 0) > 0 else []) + (
             ["average_gradient"] if c.get("centered") else [])
-    if kind == "Adagrad":
-        return ["accumulator"]
+    if kind in _FIXED_SLOTS:
+        return list(_FIXED_SLOTS[kind])
     raise NotImplementedError(f"no optimizer state layout for {kind!r}")
 
 
 _BY_NAME: dict[str, type[Optimizer]] = {
-    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "nadam": Nadam,
+    "adamax": Adamax, "adadelta": Adadelta, "lion": Lion, "ftrl": Ftrl,
 }
 
 
