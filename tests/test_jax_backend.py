@@ -68,11 +68,7 @@ def test_loss_matches_reference(case_id):
 
 
 # -- L1: optimizers, regularizers, clipping, BatchNormalization statistics ------------------
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-    "Ftrl's l1 sets weights to exactly 0, where the parity MLP's L1 kernel penalty has its kink: the jax "
-    "backend differentiates jnp.abs there as jax does, jax.grad(jnp.abs)(0.) = 1, the reference (and torch) "
-    "use sign(0) = 0; measured 3.1e-2 relative on the first kernel after six steps")))
-    if name == "ftrl-l1" else name for name in OPTIMIZER_CASES])
+@pytest.mark.parametrize("name", OPTIMIZER_CASES)
 def test_optimizer_steps_match_reference(name):
     got = check_optimizer_steps("jax", name, OPTIMIZER_TOL)
     assert got.traces["train_step"] == 1  # the new learning rate did not recompile

@@ -143,7 +143,9 @@ class ModelFunction:
         total = jnp.zeros((), self.dtype)
         for i, l1, l2 in self.regularized:
             if l1:
-                total = total + l1 * jnp.sum(jnp.abs(weights[i]))
+                # |w| as w * sign(w): the same value, and the gradient sign(w) -- 0 at w == 0, as the
+                # reference and torch have it (jax.grad(jnp.abs)(0.) is 1; Ftrl's l1 makes exact zeros)
+                total = total + l1 * jnp.sum(weights[i] * jnp.sign(weights[i]))
             if l2:
                 total = total + l2 * jnp.sum(jnp.square(weights[i]))
         return total
