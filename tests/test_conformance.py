@@ -132,3 +132,18 @@ def test_float32_training_limits_scale_with_the_references_own_float32_drift():
     assert check(0.1, 0.3).status == "info" and "chaotic" in check(0.1, 0.3).detail
     assert check(0.1, 2.0).status == "fail"
     assert check(1e-9, 0.0).limit == floor
+
+
+def test_gradients_that_are_zero_to_rounding_agree_on_zero():
+    """Dot(normalize=True) along an axis of size 1 has an exactly zero input gradient: both sides give
+    rounding noise (~1e-16), whose relative difference is O(1). Judged as zero; a real error is not."""
+    from polykeras_conformance import compare
+
+    reference = ({"L0|Dot|Dot#3|grad input in0": np.array([0.0, 4.2e-16, -8.7e-17])},
+                 {"L0|Dot|Dot#3|": {"status": "ok"}})
+    noise = ({"L0|Dot|Dot#3|grad input in0": np.array([-4.4e-16, 0.0, -1.1e-16])}, {"L0|Dot|Dot#3|": {"status": "ok"}})
+    wrong = ({"L0|Dot|Dot#3|grad input in0": np.array([1e-3, 0.0, 0.0])}, {"L0|Dot|Dot#3|": {"status": "ok"}})
+    (check,) = compare.compare(reference, noise, "float64")
+    assert check.status == "pass" and "zero to rounding" in check.detail
+    (check,) = compare.compare(reference, wrong, "float64")
+    assert check.status == "fail"

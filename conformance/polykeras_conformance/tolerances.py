@@ -29,6 +29,13 @@ TABLE: tuple[Tolerance, ...] = (
               "float32 unit roundoff 6e-8; sums of up to ~200 products in another order and fused kernels "
               "(oneDNN, XLA) give ~1e-6, recurrent layers compound it over their time steps; 1e-4 still "
               "catches formula errors, which are >= 1e-3"),
+    Tolerance("L0", "float64", "zero to rounding", 1e-13,
+              "absolute (norm). A gradient that is exactly zero in exact arithmetic (Dot(normalize=True) "
+              "along an axis of size 1: x/|x| is constant) comes out as rounding noise of ~1e-16 per "
+              "element, whose relative difference is meaningless; when the reference's and the backend's "
+              "norms are both below this they agree on zero. A wrong gradient there is O(1e-3) or more"),
+    Tolerance("L0", "float32", "zero to rounding", 1e-5,
+              "absolute (norm), as for float64: float32 rounding noise of an exact zero is ~1e-7 per element"),
     # L1: optimizer updates on a fixed gradient sequence.
     Tolerance("L1", "float64", "weights after updates", 1e-10,
               "a few elementwise ops per step, 10 steps: errors ~1e-15; different rules (epsilon "
