@@ -29,9 +29,8 @@ class WorkerProgram(Program):
 
     def __del__(self):
         try:
-            if self.worker.process.poll() is None:
-                self.worker.call("drop", self.id)
-        except Exception:  # interpreter shutdown, or the worker is gone already
+            self.worker.drop(self.id)  # sent with the worker's next call: never blocks here
+        except Exception:  # interpreter shutdown
             pass
 
     def _call(self, op: str, *args):

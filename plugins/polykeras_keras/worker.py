@@ -84,6 +84,7 @@ class Worker:
         self.conn = Connection(ours.detach())
         self.lock = threading.Lock()
         self._next_id = 0
+        self._dropped: list[int] = []  # programs garbage-collected, to drop in the worker at the next call
         atexit.register(self.close)
         self.call("ping", None)  # fail now if Keras cannot start
 
@@ -91,9 +92,18 @@ class Worker:
         self._next_id += 1
         return self._next_id
 
+    def drop(self, program: int) -> None:
+        """Forget ``program`` in the worker, at the next call. Safe from ``__del__``: the garbage
+        collector may run it in the middle of a call, which holds the lock (a call from there
+        deadlocked the conformance suite's keras-numpy worker)."""
+        self._dropped.append(program)
+
     def call(self, op: str, program: int | None, *args):
         with self.lock:
             try:
+                while self._dropped:
+                    send(self.conn, ("drop", self._dropped.pop(), ()))
+                    receive(self.conn)
                 send(self.conn, (op, program, args))
                 reply = receive(self.conn)
             except (EOFError, OSError, BrokenPipeError) as exc:
