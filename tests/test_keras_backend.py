@@ -112,8 +112,10 @@ def _run_layer_case(backend, case, dtype):
 
 # -- L0: layers and losses ----------------------------------------------------------------------------
 QUICK_CASES = ("dense-3d-l1l2", "dropout", "conv2d-same-stride2", "avgpool2d-same", "batchnorm", "lstm-seq-dropout",
-               "gru-reset-before-backwards", "simplernn", "embedding")
-ALL_CASES = {c.id: c for c in layer_cases()}
+               "gru-reset-before-backwards", "simplernn", "embedding",
+               # functional graphs: several inputs, merge layers, shared layers (nested models: slow)
+               "graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2")
+ALL_CASES = {c.id: c for c in layer_cases() + graph_cases()}
 
 
 @pytest.mark.parametrize("case_id", QUICK_CASES)
@@ -129,26 +131,6 @@ def test_layer_matches_reference(backend, dtype, case_id):
 @pytest.mark.parametrize("backend", KERAS_BACKENDS)
 def test_every_layer_matches_reference(backend, dtype, case_id):
     _run_layer_case(backend, ALL_CASES[case_id], dtype)
-
-
-# -- L0: functional graphs (several inputs, merge layers, shared layers, nested models) ------------------
-QUICK_GRAPH_CASES = ("graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2")
-GRAPH_CASES = {c.id: c for c in graph_cases()}
-
-
-@pytest.mark.parametrize("case_id", QUICK_GRAPH_CASES)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("backend", KERAS_BACKENDS)
-def test_graph_matches_reference(backend, dtype, case_id):
-    _run_layer_case(backend, GRAPH_CASES[case_id], dtype)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case_id", [c for c in GRAPH_CASES if c not in QUICK_GRAPH_CASES])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("backend", KERAS_BACKENDS)
-def test_every_graph_matches_reference(backend, dtype, case_id):
-    _run_layer_case(backend, GRAPH_CASES[case_id], dtype)
 
 
 @pytest.mark.parametrize("kind", ["Maximum", "Minimum"])
