@@ -165,6 +165,16 @@ class Backend:
         return f"<{type(self).__name__} {self.describe()}>"
 
 
+def weighted_total(parts: Sequence[Any], weights: Sequence[float]):
+    """Keras's loss of a model of several outputs: ``sum(weight * loss)`` in output order, for
+    backend-native scalars (a weight of 1 multiplies nothing, so one output's loss is unchanged)."""
+    total = None
+    for part, weight in zip(parts, weights):
+        part = part * weight if weight != 1.0 else part
+        total = part if total is None else total + part
+    return total
+
+
 class MeanAccumulator:
     """Sample-weighted running means of backend-native scalars.
 

@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from polykeras import random as _random
-from polykeras.program import Gradients, OptimizerState, Program
+from polykeras.program import Gradients, OptimizerState, Program, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_jax import losses, metrics, optimizers
 from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
@@ -149,12 +149,8 @@ class JaxProgram(Program):
         weights = self.model.merge(trainable, frozen)
         out, assignments = self.model.forward(weights, x, training, noise)
         ys, outs = (y, out) if self.several else ((y,), (out,))
-        loss, parts = None, []
-        for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outs):
-            part = loss_fn(yi, oi, sample_weight)
-            parts.append(part)
-            part = part * weight if weight != 1.0 else part
-            loss = part if loss is None else loss + part
+        parts = [loss_fn(yi, oi, sample_weight) for (loss_fn, _), yi, oi in zip(self.objectives, ys, outs)]
+        loss = weighted_total(parts, [weight for _, weight in self.objectives])
         return loss + self.model.penalty(weights), ((ys, outs, parts), assignments)
 
     def _logs(self, loss, batch):

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from polykeras.program import Gradients, OptimizerState, Program
+from polykeras.program import Gradients, OptimizerState, Program, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 
 from . import losses, metrics, optimizers
@@ -221,12 +221,8 @@ class TorchProgram(Program):
         output's unweighted loss]`` for several outputs)."""
         output = self._forward(x, ctx)
         ys, outputs = (y, output) if self.several else ((y,), (output,))
-        loss, parts = None, []
-        for (loss_fn, weight), yi, oi in zip(self.objectives, ys, outputs):
-            part = loss_fn(yi, oi, sample_weight)
-            parts.append(part)
-            part = part * weight if weight != 1.0 else part
-            loss = part if loss is None else loss + part
+        parts = [loss_fn(yi, oi, sample_weight) for (loss_fn, _), yi, oi in zip(self.objectives, ys, outputs)]
+        loss = weighted_total(parts, [weight for _, weight in self.objectives])
         if self.regularized:
             loss = loss + self._penalty()
         logged = torch.stack([loss, *parts]).detach() if self.several else loss.detach()
