@@ -8,7 +8,7 @@ pluggy; a backend's framework is imported when that backend is first used.
 
 __version__ = "0.1.0"
 
-from polykeras import (activations, backend, callbacks, initializers, layers, losses, metrics, models,
+from polykeras import (activations, backend, callbacks, initializers, layers, losses, metrics, models, ops,
                        optimizers, preprocessing, regularizers, saving, utils)
 from polykeras.backends import get_backend, set_backend
 from polykeras.layers import Input
@@ -26,5 +26,5 @@ def __getattr__(name):
 
 
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets", "get_backend",
-           "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers",
+           "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "preprocessing", "regularizers",
            "saving", "set_backend", "set_random_seed", "utils", "__version__"]
