@@ -45,8 +45,16 @@ def canonical_weights(kind: str, config: dict, input_shape: tuple) -> tuple[Weig
         if bias:
             two_biases = kind == "GRU" and config.get("reset_after", True)
             shapes.append(("bias", (2, g * u) if two_biases else (g * u,)))
-    else:
-        shapes = []
+    else:  # the other kinds: the weights the polykeras layer itself creates (none if it refuses the
+        # config: the rules then raise their own error)
+        from polykeras.layers import layer_class
+
+        try:
+            layer = layer_class(kind).from_config(dict(config))
+            layer.build((None,) + tuple(input_shape))
+        except (ValueError, TypeError, NotImplementedError):
+            return ()
+        return tuple(WeightSpec(w.name, w.shape, w.trainable) for w in layer._weight_specs)
     return tuple(WeightSpec(n, tuple(s)) for n, s in shapes)
 
 

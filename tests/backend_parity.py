@@ -88,6 +88,9 @@ def layer_cases() -> list[LayerCase]:
         ("gap2d", lambda: layers.GlobalAveragePooling2D(), (4, 5, 3)),
         ("gap1d", lambda: layers.GlobalAveragePooling1D(), (6, 3)),
         ("batchnorm", lambda: layers.BatchNormalization(), (5, 3)),
+        ("layernorm", lambda: layers.LayerNormalization(), (5, 3)),
+        ("layernorm-axes-12-nocenter", lambda: layers.LayerNormalization(axis=[1, 2], center=False), (3, 4, 2)),
+        ("layernorm-axis1-rms", lambda: layers.LayerNormalization(axis=1, rms_scaling=True), (4, 3)),
         ("simplernn", lambda: layers.SimpleRNN(4), (5, 3)),
         ("simplernn-seq-backwards", lambda: layers.SimpleRNN(3, return_sequences=True, go_backwards=True), (4, 2)),
         ("lstm", lambda: layers.LSTM(4), (5, 3)),
@@ -156,6 +159,15 @@ LOSS_CASES = [  # (id, output activation, loss, target kind)
     ("bce-logits", None, keras.losses.BinaryCrossentropy(from_logits=True), "binary"),
     ("mse", None, "mse", "real"),
     ("mae", None, "mae", "real"),
+    ("huber", None, keras.losses.Huber(delta=0.5), "real"),
+    ("log-cosh", None, "log_cosh", "real"),
+    ("hinge", None, "hinge", "binary"),
+    ("squared-hinge", None, "squared_hinge", "binary"),
+    ("kld", "softmax", "kld", "distribution"),
+    ("poisson", "exponential", "poisson", "counts"),
+    ("cosine", None, "cosine_similarity", "real"),
+    ("msle", None, "msle", "positive"),
+    ("mape", None, "mape", "positive"),
 ]
 
 
@@ -165,7 +177,8 @@ def loss_case(case_id: str) -> tuple[LayerCase, np.ndarray]:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, 6)
     y = {"labels": labels, "onehot": np.eye(3)[labels], "binary": (rng.random((6, 3)) > 0.5) * 1.0,
-         "real": rng.normal(size=(6, 3))}[target]
+         "real": rng.normal(size=(6, 3)), "distribution": np.eye(3)[labels] * 0.7 + 0.1,
+         "counts": rng.poisson(2.0, size=(6, 3)) * 1.0, "positive": rng.uniform(0.5, 2.0, size=(6, 3))}[target]
     return _single(lambda: layers.Dense(3, activation=activation), (5,), id=case_id, loss=loss), y
 
 

@@ -25,7 +25,7 @@ from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, G
                    GlobalAveragePooling2DRules, GlobalPoolingRules, MaxPooling1DRules, MaxPooling2DRules, PoolingRules,
                    padding_amounts, window)
 from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
-from .normalization import BatchNormalizationRules, EmbeddingRules
+from .normalization import BatchNormalizationRules, EmbeddingRules, LayerNormalizationRules, layer_norm_axes
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
 
 #: The rules class of each built-in layer kind with config or shape rules.
@@ -33,6 +33,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     DenseRules, ActivationRules, DropoutRules, FlattenRules, ReshapeRules, Conv1DRules, Conv2DRules,
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
+    LayerNormalizationRules,
 )}
 
 
@@ -52,4 +53,5 @@ __all__ = [
     "ConvRules", "Conv1DRules", "Conv2DRules", "PoolingRules", "MaxPooling1DRules", "MaxPooling2DRules",
     "AveragePooling2DRules", "GlobalPoolingRules", "GlobalAveragePooling1DRules", "GlobalAveragePooling2DRules",
     "BatchNormalizationRules", "EmbeddingRules", "RecurrentRules", "SimpleRNNRules", "LSTMRules", "GRURules",
+    "LayerNormalizationRules", "layer_norm_axes",
 ]

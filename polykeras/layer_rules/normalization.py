@@ -12,6 +12,15 @@
   int32; an id outside ``[0, input_dim)`` is an error
   (:meth:`EmbeddingRules.ids`; TensorFlow on CPU raises too, on GPU it would
   silently return zeros). ``mask_zero=True`` is not supported.
+* ``LayerNormalization`` normalises each sample over ``axis`` (an int or a
+  list; :func:`layer_norm_axes`) with the *biased* variance, in Keras's
+  order of operations: ``inv = rsqrt(var + epsilon) * gamma``,
+  ``y = x * inv + (beta - mean * inv)``. ``rms_scaling=True`` is Keras's
+  (deprecated) variant ``y = x * rsqrt(var + epsilon) * gamma``: the variance
+  still subtracts the mean, the output does not, and there is no ``beta``.
+  Weights, in Keras's order: ``gamma`` (if ``scale`` or ``rms_scaling``),
+  ``beta`` (if ``center`` and not ``rms_scaling``), both shaped as the
+  normalised axes' sizes in sorted-axis order.
 """
 
 from __future__ import annotations
@@ -84,3 +93,54 @@ class EmbeddingRules(LayerRules):
                     "raise input_dim or clip the ids (e.g. imdb.load_data(num_words=...))"
                 )
         return ids
+
+
+def layer_norm_axes(axis, rank: int, layer: str) -> tuple[int, ...]:
+    """LayerNormalization's ``axis`` (int or list) as non-negative axes of a
+    rank-``rank`` input (batch included), in Keras's order (the config's
+    values sorted). ``ValueError`` for the batch axis or one out of range;
+    ``NotImplementedError`` for a mix of negative and non-negative axes whose
+    sorted order is not the axes' order, where Keras reshapes (not
+    transposes) ``gamma``/``beta`` into place."""
+    raw = sorted(int(a) for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
+    if not raw:
+        raise ValueError(f"LayerNormalization layer {layer!r}: axis must name at least one axis")
+    for a in raw:
+        if not -rank <= a < rank or a % rank == 0:
+            raise ValueError(f"LayerNormalization layer {layer!r}: axis {a} is out of range (or the batch axis) "
+                             f"for an input of rank {rank}")
+    axes = tuple(a % rank for a in raw)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"LayerNormalization layer {layer!r}: axis {axis!r} names an axis twice")
+    if list(axes) != sorted(axes):
+        raise NotImplementedError(f"LayerNormalization layer {layer!r}: axis={axis!r} mixes negative and "
+                                  "non-negative axes out of order, where Keras reshapes gamma/beta into the "
+                                  "wrong place; write the axes all non-negative or all negative")
+    return axes
+
+
+class LayerNormalizationRules(SameShape):
+    """``axes`` (non-negative, sorted), ``epsilon``, ``center``, ``scale``,
+    ``rms_scaling``, the weight positions ``gamma_index``/``beta_index``
+    (``None`` when absent) and :meth:`weight_shape`: where the weights
+    broadcast against the input."""
+
+    kind = "LayerNormalization"
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        cfg = self.config
+        self.rank = len(spec.input_shape)
+        self.axes = layer_norm_axes(cfg.get("axis", -1), self.rank, self.name)
+        self.epsilon = float(cfg.get("epsilon", 1e-3))
+        self.rms_scaling = bool(cfg.get("rms_scaling", False))
+        self.scale = bool(cfg.get("scale", True)) or self.rms_scaling
+        self.center = bool(cfg.get("center", True)) and not self.rms_scaling
+        self.gamma_index = 0 if self.scale else None
+        self.beta_index = int(self.scale) if self.center else None
+        #: the axes the statistics are *not* taken over (batch included): weight gradients sum over them
+        self.other_axes = tuple(a for a in range(self.rank) if a not in self.axes)
+
+    def weight_shape(self, input_shape) -> tuple[int, ...]:
+        """``gamma``/``beta`` reshaped to broadcast over an input of ``input_shape``."""
+        return tuple(int(d) if a in self.axes else 1 for a, d in enumerate(input_shape))

@@ -9,7 +9,7 @@ from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
-from polykeras.layers.normalization import BatchNormalization
+from polykeras.layers.normalization import BatchNormalization, LayerNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 
 BUILTIN_LAYERS: dict[str, type[Layer]] = {
@@ -17,7 +17,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
     for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
-                Minimum, Concatenate, Dot)
+                Minimum, Concatenate, Dot, LayerNormalization)
 }
 
 

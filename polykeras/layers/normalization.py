@@ -45,3 +45,50 @@ class BatchNormalization(Layer):
                 "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
                 "beta_regularizer": serialize_regularizer(self.beta_regularizer),
                 "gamma_regularizer": serialize_regularizer(self.gamma_regularizer)}
+
+
+class LayerNormalization(Layer):
+    """Normalisation of each sample over ``axis`` (Keras 3 semantics; the rules
+    are :mod:`polykeras.layer_rules.normalization`). ``gamma`` (if ``scale`` or
+    ``rms_scaling``) and ``beta`` (if ``center`` and not ``rms_scaling``) span
+    the normalised axes, in Keras's order."""
+
+    def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 rms_scaling: bool = False, beta_initializer="zeros", gamma_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis = [int(a) for a in axis]
+        elif isinstance(axis, int):
+            self.axis = axis
+        else:
+            raise TypeError(f"LayerNormalization axis must be an int or a list of ints, got {axis!r}")
+        self.epsilon = float(epsilon)
+        self.center, self.scale, self.rms_scaling = bool(center), bool(scale), bool(rms_scaling)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def build(self, input_shape):
+        from polykeras.layer_rules.normalization import layer_norm_axes
+
+        axes = layer_norm_axes(self.axis, len(input_shape), self.name)
+        # Keras keeps the axes as given (sorted) once built, and spans the weights over them
+        self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+        shape = tuple(input_shape[a] for a in axes)
+        if None in shape:
+            raise ValueError(f"LayerNormalization {self.name!r}: the normalised axes {self.axis} of input "
+                             f"{tuple(input_shape)} must have known sizes")
+        if self.scale or self.rms_scaling:
+            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+        if self.center and not self.rms_scaling:
+            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "rms_scaling": self.rms_scaling,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": serialize_regularizer(self.beta_regularizer),
+                "gamma_regularizer": serialize_regularizer(self.gamma_regularizer)}

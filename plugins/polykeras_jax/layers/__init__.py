@@ -11,13 +11,13 @@ from .conv import (AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D, Glo
                    MaxPooling2D)
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import MERGE_LAYERS
-from .normalization import BatchNormalization, Embedding
+from .normalization import BatchNormalization, Embedding, LayerNormalization
 from .recurrent import GRU, LSTM, SimpleRNN
 
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
-    *MERGE_LAYERS,
+    LayerNormalization, *MERGE_LAYERS,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

@@ -61,3 +61,27 @@ class Embedding(Layer):
     def __call__(self, weights, x, ctx):
         ids = x if jnp.issubdtype(x.dtype, jnp.integer) else x.astype(jnp.int32)
         return jnp.take(weights[0], ids, axis=0, mode="clip")
+
+
+class LayerNormalization(Layer):
+    """Per-sample normalisation over ``rules.axes``, in Keras's order of
+    operations: ``inv = rsqrt(var + eps) * gamma``, ``y = x * inv + (beta - mean * inv)``;
+    with ``rms_scaling``, ``y = x * rsqrt(var + eps) * gamma``. Weights:
+    ``gamma`` (if ``scale`` or ``rms_scaling``), ``beta`` (if ``center`` and not ``rms_scaling``)."""
+
+    kind = "LayerNormalization"
+
+    def __call__(self, weights, x, ctx):
+        rules = self.rules
+        wshape = rules.weight_shape(x.shape)
+        mean = jnp.mean(x, axis=rules.axes, keepdims=True)
+        var = jnp.var(x, axis=rules.axes, keepdims=True)
+        inv = lax.rsqrt(var + jnp.asarray(rules.epsilon, x.dtype))
+        if rules.scale:
+            inv = inv * weights[rules.gamma_index].reshape(wshape)
+        if rules.rms_scaling:
+            return x * inv
+        res = -mean * inv
+        if rules.center:
+            res = res + weights[rules.beta_index].reshape(wshape)
+        return x * inv + res

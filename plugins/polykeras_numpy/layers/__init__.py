@@ -11,7 +11,7 @@ from .conv import Conv1D, Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (
     AveragePooling2D,
     GlobalAveragePooling1D,
@@ -49,6 +49,7 @@ KERNELS: dict[str, type[Kernel]] = {
         Minimum,
         Concatenate,
         Dot,
+        LayerNormalization,
     )
 }
 

@@ -76,3 +76,67 @@ class BatchNormalization(Kernel):
         if self.rules.center:
             dweights[self.rules.beta_index] = dy.sum(axis=axes)
         return dx, dweights
+
+
+class LayerNormalization(Kernel):
+    """Per-sample normalisation over ``rules.axes`` (Keras 3 semantics; the
+    rules, :mod:`polykeras.layer_rules.normalization`).
+
+    In Keras's order of operations (which float32 results follow)::
+
+        mean, var = mean and biased variance of x over the axes
+        inv = 1 / sqrt(var + epsilon) * gamma
+        y = x * inv + (beta - mean * inv)
+
+    and with ``rms_scaling``: ``y = x * (1 / sqrt(var + epsilon)) * gamma``
+    (``var`` still subtracts the mean; no ``beta``).
+    """
+
+    kind = "LayerNormalization"
+
+    def _gamma_beta(self, weights, shape):
+        rules, wshape = self.rules, self.rules.weight_shape(shape)
+        gamma = weights[rules.gamma_index].reshape(wshape) if rules.scale else None
+        beta = weights[rules.beta_index].reshape(wshape) if rules.center else None
+        return gamma, beta
+
+    def forward(self, weights, x, ctx):
+        rules = self.rules
+        gamma, beta = self._gamma_beta(weights, x.shape)
+        mean = x.mean(axis=rules.axes, keepdims=True)
+        var = x.var(axis=rules.axes, keepdims=True)  # biased, two-pass
+        inv_std = 1.0 / np.sqrt(var + rules.epsilon)
+        if rules.rms_scaling:
+            y = x * inv_std
+            if gamma is not None:
+                y = y * gamma
+            return y, (x, mean, inv_std)
+        inv = inv_std if gamma is None else inv_std * gamma
+        res = -mean * inv
+        if beta is not None:
+            res = res + beta
+        return x * inv + res, (x, mean, inv_std)
+
+    def backward(self, weights, cache, dy):
+        x, mean, inv_std = cache
+        rules = self.rules
+        axes, others = rules.axes, rules.other_axes
+        gamma, _ = self._gamma_beta(weights, x.shape)
+        n = int(np.prod([x.shape[a] for a in axes]))
+        du = dy if gamma is None else dy * gamma  # gradient reaching the normalised value
+        centred = x - mean
+        dweights: list[np.ndarray | None] = [None] * len(weights)
+        if rules.rms_scaling:
+            # y = x * s * gamma with s = (var + eps)^-1/2, ds/dx = -s^3 (x - mean) / n
+            dx = du * inv_std - inv_std ** 3 * centred / n * (du * x).sum(axis=axes, keepdims=True)
+            normalised = x * inv_std
+        else:
+            normalised = centred * inv_std
+            dx = (inv_std / n) * (n * du - du.sum(axis=axes, keepdims=True)
+                                  - normalised * (du * normalised).sum(axis=axes, keepdims=True))
+        wshape = weights[0].shape if weights else ()
+        if rules.scale:
+            dweights[rules.gamma_index] = (dy * normalised).sum(axis=others).reshape(wshape)
+        if rules.center:
+            dweights[rules.beta_index] = dy.sum(axis=others).reshape(wshape)
+        return dx, dweights

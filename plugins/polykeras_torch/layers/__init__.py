@@ -18,6 +18,7 @@ from .conv import (
 )
 from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
 from .merge import MERGE_LAYERS
+from .normalization import LayerNormalization
 from .recurrent import GRU, LSTM, SimpleRNN
 
 LAYERS: dict[str, type[TorchLayer]] = {
@@ -25,7 +26,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
     for cls in (
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
-        *MERGE_LAYERS,
+        LayerNormalization, *MERGE_LAYERS,
     )
 }
 

@@ -1,0 +1,104 @@
+"""Tests of the NumPy reference kernels added for modern Keras programs
+(LayerNormalization, GlobalMaxPooling, padding/cropping, upsampling,
+RepeatVector, Permute, Identity) and of their core rules: finite-difference
+gradients in float64, float32 staying float32, forward values against
+independent computations, clear errors for unsupported configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _fd import build, check_gradients, context, random_weights
+
+# (kind, config, per-sample input shape)
+CASES = [
+    ("LayerNormalization", {}, (5,)),
+    ("LayerNormalization", {"axis": [-2, -1], "epsilon": 0.1}, (3, 4)),
+    ("LayerNormalization", {"axis": 1, "center": False}, (3, 4)),
+    ("LayerNormalization", {"axis": [1, 3], "scale": False}, (2, 3, 2)),
+    ("LayerNormalization", {"center": False, "scale": False}, (2, 4)),
+    ("LayerNormalization", {"rms_scaling": True}, (2, 5)),
+    ("LayerNormalization", {"rms_scaling": True, "scale": False, "axis": [1, 2]}, (2, 3)),
+]
+
+
+def _case_id(case):
+    kind, config, shape = case
+    return f"{kind}-{config}-{shape}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_gradients_match_finite_differences(case):
+    kind, config, shape = case
+    rng = np.random.default_rng(0)
+    kernel = build(kind, config, shape)
+    x = rng.normal(size=(2,) + shape) * 1.5 + 0.5
+    check_gradients(kernel, random_weights(kernel, rng), x, training=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_float32_in_float32_out_and_rules_shape(case):
+    kind, config, shape = case
+    rng = np.random.default_rng(1)
+    kernel64, kernel32 = build(kind, config, shape), build(kind, config, shape, dtype=np.float32)
+    weights = random_weights(kernel64, rng)
+    x = rng.normal(size=(3,) + shape)
+    y, cache = kernel32.forward([w.astype(np.float32) for w in weights], x.astype(np.float32), context(True))
+    dx, dweights = kernel32.backward([w.astype(np.float32) for w in weights], cache, np.ones_like(y))
+    assert y.dtype == dx.dtype == np.float32
+    assert all(dw is None or dw.dtype == np.float32 for dw in dweights)
+    y64, _ = kernel64.forward(weights, x, context(True))
+    np.testing.assert_allclose(y, y64, rtol=1e-5, atol=1e-5 * np.max(np.abs(y64)))
+    assert kernel64.rules.output_shape((3,) + shape) == y64.shape
+
+
+# -- LayerNormalization ---------------------------------------------------------------
+
+def test_layer_normalization_values_and_weight_order():
+    rng = np.random.default_rng(2)
+    kernel = build("LayerNormalization", {"axis": [1, 2], "epsilon": 1e-3}, (3, 4, 2))
+    assert [w.name for w in kernel.spec.weights] == ["gamma", "beta"]
+    assert [w.shape for w in kernel.spec.weights] == [(3, 4), (3, 4)]
+    gamma, beta = weights = random_weights(kernel, rng)
+    x = rng.normal(size=(2, 3, 4, 2))
+    y, _ = kernel.forward(weights, x, context(False))
+    mean, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-3) * gamma[..., None] + beta[..., None]
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_layer_normalization_rms_scaling_is_keras_variance_scaling():
+    rng = np.random.default_rng(3)
+    kernel = build("LayerNormalization", {"rms_scaling": True, "center": True}, (5,))
+    assert [w.name for w in kernel.spec.weights] == ["gamma"]  # no beta with rms_scaling
+    (gamma,) = weights = random_weights(kernel, rng)
+    x = rng.normal(size=(3, 5)) + 2.0
+    y, _ = kernel.forward(weights, x, context(False))
+    np.testing.assert_allclose(y, x / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-3) * gamma, rtol=1e-13)
+
+
+def test_layer_normalization_api_config_is_keras():
+    from polykeras import layers
+
+    layer = layers.LayerNormalization(axis=-1, epsilon=1e-5)
+    assert layer.get_config()["axis"] == -1
+    layers.Input((3, 4))  # build through a model, as Keras saves it
+    from polykeras.models import Sequential
+
+    model = Sequential([layers.Input((3, 4)), layer])
+    config = layer.get_config()
+    assert config["axis"] == [-1] and config["epsilon"] == 1e-5 and config["rms_scaling"] is False
+    assert [w.name for w in layer.weights] == ["gamma", "beta"]
+    np.testing.assert_array_equal(layer.get_weights()[0], np.ones(4))
+    np.testing.assert_array_equal(layer.get_weights()[1], np.zeros(4))
+    assert model.output_shape == (None, 3, 4)
+
+
+@pytest.mark.parametrize("axis, error, match", [
+    (0, ValueError, "batch axis"), (3, ValueError, "out of range"), ([1, 1], ValueError, "twice"),
+    ([-1, 1], NotImplementedError, "mixes negative"),
+])
+def test_layer_normalization_bad_axes_fail_clearly(axis, error, match):
+    with pytest.raises(error, match=match):
+        build("LayerNormalization", {"axis": axis}, (3, 4))
