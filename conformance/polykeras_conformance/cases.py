@@ -105,6 +105,18 @@ def _batchnorm(draw):
 
 
 @st.composite
+def _layer_norm(draw):
+    """Every axis form (the last, trailing axes, an inner axis, two apart), each weight combination,
+    rms_scaling."""
+    rank = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    axis = draw(st.sampled_from([-1, [-1], list(range(1, rank + 1)), 1, [1, rank]]))
+    config = dict(axis=axis, epsilon=draw(st.sampled_from([1e-3, 0.1])), center=draw(st.booleans()),
+                  scale=draw(st.booleans()), rms_scaling=draw(st.sampled_from([False, False, True])))
+    return [_layer("LayerNormalization", **config)], shape
+
+
+@st.composite
 def _recurrent(draw):
     kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
     config = dict(units=draw(st.integers(1, 5)), return_sequences=draw(st.booleans()),
@@ -206,6 +218,7 @@ STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
     "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
+    "LayerNormalization": _layer_norm,
 }
 
 
