@@ -198,7 +198,7 @@ def _build_parser():
     train.add_argument("--limit", type=int, help="train on the first N samples only")
     train.add_argument("--validation-split", type=float, default=0.1, help="fraction held out (default 0.1)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output (default 1)")
-    train.add_argument("--out", default="out", help="folder for history.json, model.keras, curves.png")
+    train.add_argument("--out", default="out", help="folder for history.json, model.keras (Keras 3's format), curves.png")
     failures = plugins.add_cli_commands(sub)
     for name, extra in PLUGIN_COMMANDS.items():
         if name not in sub.choices:  # its plugin is not installed, or failed: say what to install

@@ -44,7 +44,7 @@ def killed(backup_dir, kill_at, backend="numpy", save_freq=3):
             f"run({str(backup_dir)!r}, kill_at={kill_at}, backend={backend!r}, save_freq={save_freq!r})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert (backup_dir / "backup.keras").exists()
+    assert (backup_dir / "backup.polykeras").exists()
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
@@ -56,7 +56,7 @@ def test_a_run_killed_mid_epoch_finishes_as_if_never_stopped(tmp_path, backend):
     resumed = run(tmp_path / "killed", seed=99, backend=backend)
     for a, b in zip(resumed, expected):
         np.testing.assert_array_equal(a, b)
-    assert not (tmp_path / "killed" / "backup.keras").exists()  # removed once the fit ends
+    assert not (tmp_path / "killed" / "backup.polykeras").exists()  # removed once the fit ends
 
 
 def test_epoch_backups_resume_at_the_next_epoch(tmp_path):

@@ -7,6 +7,7 @@ epoch in the issue's measurement.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -52,32 +53,64 @@ def straight(optimizer):
     return m.get_weights()
 
 
-def resumed(optimizer, tmp_path, save_on="numpy", continue_on="numpy"):
+def resumed(optimizer, tmp_path, save_on="numpy", continue_on="numpy", suffix=".polykeras"):
     x, y = data()
     m = model(optimizer, save_on)
     m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    m.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    m.save(tmp_path / f"m{suffix}")
+    loaded = keras.models.load_model(tmp_path / f"m{suffix}")
     loaded._compile_config.update(backend=continue_on, dtype="float64")
     loaded.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
     assert loaded.optimizer.iterations == 10
     return loaded.get_weights()
 
 
+#: polykeras's own file, and Keras 3's (the optimizer's variables in model.weights.h5, where Keras keeps them)
+SUFFIXES = [".polykeras", pytest.param(".keras", marks=pytest.mark.skipif(
+    importlib.util.find_spec("h5py") is None, reason="h5py is not installed"))]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_fit_save_load_fit_is_one_fit(optimizer, tmp_path):
-    for a, b in zip(resumed(optimizer, tmp_path), straight(optimizer)):
+def test_fit_save_load_fit_is_one_fit(optimizer, tmp_path, suffix):
+    for a, b in zip(resumed(optimizer, tmp_path, suffix=suffix), straight(optimizer)):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_changed_learning_rate_and_a_schedule_are_resumed(tmp_path, suffix):
+    """The learning rate a callback set (Keras's ``learning_rate`` variable) and a schedule's position
+    (the iteration count) come back from the file."""
+    x, y = data()
+    for make in (lambda: keras.optimizers.Adam(0.01),
+                 lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.02, 3, 0.5))):
+        ends = []
+        for stop in (False, True):
+            keras.utils.set_random_seed(0)
+            m = keras.Sequential([layers.Input((5,)), layers.Dense(3, activation="softmax")])
+            m.compile(optimizer=make(), loss="sparse_categorical_crossentropy", dtype="float64")
+            m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+            if m.optimizer.schedule is None:
+                m.optimizer.learning_rate = 0.003
+            if stop:
+                m.save(tmp_path / f"m{suffix}")
+                m = keras.models.load_model(tmp_path / f"m{suffix}")
+                m._compile_config.update(dtype="float64")
+            m.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+            ends.append(m.get_weights())
+        for a, b in zip(*ends):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("optimizer", ["adam-amsgrad", "rmsprop-centered-momentum", "nadam", "ftrl"])
-def test_the_state_moves_between_backends(optimizer, backend, tmp_path):
+def test_the_state_moves_between_backends(optimizer, backend, tmp_path, suffix):
     """Saved on ``backend`` (native slot layouts: torch's transposed kernels, optax's negated momentum)
     and continued on the reference, and the other way round."""
     expected = straight(optimizer)
     for save_on, continue_on in ((backend, "numpy"), ("numpy", backend)):
-        for a, b in zip(resumed(optimizer, tmp_path, save_on, continue_on), expected):
+        for a, b in zip(resumed(optimizer, tmp_path, save_on, continue_on, suffix), expected):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
@@ -99,8 +132,8 @@ def test_a_state_for_another_optimizer_is_not_forced_on_it(tmp_path):
     x, y = data()
     m = model("adam-amsgrad")
     m.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    m.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    m.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras")
     state = loaded._pending_optimizer_state
     loaded.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")  # a new optimizer starts afresh
     loaded._pending_optimizer_state = state
@@ -108,7 +141,7 @@ def test_a_state_for_another_optimizer_is_not_forced_on_it(tmp_path):
         loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fresh = keras.models.load_model(tmp_path / "m.keras")
+        fresh = keras.models.load_model(tmp_path / "m.polykeras")
         fresh.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         fresh.fit(x, y, batch_size=8, epochs=1, verbose=0)  # compile() dropped the loaded state: no warning
 

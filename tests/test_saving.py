@@ -25,7 +25,7 @@ def trained_model():
     return model, x, y
 
 
-@pytest.mark.parametrize("name", ["model.keras", "model.h5", "model.polykeras"])
+@pytest.mark.parametrize("name", ["model.keras", "model.polykeras", "MODEL.Keras"])
 def test_save_and_load_model_round_trip(tmp_path, name):
     model, x, y = trained_model()
     path = tmp_path / name
@@ -38,6 +38,47 @@ def test_save_and_load_model_round_trip(tmp_path, name):
     assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
 
 
+@pytest.mark.parametrize("name, message", [("model.h5", "legacy HDF5 .*not supported.*\\.keras"),
+                                           ("model.hdf5", "legacy HDF5"), ("model", "invalid file name extension"),
+                                           ("model.zip", "add .keras .*or .polykeras")])
+def test_other_suffixes_are_refused_as_keras_refuses_them(tmp_path, name, message):
+    model, _, _ = trained_model()
+    with pytest.raises(ValueError, match=message):
+        model.save(tmp_path / name)
+    with pytest.raises(ValueError, match=message):
+        keras.models.save_model(model, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keras_file_is_keras_3s_format(tmp_path):
+    """``.keras`` means Keras 3's zip: config.json (with compile_config), model.weights.h5 (layers and the
+    optimizer's variables: iteration, learning_rate, then RMSprop's velocities), metadata.json."""
+    import h5py
+
+    model, _, _ = trained_model()
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+        assert sorted(zf.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        config = json.loads(zf.read("config.json"))
+        meta = json.loads(zf.read("metadata.json"))
+        with h5py.File(io.BytesIO(zf.read("model.weights.h5"))) as h5:
+            names = sorted(h5["layers"])
+            opt = [np.asarray(h5[f"optimizer/vars/{i}"]) for i in range(len(h5["optimizer/vars"]))]
+    assert config["class_name"] == "Sequential" and names == ["dense", "dense_1", "dropout"]
+    compile_config = config["compile_config"]
+    assert compile_config["optimizer"]["module"] == "keras.optimizers"
+    assert compile_config["optimizer"]["class_name"] == "RMSprop"
+    assert compile_config["optimizer"]["config"]["learning_rate"] == 0.01
+    assert compile_config["loss"]["class_name"] == "SparseCategoricalCrossentropy"
+    assert compile_config["metrics"] == ["accuracy"]
+    assert "keras_version" in meta and "polykeras" in meta
+    state = model._optimizer_state()
+    assert int(opt[0]) == model.optimizer.iterations == state.iterations > 0 and float(opt[1]) == np.float32(0.01)
+    assert len(opt) == 2 + 4
+    for got, expected in zip(opt[2:], state.slots["velocity"]):  # RMSprop: one velocity per trainable weight
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_save_weights_and_load_weights(tmp_path):
     model, x, _ = trained_model()
     model.save_weights(tmp_path / "w.weights.h5")
@@ -48,8 +89,8 @@ def test_save_weights_and_load_weights(tmp_path):
 
 def test_saved_file_holds_json_and_npy_only(tmp_path):
     model, _, _ = trained_model()
-    model.save(tmp_path / "m.keras")
-    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+    model.save(tmp_path / "m.polykeras")
+    with zipfile.ZipFile(tmp_path / "m.polykeras") as zf:
         assert sorted(zf.namelist()) == ["optimizer.npz", "polykeras.json", "weights.npz"]  # it has trained
         config = json.loads(zf.read("polykeras.json"))
         with np.load(io.BytesIO(zf.read("optimizer.npz")), allow_pickle=False) as npz:
@@ -58,9 +99,10 @@ def test_saved_file_holds_json_and_npy_only(tmp_path):
     assert config["spec"]["layers"][0]["weights"][0]["regularizer"] == {"l1": 0.0, "l2": 1e-3}
 
 
-def test_truncated_file_is_reported(tmp_path):
+@pytest.mark.parametrize("name", ["m.keras", "m.polykeras"])
+def test_truncated_file_is_reported(tmp_path, name):
     model, _, _ = trained_model()
-    path = tmp_path / "m.keras"
+    path = tmp_path / name
     model.save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -81,7 +123,7 @@ def test_garbage_and_foreign_files_are_reported(tmp_path):
 
 def test_pickled_arrays_are_refused(tmp_path):
     model, _, _ = trained_model()
-    path = tmp_path / "m.keras"
+    path = tmp_path / "m.polykeras"
     model.save(path)
     with zipfile.ZipFile(path) as zf:
         config = json.loads(zf.read("polykeras.json"))
@@ -107,9 +149,10 @@ def test_weights_from_another_model_are_refused(tmp_path):
         other.load_weights(tmp_path / "w.npz")
 
 
-def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["m.keras", "m.polykeras"])
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch, name):
     model, _, _ = trained_model()
-    path = tmp_path / "m.keras"
+    path = tmp_path / name
     model.save(path)
     before = path.read_bytes()
 
@@ -120,7 +163,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def test_functional_model_round_trips_through_a_keras_file(tmp_path):

@@ -13,9 +13,12 @@ class BackupAndRestore(Callback):
     """Keras's ``keras.callbacks.BackupAndRestore``.
 
     Args:
-        backup_dir: a folder for the backup (``backup.keras``: polykeras's model file with the
-            weights, the optimizer's state and where the fit stood -- epoch, step and the run's
-            data-order seed -- written atomically, so a crash mid-write leaves the previous one).
+        backup_dir: a folder for the backup (``backup.polykeras``: polykeras's own model file with
+            the weights, the optimizer's state and where the fit stood -- epoch, step and the run's
+            data-order seed -- written atomically, so a crash mid-write leaves the previous one;
+            polykeras's own format because the backup is for this run to restart from, not for
+            exchange: it needs NumPy alone, checks its arrays against checksums, and restores
+            by position into the same architecture whatever its automatic layer names).
         save_freq: ``"epoch"`` (at each epoch's end), an integer N (every N batches), or
             ``False`` (never: only restore).
         delete_checkpoint: remove the backup when ``fit`` ends normally.
@@ -33,7 +36,7 @@ class BackupAndRestore(Callback):
         if not (save_freq == "epoch" or save_freq is False or (type(save_freq) is int and save_freq > 0)):
             raise ValueError(f"save_freq must be 'epoch', False or a positive number of batches, got {save_freq!r}")
         self.backup_dir = Path(os.fspath(backup_dir))
-        self.path = self.backup_dir / "backup.keras"
+        self.path = self.backup_dir / "backup.polykeras"
         self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
         self._epoch = 0
 

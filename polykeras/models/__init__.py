@@ -5,8 +5,8 @@ from polykeras.models.sequential import Sequential
 
 
 def load_model(filepath, custom_objects=None, compile: bool = True):
-    """Load a model written by ``model.save`` (any backend can load it), or a
-    Keras 3 ``.keras`` file (``polykeras.saving.export_keras`` writes one)."""
+    """Load a model written by ``model.save`` or by Keras 3 (a ``.keras`` file), or a polykeras
+    ``.polykeras`` file; any backend can load it."""
     from polykeras.saving import load_model as _load
 
     return _load(filepath, compile=compile)

@@ -1,15 +1,27 @@
-"""Saving and loading models: polykeras's own file, and Keras 3's ``.keras`` file.
+"""Saving and loading models: Keras 3's ``.keras`` file, and polykeras's own ``.polykeras`` file.
 
-* ``model.save(path)`` / :func:`save_model` writes polykeras's own model file
-  (:mod:`.portable`: JSON and ``.npy`` arrays in a zip), which loads under any
-  backend; :func:`save_weights` and :func:`load_weights` handle weights alone.
-* :func:`load_model` reads either that file or a Keras 3 ``.keras`` file.
-* :func:`export_keras` writes a Keras 3 ``.keras`` file that
-  ``keras.saving.load_model`` opens.
+``model.save(path)`` / :func:`save_model` choose the format by the file name's suffix:
 
-The Keras 3 format (:mod:`.keras_format`, read by :mod:`.keras_read`, written
-by :mod:`.keras_write`) needs ``h5py`` but not Keras; ``h5py`` is imported only
-when such a file is read or written. Every write is atomic (:mod:`.atomic`).
+* ``.keras``: Keras 3's format (:mod:`.keras_format`, written by :mod:`.keras_write`,
+  read by :mod:`.keras_read`): ``config.json`` with the model and, once compiled,
+  its ``compile_config`` (optimizer with any learning-rate schedule, losses, loss
+  weights, metrics); ``model.weights.h5`` with the weights and the optimizer's
+  variables where Keras keeps them (:mod:`.keras_training`); ``metadata.json``.
+  ``keras.saving.load_model`` opens it with the same predictions and optimizer
+  state, and polykeras resumes training from it exactly. Needs ``h5py`` (a
+  dependency of polykeras, imported only when such a file is read or written),
+  not Keras.
+* ``.polykeras``: polykeras's own format (:mod:`.portable`: JSON and ``.npy``
+  arrays in a zip, with checksums), which needs NumPy alone; BackupAndRestore
+  keeps its backups in it.
+* anything else (``.h5``, no suffix) is refused with a ValueError, as Keras refuses it.
+
+:func:`load_model` reads either format, told apart by contents, not name (so an
+own-format file saved as ``model.keras`` by an older polykeras still loads).
+:func:`export_keras` is :func:`save_model` in Keras's format whatever the name.
+:func:`save_weights` and :func:`load_weights` handle weights alone. Every write
+is atomic (:mod:`.atomic`); every damaged file raises :class:`ModelFileError`
+naming it.
 """
 
 from __future__ import annotations
@@ -19,10 +31,12 @@ from pathlib import Path
 from polykeras.saving import keras_read, keras_write, portable
 from polykeras.saving.keras_format import MEMBERS as _KERAS_MEMBERS
 from polykeras.saving.keras_format import KerasFileError
-from polykeras.saving.portable import (FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config,
-                                       save_model, save_weights)
+from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
 
-__all__ = ["FORMAT", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "export_keras", "load_model",
+#: The file name suffixes ``save_model`` writes, and their formats.
+SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own format"}
+
+__all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "export_keras", "load_model",
            "load_weights", "model_from_config", "save_model", "save_weights"]
 
 
@@ -49,11 +63,30 @@ def _read_keras_file(path: Path, compile: bool):
                              "know; re-save it with keras.saving.save_model") from None
 
 
-def export_keras(model, filepath) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights)
-    that ``keras.saving.load_model`` opens; needs ``h5py``, not Keras."""
+def save_model(model, filepath, overwrite: bool = True, training_state: dict | None = None) -> None:
+    """Write ``model`` in the format its suffix names: ``.keras`` (Keras 3's) or ``.polykeras``
+    (polykeras's own); see the module docstring. ``training_state`` (where a ``fit`` stands, for
+    :class:`polykeras.callbacks.BackupAndRestore`) goes into the same file."""
+    suffix = Path(filepath).suffix.lower()
+    if suffix == ".keras":
+        export_keras(model, filepath, overwrite=overwrite, training_state=training_state)
+    elif suffix == ".polykeras":
+        portable.save_model(model, filepath, overwrite=overwrite, training_state=training_state)
+    elif suffix in (".h5", ".hdf5"):
+        raise ValueError(f"cannot save to {str(filepath)!r}: Keras's legacy HDF5 (.h5) model format is not supported "
+                         "by polykeras; save to a .keras file (Keras 3's format, which Keras opens) or a .polykeras "
+                         "file (polykeras's own)")
+    else:
+        raise ValueError(f"invalid file name extension for saving: {str(filepath)!r}; add .keras (Keras 3's format, "
+                         "which Keras opens; recommended) or .polykeras (polykeras's own format, NumPy only)")
+
+
+def export_keras(model, filepath, overwrite: bool = True, training_state: dict | None = None) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file (whatever its name) that ``keras.saving.load_model``
+    opens: architecture, weights and, once compiled, compile settings and optimizer state; needs
+    ``h5py``, not Keras."""
     _require_h5py()
-    keras_write.write_model(model, filepath)
+    keras_write.write_model(model, filepath, overwrite=overwrite, training_state=training_state)
 
 
 def _require_h5py() -> None:
@@ -61,4 +94,4 @@ def _require_h5py() -> None:
         import h5py  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"reading and writing Keras .keras files needs h5py ({exc}); install it with: "
-                          "pip install h5py (or pip install 'polykeras[keras]')") from None
+                          "pip install h5py (or save to a .polykeras file, which needs NumPy alone)") from None

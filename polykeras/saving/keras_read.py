@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polykeras.saving import keras_training
 from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, weight_paths
 
 #: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
@@ -130,6 +131,9 @@ def read_model(path, compile: bool = True):
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
         reader = _Reader(path, h5, pk_layers)
         model = reader.model(config, "")
+        optimizer_vars = h5.get("optimizer/vars")
+        optimizer_vars = [] if optimizer_vars is None else [np.asarray(optimizer_vars[str(i)])
+                                                            for i in range(len(optimizer_vars))]
     flat = []
     for layer_spec in model._spec().layers:
         if layer_spec.weights_of is not None:  # a later call of a shared layer: its weights are the owner's
@@ -140,8 +144,15 @@ def read_model(path, compile: bool = True):
                                  f"polykeras expects {len(layer_spec.weights)}")
         flat += values
     model.set_weights(flat)
+    if all(v.dtype == np.float64 for v in flat):  # float64 training resumes from float64 weights
+        values = iter(flat)
+        for layer in model._weighted_layers():
+            layer._weight_values[:] = [np.array(next(values)) for _ in layer._weight_values]
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], path)
+        if model.compiled:
+            order = keras_training.trainable_order(model, list(reader.arrays))
+            keras_training.read_optimizer_variables(model, optimizer_vars, order, path)
     return model
 
 
@@ -323,17 +334,8 @@ def _read_vars(h5, group: str, class_name: str, path) -> list[np.ndarray]:
 def _compile(model, compile_config: dict, path) -> None:
     import warnings
 
-    from polykeras import losses, optimizers
-
     try:
-        optimizer = optimizers.get(_plain(compile_config["optimizer"]))
-        loss = _plain(compile_config["loss"])
-        if isinstance(loss, dict):
-            loss = {"class_name": loss["class_name"],
-                    "config": {k: v for k, v in loss["config"].items() if k not in ("dtype", "name", "reduction")}}
-        loss = losses.get(loss)
-        metrics = [m for m in (compile_config.get("metrics") or []) if isinstance(m, str)]
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
+        keras_training.compile_from_keras(model, _plain(compile_config))
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, IndexError) as exc:
         warnings.warn(f"{path}: the model's compile settings are not supported by polykeras ({exc}); the model "
                       "is loaded uncompiled", stacklevel=3)

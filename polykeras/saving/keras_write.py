@@ -95,14 +95,21 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
     return keras_config, [entries[name] for name in order]
 
 
-def write_model(model, path) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file (architecture and weights;
-    ``keras.saving.load_model`` opens it without a compile configuration).
+def write_model(model, path, overwrite: bool = True, training_state: dict | None = None) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` opens:
+    architecture and weights, and for a compiled model its ``compile_config`` and the optimizer's
+    variables (:mod:`.keras_training`). ``training_state`` (where a ``fit`` stands) goes into
+    ``metadata.json`` under ``"polykeras"``, which Keras does not read.
 
     A ``Sequential`` of layers stays a Keras ``Sequential``; any other model
     (functional, or a ``Sequential`` holding a model) is written as a Keras
-    functional model of its layers, a nested model's layers flattened into it."""
+    functional model of its layers, a nested model's layers flattened into it.
+    Float64 weights and optimizer slots are written as float64 (Keras casts them
+    to its variables' dtype when it loads them), so a polykeras round trip is exact."""
     import h5py
+
+    import polykeras
+    from polykeras.saving import keras_training
 
     from polykeras.models import Model, Sequential
 
@@ -143,15 +150,23 @@ def write_model(model, path) -> None:
             for i, value in enumerate(per_layer.get(name, [])):
                 h5[where].create_dataset(str(i), data=np.asarray(value))
         h5.create_group("vars").attrs["name"] = model.name
+        if model.compiled:
+            keras_config["compile_config"] = keras_training.keras_compile_config(model)
+            order = keras_training.trainable_order(model, [e["config"]["name"] for e in saved])
+            group = h5.create_group("optimizer/vars")
+            group.attrs["name"] = model.optimizer.name
+            for i, value in enumerate(keras_training.optimizer_variables(model, order)):
+                group.create_dataset(str(i), data=value)
     try:
         keras_version = metadata.version("keras")
     except metadata.PackageNotFoundError:
         keras_version = "3.5.0"
     meta = {"keras_version": keras_version, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-            "written_by": "polykeras"}
+            "polykeras": {"version": polykeras.__version__,
+                          **({"training_state": training_state} if training_state is not None else {})}}
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("metadata.json", json.dumps(meta))
         zf.writestr("config.json", json.dumps(keras_config))
         zf.writestr("model.weights.h5", buffer.getvalue())
-    atomic_write(Path(path), out.getvalue(), overwrite=True)
+    atomic_write(Path(path), out.getvalue(), overwrite)

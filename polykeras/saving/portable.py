@@ -1,6 +1,7 @@
 """polykeras's own model file: one zip holding JSON and ``.npy`` arrays.
 
-``model.save(path)`` writes, whatever the file name's extension::
+``model.save("m.polykeras")`` writes (and :func:`polykeras.saving.load_model` recognises it by
+its contents, whatever its name)::
 
     polykeras.json   format tag, the Keras-style model config (class names and
                      get_config() of every layer), the compile config and the spec
