@@ -196,8 +196,8 @@ def test_operators_record_merge_layers():
     out = (a + b) * a - b
     kinds = [l.kind for l in keras.Model([a, b], out)._spec().layers]
     assert kinds == ["Add", "Multiply", "Subtract"]
-    with pytest.raises(NotImplementedError, match="two symbolic tensors"):
-        a + 1.0
+    constant = a + 1.0  # with a constant: an op node (tests/test_ops_in_models.py)
+    assert constant.layer.kind == "Operation" and constant.layer.get_config()["args"][1] == {"constant": 1.0}
 
 
 # -- errors a user can act on ----------------------------------------------------------------

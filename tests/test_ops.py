@@ -158,9 +158,3 @@ def test_bad_calls_get_clear_errors():
         ops.get("nope")
     with pytest.raises(NotImplementedError, match="only mode='constant'"):
         ops.pad(np.ones(3), [(1, 1)], mode="reflect")
-
-
-def test_symbolic_tensors_are_refused_until_ops_are_traced():
-    x = keras.Input((3,))
-    with pytest.raises(NotImplementedError, match="does not trace ops into models yet"):
-        ops.relu(x)

@@ -31,7 +31,8 @@ LAYER_KINDS = frozenset({
     "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
     "SimpleRNN", "LSTM", "GRU", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-    "LayerNormalization",
+    "LayerNormalization", "Operation",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D",
 })
 
 #: Accelerator platforms first: the first available device is the default.

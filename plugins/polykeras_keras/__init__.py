@@ -35,7 +35,8 @@ LAYER_KINDS = frozenset({
     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
     "SimpleRNN", "LSTM", "GRU",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-    "LayerNormalization",
+    "LayerNormalization", "Operation",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})

@@ -34,6 +34,8 @@ import numpy as np
 from polykeras import random as _random
 from polykeras.spec import LayerSpec, ModelSpec
 
+from .operation import KerasOperation
+
 #: Spec weight name -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
                     "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
@@ -129,6 +131,8 @@ def _noise_shape(layer: LayerSpec) -> tuple:
 
 def make_layer(layer: LayerSpec, dtype: str):
     """The Keras layer for one spec layer, with its regularizers and trainability."""
+    if layer.kind == "Operation":
+        return KerasOperation(name=layer.name, dtype=dtype, **{k: v for k, v in layer.config.items() if k != "name"})
     cls = CLASSES.get(layer.kind) or getattr(keras.layers, layer.kind, None)
     if cls is None:
         raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
@@ -183,7 +187,7 @@ class KerasGraphs:
         values = {inp.name: tensor for inp, tensor in zip(self.spec.inputs, self.inputs)}
         for index, (layer, kl) in enumerate(zip(self.spec.layers, self.layers)):
             args = [values[name] for name in layer.inbound]
-            if layer.kind in MERGE:
+            if layer.kind in MERGE or layer.kind == "Operation":
                 values[layer.name] = kl(args)
                 continue
             if len(args) != 1:

@@ -3,12 +3,14 @@
 from polykeras.layers.base import Layer, SymbolicTensor
 from polykeras.layers.conv import (AveragePooling2D, AvgPool2D, Conv1D, Conv2D, Convolution1D, Convolution2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
+                                   GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
+from polykeras.layers.operation import Operation
 from polykeras.layers.normalization import BatchNormalization, LayerNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 
@@ -17,7 +19,8 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
     for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
-                Minimum, Concatenate, Dot, LayerNormalization)
+                Minimum, Concatenate, Dot, LayerNormalization, Operation,
+                GlobalMaxPooling1D, GlobalMaxPooling2D)
 }
 
 

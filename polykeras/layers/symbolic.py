@@ -21,8 +21,10 @@ class SymbolicTensor:
     Every call of a layer makes a new tensor, so a layer called twice (a
     shared layer) is two nodes with one set of weights.
 
-    The operators ``a + b``, ``a - b`` and ``a * b`` record ``Add``,
-    ``Subtract`` and ``Multiply`` nodes, as Keras does.
+    The operators ``a + b``, ``a - b`` and ``a * b`` between two symbolic
+    tensors record ``Add``, ``Subtract`` and ``Multiply`` layers; with a
+    constant (``x * 0.5``), and ``/``, ``**``, ``@``, unary ``-`` and
+    ``abs()``, they record :mod:`polykeras.ops` nodes.
     """
 
     def __init__(self, shape: Shape, dtype: str, layer: "Layer", inputs: tuple["SymbolicTensor", ...] = ()):
@@ -37,10 +39,7 @@ class SymbolicTensor:
 
     def _merge(self, kind: str, other, reverse: bool = False) -> "SymbolicTensor":
         if not isinstance(other, SymbolicTensor):
-            raise NotImplementedError(
-                f"{kind} of a symbolic tensor and {type(other).__name__} {other!r}: polykeras records operators "
-                "between two symbolic tensors only (as merge layers); use a layer such as layers.Rescaling or "
-                "layers.Lambda for constants once they exist")
+            return self._op(kind.lower(), other, reverse)
         from polykeras.layers import merge
 
         pair = [other, self] if reverse else [self, other]
@@ -63,6 +62,36 @@ class SymbolicTensor:
 
     def __rmul__(self, other):
         return self._merge("Multiply", other, reverse=True)
+
+    def _op(self, name: str, other=None, reverse: bool = False) -> "SymbolicTensor":
+        from polykeras import ops
+
+        args = (self,) if other is None else ((other, self) if reverse else (self, other))
+        return getattr(ops, name)(*args)
+
+    def __truediv__(self, other):
+        return self._op("divide", other)
+
+    def __rtruediv__(self, other):
+        return self._op("divide", other, reverse=True)
+
+    def __pow__(self, other):
+        return self._op("power", other)
+
+    def __rpow__(self, other):
+        return self._op("power", other, reverse=True)
+
+    def __matmul__(self, other):
+        return self._op("matmul", other)
+
+    def __rmatmul__(self, other):
+        return self._op("matmul", other, reverse=True)
+
+    def __neg__(self):
+        return self._op("negative")
+
+    def __abs__(self):
+        return self._op("abs")
 
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"

@@ -9,8 +9,12 @@ eagerly and returns a NumPy array, as Keras's ops do on its NumPy backend::
     import polykeras as keras
     keras.ops.softmax(keras.ops.matmul(x, w), axis=-1)
 
-Ops on symbolic tensors (inside a functional model or a custom layer's
-``call``) are not traced into models yet and raise ``NotImplementedError``.
+On symbolic tensors (a functional model under construction) an op records a
+graph node instead, which every backend runs (:mod:`polykeras.layers.operation`)::
+
+    inputs = keras.Input((28, 28))
+    x = keras.ops.reshape(inputs, (-1, 784)) / 255.0
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.ops.relu(x))
 
 The definitions, by family: :mod:`.elementwise` (arithmetic, comparisons,
 math, activations, ``where``, ``clip``), :mod:`.reductions`, :mod:`.shapes`

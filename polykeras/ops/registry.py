@@ -4,9 +4,8 @@ hand-written vector-Jacobian product (VJP).
 An op is called with *tensor* arguments (arrays, or Python scalars where Keras
 accepts them) and *static* arguments (axes, shapes, flags). :func:`apply`
 computes the op eagerly with its NumPy forward when no argument is symbolic, as
-Keras's ops do on concrete NumPy arrays. Ops on symbolic tensors (the
-functional API, custom layers) are not recorded as graph nodes yet: that raises
-a ``NotImplementedError`` saying so.
+Keras's ops do on concrete NumPy arrays; on symbolic tensors (the functional
+API) it records a graph node (:mod:`polykeras.layers.operation`).
 
 The VJP is the reference's gradient: given the output's cotangent ``g``, the
 output ``y`` and the inputs, it returns one cotangent per tensor argument
@@ -116,9 +115,9 @@ def as_array(value) -> Array:
 def apply(op: OpDef, args: tuple, kwargs: dict):
     tensors, params = op.bind(args, kwargs)
     if any(_is_symbolic(t) for t in tensors):
-        raise NotImplementedError(
-            f"ops.{op.name} on a symbolic tensor: polykeras does not trace ops into models yet, so ops work on "
-            "concrete arrays only for now; build the model from built-in layers")
+        from polykeras.layers.operation import record
+
+        return record(op, tensors, params)
     return np.asarray(op.forward(*(as_array(t) for t in tensors), **params))
 
 

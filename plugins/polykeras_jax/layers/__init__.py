@@ -7,17 +7,19 @@
 from __future__ import annotations
 
 from .base import Layer, LayerContext
-from .conv import (AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D, GlobalAveragePooling2D, MaxPooling1D,
-                   MaxPooling2D)
+from .conv import (AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
+                   GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, LayerNormalization
+from .operation import Op
 from .recurrent import GRU, LSTM, SimpleRNN
 
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
-    LayerNormalization, *MERGE_LAYERS,
+    GlobalMaxPooling1D, GlobalMaxPooling2D,
+    LayerNormalization, Op, *MERGE_LAYERS,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

@@ -12,10 +12,13 @@ from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
+from .operation import Op
 from .pooling import (
     AveragePooling2D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
     MaxPooling1D,
     MaxPooling2D,
 )
@@ -48,8 +51,11 @@ KERNELS: dict[str, type[Kernel]] = {
         Maximum,
         Minimum,
         Concatenate,
+        Op,
         Dot,
         LayerNormalization,
+        GlobalMaxPooling1D,
+        GlobalMaxPooling2D,
     )
 }
 

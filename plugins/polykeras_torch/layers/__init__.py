@@ -13,12 +13,15 @@ from .conv import (
     Conv2D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
     MaxPooling1D,
     MaxPooling2D,
 )
 from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
 from .merge import MERGE_LAYERS
 from .normalization import LayerNormalization
+from .operation import Op
 from .recurrent import GRU, LSTM, SimpleRNN
 
 LAYERS: dict[str, type[TorchLayer]] = {
@@ -26,7 +29,8 @@ LAYERS: dict[str, type[TorchLayer]] = {
     for cls in (
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
-        LayerNormalization, *MERGE_LAYERS,
+        GlobalMaxPooling1D, GlobalMaxPooling2D,
+        LayerNormalization, Op, *MERGE_LAYERS,
     )
 }
 

@@ -1,0 +1,78 @@
+"""``Operation`` nodes in JAX: each op of :mod:`polykeras.ops` written with ``jax.numpy``
+/ ``jax.nn`` under Keras's argument names, differentiated by autodiff inside
+the one jitted step. Where autodiff and the reference could pick different
+sides of a kink the op is written so they agree: ``clip`` passes the gradient
+on the closed interval (``jnp.clip`` halves it at the bounds)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from polykeras.backend import epsilon
+from polykeras.layers.operation import resolve_args, tuples
+
+from .base import Layer
+
+
+def _clip(x, x_min=None, x_max=None):
+    clipped = jnp.clip(x, x_min, x_max)
+    return jnp.where((x >= x_min) & (x <= x_max), x, jax.lax.stop_gradient(clipped))
+
+
+def _normalize(x, axis=-1, order=2, epsilon_=None):
+    eps = epsilon() if epsilon_ is None else epsilon_
+    return x / jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True)), eps)
+
+
+def _slice(x, start_indices=None, shape=None):
+    return x[tuple(slice(int(s), int(s) + int(n)) for s, n in zip(start_indices, shape))]
+
+
+def _pad(x, pad_width=None, mode="constant", constant_values=None):
+    return jnp.pad(x, pad_width, mode="constant", constant_values=constant_values or 0)
+
+
+def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
+    return jax.nn.one_hot(x, int(num_classes), axis=axis, dtype=dtype or "float32")
+
+
+#: Ops whose Keras signature differs from ``jax.numpy``'s; the others are ``jnp.<name>``.
+OPS = {
+    "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "silu": jax.nn.silu,
+    "gelu": lambda x, approximate=True: jax.nn.gelu(x, approximate=approximate),
+    "softmax": lambda x, axis=-1: jax.nn.softmax(x, axis=axis),
+    "log_softmax": lambda x, axis=-1: jax.nn.log_softmax(x, axis=axis),
+    "clip": _clip, "stop_gradient": jax.lax.stop_gradient,
+    "logsumexp": lambda x, axis=None, keepdims=False: logsumexp(x, axis=axis, keepdims=keepdims),
+    "reshape": lambda x, newshape=None: jnp.reshape(x, newshape),
+    "concatenate": lambda *xs, axis=0: jnp.concatenate(xs, axis=axis),
+    "stack": lambda *xs, axis=0: jnp.stack(xs, axis=axis),
+    "tile": lambda x, repeats=None: jnp.tile(x, repeats),
+    "pad": _pad, "slice": _slice, "one_hot": _one_hot,
+    "cast": lambda x, dtype=None: x.astype(dtype),
+    "einsum": lambda *xs, subscripts=None: jnp.einsum(subscripts, *xs),
+    "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
+}
+
+
+def function(name: str):
+    return OPS.get(name) or getattr(jnp, name)
+
+
+class Op(Layer):
+    kind = "Operation"
+    multiple_inputs = True
+
+    def __init__(self, spec, dtype):
+        super().__init__(spec, dtype)
+        self.fn = function(self.config["op"])
+        self.args = self.config["args"]
+        self.params = tuples(self.config.get("params", {}))
+
+    def __call__(self, weights, xs, ctx):
+        arrays = [a.astype(self.dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+                  for a in resolve_args(self.args, list(xs))]
+        return self.fn(*arrays, **self.params)

@@ -1,0 +1,194 @@
+"""``Operation`` nodes in torch: each op of :mod:`polykeras.ops` under Keras's
+argument names (``axis``/``keepdims`` for torch's ``dim``/``keepdim``),
+differentiated by autograd. Constants become tensors in the compute dtype
+(integer ones stay integer: indices). Where autograd and the reference could
+pick different sides of a kink they agree by construction: ``torch.maximum``,
+``amax`` and ``amin`` split ties equally, ``clamp`` passes the gradient on the
+closed interval, ``abs`` and ``relu`` have gradient 0 at 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polykeras.backend import epsilon
+from polykeras.layers.operation import resolve_args, tuples
+from polykeras.ops import registry
+
+from .base import TorchLayer
+
+
+def _dims(x, axis):
+    if axis is None:
+        return tuple(range(x.dim()))
+    return (axis,) if isinstance(axis, int) else tuple(axis)
+
+
+def _reduction(fn):
+    return lambda x, axis=None, keepdims=False: fn(x, dim=_dims(x, axis), keepdim=keepdims)
+
+
+def _var(x, axis=None, keepdims=False):
+    return torch.var(x, dim=_dims(x, axis), keepdim=keepdims, correction=0)
+
+
+def _std(x, axis=None, keepdims=False):
+    return torch.std(x, dim=_dims(x, axis), keepdim=keepdims, correction=0)
+
+
+def _prod(x, axis=None, keepdims=False):
+    for d in sorted((d % x.dim() for d in _dims(x, axis)), reverse=True):
+        x = torch.prod(x, dim=d, keepdim=keepdims)
+    return x
+
+
+def _arg(fn):
+    def arg(x, axis=None, keepdims=False):
+        if axis is None:
+            out = fn(x.reshape(-1))
+            return out.reshape((1,) * x.dim()) if keepdims else out
+        return fn(x, dim=axis, keepdim=keepdims)
+    return arg
+
+
+def _cumsum(x, axis=None):
+    return torch.cumsum(x.reshape(-1), 0) if axis is None else torch.cumsum(x, dim=axis)
+
+
+def _gelu(x, approximate=True):
+    return F.gelu(x, approximate="tanh" if approximate else "none")
+
+
+def _transpose(x, axes=None):
+    return x.permute(*(axes if axes is not None else reversed(range(x.dim()))))
+
+
+def _squeeze(x, axis=None):
+    return torch.squeeze(x) if axis is None else torch.squeeze(x, dim=axis)
+
+
+def _expand_dims(x, axis=None):
+    for a in sorted((axis,) if isinstance(axis, int) else axis):
+        x = torch.unsqueeze(x, a if a >= 0 else a + x.dim() + 1)
+    return x
+
+
+def _flip(x, axis=None):
+    return torch.flip(x, dims=_dims(x, axis))
+
+
+def _repeat(x, repeats=None, axis=None):
+    if axis is None:
+        return torch.repeat_interleave(x.reshape(-1), repeats)
+    return torch.repeat_interleave(x, repeats, dim=axis)
+
+
+def _pad(x, pad_width=None, mode="constant", constant_values=None):
+    widths = np.broadcast_to(np.asarray(pad_width), (x.dim(), 2))
+    flat = [int(v) for lo_hi in reversed(widths.tolist()) for v in lo_hi]  # torch: last axis first
+    return F.pad(x, flat, value=float(constant_values or 0))
+
+
+def _take(x, indices, axis=None):
+    if axis is None:
+        indices = indices.long()
+        return torch.take(x, indices % x.numel())
+    indices = indices.long()
+    return torch.index_select(x, axis, (indices % x.shape[axis]).reshape(-1)).reshape(
+        x.shape[:axis % x.dim()] + indices.shape + x.shape[axis % x.dim() + 1:])
+
+
+def _take_along_axis(x, indices, axis=None):
+    if axis is None:
+        return torch.take(x, indices)
+    axis %= x.dim()
+    # NumPy broadcasts the other axes of x and indices; torch.gather wants them expanded
+    sizes = [max(a, b) for a, b in zip(x.shape, indices.shape)]
+    x = x.expand(*[n if d != axis else -1 for d, n in enumerate(sizes)])
+    return torch.gather(x, axis, indices.expand(*[n if d != axis else -1 for d, n in enumerate(sizes)]))
+
+
+def _slice(x, start_indices=None, shape=None):
+    return x[tuple(slice(int(s), int(s) + int(n)) for s, n in zip(start_indices, shape))]
+
+
+def _clip(x, x_min=None, x_max=None):
+    return torch.clamp(x, x_min, x_max)
+
+
+def _normalize(x, axis=-1, order=2, epsilon_=None):
+    eps = epsilon() if epsilon_ is None else epsilon_
+    return x / torch.clamp(torch.sqrt(torch.sum(x * x, dim=axis, keepdim=True)), min=eps)
+
+
+def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
+    out = F.one_hot(x.long(), int(num_classes)).to(getattr(torch, dtype or "float32"))
+    return torch.movedim(out, -1, axis)
+
+
+def _cast(x, dtype=None):
+    return x.to(getattr(torch, str(dtype)))
+
+
+def _like(fn):
+    return lambda x, *args, dtype=None, **kwargs: fn(x, *args, dtype=None if dtype is None else getattr(torch, dtype))
+
+
+OPS = {
+    "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div, "power": torch.pow,
+    "maximum": torch.maximum, "minimum": torch.minimum, "equal": torch.eq, "not_equal": torch.ne,
+    "greater": torch.gt, "greater_equal": torch.ge, "less": torch.lt, "less_equal": torch.le,
+    "logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_not": torch.logical_not,
+    "negative": torch.neg, "abs": torch.abs, "exp": torch.exp, "log": torch.log, "log1p": torch.log1p,
+    "sqrt": torch.sqrt, "square": torch.square, "reciprocal": torch.reciprocal, "sin": torch.sin, "cos": torch.cos,
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "softplus": F.softplus, "silu": F.silu,
+    "gelu": _gelu, "sign": torch.sign, "softmax": lambda x, axis=-1: torch.softmax(x, dim=axis),
+    "log_softmax": lambda x, axis=-1: torch.log_softmax(x, dim=axis), "clip": _clip,
+    "where": torch.where, "stop_gradient": torch.Tensor.detach,
+    "sum": _reduction(torch.sum), "mean": _reduction(torch.mean), "max": _reduction(torch.amax),
+    "min": _reduction(torch.amin), "prod": _prod, "var": _var, "std": _std, "logsumexp": _reduction(torch.logsumexp),
+    "argmax": _arg(torch.argmax), "argmin": _arg(torch.argmin), "cumsum": _cumsum,
+    "reshape": lambda x, newshape=None: torch.reshape(x, newshape), "expand_dims": _expand_dims,
+    "squeeze": _squeeze, "transpose": _transpose, "concatenate": lambda *xs, axis=0: torch.cat(xs, dim=axis),
+    "stack": lambda *xs, axis=0: torch.stack(xs, dim=axis),
+    "broadcast_to": lambda x, shape=None: torch.broadcast_to(x, shape), "flip": _flip,
+    "tile": lambda x, repeats=None: torch.tile(x, tuple(np.atleast_1d(repeats).tolist())), "repeat": _repeat,
+    "pad": _pad, "take": _take, "take_along_axis": _take_along_axis, "slice": _slice,
+    "tril": lambda x, k=0: torch.tril(x, k), "triu": lambda x, k=0: torch.triu(x, k), "cast": _cast,
+    "one_hot": _one_hot, "matmul": torch.matmul, "einsum": lambda *xs, subscripts=None: torch.einsum(subscripts, *xs),
+    "tensordot": lambda a, b, axes=2: torch.tensordot(a, b, dims=axes),
+    "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
+    "zeros_like": _like(torch.zeros_like), "ones_like": _like(torch.ones_like),
+    "full_like": lambda x, fill_value=None, dtype=None: torch.full_like(
+        x, fill_value, dtype=None if dtype is None else getattr(torch, dtype)),
+}
+
+
+class Op(TorchLayer):
+    kind = "Operation"
+    multiple_inputs = True
+
+    def __init__(self, spec, index, dtype, device):
+        super().__init__(spec, index, dtype, device)
+        name = spec.config["op"]
+        if name not in OPS:
+            raise NotImplementedError(f"the torch backend has no op {name!r} (layer {spec.name!r})")
+        self.fn = OPS[name]
+        self.args = spec.config["args"]
+        self.params = tuples(spec.config.get("params", {}))
+        names = [t.rstrip("*") for t in registry.get(name).tensors]
+        self.arg_names = names * len(self.args) if registry.get(name).variadic else names
+
+    def _tensor(self, value, name: str) -> torch.Tensor:
+        """A constant argument: indices as int64, bools as bool, numbers in the compute dtype."""
+        array = np.asarray(value)
+        if name == "indices" or array.dtype.kind == "b":
+            return torch.as_tensor(array, dtype=torch.int64 if name == "indices" else None, device=self.device)
+        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
+
+    def forward(self, params, xs, ctx):
+        arrays = resolve_args(self.args, list(xs))
+        arrays = [a if isinstance(a, torch.Tensor) else self._tensor(a, name) for a, name in zip(arrays, self.arg_names)]
+        return self.fn(*arrays, **self.params)
+
