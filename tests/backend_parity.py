@@ -87,6 +87,8 @@ def layer_cases() -> list[LayerCase]:
         ("maxpool1d", lambda: layers.MaxPooling1D(), (8, 3)),
         ("gap2d", lambda: layers.GlobalAveragePooling2D(), (4, 5, 3)),
         ("gap1d", lambda: layers.GlobalAveragePooling1D(), (6, 3)),
+        ("gmp2d-keepdims", lambda: layers.GlobalMaxPooling2D(keepdims=True), (4, 5, 3)),
+        ("gmp1d", lambda: layers.GlobalMaxPooling1D(), (6, 3)),
         ("batchnorm", lambda: layers.BatchNormalization(), (5, 3)),
         ("layernorm", lambda: layers.LayerNormalization(), (5, 3)),
         ("layernorm-axes-12-nocenter", lambda: layers.LayerNormalization(axis=[1, 2], center=False), (3, 4, 2)),

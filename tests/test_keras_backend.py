@@ -488,7 +488,8 @@ KERAS_SIDE = textwrap.dedent("""
         models["k_seq_nested"] = keras.Sequential([keras.Input((4,)), inner, L.Dense(2, name="out")])
         # the layers of modern programs: normalization, pooling, padding and resampling, shape
         models["k_layers"] = keras.Sequential([keras.Input((4, 5)), L.LayerNormalization(), L.Dense(6),
-                                               L.LayerNormalization(axis=[1, 2], center=False, epsilon=0.01)])
+                                               L.LayerNormalization(axis=[1, 2], center=False, epsilon=0.01),
+                                               L.GlobalMaxPooling1D(keepdims=True)])
         models["cnn"].compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
         rng = np.random.default_rng(0)
         for name, model in models.items():
@@ -669,7 +670,8 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
     h = layers.Dense(7, activation="tanh")(x)
     models["functional"] = pk.Model(x, layers.Dense(2)(layers.Dense(7)(h)))
     models["layers"] = pk.Sequential([layers.Input((4, 5)), layers.LayerNormalization(axis=[1, 2], epsilon=0.01),
-                                      layers.Dense(6), layers.LayerNormalization(rms_scaling=True)])
+                                      layers.Dense(6), layers.LayerNormalization(rms_scaling=True),
+                                      layers.GlobalMaxPooling1D()])
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)

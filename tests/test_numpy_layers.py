@@ -466,7 +466,7 @@ def test_kernels_registry_covers_every_kind():
         "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
         "BatchNormalization", "Embedding", "SimpleRNN", "LSTM", "GRU",
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-        "LayerNormalization",
+        "LayerNormalization", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     }
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())

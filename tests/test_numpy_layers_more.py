@@ -20,6 +20,10 @@ CASES = [
     ("LayerNormalization", {"center": False, "scale": False}, (2, 4)),
     ("LayerNormalization", {"rms_scaling": True}, (2, 5)),
     ("LayerNormalization", {"rms_scaling": True, "scale": False, "axis": [1, 2]}, (2, 3)),
+    ("GlobalMaxPooling2D", {}, (3, 4, 2)),
+    ("GlobalMaxPooling2D", {"keepdims": True}, (2, 3, 3)),
+    ("GlobalMaxPooling1D", {}, (5, 3)),
+    ("GlobalMaxPooling1D", {"keepdims": True}, (1, 2)),
 ]
 
 
@@ -102,3 +106,21 @@ def test_layer_normalization_api_config_is_keras():
 def test_layer_normalization_bad_axes_fail_clearly(axis, error, match):
     with pytest.raises(error, match=match):
         build("LayerNormalization", {"axis": axis}, (3, 4))
+
+
+# -- GlobalMaxPooling -----------------------------------------------------------------
+
+def test_global_max_pooling_values():
+    x = np.random.default_rng(4).normal(size=(2, 3, 4, 5))
+    y, _ = build("GlobalMaxPooling2D", {"keepdims": True}, (3, 4, 5)).forward([], x, context(False))
+    np.testing.assert_array_equal(y, x.max(axis=(1, 2), keepdims=True))
+    y1, _ = build("GlobalMaxPooling1D", {}, (4, 5)).forward([], x[:, 0], context(False))
+    np.testing.assert_array_equal(y1, x[:, 0].max(axis=1))
+
+
+def test_global_max_pooling_tie_shares_the_gradient():
+    x = np.array([[[1.0, 5.0], [5.0, 5.0]]])[..., None]  # three-way tie, as a max reduction splits it
+    kernel = build("GlobalMaxPooling2D", {}, (2, 2, 1))
+    y, cache = kernel.forward([], x, context(False))
+    dx, _ = kernel.backward([], cache, np.array([[3.0]]))
+    np.testing.assert_allclose(dx[0, ..., 0], [[0.0, 1.0], [1.0, 1.0]])

@@ -22,8 +22,8 @@ from polykeras.spec import LayerSpec
 
 from .base import LayerRules, SameShape, as_tuple
 from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, GlobalAveragePooling1DRules,
-                   GlobalAveragePooling2DRules, GlobalPoolingRules, MaxPooling1DRules, MaxPooling2DRules, PoolingRules,
-                   padding_amounts, window)
+                   GlobalAveragePooling2DRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, GlobalPoolingRules,
+                   MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
 from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
 from .normalization import BatchNormalizationRules, EmbeddingRules, LayerNormalizationRules, layer_norm_axes
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
@@ -33,7 +33,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     DenseRules, ActivationRules, DropoutRules, FlattenRules, ReshapeRules, Conv1DRules, Conv2DRules,
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
-    LayerNormalizationRules,
+    LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules,
 )}
 
 
@@ -53,5 +53,5 @@ __all__ = [
     "ConvRules", "Conv1DRules", "Conv2DRules", "PoolingRules", "MaxPooling1DRules", "MaxPooling2DRules",
     "AveragePooling2DRules", "GlobalPoolingRules", "GlobalAveragePooling1DRules", "GlobalAveragePooling2DRules",
     "BatchNormalizationRules", "EmbeddingRules", "RecurrentRules", "SimpleRNNRules", "LSTMRules", "GRURules",
-    "LayerNormalizationRules", "layer_norm_axes",
+    "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
 ]

@@ -13,8 +13,11 @@
   average pooling divides each window's sum by the number of *real*
   (non-padded) elements in it (:meth:`PoolingRules.real_counts`), as
   ``tf.nn.avg_pool`` does.
-* Global average pooling is the mean over the spatial axes; ``keepdims``
-  keeps them with size 1.
+* Global average pooling is the mean over the spatial axes, global max
+  pooling the maximum; ``keepdims`` keeps them with size 1. A tie for a
+  global maximum shares the gradient equally among the tied elements, as the
+  gradient of a max reduction does in TensorFlow, torch (``amax``) and jax --
+  unlike windowed max pooling, whose gradient goes to one element.
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ class AveragePooling2DRules(PoolingRules):
 
 
 class GlobalPoolingRules(LayerRules):
-    """``axes`` (the spatial axes averaged over) and ``keepdims``."""
+    """``axes`` (the spatial axes reduced over) and ``keepdims``."""
 
     axes: ClassVar[tuple[int, ...]] = (1, 2)
 
@@ -203,4 +206,13 @@ class GlobalAveragePooling2DRules(GlobalPoolingRules):
 
 class GlobalAveragePooling1DRules(GlobalPoolingRules):
     kind = "GlobalAveragePooling1D"
+    axes = (1,)
+
+
+class GlobalMaxPooling2DRules(GlobalPoolingRules):
+    kind = "GlobalMaxPooling2D"
+
+
+class GlobalMaxPooling1DRules(GlobalPoolingRules):
+    kind = "GlobalMaxPooling1D"
     axes = (1,)

@@ -152,7 +152,16 @@ class GlobalAveragePooling1D(_GlobalPooling):
     rank = 1
 
 
+class GlobalMaxPooling2D(_GlobalPooling):
+    rank = 2
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    rank = 1
+
+
 # Keras's aliases
 Convolution2D, Convolution1D = Conv2D, Conv1D
 MaxPool2D, MaxPool1D, AvgPool2D = MaxPooling2D, MaxPooling1D, AveragePooling2D
 GlobalAvgPool2D, GlobalAvgPool1D = GlobalAveragePooling2D, GlobalAveragePooling1D
+GlobalMaxPool2D, GlobalMaxPool1D = GlobalMaxPooling2D, GlobalMaxPooling1D

@@ -98,3 +98,16 @@ class GlobalAveragePooling2D(Layer):
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
     kind = "GlobalAveragePooling1D"
+
+
+class GlobalMaxPooling2D(Layer):
+    """Max over the spatial axes; ``jnp.max``'s gradient shares a tie equally, as the reference's."""
+
+    kind = "GlobalMaxPooling2D"
+
+    def __call__(self, weights, x, ctx):
+        return jnp.max(x, axis=self.rules.axes, keepdims=self.rules.keepdims)
+
+
+class GlobalMaxPooling1D(GlobalMaxPooling2D):
+    kind = "GlobalMaxPooling1D"

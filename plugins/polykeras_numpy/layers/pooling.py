@@ -11,8 +11,9 @@ padding amounts, the count of real elements per window -- are the core's,
 * Max-pooling backward sends each window's gradient to the *first* maximal
   element of the window in row-major window order (TensorFlow's CPU rule; the
   choice only matters for ties).
-* Global average pooling is the mean over the spatial axes; ``keepdims``
-  keeps them with size 1.
+* Global average pooling is the mean over the spatial axes, global max
+  pooling the maximum (a tie shares the gradient); ``keepdims`` keeps them
+  with size 1.
 
 Like the convolutions, the windowed layers loop over the positions inside a
 window (a handful) and work on the whole batch at each. The 1-D layer is the
@@ -128,3 +129,34 @@ class GlobalAveragePooling1D(GlobalAveragePooling2D):
     """Mean over steps: ``(batch, steps, C) -> (batch, C)``."""
 
     kind = "GlobalAveragePooling1D"
+
+
+class GlobalMaxPooling2D(Kernel):
+    """Max over H and W: ``(batch, H, W, C) -> (batch, C)`` (or
+    ``(batch, 1, 1, C)`` with ``keepdims``).
+
+    Backward: a tie for the maximum *shares* the gradient equally among the
+    tied elements -- the gradient of a max reduction in TensorFlow
+    (``reduce_max``), torch (``amax``) and jax (``jnp.max``), which Keras's
+    ``ops.max`` is on each. (Windowed max pooling gives a window's gradient
+    to its first maximum instead, TensorFlow's ``max_pool`` rule.)
+    """
+
+    kind = "GlobalMaxPooling2D"
+
+    def forward(self, weights, x, ctx):
+        y = x.max(axis=self.rules.axes, keepdims=True)
+        return (y if self.rules.keepdims else y.reshape([d for a, d in enumerate(y.shape) if a not in self.rules.axes])
+                ), (x, y)
+
+    def backward(self, weights, cache, dy):
+        x, y = cache
+        winners = (x == y).astype(x.dtype)
+        share = dy.reshape(y.shape) / winners.sum(axis=self.rules.axes, keepdims=True)
+        return winners * share, []
+
+
+class GlobalMaxPooling1D(GlobalMaxPooling2D):
+    """Max over steps: ``(batch, steps, C) -> (batch, C)``."""
+
+    kind = "GlobalMaxPooling1D"

@@ -158,3 +158,16 @@ class GlobalAveragePooling2D(TorchLayer):
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
     kind = "GlobalAveragePooling1D"
+
+
+class GlobalMaxPooling2D(TorchLayer):
+    """``amax`` over the spatial axes: its gradient shares a tie equally, as the reference's."""
+
+    kind = "GlobalMaxPooling2D"
+
+    def forward(self, params, x, ctx):
+        return x.amax(dim=self.rules.axes, keepdim=self.rules.keepdims)
+
+
+class GlobalMaxPooling1D(GlobalMaxPooling2D):
+    kind = "GlobalMaxPooling1D"
