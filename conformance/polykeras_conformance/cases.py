@@ -97,6 +97,13 @@ def _global_pooling(draw):
 
 
 @st.composite
+def _global_max_pooling(draw):
+    kind = draw(st.sampled_from(["GlobalMaxPooling2D", "GlobalMaxPooling1D"]))
+    spatial = tuple(draw(st.integers(1, 4)) for _ in range(2 if kind.endswith("2D") else 1))
+    return [_layer(kind, keepdims=draw(st.booleans()))], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
 def _batchnorm(draw):
     config = dict(momentum=draw(st.sampled_from([0.99, 0.5])), epsilon=draw(st.sampled_from([1e-3, 0.1])),
                   center=draw(st.booleans()), scale=draw(st.booleans()))
@@ -218,7 +225,7 @@ STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
     "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
-    "LayerNormalization": _layer_norm,
+    "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
 }
 
 
