@@ -19,6 +19,7 @@ when their inputs have one rank; other operations are refused by name.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -122,6 +123,11 @@ def read_model(path, compile: bool = True):
     with zipfile.ZipFile(path) as zf:
         config = json.loads(zf.read("config.json"))
         weights_bytes = zf.read("model.weights.h5")
+        meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+    expected = (meta.get("polykeras") or {}).get("weights_sha256") if isinstance(meta, dict) else None
+    if expected is not None and hashlib.sha256(weights_bytes).hexdigest() != expected:  # written by polykeras
+        raise KerasFileError(f"{path}: the weights do not match their checksum (the file was damaged after it was "
+                             "written); save the model again")
     model_class = config.get("class_name")
     if model_class not in MODEL_CLASSES:
         raise KerasFileError(f"{path}: a Keras {model_class!r} model; polykeras reads Sequential and functional models")

@@ -6,6 +6,7 @@ written.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import zipfile
@@ -162,7 +163,8 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     except metadata.PackageNotFoundError:
         keras_version = "3.5.0"
     meta = {"keras_version": keras_version, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-            "polykeras": {"version": polykeras.__version__,
+            "polykeras": {"version": polykeras.__version__,  # Keras does not read metadata.json
+                          "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
                           **({"training_state": training_state} if training_state is not None else {})}}
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
