@@ -17,6 +17,24 @@ NumPy reference writes out and every backend must follow:
   ``from_logits`` the stable ``max(x,0) - x*y + log(1+exp(-|x|))``.
   ``label_smoothing`` ``ls``: ``y*(1-ls) + ls/2``.
 * ``mean_squared_error`` / ``mean_absolute_error``: mean over the last axis.
+* ``mean_absolute_percentage_error``: ``100 * mean(|y - p| / max(|y|, eps))``.
+* ``mean_squared_logarithmic_error``:
+  ``mean((log(max(p, eps) + 1) - log(max(y, eps) + 1))**2)``.
+* ``huber`` (``delta``, default 1): with ``e = p - y``, ``e**2 / 2`` where
+  ``|e| <= delta``, else ``delta*|e| - delta**2 / 2``; mean over the last axis.
+* ``log_cosh``: ``mean(e + softplus(-2e) - log 2)``, ``log(cosh(e))`` written
+  so that it does not overflow for large ``|e|``.
+* ``hinge`` / ``squared_hinge``: ``mean(max(1 - y*p, 0))`` and the mean of its
+  square; when every label of the batch is 0 or 1 they are first mapped to
+  -1 / 1 (``2y - 1``), as Keras does.
+* ``kl_divergence``: ``y`` and ``p`` clipped to ``[eps, 1]``, then
+  ``sum(y * log(y / p))`` over the last axis (a sum, not a mean).
+* ``poisson``: ``mean(p - y * log(p + eps))``.
+* ``cosine_similarity`` (``axis=-1`` only): both vectors l2-normalised as
+  Keras's ``normalize`` does, ``x * min(1/sqrt(sum(x**2)), 1/eps)``, then
+  ``-sum(y_n * p_n)`` (-1 when aligned, 0 when orthogonal or either is zero).
+  Backends write the factor ``rsqrt(max(sum(x**2), eps**2))``: the same value,
+  and a finite gradient at a zero vector, where Keras's own gradient is NaN.
 """
 
 from __future__ import annotations
@@ -24,10 +42,16 @@ from __future__ import annotations
 from typing import Any
 
 KINDS = ("categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
-         "mean_squared_error", "mean_absolute_error")
+         "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+         "mean_squared_logarithmic_error", "huber", "log_cosh", "hinge", "squared_hinge", "kl_divergence", "poisson",
+         "cosine_similarity")
 
 _ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "MSE": "mean_squared_error",
-            "MAE": "mean_absolute_error", "crossentropy": "categorical_crossentropy"}
+            "MAE": "mean_absolute_error", "crossentropy": "categorical_crossentropy",
+            "bce": "binary_crossentropy", "BCE": "binary_crossentropy", "mape": "mean_absolute_percentage_error",
+            "MAPE": "mean_absolute_percentage_error", "msle": "mean_squared_logarithmic_error",
+            "MSLE": "mean_squared_logarithmic_error", "kld": "kl_divergence", "KLD": "kl_divergence",
+            "kullback_leibler_divergence": "kl_divergence", "logcosh": "log_cosh"}
 
 
 class Loss:
@@ -86,8 +110,59 @@ class MeanAbsoluteError(Loss):
     kind = "mean_absolute_error"
 
 
+class MeanAbsolutePercentageError(Loss):
+    kind = "mean_absolute_percentage_error"
+
+
+class MeanSquaredLogarithmicError(Loss):
+    kind = "mean_squared_logarithmic_error"
+
+
+class Huber(Loss):
+    kind = "huber"
+
+    def __init__(self, delta: float = 1.0, name: str | None = "huber_loss", **kwargs):
+        delta = float(delta)
+        if not 0 < delta < float("inf"):
+            raise ValueError(f"Huber(delta=...) must be a positive number (the error size where the loss turns "
+                             f"from quadratic to linear), got {delta!r}")
+        super().__init__(name=name, delta=delta, **kwargs)
+
+
+class LogCosh(Loss):
+    kind = "log_cosh"
+
+
+class Hinge(Loss):
+    kind = "hinge"
+
+
+class SquaredHinge(Loss):
+    kind = "squared_hinge"
+
+
+class KLDivergence(Loss):
+    kind = "kl_divergence"
+
+
+class Poisson(Loss):
+    kind = "poisson"
+
+
+class CosineSimilarity(Loss):
+    kind = "cosine_similarity"
+
+    def __init__(self, axis: int = -1, **kwargs):
+        if axis != -1:
+            raise NotImplementedError(f"CosineSimilarity supports axis=-1 only (the last axis), got axis={axis!r}")
+        super().__init__(axis=-1, **kwargs)
+
+
 _CLASSES = {cls.kind: cls for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
-                                      MeanSquaredError, MeanAbsoluteError)}
+                                      MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
+                                      MeanSquaredLogarithmicError, Huber, LogCosh, Hinge, SquaredHinge, KLDivergence,
+                                      Poisson, CosineSimilarity)}
+_BY_CLASS_NAME = {cls.__name__: cls for cls in _CLASSES.values()}
 
 
 def _function(kind: str):
@@ -103,10 +178,20 @@ sparse_categorical_crossentropy = _function("sparse_categorical_crossentropy")
 binary_crossentropy = _function("binary_crossentropy")
 mean_squared_error = mse = _function("mean_squared_error")
 mean_absolute_error = mae = _function("mean_absolute_error")
+mean_absolute_percentage_error = mape = _function("mean_absolute_percentage_error")
+mean_squared_logarithmic_error = msle = _function("mean_squared_logarithmic_error")
+huber = _function("huber")
+log_cosh = logcosh = _function("log_cosh")
+hinge = _function("hinge")
+squared_hinge = _function("squared_hinge")
+kl_divergence = kld = _function("kl_divergence")
+poisson = _function("poisson")
+cosine_similarity = _function("cosine_similarity")
 
 
 def get(identifier) -> Loss:
-    """Resolve a name (``"mse"``), a loss function, a class, a config dict or an instance."""
+    """Resolve a name (``"mse"``, ``"huber"``, or a class name as Keras accepts it, ``"Huber"``), a loss
+    function, a class, a config dict or an instance."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
@@ -115,11 +200,13 @@ def get(identifier) -> Loss:
         identifier = identifier.__name__
     if isinstance(identifier, dict):
         name = identifier.get("class_name", "")
-        cls = next((c for c in _CLASSES.values() if c.__name__ == name), None)
+        cls = _BY_CLASS_NAME.get(name)
         if cls is None:
-            raise ValueError(f"unknown loss {name!r}; valid: {', '.join(c.__name__ for c in _CLASSES.values())}")
+            raise ValueError(f"unknown loss {name!r}; valid: {', '.join(_BY_CLASS_NAME)}")
         return cls.from_config(identifier.get("config", {}))
     if isinstance(identifier, str):
+        if identifier in _BY_CLASS_NAME:
+            return _BY_CLASS_NAME[identifier]()
         kind = _ALIASES.get(identifier, identifier)
         if kind not in _CLASSES:
             valid = sorted(set(_CLASSES) | set(_ALIASES))

@@ -6,7 +6,9 @@ or ``(batch, T)`` for a sequence output) it is Keras's weighted mean
 ``sum(w * l) / n`` over the ``n`` per-sample losses ``l``, *not* divided by the
 sum of the weights. The definitions, clipping included, are the
 ones documented in :mod:`polykeras.losses`; the gradient is zero where a
-probability was clipped, as automatic differentiation of Keras's formula gives.
+value was clipped (a probability, ``max(p, eps)``, an inactive hinge), as
+automatic differentiation of Keras's formula gives; exactly on a kink it takes
+the side the formula's ``<=`` / ``>=`` picks.
 """
 
 from __future__ import annotations
@@ -88,8 +90,101 @@ def mean_absolute_error(y, p, sample_weight=None):
     return _weighted(np.abs(diff).mean(axis=-1), np.sign(diff) / p.dtype.type(p.size), sample_weight)
 
 
+def mean_absolute_percentage_error(y, p, sample_weight=None):
+    scale = np.maximum(np.abs(y), p.dtype.type(epsilon()))
+    per = p.dtype.type(100) * np.abs((y - p) / scale).mean(axis=-1)
+    return _weighted(per, p.dtype.type(100) * np.sign(p - y) / scale / p.dtype.type(p.size), sample_weight)
+
+
+def mean_squared_logarithmic_error(y, p, sample_weight=None):
+    eps = p.dtype.type(epsilon())
+    one = p.dtype.type(1)
+    diff = np.log(np.maximum(p, eps) + one) - np.log(np.maximum(y, eps) + one)
+    # d/dp of log(max(p, eps) + 1): zero where p < eps, the clip's flat side
+    grad = np.where(p >= eps, 2 * diff / (np.maximum(p, eps) + one), 0).astype(p.dtype)
+    return _weighted(np.square(diff).mean(axis=-1), grad / p.dtype.type(p.size), sample_weight)
+
+
+def huber(y, p, delta=1.0, sample_weight=None):
+    err = p - y
+    delta, half = p.dtype.type(delta), p.dtype.type(0.5)
+    inside = np.abs(err) <= delta
+    per = np.where(inside, half * np.square(err), delta * np.abs(err) - half * np.square(delta))
+    grad = np.where(inside, err, delta * np.sign(err)) / p.dtype.type(p.size)
+    return _weighted(per.mean(axis=-1), grad, sample_weight)
+
+
+def _softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def log_cosh(y, p, sample_weight=None):
+    err = p - y
+    per = (err + _softplus(-2 * err) - p.dtype.type(np.log(2))).mean(axis=-1)
+    return _weighted(per, np.tanh(err) / p.dtype.type(p.size), sample_weight)  # d log(cosh(e))/de = tanh(e)
+
+
+def _hinge_labels(y, dtype):
+    """Keras's ``convert_binary_labels_to_hinge``: 0/1 labels become -1/1 when *all* of them are 0 or 1."""
+    y = np.asarray(y, dtype=dtype)
+    return 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+
+
+def hinge(y, p, sample_weight=None):
+    y = _hinge_labels(y, p.dtype)
+    margin = 1 - y * p
+    grad = np.where(margin > 0, -y, 0).astype(p.dtype) / p.dtype.type(p.size)
+    return _weighted(np.maximum(margin, 0).mean(axis=-1), grad, sample_weight)
+
+
+def squared_hinge(y, p, sample_weight=None):
+    y = _hinge_labels(y, p.dtype)
+    slack = np.maximum(1 - y * p, 0)
+    return _weighted(np.square(slack).mean(axis=-1), -2 * y * slack / p.dtype.type(p.size), sample_weight)
+
+
+def kl_divergence(y, p, sample_weight=None):
+    eps, one = p.dtype.type(epsilon()), p.dtype.type(1)
+    yc = np.clip(y, eps, one)
+    pc = np.clip(p, eps, one)
+    n = p.size // p.shape[-1]  # a sum over the last axis, averaged over the n samples
+    grad = np.where((p >= eps) & (p <= one), -yc / pc, 0).astype(p.dtype) / p.dtype.type(n)
+    return _weighted((yc * np.log(yc / pc)).sum(axis=-1), grad, sample_weight)
+
+
+def poisson(y, p, sample_weight=None):
+    eps = p.dtype.type(epsilon())
+    per = (p - y * np.log(p + eps)).mean(axis=-1)
+    return _weighted(per, (1 - y / (p + eps)) / p.dtype.type(p.size), sample_weight)
+
+
+def _l2_normalize(x):
+    """Keras's ``normalize``, ``x * min(rsqrt(sum(x**2)), 1/eps)``, written ``x * rsqrt(max(sum(x**2), eps**2))``:
+    the same value, but a zero vector gets the cap's gradient where automatic differentiation of Keras's
+    form gives ``0 * inf = NaN``. Returns ``x_n``, the factor ``r`` and where the cap was taken."""
+    s = np.square(x).sum(axis=-1, keepdims=True)
+    floor = x.dtype.type(epsilon() ** 2)
+    r = 1 / np.sqrt(np.maximum(s, floor))
+    return x * r, r, s < floor
+
+
+def cosine_similarity(y, p, axis=-1, sample_weight=None):
+    if axis != -1:
+        raise NotImplementedError(f"cosine_similarity supports axis=-1 only, got axis={axis!r}")
+    yn, _, _ = _l2_normalize(np.asarray(y, dtype=p.dtype))
+    pn, r, capped = _l2_normalize(p)
+    n = p.size // p.shape[-1]
+    # p_n = p * r with r = |p|^-1: the gradient of -yn . p_n is -r (yn - (yn . p_n) p_n);
+    # with the cap, r = 1/eps is a constant and it is -r yn
+    along = np.where(capped, 0, (yn * pn).sum(axis=-1, keepdims=True))
+    grad = -r * (yn - along * pn) / p.dtype.type(n)
+    return _weighted(-(yn * pn).sum(axis=-1), grad, sample_weight)
+
+
 LOSSES = {f.__name__: f for f in (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
-                                  mean_squared_error, mean_absolute_error)}
+                                  mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
+                                  mean_squared_logarithmic_error, huber, log_cosh, hinge, squared_hinge,
+                                  kl_divergence, poisson, cosine_similarity)}
 
 
 def get(spec: dict):
