@@ -42,6 +42,11 @@ LOSSES = {"categorical_crossentropy": "CategoricalCrossentropy",
           "mean_absolute_error": "MeanAbsoluteError"}
 METRICS = {"binary_accuracy": "BinaryAccuracy", "categorical_accuracy": "CategoricalAccuracy",
            "sparse_categorical_accuracy": "SparseCategoricalAccuracy", **LOSSES}
+# losses added after METRICS took its copy: the metric kinds stay those polykeras.metrics resolves
+LOSSES.update({"mean_absolute_percentage_error": "MeanAbsolutePercentageError",
+               "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",
+               "log_cosh": "LogCosh", "hinge": "Hinge", "squared_hinge": "SquaredHinge",
+               "kl_divergence": "KLDivergence", "poisson": "Poisson", "cosine_similarity": "CosineSimilarity"})
 OPTIMIZERS = {name: name for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta",
                                       "Lion", "Ftrl")}
 
