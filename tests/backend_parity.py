@@ -161,6 +161,15 @@ LOSS_CASES = [  # (id, output activation, loss, target kind)
     ("bce-logits", None, keras.losses.BinaryCrossentropy(from_logits=True), "binary"),
     ("mse", None, "mse", "real"),
     ("mae", None, "mae", "real"),
+    ("huber", None, keras.losses.Huber(delta=0.5), "real"),
+    ("log-cosh", None, "log_cosh", "real"),
+    ("hinge", None, "hinge", "binary"),
+    ("squared-hinge", None, "squared_hinge", "binary"),
+    ("kld", "softmax", "kld", "distribution"),
+    ("poisson", "exponential", "poisson", "counts"),
+    ("cosine", None, "cosine_similarity", "real"),
+    ("msle", None, "msle", "positive"),
+    ("mape", None, "mape", "positive"),
 ]
 
 
@@ -170,7 +179,8 @@ def loss_case(case_id: str) -> tuple[LayerCase, np.ndarray]:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, 6)
     y = {"labels": labels, "onehot": np.eye(3)[labels], "binary": (rng.random((6, 3)) > 0.5) * 1.0,
-         "real": rng.normal(size=(6, 3))}[target]
+         "real": rng.normal(size=(6, 3)), "distribution": np.eye(3)[labels] * 0.7 + 0.1,
+         "counts": rng.poisson(2.0, size=(6, 3)) * 1.0, "positive": rng.uniform(0.5, 2.0, size=(6, 3))}[target]
     return _single(lambda: layers.Dense(3, activation=activation), (5,), id=case_id, loss=loss), y
 
 

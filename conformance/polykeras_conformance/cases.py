@@ -292,6 +292,19 @@ LOSS_CASES: list[Case] = [
          {"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}, "binary"),
         ("mean_squared_error", "linear", {"class_name": "MeanSquaredError", "config": {}}, "real"),
         ("mean_absolute_error", "linear", {"class_name": "MeanAbsoluteError", "config": {}}, "real"),
+        # errors on both sides of delta; margins 1 - y*p of both signs (0/1 labels made -1/1)
+        ("huber(delta=0.5)", "linear", {"class_name": "Huber", "config": {"delta": 0.5}}, "real"),
+        ("log_cosh", "linear", {"class_name": "LogCosh", "config": {}}, "real"),
+        ("hinge", "linear", {"class_name": "Hinge", "config": {}}, "binary"),
+        ("squared_hinge", "linear", {"class_name": "SquaredHinge", "config": {}}, "binary"),
+        ("kl_divergence", "softmax", {"class_name": "KLDivergence", "config": {}}, "distribution"),
+        ("poisson", "exponential", {"class_name": "Poisson", "config": {}}, "counts"),
+        ("cosine_similarity", "linear", {"class_name": "CosineSimilarity", "config": {}}, "real"),
+        # linear outputs below zero take the max(p, eps) clip's flat side
+        ("mean_squared_logarithmic_error", "linear", {"class_name": "MeanSquaredLogarithmicError", "config": {}},
+         "positive"),
+        ("mean_absolute_percentage_error", "linear", {"class_name": "MeanAbsolutePercentageError", "config": {}},
+         "positive"),
     ]
 ] + [
     {"id": f"regularizer:{name}", "group": "Regularizer", "input_shape": [4], "vocab": None, "loss": "mse",
@@ -386,6 +399,13 @@ def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
         y = np.eye(out[-1])[rng.integers(0, out[-1], out[:-1])]
     elif target == "binary":
         y = (rng.random(out) > 0.5).astype(float)
+    elif target == "distribution":  # rows of probabilities, none zero
+        e = np.exp(rng.normal(size=out))
+        y = e / e.sum(axis=-1, keepdims=True)
+    elif target == "counts":
+        y = rng.poisson(2.0, size=out).astype(float)
+    elif target == "positive":  # away from zero, where percentage errors blow up
+        y = rng.uniform(0.5, 2.0, size=out)
     else:
         y = rng.normal(size=out)
     return x, y

@@ -10,9 +10,11 @@ Each loss maps ``(y_true, y_pred)`` to the mean over the batch (Keras's
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax.numpy as jnp
+from jax import lax
 
 from polykeras.backend import epsilon
 
@@ -74,9 +76,69 @@ def mean_absolute_error(y, p, sample_weight=None):
     return _reduce(jnp.mean(jnp.abs(p - y), axis=-1), sample_weight)
 
 
+def mean_absolute_percentage_error(y, p, sample_weight=None):
+    scale = jnp.maximum(jnp.abs(y), epsilon())
+    return _reduce(100.0 * jnp.mean(jnp.abs((y - p) / scale), axis=-1), sample_weight)
+
+
+def mean_squared_logarithmic_error(y, p, sample_weight=None):
+    eps = epsilon()
+    diff = jnp.log(jnp.maximum(p, eps) + 1.0) - jnp.log(jnp.maximum(y, eps) + 1.0)
+    return _reduce(jnp.mean(jnp.square(diff), axis=-1), sample_weight)
+
+
+def huber(y, p, delta=1.0, sample_weight=None):
+    err = p - y
+    abs_err = jnp.abs(err)
+    per = jnp.where(abs_err <= delta, 0.5 * jnp.square(err), delta * abs_err - 0.5 * delta ** 2)
+    return _reduce(jnp.mean(per, axis=-1), sample_weight)
+
+
+def log_cosh(y, p, sample_weight=None):
+    z = -2.0 * (p - y)
+    softplus = jnp.maximum(z, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+    return _reduce(jnp.mean((p - y) + softplus - math.log(2.0), axis=-1), sample_weight)
+
+
+def _hinge_labels(y):
+    """0/1 labels become -1/1 when all of them are 0 or 1 (Keras's ``convert_binary_labels_to_hinge``)."""
+    return jnp.where(jnp.all((y == 0) | (y == 1)), 2.0 * y - 1.0, y)
+
+
+def hinge(y, p, sample_weight=None):
+    return _reduce(jnp.mean(jnp.maximum(1.0 - _hinge_labels(y) * p, 0.0), axis=-1), sample_weight)
+
+
+def squared_hinge(y, p, sample_weight=None):
+    return _reduce(jnp.mean(jnp.square(jnp.maximum(1.0 - _hinge_labels(y) * p, 0.0)), axis=-1), sample_weight)
+
+
+def kl_divergence(y, p, sample_weight=None):
+    eps = epsilon()
+    yc, pc = jnp.clip(y, eps, 1.0), jnp.clip(p, eps, 1.0)
+    return _reduce(jnp.sum(yc * jnp.log(yc / pc), axis=-1), sample_weight)
+
+
+def poisson(y, p, sample_weight=None):
+    return _reduce(jnp.mean(p - y * jnp.log(p + epsilon()), axis=-1), sample_weight)
+
+
+def _l2_normalize(x):
+    """Keras's ``normalize``, ``x * min(rsqrt(sum(x**2)), 1/eps)``, as the reference writes it:
+    ``x * rsqrt(max(sum(x**2), eps**2))``, the same value with a finite gradient at a zero vector."""
+    return x * lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=-1, keepdims=True), epsilon() ** 2))
+
+
+def cosine_similarity(y, p, axis=-1, sample_weight=None):
+    if axis != -1:
+        raise NotImplementedError(f"cosine_similarity supports axis=-1 only, got axis={axis!r}")
+    return _reduce(-jnp.sum(_l2_normalize(y) * _l2_normalize(p), axis=-1), sample_weight)
+
+
 LOSSES: dict[str, Callable] = {f.__name__: f for f in (
     categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy, mean_squared_error,
-    mean_absolute_error)}
+    mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, huber, log_cosh, hinge,
+    squared_hinge, kl_divergence, poisson, cosine_similarity)}
 
 
 def get(spec: dict) -> Callable:

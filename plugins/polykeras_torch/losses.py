@@ -10,6 +10,7 @@ closed interval, exactly the reference's mask.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -69,8 +70,71 @@ def mean_absolute_error(y, p, sample_weight=None):
     return _reduce(torch.abs(p - y).mean(dim=-1), sample_weight)
 
 
+def mean_absolute_percentage_error(y, p, sample_weight=None):
+    scale = torch.clamp(torch.abs(y), min=epsilon())
+    return _reduce(100.0 * torch.abs((y - p) / scale).mean(dim=-1), sample_weight)
+
+
+def mean_squared_logarithmic_error(y, p, sample_weight=None):
+    eps = epsilon()
+    diff = torch.log(torch.clamp(p, min=eps) + 1.0) - torch.log(torch.clamp(y, min=eps) + 1.0)
+    return _reduce(torch.square(diff).mean(dim=-1), sample_weight)
+
+
+def huber(y, p, delta=1.0, sample_weight=None):
+    err = p - y
+    abs_err = torch.abs(err)
+    per = torch.where(abs_err <= delta, 0.5 * torch.square(err), delta * abs_err - 0.5 * delta ** 2)
+    return _reduce(per.mean(dim=-1), sample_weight)
+
+
+def log_cosh(y, p, sample_weight=None):
+    """``e + softplus(-2e) - log 2``; softplus as the reference writes it (``F.softplus``
+    switches to the identity above 20, a 2e-9 difference)."""
+    z = -2.0 * (p - y)
+    softplus = torch.clamp(z, min=0.0) + torch.log1p(torch.exp(-torch.abs(z)))
+    return _reduce(((p - y) + softplus - math.log(2.0)).mean(dim=-1), sample_weight)
+
+
+def _hinge_labels(y):
+    """0/1 labels become -1/1 when all of them are 0 or 1 (Keras's ``convert_binary_labels_to_hinge``)."""
+    return torch.where(((y == 0) | (y == 1)).all(), 2.0 * y - 1.0, y)
+
+
+def hinge(y, p, sample_weight=None):
+    return _reduce(torch.clamp(1.0 - _hinge_labels(y) * p, min=0.0).mean(dim=-1), sample_weight)
+
+
+def squared_hinge(y, p, sample_weight=None):
+    return _reduce(torch.square(torch.clamp(1.0 - _hinge_labels(y) * p, min=0.0)).mean(dim=-1), sample_weight)
+
+
+def kl_divergence(y, p, sample_weight=None):
+    eps = epsilon()
+    yc, pc = y.clamp(eps, 1.0), p.clamp(eps, 1.0)
+    return _reduce((yc * torch.log(yc / pc)).sum(dim=-1), sample_weight)
+
+
+def poisson(y, p, sample_weight=None):
+    return _reduce((p - y * torch.log(p + epsilon())).mean(dim=-1), sample_weight)
+
+
+def _l2_normalize(x):
+    """Keras's ``normalize``, ``x * min(rsqrt(sum(x**2)), 1/eps)``, as the reference writes it:
+    ``x * rsqrt(max(sum(x**2), eps**2))``, the same value with a finite gradient at a zero vector."""
+    return x * torch.rsqrt(torch.clamp(torch.square(x).sum(dim=-1, keepdim=True), min=epsilon() ** 2))
+
+
+def cosine_similarity(y, p, axis=-1, sample_weight=None):
+    if axis != -1:
+        raise NotImplementedError(f"cosine_similarity supports axis=-1 only, got axis={axis!r}")
+    return _reduce(-(_l2_normalize(y) * _l2_normalize(p)).sum(dim=-1), sample_weight)
+
+
 LOSSES = {f.__name__: f for f in (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
-                                  mean_squared_error, mean_absolute_error)}
+                                  mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
+                                  mean_squared_logarithmic_error, huber, log_cosh, hinge, squared_hinge,
+                                  kl_divergence, poisson, cosine_similarity)}
 
 
 def get(spec: dict) -> Loss:
