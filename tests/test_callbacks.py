@@ -473,6 +473,10 @@ def test_checkpoint_argument_errors(tmp_path):
         ModelCheckpoint(tmp_path / "m.keras", save_freq="batch")
     with pytest.warns(UserWarning, match="fallback to auto"):
         ModelCheckpoint(tmp_path / "m.keras", mode="lowest")
+    with pytest.raises(ValueError, match="must end in `.keras`.*or `.polykeras`"):
+        ModelCheckpoint(tmp_path / "m-{epoch}.h5")
+    ModelCheckpoint(tmp_path / "m-{epoch}.polykeras")
+    ModelCheckpoint(tmp_path / "w-{epoch}.npz", save_weights_only=True)  # weights: any name (an .npz archive)
     (tmp_path / "dir.keras").mkdir()
     with pytest.raises(IsADirectoryError, match="existing directory"):
         fake_fit(FakeModel(), [ModelCheckpoint(tmp_path / "dir.keras")], val_losses(1.0))

@@ -162,3 +162,18 @@ def test_nadam_state_restored_into_a_running_program(backend):
     m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(m.get_weights(), expected):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_model_checkpoint_resumes_with_initial_epoch(tmp_path, suffix):
+    """Keras's recipe: ``ModelCheckpoint`` writes whole models; ``load_model`` of epoch 1's file and
+    ``fit(initial_epoch=1)`` end where the uninterrupted run ends."""
+    x, y = data()
+    m = model("adam-amsgrad")
+    m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+          callbacks=[keras.callbacks.ModelCheckpoint(tmp_path / f"ckpt-{{epoch}}{suffix}", monitor="loss")])
+    loaded = keras.models.load_model(tmp_path / f"ckpt-1{suffix}")
+    loaded._compile_config.update(dtype="float64")
+    loaded.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), m.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -18,7 +18,11 @@ class ModelCheckpoint(Callback):
         filepath: where to save. May hold format fields filled from the epoch
             logs and the 1-based ``epoch`` (and ``batch`` with an integer
             ``save_freq``): ``"ckpt/{epoch:02d}-{val_loss:.2f}.keras"``.
-            Parent directories are created.
+            Parent directories are created. A whole model is saved in the
+            format the suffix names (``model.save``): ``.keras`` (Keras 3's,
+            with the optimizer's state, so ``load_model`` + ``fit(initial_epoch=...)``
+            resumes exactly) or ``.polykeras``; another suffix is refused here,
+            before training, as Keras refuses it.
         monitor: the quantity that decides "best" with ``save_best_only``.
         verbose: 1 prints a line at each save decision.
         save_best_only: save only when ``monitor`` improves on the best so far
@@ -36,6 +40,9 @@ class ModelCheckpoint(Callback):
                  initial_value_threshold: float | None = None):
         super().__init__()
         self.filepath = os.fspath(filepath)
+        if not save_weights_only and not self.filepath.lower().endswith((".keras", ".polykeras")):
+            raise ValueError("The filepath provided must end in `.keras` (Keras 3's model format) or `.polykeras` "
+                             f"(polykeras's own); received filepath={self.filepath!r}")
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = save_best_only
