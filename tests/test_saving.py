@@ -79,6 +79,23 @@ def test_a_keras_file_is_keras_3s_format(tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_an_optimizer_state_the_backend_keeps_to_itself_is_not_written_as_zeros(tmp_path, monkeypatch):
+    """A model trained on a backend without "optimizer_state" (Keras's): the .keras file holds the true
+    iteration count and no slots, which Keras and polykeras then skip with a warning -- not zero moments
+    passed off as the state."""
+    import h5py
+
+    model, _, _ = trained_model()
+    monkeypatch.setattr(type(model), "_optimizer_state", lambda self: None)
+    model.save(tmp_path / "m.keras")
+    monkeypatch.undo()
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5"))) as h5:
+        assert len(h5["optimizer/vars"]) == 2 and int(np.asarray(h5["optimizer/vars/0"])) == 2
+    with pytest.warns(RuntimeWarning, match="holds 0; its state is not restored"):
+        loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded._pending_optimizer_state is None
+
+
 def test_save_weights_and_load_weights(tmp_path):
     model, x, _ = trained_model()
     model.save_weights(tmp_path / "w.weights.h5")

@@ -83,12 +83,18 @@ def optimizer_variables(model, order: list[int]) -> list[np.ndarray]:
     ``order`` from :func:`trainable_order`."""
     optimizer = model.optimizer
     spec = optimizer.to_spec()
-    state = model._optimizer_state() or _initial_state(model, spec)
+    state = model._optimizer_state()
     weights = model._host_weights()
     dtype = weights[0].dtype if weights else np.dtype(np.float32)
-    out = [np.asarray(state.iterations, np.int64)]
+    if state is None and not optimizer.iterations:
+        state = _initial_state(model, spec)
+    # still None: trained on a backend that does not hand out its state -- the count alone, whose slots a
+    # reader (Keras or polykeras) then skips with a warning
+    out = [np.asarray(optimizer.iterations if state is None else state.iterations, np.int64)]
     if optimizer.schedule is None:
         out.append(np.asarray(optimizer.learning_rate, dtype))
+    if state is None:
+        return out
     for group in _groups(spec):
         out += [np.asarray(state.slots[slot][i]) for i in order for slot in group]
     if spec["kind"] == "Nadam":
