@@ -124,12 +124,12 @@ def read_optimizer_variables(model, values: list[np.ndarray], order: list[int], 
     expected = sum(len(g) for g in groups) * len(order) + (spec["kind"] == "Nadam")
     if iterations <= 0:
         return
-    if len(rest) != expected:
+    shapes = [w.shape for _, w in model._spec().weight_specs if w.trainable]
+    if len(rest) != expected or sorted(order) != list(range(len(shapes))):
         warnings.warn(f"{path}: the optimizer {type(optimizer).__name__} has {expected} slot variables for this "
                       f"model, the file holds {len(rest)}; its state is not restored and its moments restart from "
                       "zero", RuntimeWarning, stacklevel=4)
         return
-    shapes = [w.shape for _, w in model._spec().weight_specs if w.trainable]
     slots = {slot: [None] * len(shapes) for group in groups for slot in group}
     stored = iter(rest)
     for group in groups:
