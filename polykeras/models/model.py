@@ -274,8 +274,9 @@ class Model(TrainingAPI):
                      loss_weights=config.get("loss_weights"), steps_per_execution=config.get("steps_per_execution", 1))
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
-        """Save architecture, weights and compile settings to one portable file
-        (loadable on any backend with ``polykeras.models.load_model``)."""
+        """Save architecture, weights, compile settings and optimizer state to one file, in the
+        format its suffix names: ``.keras`` (Keras 3's, which Keras opens) or ``.polykeras``
+        (polykeras's own); both load on any backend with ``polykeras.models.load_model``."""
         from polykeras.saving import save_model
 
         save_model(self, filepath, overwrite=overwrite)
