@@ -7,6 +7,7 @@ classic mistake planted -- the kind a real port makes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from polykeras.backends import BackendInfo
 from polykeras.hookspecs import hookimpl
+from polykeras.ops import registry as ops_registry
 from polykeras_numpy import activations, optimizers
 from polykeras_numpy.backend import NumpyBackend
 from polykeras_numpy.layers import KERNELS
@@ -125,6 +127,46 @@ class AdamEpsilonInsideSqrt(optimizers.Adam):
         w -= alpha * m / np.sqrt(v + eps)
 
 
+class OpBug(KERNELS["Operation"]):
+    """An ``Operation`` kernel with one op's definition replaced (``BUGGY``: op name -> forward, vjp)."""
+
+    BUGGY: dict = {}
+
+    def __init__(self, spec, dtype):
+        super().__init__(spec, dtype)
+        if self.op.name in self.BUGGY:
+            forward, vjp = self.BUGGY[self.op.name]
+            self.op = dataclasses.replace(self.op, forward=forward or self.op.forward, vjp=vjp or self.op.vjp)
+
+
+def _softmax_vjp_without_the_sum(g, y, arrays, axis=-1):
+    """``y * g``: the softmax's Jacobian taken as its diagonal (the ``- y * sum(g * y)`` term lost)."""
+    return (y * g,)
+
+
+def _unbiased_var(x, axis=None, keepdims=False):
+    """torch.var's default (divided by n - 1) where Keras divides by n."""
+    return np.var(x, axis=tuple(axis) if isinstance(axis, (list, tuple)) else axis, keepdims=keepdims, ddof=1)
+
+
+def _unbiased_var_vjp(g, y, arrays, axis=None, keepdims=False):
+    (dx,) = ops_registry.get("var").vjp(g, y, arrays, axis=axis, keepdims=keepdims)
+    x = arrays[0]
+    n = x.size // np.size(y)
+    return (dx * n / (n - 1),)
+
+
+def _einsum_vjp_transposed(g, y, arrays, subscripts=None):
+    """The second operand's gradient with its axes reversed (an output-subscript mix-up)."""
+    grads = list(ops_registry.get("einsum").vjp(g, y, arrays, subscripts=subscripts))
+    grads[-1] = np.transpose(grads[-1]).reshape(grads[-1].shape)
+    return tuple(grads)
+
+
+def _op_bug(**buggy):
+    return type("OpBug", (OpBug,), {"BUGGY": buggy})
+
+
 def _broken(name: str, **overrides):
     backend_class = type(f"Broken_{name}", (NumpyBackend,), {"name": name, **overrides})
     return BackendInfo(name=name, factory=lambda device, dtype: backend_class(device, dtype),
@@ -142,6 +184,12 @@ PLANTED = {
                          "BatchNormalization"),
     "bug-average-grad": ({"kernel_overrides": {"Average": AverageGradientUnscaled}}, "L0", "Average"),
     "bug-subtract-grad": ({"kernel_overrides": {"Subtract": SubtractGradientSign}}, "L0", "Subtract"),
+    "bug-op-softmax-vjp": ({"kernel_overrides": {"Operation": _op_bug(softmax=(None, _softmax_vjp_without_the_sum))}},
+                           "L0", "Ops: element-wise"),
+    "bug-op-unbiased-var": ({"kernel_overrides": {"Operation": _op_bug(var=(_unbiased_var, _unbiased_var_vjp))}},
+                            "L0", "Ops: reductions"),
+    "bug-op-einsum-vjp": ({"kernel_overrides": {"Operation": _op_bug(einsum=(None, _einsum_vjp_transposed))}},
+                          "L0", "Ops: contractions"),
 }
 
 

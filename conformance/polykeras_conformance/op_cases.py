@@ -1,0 +1,218 @@
+"""L0 op cases: every differentiable op of :mod:`polykeras.ops`, forward and
+gradients against the reference, in the spirit of the array-api test suite.
+
+Each case is a small functional graph around one op under test, on
+hypothesis-drawn shapes (rank 1-3 after the batch axis, sizes 2-4) and
+arguments: negative and positive axes, ``keepdims``, tuples of axes,
+broadcasting between inputs of one rank with drawn size-1 axes, a Python
+constant instead of a second tensor. Ops defined on part of the line (``log``,
+``sqrt``, ``reciprocal``, ``power``'s base, ``divide``'s divisor) read
+``softplus(x) + 0.5`` instead of ``x``, so every draw is inside their domain.
+Ops that need a batch-sized static argument (``broadcast_to``, ``slice``) or
+return no float (comparisons, ``argmax``, ``one_hot``) are covered through the
+ops that use them (``where`` reads a comparison) or not at all in models.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+UNARY = ["negative", "abs", "exp", "square", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "silu", "sign"]
+POSITIVE_UNARY = ["log", "log1p", "sqrt", "reciprocal"]
+BINARY = ["add", "subtract", "multiply", "maximum", "minimum"]
+POSITIVE_BINARY = ["divide", "power"]  # the second (divide) or first (power) operand made positive
+REDUCTIONS = ["sum", "mean", "max", "min", "prod", "var", "std", "logsumexp"]
+
+GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
+          + ["gelu", "softmax", "log_softmax", "clip", "where", "stop_gradient"],
+          "reductions": REDUCTIONS + ["cumsum"],
+          "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
+                     "pad", "take", "take_along_axis", "tril", "triu"],
+          "contractions": ["matmul", "einsum", "tensordot", "normalize"]}
+
+
+def _op(name: str, args: list, **params) -> dict:
+    return {"class_name": "Operation", "config": {"op": name, "args": args, "params": params}}
+
+
+def _inp(k: int = 0) -> dict:
+    return {"input": k}
+
+
+# sizes >= 2 (size 1 only where a case draws broadcasting): hypothesis's first, minimal draw -- the one
+# quick mode uses -- must not be a degenerate case where a softmax is 1 and a transpose does nothing
+_shape = st.lists(st.integers(2, 4), min_size=1, max_size=3)
+
+
+def _axis(draw, rank: int) -> int:
+    """A non-batch axis of a tensor of ``rank`` dims after the batch axis, negative or positive."""
+    a = draw(st.integers(1, rank))
+    return a - rank - 1 if draw(st.booleans()) else a
+
+
+def _graph(shapes, nodes, extra_inputs=()) -> dict:
+    return {"inputs": list(shapes) + list(extra_inputs), "nodes": nodes, "outputs": [f"n{len(nodes) - 1}"]}
+
+
+def _positive(node_index_base: int, inbound: str) -> list[dict]:
+    """Nodes making ``softplus(inbound) + 0.5`` (strictly positive, gradient nowhere zero)."""
+    return [{"layer": _op("softplus", [_inp()]), "inbound": [inbound]},
+            {"layer": _op("add", [_inp(), {"constant": 0.5}]), "inbound": [f"n{node_index_base}"]}]
+
+
+@st.composite
+def _elementwise(draw, name: str):
+    shape = draw(_shape)
+    if name in UNARY or name in ("gelu",):
+        params = {"approximate": draw(st.booleans())} if name == "gelu" else {}
+        return _graph([shape], [{"layer": _op(name, [_inp()], **params), "inbound": ["in0"]}])
+    if name == "stop_gradient":  # x * stop_gradient(x): the gradient is x, not 2x
+        return _graph([shape], [{"layer": _op(name, [_inp()]), "inbound": ["in0"]},
+                                {"layer": _op("multiply", [_inp(0), _inp(1)]), "inbound": ["in0", "n0"]}])
+    if name in POSITIVE_UNARY:
+        return _graph([shape], _positive(0, "in0") + [{"layer": _op(name, [_inp()]), "inbound": ["n1"]}])
+    if name in ("softmax", "log_softmax"):
+        return _graph([shape], [{"layer": _op(name, [_inp()], axis=_axis(draw, len(shape))), "inbound": ["in0"]}])
+    if name == "clip":
+        lo = draw(st.sampled_from([-1.0, -0.5, 0.0]))
+        return _graph([shape], [{"layer": _op(name, [_inp()], x_min=lo, x_max=lo + draw(st.sampled_from([0.5, 1.5]))),
+                                 "inbound": ["in0"]}])
+    other = [d if draw(st.booleans()) else 1 for d in shape]
+    first, second = draw(st.permutations([shape, other]))
+    if name == "where":  # where(x > c, x, y): the comparison is recorded, not differentiated
+        nodes = [{"layer": _op("greater", [_inp(), {"constant": draw(st.sampled_from([-0.3, 0.0, 0.4]))}]),
+                  "inbound": ["in0"]},
+                 {"layer": _op("where", [_inp(0), _inp(1), _inp(2)]), "inbound": ["n0", "in0", "in1"]}]
+        return _graph([shape, other], nodes)
+    if draw(st.booleans()) and name in BINARY:  # a Python constant on either side
+        constant = {"constant": draw(st.sampled_from([-1.5, 0.25, 2.0]))}
+        args = [_inp(), constant] if draw(st.booleans()) else [constant, _inp()]
+        return _graph([shape], [{"layer": _op(name, args), "inbound": ["in0"]}])
+    if name in POSITIVE_BINARY:
+        positive_first = name == "power"
+        nodes = _positive(0, "in0" if positive_first else "in1")
+        inbound = ["n1", "in1"] if positive_first else ["in0", "n1"]
+        return _graph([first, second], nodes + [{"layer": _op(name, [_inp(0), _inp(1)]), "inbound": inbound}])
+    return _graph([first, second], [{"layer": _op(name, [_inp(0), _inp(1)]), "inbound": ["in0", "in1"]}])
+
+
+@st.composite
+def _reduction(draw, name: str):
+    # sizes >= 2: the standard deviation of one entry is 0, where its gradient is infinite in every framework
+    shape = draw(st.lists(st.integers(2, 4), min_size=2, max_size=3)) if name != "cumsum" else draw(_shape)
+    if name == "cumsum":
+        return _graph([shape], [{"layer": _op(name, [_inp()], axis=_axis(draw, len(shape))), "inbound": ["in0"]}])
+    axes = sorted(set(draw(st.lists(st.integers(1, len(shape)), min_size=1, max_size=len(shape)))))
+    keepdims = draw(st.booleans())
+    # a reduction over every non-batch axis without keepdims leaves (batch,): keep a trailing axis for the loss
+    if len(axes) == len(shape) and not keepdims:
+        keepdims = True
+    axis = axes[0] if len(axes) == 1 and draw(st.booleans()) else [a - len(shape) - 1 if draw(st.booleans()) else a
+                                                                  for a in axes]
+    return _graph([shape], [{"layer": _op(name, [_inp()], axis=axis, keepdims=keepdims), "inbound": ["in0"]}])
+
+
+@st.composite
+def _shapes(draw, name: str):
+    shape = draw(_shape)
+    rank = len(shape)
+    one = lambda **params: _graph([shape], [{"layer": _op(name, [_inp()], **params), "inbound": ["in0"]}])  # noqa: E731
+    if name == "reshape":
+        size = 1
+        for d in shape:
+            size *= d
+        factor = draw(st.sampled_from([d for d in range(1, size + 1) if size % d == 0]))
+        return one(newshape=[-1, factor, size // factor] if draw(st.booleans()) else [-1, size])
+    if name == "expand_dims":
+        return one(axis=draw(st.sampled_from([1, rank + 1, -1, -2])))
+    if name == "squeeze":
+        shape.insert(draw(st.integers(0, rank)), 1)
+        return _graph([shape], [{"layer": _op(name, [_inp()], axis=shape.index(1) + 1), "inbound": ["in0"]}])
+    if name == "transpose":
+        return one(axes=[0] + [a + 1 for a in draw(st.permutations(list(range(rank))))])
+    if name in ("concatenate", "stack"):
+        axis = _axis(draw, rank) if name == "concatenate" else draw(st.integers(1, rank + 1))
+        other = list(shape)
+        if name == "concatenate":
+            other[axis % (rank + 1) - 1] = draw(st.integers(1, 3))
+        return _graph([shape, other], [{"layer": _op(name, [_inp(0), _inp(1)], axis=axis), "inbound": ["in0", "in1"]}])
+    if name == "flip":
+        return one(axis=_axis(draw, rank))
+    if name == "tile":
+        return one(repeats=[1] + [draw(st.integers(2, 3)) if i == 0 else draw(st.integers(1, 2)) for i in range(rank)])
+    if name == "repeat":
+        return one(repeats=draw(st.integers(2, 3)), axis=_axis(draw, rank))
+    if name == "pad":
+        return one(pad_width=[[0, 0]] + [[draw(st.integers(1, 2)), draw(st.integers(0, 2))] for _ in range(rank)])
+    if name == "take":  # repeated and negative indices: their gradients add up
+        axis = _axis(draw, rank)
+        size = shape[axis % (rank + 1) - 1]
+        indices = draw(st.lists(st.integers(-size, size - 1), min_size=1, max_size=4))
+        return _graph([shape], [{"layer": _op(name, [_inp(), {"constant": indices, "dtype": "int64"}], axis=axis),
+                                 "inbound": ["in0"]}])
+    if name == "take_along_axis":
+        axis = _axis(draw, rank)
+        k = axis % (rank + 1)
+        size = shape[k - 1]
+        idx_shape = [1] + [draw(st.integers(1, 3)) if i == k - 1 else d for i, d in enumerate(shape)]
+        count = 1
+        for d in idx_shape:
+            count *= d
+        flat = draw(st.lists(st.integers(0, size - 1), min_size=count, max_size=count))
+        indices = _nest(flat, idx_shape)
+        return _graph([shape], [{"layer": _op(name, [_inp(), {"constant": indices, "dtype": "int64"}], axis=axis),
+                                 "inbound": ["in0"]}])
+    # tril / triu: on the last two axes, which never include the batch axis
+    shape = draw(st.lists(st.integers(2, 4), min_size=2, max_size=3))
+    return _graph([shape], [{"layer": _op(name, [_inp()], k=draw(st.integers(-1, 1))), "inbound": ["in0"]}])
+
+
+def _nest(flat: list, shape: list):
+    if len(shape) == 1:
+        return list(flat)
+    step = len(flat) // shape[0]
+    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+@st.composite
+def _contraction(draw, name: str):
+    m, k, n = (draw(st.integers(2, 4)) for _ in range(3))
+    if name == "matmul":  # two batched inputs, or an input times a constant matrix
+        if draw(st.booleans()):
+            return _graph([[m, k], [k, n]], [{"layer": _op(name, [_inp(0), _inp(1)]), "inbound": ["in0", "in1"]}])
+        w = [[round(0.1 * (i - j), 2) for j in range(n)] for i in range(k)]
+        return _graph([[m, k]], [{"layer": _op(name, [_inp(), {"constant": w, "dtype": "float64"}]),
+                                  "inbound": ["in0"]}])
+    if name == "einsum":
+        subscripts, shapes = draw(st.sampled_from([("bij,bjk->bik", [[m, k], [k, n]]), ("bi,bi->bi", [[k], [k]]),
+                                                   ("bij,bkj->bki", [[m, k], [n, k]]), ("bij->bji", [[m, k]]),
+                                                   ("...ij,...j->...i", [[m, k], [k]])]))
+        args = [_inp(i) for i in range(len(shapes))]
+        return _graph(shapes, [{"layer": _op(name, args, subscripts=subscripts),
+                                "inbound": [f"in{i}" for i in range(len(shapes))]}])
+    if name == "tensordot":  # contract the input's last axis with a constant's first
+        w = [[round(0.2 * (i + 1) - 0.1 * j, 2) for j in range(n)] for i in range(k)]
+        return _graph([[m, k]], [{"layer": _op(name, [_inp(), {"constant": w, "dtype": "float64"}], axes=1),
+                                  "inbound": ["in0"]}])
+    shape = draw(_shape)
+    return _graph([shape], [{"layer": _op(name, [_inp()], axis=_axis(draw, len(shape))), "inbound": ["in0"]}])
+
+
+STRATEGIES = {"element-wise": _elementwise, "reductions": _reduction, "shapes": _shapes,
+              "contractions": _contraction}
+
+
+def op_cases(examples_per_op: int, draw) -> list[dict]:
+    """``examples_per_op`` derandomised draws per op; ``draw(strategy, n)`` is the suite's sampler."""
+    cases = []
+    for group, names in GROUPS.items():
+        for name in names:
+            seen = set()
+            for graph in draw(lambda name=name, group=group: STRATEGIES[group](name), examples_per_op):
+                key = repr(graph)
+                if key in seen:
+                    continue
+                seen.add(key)
+                cases.append({"id": f"op:{name}#{len(seen)}", "group": f"Ops: {group}", "graph": graph,
+                              "vocab": None, "loss": "mse", "target": "real", "training": True})
+    return cases
