@@ -490,6 +490,11 @@ KERAS_SIDE = textwrap.dedent("""
         models["k_layers"] = keras.Sequential([keras.Input((4, 5)), L.LayerNormalization(), L.Dense(6),
                                                L.LayerNormalization(axis=[1, 2], center=False, epsilon=0.01),
                                                L.GlobalMaxPooling1D(keepdims=True)])
+        models["k_images"] = keras.Sequential([
+            keras.Input((5, 6, 3)), L.ZeroPadding2D(((1, 2), (0, 1))), L.Conv2D(4, 3), L.Cropping2D(((1, 0), (0, 1))),
+            L.UpSampling2D(2), L.UpSampling2D((1, 2), interpolation="bilinear"), L.GlobalMaxPooling2D(),
+            L.RepeatVector(3), L.Permute((2, 1)), L.ZeroPadding1D(1), L.Cropping1D((0, 1)), L.UpSampling1D(2),
+            L.Identity(), L.Flatten(), L.Dense(2)])
         models["cnn"].compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
         rng = np.random.default_rng(0)
         for name, model in models.items():
@@ -515,12 +520,15 @@ EXCHANGE_INPUTS = {
     "k_seq_nested": lambda rng: [rng.normal(size=(5, 4))],
     "k_layers": lambda rng: [rng.normal(size=(5, 4, 5))],
     "layers": lambda rng: [rng.normal(size=(5, 4, 5))],
+    "k_images": lambda rng: [rng.normal(size=(5, 5, 6, 3))],
+    "images": lambda rng: [rng.normal(size=(5, 5, 6, 3))],
     "graph_residual": lambda rng: [rng.normal(size=(5, 6))],
     "graph_multi": lambda rng: [rng.integers(0, 20, (5, 5)), rng.normal(size=(5, 4))],
     "graph_nested": lambda rng: [rng.normal(size=(5, 4)), rng.normal(size=(5, 4))],
     "sequential_nested": lambda rng: [rng.normal(size=(5, 4))],
 }
-KERAS_WRITTEN = ("cnn", "lstm", "functional", "k_residual", "k_multi", "k_nested", "k_seq_nested", "k_layers")
+KERAS_WRITTEN = ("cnn", "lstm", "functional", "k_residual", "k_multi", "k_nested", "k_seq_nested", "k_layers",
+                 "k_images")
 
 
 def _keras_side(folder, mode):
@@ -672,6 +680,11 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
     models["layers"] = pk.Sequential([layers.Input((4, 5)), layers.LayerNormalization(axis=[1, 2], epsilon=0.01),
                                       layers.Dense(6), layers.LayerNormalization(rms_scaling=True),
                                       layers.GlobalMaxPooling1D()])
+    models["images"] = pk.Sequential([
+        layers.Input((5, 6, 3)), layers.ZeroPadding2D(1), layers.Conv2D(4, 3, activation="relu"), layers.Cropping2D(1),
+        layers.UpSampling2D((2, 1), interpolation="bilinear"), layers.UpSampling2D(2), layers.GlobalMaxPooling2D(),
+        layers.RepeatVector(4), layers.Permute((2, 1)), layers.ZeroPadding1D((2, 0)), layers.Cropping1D(1),
+        layers.UpSampling1D(3), layers.Identity(), layers.Flatten(), layers.Dense(2)])
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)

@@ -24,6 +24,20 @@ CASES = [
     ("GlobalMaxPooling2D", {"keepdims": True}, (2, 3, 3)),
     ("GlobalMaxPooling1D", {}, (5, 3)),
     ("GlobalMaxPooling1D", {"keepdims": True}, (1, 2)),
+    ("ZeroPadding2D", {"padding": [[1, 2], [0, 1]]}, (2, 3, 2)),
+    ("ZeroPadding2D", {"padding": 1}, (2, 2, 1)),
+    ("ZeroPadding1D", {"padding": [0, 2]}, (3, 2)),
+    ("Cropping2D", {"cropping": [[1, 0], [1, 2]]}, (3, 4, 2)),
+    ("Cropping2D", {"cropping": [1, 1]}, (3, 4, 1)),
+    ("Cropping1D", {"cropping": [1, 2]}, (5, 2)),
+    ("UpSampling2D", {"size": [2, 3]}, (2, 2, 2)),
+    ("UpSampling2D", {"size": 2, "interpolation": "bilinear"}, (3, 2, 2)),
+    ("UpSampling2D", {"size": [3, 1], "interpolation": "bilinear"}, (2, 3, 1)),
+    ("UpSampling1D", {"size": 3}, (3, 2)),
+    ("RepeatVector", {"n": 3}, (4,)),
+    ("Permute", {"dims": [2, 1]}, (3, 4)),
+    ("Permute", {"dims": [3, 1, 2]}, (2, 3, 4)),
+    ("Identity", {}, (3, 2)),
 ]
 
 
@@ -124,3 +138,61 @@ def test_global_max_pooling_tie_shares_the_gradient():
     y, cache = kernel.forward([], x, context(False))
     dx, _ = kernel.backward([], cache, np.array([[3.0]]))
     np.testing.assert_allclose(dx[0, ..., 0], [[0.0, 1.0], [1.0, 1.0]])
+
+
+# -- padding, cropping, upsampling, shape layers ----------------------------------------
+
+def test_padding_cropping_upsampling_values():
+    x = np.random.default_rng(5).normal(size=(2, 3, 4, 2))
+    y, _ = build("ZeroPadding2D", {"padding": [[1, 2], [0, 1]]}, (3, 4, 2)).forward([], x, context(False))
+    np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (1, 2), (0, 1), (0, 0))))
+    y, _ = build("Cropping2D", {"cropping": [[1, 0], [1, 2]]}, (3, 4, 2)).forward([], x, context(False))
+    np.testing.assert_array_equal(y, x[:, 1:, 1:2])
+    y, _ = build("UpSampling2D", {"size": [2, 3]}, (3, 4, 2)).forward([], x, context(False))
+    assert y.shape == (2, 6, 12, 2)
+    np.testing.assert_array_equal(y[:, 5, 11], x[:, 2, 3])
+    np.testing.assert_array_equal(y[:, 2:4, 3:6], np.broadcast_to(x[:, 1:2, 1:2], (2, 2, 3, 2)))
+    y, _ = build("UpSampling1D", {"size": 2}, (4, 2)).forward([], x[:, 0], context(False))
+    np.testing.assert_array_equal(y, np.repeat(x[:, 0], 2, axis=1))
+
+
+def test_bilinear_upsampling_is_half_pixel_and_clamped():
+    # in 1-D, factor 2: outputs sample input positions -0.25 (clamped to 0), 0.25, 0.75, 1.25, ... n - 0.75 (to n-1)
+    x = np.arange(3.0).reshape(1, 1, 3, 1) ** 2  # [0, 1, 4] along the width
+    y, _ = build("UpSampling2D", {"size": [1, 2], "interpolation": "bilinear"}, (1, 3, 1)).forward(
+        [], x, context(False))
+    np.testing.assert_allclose(y[0, 0, :, 0], [0.0, 0.25, 0.75, 1.75, 3.25, 4.0])
+
+
+def test_repeat_vector_and_permute_values():
+    x = np.random.default_rng(6).normal(size=(2, 3, 4, 5))
+    y, _ = build("Permute", {"dims": [3, 1, 2]}, (3, 4, 5)).forward([], x, context(False))
+    np.testing.assert_array_equal(y, x.transpose(0, 3, 1, 2))
+    y, _ = build("RepeatVector", {"n": 2}, (5,)).forward([], x[:, 0, 0], context(False))
+    np.testing.assert_array_equal(y, np.stack([x[:, 0, 0]] * 2, axis=1))
+
+
+def test_reshaping_api_configs_are_keras_normal_forms():
+    from polykeras import layers
+
+    assert layers.ZeroPadding2D(2).get_config()["padding"] == ((2, 2), (2, 2))
+    assert layers.ZeroPadding2D((1, 3)).get_config()["padding"] == ((1, 1), (3, 3))
+    assert layers.ZeroPadding1D(2).get_config()["padding"] == (2, 2)
+    assert layers.Cropping2D(((1, 0), (2, 3))).get_config()["cropping"] == ((1, 0), (2, 3))
+    assert layers.Cropping1D(1).get_config()["cropping"] == (1, 1)
+    assert layers.UpSampling2D(3).get_config()["size"] == (3, 3)
+    assert layers.Permute((2, 1)).get_config()["dims"] == (2, 1)
+
+
+@pytest.mark.parametrize("kind, config, shape, error, match", [
+    ("UpSampling2D", {"size": 2, "interpolation": "bicubic"}, (2, 2, 1), NotImplementedError, "interpolation='bicubic'"),
+    ("UpSampling2D", {"size": 2, "data_format": "channels_first"}, (2, 2, 1), NotImplementedError, "channels_first"),
+    ("ZeroPadding2D", {"padding": [1, 2, 3]}, (2, 2, 1), ValueError, "padding"),
+    ("Cropping2D", {"cropping": [[1, 1], [0, 0]]}, (2, 2, 1), ValueError, "whole axis"),
+    ("Cropping1D", {"cropping": [-1, 0]}, (3, 1), ValueError, "negative"),
+    ("Permute", {"dims": [1, 3]}, (2, 2), ValueError, "permutation"),
+    ("RepeatVector", {"n": 2}, (2, 2), ValueError, "rank 2"),
+])
+def test_reshaping_bad_configs_fail_clearly(kind, config, shape, error, match):
+    with pytest.raises(error, match=match):
+        build(kind, config, shape)

@@ -37,6 +37,8 @@ LAYER_KINDS = frozenset({
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     "LayerNormalization", "Operation",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
+    "Permute", "Identity",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})

@@ -26,6 +26,8 @@ LAYER_KINDS = frozenset({
     "SimpleRNN", "LSTM", "GRU", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     "LayerNormalization", "Operation",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
+    "Permute", "Identity",
 })
 
 

@@ -27,13 +27,14 @@ from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, G
 from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
 from .normalization import BatchNormalizationRules, EmbeddingRules, LayerNormalizationRules, layer_norm_axes
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
+from .reshaping import RESHAPING_RULES
 
 #: The rules class of each built-in layer kind with config or shape rules.
 RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     DenseRules, ActivationRules, DropoutRules, FlattenRules, ReshapeRules, Conv1DRules, Conv2DRules,
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
-    LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules,
+    LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
 )}
 
 

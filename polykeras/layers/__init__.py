@@ -13,6 +13,8 @@ from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Min
 from polykeras.layers.operation import Operation
 from polykeras.layers.normalization import BatchNormalization, LayerNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
+from polykeras.layers.reshaping import (RESHAPING_LAYERS, Cropping1D, Cropping2D, Identity, Permute, RepeatVector,
+                                        UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 
 BUILTIN_LAYERS: dict[str, type[Layer]] = {
     cls.kind: cls
@@ -20,7 +22,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
                 Minimum, Concatenate, Dot, LayerNormalization, Operation,
-                GlobalMaxPooling1D, GlobalMaxPooling2D)
+                GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS)
 }
 
 

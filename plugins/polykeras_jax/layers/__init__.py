@@ -14,11 +14,12 @@ from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, LayerNormalization
 from .operation import Op
 from .recurrent import GRU, LSTM, SimpleRNN
+from .reshaping import RESHAPING_LAYERS
 
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
-    GlobalMaxPooling1D, GlobalMaxPooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
     LayerNormalization, Op, *MERGE_LAYERS,
 )}
 

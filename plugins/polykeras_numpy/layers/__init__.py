@@ -23,6 +23,7 @@ from .pooling import (
     MaxPooling2D,
 )
 from .recurrent import GRU, LSTM, SimpleRNN
+from .reshaping import RESHAPING_KERNELS
 
 KERNELS: dict[str, type[Kernel]] = {
     cls.kind: cls
@@ -56,6 +57,7 @@ KERNELS: dict[str, type[Kernel]] = {
         LayerNormalization,
         GlobalMaxPooling1D,
         GlobalMaxPooling2D,
+        *RESHAPING_KERNELS,
     )
 }
 

@@ -1,0 +1,89 @@
+"""Padding, cropping, upsampling and shape layers in torch (Keras 3
+semantics, channels_last; the rules are :mod:`polykeras.layer_rules.reshaping`,
+the math the NumPy reference's). All are data movement -- ``F.pad``, slices,
+``repeat_interleave``, ``expand``, ``permute`` -- except bilinear upsampling,
+two small matrix products with the rules' interpolation matrices
+(``F.interpolate(mode="bilinear", align_corners=False)`` is the same map
+for integer upscales, computed on NCHW)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import TorchLayer
+
+
+class ZeroPadding2D(TorchLayer):
+    kind = "ZeroPadding2D"
+
+    def __init__(self, spec, index, dtype, device):
+        super().__init__(spec, index, dtype, device)
+        # F.pad lists the last axis first: channels (none), then the spatial axes from the last
+        self.pad = (0, 0) + tuple(v for pair in reversed(self.rules.pads) for v in pair)
+
+    def forward(self, params, x, ctx):
+        return F.pad(x, self.pad)
+
+
+class ZeroPadding1D(ZeroPadding2D):
+    kind = "ZeroPadding1D"
+
+
+class Cropping2D(TorchLayer):
+    kind = "Cropping2D"
+
+    def forward(self, params, x, ctx):
+        return x[self.rules.slices(tuple(x.shape))]
+
+
+class Cropping1D(Cropping2D):
+    kind = "Cropping1D"
+
+
+class UpSampling2D(TorchLayer):
+    kind = "UpSampling2D"
+
+    def __init__(self, spec, index, dtype, device):
+        super().__init__(spec, index, dtype, device)
+        if self.rules.interpolation == "bilinear":
+            make = self.rules.bilinear_matrix
+            self.a_h, self.a_w = (self.constant(make(int(n), s)) for n, s in
+                                  zip(spec.input_shape[1:-1], self.rules.size))
+
+    def forward(self, params, x, ctx):
+        if self.rules.interpolation == "bilinear":
+            return torch.einsum("oh,bhwc,pw->bopc", self.a_h, x, self.a_w)
+        for axis, s in enumerate(self.rules.size, start=1):
+            if s != 1:
+                x = x.repeat_interleave(s, dim=axis)
+        return x
+
+
+class UpSampling1D(UpSampling2D):
+    kind = "UpSampling1D"
+
+
+class RepeatVector(TorchLayer):
+    kind = "RepeatVector"
+
+    def forward(self, params, x, ctx):
+        return x.unsqueeze(1).expand(-1, self.rules.n, -1)
+
+
+class Permute(TorchLayer):
+    kind = "Permute"
+
+    def forward(self, params, x, ctx):
+        return x.permute(self.rules.axes)
+
+
+class Identity(TorchLayer):
+    kind = "Identity"
+
+    def forward(self, params, x, ctx):
+        return x
+
+
+RESHAPING_LAYERS = (ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, RepeatVector,
+                    Permute, Identity)
