@@ -104,6 +104,46 @@ def _global_max_pooling(draw):
 
 
 @st.composite
+def _padding_cropping(draw):
+    """ZeroPadding/Cropping 1D/2D in each of Keras's amount forms: an int, one int per axis, (before, after) pairs."""
+    kind = draw(st.sampled_from(["ZeroPadding2D", "ZeroPadding1D", "Cropping2D", "Cropping1D"]))
+    rank = 1 if kind.endswith("1D") else 2
+    pairs = [(draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(rank)]
+    form = draw(st.sampled_from(["int", "ints", "pairs"] if rank == 2 else ["int", "pairs"]))
+    if form == "int":
+        pairs = [(pairs[0][0],) * 2] * rank
+        amount = pairs[0][0]
+    elif form == "ints":
+        pairs = [(b, b) for b, _ in pairs]
+        amount = [b for b, _ in pairs]
+    else:
+        amount = pairs[0] if rank == 1 else pairs
+    spatial = tuple(b + a + draw(st.integers(1, 3)) for b, a in pairs)  # cropping keeps at least one
+    key = "cropping" if kind.startswith("Cropping") else "padding"
+    return [_layer(kind, **{key: amount})], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
+def _upsampling(draw):
+    if draw(st.booleans()):
+        return [_layer("UpSampling1D", size=draw(st.integers(1, 3)))], (draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+    size = draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    config = dict(size=size, interpolation=draw(st.sampled_from(["nearest", "bilinear"])))
+    return [_layer("UpSampling2D", **config)], (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+
+
+@st.composite
+def _shape_layers(draw):
+    kind = draw(st.sampled_from(["RepeatVector", "Permute", "Identity"]))
+    if kind == "RepeatVector":
+        return [_layer(kind, n=draw(st.integers(1, 4)))], (draw(st.integers(1, 4)),)
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3))))
+    if kind == "Identity":
+        return [_layer(kind)], shape
+    return [_layer(kind, dims=draw(st.permutations(range(1, len(shape) + 1))))], shape
+
+
+@st.composite
 def _batchnorm(draw):
     config = dict(momentum=draw(st.sampled_from([0.99, 0.5])), epsilon=draw(st.sampled_from([1e-3, 0.1])),
                   center=draw(st.booleans()), scale=draw(st.booleans()))
@@ -226,6 +266,7 @@ STRATEGIES = {
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
     "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
+    "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling, "RepeatVector/Permute/Identity": _shape_layers,
 }
 
 
