@@ -177,3 +177,25 @@ def test_a_model_checkpoint_resumes_with_initial_epoch(tmp_path, suffix):
     loaded.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
     for a, b in zip(loaded.get_weights(), m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_file_with_a_training_state_restores_into_a_new_model(tmp_path, suffix):
+    """What BackupAndRestore does with its backup, for both formats: the weights and the optimizer
+    state go by position into a model of the same architecture whose automatic layer names differ
+    (as in a restarted process), and the training state comes back (in a .keras file it sits in
+    metadata.json, which Keras does not read)."""
+    x, y = data()
+    m = model("adam-amsgrad")
+    m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    keras.saving.save_model(m, tmp_path / f"backup{suffix}", training_state={"epoch": 1, "step": 0, "seed": 7})
+    fresh = model("adam-amsgrad")
+    assert [layer.name for layer in fresh.layers] != [layer.name for layer in m.layers]
+    assert keras.saving.restore_training(fresh, tmp_path / f"backup{suffix}") == {"epoch": 1, "step": 0, "seed": 7}
+    fresh.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for a, b in zip(fresh.get_weights(), straight("adam-amsgrad")):
+        np.testing.assert_array_equal(a, b)
+    other = keras.Sequential([layers.Input((5,)), layers.Dense(3, activation="softmax")])
+    other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(keras.saving.ModelFileError, match=f"backup{suffix}.*another model"):
+        keras.saving.restore_training(other, tmp_path / f"backup{suffix}")

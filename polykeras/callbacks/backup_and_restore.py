@@ -49,7 +49,7 @@ class BackupAndRestore(Callback):
     def on_train_begin(self, logs=None):
         if not self.path.exists():
             return
-        from polykeras.saving.portable import restore_training
+        from polykeras.saving import restore_training  # either format, by contents
 
         state = restore_training(self.model, self.path)
         self.model._apply_pending_optimizer_state()

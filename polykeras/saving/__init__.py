@@ -19,6 +19,10 @@
 :func:`load_model` reads either format, told apart by contents, not name (so an
 own-format file saved as ``model.keras`` by an older polykeras still loads).
 :func:`export_keras` is :func:`save_model` in Keras's format whatever the name.
+:func:`restore_training` puts a saved run (weights, optimizer state, and the
+``training_state`` -- where a ``fit`` stood -- that ``save_model`` was given; in a
+``.keras`` file it sits in ``metadata.json``, which Keras does not read) into a
+model of the same architecture, from either format.
 :func:`save_weights` and :func:`load_weights` handle weights alone. Every write
 is atomic (:mod:`.atomic`); every damaged file raises :class:`ModelFileError`
 naming it.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polykeras.saving import keras_read, keras_write, portable
+from polykeras.saving import keras_read, keras_training, keras_write, portable
 from polykeras.saving.keras_format import MEMBERS as _KERAS_MEMBERS
 from polykeras.saving.keras_format import KerasFileError
 from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
@@ -37,7 +41,7 @@ from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, lo
 SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own format"}
 
 __all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "export_keras", "load_model",
-           "load_weights", "model_from_config", "save_model", "save_weights"]
+           "load_weights", "model_from_config", "restore_training", "save_model", "save_weights"]
 
 
 def load_model(filepath, compile: bool = True):
@@ -87,6 +91,23 @@ def export_keras(model, filepath, overwrite: bool = True, training_state: dict |
     ``h5py``, not Keras."""
     _require_h5py()
     keras_write.write_model(model, filepath, overwrite=overwrite, training_state=training_state)
+
+
+def restore_training(model, filepath) -> dict | None:
+    """Put a saved run's weights and optimizer state into ``model`` (compiled, the same architecture,
+    by position) and return the ``training_state`` saved with them; either format (by contents)."""
+    path = Path(filepath)
+    with portable.open_zip(path) as zf:
+        keras_file = _KERAS_MEMBERS <= set(zf.namelist())
+    if not keras_file:
+        return portable.restore_training(model, path)
+    _require_h5py()
+    try:
+        return keras_training.restore_training(model, path)
+    except KerasFileError as exc:
+        raise ModelFileError(str(exc)) from None
+    except portable.CORRUPTION + (RuntimeError,) as exc:
+        raise ModelFileError(f"{path}: corrupt backup ({type(exc).__name__}: {exc}); delete it to start over") from None
 
 
 def _require_h5py() -> None:

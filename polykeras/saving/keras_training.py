@@ -16,6 +16,10 @@ its ``velocity``, the bias's ``momentum``...). Nadam ends with its scalar
 iteration count. A compiled model that has not trained is written with its
 optimizer's initial state (as Keras builds it in ``compile_from_config``), so
 Keras loads it without a "skipping variable loading" warning.
+
+:func:`restore_training` reads a file back into a model of the same
+architecture by position (what BackupAndRestore needs), with the
+``training_state`` polykeras keeps in ``metadata.json``.
 """
 
 from __future__ import annotations
@@ -212,3 +216,46 @@ def compile_from_keras(model, compile_config: dict) -> None:
                                "weighted_metrics": _metric(compile_config.get("weighted_metrics")),
                                "loss_weights": compile_config.get("loss_weights"),
                                "steps_per_execution": compile_config.get("steps_per_execution") or 1})
+
+
+# -- restoring a run ----------------------------------------------------------------------------------
+def restore_training(model, path) -> dict | None:
+    """Put the weights and optimizer state of a ``.keras`` file into ``model`` (compiled, the same
+    architecture), by position in Keras's layer order -- so automatic layer names may differ, as in
+    a restarted process -- and return the ``training_state`` polykeras put into its
+    ``metadata.json`` (``None`` if there is none)."""
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    import h5py
+
+    from polykeras.saving.keras_format import weight_paths
+    from polykeras.saving.keras_read import _read_vars
+    from polykeras.saving.keras_write import keras_layout
+    from polykeras.saving.portable import _assign
+
+    _, saved = keras_layout(model)
+    with zipfile.ZipFile(path) as zf:
+        weights_bytes = zf.read("model.weights.h5")
+        meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+    ours = meta.get("polykeras") or {}
+    expected = ours.get("weights_sha256")
+    if expected is not None and hashlib.sha256(weights_bytes).hexdigest() != expected:
+        raise KerasFileError(f"{path}: the weights do not match their checksum; delete the backup to start over")
+    with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+        arrays = {e["config"]["name"]: _read_vars(h5, group, e["class_name"], path)
+                  for e, group in zip(saved, weight_paths([e["class_name"] for e in saved]))}
+        stored = h5.get("optimizer/vars")
+        values = [] if stored is None else [np.asarray(stored[str(i)]) for i in range(len(stored))]
+    spec = model._spec()
+    ordered = {}
+    for layer in spec.layers:
+        if layer.weights_of is None:
+            ordered.update({f"{layer.name}/{w.name}": a for w, a in zip(layer.weights, arrays.get(layer.name, []))})
+    _assign(model, ordered, path, keep_dtype=True, by_position=True)
+    model._push_weights()
+    model._pending_optimizer_state = None
+    read_optimizer_variables(model, values, trainable_order(model, list(arrays)), path)
+    return ours.get("training_state")

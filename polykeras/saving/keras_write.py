@@ -96,22 +96,9 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
     return keras_config, [entries[name] for name in order]
 
 
-def write_model(model, path, overwrite: bool = True, training_state: dict | None = None) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` opens:
-    architecture and weights, and for a compiled model its ``compile_config`` and the optimizer's
-    variables (:mod:`.keras_training`). ``training_state`` (where a ``fit`` stands) goes into
-    ``metadata.json`` under ``"polykeras"``, which Keras does not read.
-
-    A ``Sequential`` of layers stays a Keras ``Sequential``; any other model
-    (functional, or a ``Sequential`` holding a model) is written as a Keras
-    functional model of its layers, a nested model's layers flattened into it.
-    Float64 weights and optimizer slots are written as float64 (Keras casts them
-    to its variables' dtype when it loads them), so a polykeras round trip is exact."""
-    import h5py
-
-    import polykeras
-    from polykeras.saving import keras_training
-
+def keras_layout(model) -> tuple[dict, list[dict]]:
+    """Keras's config of ``model`` (without ``compile_config``) and the layer entries whose
+    weights the file holds, in Keras's layer order (which numbers ``layers/<name>``)."""
     from polykeras.models import Model, Sequential
 
     sequential = isinstance(model, Sequential) and not any(isinstance(l, Model) for l in model.layers)
@@ -136,6 +123,26 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
         if not model.built:
             raise KerasFileError(f"model {model.name!r} is not built: give it an input shape before exporting it")
         keras_config, saved = _functional_config(model, Model.get_config(model))
+    return keras_config, saved
+
+
+def write_model(model, path, overwrite: bool = True, training_state: dict | None = None) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` opens:
+    architecture and weights, and for a compiled model its ``compile_config`` and the optimizer's
+    variables (:mod:`.keras_training`). ``training_state`` (where a ``fit`` stands) goes into
+    ``metadata.json`` under ``"polykeras"``, which Keras does not read.
+
+    A ``Sequential`` of layers stays a Keras ``Sequential``; any other model
+    (functional, or a ``Sequential`` holding a model) is written as a Keras
+    functional model of its layers, a nested model's layers flattened into it.
+    Float64 weights and optimizer slots are written as float64 (Keras casts them
+    to its variables' dtype when it loads them), so a polykeras round trip is exact."""
+    import h5py
+
+    import polykeras
+    from polykeras.saving import keras_training
+
+    keras_config, saved = keras_layout(model)
     spec = model._spec()
     weights = iter(model.get_weights())
     per_layer = {layer.name: [next(weights) for _ in layer.weights] for layer in spec.layers}
@@ -172,3 +179,4 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
         zf.writestr("config.json", json.dumps(keras_config))
         zf.writestr("model.weights.h5", buffer.getvalue())
     atomic_write(Path(path), out.getvalue(), overwrite)
+
