@@ -102,6 +102,7 @@ def layer_cases() -> list[LayerCase]:
         ("layernorm", lambda: layers.LayerNormalization(), (5, 3)),
         ("layernorm-axes-12-nocenter", lambda: layers.LayerNormalization(axis=[1, 2], center=False), (3, 4, 2)),
         ("layernorm-axis1-rms", lambda: layers.LayerNormalization(axis=1, rms_scaling=True), (4, 3)),
+        ("layernorm-axis1-square", lambda: layers.LayerNormalization(axis=1), (3, 3)),
         ("simplernn", lambda: layers.SimpleRNN(4), (5, 3)),
         ("simplernn-seq-backwards", lambda: layers.SimpleRNN(3, return_sequences=True, go_backwards=True), (4, 2)),
         ("lstm", lambda: layers.LSTM(4), (5, 3)),

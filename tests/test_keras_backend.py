@@ -53,6 +53,9 @@ KERAS_FLOAT64 = ("Keras's float64 mode keeps float32 pieces (every Keras loss on
                  "weights): {measured:.1e} > {tol:.0e}, within the float32 tolerance")
 #: (backend, case id) -> why Keras differs from the reference there (measured on Keras 3.15.1).
 KERAS_BUGS = {
+    ("keras-torch", "layernorm-axis1-square"): "Keras on torch hands LayerNormalization(axis=1) to F.layer_norm, "
+                                               "which normalises the *last* axis: with the two axes of one size it "
+                                               "silently normalises the wrong one (with different sizes it raises)",
     ("keras-torch", "avgpool2d-same"): "Keras on torch averages AveragePooling2D(padding='same') windows over the "
                                        "zero padding too (Keras on jax and tensorflow, and the reference, do not)",
     **{("keras-tensorflow", f"{kind.lower()}-tie"): f"Keras on TensorFlow gives a tie's whole gradient to the first "
