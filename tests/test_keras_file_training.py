@@ -161,6 +161,7 @@ def test_a_polykeras_file_opens_in_keras_with_its_optimizer_state(exchange, name
     folder, ours = exchange
     state, prediction, after = ours[name]
     with np.load(folder / f"pkt_{name}.pred.npz") as f:
+        print(f"{name}: Keras's predictions vs polykeras's, largest difference {np.abs(f['arr_0'] - prediction).max():.1e}")
         np.testing.assert_allclose(f["arr_0"], prediction, rtol=1e-5, atol=1e-6)
     with np.load(folder / f"pkt_{name}.vars.npz") as f:
         paths = [str(p) for p in f["paths"]]
