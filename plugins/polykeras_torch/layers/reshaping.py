@@ -46,14 +46,20 @@ class UpSampling2D(TorchLayer):
 
     def __init__(self, spec, index, dtype, device):
         super().__init__(spec, index, dtype, device)
-        if self.rules.interpolation == "bilinear":
+        self.matrices: dict[tuple, tuple] = {}  # bilinear: the interpolation matrices per input size
+
+    def _bilinear(self, x):
+        sizes = tuple(x.shape[1:-1])
+        if sizes not in self.matrices:
             make = self.rules.bilinear_matrix
-            self.a_h, self.a_w = (self.constant(make(int(n), s)) for n, s in
-                                  zip(spec.input_shape[1:-1], self.rules.size))
+            with torch.inference_mode(False):  # built in a predict call, they serve training steps too
+                self.matrices[sizes] = tuple(self.constant(make(int(n), s)) for n, s in zip(sizes, self.rules.size))
+        a_h, a_w = self.matrices[sizes]
+        return torch.einsum("oh,bhwc,pw->bopc", a_h, x, a_w)
 
     def forward(self, params, x, ctx):
         if self.rules.interpolation == "bilinear":
-            return torch.einsum("oh,bhwc,pw->bopc", self.a_h, x, self.a_w)
+            return self._bilinear(x)
         for axis, s in enumerate(self.rules.size, start=1):
             if s != 1:
                 x = x.repeat_interleave(s, dim=axis)
