@@ -468,7 +468,7 @@ def test_kernels_registry_covers_every_kind():
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
         "LayerNormalization", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
         "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
-        "Permute", "Identity", "Operation",
+        "Permute", "Identity", "Operation", "Variable",
     }
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())
@@ -508,8 +508,9 @@ def test_rules_output_shape_is_the_kernels(case):
 
 def test_rules_cover_every_kernel_but_the_merge_layers():
     merge = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
-    # Operation nodes (polykeras.ops in models) are ruled by the op registry, not by layer rules
-    assert set(RULES) == set(KERNELS) - merge - {"Operation"}
+    # Operation nodes (polykeras.ops in models) are ruled by the op registry, not by layer rules, and
+    # Variable nodes (a custom layer's weights) have no config
+    assert set(RULES) == set(KERNELS) - merge - {"Operation", "Variable"}
     assert all(cls.kind == kind for kind, cls in RULES.items())
     spec = layer_spec("Dense", {"units": 2}, (3,))
     assert type(rules_for(dataclasses.replace(spec, kind="Add"))) is LayerRules  # no config rules of its own

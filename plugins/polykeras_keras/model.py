@@ -34,7 +34,7 @@ import numpy as np
 from polykeras import random as _random
 from polykeras.spec import LayerSpec, ModelSpec
 
-from .operation import KerasOperation
+from .operation import KerasOperation, KerasVariable
 
 #: Spec weight name -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
@@ -133,6 +133,10 @@ def make_layer(layer: LayerSpec, dtype: str):
     """The Keras layer for one spec layer, with its regularizers and trainability."""
     if layer.kind == "Operation":
         return KerasOperation(name=layer.name, dtype=dtype, **{k: v for k, v in layer.config.items() if k != "name"})
+    if layer.kind == "Variable":
+        (weight,) = layer.weights
+        return KerasVariable(weight.name, weight.shape, weight.trainable, name=layer.name.replace("/", "__"),
+                             dtype=dtype)
     cls = CLASSES.get(layer.kind) or getattr(keras.layers, layer.kind, None)
     if cls is None:
         raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
@@ -187,6 +191,9 @@ class KerasGraphs:
         values = {inp.name: tensor for inp, tensor in zip(self.spec.inputs, self.inputs)}
         for index, (layer, kl) in enumerate(zip(self.spec.layers, self.layers)):
             args = [values[name] for name in layer.inbound]
+            if layer.kind == "Variable":  # no input of its own: anchored on the model's first input
+                values[layer.name] = kl(self.inputs[0])
+                continue
             if layer.kind in MERGE or layer.kind == "Operation":
                 values[layer.name] = kl(args)
                 continue

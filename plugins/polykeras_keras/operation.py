@@ -28,3 +28,20 @@ class KerasOperation(keras.layers.Layer):
         if self.variadic:
             return self.fn(arrays, **self.params)
         return self.fn(*arrays, **self.params)
+
+
+class KerasVariable(keras.layers.Layer):
+    """A custom layer's weight read in its traced ``call()``: a Keras layer holding the
+    weight, called on the model's first input (which it ignores, since a Keras functional
+    node needs an input) and returning the weight's value."""
+
+    def __init__(self, weight_name: str, shape, trainable_weight: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.value = self.add_weight(shape=tuple(shape), initializer="zeros", name=weight_name,
+                                     trainable=trainable_weight)
+
+    def call(self, anchor):
+        return keras.ops.convert_to_tensor(self.value)
+
+    def compute_output_spec(self, anchor):
+        return keras.KerasTensor(self.value.shape, dtype=self.compute_dtype)

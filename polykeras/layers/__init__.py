@@ -11,6 +11,7 @@ from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.operation import Operation
+from polykeras.layers.variable import Variable
 from polykeras.layers.normalization import BatchNormalization, LayerNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 from polykeras.layers.reshaping import (RESHAPING_LAYERS, Cropping1D, Cropping2D, Identity, Permute, RepeatVector,
@@ -21,7 +22,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
     for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
-                Minimum, Concatenate, Dot, LayerNormalization, Operation,
+                Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS)
 }
 

@@ -104,11 +104,33 @@ class Layer:
         self.output_shape: Shape | None = None
         self._weight_specs: list[WeightSpec] = []
         self._weight_values: list[np.ndarray] = []
+        self._variables: list = []  # a custom layer's add_weight variables
         self._model_ref: weakref.ReferenceType | None = None
 
     # -- building -----------------------------------------------------------
-    def add_weight(self, name: str, shape, initializer="glorot_uniform", regularizer=None, trainable: bool = True) -> int:
-        """Create a weight (canonical layout) and return its index in the layer."""
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable: bool = True, regularizer=None,
+                   constraint=None, name: str | None = None, **kwargs):
+        """Keras's ``add_weight``: a new :class:`~polykeras.layers.variable.Variable`
+        of ``shape`` (canonical layout), initialised now, usable in ``call()``."""
+        if isinstance(shape, str):
+            raise TypeError(f"layer {self.name!r}: add_weight() takes the shape first, as Keras's does; give the "
+                            f"name by keyword: add_weight(shape=..., name={shape!r})")
+        if constraint is not None:
+            raise NotImplementedError(f"layer {self.name!r}: weight constraints are not supported yet")
+        unknown = set(kwargs) - {"autocast", "aggregation", "synchronization", "use_resource"}
+        if unknown:
+            raise TypeError(f"add_weight() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        from polykeras.layers.variable import Variable
+
+        variable = Variable(shape if shape is not None else (), initializer, dtype or self.dtype,
+                            trainable and self.trainable, regularizer, name=name or f"variable_{len(self._variables)}",
+                            owner=self.name)
+        self._variables.append(variable)
+        return variable
+
+    def _add_weight(self, name: str, shape, initializer="glorot_uniform", regularizer=None,
+                    trainable: bool = True) -> int:
+        """Create a weight of a built-in layer (canonical layout) and return its index in the layer."""
         shape = tuple(int(d) for d in shape)
         value = initializers.get(initializer)(shape, dtype=self.dtype or _backend.floatx())
         penalty = regularizers.to_spec(regularizers.get(regularizer))
@@ -166,7 +188,14 @@ class Layer:
         return [w.shape for w in probe._weight_specs] == [w.shape for w in self._weight_specs]
 
     # -- calling ------------------------------------------------------------
-    def __call__(self, inputs, training: bool | None = None):
+    def __call__(self, inputs, training: bool | None = None, **kwargs):
+        if self._custom_call():
+            from polykeras.layers.custom import traced_call
+
+            return traced_call(self, inputs, training, kwargs)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} layer {self.name!r} got unexpected argument(s) "
+                            f"{', '.join(sorted(kwargs))}")
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if any(isinstance(t, SymbolicTensor) for t in tensors):
             return self._call_symbolically(tensors, several=isinstance(inputs, (list, tuple)))
@@ -174,6 +203,11 @@ class Layer:
             raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: eager calls on arrays are not "
                                       "supported for merge layers; use them inside a model")
         return self._call_eagerly(np.asarray(inputs), training=bool(training))
+
+    @classmethod
+    def _custom_call(cls) -> bool:
+        """Whether this is a custom layer: a subclass that defines ``call()`` (traced into ops)."""
+        return callable(getattr(cls, "call", None))
 
     def _call_symbolically(self, tensors: list[SymbolicTensor], several: bool) -> SymbolicTensor:
         """Record one call (a graph node): check the inputs, build on the first call."""
@@ -189,7 +223,7 @@ class Layer:
                              f"{len(tensors)}; combine them first with a merge layer (Concatenate, Add, ...)")
         shapes = [t.shape for t in tensors]
         out_shape = self.build_for(shapes if several else shapes[0])
-        return SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype), self, tuple(tensors))
+        return SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype if tensors else None), self, tuple(tensors))
 
     def output_dtype(self, input_dtype: str) -> str:
         return self.dtype or _backend.floatx()
@@ -210,13 +244,34 @@ class Layer:
         if model is not None:
             model._pull_weights()
 
+    def _weight_holders(self) -> list["Layer"] | None:
+        """A custom layer's variables and nested layers (whose weights are its weights); else ``None``."""
+        if not self._custom_call():
+            return None
+        from polykeras.layers.custom import weight_holders
+
+        return weight_holders(self)
+
     def get_weights(self) -> list[np.ndarray]:
         """Current weight values, canonical Keras layout, as NumPy copies."""
+        holders = self._weight_holders()
+        if holders is not None:
+            return [w for h in holders for w in h.get_weights()]
         self._sync_from_model()
         return [w.copy() for w in self._weight_values]
 
     def set_weights(self, weights) -> None:
         weights = list(weights)
+        holders = self._weight_holders()
+        if holders is not None:
+            counts = [len(h.get_weights()) for h in holders]
+            if len(weights) != sum(counts):
+                raise ValueError(f"layer {self.name!r} has {sum(counts)} weight(s), got a list of {len(weights)}")
+            start = 0
+            for holder, n in zip(holders, counts):
+                holder.set_weights(weights[start:start + n])
+                start += n
+            return
         if len(weights) != len(self._weight_specs):
             raise ValueError(
                 f"layer {self.name!r} has {len(self._weight_specs)} weight(s) "
@@ -235,7 +290,10 @@ class Layer:
             model._push_weights()
 
     @property
-    def weights(self) -> list[Weight]:
+    def weights(self) -> list:
+        holders = self._weight_holders()
+        if holders is not None:  # a custom layer: its Variables, then its nested layers' weights
+            return [w for h in holders for w in (h.weights if not h.kind == "Variable" else [h])]
         return [Weight(self, i) for i in range(len(self._weight_specs))]
 
     @property
@@ -247,6 +305,9 @@ class Layer:
         return [w for w in self.weights if not w.trainable]
 
     def count_params(self) -> int:
+        holders = self._weight_holders()
+        if holders is not None:
+            return sum(h.count_params() for h in holders)
         return int(sum(np.prod(w.shape, dtype=np.int64) for w in self._weight_specs))
 
     # -- config -------------------------------------------------------------
@@ -318,9 +379,9 @@ class KernelLayer(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def _add_kernel_and_bias(self, kernel_shape: tuple, units: int) -> None:
-        self.add_weight("kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer)
+        self._add_weight("kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (units,), self.bias_initializer, self.bias_regularizer)
+            self._add_weight("bias", (units,), self.bias_initializer, self.bias_regularizer)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,

@@ -23,7 +23,7 @@ class Embedding(Layer):
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
 
     def build(self, input_shape):
-        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
+        self._add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
                         self.embeddings_regularizer)
 
     def compute_output_shape(self, input_shape):

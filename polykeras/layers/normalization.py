@@ -30,11 +30,11 @@ class BatchNormalization(Layer):
         self.axis = -1
         channels = (input_shape[-1],)
         if self.scale:
-            self.add_weight("gamma", channels, self.gamma_initializer, self.gamma_regularizer)
+            self._add_weight("gamma", channels, self.gamma_initializer, self.gamma_regularizer)
         if self.center:
-            self.add_weight("beta", channels, self.beta_initializer, self.beta_regularizer)
-        self.add_weight("moving_mean", channels, self.moving_mean_initializer, trainable=False)
-        self.add_weight("moving_variance", channels, self.moving_variance_initializer, trainable=False)
+            self._add_weight("beta", channels, self.beta_initializer, self.beta_regularizer)
+        self._add_weight("moving_mean", channels, self.moving_mean_initializer, trainable=False)
+        self._add_weight("moving_variance", channels, self.moving_variance_initializer, trainable=False)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -81,9 +81,9 @@ class LayerNormalization(Layer):
             raise ValueError(f"LayerNormalization {self.name!r}: the normalised axes {self.axis} of input "
                              f"{tuple(input_shape)} must have known sizes")
         if self.scale or self.rms_scaling:
-            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+            self._add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
         if self.center and not self.rms_scaling:
-            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+            self._add_weight("beta", shape, self.beta_initializer, self.beta_regularizer)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,

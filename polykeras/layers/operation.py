@@ -101,29 +101,35 @@ class Operation(Layer):
 
     def _call_symbolically(self, tensors, several):
         self._input_dtypes = [t.dtype for t in tensors]
+        self._input_batched = [t.batched for t in tensors]
         out = super()._call_symbolically(tensors, several)
         out.dtype = self._output_dtype
+        out.batched = any(self._input_batched)
         return out
 
     def compute_output_shape(self, input_shapes) -> tuple:
         shape, self._output_dtype = infer_output(self.op, self.args, tuples(self.params), input_shapes, self.name,
-                                                 getattr(self, "_input_dtypes", None))
+                                                 getattr(self, "_input_dtypes", None),
+                                                 getattr(self, "_input_batched", None))
         return shape
 
 
-def _example(shape, batch: int, free: int, dtype) -> np.ndarray:
-    sizes = [batch if i == 0 else (free if d is None else d) for i, d in enumerate(shape)]
+def _example(shape, batch: int, free: int, dtype, batched: bool = True) -> np.ndarray:
+    sizes = [batch if i == 0 and batched else (free if d is None else d) for i, d in enumerate(shape)]
     # ones keep log/sqrt/divide finite; integer inputs are indices, and index 0 always exists
     return (np.zeros if np.dtype(dtype).kind in "iub" else np.ones)(sizes, dtype=dtype)
 
 
-def infer_output(op, args, params, input_shapes, name, dtypes=None) -> tuple[tuple, str]:
-    """``(output shape, dtype)`` of ``op`` by evaluation on examples (module docstring)."""
+def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None) -> tuple[tuple, str]:
+    """``(output shape, dtype)`` of ``op`` by evaluation on examples (module docstring).
+    Inputs without a batch axis (``batched`` false: a custom layer's variables) keep their shapes,
+    and an op on such inputs alone has no batch axis either."""
     dtypes = dtypes or ["float64"] * len(input_shapes)
+    batched = batched or [True] * len(input_shapes)
     results = {}
     with np.errstate(all="ignore"):
         for batch, free in ((2, 5), (3, 5), (2, 7)):
-            inputs = [_example(s, batch, free, d) for s, d in zip(input_shapes, dtypes)]
+            inputs = [_example(s, batch, free, d, b) for s, d, b in zip(input_shapes, dtypes, batched)]
             arrays = resolve_args(args, inputs)
             try:
                 results[(batch, free)] = np.asarray(op.forward(*arrays, **params))
@@ -132,6 +138,8 @@ def infer_output(op, args, params, input_shapes, name, dtypes=None) -> tuple[tup
                 raise ValueError(f"ops.{op.name} ({name!r}) cannot be applied to tensors of shapes {shapes} with "
                                  f"{params}: {exc}") from None
     a, b, c = results[(2, 5)], results[(3, 5)], results[(2, 7)]
+    if not any(batched):
+        return tuple(a.shape), str(a.dtype)
     if a.ndim == 0 or a.shape[0] != 2 or b.shape[0] != 3 or a.shape[1:] != b.shape[1:]:
         raise ValueError(
             f"ops.{op.name} ({name!r}) on shapes {', '.join(format_shape(s) for s in input_shapes)} gives a result "

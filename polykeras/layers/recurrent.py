@@ -48,10 +48,10 @@ class _RNN(Layer):
 
     def build(self, input_shape):
         n = self.gates * self.units
-        self.add_weight("kernel", (input_shape[-1], n), self.kernel_initializer, self.kernel_regularizer)
-        self.add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer, self.recurrent_regularizer)
+        self._add_weight("kernel", (input_shape[-1], n), self.kernel_initializer, self.kernel_regularizer)
+        self._add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer, self.recurrent_regularizer)
         if self.use_bias:
-            index = self.add_weight("bias", self._bias_shape(), self.bias_initializer, self.bias_regularizer)
+            index = self._add_weight("bias", self._bias_shape(), self.bias_initializer, self.bias_regularizer)
             self._adjust_bias(self._weight_values[index])
 
     def _adjust_bias(self, bias: np.ndarray) -> None:

@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from polykeras.layers.base import Layer
 
 
+#: The custom layers whose ``call()`` is being traced, outermost first, each with the
+#: symbolic reads of its variables in this trace (see :mod:`polykeras.layers.variable`).
+TRACING: list[tuple["Layer", dict]] = []
+
+
 def format_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -32,6 +37,16 @@ class SymbolicTensor:
         self.dtype = dtype
         self.layer = layer
         self.inputs = inputs
+        #: False for values without a batch axis: a custom layer's variables and ops on them alone
+        self.batched = True
+        #: the outermost custom layer whose traced ``call()`` made this node, if any
+        self.owner = TRACING[0][0] if TRACING else None
+
+    def __bool__(self):
+        raise TypeError(
+            "a symbolic tensor has no value to branch on: polykeras traces call() once, with symbolic tensors, "
+            "so Python control flow (if/while/and/or) may depend on static facts -- shapes, config, the training "
+            "flag -- but not on tensor values; compute both sides and choose with ops.where(condition, a, b)")
 
     @property
     def ndim(self) -> int:

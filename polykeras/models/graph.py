@@ -70,7 +70,7 @@ class Graph:
                     index[id(t)] = len(order)
                     order.append(t)
                     continue
-                if not t.inputs and id(t) not in model_inputs:
+                if not t.inputs and id(t) not in model_inputs and t.layer.kind != "Variable":
                     raise ValueError(f"model {self.model_name!r}: the outputs depend on input {t.layer.name!r}, "
                                      "which is not among the model's inputs; add it to Model(inputs=...)")
                 stack.append((t, True))
@@ -81,6 +81,12 @@ class Graph:
                 depth[id(p)] = max(depth[id(p)], depth[id(t)] + 1)
         nodes = [t for t in order if id(t) not in model_inputs]
         return sorted(nodes, key=lambda t: (-depth[id(t)], index[id(t)]))
+
+    @property
+    def public_layers(self) -> list[Layer]:
+        """The layers a user sees (``model.layers``, after the inputs): a custom layer in place of
+        the nodes its traced ``call()`` made, each layer once, in node order."""
+        return list({id(layer): layer for layer in (n.owner or n.layer for n in self.nodes)}.values())
 
     def owns_weights(self, node: SymbolicTensor) -> bool:
         return self.call_index[id(node)] == 0

@@ -114,6 +114,7 @@ def as_array(value) -> Array:
 
 def apply(op: OpDef, args: tuple, kwargs: dict):
     tensors, params = op.bind(args, kwargs)
+    tensors = [t.read() if getattr(t, "kind", None) == "Variable" else t for t in tensors]  # a custom layer's weight
     if any(_is_symbolic(t) for t in tensors):
         from polykeras.layers.operation import record
 

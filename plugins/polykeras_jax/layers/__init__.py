@@ -13,6 +13,7 @@ from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, LayerNormalization
 from .operation import Op
+from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
 
@@ -20,7 +21,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
-    LayerNormalization, Op, *MERGE_LAYERS,
+    LayerNormalization, Op, Variable, *MERGE_LAYERS,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

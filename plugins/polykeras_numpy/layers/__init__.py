@@ -13,6 +13,7 @@ from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
 from .operation import Op
+from .variable import Variable
 from .pooling import (
     AveragePooling2D,
     GlobalAveragePooling1D,
@@ -53,6 +54,7 @@ KERNELS: dict[str, type[Kernel]] = {
         Minimum,
         Concatenate,
         Op,
+        Variable,
         Dot,
         LayerNormalization,
         GlobalMaxPooling1D,

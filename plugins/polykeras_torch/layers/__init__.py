@@ -22,6 +22,7 @@ from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Fla
 from .merge import MERGE_LAYERS
 from .normalization import LayerNormalization
 from .operation import Op
+from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
 
@@ -31,7 +32,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
-        LayerNormalization, Op, *MERGE_LAYERS,
+        LayerNormalization, Op, Variable, *MERGE_LAYERS,
     )
 }
 

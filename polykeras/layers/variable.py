@@ -1,0 +1,149 @@
+"""Variables of custom layers, and the tracing of a custom layer's ``call()``.
+
+A custom layer (a :class:`~polykeras.layers.Layer` subclass that defines
+``call``) creates its weights with ``add_weight``, which returns a
+:class:`Variable`, as Keras's does. A variable is itself a tiny layer with one
+weight and no input: when ``call()`` is traced and an op reads the variable, a
+graph node of kind ``"Variable"`` is recorded whose output is the weight's
+value (it has no batch axis). A layer called twice reads its variables twice:
+the second read is a later call of the same variable, which shares its weight
+(``weights_of``), exactly like a shared layer.
+
+Tracing runs ``call()`` once per call of the layer on symbolic tensors: every
+op and every nested layer call it makes becomes a node of the caller's graph,
+and every node made during the trace remembers the outermost custom layer that
+made it (``SymbolicTensor.owner``), which is how a model lists the custom layer
+among its layers. Python code in ``call()`` runs at trace time, so control flow
+on static facts (shapes, config) is fine; control flow on tensor values raises
+a ``TypeError`` that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from polykeras import backend as _backend
+from polykeras import initializers, regularizers
+from polykeras.layers.base import Layer
+from polykeras.layers.symbolic import TRACING
+from polykeras.spec import WeightSpec
+
+
+@contextlib.contextmanager
+def tracing(layer: Layer):
+    """Trace ``layer``'s ``call()``: nodes made inside belong to the outermost traced layer."""
+    TRACING.append((layer, {}))
+    try:
+        yield
+    finally:
+        TRACING.pop()
+
+
+class Variable(Layer):
+    """One weight of a custom layer (Keras's ``Variable``): ``shape``, ``dtype``,
+    ``name``, ``path``, ``trainable``, ``numpy()``, ``assign()``; usable in
+    ``polykeras.ops`` and with the arithmetic operators, eagerly (its value) or
+    inside a traced ``call()`` (a graph node)."""
+
+    kind = "Variable"
+    multiple_inputs = True
+
+    def __init__(self, shape, initializer=None, dtype=None, trainable: bool = True, regularizer=None,
+                 name: str = "variable", owner: str = "", **kwargs):
+        super().__init__(name=f"{owner}/{name}" if owner else name, dtype=dtype, **kwargs)
+        self.variable_name, self.owner_name = name, owner
+        self.trainable = bool(trainable)
+        self._shape = tuple(int(d) for d in shape)
+        init = initializers.get(initializer if initializer is not None else "glorot_uniform")
+        value = np.asarray(init(self._shape, dtype=dtype or _backend.floatx()))
+        penalty = regularizers.to_spec(regularizers.get(regularizer))
+        self._weight_specs.append(WeightSpec(name, self._shape, bool(trainable), penalty))
+        self._weight_values.append(value)
+        self.built = True
+
+    # -- Keras's Variable -----------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self._shape
+
+    @property
+    def path(self) -> str:
+        return self.name
+
+    @property
+    def trainable_variable(self) -> bool:
+        return self._weight_specs[0].trainable
+
+    def numpy(self) -> np.ndarray:
+        return self.get_weights()[0]
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.numpy()
+
+    def assign(self, value) -> None:
+        self.set_weights([np.asarray(value).reshape(self._shape)])
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype=dtype)
+
+    # -- as an operand ---------------------------------------------------------------
+    def read(self):
+        """Inside a traced ``call()``: the symbolic value (one node per trace); else the value."""
+        if not TRACING:
+            return self.numpy()
+        reads = TRACING[-1][1]
+        if id(self) not in reads:
+            reads[id(self)] = self._call_symbolically([], several=True)
+        return reads[id(self)]
+
+    def _call_symbolically(self, tensors, several):
+        out = super()._call_symbolically(tensors, several)
+        out.batched = False
+        out.dtype = self.dtype or _backend.floatx()
+        return out
+
+    def _check_input_shape(self, input_shape) -> None:
+        if input_shape:
+            raise ValueError(f"variable {self.name!r} takes no input")
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return self._shape
+
+    def get_config(self) -> dict[str, Any]:
+        spec = self._weight_specs[0]
+        return {"name": self.variable_name, "owner": self.owner_name, "shape": list(self._shape), "dtype": self.dtype,
+                "trainable": spec.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Variable":
+        return cls(initializer="zeros", **config)
+
+    def to_spec(self, name, inbound, input_shapes, output_shape, weights_of=None):
+        return dataclasses.replace(super().to_spec(name, inbound, input_shapes, output_shape, weights_of), config={})
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self._shape}, dtype={self.dtype or _backend.floatx()}>"
+
+
+def _operator(name: str, reverse: bool = False):
+    def method(self, other=None):
+        from polykeras import ops
+
+        args = (self,) if other is None and name in ("negative", "abs") else ((other, self) if reverse else (self, other))
+        return getattr(ops, name)(*args)
+
+    return method
+
+
+for _name, _op, _reverse in [("__add__", "add", False), ("__radd__", "add", True), ("__sub__", "subtract", False),
+                             ("__rsub__", "subtract", True), ("__mul__", "multiply", False),
+                             ("__rmul__", "multiply", True), ("__truediv__", "divide", False),
+                             ("__rtruediv__", "divide", True), ("__matmul__", "matmul", False),
+                             ("__rmatmul__", "matmul", True), ("__pow__", "power", False),
+                             ("__neg__", "negative", False), ("__abs__", "abs", False)]:
+    setattr(Variable, _name, _operator(_op, _reverse))
