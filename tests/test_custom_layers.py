@@ -176,3 +176,15 @@ def test_bad_custom_layers_get_clear_errors():
 
     with pytest.raises(TypeError, match="takes the shape first"):
         OldStyle()(keras.Input((3,)))
+
+
+def test_models_with_custom_layers_save_and_load_without_the_class(tmp_path):
+    """The traced graph is in the file: loading needs no custom_objects (the custom layer's name is
+    kept in its variables' and nodes' names, not its class)."""
+    model, _ = _model()
+    x, _ = _data(8)
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.saving.load_model(tmp_path / "m.polykeras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(NotImplementedError, match="cannot be written to a Keras 3 .keras file yet.*polykeras"):
+        model.save(tmp_path / "m.keras")

@@ -60,7 +60,8 @@ class Variable(Layer):
         self._shape = tuple(int(d) for d in shape)
         init = initializers.get(initializer if initializer is not None else "glorot_uniform")
         value = np.asarray(init(self._shape, dtype=dtype or _backend.floatx()))
-        penalty = regularizers.to_spec(regularizers.get(regularizer))
+        self.regularizer = regularizers.get(regularizer)
+        penalty = regularizers.to_spec(self.regularizer)
         self._weight_specs.append(WeightSpec(name, self._shape, bool(trainable), penalty))
         self._weight_values.append(value)
         self.built = True
@@ -92,6 +93,12 @@ class Variable(Layer):
         return np.asarray(self.numpy(), dtype=dtype)
 
     # -- as an operand ---------------------------------------------------------------
+    def __call__(self, inputs=(), training=None):
+        """A new read of the variable as a graph node (how a saved model's graph is rebuilt)."""
+        if len(inputs):
+            raise ValueError(f"variable {self.name!r} takes no input")
+        return self._call_symbolically([], several=True)
+
     def read(self):
         """Inside a traced ``call()``: the symbolic value (one node per trace); else the value."""
         if not TRACING:
@@ -116,8 +123,10 @@ class Variable(Layer):
 
     def get_config(self) -> dict[str, Any]:
         spec = self._weight_specs[0]
+        from polykeras.layers.base import serialize_regularizer
+
         return {"name": self.variable_name, "owner": self.owner_name, "shape": list(self._shape), "dtype": self.dtype,
-                "trainable": spec.trainable}
+                "trainable": spec.trainable, "regularizer": serialize_regularizer(self.regularizer)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Variable":

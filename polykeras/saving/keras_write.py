@@ -142,8 +142,13 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     import polykeras
     from polykeras.saving import keras_training
 
-    keras_config, saved = keras_layout(model)
     spec = model._spec()
+    traced = sorted({layer.kind for layer in spec.layers} & {"Operation", "Variable"})
+    if traced:
+        raise NotImplementedError(
+            f"model {model.name!r} uses polykeras.ops or custom layers ({', '.join(traced)} nodes), which cannot be "
+            "written to a Keras 3 .keras file yet; save it as .polykeras (polykeras's own format, which keeps them)")
+    keras_config, saved = keras_layout(model)
     weights = iter(model.get_weights())
     per_layer = {layer.name: [next(weights) for _ in layer.weights] for layer in spec.layers}
     buffer = io.BytesIO()
