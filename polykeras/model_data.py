@@ -45,6 +45,8 @@ def prepare_x(model, x, float_dtype: str):
         first = next(iter(x.values())) if isinstance(x, dict) else (
             x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x)
         model._ensure_built(np.shape(first))
+    if hasattr(model, "_build_from_data") and not model.built:  # a subclassed model's first data
+        model._build_from_data(x)
     spec = model._spec()
     names = [i.name for i in spec.inputs]
     if isinstance(x, dict):

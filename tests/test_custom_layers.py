@@ -188,3 +188,54 @@ def test_models_with_custom_layers_save_and_load_without_the_class(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     with pytest.raises(NotImplementedError, match="cannot be written to a Keras 3 .keras file yet.*polykeras"):
         model.save(tmp_path / "m.keras")
+
+
+class Classifier(keras.Model):
+    """A subclassed model: layers in __init__, a call() mixing them with ops and a custom layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.block = Block()
+        self.drop = layers.Dropout(0.25)
+        self.head = layers.Dense(3, activation="softmax")
+
+    def call(self, x, training=None):
+        return self.head(self.drop(self.block(ops.tanh(x)), training=training))
+
+
+def _subclassed(backend, weights=None):
+    keras.utils.set_random_seed(5)
+    model = Classifier()
+    model.compile("adam", "sparse_categorical_crossentropy", backend=backend, dtype="float64", parity=True)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(24, 5)), rng.integers(0, 3, 24)
+    model.build((None, 5))
+    if weights is not None:
+        model.set_weights(weights)
+    start = model.get_weights()
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    return start, history.history["loss"], model.get_weights()
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_subclassed_models_train_like_the_reference_in_float64(backend):
+    start, ref_loss, ref_weights = _subclassed("numpy")
+    _, loss, weights = _subclassed(backend, start)
+    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+
+
+def test_subclassed_models_build_on_first_data_or_call_and_list_their_layers():
+    model = Classifier()
+    assert not model.built
+    with pytest.raises(ValueError, match="not built yet.*build\\(input_shape\\)"):
+        model.summary()
+    model.predict(np.zeros((2, 5)), verbose=0)  # built from the data's shape
+    assert model.built and model.output_shape == (None, 3)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Operation", "Block", "Dropout", "Dense"]
+    inner = Classifier()
+    inp = keras.Input((5,))
+    assert keras.Model(inp, inner(inp)).output_shape == (None, 3)  # used as a layer: traced on the tensor
+    with pytest.raises(TypeError, match="needs inputs and outputs"):
+        keras.Model()

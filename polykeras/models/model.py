@@ -18,6 +18,7 @@ from polykeras import losses as _losses
 from polykeras import optimizers as _optimizers
 from polykeras.layers.base import Layer, SymbolicTensor, unique_name
 from polykeras.layers.input_layer import InputLayer
+from polykeras.models import subclassed
 from polykeras.models.graph import Graph, check_call_inputs, replay
 from polykeras.models.training import TrainingAPI
 from polykeras.spec import ModelSpec
@@ -52,11 +53,9 @@ class Model(TrainingAPI):
         self._output_names: list[str] | None = None
         if inputs is None and outputs is None:
             if type(self) is Model:
-                raise NotImplementedError(
-                    "subclassed models (overriding call()) are not supported yet; build the model with "
-                    "Model(inputs, outputs) or Sequential([...])"
-                )
-            return
+                raise TypeError("Model() needs inputs and outputs (Model(inputs, outputs)), or subclass Model and "
+                                "define call()")
+            return  # a subclassed model (built by tracing call() on its first data) or a Sequential
         if isinstance(outputs, dict):
             self._output_names = [str(k) for k in outputs]
         self._set_graph(Graph(_as_list(inputs, "inputs"), _as_list(outputs, "outputs"), self.name))
@@ -72,8 +71,13 @@ class Model(TrainingAPI):
     # -- structure ---------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
-        """The input layers, then every layer of the graph, each once."""
-        return [t.layer for t in self._graph.inputs] + self._graph.layers
+        """The input layers, then every layer of the graph, each once (a subclassed model not
+        built yet: the layers it holds as attributes)."""
+        if self._graph is None:
+            from polykeras.layers.custom import nested_layers
+
+            return nested_layers(self)
+        return [t.layer for t in self._graph.inputs] + self._graph.public_layers
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         if index is not None:
@@ -85,7 +89,20 @@ class Model(TrainingAPI):
 
     @property
     def built(self) -> bool:
-        return True
+        return self._graph is not None
+
+    # -- subclassed models (polykeras.models.subclassed) ---------------------------------
+    def _build_from_data(self, x) -> None:
+        """A subclassed model's first data: trace ``call()`` on inputs shaped like it."""
+        if not self.built and callable(getattr(self, "call", None)):
+            subclassed.trace(self, subclassed.inputs_for_data(x))
+
+    def build(self, input_shape) -> None:
+        """Build a subclassed model for ``input_shape`` (batch included; a list or dict for several inputs)."""
+        if not self.built:
+            if not callable(getattr(self, "call", None)):
+                raise TypeError(f"model {self.name!r} has no call() to build from")
+            subclassed.trace(self, subclassed.inputs_for_shapes(input_shape))
 
     def _weighted_layers(self) -> list[Layer]:
         """The graph's layers (inputs excluded), each once, in the order of
@@ -94,6 +111,9 @@ class Model(TrainingAPI):
 
     def _spec(self) -> ModelSpec:
         """The model as plain data; what a backend compiles."""
+        if self._graph is None:
+            raise ValueError(f"model {self.name!r} is not built yet: call fit/predict/evaluate on data, call it on "
+                             "polykeras.Input tensors, or call build(input_shape)")
         if self._spec_cache is None:
             self._spec_cache = self._graph.spec()
         return self._spec_cache
@@ -131,6 +151,10 @@ class Model(TrainingAPI):
             list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         if not any(isinstance(t, SymbolicTensor) for t in given):
             return self.predict_on_batch(inputs)
+        if not self.built and callable(getattr(self, "call", None)):  # a subclassed model used as a layer
+            subclassed.trace(self, subclassed.inputs_for_shapes(
+                {k: t.shape for k, t in inputs.items()} if isinstance(inputs, dict)
+                else [t.shape for t in given] if isinstance(inputs, (list, tuple)) else given[0].shape))
         if hasattr(self, "_ensure_built") and len(given) == 1:
             self._ensure_built(given[0].shape)
         if isinstance(inputs, dict):
@@ -294,6 +318,7 @@ class Model(TrainingAPI):
     def summary(self, line_length: int = 80, print_fn: Callable[[str], None] | None = None, **kwargs) -> None:
         from polykeras.models.summary import summary_lines
 
+        self._spec()  # a model not built yet says so
         for line in summary_lines(self, line_length):
             (print_fn or print)(line)
 
