@@ -491,6 +491,7 @@ KERAS_SIDE = textwrap.dedent("""
         models["k_seq_nested"] = keras.Sequential([keras.Input((4,)), inner, L.Dense(2, name="out")])
         # the layers of modern programs: normalization, pooling, padding and resampling, shape
         models["k_layers"] = keras.Sequential([keras.Input((4, 5)), L.LayerNormalization(), L.Dense(6),
+                                               L.GroupNormalization(groups=3), L.UnitNormalization(axis=[1, 2]),
                                                L.LayerNormalization(axis=[1, 2], center=False, epsilon=0.01),
                                                L.GlobalMaxPooling1D(keepdims=True)])
         models["k_images"] = keras.Sequential([
@@ -681,7 +682,8 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
     h = layers.Dense(7, activation="tanh")(x)
     models["functional"] = pk.Model(x, layers.Dense(2)(layers.Dense(7)(h)))
     models["layers"] = pk.Sequential([layers.Input((4, 5)), layers.LayerNormalization(axis=[1, 2], epsilon=0.01),
-                                      layers.Dense(6), layers.LayerNormalization(rms_scaling=True),
+                                      layers.Dense(6), layers.GroupNormalization(groups=-1, center=False),
+                                      layers.UnitNormalization(), layers.LayerNormalization(rms_scaling=True),
                                       layers.GlobalMaxPooling1D()])
     models["images"] = pk.Sequential([
         layers.Input((5, 6, 3)), layers.ZeroPadding2D(1), layers.Conv2D(4, 3, activation="relu"), layers.Cropping2D(1),

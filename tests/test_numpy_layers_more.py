@@ -38,6 +38,13 @@ CASES = [
     ("Permute", {"dims": [2, 1]}, (3, 4)),
     ("Permute", {"dims": [3, 1, 2]}, (2, 3, 4)),
     ("Identity", {}, (3, 2)),
+    ("GroupNormalization", {"groups": 2}, (3, 4)),
+    ("GroupNormalization", {"groups": 3, "center": False, "epsilon": 0.1}, (2, 2, 6)),
+    ("GroupNormalization", {"groups": -1, "scale": False}, (4, 3)),
+    ("GroupNormalization", {"groups": 1}, (2, 3)),
+    ("UnitNormalization", {}, (4,)),
+    ("UnitNormalization", {"axis": [1, 2]}, (2, 3)),
+    ("UnitNormalization", {"axis": 1}, (3, 2)),
 ]
 
 
@@ -185,7 +192,8 @@ def test_reshaping_api_configs_are_keras_normal_forms():
 
 
 @pytest.mark.parametrize("kind, config, shape, error, match", [
-    ("UpSampling2D", {"size": 2, "interpolation": "bicubic"}, (2, 2, 1), NotImplementedError, "interpolation='bicubic'"),
+    ("UpSampling2D", {"size": 2, "interpolation": "bicubic"}, (2, 2, 1), NotImplementedError,
+     "interpolation='bicubic'"),
     ("UpSampling2D", {"size": 2, "data_format": "channels_first"}, (2, 2, 1), NotImplementedError, "channels_first"),
     ("ZeroPadding2D", {"padding": [1, 2, 3]}, (2, 2, 1), ValueError, "padding"),
     ("Cropping2D", {"cropping": [[1, 1], [0, 0]]}, (2, 2, 1), ValueError, "whole axis"),
@@ -194,5 +202,40 @@ def test_reshaping_api_configs_are_keras_normal_forms():
     ("RepeatVector", {"n": 2}, (2, 2), ValueError, "rank 2"),
 ])
 def test_reshaping_bad_configs_fail_clearly(kind, config, shape, error, match):
+    with pytest.raises(error, match=match):
+        build(kind, config, shape)
+
+
+# -- GroupNormalization, UnitNormalization -------------------------------------------------
+
+def test_group_normalization_values():
+    rng = np.random.default_rng(7)
+    kernel = build("GroupNormalization", {"groups": 2}, (3, 4))
+    assert [(w.name, w.shape) for w in kernel.spec.weights] == [("gamma", (4,)), ("beta", (4,))]
+    gamma, beta = weights = random_weights(kernel, rng)
+    x = rng.normal(size=(2, 3, 4))
+    y, _ = kernel.forward(weights, x, context(False))
+    for g in range(2):
+        part = x[..., 2 * g:2 * g + 2]
+        mean, var = part.mean(axis=(1, 2), keepdims=True), part.var(axis=(1, 2), keepdims=True)
+        expected = (part - mean) / np.sqrt(var + 1e-3) * gamma[2 * g:2 * g + 2] + beta[2 * g:2 * g + 2]
+        np.testing.assert_allclose(y[..., 2 * g:2 * g + 2], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_unit_normalization_values_and_zero_vector():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    kernel = build("UnitNormalization", {}, (2,))
+    y, cache = kernel.forward([], x, context(False))
+    np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0]])
+    dx, _ = kernel.backward([], cache, np.ones_like(x))
+    assert np.all(np.isfinite(dx)) and dx[1, 0] == 1e12  # clipped: scale 1/epsilon, a constant
+
+
+@pytest.mark.parametrize("kind, config, shape, error, match", [
+    ("GroupNormalization", {"groups": 3}, (2, 4), ValueError, "divide"),
+    ("GroupNormalization", {"groups": 2, "axis": 1}, (2, 4), NotImplementedError, "axis=1"),
+    ("UnitNormalization", {"axis": 0}, (3,), ValueError, "batch axis"),
+])
+def test_normalization_bad_configs_fail_clearly(kind, config, shape, error, match):
     with pytest.raises(error, match=match):
         build(kind, config, shape)

@@ -126,10 +126,11 @@ def _padding_cropping(draw):
 @st.composite
 def _upsampling(draw):
     if draw(st.booleans()):
-        return [_layer("UpSampling1D", size=draw(st.integers(1, 3)))], (draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+        steps, channels = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+        return [_layer("UpSampling1D", size=draw(st.integers(1, 3)))], (steps, channels)
     size = draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
     config = dict(size=size, interpolation=draw(st.sampled_from(["nearest", "bilinear"])))
-    return [_layer("UpSampling2D", **config)], (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+    return [_layer("UpSampling2D", **config)], tuple(draw(st.integers(1, n)) for n in (4, 4, 3))
 
 
 @st.composite
@@ -161,6 +162,22 @@ def _layer_norm(draw):
     config = dict(axis=axis, epsilon=draw(st.sampled_from([1e-3, 0.1])), center=draw(st.booleans()),
                   scale=draw(st.booleans()), rms_scaling=draw(st.sampled_from([False, False, True])))
     return [_layer("LayerNormalization", **config)], shape
+
+
+@st.composite
+def _group_unit_norm(draw):
+    """GroupNormalization (groups dividing the channels, -1: instance norm; center, scale, epsilon) and
+    UnitNormalization over an int or a list of axes."""
+    rank = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        groups = draw(st.sampled_from([1, 2, 3, -1]))
+        shape = tuple(draw(st.integers(1, 3)) for _ in range(rank - 1)) + (abs(groups) * draw(st.integers(1, 2)),)
+        config = dict(groups=groups, epsilon=draw(st.sampled_from([1e-3, 0.1])), center=draw(st.booleans()),
+                      scale=draw(st.booleans()))
+        return [_layer("GroupNormalization", **config)], shape
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    axis = draw(st.sampled_from([-1, 1, list(range(1, rank + 1))]))
+    return [_layer("UnitNormalization", axis=axis)], shape
 
 
 @st.composite
@@ -267,6 +284,7 @@ STRATEGIES = {
     "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling, "RepeatVector/Permute/Identity": _shape_layers,
+    "Group/UnitNormalization": _group_unit_norm,
 }
 
 

@@ -34,7 +34,7 @@ LAYER_KINDS = frozenset({
     "LayerNormalization", "Operation", "Variable",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
-    "Permute", "Identity",
+    "Permute", "Identity", "GroupNormalization", "UnitNormalization",
 })
 
 #: Accelerator platforms first: the first available device is the default.

@@ -38,7 +38,7 @@ LAYER_KINDS = frozenset({
     "LayerNormalization", "Operation", "Variable",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
-    "Permute", "Identity",
+    "Permute", "Identity", "GroupNormalization", "UnitNormalization",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})

@@ -27,7 +27,7 @@ LAYER_KINDS = frozenset({
     "LayerNormalization", "Operation", "Variable",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
-    "Permute", "Identity",
+    "Permute", "Identity", "GroupNormalization", "UnitNormalization",
 })
 
 

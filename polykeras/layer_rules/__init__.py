@@ -25,7 +25,8 @@ from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, G
                    GlobalAveragePooling2DRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, GlobalPoolingRules,
                    MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
 from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
-from .normalization import BatchNormalizationRules, EmbeddingRules, LayerNormalizationRules, layer_norm_axes
+from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormalizationRules, LayerNormalizationRules,
+                            UnitNormalizationRules, layer_norm_axes)
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
 from .reshaping import RESHAPING_RULES
 
@@ -35,6 +36,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
+    GroupNormalizationRules, UnitNormalizationRules,
 )}
 
 

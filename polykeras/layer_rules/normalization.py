@@ -144,3 +144,59 @@ class LayerNormalizationRules(SameShape):
     def weight_shape(self, input_shape) -> tuple[int, ...]:
         """``gamma``/``beta`` reshaped to broadcast over an input of ``input_shape``."""
         return tuple(int(d) if a in self.axes else 1 for a, d in enumerate(input_shape))
+
+
+class GroupNormalizationRules(SameShape):
+    """``groups`` (``-1``: one per channel), ``epsilon``, ``center``, ``scale``, the
+    weight positions, and :meth:`grouped_shape`. The channel axis must be the last
+    (``axis=-1``, channels_last). Keras's order of operations, per sample and group
+    over every non-batch axis: ``inv = rsqrt(var + eps) * gamma``,
+    ``y = x * inv + (beta - mean * inv)``; ``gamma``/``beta`` are per channel."""
+
+    kind = "GroupNormalization"
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        cfg = self.config
+        rank = len(spec.input_shape)
+        axis = cfg.get("axis", -1)
+        if axis not in (-1, rank - 1):
+            raise self.unsupported(f"axis={axis!r}", "; only the last axis (axis=-1, channels_last) is")
+        channels = spec.input_shape[-1]
+        groups = int(cfg.get("groups", 32))
+        self.groups = int(channels) if groups == -1 else groups
+        if self.groups <= 0 or channels is None or channels % self.groups:
+            raise ValueError(f"GroupNormalization layer {self.name!r}: groups={groups} must divide the "
+                             f"{channels} channels (or be -1: one group per channel)")
+        self.epsilon = float(cfg.get("epsilon", 1e-3))
+        self.scale = bool(cfg.get("scale", True))
+        self.center = bool(cfg.get("center", True))
+        self.gamma_index = 0 if self.scale else None
+        self.beta_index = int(self.scale) if self.center else None
+
+    def grouped_shape(self, shape) -> tuple[int, ...]:
+        """``shape`` with its channel axis split into ``(groups, channels // groups)``."""
+        return tuple(shape[:-1]) + (self.groups, int(shape[-1]) // self.groups)
+
+    def reduced_axes(self, rank: int) -> tuple[int, ...]:
+        """The axes of a grouped array of ``rank`` (input rank + 1) that the statistics are taken over."""
+        return tuple(range(1, rank - 2)) + (rank - 1,)
+
+
+class UnitNormalizationRules(SameShape):
+    """``axes`` (non-negative) and ``epsilon`` (1e-12, Keras's fixed value):
+    ``y = x * min(1 / sqrt(sum(x^2)), 1 / epsilon)`` over the axes (``ops.normalize``)."""
+
+    kind = "UnitNormalization"
+    epsilon = 1e-12
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        rank = len(spec.input_shape)
+        axis = self.config.get("axis", -1)
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        for a in axes:
+            if not -rank <= a < rank or a % rank == 0:
+                raise ValueError(f"UnitNormalization layer {self.name!r}: axis {a} is out of range (or the batch "
+                                 f"axis) for an input of rank {rank}")
+        self.axes = tuple(sorted({a % rank for a in axes}))

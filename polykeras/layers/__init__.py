@@ -12,7 +12,7 @@ from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Min
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.operation import Operation
 from polykeras.layers.variable import Variable
-from polykeras.layers.normalization import BatchNormalization, LayerNormalization
+from polykeras.layers.normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 from polykeras.layers.reshaping import (RESHAPING_LAYERS, Cropping1D, Cropping2D, Identity, Permute, RepeatVector,
                                         UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -23,7 +23,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
-                GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS)
+                GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization)
 }
 
 

@@ -92,3 +92,55 @@ class LayerNormalization(Layer):
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": serialize_regularizer(self.beta_regularizer),
                 "gamma_regularizer": serialize_regularizer(self.gamma_regularizer)}
+
+
+class GroupNormalization(Layer):
+    """Per-sample normalisation over groups of channels (Keras 3; ``groups=-1``:
+    instance normalization). ``gamma``/``beta`` are per channel."""
+
+    def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(groups, int) or (groups <= 0 and groups != -1):
+            raise ValueError(f"GroupNormalization groups must be a positive int or -1, got {groups!r}")
+        self.groups, self.axis, self.epsilon = groups, int(axis), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def build(self, input_shape):
+        channels = input_shape[self.axis]
+        if channels is None:
+            raise ValueError(f"GroupNormalization {self.name!r}: axis {self.axis} of input {tuple(input_shape)} "
+                             "must have a known size")
+        if self.groups == -1:
+            self.groups = int(channels)  # as Keras: the config then says how many
+        if channels % self.groups:
+            raise ValueError(f"GroupNormalization {self.name!r}: groups={self.groups} must divide the {channels} "
+                             "channels")
+        if self.scale:
+            self._add_weight("gamma", (channels,), self.gamma_initializer, self.gamma_regularizer)
+        if self.center:
+            self._add_weight("beta", (channels,), self.beta_initializer, self.beta_regularizer)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": serialize_regularizer(self.beta_regularizer),
+                "gamma_regularizer": serialize_regularizer(self.gamma_regularizer)}
+
+
+class UnitNormalization(Layer):
+    """``x / |x|`` (L2) over ``axis`` (an int or a list), as Keras's ``ops.normalize``."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -11,7 +11,7 @@ from .conv import (AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D, Glo
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import MERGE_LAYERS
-from .normalization import BatchNormalization, Embedding, LayerNormalization
+from .normalization import BatchNormalization, Embedding, GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
 from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
@@ -21,6 +21,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
+    GroupNormalization, UnitNormalization,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
 )}
 

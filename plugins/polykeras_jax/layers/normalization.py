@@ -85,3 +85,36 @@ class LayerNormalization(Layer):
         if rules.center:
             res = res + weights[rules.beta_index].reshape(wshape)
         return x * inv + res
+
+
+class GroupNormalization(Layer):
+    """Per sample and group of channels, in Keras's order (see the rules):
+    ``inv = rsqrt(var + eps) * gamma``, ``y = x * inv + (beta - mean * inv)``."""
+
+    kind = "GroupNormalization"
+
+    def __call__(self, weights, x, ctx):
+        rules = self.rules
+        xg = x.reshape(rules.grouped_shape(x.shape))
+        axes = rules.reduced_axes(xg.ndim)
+        wshape = (1,) * (xg.ndim - 2) + xg.shape[-2:]
+        mean = jnp.mean(xg, axis=axes, keepdims=True)
+        inv = lax.rsqrt(jnp.var(xg, axis=axes, keepdims=True) + jnp.asarray(rules.epsilon, x.dtype))
+        if rules.scale:
+            inv = inv * weights[rules.gamma_index].reshape(wshape)
+        res = -mean * inv
+        if rules.center:
+            res = res + weights[rules.beta_index].reshape(wshape)
+        return (xg * inv + res).reshape(x.shape)
+
+
+class UnitNormalization(Layer):
+    """``x * min(rsqrt(sum(x^2)), 1 / epsilon)`` over the axes (Keras's ``ops.normalize``)."""
+
+    kind = "UnitNormalization"
+
+    def __call__(self, weights, x, ctx):
+        rules = self.rules
+        scale = jnp.minimum(lax.rsqrt(jnp.sum(x * x, axis=rules.axes, keepdims=True)),
+                            jnp.asarray(1.0 / rules.epsilon, x.dtype))
+        return x * scale

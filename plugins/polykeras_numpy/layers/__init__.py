@@ -11,7 +11,7 @@ from .conv import Conv1D, Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
-from .normalization import BatchNormalization, LayerNormalization
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
 from .variable import Variable
 from .pooling import (
@@ -60,6 +60,8 @@ KERNELS: dict[str, type[Kernel]] = {
         GlobalMaxPooling1D,
         GlobalMaxPooling2D,
         *RESHAPING_KERNELS,
+        GroupNormalization,
+        UnitNormalization,
     )
 }
 

@@ -140,3 +140,73 @@ class LayerNormalization(Kernel):
         if rules.center:
             dweights[rules.beta_index] = dy.sum(axis=others).reshape(wshape)
         return dx, dweights
+
+
+class GroupNormalization(Kernel):
+    """Per sample and group of channels (the rules,
+    :mod:`polykeras.layer_rules.normalization`), in Keras's order::
+
+        x -> (..., groups, channels // groups); mean, var over every axis but batch and groups
+        inv = 1 / sqrt(var + epsilon) * gamma;  y = x * inv + (beta - mean * inv)
+
+    The backward is LayerNormalization's, per group, with per-channel ``gamma``.
+    """
+
+    kind = "GroupNormalization"
+
+    def _gamma_beta(self, weights, grouped):
+        rules, shape = self.rules, (1,) * (len(grouped) - 2) + grouped[-2:]
+        gamma = weights[rules.gamma_index].reshape(shape) if rules.scale else None
+        beta = weights[rules.beta_index].reshape(shape) if rules.center else None
+        return gamma, beta
+
+    def forward(self, weights, x, ctx):
+        rules = self.rules
+        xg = x.reshape(rules.grouped_shape(x.shape))
+        axes = rules.reduced_axes(xg.ndim)
+        gamma, beta = self._gamma_beta(weights, xg.shape)
+        mean = xg.mean(axis=axes, keepdims=True)
+        inv_std = 1.0 / np.sqrt(xg.var(axis=axes, keepdims=True) + rules.epsilon)
+        inv = inv_std if gamma is None else inv_std * gamma
+        res = -mean * inv if beta is None else beta - mean * inv
+        return (xg * inv + res).reshape(x.shape), (xg, mean, inv_std)
+
+    def backward(self, weights, cache, dy):
+        xg, mean, inv_std = cache
+        rules = self.rules
+        axes = rules.reduced_axes(xg.ndim)
+        gamma, _ = self._gamma_beta(weights, xg.shape)
+        dyg = dy.reshape(xg.shape)
+        n = int(np.prod([xg.shape[a] for a in axes]))
+        normalised = (xg - mean) * inv_std
+        du = dyg if gamma is None else dyg * gamma
+        dx = (inv_std / n) * (n * du - du.sum(axis=axes, keepdims=True)
+                              - normalised * (du * normalised).sum(axis=axes, keepdims=True))
+        per_channel = tuple(range(xg.ndim - 2))
+        dweights: list[np.ndarray | None] = [None] * len(weights)
+        if rules.scale:
+            dweights[rules.gamma_index] = (dyg * normalised).sum(axis=per_channel).reshape(-1)
+        if rules.center:
+            dweights[rules.beta_index] = dyg.sum(axis=per_channel).reshape(-1)
+        return dx.reshape(dy.shape), dweights
+
+
+class UnitNormalization(Kernel):
+    """``y = x * s`` with ``s = min(1 / sqrt(sum(x^2)), 1 / epsilon)`` over the axes
+    (Keras's ``ops.normalize(order=2)``). Where the norm is not clipped,
+    ``dx = s * (dy - y * sum(dy * y))``; where it is, ``s`` is a constant: ``dx = s * dy``."""
+
+    kind = "UnitNormalization"
+
+    def forward(self, weights, x, ctx):
+        axes = self.rules.axes
+        with np.errstate(divide="ignore"):  # a zero vector: 1/0 = inf, clipped to 1/epsilon
+            scale = np.minimum(1.0 / np.sqrt((x * x).sum(axis=axes, keepdims=True)), 1.0 / self.rules.epsilon)
+        y = x * scale
+        return y, (y, scale)
+
+    def backward(self, weights, cache, dy):
+        y, scale = cache
+        clipped = scale >= 1.0 / self.rules.epsilon
+        along = np.where(clipped, 0.0, (dy * y).sum(axis=self.rules.axes, keepdims=True))
+        return scale * (dy - y * along), []

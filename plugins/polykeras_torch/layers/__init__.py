@@ -20,7 +20,7 @@ from .conv import (
 )
 from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
 from .merge import MERGE_LAYERS
-from .normalization import LayerNormalization
+from .normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
 from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
@@ -32,6 +32,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
+        GroupNormalization, UnitNormalization,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
     )
 }

@@ -43,3 +43,37 @@ class LayerNormalization(TorchLayer):
         if beta is not None:
             res = res + beta.reshape(wshape)
         return x * inv + res
+
+
+class GroupNormalization(TorchLayer):
+    """Per sample and group of channels, written out in Keras's order (see the
+    rules): ``inv = rsqrt(var + eps) * gamma``, ``y = x * inv + (beta - mean * inv)``.
+    (``F.group_norm`` computes the same function on channels-first data, but
+    fails in torch 2.13 when given a bias without a weight.)"""
+
+    kind = "GroupNormalization"
+
+    def forward(self, params, x, ctx):
+        rules = self.rules
+        xg = x.reshape(rules.grouped_shape(x.shape))
+        axes = rules.reduced_axes(xg.dim())
+        wshape = (1,) * (xg.dim() - 2) + tuple(xg.shape[-2:])
+        var, mean = torch.var_mean(xg, dim=axes, keepdim=True, correction=0)
+        inv = torch.rsqrt(var + rules.epsilon)
+        if rules.scale:
+            inv = inv * params[rules.gamma_index].reshape(wshape)
+        res = -mean * inv
+        if rules.center:
+            res = res + params[rules.beta_index].reshape(wshape)
+        return (xg * inv + res).reshape(x.shape)
+
+
+class UnitNormalization(TorchLayer):
+    """``x * min(rsqrt(sum(x^2)), 1 / epsilon)`` over the axes, as Keras's ``ops.normalize``."""
+
+    kind = "UnitNormalization"
+
+    def forward(self, params, x, ctx):
+        rules = self.rules
+        scale = torch.rsqrt((x * x).sum(dim=rules.axes, keepdim=True)).clamp(max=1.0 / rules.epsilon)
+        return x * scale
