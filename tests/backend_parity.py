@@ -85,6 +85,7 @@ def layer_cases() -> list[LayerCase]:
         ("maxpool2d-same-stride1", lambda: layers.MaxPooling2D(3, strides=1, padding="same"), (5, 5, 2)),
         ("avgpool2d-same", lambda: layers.AveragePooling2D(3, strides=2, padding="same"), (5, 6, 2)),
         ("maxpool1d", lambda: layers.MaxPooling1D(), (8, 3)),
+        ("avgpool1d-same-stride2", lambda: layers.AveragePooling1D(3, strides=2, padding="same"), (8, 3)),
         ("gap2d", lambda: layers.GlobalAveragePooling2D(), (4, 5, 3)),
         ("gap1d", lambda: layers.GlobalAveragePooling1D(), (6, 3)),
         ("gmp2d-keepdims", lambda: layers.GlobalMaxPooling2D(keepdims=True), (4, 5, 3)),

@@ -58,6 +58,8 @@ KERAS_BUGS = {
                                                "silently normalises the wrong one (with different sizes it raises)",
     ("keras-torch", "avgpool2d-same"): "Keras on torch averages AveragePooling2D(padding='same') windows over the "
                                        "zero padding too (Keras on jax and tensorflow, and the reference, do not)",
+    ("keras-torch", "avgpool1d-same-stride2"): "the same Keras-on-torch rule for AveragePooling1D(padding='same'): "
+                                               "its windows average over the zero padding too",
     **{("keras-tensorflow", f"{kind.lower()}-tie"): f"Keras on TensorFlow gives a tie's whole gradient to the first "
                                                    f"input of {kind} (TensorFlow's rule); the reference splits it "
                                                    "equally, as jax and torch (and Keras on them) do"

@@ -45,6 +45,8 @@ CASES = [
     ("UnitNormalization", {}, (4,)),
     ("UnitNormalization", {"axis": [1, 2]}, (2, 3)),
     ("UnitNormalization", {"axis": 1}, (3, 2)),
+    ("AveragePooling1D", {"pool_size": [2], "strides": None, "padding": "valid"}, (7, 3)),
+    ("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 2)),
 ]
 
 
@@ -239,3 +241,10 @@ def test_unit_normalization_values_and_zero_vector():
 def test_normalization_bad_configs_fail_clearly(kind, config, shape, error, match):
     with pytest.raises(error, match=match):
         build(kind, config, shape)
+
+
+def test_average_pooling1d_counts_only_real_steps():
+    x = np.arange(6.0).reshape(1, 6, 1)  # in 6, pool 3, stride 2, same: out 3, padding (0, 1)
+    y, _ = build("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 1)).forward(
+        [], x, context(False))
+    np.testing.assert_allclose(y[0, :, 0], [1.0, 3.0, 4.5])  # the last window holds 4, 5 and padding

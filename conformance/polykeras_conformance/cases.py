@@ -83,7 +83,7 @@ def _conv1d(draw):
 
 @st.composite
 def _pooling(draw):
-    kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D"]))
+    kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"]))
     rank = 1 if kind.endswith("1D") else 2
     pool, strides, padding, spatial = _window(draw, rank)
     return [_layer(kind, pool_size=pool, strides=strides, padding=padding)], spatial + (draw(st.integers(1, 3)),)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from polykeras.spec import LayerSpec
 
 from .base import LayerRules, SameShape, as_tuple
-from .conv import (AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules, GlobalAveragePooling1DRules,
+from .conv import (AveragePooling1DRules, AveragePooling2DRules, Conv1DRules, Conv2DRules, ConvRules,
+                   GlobalAveragePooling1DRules,
                    GlobalAveragePooling2DRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, GlobalPoolingRules,
                    MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
 from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
@@ -36,7 +37,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
-    GroupNormalizationRules, UnitNormalizationRules,
+    GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules,
 )}
 
 

@@ -184,6 +184,11 @@ class AveragePooling2DRules(PoolingRules):
     kind = "AveragePooling2D"
 
 
+class AveragePooling1DRules(AveragePooling2DRules):
+    kind = "AveragePooling1D"
+    rank = 1
+
+
 class GlobalPoolingRules(LayerRules):
     """``axes`` (the spatial axes reduced over) and ``keepdims``."""
 

@@ -1,7 +1,8 @@
 """Keras-compatible layers (``from polykeras.layers import Dense``)."""
 
 from polykeras.layers.base import Layer, SymbolicTensor
-from polykeras.layers.conv import (AveragePooling2D, AvgPool2D, Conv1D, Conv2D, Convolution1D, Convolution2D,
+from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D, Conv2D,
+                                   Convolution1D, Convolution2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
@@ -23,7 +24,8 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
-                GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization)
+                GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
+                AveragePooling1D)
 }
 
 

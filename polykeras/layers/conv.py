@@ -126,6 +126,10 @@ class MaxPooling1D(_Pooling):
     rank = 1
 
 
+class AveragePooling1D(_Pooling):
+    rank = 1
+
+
 class _GlobalPooling(Layer):
     rank = 0
 
@@ -162,6 +166,6 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
 # Keras's aliases
 Convolution2D, Convolution1D = Conv2D, Conv1D
-MaxPool2D, MaxPool1D, AvgPool2D = MaxPooling2D, MaxPooling1D, AveragePooling2D
+MaxPool2D, MaxPool1D, AvgPool2D, AvgPool1D = MaxPooling2D, MaxPooling1D, AveragePooling2D, AveragePooling1D
 GlobalAvgPool2D, GlobalAvgPool1D = GlobalAveragePooling2D, GlobalAveragePooling1D
 GlobalMaxPool2D, GlobalMaxPool1D = GlobalMaxPooling2D, GlobalMaxPooling1D

@@ -87,6 +87,10 @@ class AveragePooling2D(MaxPooling2D):
         return sums / counts
 
 
+class AveragePooling1D(AveragePooling2D):
+    kind = "AveragePooling1D"
+
+
 class GlobalAveragePooling2D(Layer):
     """Mean over the spatial axes (``keepdims`` keeps them with size 1)."""
 

@@ -15,6 +15,7 @@ from .normalization import BatchNormalization, GroupNormalization, LayerNormaliz
 from .operation import Op
 from .variable import Variable
 from .pooling import (
+    AveragePooling1D,
     AveragePooling2D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
@@ -62,6 +63,7 @@ KERNELS: dict[str, type[Kernel]] = {
         *RESHAPING_KERNELS,
         GroupNormalization,
         UnitNormalization,
+        AveragePooling1D,
     )
 }
 

@@ -94,10 +94,10 @@ class AveragePooling2D(_WindowPooling):
 
     def forward(self, weights, x, ctx):
         xp, pads, out_hw = self._pad(x)
-        # how many real (non-padding) elements each window covers, (1, oh, ow, 1)
-        counts = self.rules.real_counts(x.shape[1:3], self.dtype)
+        # how many real (non-padding) elements each window covers, (1, oh, ow, 1) (oh = 1 in 1-D)
+        counts = self.rules.real_counts(x.shape[1:-1], self.dtype).reshape(1, *out_hw, 1)
         y = sum(xp[index] for index in self._windows(out_hw)) / counts
-        return y, (xp.shape, pads, out_hw, counts)
+        return (y[:, 0] if self.rules.rank == 1 else y), (xp.shape, pads, out_hw, counts)
 
     def backward(self, weights, cache, dy):
         xp_shape, pads, out_hw, counts = cache
@@ -107,6 +107,12 @@ class AveragePooling2D(_WindowPooling):
         for index in self._windows(out_hw):
             dxp[index] += share
         return self._unpad(dxp, pads), []
+
+
+class AveragePooling1D(AveragePooling2D):
+    """Mean over windows of ``pool_size`` steps, counting only non-padded ones."""
+
+    kind = "AveragePooling1D"
 
 
 class GlobalAveragePooling2D(Kernel):

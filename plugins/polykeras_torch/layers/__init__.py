@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import StepContext, TorchLayer
 from .conv import (
+    AveragePooling1D,
     AveragePooling2D,
     Conv1D,
     Conv2D,
@@ -32,7 +33,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
-        GroupNormalization, UnitNormalization,
+        GroupNormalization, UnitNormalization, AveragePooling1D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
     )
 }

@@ -138,15 +138,20 @@ class AveragePooling2D(_Pooling):
         super().__init__(spec, index, dtype, device)
         self.rescale = None
         if self.explicit_pad is not None:
-            counts = self.rules.real_counts(spec.input_shape[1:3])
-            self.rescale = self.constant(np.prod(self.window) / counts)  # (1, oh, ow, 1)
+            counts = self.rules.real_counts(spec.input_shape[1:-1])
+            self.rescale = self.constant(np.prod(self.window) / counts)  # (1, *out_sizes, 1)
 
     def forward(self, params, x, ctx):
-        xn = x.permute(0, 3, 1, 2)
+        xn = self._to_channels_first(x)
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
-        y = F.avg_pool2d(xn, self.window, self.strides, self.padding, count_include_pad=False).permute(0, 2, 3, 1)
+        pool = F.avg_pool2d if self.rules.rank == 2 else F.avg_pool1d
+        y = self._to_channels_last(pool(xn, self.window, self.strides, self.padding, count_include_pad=False))
         return y if self.rescale is None else y * self.rescale
+
+
+class AveragePooling1D(AveragePooling2D):
+    kind = "AveragePooling1D"
 
 
 class GlobalAveragePooling2D(TorchLayer):
