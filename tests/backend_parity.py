@@ -97,6 +97,7 @@ def layer_cases() -> list[LayerCase]:
         ("upsampling2d-nearest", lambda: layers.UpSampling2D((2, 3)), (3, 2, 2)),
         ("upsampling2d-bilinear", lambda: layers.UpSampling2D(2, interpolation="bilinear"), (3, 4, 2)),
         ("upsampling1d", lambda: layers.UpSampling1D(3), (4, 2)),
+        ("rescaling", lambda: layers.Rescaling([0.5, -2.0, 3.0], offset=0.25), (2, 3)),
         ("repeatvector-permute-identity", lambda: keras.Sequential([layers.RepeatVector(3), layers.Permute((2, 1)),
                                                                     layers.Identity()]), (4,)),
         ("batchnorm", lambda: layers.BatchNormalization(), (5, 3)),

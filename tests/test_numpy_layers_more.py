@@ -47,6 +47,8 @@ CASES = [
     ("UnitNormalization", {"axis": 1}, (3, 2)),
     ("AveragePooling1D", {"pool_size": [2], "strides": None, "padding": "valid"}, (7, 3)),
     ("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 2)),
+    ("Rescaling", {"scale": 1 / 255, "offset": -0.5}, (3, 2)),
+    ("Rescaling", {"scale": [0.5, 2.0], "offset": [[1.0, 0.0]]}, (3, 2)),
 ]
 
 
@@ -248,3 +250,11 @@ def test_average_pooling1d_counts_only_real_steps():
     y, _ = build("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 1)).forward(
         [], x, context(False))
     np.testing.assert_allclose(y[0, :, 0], [1.0, 3.0, 4.5])  # the last window holds 4, 5 and padding
+
+
+def test_rescaling_values_and_bad_shape():
+    x = np.random.default_rng(8).normal(size=(2, 3, 2))
+    y, _ = build("Rescaling", {"scale": [0.5, 2.0], "offset": 1.0}, (3, 2)).forward([], x, context(False))
+    np.testing.assert_allclose(y, x * [0.5, 2.0] + 1.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        build("Rescaling", {"scale": [1.0, 2.0, 3.0]}, (3, 2))

@@ -135,10 +135,13 @@ def _upsampling(draw):
 
 @st.composite
 def _shape_layers(draw):
-    kind = draw(st.sampled_from(["RepeatVector", "Permute", "Identity"]))
+    kind = draw(st.sampled_from(["RepeatVector", "Permute", "Identity", "Rescaling"]))
     if kind == "RepeatVector":
         return [_layer(kind, n=draw(st.integers(1, 4)))], (draw(st.integers(1, 4)),)
     shape = tuple(draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3))))
+    if kind == "Rescaling":  # a number, or one scale per channel
+        scale = draw(st.one_of(st.floats(-2, 2), st.lists(st.floats(-2, 2), min_size=shape[-1], max_size=shape[-1])))
+        return [_layer(kind, scale=scale, offset=draw(st.floats(-1, 1)))], shape
     if kind == "Identity":
         return [_layer(kind)], shape
     return [_layer(kind, dims=draw(st.permutations(range(1, len(shape) + 1))))], shape
@@ -283,7 +286,8 @@ STRATEGIES = {
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
     "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
-    "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling, "RepeatVector/Permute/Identity": _shape_layers,
+    "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
+    "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm,
 }
 

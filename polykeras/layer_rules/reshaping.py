@@ -15,7 +15,9 @@
 * ``RepeatVector(n)``: ``(batch, features) -> (batch, n, features)``.
 * ``Permute(dims)``: ``dims`` is a permutation of ``1..rank-1`` (the batch
   axis stays first): output axis ``i`` is input axis ``dims[i-1]``.
-* ``Identity`` returns its input.
+* ``Identity`` returns its input; ``Rescaling(scale, offset)`` returns
+  ``x * scale + offset`` (each a number, or an array broadcasting against the
+  per-sample shape NumPy-style without enlarging it).
 """
 
 from __future__ import annotations
@@ -205,5 +207,26 @@ class IdentityRules(SameShape):
     kind = "Identity"
 
 
+class RescalingRules(SameShape):
+    """``scale`` and ``offset`` as float64 arrays (:meth:`values` in another dtype)."""
+
+    kind = "Rescaling"
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        self.scale = np.asarray(self.config["scale"], dtype=np.float64)
+        self.offset = np.asarray(self.config.get("offset", 0.0), dtype=np.float64)
+        sample = tuple(spec.input_shape[1:])
+        for what, value in (("scale", self.scale), ("offset", self.offset)):
+            if value.ndim > len(sample) or any(v not in (1, n) and n is not None
+                                               for v, n in zip(value.shape[::-1], sample[::-1])):
+                raise ValueError(f"Rescaling layer {self.name!r}: {what} of shape {value.shape} does not broadcast "
+                                 f"against inputs of shape {sample} (batch excluded) without enlarging them")
+
+    def values(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, offset)`` in ``dtype``."""
+        return self.scale.astype(dtype), self.offset.astype(dtype)
+
+
 RESHAPING_RULES = (ZeroPadding1DRules, ZeroPadding2DRules, Cropping1DRules, Cropping2DRules, UpSampling1DRules,
-                   UpSampling2DRules, RepeatVectorRules, PermuteRules, IdentityRules)
+                   UpSampling2DRules, RepeatVectorRules, PermuteRules, IdentityRules, RescalingRules)

@@ -16,7 +16,7 @@ from polykeras.layers.variable import Variable
 from polykeras.layers.normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
 from polykeras.layers.reshaping import (RESHAPING_LAYERS, Cropping1D, Cropping2D, Identity, Permute, RepeatVector,
-                                        UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+                                        Rescaling, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 
 BUILTIN_LAYERS: dict[str, type[Layer]] = {
     cls.kind: cls

@@ -127,5 +127,24 @@ class Identity(Layer):
     """Returns its input (a placeholder layer)."""
 
 
+class Rescaling(_RuleShaped):
+    """``x * scale + offset`` (numbers, or arrays that broadcast against a sample)."""
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = _plain(scale), _plain(offset)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _plain(value):
+    """A number as a float, an array as nested lists (a JSON-able config, as Keras serialises it)."""
+    import numpy as np
+
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 else value.tolist()
+
+
 RESHAPING_LAYERS = (ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, RepeatVector,
-                    Permute, Identity)
+                    Permute, Identity, Rescaling)

@@ -71,5 +71,13 @@ class Identity(Layer):
         return x
 
 
+class Rescaling(Layer):
+    kind = "Rescaling"
+
+    def __call__(self, weights, x, ctx):
+        scale, offset = self.rules.values(x.dtype)
+        return x * scale + offset
+
+
 RESHAPING_LAYERS = (ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, RepeatVector,
-                    Permute, Identity)
+                    Permute, Identity, Rescaling)

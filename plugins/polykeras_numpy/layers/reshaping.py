@@ -8,7 +8,7 @@ backward is the transpose of its forward's linear map:
   bilinear upsampling is ``y = A_h x A_w^T`` per channel, its gradient
   ``A_h^T dy A_w``;
 * RepeatVector's gradient sums the copies; Permute's applies the inverse
-  permutation; Identity passes it on.
+  permutation; Identity passes it on; Rescaling's multiplies by ``scale``.
 """
 
 from __future__ import annotations
@@ -116,5 +116,18 @@ class Identity(Kernel):
         return dy, []
 
 
+class Rescaling(Kernel):
+    """``x * scale + offset``."""
+
+    kind = "Rescaling"
+
+    def forward(self, weights, x, ctx):
+        scale, offset = self.rules.values(self.dtype)
+        return x * scale + offset, None
+
+    def backward(self, weights, cache, dy):
+        return dy * self.rules.values(self.dtype)[0], []
+
+
 RESHAPING_KERNELS = (ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, RepeatVector,
-                     Permute, Identity)
+                     Permute, Identity, Rescaling)

@@ -8,6 +8,7 @@ for integer upscales, computed on NCHW)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -91,5 +92,16 @@ class Identity(TorchLayer):
         return x
 
 
+class Rescaling(TorchLayer):
+    kind = "Rescaling"
+
+    def __init__(self, spec, index, dtype, device):
+        super().__init__(spec, index, dtype, device)
+        self.scale, self.offset = (self.constant(v) for v in self.rules.values(np.float64))
+
+    def forward(self, params, x, ctx):
+        return x * self.scale + self.offset
+
+
 RESHAPING_LAYERS = (ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, RepeatVector,
-                    Permute, Identity)
+                    Permute, Identity, Rescaling)
