@@ -66,7 +66,8 @@ class Program:
         ``sample_weight`` (``(batch,)``, or ``(batch, T)`` for a sequence output; only
         passed to a backend that lists ``"sample_weight"`` in ``training_features``)
         weights each sample's loss as Keras does: ``sum(w * loss) / n``; the metrics
-        stay unweighted."""
+        stay unweighted except the ``weighted_metrics`` entries (``MetricSpec.weighted``),
+        whose statistics take ``w`` (see :mod:`polykeras.metrics.statistics`)."""
         raise NotImplementedError
 
     def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int], sample_weights=None) -> None:
@@ -91,8 +92,9 @@ class Program:
         raise NotImplementedError
 
     def results(self) -> dict[str, float]:
-        """Sample-weighted means of ``loss`` and every metric since the last
-        :meth:`reset_metrics` (keys: ``loss`` and the metrics' display names)."""
+        """Sample-weighted means of ``loss`` and every mean metric, and the value of every
+        summed metric (:func:`polykeras.metrics.statistics.value` of its summed statistics),
+        since the last :meth:`reset_metrics`; keys and order: ``TrainingSpec.log_names``."""
         raise NotImplementedError
 
     def reset_metrics(self) -> None:
@@ -138,7 +140,9 @@ class Backend:
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``
     #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it) and
-    #: ``"optimizer_state"`` (``get_/set_optimizer_state``: saved models resume exactly).
+    #: ``"optimizer_state"`` (``get_/set_optimizer_state``: saved models resume exactly) and
+    #: ``"metric_statistics"`` (weighted and stateful metrics: the program sums each one's
+    #: statistics, :mod:`polykeras.metrics.statistics`; without it the core refuses them).
     training_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()

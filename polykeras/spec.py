@@ -233,21 +233,58 @@ def _jsonable(value):
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """One compiled metric, as :func:`polykeras.metrics.resolve` makes it.
+
+    ``name`` keys the logs (``accuracy``, ``val_accuracy``; Keras's names, made unique as
+    Keras's ``compile`` does); ``kind`` names the math every backend implements and
+    ``config`` its options (Keras's argument names: ``{"k": 5}``, ``{"thresholds": [0.5]}``).
+    ``weighted`` marks an entry of ``compile(weighted_metrics=...)``: it takes the batch's
+    sample weights (``sum(w * v) / sum(w)`` for a mean metric). The kinds and how a backend
+    computes each are in :mod:`polykeras.metrics.statistics`.
+    """
+
+    name: str
+    kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+    weighted: bool = False
+
+    def __iter__(self):
+        """``name, kind = metric``: how backends written for the older ``(name, kind)`` pairs read it
+        (they see plain mean metrics only: the core refuses summed ones on a backend without
+        ``"metric_statistics"`` in its ``training_features``)."""
+        return iter((self.name, self.kind))
+
+    @classmethod
+    def from_data(cls, data) -> "MetricSpec":
+        """From :meth:`TrainingSpec.to_dict`'s form, or an older spec's ``[name, kind]`` pair."""
+        if isinstance(data, MetricSpec):
+            return data
+        if isinstance(data, dict):
+            return cls(data["name"], data["kind"], dict(data.get("config") or {}), bool(data.get("weighted", False)))
+        name, kind = data
+        return cls(name, kind)
+
+
+@dataclass(frozen=True)
 class OutputTraining:
     """The loss and metrics of one output of a model of several outputs.
 
     ``loss`` is ``{"kind", "config"}`` like :attr:`TrainingSpec.loss`;
     ``weight`` multiplies it in the total loss (Keras's ``loss_weights``);
     ``log_name`` is the name its *unweighted* batch mean is logged under
-    (``"dense_1_loss"``, as Keras names it); ``metrics`` are ``(display
-    name, kind)`` pairs, the names already prefixed with the output's name.
+    (``"dense_1_loss"``, as Keras names it); ``metrics`` are
+    :class:`MetricSpec` entries, the names already prefixed with the output's name.
     """
 
     output: str
     loss: dict[str, Any]
     weight: float = 1.0
     log_name: str = ""
-    metrics: tuple[tuple[str, str], ...] = ()
+    metrics: tuple[MetricSpec, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "metrics", tuple(MetricSpec.from_data(m) for m in self.metrics))
 
 
 @dataclass(frozen=True)
@@ -257,28 +294,37 @@ class TrainingSpec:
     ``optimizer`` and ``loss`` are ``{"kind": ..., "config": {...}}`` with
     Keras's names and hyper-parameters (see :mod:`polykeras.optimizers` and
     :mod:`polykeras.losses` for the exact semantics); ``metrics`` are
-    ``(display name, kind)`` pairs as resolved by :func:`polykeras.metrics.resolve`.
+    :class:`MetricSpec` entries as resolved by :func:`polykeras.metrics.resolve`.
 
     For a model of several outputs, ``outputs`` has one :class:`OutputTraining`
     per ``spec.outputs`` entry, in that order (``loss`` is then the first
     output's, ``metrics`` empty). The loss is then Keras's: the sum of each
     output's loss times its weight (plus the regularization penalty); the logs
     are ``loss`` (that total), each output's ``log_name``, then each output's
-    metrics -- the order of :attr:`log_names`.
+    metrics, then each output's weighted metrics (Keras's order) -- the order of
+    :attr:`log_names`.
     """
 
     optimizer: dict[str, Any]
     loss: dict[str, Any]
-    metrics: tuple[tuple[str, str], ...] = ()
+    metrics: tuple[MetricSpec, ...] = ()
     outputs: tuple[OutputTraining, ...] = ()
+
+    def __post_init__(self):  # ``(name, kind)`` pairs, as older code wrote them, still read
+        object.__setattr__(self, "metrics", tuple(MetricSpec.from_data(m) for m in self.metrics))
+
+    @property
+    def all_metrics(self) -> list[tuple[int, MetricSpec]]:
+        """``(output index, metric)`` for every metric, in the order of :attr:`log_names`."""
+        entries = [(i, m) for i, o in enumerate(self.outputs) for m in o.metrics] if self.outputs else \
+            [(0, m) for m in self.metrics]
+        return [e for e in entries if not e[1].weighted] + [e for e in entries if e[1].weighted]
 
     @property
     def log_names(self) -> list[str]:
         """The names :meth:`polykeras.program.Program.results` reports, in order."""
-        if not self.outputs:
-            return ["loss"] + [name for name, _ in self.metrics]
-        return (["loss"] + [o.log_name for o in self.outputs]
-                + [name for o in self.outputs for name, _ in o.metrics])
+        losses = [o.log_name for o in self.outputs]
+        return ["loss"] + losses + [m.name for _, m in self.all_metrics]
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -286,7 +332,7 @@ class TrainingSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingSpec":
         def pairs(items):
-            return tuple(tuple(m) for m in items)
+            return tuple(MetricSpec.from_data(m) for m in items)
 
         outputs = tuple(OutputTraining(o["output"], o["loss"], float(o.get("weight", 1.0)), o.get("log_name", ""),
                                        pairs(o.get("metrics", ()))) for o in data.get("outputs", ()))

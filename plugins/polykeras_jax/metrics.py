@@ -1,50 +1,152 @@
-"""Keras's metrics in JAX: the batch mean of each, as in
-:mod:`polykeras_numpy.metrics`. The program accumulates ``mean * batch_size``
-inside the jitted step, so the epoch's sample-weighted mean (Keras's
-``MeanMetricWrapper``) costs no host synchronisation per step."""
+"""Keras's metrics in JAX, the reference's definitions (:mod:`polykeras_numpy.metrics`)
+as traceable functions. A mean metric gives the batch mean, which the program
+accumulates as ``mean * batch_size`` inside the jitted step; a summed metric (weighted,
+or stateful) gives the batch's statistics array, also summed inside the step and turned
+into the value by :func:`polykeras.metrics.statistics.value` when the logs are read --
+no host synchronisation per step either way."""
 
 from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
+from jax import lax
 
+from polykeras.metrics.statistics import CONFUSION_KINDS, MEAN_KINDS, thresholds
+from polykeras.spec import MetricSpec
 from polykeras_jax import losses
 
-
-def binary_accuracy(y, p, threshold=0.5):
-    return jnp.mean(jnp.mean((y == (p > threshold)).astype(p.dtype), axis=-1))
-
-
-def categorical_accuracy(y, p):
-    return jnp.mean((jnp.argmax(y, axis=-1) == jnp.argmax(p, axis=-1)).astype(p.dtype))
+_CROSSENTROPY = {"binary_crossentropy": losses.binary_crossentropy,
+                 "categorical_crossentropy": losses.categorical_crossentropy,
+                 "sparse_categorical_crossentropy": losses.sparse_categorical_crossentropy}
 
 
-def sparse_categorical_accuracy(y, p):
-    return jnp.mean((y == jnp.argmax(p, axis=-1)).astype(p.dtype))
+def _sparse(y, p):
+    if y.ndim == p.ndim and y.shape[-1] == 1:
+        y = y[..., 0]
+    return y.astype(jnp.int32)
 
 
-def mean_squared_error(y, p):
-    return jnp.mean(jnp.square(p - y))
+def in_top_k(targets, p, k: int):
+    """A tie with the ``k``-th largest output counts as in the top ``k`` (Keras's ``in_top_k``)."""
+    at_target = jnp.take_along_axis(p, targets[..., None], axis=-1)
+    return jnp.sum(p > at_target, axis=-1) < k
 
 
-def mean_absolute_error(y, p):
-    return jnp.mean(jnp.abs(p - y))
+def _values(kind: str, config: dict) -> Callable:
+    """Per-sample values, ``(batch,)`` or ``(batch, T)``."""
+    if kind == "binary_accuracy":
+        return lambda y, p: jnp.mean((y == (p > 0.5)).astype(p.dtype), axis=-1)
+    if kind == "categorical_accuracy":
+        return lambda y, p: jnp.argmax(y, axis=-1) == jnp.argmax(p, axis=-1)
+    if kind == "sparse_categorical_accuracy":
+        return lambda y, p: _sparse(y, p) == jnp.argmax(p, axis=-1)
+    if kind == "top_k_categorical_accuracy":
+        return lambda y, p: in_top_k(jnp.argmax(y, axis=-1), p, config["k"])
+    if kind == "sparse_top_k_categorical_accuracy":
+        return lambda y, p: in_top_k(_sparse(y, p), p, config["k"])
+    if kind == "mean_squared_error":
+        return lambda y, p: jnp.mean(jnp.square(p - y), axis=-1)
+    if kind == "mean_absolute_error":
+        return lambda y, p: jnp.mean(jnp.abs(p - y), axis=-1)
+    raise NotImplementedError(f"the jax backend has no metric {kind!r}; it has {', '.join(METRICS)}")
 
 
-METRICS: dict[str, Callable] = {
-    "binary_accuracy": binary_accuracy,
-    "categorical_accuracy": categorical_accuracy,
-    "sparse_categorical_accuracy": sparse_categorical_accuracy,
-    "mean_squared_error": mean_squared_error,
-    "mean_absolute_error": mean_absolute_error,
-    "binary_crossentropy": losses.binary_crossentropy,
-    "categorical_crossentropy": losses.categorical_crossentropy,
-    "sparse_categorical_crossentropy": losses.sparse_categorical_crossentropy,
-}
+def _ones(y, p, w):
+    return jnp.ones(y.shape[0], p.dtype) if w is None else w.astype(p.dtype)
 
 
-def get(kind: str) -> Callable:
-    if kind not in METRICS:
-        raise NotImplementedError(f"the jax backend has no metric {kind!r}; it has {', '.join(METRICS)}")
-    return METRICS[kind]
+def _weighted_mean(kind: str, config: dict) -> Callable:
+    """``[sum(w * v), sum(w)]``, as the reference."""
+    if kind in _CROSSENTROPY:
+        loss = _CROSSENTROPY[kind]
+
+        def statistics(y, p, w=None):
+            w = _ones(y, p, w)
+            return jnp.stack([loss(y, p, sample_weight=w) * w.size, jnp.sum(w)])
+        return statistics
+    values = _values(kind, config)
+
+    def statistics(y, p, w=None):
+        v = values(y, p).astype(p.dtype)
+        w = _ones(y, p, w)
+        if v.ndim > w.ndim:
+            v = jnp.mean(v, axis=tuple(range(w.ndim, v.ndim)))
+        w = jnp.broadcast_to(w, v.shape)
+        return jnp.stack([jnp.sum(v * w), jnp.sum(w)])
+    return statistics
+
+
+def _confusion(metric: MetricSpec) -> Callable:
+    config = metric.config
+    ts = thresholds(metric)
+
+    def statistics(y, p, w=None):
+        if metric.kind == "auc" and config.get("from_logits"):
+            p = jax.nn.sigmoid(p)
+        if y.ndim == p.ndim - 1 and p.shape[-1] == 1:
+            y = y[..., None]
+        if y.shape != p.shape:
+            raise ValueError(f"metric {metric.name!r}: targets of shape {y.shape} do not match outputs of shape "
+                             f"{p.shape} (precision, recall and AUC take targets shaped like the outputs)")
+        w = _ones(y, p, w)
+        w = jnp.broadcast_to(w.reshape(w.shape + (1,) * (p.ndim - w.ndim)), p.shape)
+        positive = p[None] > jnp.asarray(ts, p.dtype).reshape((-1,) + (1,) * p.ndim)
+        if config.get("top_k") is not None:
+            k = config["top_k"]
+            order = lax.top_k(p, k)[1]  # ties: the lower index first
+            keep = jnp.any(order[..., :, None] == jnp.arange(p.shape[-1]), axis=-2)
+            positive = positive & keep
+        label = y != 0
+        if config.get("class_id") is not None:
+            c = config["class_id"]
+            positive, label, w = positive[..., c], label[..., c], w[..., c]
+        n = len(ts)
+        positive, label, w = positive.reshape(n, -1), label.reshape(1, -1), w.reshape(1, -1)
+        return jnp.stack([jnp.sum(jnp.where(label & positive, w, 0), axis=1),
+                          jnp.sum(jnp.where(~label & positive, w, 0), axis=1),
+                          jnp.sum(jnp.where(~label & ~positive, w, 0), axis=1),
+                          jnp.sum(jnp.where(label & ~positive, w, 0), axis=1)])
+    return statistics
+
+
+def _mean_iou(metric: MetricSpec) -> Callable:
+    config = metric.config
+    c = int(config["num_classes"])
+
+    def statistics(y, p, w=None):
+        true = y if config.get("sparse_y_true", True) else jnp.argmax(y, axis=-1)
+        pred = p if config.get("sparse_y_pred", True) else jnp.argmax(p, axis=-1)
+        true, pred = true.astype(jnp.int32), pred.astype(jnp.int32)
+        w = _ones(y, p, w)
+        w = jnp.broadcast_to(w.reshape(w.shape + (1,) * (true.ndim - w.ndim)), true.shape).reshape(-1)
+        true, pred = true.reshape(-1), pred.reshape(-1)
+        valid = (true >= 0) & (true < c) & (pred >= 0) & (pred < c)
+        index = jnp.where(valid, true * c + pred, 0)
+        return jnp.zeros(c * c, p.dtype).at[index].add(jnp.where(valid, w, 0)).reshape(c, c)
+    return statistics
+
+
+def get(metric: MetricSpec) -> Callable:
+    """A plain mean metric: ``(y, p) -> batch mean``."""
+    if metric.kind in _CROSSENTROPY:
+        return _CROSSENTROPY[metric.kind]
+    values = _values(metric.kind, metric.config)
+    return lambda y, p: jnp.mean(values(y, p).astype(p.dtype))
+
+
+def get_statistics(metric: MetricSpec) -> Callable:
+    """A summed metric: ``(y, p, sample_weight) -> statistics`` (the weights ignored unless
+    the metric is a ``weighted_metrics`` entry, as Keras's ``compile`` does)."""
+    if metric.kind in CONFUSION_KINDS:
+        fn = _confusion(metric)
+    elif metric.kind == "mean_iou":
+        fn = _mean_iou(metric)
+    else:
+        fn = _weighted_mean(metric.kind, metric.config)
+    return fn if metric.weighted else (lambda y, p, sample_weight=None: fn(y, p, None))
+
+
+#: The kinds this backend implements.
+METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou",)

@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from polykeras import random as _random
+from polykeras.metrics.statistics import SummedStatistics, is_summed, ordered, statistics_shape
 from polykeras.program import Gradients, OptimizerState, Program, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_jax import losses, metrics, optimizers
@@ -50,7 +51,8 @@ class TrainState(NamedTuple):
     trainable: list
     frozen: list
     optimizer: optimizers.OptimizerState | None
-    sums: Any  # (1 + n_metrics,): sum over samples of loss and each metric since reset
+    sums: Any  # (1 + n_means,): sum over samples of the loss(es) and each mean metric since reset
+    stats: tuple = ()  # each summed metric's statistics, summed since reset
 
 
 class JaxProgram(Program):
@@ -75,15 +77,21 @@ class JaxProgram(Program):
             self.several = bool(training.outputs)
             parts = training.outputs or [training]
             self.objectives = [(losses.get(p.loss), getattr(p, "weight", 1.0)) for p in parts]
-            self.metric_names = training.log_names[1:]  # after "loss": each output's loss (several), the metrics
-            self.metric_fns = [(i, metrics.get(kind)) for i, p in enumerate(parts) for _, kind in p.metrics]
+            means = [(i, m) for i, m in training.all_metrics if not is_summed(m)]
+            summed = [(i, m) for i, m in training.all_metrics if is_summed(m)]
+            # after "loss": each output's loss (several), the mean metrics
+            self.metric_names = [o.log_name for o in training.outputs] + [m.name for _, m in means]
+            self.metric_fns = [(i, metrics.get(m)) for i, m in means]
+            self.summed_fns = [(i, metrics.get_statistics(m)) for i, m in summed]
+            self.summed = [m for _, m in summed]
             self.optimizer = optimizers.create(training.optimizer)
         else:
             self.metric_names, self.metric_fns, self.optimizer = [], [], None
+            self.summed_fns, self.summed = [], []
         with self.precision.scope():
             trainable, frozen = self.model.split(self._to_device(weights))
             opt_state = None if self.optimizer is None else jax.device_put(self.optimizer.init(trainable), self.device)
-            self._state = TrainState(trainable, frozen, opt_state, self._zero_sums())
+            self._state = TrainState(trainable, frozen, opt_state, self._zero_sums(), self._zero_stats())
             self._lr = self._scalar(training.optimizer["config"]["learning_rate"] if training else 0.0)
         # XLA:CPU runs convolutions inside a while loop (a rolled lax.scan) far slower than
         # outside one: measured 4.4x for one Conv2D, 20x for the CIFAR CNN (jax 0.10.2). There
@@ -91,7 +99,7 @@ class JaxProgram(Program):
         self._unroll = True if self.device.platform == "cpu" and {"Conv1D", "Conv2D"} & set(spec.kinds) else 1
         self._train = jax.jit(self._train_fn, donate_argnums=0)
         self._train_many = jax.jit(self._train_many_fn, donate_argnums=0)
-        self._test = jax.jit(self._test_fn, donate_argnums=2)
+        self._test = jax.jit(self._test_fn, donate_argnums=(2, 3))
         self._predict = jax.jit(self._predict_fn)
         self._value_and_grad = jax.jit(self._value_and_grad_fn, static_argnums=(4,))
 
@@ -104,6 +112,9 @@ class JaxProgram(Program):
 
     def _zero_sums(self):
         return jax.device_put(np.zeros(1 + len(self.metric_names), self.dtype), self.device)
+
+    def _zero_stats(self) -> tuple:
+        return tuple(jax.device_put(np.zeros(statistics_shape(m), self.dtype), self.device) for m in self.summed)
 
     def _x(self, x):
         """The batch as the step takes it: integer ids checked and int32, floats in the
@@ -153,13 +164,19 @@ class JaxProgram(Program):
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
         return loss + self.model.penalty(weights), ((ys, outs, parts), assignments)
 
-    def _logs(self, loss, batch):
-        """``[loss, (each output's loss,) *metrics]`` of one batch (the order of
-        ``TrainingSpec.log_names``), each a batch mean, weighted by the batch size."""
+    def _logs(self, loss, batch, sample_weight):
+        """``[loss, (each output's loss,) *mean metrics]`` of one batch, each a batch mean
+        weighted by the batch size, and the summed metrics' statistics."""
         ys, outs, parts = batch
         values = [loss] + (parts if self.several else [])
         values += [m(ys[i], outs[i]).astype(self.dtype) for i, m in self.metric_fns]
-        return jnp.stack(values) * ys[0].shape[0]
+        stats = tuple(fn(ys[i], outs[i], sample_weight).astype(self.dtype) for i, fn in self.summed_fns)
+        return jnp.stack(values) * ys[0].shape[0], stats
+
+    @staticmethod
+    def _add(state: TrainState, logs) -> TrainState:
+        sums, stats = logs
+        return state._replace(sums=state.sums + sums, stats=tuple(a + b for a, b in zip(state.stats, stats)))
 
     def _step(self, state: TrainState, lr, x, y, noise, sample_weight) -> TrainState:
         grad_fn = jax.value_and_grad(self._objective, has_aux=True)
@@ -167,7 +184,8 @@ class JaxProgram(Program):
                                                       self._noise_source(noise, x), sample_weight)
         trainable, opt_state = self.optimizer.update(grads, state.optimizer, state.trainable, lr)
         frozen = self.model.assign(state.frozen, assignments)
-        return TrainState(trainable, frozen, opt_state, state.sums + self._logs(loss, batch))
+        return self._add(TrainState(trainable, frozen, opt_state, state.sums, state.stats),
+                         self._logs(loss, batch, sample_weight))
 
     def _train_fn(self, state, lr, x, y, noise, sample_weight):
         self.traces["train_step"] += 1  # runs only while tracing
@@ -181,10 +199,11 @@ class JaxProgram(Program):
 
         return lax.scan(body, state, (xs, ys, noises, sample_weights), unroll=self._unroll)[0]
 
-    def _test_fn(self, trainable, frozen, sums, x, y, sample_weight):
+    def _test_fn(self, trainable, frozen, sums, stats, x, y, sample_weight):
         self.traces["test_step"] += 1
         loss, (batch, _) = self._objective(trainable, frozen, x, y, False, None, sample_weight)
-        return sums + self._logs(loss, batch)
+        logs = self._logs(loss, batch, sample_weight)
+        return sums + logs[0], tuple(a + b for a, b in zip(stats, logs[1]))
 
     def _predict_fn(self, trainable, frozen, x):
         self.traces["predict_step"] += 1
@@ -235,8 +254,9 @@ class JaxProgram(Program):
         x = self._x(x)
         state = self._state
         with self.precision.scope():
-            self._state = state._replace(sums=self._test(state.trainable, state.frozen, state.sums, x, y,
-                                                         self._weights(sample_weight)))
+            sums, stats = self._test(state.trainable, state.frozen, state.sums, state.stats, x, y,
+                                     self._weights(sample_weight))
+            self._state = state._replace(sums=sums, stats=stats)
         self._count += _batch(y)
 
     def predict_step(self, x):
@@ -250,12 +270,15 @@ class JaxProgram(Program):
             return {}
         with self.precision.scope():
             sums = np.asarray(self._state.sums, dtype=np.float64)
-        return {name: float(s) / self._count for name, s in zip(["loss", *self.metric_names], sums)}
+            summed = SummedStatistics(self.summed)
+            summed.add([np.asarray(a) for a in self._state.stats])
+        means = {name: float(s) / self._count for name, s in zip(["loss", *self.metric_names], sums)}
+        return ordered(self.training.log_names, means, summed.results())
 
     def reset_metrics(self) -> None:
         self._count = 0
         with self.precision.scope():
-            self._state = self._state._replace(sums=self._zero_sums())
+            self._state = self._state._replace(sums=self._zero_sums(), stats=self._zero_stats())
 
     def get_weights(self) -> list[np.ndarray]:
         with self.precision.scope():

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from polykeras.program import Gradients, Program
-from polykeras.spec import ModelSpec, TrainingSpec
+from polykeras.spec import MetricSpec, ModelSpec, TrainingSpec
 
 from .engines import ENGINES
 from .model import KerasGraphs
@@ -41,7 +41,10 @@ LOSSES = {"categorical_crossentropy": "CategoricalCrossentropy",
           "binary_crossentropy": "BinaryCrossentropy", "mean_squared_error": "MeanSquaredError",
           "mean_absolute_error": "MeanAbsoluteError"}
 METRICS = {"binary_accuracy": "BinaryAccuracy", "categorical_accuracy": "CategoricalAccuracy",
-           "sparse_categorical_accuracy": "SparseCategoricalAccuracy", **LOSSES}
+           "sparse_categorical_accuracy": "SparseCategoricalAccuracy", **LOSSES,
+           "top_k_categorical_accuracy": "TopKCategoricalAccuracy",
+           "sparse_top_k_categorical_accuracy": "SparseTopKCategoricalAccuracy",
+           "precision": "Precision", "recall": "Recall", "auc": "AUC", "mean_iou": "MeanIoU"}
 # losses added after METRICS took its copy: the metric kinds stay those polykeras.metrics resolves
 LOSSES.update({"mean_absolute_percentage_error": "MeanAbsolutePercentageError",
                "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",
@@ -58,8 +61,12 @@ def keras_loss(loss: dict, dtype: str):
     return getattr(keras.losses, name)(dtype=dtype, **loss.get("config", {}))
 
 
-def keras_metric(name: str, kind: str, dtype: str):
-    return getattr(keras.metrics, METRICS[kind])(name=name, dtype=dtype)
+def keras_metric(metric: MetricSpec, dtype: str, name: str | None = None):
+    """The ``keras.metrics`` object of ``metric``, its config passed as it is (Keras's argument names)."""
+    class_name = METRICS.get(metric.kind)
+    if class_name is None:
+        raise NotImplementedError(f"the keras backends have no metric {metric.kind!r}; they have {', '.join(METRICS)}")
+    return getattr(keras.metrics, class_name)(name=name or metric.name, dtype=dtype, **metric.config)
 
 
 class TotalLoss:
@@ -114,8 +121,11 @@ class KerasRunner(Program):
                 self._compile_outputs(training, optimizer)
             else:
                 self.loss_fn = keras_loss(training.loss, dtype)
-                self.model.compile(optimizer=optimizer, loss=self.loss_fn,
-                                   metrics=[keras_metric(name, kind, dtype) for name, kind in training.metrics])
+                # compile(metrics=..., weighted_metrics=...); the names come unique from the core (Keras's rule)
+                plain = [keras_metric(m, dtype) for m in training.metrics if not m.weighted]
+                weighted = [keras_metric(m, dtype) for m in training.metrics if m.weighted]
+                self.model.compile(optimizer=optimizer, loss=self.loss_fn, metrics=plain,
+                                   weighted_metrics=weighted or None)
             self.engine = engine_class(self.model)
         else:
             self.model = self.graphs.native
@@ -131,16 +141,18 @@ class KerasRunner(Program):
         losses = [keras_loss(o.loss, self.dtype) for o in outputs]
         weights = [float(o.weight) for o in outputs]
         self.loss_fn = TotalLoss(losses, weights)
-        metrics = []
-        for o in outputs:
+        plain, weighted = [[] for _ in outputs], [[] for _ in outputs]
+        self._metric_objects = []  # in training.log_names order
+        for i, m in training.all_metrics:
             # Keras prefixes a metric's name with its output's name; polykeras's names come prefixed already
-            prefix = o.log_name[:-len("loss")] if o.log_name.endswith("_loss") else ""  # "<output>_"
-            metrics.append([keras_metric(name[len(prefix):] if prefix and name.startswith(prefix) else name, kind,
-                                         self.dtype) for name, kind in o.metrics] or None)
+            log_name = outputs[i].log_name
+            prefix = log_name[:-len("loss")] if log_name.endswith("_loss") else ""  # "<output>_"
+            obj = keras_metric(m, self.dtype, m.name[len(prefix):] if prefix and m.name.startswith(prefix) else None)
+            (weighted if m.weighted else plain)[i].append(obj)
+            self._metric_objects.append((m.name, obj))
         self.model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                           metrics=metrics if any(metrics) else None)
-        self._metric_objects = [(name, m) for o, ms in zip(outputs, metrics)
-                                for (name, _), m in zip(o.metrics, ms or [])]
+                           metrics=[ms or None for ms in plain] if any(plain) else None,
+                           weighted_metrics=[ms or None for ms in weighted] if any(weighted) else None)
 
     def _several_logs(self) -> list[tuple[str, object]]:
         """Keras's trackers of a model of several outputs under polykeras's names, in
@@ -226,8 +238,9 @@ class KerasRunner(Program):
             if not self.engine.built:  # nothing ran yet (the reference's logs are empty too)
                 return {}
             return {name: float(m.result()) for name, m in self._several_logs()}
-        logs = self.model.get_metrics_result()
-        return {k: float(v) for k, v in logs.items()}
+        logs = {k: float(v) for k, v in self.model.get_metrics_result().items()}
+        names = self.training.log_names if self.training is not None else []  # polykeras's order
+        return {**{n: logs[n] for n in names if n in logs}, **{k: v for k, v in logs.items() if k not in names}}
 
     def reset_metrics(self) -> None:
         self.engine.sync()

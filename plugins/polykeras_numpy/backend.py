@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from polykeras import random as _random
+from polykeras.metrics.statistics import SummedStatistics, is_summed, ordered
 from polykeras.program import Backend, Gradients, MeanAccumulator, OptimizerState, Program
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_numpy import losses, metrics, optimizers
@@ -52,7 +53,7 @@ def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
 class NumpyBackend(Backend):
     name = "numpy"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
-    training_features = frozenset({"sample_weight", "optimizer_state"})
+    training_features = frozenset({"sample_weight", "optimizer_state", "metric_statistics"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
@@ -88,13 +89,18 @@ class NumpyProgram(Program):
         self.training = training
         self.iterations = 0
         if training is not None:
-            # (loss, weight, metrics) per output: one for a single output, Keras's weighted sum over several
+            # (loss, weight) per output: one for a single output, Keras's weighted sum over several
             self.several = bool(training.outputs)
-            self.objectives = ([(losses.get(o.loss), o.weight, [metrics.get(k) for _, k in o.metrics])
-                                for o in training.outputs] if self.several else
-                               [(losses.get(training.loss), 1.0, [metrics.get(k) for _, k in training.metrics])])
+            self.objectives = [(losses.get(p.loss), getattr(p, "weight", 1.0)) for p in training.outputs or [training]]
             self.optimizer = optimizers.create(training.optimizer, self._trainable(), backend.optimizer_overrides)
-            self.accumulator = MeanAccumulator(training.log_names)
+            # (output index, function): plain mean metrics give batch means, the others statistics to sum
+            means = [(i, m) for i, m in training.all_metrics if not is_summed(m)]
+            summed = [(i, m) for i, m in training.all_metrics if is_summed(m)]
+            self.mean_metrics = [(i, metrics.get(m)) for i, m in means]
+            self.summed_metrics = [(i, metrics.get_statistics(m)) for i, m in summed]
+            self.accumulator = MeanAccumulator(["loss"] + [o.log_name for o in training.outputs]
+                                               + [m.name for _, m in means])
+            self.statistics = SummedStatistics([m for _, m in summed])
 
     # -- weights ----------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -190,7 +196,7 @@ class NumpyProgram(Program):
         """The loss (for several outputs Keras's sum of weight x loss, in output order), its
         gradient with respect to each output, and each output's unweighted loss."""
         total, d_outputs, parts = None, [], []
-        for (loss_fn, weight, _), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
+        for (loss_fn, weight), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
             value, d = loss_fn(yi, oi, sample_weight)
             parts.append(value)
             if weight != 1.0:
@@ -199,12 +205,13 @@ class NumpyProgram(Program):
             d_outputs.append(d)
         return total, d_outputs, parts
 
-    def _logs(self, loss, parts, y, output) -> list:
-        """``[loss, (each output's loss,) each metric]``: the order of ``TrainingSpec.log_names``."""
+    def _logs(self, loss, parts, y, output, sample_weight=None) -> None:
+        """Accumulate ``[loss, (each output's loss,) each mean metric]`` and the summed metrics' statistics."""
+        pairs = list(self._pairs(y, output))
         values = [loss] + (parts if self.several else [])
-        for (_, _, metric_fns), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
-            values += [m(yi, oi) for m in metric_fns]
-        return values
+        values += [m(*pairs[i]) for i, m in self.mean_metrics]
+        self.accumulator.add(values, _batch(y))
+        self.statistics.add([m(*pairs[i], sample_weight) for i, m in self.summed_metrics])
 
     def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False,
                             sample_weight=None):
@@ -240,21 +247,22 @@ class NumpyProgram(Program):
         for owner, ctx in zip(self.owners, contexts):
             for j, value in ctx.assignments.items():
                 self.weights[owner][j] = value.astype(self.dtype, copy=False)
-        self.accumulator.add(self._logs(loss, parts, y, output), _batch(y))
+        self._logs(loss, parts, y, output, sample_weight)
 
     def test_step(self, x, y, sample_weight=None) -> None:
         output, _, _ = self._forward(x, False, None)
         loss, _, parts = self._loss(y, output, sample_weight)
-        self.accumulator.add(self._logs(loss + self._regularization(), parts, y, output), _batch(y))
+        self._logs(loss + self._regularization(), parts, y, output, sample_weight)
 
     def predict_step(self, x) -> np.ndarray:
         return self._forward(x, False, None)[0]
 
     def results(self) -> dict[str, float]:
-        return self.accumulator.results()
+        return ordered(self.training.log_names, self.accumulator.results(), self.statistics.results())
 
     def reset_metrics(self) -> None:
         self.accumulator.reset()
+        self.statistics.reset()
 
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
         loss, _, weight_grads, d_input, _, _ = self._loss_and_gradients(x, y, training, step_seed, input_grad=True)

@@ -8,9 +8,12 @@ detached loss, targets and outputs, and evaluates the metrics every
 one ``cat`` and one metric call instead of one per step. Nothing is copied to
 the host until :meth:`results`.
 
-Every Keras metric here is a per-sample mean, so the metric of the
+Every plain Keras metric here is a per-sample mean, so the metric of the
 concatenated steps equals the sample-weighted mean of per-step batch means,
-which is what Keras reports (and the reference computes), up to rounding.
+which is what Keras reports (and the reference computes), up to rounding. The
+summed metrics (weighted ones, precision, AUC, ...) are sums of per-sample
+statistics, so they too may be computed on the concatenated steps (with their
+sample weights); :class:`~polykeras.metrics.statistics.SummedStatistics` adds them up.
 """
 
 from __future__ import annotations
@@ -19,27 +22,34 @@ from typing import Callable, Sequence
 
 import torch
 
+from polykeras.metrics.statistics import SummedStatistics, ordered
 from polykeras.program import MeanAccumulator
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DeferredMeans:
-    """``metrics`` are ``(output index, metric)`` pairs; a step's ``y`` and
-    ``output`` are tuples with one tensor per output, and its ``loss`` is a
-    scalar, or for several outputs the vector ``[total, each output's loss]``
-    (the names' order)."""
+    """``metrics`` are ``(output index, metric)`` pairs of the plain mean metrics, logged
+    under ``names`` after the loss(es); ``summed`` likewise for the statistics functions of
+    ``statistics``'s metrics; ``log_names`` orders the logs. A step's ``y`` and ``output``
+    are tuples with one tensor per output, and its ``loss`` is a scalar, or for several
+    outputs the vector ``[total, each output's loss]`` (the names' order)."""
 
-    def __init__(self, names: Sequence[str], metrics: Sequence[tuple[int, Metric]], flush_every: int = 32):
+    def __init__(self, names: Sequence[str], metrics: Sequence[tuple[int, Metric]], flush_every: int = 32,
+                 summed: Sequence[tuple[int, Callable]] = (), statistics: SummedStatistics | None = None,
+                 log_names: Sequence[str] | None = None):
         self.metrics = list(metrics)
+        self.summed = list(summed)
+        self.statistics = statistics or SummedStatistics([])
+        self.log_names = list(log_names or names)
         self.flush_every = flush_every
         self.accumulator = MeanAccumulator(names)
-        self.pending: list[tuple[torch.Tensor, tuple, tuple]] = []
+        self.pending: list[tuple[torch.Tensor, tuple, tuple, torch.Tensor | None]] = []
 
-    def add(self, loss: torch.Tensor, y: tuple, output: tuple) -> None:
-        """Keep one step's (detached) loss, targets and outputs. The targets
+    def add(self, loss: torch.Tensor, y: tuple, output: tuple, sample_weight: torch.Tensor | None = None) -> None:
+        """Keep one step's (detached) loss, targets, outputs and sample weights. The targets
         must not be modified afterwards (the program hands over its own copy)."""
-        self.pending.append((loss, y, output))
+        self.pending.append((loss, y, output, sample_weight if self.summed else None))
         if len(self.pending) >= self.flush_every:
             self.flush()
 
@@ -48,27 +58,41 @@ class DeferredMeans:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        sizes = [len(y[0]) for _, y, _ in pending]
+        sizes = [len(y[0]) for _, y, _, _ in pending]
         total = sum(sizes)
-        losses = torch.stack([loss for loss, _, _ in pending])
+        losses = torch.stack([loss for loss, _, _, _ in pending])
         if len(set(sizes)) == 1:
             loss = losses.mean(dim=0)
         else:
             loss = torch.tensordot(torch.tensor(sizes, dtype=losses.dtype).to(losses.device), losses, dims=1) / total
         values = list(loss.unbind()) if loss.dim() else [loss]
-        if self.metrics:
+        if self.metrics or self.summed:
             if len(pending) == 1:
                 ys, outputs = pending[0][1], pending[0][2]
             else:
-                ys = [torch.cat(parts) for parts in zip(*(y for _, y, _ in pending))]
-                outputs = [torch.cat(parts) for parts in zip(*(out for _, _, out in pending))]
+                ys = [torch.cat(parts) for parts in zip(*(y for _, y, _, _ in pending))]
+                outputs = [torch.cat(parts) for parts in zip(*(out for _, _, out, _ in pending))]
             values += [metric(ys[i], outputs[i]) for i, metric in self.metrics]
+            if self.summed:
+                w = _weights([w for _, _, _, w in pending], sizes, outputs[0])
+                self.statistics.add([fn(ys[i], outputs[i], w) for i, fn in self.summed])
         self.accumulator.add(values, total)
 
     def results(self) -> dict[str, float]:
         self.flush()
-        return self.accumulator.results()
+        return ordered(self.log_names, self.accumulator.results(), self.statistics.results())
 
     def reset(self) -> None:
         self.pending = []
         self.accumulator.reset()
+        self.statistics.reset()
+
+
+def _weights(weights: list, sizes: list[int], like: torch.Tensor) -> torch.Tensor | None:
+    """The kept steps' sample weights as one tensor (ones for a step without), ``None`` if none has any."""
+    if all(w is None for w in weights):
+        return None
+    if len(weights) == 1:
+        return weights[0]
+    return torch.cat([torch.ones(n, dtype=like.dtype, device=like.device) if w is None else w
+                      for w, n in zip(weights, sizes)])

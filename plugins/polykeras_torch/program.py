@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from polykeras.metrics.statistics import SummedStatistics, is_summed
 from polykeras.program import Gradients, OptimizerState, Program, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 
@@ -81,8 +82,13 @@ class TorchProgram(Program):
             parts = training.outputs or [training]
             self.objectives = [(losses.get(p.loss), getattr(p, "weight", 1.0)) for p in parts]
             self.optimizer = optimizers.create(training.optimizer, self.trainable)
-            self.logs = DeferredMeans(training.log_names, [(i, metrics.get(kind)) for i, p in enumerate(parts)
-                                                           for _, kind in p.metrics])
+            means = [(i, m) for i, m in training.all_metrics if not is_summed(m)]
+            summed = [(i, m) for i, m in training.all_metrics if is_summed(m)]
+            self.logs = DeferredMeans(["loss"] + [o.log_name for o in training.outputs] + [m.name for _, m in means],
+                                      [(i, metrics.get(m)) for i, m in means],
+                                      summed=[(i, metrics.get_statistics(m)) for i, m in summed],
+                                      statistics=SummedStatistics([m for _, m in summed], _to_numpy),
+                                      log_names=training.log_names)
 
     # -- weights ---------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -115,7 +121,7 @@ class TorchProgram(Program):
             else:
                 with torch.no_grad():
                     for p, a in zip(self.params[index], native):
-                        p.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+                        p.copy_(torch.from_numpy(np.array(a, order="C")))
 
     def set_learning_rate(self, value: float) -> None:
         self.optimizer.learning_rate = float(value)
@@ -236,7 +242,7 @@ class TorchProgram(Program):
         if ctx.assignments:
             ctx.apply_assignments()
         self.iterations += 1
-        self.logs.add(logged, ys, tuple(o.detach() for o in outputs))
+        self.logs.add(logged, ys, tuple(o.detach() for o in outputs), sample_weight)
 
     # -- the Program interface -----------------------------------------------------------------
     def _weights(self, sample_weight):
@@ -259,8 +265,9 @@ class TorchProgram(Program):
     def test_step(self, x, y, sample_weight=None) -> None:
         x, y = self._inputs(x), self._targets(y)
         with torch.no_grad():
-            _, ys, outputs, logged = self._loss(x, y, StepContext(False), self._weights(sample_weight))
-        self.logs.add(logged, ys, outputs)
+            w = self._weights(sample_weight)
+            _, ys, outputs, logged = self._loss(x, y, StepContext(False), w)
+        self.logs.add(logged, ys, outputs, w)
 
     def predict_step(self, x) -> np.ndarray:
         with torch.inference_mode():
@@ -290,6 +297,10 @@ class TorchProgram(Program):
             weights += [next(by_weight) if w.trainable else None for w in spec.weights]
         d_inputs = tuple(next(grads).cpu().numpy() if w else None for w in with_input)
         return Gradients(float(loss.detach()), weights, d_inputs if len(d_inputs) > 1 else d_inputs[0])
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def _distinct(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 
-_UP = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "true_positives", "true_negatives",
+_UP = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "io_u", "r2", "true_positives", "true_negatives",
        "cosine_similarity")
 _DOWN = ("loss", "error", "crossentropy", "mse", "mae", "mape", "msle", "rmse", "hinge", "divergence", "logcosh",
          "poisson", "false_positives", "false_negatives")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from polykeras import losses as _losses
+from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
 from polykeras.layers.base import Layer, SymbolicTensor, unique_name
 from polykeras.layers.input_layer import InputLayer
@@ -288,14 +289,16 @@ class Model(TrainingAPI):
         if self._outputs_config is not None:
             return {**config, **self._outputs_config.config()}
         return {**config, "loss": _losses.serialize(self.loss),
-                "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in self._metric_ids]}
+                "metrics": [_metrics.serialize(m) for m in self._metric_ids],
+                "weighted_metrics": [_metrics.serialize(m) for m in self._weighted_metric_ids]}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         loss = config["loss"]  # one serialised loss, or a dict of them by output name
         per_output = isinstance(loss, dict) and "class_name" not in loss
         loss = {k: _losses.get(v) for k, v in loss.items()} if per_output else _losses.get(loss)
         self.compile(optimizer=_optimizers.get(config["optimizer"]), loss=loss, metrics=config.get("metrics"),
-                     loss_weights=config.get("loss_weights"), steps_per_execution=config.get("steps_per_execution", 1))
+                     weighted_metrics=config.get("weighted_metrics") or None, loss_weights=config.get("loss_weights"),
+                     steps_per_execution=config.get("steps_per_execution", 1))
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
         """Save architecture, weights, compile settings and optimizer state to one file, in the

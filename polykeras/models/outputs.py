@@ -38,7 +38,7 @@ def per_output_metrics(metrics, names: list[str]) -> list[list]:
 class OutputsConfig:
     """What ``compile`` records for each output of a model of several."""
 
-    def __init__(self, names: list[str], loss, loss_weights, metrics):
+    def __init__(self, names: list[str], loss, loss_weights, metrics, weighted_metrics=None):
         self.names = names
         self.losses = []
         for name, entry in zip(names, per_output(loss, names, "loss")):
@@ -48,22 +48,29 @@ class OutputsConfig:
             self.losses.append(_losses.get(entry))
         self.weights = [float(w) for w in per_output(loss_weights, names, "loss_weights", default=1.0)]
         self.metric_ids = per_output_metrics(metrics, names)
-        for loss, ids in zip(self.losses, self.metric_ids):
-            for m in ids:  # fail now on a typo, with the list of valid names
-                _metrics.resolve(m, loss.kind, 2, (None, 2))
+        self.weighted_metric_ids = per_output_metrics(weighted_metrics, names)
+        for loss, ids, weighted_ids in zip(self.losses, self.metric_ids, self.weighted_metric_ids):
+            _metrics.check(ids, loss.kind)  # fail now on a typo, with the list of valid names
+            _metrics.check(weighted_ids, loss.kind, "weighted_metrics")
 
     def training(self, output_nodes: list[str], output_shapes: list[tuple], y_ndims) -> tuple[OutputTraining, ...]:
         """One :class:`OutputTraining` per output, for targets of ranks ``y_ndims``."""
-        out = []
-        for name, node, shape, loss, weight, ids, ndim in zip(self.names, output_nodes, output_shapes, self.losses,
-                                                              self.weights, self.metric_ids, y_ndims):
-            metrics = tuple((f"{name}_{display}", kind)
-                            for display, kind in (_metrics.resolve(m, loss.kind, ndim, shape) for m in ids))
-            out.append(OutputTraining(node, loss.to_spec(), weight, f"{name}_loss", metrics))
-        return tuple(out)
+        plain, weighted = [], []  # (output index, (prefix, metric)), Keras's naming over all outputs at once
+        for i, (name, shape, loss, ndim) in enumerate(zip(self.names, output_shapes, self.losses, y_ndims)):
+            plain += [(i, (f"{name}_", _metrics.resolve(m, loss.kind, ndim, shape))) for m in self.metric_ids[i]]
+            weighted += [(i, (f"{name}_", _metrics.resolve(m, loss.kind, ndim, shape, weighted=True)))
+                         for m in self.weighted_metric_ids[i]]
+        named = _metrics.unique_names([e for _, e in plain], [e for _, e in weighted])
+        owners = [i for i, _ in plain] + [i for i, _ in weighted]
+        specs = named[0] + named[1]
+        return tuple(OutputTraining(node, loss.to_spec(), weight, f"{name}_loss",
+                                    tuple(m for owner, m in zip(owners, specs) if owner == i))
+                     for i, (name, node, loss, weight) in enumerate(zip(self.names, output_nodes, self.losses,
+                                                                        self.weights)))
 
     def config(self) -> dict:
         return {"loss": {n: _losses.serialize(l) for n, l in zip(self.names, self.losses)},
                 "loss_weights": dict(zip(self.names, self.weights)),
-                "metrics": {n: [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in ids]
-                            for n, ids in zip(self.names, self.metric_ids)}}
+                "metrics": {n: [_metrics.serialize(m) for m in ids] for n, ids in zip(self.names, self.metric_ids)},
+                "weighted_metrics": {n: [_metrics.serialize(m) for m in ids]
+                                     for n, ids in zip(self.names, self.weighted_metric_ids)}}

@@ -12,6 +12,7 @@ import numpy as np
 from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
+from polykeras.metrics.statistics import is_summed
 from polykeras.models.outputs import OutputsConfig
 from polykeras.spec import TrainingSpec
 
@@ -31,27 +32,29 @@ class TrainingAPI:
         compare step by step across backends)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        if weighted_metrics is not None:
-            raise NotImplementedError("weighted_metrics is not supported yet")
         if int(steps_per_execution) < 1:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution!r}")
+        for what, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is not None and not isinstance(value, (list, tuple, dict)):
+                raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
+                                f"keyed by output name), got {type(value).__name__}: {value!r}")
         self._pull_weights()
         self.optimizer = _optimizers.get(optimizer)
         names = self.output_names if self._graph is not None else [self.name]
         self._outputs_config = None
         if len(names) > 1:  # Keras's per-output losses, weights and metrics
-            self._outputs_config = OutputsConfig(names, loss, loss_weights, metrics)
-            self.loss, self._metric_ids = list(self._outputs_config.losses), []
+            self._outputs_config = OutputsConfig(names, loss, loss_weights, metrics, weighted_metrics)
+            self.loss, self._metric_ids, self._weighted_metric_ids = list(self._outputs_config.losses), [], []
         else:
             weights = loss_weights if isinstance(loss_weights, (list, tuple)) else [loss_weights]
             if len(weights) != 1 or weights[0] not in (None, 1, 1.0):
                 raise NotImplementedError(f"loss_weights={loss_weights!r} on a model of one output is not supported; "
                                           "scale the learning rate instead")
             self.loss = _losses.get(loss[0] if isinstance(loss, (list, tuple)) and len(loss) == 1 else loss)
-            metrics = list(metrics or [])
-            for m in metrics:  # fail now on a typo, with the list of valid names
-                _metrics.resolve(m, self.loss.kind, 2, (None, 2))
-            self._metric_ids = metrics
+            self._metric_ids = list(metrics or [])
+            self._weighted_metric_ids = list(weighted_metrics or [])
+            _metrics.check(self._metric_ids, self.loss.kind)  # fail now on a typo, with the valid names
+            _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
         self._steps_per_execution = int(steps_per_execution)
         self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity)}
         self._pending_optimizer_state = None  # a new optimizer starts afresh, as in Keras
@@ -69,9 +72,11 @@ class TrainingAPI:
             ndims = y_ndim if isinstance(y_ndim, tuple) else tuple(len(s) for s in spec.output_shapes)
             outputs = self._outputs_config.training(list(spec.outputs), spec.output_shapes, ndims)
             return TrainingSpec(self.optimizer.to_spec(), outputs[0].loss, (), outputs)
-        out_shape = self.output_shape
-        metrics = tuple(_metrics.resolve(m, self.loss.kind, y_ndim, out_shape) for m in self._metric_ids)
-        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(), metrics)
+        out_shape, kind = self.output_shape, self.loss.kind
+        plain, weighted = _metrics.unique_names(
+            [("", _metrics.resolve(m, kind, y_ndim, out_shape)) for m in self._metric_ids],
+            [("", _metrics.resolve(m, kind, y_ndim, out_shape, weighted=True)) for m in self._weighted_metric_ids])
+        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(), tuple(plain + weighted))
 
     def _get_program(self, training: bool, y_ndim: int | None = None):
         """The compiled program, (re)built when first needed or when what it
@@ -98,6 +103,8 @@ class TrainingAPI:
         state = self._optimizer_state() if training else None
         backend = get_backend(cfg.get("backend"), cfg.get("device"), cfg.get("dtype"))
         self._check_supported(backend)
+        if training_spec is not None:
+            _check_metrics(backend, training_spec)
         weights = [w.astype(backend.dtype, copy=False) for w in self._host_weights()]
         self._program = backend.compile(self._spec(), weights, training_spec, parity=cfg.get("parity", False))
         self._program_key = key
@@ -213,3 +220,13 @@ class TrainingAPI:
         if self._compile_config is None:
             return []
         return self._training_spec(None).log_names
+
+
+def _check_metrics(backend, training: TrainingSpec) -> None:
+    """Refuse, before compiling, metrics whose statistics ``backend`` does not sum."""
+    summed = [m.name for _, m in training.all_metrics if is_summed(m)]
+    if summed and "metric_statistics" not in backend.training_features:
+        raise NotImplementedError(
+            f"backend {backend.name!r} cannot compute metric(s) {', '.join(summed)}: weighted_metrics entries and "
+            "stateful metrics (Precision, Recall, AUC, MeanIoU) need a backend that sums metric statistics "
+            "('metric_statistics' in Backend.training_features), such as numpy, torch, jax or the keras backends")

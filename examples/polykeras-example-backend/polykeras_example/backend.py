@@ -64,11 +64,17 @@ class ExampleProgram(Program):
         self.iterations = 0
         if training is not None:  # unsupported kinds raise NotImplementedError here, at compile time
             self.loss = partial(lookup(losses.LOSSES, training.loss["kind"], "loss"), **training.loss["config"])
-            self.metrics = [lookup(losses.METRICS, kind, "metric") for _, kind in training.metrics]
+            for m in training.metrics:  # stateful kinds and weighted_metrics need summed statistics: not here
+                if m.weighted or m.kind not in losses.METRICS:
+                    raise NotImplementedError(
+                        f"the example backend does not implement metric {m.name!r} (kind {m.kind!r}"
+                        f"{', in weighted_metrics' if m.weighted else ''}); it has unweighted "
+                        f"{', '.join(losses.METRICS)}")
+            self.metrics = [lookup(losses.METRICS, m.kind, "metric") for m in training.metrics]
             optimizer = training.optimizer
             self.optimizer = lookup(optimizers.OPTIMIZERS, optimizer["kind"], "optimizer")(optimizer["config"])
             # sums NumPy scalars per step; floats only when the trainer asks for results()
-            self.accumulator = MeanAccumulator(["loss"] + [name for name, _ in training.metrics])
+            self.accumulator = MeanAccumulator(["loss"] + [m.name for m in training.metrics])
 
     # -- weights --------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:

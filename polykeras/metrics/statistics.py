@@ -1,0 +1,185 @@
+"""How a metric's value comes out of what a backend counts: the one place the ratio,
+interpolation and IoU math exists.
+
+Two mechanisms, chosen by :func:`is_summed`:
+
+* A **mean metric** (accuracies, ``mse``, the crossentropies, top-k accuracy) in
+  ``compile(metrics=...)``: the backend computes its batch mean and the program keeps
+  the sample-count-weighted mean over the epoch (Keras's ``MeanMetricWrapper``).
+* A **summed metric** -- every entry of ``weighted_metrics`` and every stateful kind
+  (``precision``, ``recall``, ``auc``, ``mean_iou``): the backend returns the batch's
+  *sufficient statistics*, an array of the shape :func:`statistics_shape` gives, the
+  program adds them up over the epoch (native arithmetic, no host sync), and
+  :func:`value` turns the sums into the logged number, in NumPy float64.
+
+The statistics, for targets ``y``, outputs ``p`` and sample weights ``w`` (ones when the
+batch has none):
+
+* weighted mean kind: ``[sum(w * v), sum(w)]`` over the per-sample values ``v`` (a
+  value of a sequence output averaged over its time steps where ``w`` is per sample;
+  for a crossentropy ``v`` is the per-sample loss) -- Keras's ``Mean`` with weights.
+* ``precision``/``recall``/``auc``: ``[tp, fp, tn, fn]`` at each of :func:`thresholds`,
+  shape ``(4, T)``: Keras's ``update_confusion_matrix_variables``. All of ``y`` and
+  ``p`` is flattened (after ``class_id`` picks one column and ``top_k`` keeps each row's
+  ``k`` largest outputs -- ties to the lower index -- as positive candidates); a
+  prediction is positive at threshold ``t`` when ``p > t``; ``y`` counts as true when
+  non-zero; each element weighs its sample's weight. ``auc`` with ``from_logits``
+  applies the sigmoid first.
+* ``mean_iou``: the ``(C, C)`` confusion matrix, rows the true class and columns the
+  predicted one (after ``argmax`` of one-hot targets / probabilities where the config
+  says they are not sparse), each flattened element adding its weight; class ids
+  outside ``[0, C)`` are left out, as Keras does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from polykeras.spec import MetricSpec
+
+#: Kinds whose value is a mean over samples.
+MEAN_KINDS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "mean_squared_error",
+              "mean_absolute_error", "binary_crossentropy", "categorical_crossentropy",
+              "sparse_categorical_crossentropy", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
+#: Kinds whose statistics are the confusion counts at thresholds.
+CONFUSION_KINDS = ("precision", "recall", "auc")
+#: Kinds that always sum statistics.
+STATEFUL_KINDS = CONFUSION_KINDS + ("mean_iou",)
+#: The crossentropy kinds: their per-sample value is the loss (computed by the backend's loss code).
+LOSS_KINDS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+              "mean_squared_error", "mean_absolute_error")
+#: Keras's ``NEG_INF``: the threshold of ``Precision(top_k=...)`` when none is given.
+NEG_INF = -1e10
+#: Keras's ``backend.epsilon()`` in its AUC thresholds and IoU (a constant there, not the settable fuzz).
+KERAS_EPSILON = 1e-7
+
+
+def is_summed(metric: MetricSpec) -> bool:
+    """Does the backend return statistics (:func:`statistics_shape`) rather than a batch mean?"""
+    return metric.weighted or metric.kind in STATEFUL_KINDS
+
+
+def thresholds(metric: MetricSpec) -> np.ndarray:
+    """The thresholds of a confusion kind, float64, as Keras places them: ``Precision``/
+    ``Recall`` the given ones (default 0.5, or ``NEG_INF`` with ``top_k``); ``AUC``
+    ``[-eps, 1/(n-1), ..., (n-2)/(n-1), 1 + eps]`` (or the given ones between ``-eps`` and ``1 + eps``)."""
+    config = metric.config
+    if metric.kind == "auc":
+        given = config.get("thresholds")
+        if given is not None:
+            inner = sorted(float(t) for t in given)
+        else:
+            n = int(config.get("num_thresholds", 200))
+            inner = [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)]
+        return np.array([0.0 - KERAS_EPSILON] + inner + [1.0 + KERAS_EPSILON], dtype=np.float64)
+    given = config.get("thresholds")
+    if given is None:
+        given = NEG_INF if config.get("top_k") is not None else 0.5
+    return np.atleast_1d(np.asarray(given, dtype=np.float64))
+
+
+def statistics_shape(metric: MetricSpec) -> tuple[int, ...]:
+    if metric.kind in CONFUSION_KINDS:
+        return (4, len(thresholds(metric)))
+    if metric.kind == "mean_iou":
+        c = int(metric.config["num_classes"])
+        return (c, c)
+    if metric.weighted:
+        return (2,)
+    raise ValueError(f"metric {metric.name!r} ({metric.kind}) is a plain mean metric: it has no statistics")
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b``, 0 where ``b`` is 0 (Keras's ``divide_no_nan``)."""
+    safe = np.where(b == 0, 1.0, b)
+    return np.where(b == 0, 0.0, a / safe)
+
+
+def _interpolated_pr_auc(tp, fp, fn) -> float:
+    """Keras's ``AUC.interpolate_pr_auc`` (Davis & Goadrich 2006): precision interpolated
+    linearly in the number of positive predictions between thresholds."""
+    dtp = tp[:-1] - tp[1:]
+    p = tp + fp
+    dp = p[:-1] - p[1:]
+    slope = _ratio(dtp, np.maximum(dp, 0))
+    intercept = tp[1:] - slope * p[1:]
+    both = (p[:-1] > 0) & (p[1:] > 0)
+    p_ratio = np.where(both, _ratio(p[:-1], np.maximum(p[1:], 0)), 1.0)
+    increment = _ratio(slope * (dtp + intercept * np.log(np.where(p_ratio > 0, p_ratio, 1.0))),
+                       np.maximum(tp[1:] + fn[1:], 0))
+    return float(np.sum(increment))
+
+
+def _auc(config: dict, stats: np.ndarray) -> float:
+    tp, fp, tn, fn = stats
+    curve = str(config.get("curve", "ROC")).upper()
+    method = str(config.get("summation_method", "interpolation")).lower()
+    if curve == "PR" and method == "interpolation":
+        return _interpolated_pr_auc(tp, fp, fn)
+    recall = _ratio(tp, tp + fn)
+    x, y = (_ratio(fp, fp + tn), recall) if curve == "ROC" else (recall, _ratio(tp, tp + fp))
+    if method == "interpolation":
+        heights = (y[:-1] + y[1:]) / 2.0
+    elif method == "minoring":
+        heights = np.minimum(y[:-1], y[1:])
+    else:
+        heights = np.maximum(y[:-1], y[1:])
+    return float(np.sum((x[:-1] - x[1:]) * heights))
+
+
+def _mean_iou(stats: np.ndarray) -> float:
+    """Keras's ``MeanIoU.result``: the mean over classes present (in targets or predictions)
+    of ``tp / (tp + fp + fn)``, with Keras's epsilon in both divisions."""
+    tp = np.diag(stats)
+    denominator = stats.sum(axis=0) + stats.sum(axis=1) - tp
+    valid = denominator > 1e-9
+    iou = np.where(valid, tp / (denominator + KERAS_EPSILON), 0.0)
+    return float(iou.sum() / (valid.sum() + KERAS_EPSILON))
+
+
+def value(metric: MetricSpec, stats) -> float:
+    """The logged value of a summed metric from its statistics summed over batches."""
+    stats = np.asarray(stats, dtype=np.float64)
+    if metric.kind == "precision":
+        return float(_ratio(stats[0], stats[0] + stats[1])[0])
+    if metric.kind == "recall":
+        return float(_ratio(stats[0], stats[0] + stats[3])[0])
+    if metric.kind == "auc":
+        return _auc(metric.config, stats)
+    if metric.kind == "mean_iou":
+        return _mean_iou(stats)
+    return float(_ratio(stats[0], stats[1]))
+
+
+class SummedStatistics:
+    """The statistics of the summed metrics, added up batch by batch in the backend's own
+    arrays (``add`` does native ``+`` only), turned into values by :func:`value` when
+    the logs are read. ``to_numpy`` copies one native array to the host."""
+
+    def __init__(self, metrics: Sequence[MetricSpec], to_numpy: Callable[[Any], np.ndarray] = np.asarray):
+        self.metrics = list(metrics)
+        self.to_numpy = to_numpy
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: list[Any] | None = None
+
+    def add(self, stats: Sequence[Any]) -> None:
+        if not self.metrics:
+            return
+        self.sums = list(stats) if self.sums is None else [s + t for s, t in zip(self.sums, stats)]
+
+    def results(self) -> dict[str, float]:
+        if self.sums is None:
+            return {}
+        return {m.name: value(m, self.to_numpy(s)) for m, s in zip(self.metrics, self.sums)}
+
+
+def ordered(names: Sequence[str], *parts: dict[str, float]) -> dict[str, float]:
+    """The logs of several accumulators in ``names`` order (``TrainingSpec.log_names``)."""
+    merged: dict[str, float] = {}
+    for part in parts:
+        merged.update(part)
+    return {name: merged[name] for name in names if name in merged}
