@@ -59,6 +59,8 @@ CASES = [
     ("take", [_r(2, 3), np.array([5, 0, 5])], {}),
     ("take_along_axis", [_r(3, 4), np.array([[0, 0], [3, 1], [2, 2]])], {"axis": 1}),
     ("slice", [_r(4, 5)], {"start_indices": (1, 2), "shape": (2, 3)}),
+    ("getitem", [_r(3, 4, 5)], {"key": [{"slice": [None, None, None]}, 1, {"slice": [None, None, -2]}]}),
+    ("getitem", [_r(3, 4)], {"key": ["...", "newaxis", {"slice": [1, 3, None]}]}),
     ("tril", [_r(4, 4)], {"k": -1}), ("triu", [_r(3, 4)], {}), ("cast", [_r(3)], {"dtype": "float64"}),
     ("matmul", [_r(3, 4), _r(4, 2)], {}), ("matmul", [_r(2, 1, 3, 4), _r(5, 4, 2)], {}),
     ("matmul", [_r(4), _r(2, 4, 3)], {}), ("matmul", [_r(3, 4), _r(4)], {}),

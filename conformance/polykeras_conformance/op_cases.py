@@ -27,7 +27,7 @@ GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
           + ["gelu", "softmax", "log_softmax", "clip", "where", "stop_gradient"],
           "reductions": REDUCTIONS + ["cumsum"],
           "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
-                     "pad", "take", "take_along_axis", "tril", "triu"],
+                     "pad", "take", "take_along_axis", "tril", "triu", "getitem"],
           "contractions": ["matmul", "einsum", "tensordot", "normalize"]}
 
 
@@ -162,6 +162,13 @@ def _shapes(draw, name: str):
         indices = _nest(flat, idx_shape)
         return _graph([shape], [{"layer": _op(name, [_inp(), {"constant": indices, "dtype": "int64"}], axis=axis),
                                  "inbound": ["in0"]}])
+    if name == "getitem":  # x[:, ...]: a slice with a drawn step, an int, a new axis
+        size = shape[-1]
+        start = draw(st.integers(-size, size - 1))
+        last = {"slice": [start, None, draw(st.sampled_from([None, 2, -1]))]} if draw(st.booleans()) else start
+        key = [{"slice": [None, None, None]}] + (["..."] if rank > 1 else []) + (
+            ["newaxis"] if draw(st.booleans()) else []) + [last]
+        return one(key=key)
     # tril / triu: on the last two axes, which never include the batch axis
     shape = draw(st.lists(st.integers(2, 4), min_size=2, max_size=3))
     return _graph([shape], [{"layer": _op(name, [_inp()], k=draw(st.integers(-1, 1))), "inbound": ["in0"]}])

@@ -9,15 +9,16 @@ import numpy as np
 
 from polykeras.layers.operation import resolve_args, tuples
 from polykeras.ops import registry
+from polykeras.ops.shapes import decode_key
 
 
 class KerasOperation(keras.layers.Layer):
     def __init__(self, op: str, args: list, params: dict, **kwargs):
         super().__init__(**kwargs)
-        if not hasattr(keras.ops, op):
+        if op != "getitem" and not hasattr(keras.ops, op):
             raise NotImplementedError(f"keras.ops has no op {op!r} (layer {self.name!r})")
         self.op, self.args, self.params = op, args, tuples(params)
-        self.fn = getattr(keras.ops, op)
+        self.fn = (lambda x, key=(): x[decode_key(key)]) if op == "getitem" else getattr(keras.ops, op)
         self.variadic = registry.get(op).variadic
 
     def call(self, inputs):

@@ -84,6 +84,12 @@ class SymbolicTensor:
         args = (self,) if other is None else ((other, self) if reverse else (self, other))
         return getattr(ops, name)(*args)
 
+    def __getitem__(self, key):
+        from polykeras import ops
+        from polykeras.ops.shapes import encode_key
+
+        return ops.getitem(self, key=encode_key(key))
+
     def __truediv__(self, other):
         return self._op("divide", other)
 

@@ -209,3 +209,44 @@ def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
 
 register("one_hot", ("x",), _one_hot, None, "integer x as one-hot vectors of num_classes along axis",
          num_classes=None, axis=-1, dtype=None, sparse=False)
+
+
+def encode_key(key) -> list:
+    """A basic-indexing key (ints, slices, ``None``, ``...``) as JSON data, for ``x[key]`` in a model."""
+    key = key if isinstance(key, tuple) else (key,)
+    out = []
+    for k in key:
+        if isinstance(k, slice):
+            out.append({"slice": [k.start, k.stop, k.step]})
+        elif k is None:
+            out.append("newaxis")
+        elif k is Ellipsis:
+            out.append("...")
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            out.append(int(k))
+        else:
+            raise TypeError(f"x[{k!r}]: symbolic tensors take basic indexing only (ints, slices, None, ...); use "
+                            "ops.take or ops.take_along_axis to gather by an array of indices")
+    return out
+
+
+def decode_key(key) -> tuple:
+    def one(k):
+        if isinstance(k, dict):
+            return slice(*k["slice"])
+        return {"newaxis": None, "...": Ellipsis}.get(k, k) if isinstance(k, str) else int(k)
+    return tuple(one(k) for k in key)
+
+
+def _getitem(x, key=()):
+    return x[decode_key(key)]
+
+
+def _getitem_vjp(g, y, arrays, key=()):
+    out = np.zeros(np.shape(arrays[0]), dtype=g.dtype)
+    out[decode_key(key)] = g  # basic indexing selects each entry at most once
+    return (out,)
+
+
+register("getitem", ("x",), _getitem, _getitem_vjp, "x[key] with basic indexing (what x[...] records in a model)",
+         key=())

@@ -13,6 +13,7 @@ from jax.scipy.special import logsumexp
 
 from polykeras.backend import epsilon
 from polykeras.layers.operation import resolve_args, tuples
+from polykeras.ops.shapes import decode_key
 
 from .base import Layer
 
@@ -55,6 +56,7 @@ OPS = {
     "cast": lambda x, dtype=None: x.astype(dtype),
     "einsum": lambda *xs, subscripts=None: jnp.einsum(subscripts, *xs),
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
+    "getitem": lambda x, key=(): x[decode_key(key)],
 }
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from polykeras.backend import epsilon
 from polykeras.layers.operation import resolve_args, tuples
 from polykeras.ops import registry
+from polykeras.ops.shapes import decode_key
 
 from .base import TorchLayer
 
@@ -113,6 +114,30 @@ def _slice(x, start_indices=None, shape=None):
     return x[tuple(slice(int(s), int(s) + int(n)) for s, n in zip(start_indices, shape))]
 
 
+def _getitem(x, key: tuple):
+    """``x[key]`` (basic indexing); torch slices take no negative step, so those axes are kept
+    whole by the slicing and gathered in reverse order afterwards."""
+    key = list(key)
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key[i:i + 1] = [slice(None)] * (x.dim() - sum(k is not None and k is not Ellipsis for k in key))
+    reversed_axes, position, axis = [], 0, 0  # (output position, indices); axis walks x's axes
+    for i, k in enumerate(key):
+        if k is None:
+            position += 1
+            continue
+        if isinstance(k, slice):
+            if k.step is not None and k.step < 0:
+                reversed_axes.append((position, range(*k.indices(x.shape[axis]))))
+                key[i] = slice(None)
+            position += 1
+        axis += 1
+    out = x[tuple(key)]
+    for position, indices in reversed_axes:
+        out = torch.index_select(out, position, torch.as_tensor(list(indices), dtype=torch.long, device=x.device))
+    return out
+
+
 def _clip(x, x_min=None, x_max=None):
     return torch.clamp(x, x_min, x_max)
 
@@ -159,6 +184,7 @@ OPS = {
     "one_hot": _one_hot, "matmul": torch.matmul, "einsum": lambda *xs, subscripts=None: torch.einsum(subscripts, *xs),
     "tensordot": lambda a, b, axes=2: torch.tensordot(a, b, dims=axes),
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
+    "getitem": lambda x, key=(): _getitem(x, decode_key(key)),
     "zeros_like": _like(torch.zeros_like), "ones_like": _like(torch.ones_like),
     "full_like": lambda x, fill_value=None, dtype=None: torch.full_like(
         x, fill_value, dtype=None if dtype is None else getattr(torch, dtype)),
