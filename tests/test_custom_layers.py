@@ -239,3 +239,21 @@ def test_subclassed_models_build_on_first_data_or_call_and_list_their_layers():
     assert keras.Model(inp, inner(inp)).output_shape == (None, 3)  # used as a layer: traced on the tensor
     with pytest.raises(TypeError, match="needs inputs and outputs"):
         keras.Model()
+
+
+def test_keras_registration_and_custom_objects_are_accepted(tmp_path):
+    @keras.saving.register_keras_serializable(package="Tests")
+    class Scale(layers.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    assert keras.saving.get_registered_object("Tests>Scale") is Scale
+    assert keras.saving.get_registered_name(Scale) == "Tests>Scale"
+    inp = keras.Input((2,))
+    model = keras.Model(inp, Scale()(inp))
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras", custom_objects={"Scale": Scale})
+    np.testing.assert_array_equal(loaded.predict(np.ones((1, 2)), verbose=0), [[1.0, 1.0]])

@@ -9,7 +9,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True):
     ``.polykeras`` file; any backend can load it."""
     from polykeras.saving import load_model as _load
 
-    return _load(filepath, compile=compile)
+    return _load(filepath, custom_objects=custom_objects, compile=compile)
 
 
 def save_model(model, filepath, overwrite: bool = True, **kwargs) -> None:
