@@ -257,3 +257,12 @@ def test_keras_registration_and_custom_objects_are_accepted(tmp_path):
     model.save(tmp_path / "m.polykeras")
     loaded = keras.models.load_model(tmp_path / "m.polykeras", custom_objects={"Scale": Scale})
     np.testing.assert_array_equal(loaded.predict(np.ones((1, 2)), verbose=0), [[1.0, 1.0]])
+
+
+def test_summary_shows_a_custom_layer_as_one_row_connected_like_keras():
+    model, _ = _model()
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "block (Block)" in text and "(Operation)" not in text and "(Variable)" not in text
+    assert "concatenate (Concatenate)" in text and "block[0][0]" in text

@@ -115,6 +115,22 @@ class Graph:
         return [[[p.layer.name, self.call_index.get(id(p), 0)] for p in n.inputs]
                 for n in self.nodes if n.layer is layer]
 
+    def public_inbound(self, layer: Layer) -> list[list[list]]:
+        """:meth:`inbound_nodes` for what ``model.layers`` lists: a custom layer's inputs are the
+        tensors from outside it that its traced nodes read (one entry for all its calls)."""
+        def ref(p: SymbolicTensor) -> list:
+            return [p.owner.name, 0] if p.owner is not None else [p.layer.name, self.call_index.get(id(p), 0)]
+
+        if any(n.layer is layer for n in self.nodes):
+            return [[ref(p) for p in n.inputs] for n in self.nodes if n.layer is layer]
+        refs: list[list] = []
+        for node in self.nodes:
+            if node.owner is layer:
+                for p in node.inputs:
+                    if (p.owner or p.layer) is not layer and ref(p) not in refs:
+                        refs.append(ref(p))
+        return [refs] if refs else []
+
     def tensor_ref(self, tensor: SymbolicTensor) -> list:
         return [tensor.layer.name, self.call_index.get(id(tensor), 0)]
 

@@ -31,7 +31,7 @@ def summary_lines(model, line_length: int = 80) -> list[str]:
         params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
         links = [""]
         if functional:
-            links = [f"{name}[{k}][0]" for call in model._graph.inbound_nodes(layer) for name, k in call] or ["-"]
+            links = [f"{name}[{k}][0]" for call in model._graph.public_inbound(layer) for name, k in call] or ["-"]
         lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, params, links[0]))
         lines += [row("", "", "", link) for link in links[1:]]
         if i < len(model.layers) - 1:
