@@ -355,3 +355,19 @@ def test_keras_backends_map_metric_objects_and_weighted_metrics(backend, make, y
     assert list(logs[backend]) == list(logs["numpy"])
     for key, value in logs["numpy"].items():
         assert logs[backend][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_steps_per_execution_accumulates_the_same_statistics(backend):
+    """N batches per call (jax: one lax.scan; torch: one transfer) sum the same statistics as N calls."""
+    logs = []
+    for steps in (1, 3):
+        m = _multilabel(backend)
+        m.compile(optimizer="sgd", loss="binary_crossentropy", backend=backend, dtype="float64",
+                  steps_per_execution=steps, metrics=[keras.metrics.AUC(), keras.metrics.Precision(top_k=2)],
+                  weighted_metrics=[keras.metrics.Recall(thresholds=0.4), "binary_accuracy"])
+        history = m.fit(X, MULTILABEL, batch_size=8, epochs=1, verbose=0, shuffle=False, sample_weight=WEIGHTS)
+        logs.append({k: v[-1] for k, v in history.history.items()})
+    assert sorted(logs[0]) == ["auc", "binary_accuracy", "loss", "precision", "recall"]
+    for key in logs[0]:
+        assert logs[1][key] == pytest.approx(logs[0][key], rel=1e-12), key
