@@ -454,8 +454,12 @@ def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
         shape = (batch, *case["input_shape"])
         x = (rng.integers(0, case["vocab"], shape) if case["vocab"]
              else rng.normal(size=shape) * case.get("input_scale", 1))
-    out = (batch, *output_shape[1:])
-    target = case["target"]
+    if isinstance(output_shape, list):  # several outputs: one target each
+        return x, [_target(case["target"], (batch, *shape[1:]), rng) for shape in output_shape]
+    return x, _target(case["target"], (batch, *output_shape[1:]), rng)
+
+
+def _target(target: str, out: tuple, rng):
     if target == "labels":
         y = rng.integers(0, out[-1], out[:-1])
     elif target == "onehot":
@@ -471,4 +475,4 @@ def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
         y = rng.uniform(0.5, 2.0, size=out)
     else:
         y = rng.normal(size=out)
-    return x, y
+    return y

@@ -36,7 +36,7 @@ def _compile(model, loss, optimizer, backend: str, device: str | None, dtype: st
 def _program(model, x, y):
     x, y = Trainer(model).prepare(x, y)
     try:
-        return model._get_program(training=True, y_ndim=y.ndim), x, y
+        return model._get_program(training=True, y_ndim=data.ndims(y)), x, y
     except NotImplementedError as exc:
         raise Unsupported(str(exc)) from None
 

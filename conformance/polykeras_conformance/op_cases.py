@@ -209,17 +209,37 @@ STRATEGIES = {"element-wise": _elementwise, "reductions": _reduction, "shapes": 
               "contractions": _contraction}
 
 
-def op_cases(examples_per_op: int, draw) -> list[dict]:
-    """``examples_per_op`` derandomised draws per op; ``draw(strategy, n)`` is the suite's sampler."""
+def _merged(graphs: list[dict]) -> dict:
+    """Several graphs side by side as one model of several inputs and outputs (its loss is the
+    sum of theirs, so every output's gradients are those of its own graph)."""
+    inputs, nodes, outputs = [], [], []
+    for graph in graphs:
+        rename = {f"in{k}": f"in{k + len(inputs)}" for k in range(len(graph["inputs"]))}
+        rename.update({f"n{i}": f"n{i + len(nodes)}" for i in range(len(graph["nodes"]))})
+        nodes += [{"layer": node["layer"], "inbound": [rename[name] for name in node["inbound"]]}
+                  for node in graph["nodes"]]
+        inputs += graph["inputs"]
+        outputs += [rename[name] for name in graph["outputs"]]
+    return {"inputs": inputs, "nodes": nodes, "outputs": outputs}
+
+
+def op_cases(examples_per_op: int, draw, per_case: int = 1) -> list[dict]:
+    """``examples_per_op`` derandomised draws per op; ``draw(strategy, n)`` is the suite's sampler.
+    ``per_case`` > 1 puts that many ops of a group into one model (quick mode: fewer models to
+    build, which is most of a Keras backend's time per case); the case id lists its ops."""
     cases = []
     for group, names in GROUPS.items():
+        drawn = []
         for name in names:
             seen = set()
             for graph in draw(lambda name=name, group=group: STRATEGIES[group](name), examples_per_op):
                 key = repr(graph)
-                if key in seen:
-                    continue
-                seen.add(key)
-                cases.append({"id": f"op:{name}#{len(seen)}", "group": f"Ops: {group}", "graph": graph,
-                              "vocab": None, "loss": "mse", "target": "real", "training": True})
+                if key not in seen:
+                    seen.add(key)
+                    drawn.append((f"{name}#{len(seen)}", graph))
+        for start in range(0, len(drawn), per_case):
+            chunk = drawn[start:start + per_case]
+            graph = chunk[0][1] if len(chunk) == 1 else _merged([g for _, g in chunk])
+            cases.append({"id": "op:" + ",".join(case_id for case_id, _ in chunk), "group": f"Ops: {group}",
+                          "graph": graph, "vocab": None, "loss": "mse", "target": "real", "training": True})
     return cases

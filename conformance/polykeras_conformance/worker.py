@@ -35,7 +35,7 @@ def jobs(levels: list[str], quick: bool, workloads: list[str]):
     """(level, group, case id, callable(backend, device, dtype) -> arrays) for every case."""
     if "L0" in levels:
         for case in (cases.layer_cases(4 if quick else 12) + cases.graph_cases(4 if quick else 12) + cases.LOSS_CASES
-                     + cases.EXTRA_CASES + op_cases.op_cases(1 if quick else 3, cases._draw)):
+                     + cases.EXTRA_CASES + op_cases.op_cases(1 if quick else 3, cases._draw, 5 if quick else 1)):
             yield "L0", case["group"], case["id"], lambda b, d, t, c=case: measure.layer_case(c, b, d, t)
     if "L1" in levels:
         for config in cases.OPTIMIZER_CASES:
