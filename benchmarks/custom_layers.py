@@ -45,12 +45,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
 from polykeras_conformance.measure import epoch_timer
 
-from epoch_worker import EpochWorker, serve  # this script's folder is on sys.path
+from epoch_worker import EpochWorker, cell, ratio, run_interleaved, serve  # this script's folder is on sys.path
 from jax_backend import data  # the sibling benchmark's MNIST-MLP data
 
 BATCH, UNITS, CLASSES = 128, 256, 10
@@ -180,33 +179,7 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__}, "
           f"{os.cpu_count()} cpus, python {sys.version.split()[0]}; {WORKLOAD}; {args.steps} steps/epoch, "
           f"{args.epochs} epochs per side (first is warm-up), interleaved", flush=True)
-    sides = make_sides(wanted, args.steps)
-    times = {k: [] for k in sides}
-    losses = {k: [] for k in sides}
-    order = list(sides)
-    try:
-        for epoch in range(args.epochs):
-            for key in order[epoch % len(order):] + order[:epoch % len(order)]:
-                seconds, loss = sides[key].epoch()
-                times[key].append(seconds)
-                losses[key].append(loss)
-    finally:
-        for side in sides.values():
-            if isinstance(side, EpochWorker):
-                side.close()
-    versions = {k: s.version for k, s in sides.items() if isinstance(s, EpochWorker)}
-    ms = {k: [1000 * s / args.steps for s in v[1:]] for k, v in times.items()}
-    med = {k: statistics.median(v) for k, v in ms.items() if v}
-    for k, v in ms.items():
-        if v:
-            print(f"  {k}: median {med[k]:.3f} ms/step (min {min(v):.3f}, max {max(v):.3f}), "
-                  f"warm-up epoch {times[k][0]:.2f} s, last epoch loss {losses[k][-1]:.4f}" + (f" [keras {versions[k]}]" if k in versions else ""))
-
-    def cell(value, fmt="{:.3f}"):
-        return "-" if value is None else fmt.format(value)
-
-    def ratio(a, b):
-        return None if a is None or b is None else a / b
+    med = run_interleaved(make_sides(wanted, args.steps), args.epochs, args.steps)
 
     print()
     print("| workload (batch, optimizer) | framework | built-in Dense ms/step | custom Linear (ops) ms/step "

@@ -39,3 +39,41 @@ def serve(side, version: str) -> None:
     for line in sys.stdin:
         if line.strip() == "epoch":
             print(json.dumps(side.epoch()), flush=True)
+
+
+def run_interleaved(sides: dict, epochs: int, steps: int) -> dict[str, float]:
+    """Run every side's ``epoch()`` ``epochs`` times, interleaved epoch by epoch (the order
+    rotates), print each side's median ms/step (the first epoch, a warm-up, left out) and
+    return the medians. Worker sides are closed at the end."""
+    import statistics
+
+    times = {k: [] for k in sides}
+    losses = {k: [] for k in sides}
+    order = list(sides)
+    try:
+        for epoch in range(epochs):
+            for key in order[epoch % len(order):] + order[:epoch % len(order)]:
+                seconds, loss = sides[key].epoch()
+                times[key].append(seconds)
+                losses[key].append(loss)
+    finally:
+        for side in sides.values():
+            if isinstance(side, EpochWorker):
+                side.close()
+    versions = {k: s.version for k, s in sides.items() if isinstance(s, EpochWorker)}
+    ms = {k: [1000 * s / steps for s in v[1:]] for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in ms.items() if v}
+    for k, v in ms.items():
+        if v:
+            print(f"  {k}: median {med[k]:.3f} ms/step (min {min(v):.3f}, max {max(v):.3f}), warm-up epoch "
+                  f"{times[k][0]:.2f} s, last epoch loss {losses[k][-1]:.4f}"
+                  + (f" [keras {versions[k]}]" if k in versions else ""))
+    return med
+
+
+def cell(value, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def ratio(a, b):
+    return None if a is None or b is None else a / b
