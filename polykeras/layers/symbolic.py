@@ -52,37 +52,17 @@ class SymbolicTensor:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def _merge(self, kind: str, other, reverse: bool = False) -> "SymbolicTensor":
-        if not isinstance(other, SymbolicTensor):
-            return self._op(kind.lower(), other, reverse)
-        from polykeras.layers import merge
-
-        pair = [other, self] if reverse else [self, other]
-        return getattr(merge, kind)()(pair)
-
-    def __add__(self, other):
-        return self._merge("Add", other)
-
-    def __radd__(self, other):
-        return self._merge("Add", other, reverse=True)
-
-    def __sub__(self, other):
-        return self._merge("Subtract", other)
-
-    def __rsub__(self, other):
-        return self._merge("Subtract", other, reverse=True)
-
-    def __mul__(self, other):
-        return self._merge("Multiply", other)
-
-    def __rmul__(self, other):
-        return self._merge("Multiply", other, reverse=True)
-
-    def _op(self, name: str, other=None, reverse: bool = False) -> "SymbolicTensor":
+    def _operator(self, op: str, other=None, reverse: bool = False) -> "SymbolicTensor":
+        """``self <op> other``: Keras's merge layer for ``+ - *`` between two symbolic tensors,
+        else a :mod:`polykeras.ops` node."""
         from polykeras import ops
 
-        args = (self,) if other is None else ((other, self) if reverse else (self, other))
-        return getattr(ops, name)(*args)
+        if op in _MERGE_LAYERS and isinstance(other, SymbolicTensor):
+            from polykeras.layers import merge
+
+            return getattr(merge, _MERGE_LAYERS[op])()([other, self] if reverse else [self, other])
+        args = (self,) if op in UNARY else ((other, self) if reverse else (self, other))
+        return getattr(ops, op)(*args)
 
     def __getitem__(self, key):
         from polykeras import ops
@@ -90,29 +70,27 @@ class SymbolicTensor:
 
         return ops.getitem(self, key=encode_key(key))
 
-    def __truediv__(self, other):
-        return self._op("divide", other)
-
-    def __rtruediv__(self, other):
-        return self._op("divide", other, reverse=True)
-
-    def __pow__(self, other):
-        return self._op("power", other)
-
-    def __rpow__(self, other):
-        return self._op("power", other, reverse=True)
-
-    def __matmul__(self, other):
-        return self._op("matmul", other)
-
-    def __rmatmul__(self, other):
-        return self._op("matmul", other, reverse=True)
-
-    def __neg__(self):
-        return self._op("negative")
-
-    def __abs__(self):
-        return self._op("abs")
-
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={format_shape(self.shape)}, dtype={self.dtype}, from layer {self.layer.name!r}>"
+
+
+#: Python's operators and the ops they record: (method, op, operands reversed).
+OPERATORS = [("__add__", "add", False), ("__radd__", "add", True), ("__sub__", "subtract", False),
+             ("__rsub__", "subtract", True), ("__mul__", "multiply", False), ("__rmul__", "multiply", True),
+             ("__truediv__", "divide", False), ("__rtruediv__", "divide", True), ("__matmul__", "matmul", False),
+             ("__rmatmul__", "matmul", True), ("__pow__", "power", False), ("__rpow__", "power", True),
+             ("__neg__", "negative", False), ("__abs__", "abs", False)]
+UNARY = ("negative", "abs")
+_MERGE_LAYERS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
+
+
+def install_operators(cls) -> None:
+    """Give ``cls`` the arithmetic operators, each calling ``self._operator(op, other, reverse)``."""
+    def method(op: str, reverse: bool):
+        return lambda self, other=None: self._operator(op, other, reverse)
+
+    for name, op, reverse in OPERATORS:
+        setattr(cls, name, method(op, reverse))
+
+
+install_operators(SymbolicTensor)

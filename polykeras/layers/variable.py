@@ -29,7 +29,7 @@ import numpy as np
 from polykeras import backend as _backend
 from polykeras import initializers, regularizers
 from polykeras.layers.base import Layer
-from polykeras.layers.symbolic import TRACING
+from polykeras.layers.symbolic import TRACING, UNARY, install_operators
 from polykeras.spec import WeightSpec
 
 
@@ -108,6 +108,12 @@ class Variable(Layer):
             reads[id(self)] = self._call_symbolically([], several=True)
         return reads[id(self)]
 
+    def _operator(self, op: str, other=None, reverse: bool = False):
+        from polykeras import ops
+
+        args = (self,) if op in UNARY else ((other, self) if reverse else (self, other))
+        return getattr(ops, op)(*args)
+
     def _call_symbolically(self, tensors, several):
         out = super()._call_symbolically(tensors, several)
         out.batched = False
@@ -139,20 +145,4 @@ class Variable(Layer):
         return f"<Variable path={self.path}, shape={self._shape}, dtype={self.dtype or _backend.floatx()}>"
 
 
-def _operator(name: str, reverse: bool = False):
-    def method(self, other=None):
-        from polykeras import ops
-
-        args = (self,) if other is None and name in ("negative", "abs") else ((other, self) if reverse else (self, other))
-        return getattr(ops, name)(*args)
-
-    return method
-
-
-for _name, _op, _reverse in [("__add__", "add", False), ("__radd__", "add", True), ("__sub__", "subtract", False),
-                             ("__rsub__", "subtract", True), ("__mul__", "multiply", False),
-                             ("__rmul__", "multiply", True), ("__truediv__", "divide", False),
-                             ("__rtruediv__", "divide", True), ("__matmul__", "matmul", False),
-                             ("__rmatmul__", "matmul", True), ("__pow__", "power", False),
-                             ("__neg__", "negative", False), ("__abs__", "abs", False)]:
-    setattr(Variable, _name, _operator(_op, _reverse))
+install_operators(Variable)
