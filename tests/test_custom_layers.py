@@ -266,3 +266,41 @@ def test_summary_shows_a_custom_layer_as_one_row_connected_like_keras():
     text = "\n".join(lines)
     assert "block (Block)" in text and "(Operation)" not in text and "(Variable)" not in text
     assert "(Concatenate)" in text and "block[0][0]" in text  # layer names are numbered per session
+
+
+class TokenAndPositionEmbedding(layers.Layer):
+    """keras.io's transformer example: an Embedding called on ops.arange inside call()."""
+
+    def __init__(self, maxlen, vocab_size, embed_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim)
+        self.pos_emb = layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+    def call(self, x):
+        positions = self.pos_emb(ops.arange(start=0, stop=ops.shape(x)[-1], step=1))  # a constant node
+        return self.token_emb(x) + positions  # broadcast over the batch: an op, not a merge layer
+
+
+def _positions_model():
+    keras.utils.set_random_seed(9)
+    inp = keras.Input((12,), dtype="int32")
+    h = layers.GlobalAveragePooling1D()(TokenAndPositionEmbedding(12, 50, 8)(inp))
+    return keras.Model(inp, layers.Dense(2, activation="softmax")(h))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_layers_called_on_constants_inside_call_train_like_the_reference(backend):
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 50, (32, 12)), rng.integers(0, 2, 32)
+    results = []
+    for name in ("numpy", backend):
+        model = _positions_model()
+        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64")
+        before = model.get_weights()
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+        results.append(model.get_weights())
+    pos_table = [l for l in model._spec().layers if l.kind == "Embedding"][1]
+    assert pos_table.input_shapes == ((12,),)  # the positions: no batch axis
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+    assert not np.allclose(results[0][1], before[1])  # the position table trains

@@ -61,7 +61,7 @@ CASES = [
     ("slice", [_r(4, 5)], {"start_indices": (1, 2), "shape": (2, 3)}),
     ("getitem", [_r(3, 4, 5)], {"key": [{"slice": [None, None, None]}, 1, {"slice": [None, None, -2]}]}),
     ("getitem", [_r(3, 4)], {"key": ["...", "newaxis", {"slice": [1, 3, None]}]}),
-    ("tril", [_r(4, 4)], {"k": -1}), ("triu", [_r(3, 4)], {}), ("cast", [_r(3)], {"dtype": "float64"}),
+    ("convert_to_tensor", [_r(3)], {}), ("tril", [_r(4, 4)], {"k": -1}), ("triu", [_r(3, 4)], {}), ("cast", [_r(3)], {"dtype": "float64"}),
     ("matmul", [_r(3, 4), _r(4, 2)], {}), ("matmul", [_r(2, 1, 3, 4), _r(5, 4, 2)], {}),
     ("matmul", [_r(4), _r(2, 4, 3)], {}), ("matmul", [_r(3, 4), _r(4)], {}),
     ("tensordot", [_r(2, 3, 4), _r(3, 4, 5)], {"axes": 2}), ("tensordot", [_r(2, 3), _r(4, 2)], {"axes": ([0], [1])}),

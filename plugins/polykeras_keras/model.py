@@ -191,8 +191,9 @@ class KerasGraphs:
         values = {inp.name: tensor for inp, tensor in zip(self.spec.inputs, self.inputs)}
         for index, (layer, kl) in enumerate(zip(self.spec.layers, self.layers)):
             args = [values[name] for name in layer.inbound]
-            if layer.kind == "Variable":  # no input of its own: anchored on the model's first input
-                values[layer.name] = kl(self.inputs[0])
+            if not layer.inbound:  # a variable or a constant: anchored on the model's first input, since a
+                # Keras functional model drops (and freezes) nodes that no input reaches
+                values[layer.name] = kl(self.inputs[0] if layer.kind == "Variable" else [self.inputs[0]])
                 continue
             if layer.kind in MERGE or layer.kind == "Operation":
                 values[layer.name] = kl(args)

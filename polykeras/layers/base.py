@@ -19,7 +19,7 @@ import numpy as np
 
 from polykeras import backend as _backend
 from polykeras import activations, initializers, regularizers
-from polykeras.layers.symbolic import SymbolicTensor, format_shape
+from polykeras.layers.symbolic import TRACING, SymbolicTensor, format_shape
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -197,6 +197,12 @@ class Layer:
             raise TypeError(f"{type(self).__name__} layer {self.name!r} got unexpected argument(s) "
                             f"{', '.join(sorted(kwargs))}")
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if TRACING and not all(isinstance(t, SymbolicTensor) for t in tensors):
+            # inside a custom layer's call(): arrays (ops.arange(...)) become constant nodes
+            from polykeras.layers.operation import constant
+
+            tensors = [t if isinstance(t, SymbolicTensor) else constant(t) for t in tensors]
+            inputs = tensors if isinstance(inputs, (list, tuple)) else tensors[0]
         if any(isinstance(t, SymbolicTensor) for t in tensors):
             return self._call_symbolically(tensors, several=isinstance(inputs, (list, tuple)))
         if self.multiple_inputs:
@@ -223,7 +229,10 @@ class Layer:
                              f"{len(tensors)}; combine them first with a merge layer (Concatenate, Add, ...)")
         shapes = [t.shape for t in tensors]
         out_shape = self.build_for(shapes if several else shapes[0])
-        return SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype if tensors else None), self, tuple(tensors))
+        out = SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype if tensors else None), self, tuple(tensors))
+        if tensors:  # a layer on constants only (inside a traced call()) has no batch axis either
+            out.batched = any(t.batched for t in tensors)
+        return out
 
     def output_dtype(self, input_dtype: str) -> str:
         return self.dtype or _backend.floatx()

@@ -149,6 +149,13 @@ def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None
     return shape, str(a.dtype)
 
 
+def constant(value) -> SymbolicTensor:
+    """An array used inside a traced ``call()`` where a tensor is expected (a layer called on
+    ``ops.arange(...)``): a node without inputs or batch axis whose output is the array."""
+    layer = Operation("convert_to_tensor", [constant_arg(np.asarray(value), "convert_to_tensor")], {})
+    return layer._call_symbolically([], several=True)
+
+
 def record(op, tensors: list, params: dict) -> SymbolicTensor:
     """An op called on at least one symbolic tensor: a new graph node."""
     inputs, args = [], []

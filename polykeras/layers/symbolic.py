@@ -53,11 +53,11 @@ class SymbolicTensor:
         return len(self.shape)
 
     def _operator(self, op: str, other=None, reverse: bool = False) -> "SymbolicTensor":
-        """``self <op> other``: Keras's merge layer for ``+ - *`` between two symbolic tensors,
-        else a :mod:`polykeras.ops` node."""
+        """``self <op> other``: Keras's merge layer for ``+ - *`` between two batched symbolic
+        tensors, else a :mod:`polykeras.ops` node (NumPy broadcasting)."""
         from polykeras import ops
 
-        if op in _MERGE_LAYERS and isinstance(other, SymbolicTensor):
+        if op in _MERGE_LAYERS and isinstance(other, SymbolicTensor) and self.batched and other.batched:
             from polykeras.layers import merge
 
             return getattr(merge, _MERGE_LAYERS[op])()([other, self] if reverse else [self, other])

@@ -70,7 +70,8 @@ class Graph:
                     index[id(t)] = len(order)
                     order.append(t)
                     continue
-                if not t.inputs and id(t) not in model_inputs and t.layer.kind != "Variable":
+                if not t.inputs and id(t) not in model_inputs and t.batched:  # (variables and constants are
+                    # sources without a batch axis)
                     raise ValueError(f"model {self.model_name!r}: the outputs depend on input {t.layer.name!r}, "
                                      "which is not among the model's inputs; add it to Model(inputs=...)")
                 stack.append((t, True))

@@ -197,6 +197,8 @@ def _cast_vjp(g, y, arrays, dtype=None):
 
 
 register("cast", ("x",), _cast, _cast_vjp, "x converted to dtype", dtype=None)
+register("convert_to_tensor", ("x",), lambda x, dtype=None: np.asarray(x, dtype=dtype),
+         lambda g, y, arrays, dtype=None: (g,), "x as an array (in a model: a constant)", dtype=None)
 
 
 def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):

@@ -57,6 +57,7 @@ OPS = {
     "einsum": lambda *xs, subscripts=None: jnp.einsum(subscripts, *xs),
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
     "getitem": lambda x, key=(): x[decode_key(key)],
+    "convert_to_tensor": lambda x, dtype=None: jnp.asarray(x, dtype=dtype),
 }
 
 
