@@ -75,6 +75,8 @@ def layer_cases() -> list[LayerCase]:
         *[(f"activation-{a}", (lambda a=a: layers.Activation(a)), (6,))
           for a in ("sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "swish", "exponential", "hard_sigmoid")],
         ("dropout", lambda: layers.Dropout(0.4), (10,)),
+        ("spatialdropout1d", lambda: layers.SpatialDropout1D(0.4), (5, 6)),
+        ("spatialdropout2d", lambda: layers.SpatialDropout2D(0.5), (3, 4, 6)),
         ("flatten", lambda: layers.Flatten(), (3, 4, 2)),
         ("reshape", lambda: layers.Reshape((4, -1)), (2, 6)),
         ("conv2d-valid", lambda: layers.Conv2D(3, 3, activation="relu"), (7, 6, 2)),

@@ -498,10 +498,10 @@ KERAS_SIDE = textwrap.dedent("""
                                                L.GlobalMaxPooling1D(keepdims=True)])
         models["k_images"] = keras.Sequential([
             keras.Input((5, 6, 3)), L.Rescaling(1 / 255, offset=-0.5), L.ZeroPadding2D(((1, 2), (0, 1))),
-            L.Conv2D(4, 3), L.Cropping2D(((1, 0), (0, 1))),
+            L.Conv2D(4, 3), L.SpatialDropout2D(0.3), L.Cropping2D(((1, 0), (0, 1))),
             L.UpSampling2D(2), L.UpSampling2D((1, 2), interpolation="bilinear"), L.GlobalMaxPooling2D(),
-            L.RepeatVector(3), L.Permute((2, 1)), L.ZeroPadding1D(1), L.Cropping1D((0, 1)), L.UpSampling1D(2),
-            L.Identity(), L.Flatten(), L.Dense(2)])
+            L.RepeatVector(3), L.Permute((2, 1)), L.SpatialDropout1D(0.2), L.ZeroPadding1D(1), L.Cropping1D((0, 1)),
+            L.UpSampling1D(2), L.Identity(), L.Flatten(), L.Dense(2)])
         models["cnn"].compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
         rng = np.random.default_rng(0)
         for name, model in models.items():
@@ -690,10 +690,10 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
                                       layers.GlobalMaxPooling1D()])
     models["images"] = pk.Sequential([
         layers.Input((5, 6, 3)), layers.Rescaling([0.5, 2.0, -1.0], offset=0.1), layers.ZeroPadding2D(1),
-        layers.Conv2D(4, 3, activation="relu"), layers.Cropping2D(1),
+        layers.Conv2D(4, 3, activation="relu"), layers.SpatialDropout2D(0.3), layers.Cropping2D(1),
         layers.UpSampling2D((2, 1), interpolation="bilinear"), layers.UpSampling2D(2), layers.GlobalMaxPooling2D(),
-        layers.RepeatVector(4), layers.Permute((2, 1)), layers.ZeroPadding1D((2, 0)), layers.Cropping1D(1),
-        layers.UpSampling1D(3), layers.Identity(), layers.Flatten(), layers.Dense(2)])
+        layers.RepeatVector(4), layers.Permute((2, 1)), layers.SpatialDropout1D(0.2), layers.ZeroPadding1D((2, 0)),
+        layers.Cropping1D(1), layers.UpSampling1D(3), layers.Identity(), layers.Flatten(), layers.Dense(2)])
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)

@@ -469,7 +469,7 @@ def test_kernels_registry_covers_every_kind():
         "LayerNormalization", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
         "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
         "Permute", "Identity", "Operation", "GroupNormalization", "UnitNormalization",
-        "AveragePooling1D", "Rescaling", "Variable",
+        "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "Variable",
     }
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())

@@ -49,6 +49,8 @@ CASES = [
     ("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 2)),
     ("Rescaling", {"scale": 1 / 255, "offset": -0.5}, (3, 2)),
     ("Rescaling", {"scale": [0.5, 2.0], "offset": [[1.0, 0.0]]}, (3, 2)),
+    ("SpatialDropout1D", {"rate": 0.5}, (4, 3)),
+    ("SpatialDropout2D", {"rate": 0.3}, (2, 3, 4)),
 ]
 
 
@@ -73,7 +75,8 @@ def test_float32_in_float32_out_and_rules_shape(case):
     kernel64, kernel32 = build(kind, config, shape), build(kind, config, shape, dtype=np.float32)
     weights = random_weights(kernel64, rng)
     x = rng.normal(size=(3,) + shape)
-    y, cache = kernel32.forward([w.astype(np.float32) for w in weights], x.astype(np.float32), context(True))
+    y, cache = kernel32.forward([w.astype(np.float32) for w in weights], x.astype(np.float32),
+                                context(True, np.float32))
     dx, dweights = kernel32.backward([w.astype(np.float32) for w in weights], cache, np.ones_like(y))
     assert y.dtype == dx.dtype == np.float32
     assert all(dw is None or dw.dtype == np.float32 for dw in dweights)
@@ -258,3 +261,22 @@ def test_rescaling_values_and_bad_shape():
     np.testing.assert_allclose(y, x * [0.5, 2.0] + 1.0)
     with pytest.raises(ValueError, match="broadcast"):
         build("Rescaling", {"scale": [1.0, 2.0, 3.0]}, (3, 2))
+
+
+def test_spatial_dropout_drops_whole_channels():
+    from _fd import fixed_dropout_mask
+    from polykeras_numpy.layers import ForwardContext
+
+    x = np.random.default_rng(9).normal(size=(3, 4, 5, 6))
+    requests = []
+
+    def masks(shape, rate, stream):
+        requests.append((shape, rate, stream))
+        return fixed_dropout_mask(np.float64)(shape, rate, stream)
+
+    y, _ = build("SpatialDropout2D", {"rate": 0.5}, (4, 5, 6)).forward([], x, ForwardContext(True, masks))
+    assert requests == [((3, 1, 1, 6), 0.5, 0)]
+    dropped = (y == 0).all(axis=(1, 2))  # a channel is dropped everywhere or nowhere
+    np.testing.assert_array_equal(dropped, (y == 0).any(axis=(1, 2)))
+    y, _ = build("SpatialDropout1D", {"rate": 0.5}, (5, 6)).forward([], x[:, 0], context(False))
+    assert y is x[:, 0] or np.array_equal(y, x[:, 0])  # identity at inference

@@ -50,6 +50,13 @@ def _dropout(draw):
 
 
 @st.composite
+def _spatial_dropout(draw):
+    kind = draw(st.sampled_from(["SpatialDropout1D", "SpatialDropout2D"]))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(2 if kind.endswith("1D") else 3))
+    return [_layer(kind, rate=draw(st.sampled_from([0.1, 0.3, 0.5])))], shape
+
+
+@st.composite
 def _reshaping(draw):
     shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), 2)
     if draw(st.booleans()):
@@ -288,7 +295,7 @@ STRATEGIES = {
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
-    "Group/UnitNormalization": _group_unit_norm,
+    "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
 }
 
 

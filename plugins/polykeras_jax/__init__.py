@@ -35,7 +35,7 @@ LAYER_KINDS = frozenset({
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
     "Permute", "Identity", "GroupNormalization", "UnitNormalization",
-    "AveragePooling1D", "Rescaling",
+    "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
 })
 
 #: Accelerator platforms first: the first available device is the default.

@@ -39,7 +39,7 @@ LAYER_KINDS = frozenset({
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
     "Permute", "Identity", "GroupNormalization", "UnitNormalization",
-    "AveragePooling1D", "Rescaling",
+    "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})

@@ -81,7 +81,23 @@ def _host_mask_rnn(base):
     return HostMaskRNN
 
 
-CLASSES = {"Dropout": HostMaskDropout, **{k: _host_mask_rnn(getattr(keras.layers, k)) for k in RECURRENT}}
+def _host_mask_dropout(base):
+    class HostMask(base):
+        __doc__ = f"Keras's ``{base.__name__}``; given ``keep`` (a fed mask) it multiplies by it in training."
+
+        def call(self, inputs, keep=None, training=False):
+            if keep is None:
+                return super().call(inputs, training=training)
+            return inputs * keep if training else inputs
+
+    HostMask.__name__ = HostMask.__qualname__ = f"HostMask{base.__name__}"
+    return HostMask
+
+
+#: Keras's spatial dropouts: Dropout with one mask value per sample and channel.
+SPATIAL_DROPOUT = ("SpatialDropout1D", "SpatialDropout2D")
+CLASSES = {"Dropout": HostMaskDropout, **{k: _host_mask_rnn(getattr(keras.layers, k)) for k in RECURRENT},
+           **{k: _host_mask_dropout(getattr(keras.layers, k)) for k in SPATIAL_DROPOUT}}
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,10 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
     if layer.kind == "Dropout":
         rate = float(cfg.get("rate", 0.0))
         return [] if rate == 0.0 else [MaskInput(index, 0, rate, _noise_shape(layer), "keep")]
+    if layer.kind in SPATIAL_DROPOUT:  # one value per channel, shared over the steps / pixels
+        rate = float(cfg.get("rate", 0.0))
+        shape = (1,) * (len(layer.input_shape) - 2) + (layer.input_shape[-1],)
+        return [] if rate == 0.0 else [MaskInput(index, 0, rate, shape, "keep")]
     if layer.kind in RECURRENT:
         out = []
         dropout, recurrent = float(cfg.get("dropout") or 0.0), float(cfg.get("recurrent_dropout") or 0.0)

@@ -25,7 +25,8 @@ from .conv import (AveragePooling1DRules, AveragePooling2DRules, Conv1DRules, Co
                    GlobalAveragePooling1DRules,
                    GlobalAveragePooling2DRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, GlobalPoolingRules,
                    MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
-from .core import ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules
+from .core import (ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules, SpatialDropout1DRules,
+                   SpatialDropout2DRules)
 from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormalizationRules, LayerNormalizationRules,
                             UnitNormalizationRules, layer_norm_axes)
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
@@ -37,7 +38,8 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     MaxPooling1DRules, MaxPooling2DRules, AveragePooling2DRules, GlobalAveragePooling1DRules,
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
-    GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules,
+    GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
+    SpatialDropout2DRules,
 )}
 
 

@@ -7,7 +7,9 @@
   it multiplies by the keep mask (0 or ``1 / (1 - rate)``) of
   :meth:`DropoutRules.mask_shape`: the input's shape with ``noise_shape``
   applied (``None`` entries take the input's size, a size-1 entry shares one
-  mask value along that axis).
+  mask value along that axis). ``SpatialDropout1D/2D`` are Dropout with one
+  mask value per sample and channel, shared over the steps / pixels
+  (:meth:`SpatialDropout2DRules.mask_shape`).
 * ``Flatten`` is a C-order reshape to ``(batch, -1)`` of channels_last data;
   ``Reshape`` keeps the batch axis and allows one ``-1`` in ``target_shape``.
 """
@@ -71,6 +73,28 @@ class DropoutRules(SameShape):
                 f"{len(self.noise_shape)} entries but the input has rank {len(x_shape)}"
             )
         return tuple(d if n is None else int(n) for n, d in zip(self.noise_shape, x_shape))
+
+
+class SpatialDropout2DRules(DropoutRules):
+    """Dropout of whole channels: the mask is ``(batch, 1, ..., 1, channels)``."""
+
+    kind = "SpatialDropout2D"
+    rank = 4
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        self.require_channels_last()
+        if len(spec.input_shape) != self.rank:
+            raise ValueError(f"{spec.kind} layer {self.name!r} expects input of rank {self.rank} (batch included), "
+                             f"got shape {tuple(spec.input_shape)}")
+
+    def mask_shape(self, x_shape: tuple) -> tuple:
+        return (x_shape[0],) + (1,) * (len(x_shape) - 2) + (x_shape[-1],)
+
+
+class SpatialDropout1DRules(SpatialDropout2DRules):
+    kind = "SpatialDropout1D"
+    rank = 3
 
 
 class FlattenRules(LayerRules):

@@ -6,7 +6,7 @@ from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
-from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
@@ -25,7 +25,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
-                AveragePooling1D)
+                AveragePooling1D, SpatialDropout1D, SpatialDropout2D)
 }
 
 

@@ -57,6 +57,36 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
 
 
+class SpatialDropout1D(Dropout):
+    """Dropout of whole channels of ``(batch, steps, channels)`` inputs (one mask value per sample and channel)."""
+
+    input_ndim = (3,)
+
+    def __init__(self, rate: float, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["noise_shape"]  # Keras's spatial dropouts have none
+        return config
+
+
+class SpatialDropout2D(SpatialDropout1D):
+    """Dropout of whole channels of NHWC inputs."""
+
+    input_ndim = (4,)
+
+    def __init__(self, rate: float, data_format=None, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+        if data_format not in (None, "channels_last"):
+            raise NotImplementedError(f"SpatialDropout2D data_format={data_format!r} is not supported; polykeras "
+                                      "layers are channels_last")
+        self.data_format = "channels_last"
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
 class Flatten(Layer):
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)

@@ -10,7 +10,7 @@ from .base import Layer, LayerContext
 from .conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                    GlobalAveragePooling2D,
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
-from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
@@ -22,7 +22,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
-    GroupNormalization, UnitNormalization, AveragePooling1D,
+    GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
 )}
 

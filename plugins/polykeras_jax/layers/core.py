@@ -47,6 +47,16 @@ class Dropout(Layer):
         return x * ctx.dropout_mask(0, rules.mask_shape(x.shape), rules.rate)
 
 
+class SpatialDropout1D(Dropout):
+    """Dropout of whole channels (the rules' mask shape)."""
+
+    kind = "SpatialDropout1D"
+
+
+class SpatialDropout2D(Dropout):
+    kind = "SpatialDropout2D"
+
+
 class Flatten(Layer):
     """``(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)`` in C order."""
 

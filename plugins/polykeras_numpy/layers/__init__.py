@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .base import ForwardContext, Kernel
 from .conv import Conv1D, Conv2D
-from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
@@ -64,6 +64,8 @@ KERNELS: dict[str, type[Kernel]] = {
         GroupNormalization,
         UnitNormalization,
         AveragePooling1D,
+        SpatialDropout1D,
+        SpatialDropout2D,
     )
 }
 

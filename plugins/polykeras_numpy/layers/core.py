@@ -105,6 +105,18 @@ class Dropout(Kernel):
         return dy * mask, []
 
 
+class SpatialDropout1D(Dropout):
+    """Dropout of whole channels: the rules' mask shape is ``(batch, 1, channels)``."""
+
+    kind = "SpatialDropout1D"
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels: the rules' mask shape is ``(batch, 1, 1, channels)``."""
+
+    kind = "SpatialDropout2D"
+
+
 class Flatten(Kernel):
     """``(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)`` in C order
     (channels_last; Keras's channels_first transpose is not supported)."""

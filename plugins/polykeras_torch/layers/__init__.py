@@ -19,7 +19,8 @@ from .conv import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from .core import Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape
+from .core import (Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape, SpatialDropout1D,
+                   SpatialDropout2D)
 from .merge import MERGE_LAYERS
 from .normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
@@ -33,7 +34,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
         GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM, GRU,
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
-        GroupNormalization, UnitNormalization, AveragePooling1D,
+        GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
     )
 }

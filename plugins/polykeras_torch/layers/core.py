@@ -58,6 +58,16 @@ class Dropout(TorchLayer):
         return x * ctx.dropout_mask(self.index, 0, rules.mask_shape(tuple(x.shape)), rules.rate, x)
 
 
+class SpatialDropout1D(Dropout):
+    """Dropout of whole channels (the rules' mask shape)."""
+
+    kind = "SpatialDropout1D"
+
+
+class SpatialDropout2D(Dropout):
+    kind = "SpatialDropout2D"
+
+
 class Flatten(TorchLayer):
     """C-order flatten of the canonical (channels_last) layout. Convolutions
     hand over NHWC views of channels_last memory, so this is a free view and
