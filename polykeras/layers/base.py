@@ -188,11 +188,15 @@ class Layer:
         return [w.shape for w in probe._weight_specs] == [w.shape for w in self._weight_specs]
 
     # -- calling ------------------------------------------------------------
-    def __call__(self, inputs, training: bool | None = None, **kwargs):
+    def __call__(self, inputs, *args, **kwargs):
         if self._custom_call():
             from polykeras.layers.custom import traced_call
 
-            return traced_call(self, inputs, training, kwargs)
+            return traced_call(self, inputs, args, kwargs)
+        if len(args) > 1:
+            raise TypeError(f"{type(self).__name__} layer {self.name!r} takes its inputs and training=; got "
+                            f"{1 + len(args)} positional arguments")
+        training = args[0] if args else kwargs.pop("training", None)
         if kwargs:
             raise TypeError(f"{type(self).__name__} layer {self.name!r} got unexpected argument(s) "
                             f"{', '.join(sorted(kwargs))}")

@@ -34,27 +34,48 @@ def _shapes(structure):
     return tuple(structure.shape)
 
 
-def traced_call(layer: Layer, inputs, training, kwargs):
+def _bound(layer: Layer, inputs, args, kwargs) -> inspect.BoundArguments:
+    """``call``'s arguments by name (Keras passes ``training`` only where ``call`` takes it)."""
+    signature = inspect.signature(layer.call)
+    if "training" not in signature.parameters and not any(
+            p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+    try:
+        return signature.bind(inputs, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"layer {layer.name!r}: {exc} (the arguments of its call())") from None
+
+
+def _build(layer: Layer, bound: inspect.BoundArguments) -> None:
+    """Keras's build: ``build(input_shape)`` gets the first argument's shape; a ``build`` whose
+    parameters are named ``<argument>_shape`` gets the shapes of those call arguments."""
+    parameters = list(inspect.signature(layer.build).parameters)
+    first = next(iter(bound.arguments.values()))
+    if parameters and all(p.endswith("_shape") and p != "input_shape" for p in parameters):
+        shapes = {p: _shapes(bound.arguments[p[:-len("_shape")]]) for p in parameters
+                  if bound.arguments.get(p[:-len("_shape")]) is not None}
+        layer.build(**shapes)
+    else:
+        layer.build(_shapes(first))
+
+
+def traced_call(layer: Layer, inputs, args, kwargs):
     """Call a custom layer: on symbolic tensors, build it (once) and trace ``call()``;
     on arrays, run it through a one-layer model on the selected backend."""
-    tensors = _flatten(inputs)
+    bound = _bound(layer, inputs, args, kwargs)
+    tensors = [t for value in bound.arguments.values() for t in _flatten(value)
+               if isinstance(t, (SymbolicTensor, np.ndarray))]
     if not any(isinstance(t, SymbolicTensor) for t in tensors):
-        if len(tensors) != 1:
+        if len(tensors) != 1 or args or kwargs.keys() - {"training"}:
             raise NotImplementedError(f"layer {layer.name!r}: eager calls of a custom layer on several arrays are not "
                                       "supported; call it inside a model")
-        return layer._call_eagerly(np.asarray(tensors[0]), training=bool(training))
-    if not all(isinstance(t, SymbolicTensor) for t in tensors):
-        raise TypeError(f"layer {layer.name!r} was called on a mix of symbolic tensors and arrays; make the arrays "
-                        "weights (add_weight) or constants inside call()")
+        return layer._call_eagerly(np.asarray(tensors[0]), training=bool(kwargs.get("training")))
     if not layer.built:
         with tracing(layer):  # nested layers and variables made in build() belong to this layer
-            layer.build(_shapes(inputs))
+            _build(layer, bound)
         layer.built = True
-    parameters = inspect.signature(layer.call).parameters
-    if "training" in parameters:
-        kwargs = {**kwargs, "training": training}
     with tracing(layer):
-        outputs = layer.call(inputs, **kwargs)
+        outputs = layer.call(*bound.args, **bound.kwargs)
     for out in _flatten(outputs):
         if isinstance(out, Variable):
             raise TypeError(f"layer {layer.name!r}: call() returned a variable; return a tensor computed from the "

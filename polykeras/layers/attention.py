@@ -1,0 +1,115 @@
+"""``MultiHeadAttention``, written with :mod:`polykeras.ops` as Keras 3 writes it,
+and traced like any custom layer -- so every backend runs it, and the op
+registry's hand-written VJPs are its reference.
+
+Keras's definition (rank-3 ``query`` ``(B, T, dim)``, ``value`` ``(B, S, dim_v)``,
+``key`` defaulting to ``value``; attention over axis 1):
+
+* projections: ``q = einsum("abc,cde->abde", query, Wq) + bq`` (``Wq``:
+  ``(dim, num_heads, key_dim)``), the same for ``k`` (key_dim) and ``v``
+  (``value_dim``, default ``key_dim``);
+* ``q *= 1 / sqrt(key_dim)``; scores ``einsum("aecd,abcd->acbe", k, q)``,
+  ``(B, heads, T, S)``;
+* masking: ``attention_mask`` ``(B, T, S)`` (true = attend) and
+  ``use_causal_mask`` (lower-triangular ``(T, S)``) combine with ``and``; masked
+  scores are *replaced* by ``-1e9`` before the softmax over ``S``, as Keras's
+  default path does (``ops.dot_product_attention``), so a query that may attend
+  to nothing attends uniformly. (Keras itself switches to *adding* ``-1e9``
+  when ``dropout > 0``, which gives such a query the unmasked softmax instead;
+  polykeras keeps one definition.)
+* ``Dropout(dropout)`` on the attention weights in training;
+* ``einsum("acbe,aecd->abcd", weights, v)``, then the output projection
+  ``einsum("abcd,cde->abe", ., Wo) + bo`` to ``output_shape`` (default ``dim``).
+
+Weights, in Keras's order: query kernel/bias, key kernel/bias, value kernel/bias,
+output kernel/bias. Not yet: ``attention_axes`` other than the sequence axis,
+``return_attention_scores``, ``output_shape`` of rank > 1, masks carried by the
+inputs (Keras's implicit ``query_mask``/``value_mask``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from polykeras import initializers, ops
+from polykeras.layers.base import Layer
+from polykeras.layers.core import Dropout
+
+_LARGE_NEGATIVE = -1e9  # what masked scores become (Keras's large negative number for float32/float64)
+
+
+class MultiHeadAttention(Layer):
+    def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
+                 use_bias: bool = True, output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if attention_axes not in (None, 1, (1,), [1]):
+            raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: attention_axes={attention_axes!r} "
+                                      "is not supported yet; only the sequence axis (None)")
+        if output_shape is not None and np.ndim(output_shape) > 0 and len(np.atleast_1d(output_shape)) != 1:
+            raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: output_shape of rank > 1 is not "
+                                      "supported yet")
+        self.num_heads, self.key_dim = int(num_heads), int(key_dim)
+        self.value_dim = int(value_dim) if value_dim else self.key_dim
+        self.dropout, self.use_bias = float(dropout), bool(use_bias)
+        self.out_dim = None if output_shape is None else int(np.atleast_1d(output_shape)[0])
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        self.dropout_layer = Dropout(self.dropout)
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = key_shape or value_shape
+        for what, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
+            if len(shape) != 3:
+                raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: {what} of shape {shape}: only "
+                                          "rank-3 inputs (batch, sequence, features) are supported yet")
+        heads = self.num_heads
+        out_dim = self.out_dim or query_shape[-1]
+        self.weights_by_name = {}
+        for name, shape, bias in (("query", (query_shape[-1], heads, self.key_dim), (heads, self.key_dim)),
+                                  ("key", (key_shape[-1], heads, self.key_dim), (heads, self.key_dim)),
+                                  ("value", (value_shape[-1], heads, self.value_dim), (heads, self.value_dim)),
+                                  ("attention_output", (heads, self.value_dim, out_dim), (out_dim,))):
+            kernel = self.add_weight(shape=shape, initializer=self.kernel_initializer,
+                                     regularizer=self.kernel_regularizer, name=f"{name}_kernel")
+            b = self.add_weight(shape=bias, initializer=self.bias_initializer, regularizer=self.bias_regularizer,
+                                name=f"{name}_bias") if self.use_bias else None
+            self.weights_by_name[name] = (kernel, b)
+
+    def _project(self, name: str, x, equation: str):
+        kernel, bias = self.weights_by_name[name]
+        y = ops.einsum(equation, x, kernel)
+        return y + bias if bias is not None else y
+
+    def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
+             use_causal_mask=False):
+        if return_attention_scores:
+            raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: return_attention_scores=True is not "
+                                      "supported yet (a node has one output)")
+        key = value if key is None else key
+        q = self._project("query", query, "abc,cde->abde") * (1.0 / math.sqrt(float(self.key_dim)))
+        k = self._project("key", key, "abc,cde->abde")
+        v = self._project("value", value, "abc,cde->abde")
+        scores = ops.einsum("aecd,abcd->acbe", k, q)  # (batch, heads, T, S)
+        mask = None
+        if attention_mask is not None:
+            mask = ops.cast(attention_mask, "bool")
+            if len(ops.shape(mask)) == 3:
+                mask = ops.expand_dims(mask, axis=1)  # the same for every head
+        if use_causal_mask:  # lower-triangular over (T, S), built from the scores' own shape
+            causal = ops.cast(ops.tril(ops.ones_like(scores)), "bool")
+            mask = causal if mask is None else ops.logical_and(mask, causal)
+        if mask is not None:
+            scores = ops.where(mask, scores, _LARGE_NEGATIVE)
+        weights = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
+        context = ops.einsum("acbe,aecd->abcd", weights, v)
+        return self._project("attention_output", context, "abcd,cde->abe")
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
+                "output_shape": self.out_dim, "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}

@@ -1,0 +1,141 @@
+"""MultiHeadAttention (traced from polykeras.ops): Keras 3's numbers, float64 training
+parity across backends with masks and dropout, and a keras.io-style transformer block."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import polykeras as keras
+from polykeras import layers, ops
+
+# float64: a few steps through ~30 nodes at unit roundoff 1.1e-16; a wrong gradient shows at 1e-6 or above
+FLOAT64_PARITY = 1e-12
+
+
+def _mha_model(causal: bool, with_mask: bool, dropout: float = 0.0):
+    keras.utils.set_random_seed(1)
+    query, value = keras.Input((5, 6)), keras.Input((4, 3))
+    inputs, kwargs = [query, value], {"use_causal_mask": causal}
+    if with_mask:
+        mask = keras.Input((5, 4))
+        inputs.append(mask)
+        kwargs["attention_mask"] = mask
+    out = layers.MultiHeadAttention(num_heads=2, key_dim=3, dropout=dropout)(query, value, **kwargs)
+    return keras.Model(inputs, out)
+
+
+def _data(with_mask: bool):
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(6, 5, 6)), rng.normal(size=(6, 4, 3))]
+    if with_mask:
+        xs.append((rng.random((6, 5, 4)) > 0.3).astype("float64"))
+    return xs, rng.normal(size=(6, 5, 6))
+
+
+KERAS_SCRIPT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+d = np.load(sys.argv[1])
+outputs = {}
+for causal in (False, True):
+    for with_mask in (False, True):
+        mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+        kwargs = dict(attention_mask=d["mask"] > 0 if with_mask else None, use_causal_mask=causal)
+        mha(d["query"], d["value"], **kwargs)
+        mha.set_weights([d[f"w{i}"] for i in range(8)])
+        outputs[f"{causal}-{with_mask}"] = np.asarray(mha(d["query"], d["value"], **kwargs))
+np.savez(sys.argv[2], **outputs)
+"""
+
+
+def test_outputs_match_keras_3(tmp_path):
+    """Keras 3 (on jax, float32) with the same weights: causal and explicit masks, alone and together
+    (a query whose keys are all masked attends uniformly, as Keras's default path does)."""
+    (xq, xv, xm), _ = _data(True)
+    ours = {}
+    for causal in (False, True):
+        for with_mask in (False, True):
+            model = _mha_model(causal, with_mask)
+            mha = next(layer for layer in model.layers if isinstance(layer, layers.MultiHeadAttention))
+            model.compile("sgd", "mse", backend="numpy", dtype="float64")
+            ours[f"{causal}-{with_mask}"] = model.predict([xq, xv] + ([xm] if with_mask else []), verbose=0)
+            weights = mha.get_weights()
+    # the weights are drawn from the same seed for every model; Keras gets them in its own order
+    assert [w.shape for w in weights] == [(6, 2, 3), (2, 3), (3, 2, 3), (2, 3), (3, 2, 3), (2, 3), (2, 3, 6), (6,)]
+    np.savez(tmp_path / "in.npz", query=xq, value=xv, mask=xm, **{f"w{i}": w for i, w in enumerate(weights)})
+    run = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    theirs = np.load(tmp_path / "out.npz")
+    for key, value in ours.items():  # Keras computes in float32: agreement to its rounding
+        np.testing.assert_allclose(value, theirs[key], atol=2e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("causal, with_mask, dropout", [(False, False, 0.0), (True, True, 0.2)])
+def test_training_matches_the_reference_in_float64(backend, causal, with_mask, dropout):
+    xs, y = _data(with_mask)
+    results = []
+    for name in ("numpy", backend):
+        model = _mha_model(causal, with_mask, dropout)
+        model.compile("adam", "mse", backend=name, dtype="float64", parity=True)
+        history = model.fit(xs, y, epochs=2, batch_size=3, verbose=0, shuffle=False)
+        results.append((history.history["loss"], model.get_weights()))
+    (ref_loss, ref_weights), (loss, weights) = results
+    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+
+
+class TransformerBlock(layers.Layer):
+    """keras.io's text-classification transformer block, unchanged but for the import."""
+
+    def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+        self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
+        self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
+        self.dropout1 = layers.Dropout(rate)
+        self.dropout2 = layers.Dropout(rate)
+
+    def call(self, inputs, training=None):
+        attn_output = self.dropout1(self.att(inputs, inputs), training=training)
+        out1 = self.layernorm1(inputs + attn_output)
+        ffn_output = self.dropout2(self.ffn(out1), training=training)
+        return self.layernorm2(out1 + ffn_output)
+
+
+def test_a_transformer_block_classifier_trains_on_every_backend_alike():
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(1, 30, (24, 10)), rng.integers(0, 2, 24)
+    results = {}
+    for name in ("numpy", "torch", "jax"):
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((10,), dtype="int32")
+        h = layers.Embedding(30, 8)(inputs)
+        h = TransformerBlock(8, 2, 16)(h)
+        h = layers.GlobalAveragePooling1D()(h)
+        outputs = layers.Dense(2, activation="softmax")(layers.Dropout(0.1)(h))
+        model = keras.Model(inputs, outputs)
+        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+        results[name] = (history.history["loss"], model.get_weights())
+    for name in ("torch", "jax"):
+        np.testing.assert_allclose(results[name][0], results["numpy"][0], rtol=FLOAT64_PARITY)
+        for a, b in zip(results[name][1], results["numpy"][1]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_unsupported_options_are_named():
+    with pytest.raises(NotImplementedError, match="attention_axes"):
+        layers.MultiHeadAttention(2, 3, attention_axes=(1, 2))
+    query = keras.Input((5, 6))
+    with pytest.raises(NotImplementedError, match="return_attention_scores"):
+        layers.MultiHeadAttention(2, 3)(query, query, return_attention_scores=True)
+    assert ops.shape(layers.MultiHeadAttention(2, 3)(query, query)) == (None, 5, 6)
