@@ -38,7 +38,8 @@ from polykeras import random as _random
 
 class ArraySource:
     """Arrays already checked (:func:`polykeras.model_data.prepare_x`/``prepare_y``); ``y`` is
-    ``None`` for ``predict``, ``w`` (per-sample loss weights) ``None`` without weights."""
+    ``None`` for ``predict``, ``w`` (per-sample loss weights: an array, or a tuple of one per
+    output) ``None`` without weights."""
 
     def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0, w=None):
         self.x, self.y, self.w, self.batch_size, self.shuffle, self.seed = x, y, w, batch_size, shuffle, seed
@@ -52,7 +53,7 @@ class ArraySource:
         if self.shuffle:
             order = _random.shuffle_order(self.seed, epoch, self.n)
             xs, ys = data.take(xs, order), data.take(ys, order)
-            ws = None if ws is None else ws[order]
+            ws = None if ws is None else data.take(ws, order)
         b, step = self.batch_size, start
         while step < self.steps:
             k = min(per_execution, self.n // b - step) if per_execution > 1 else 1
@@ -64,7 +65,7 @@ class ArraySource:
                 k = 1
                 lo, hi = step * b, (step + 1) * b
                 yield (1, data.rows(xs, lo, hi), None if ys is None else data.rows(ys, lo, hi),
-                       None if ws is None else ws[lo:hi])
+                       None if ws is None else data.rows(ws, lo, hi))
             step += k
 
 
@@ -80,7 +81,10 @@ def is_stream(value) -> bool:
 
 
 def _to_numpy(value):
-    """A framework tensor (torch, tf, jax) or nested list/tuple/dict of them as NumPy."""
+    """A framework tensor (torch, tf, jax) or nested list/tuple/dict of them as NumPy (``None``, an
+    unweighted output's sample weights, stays ``None``)."""
+    if value is None:
+        return None
     if isinstance(value, dict):
         return {k: _to_numpy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -21,17 +21,18 @@ def n_samples(x) -> int:
 
 
 def rows(x, lo: int, hi: int | None):
-    return tuple(a[lo:hi] for a in x) if isinstance(x, (tuple, list)) else x[lo:hi]
+    """Samples ``lo:hi`` (a tuple's ``None`` entries -- unweighted outputs -- stay ``None``)."""
+    return tuple(None if a is None else a[lo:hi] for a in x) if isinstance(x, (tuple, list)) else x[lo:hi]
 
 
 def take(x, order: np.ndarray):
-    return tuple(a[order] for a in x) if isinstance(x, (tuple, list)) else x[order]
+    return tuple(None if a is None else a[order] for a in x) if isinstance(x, (tuple, list)) else x[order]
 
 
 def stacked(x, lo: int, hi: int, k: int):
     """Samples ``lo:hi`` as ``k`` batches stacked on a new leading axis."""
     def stack(a):
-        return a[lo:hi].reshape((k, (hi - lo) // k) + a.shape[1:])
+        return None if a is None else a[lo:hi].reshape((k, (hi - lo) // k) + a.shape[1:])
     return tuple(stack(a) for a in x) if isinstance(x, tuple) else stack(x)
 
 
@@ -166,18 +167,28 @@ def ndims(y):
 
 # -- sample weights ------------------------------------------------------------------------------
 def prepare_sample_weight(model, sample_weight, class_weight, y, n: int, float_dtype: str):
-    """Per-sample loss weights from ``sample_weight`` (``(n,)``, or ``(n, T)`` for a sequence
-    output) or from ``class_weight`` (``{class: weight}``, Keras's rule: a sample's label --
-    the argmax of a one-hot row -- picks its weight, 1 for classes not listed); ``None`` without."""
+    """Per-sample loss weights, Keras's ``sample_weight``/``class_weight``, in the form a program
+    receives; ``None`` without weights.
+
+    Each weights array is ``(n,)``, or ``(n, T)`` for a sequence output. ``class_weight``
+    (``{class: weight}``, Keras's rule: a sample's label -- the argmax of a one-hot row -- picks
+    its weight, 1 for classes not listed) is for models of one output, as in Keras. For a model
+    of several outputs, one array weights every output (returned as that array), while a list
+    (output order) or dict (output names; outputs it leaves out are unweighted) gives each output
+    its own weights: returned as a tuple in ``spec.outputs`` order, ``None`` for an unweighted
+    output (the form :meth:`polykeras.program.Program.train_step` documents)."""
     if sample_weight is not None and class_weight is not None:
         raise ValueError("give sample_weight or class_weight, not both (as in Keras); fold the class weights into "
                          "the sample weights instead")
     if sample_weight is None and class_weight is None:
         return None
-    if isinstance(y, tuple) or isinstance(sample_weight, (list, dict)) and not isinstance(sample_weight, np.ndarray):
-        raise NotImplementedError(f"model {model.name!r}: per-output sample or class weights are not supported yet; "
-                                  "one array of weights applies to models of one output")
+    shapes = model._spec().output_shapes
+    names = _output_names(model) if len(shapes) > 1 or isinstance(sample_weight, dict) else [None]
     if class_weight is not None:
+        if len(shapes) > 1:
+            raise ValueError(f"class_weight is only supported for models of one output (as in Keras); model "
+                             f"{model.name!r} has {len(shapes)} ({', '.join(names)}). Give per-output sample_weight "
+                             "instead: a dict {output name: weights} or a list in output order")
         if not isinstance(class_weight, dict):
             raise TypeError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
         labels = np.asarray(y)
@@ -185,14 +196,57 @@ def prepare_sample_weight(model, sample_weight, class_weight, y, n: int, float_d
             labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
         labels = np.round(labels).astype(np.int64).reshape(len(labels), -1)[:, 0]
         sample_weight = np.array([float(class_weight.get(int(c), 1.0)) for c in labels])
-    w = np.asarray(sample_weight, dtype=float_dtype)
-    per_sample = tuple(model._spec().output_shapes[0][:-1])  # the shape of the per-sample losses, batch first
-    if len(w) != n or w.ndim > len(per_sample) or w.shape[1:] != tuple(
-            d if d is not None else w.shape[i + 1] for i, d in enumerate(per_sample[1:w.ndim])):
-        raise ValueError(f"sample_weight of shape {w.shape} does not fit {n} samples whose losses have shape "
-                         f"{format_shape((n,) + per_sample[1:])}: give one weight per sample (shape ({n},))")
+        return _check_weights(sample_weight, n, [shapes[0]], float_dtype, "")
+    if isinstance(sample_weight, dict):
+        unknown = sorted(set(map(str, sample_weight)) - set(names))
+        if unknown:
+            raise ValueError(f"sample_weight has key(s) {unknown} that name no output of model {model.name!r}; its "
+                             f"outputs are {names}")
+        entries = [sample_weight.get(name) for name in names]
+    elif isinstance(sample_weight, (list, tuple)) and (len(shapes) > 1 or (
+            len(sample_weight) == 1 and np.ndim(sample_weight[0]) >= 1)):
+        if len(sample_weight) != len(names):
+            raise ValueError(f"model {model.name!r} has {len(names)} outputs ({', '.join(names)}): a list of "
+                             f"sample weights needs one entry per output, in that order (an array, or None for an "
+                             f"unweighted output), got {len(sample_weight)}; or give one array for every output, "
+                             "or a dict keyed by output name")
+        entries = list(sample_weight)
+    else:  # one array: the single output's weights, or every output's
+        return _check_weights(sample_weight, n, shapes, float_dtype, "")
+    weights = tuple(None if w is None else _check_weights(w, n, [shape], float_dtype, f" for output {name!r}")
+                    for w, shape, name in zip(entries, shapes, names))
+    if all(w is None for w in weights):
+        return None
+    return weights if len(weights) > 1 else weights[0]
+
+
+def _output_names(model) -> list[str]:
+    """The names ``y`` and ``sample_weight`` dicts are keyed by (a subclassed model of one output: its name)."""
+    try:
+        return list(model.output_names)
+    except AttributeError:  # no graph of its own
+        return [model.name]
+
+
+def _check_weights(w, n: int, shapes, float_dtype: str, where: str) -> np.ndarray:
+    """``w`` as an array of the program's dtype that fits the per-sample losses of each of ``shapes``."""
+    try:
+        w = np.asarray(w, dtype=float_dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_weight{where} must be an array of numbers, one per sample (shape ({n},)); got "
+                         f"{type(w).__name__}") from None
+    if w.ndim == 0:
+        raise ValueError(f"sample_weight{where} must be an array of one weight per sample (shape ({n},)), got a "
+                         "scalar")
+    for shape in shapes:
+        per_sample = tuple(shape[:-1])  # the shape of the per-sample losses, batch first
+        if len(w) != n or w.ndim > len(per_sample) or w.shape[1:] != tuple(
+                d if d is not None else w.shape[i + 1] for i, d in enumerate(per_sample[1:w.ndim])):
+            raise ValueError(f"sample_weight{where} of shape {w.shape} does not fit {n} samples whose losses have "
+                             f"shape {format_shape((n,) + per_sample[1:])}: give one weight per sample (shape "
+                             f"({n},))")
     if not np.all(np.isfinite(w)) or (w < 0).any():
-        raise ValueError("sample_weight holds negative, NaN or infinite values")
+        raise ValueError(f"sample_weight{where} holds negative, NaN or infinite values")
     return w
 
 

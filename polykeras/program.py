@@ -63,24 +63,29 @@ class Program:
     def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int, sample_weight=None) -> None:
         """One optimizer update on one batch; accumulate its loss and metrics.
 
-        ``sample_weight`` (``(batch,)``, or ``(batch, T)`` for a sequence output; only
-        passed to a backend that lists ``"sample_weight"`` in ``training_features``)
-        weights each sample's loss as Keras does: ``sum(w * loss) / n``; the metrics
-        stay unweighted except the ``weighted_metrics`` entries (``MetricSpec.weighted``),
-        whose statistics take ``w`` (see :mod:`polykeras.metrics.statistics`)."""
+        ``sample_weight`` (only passed to a backend that lists ``"sample_weight"`` in
+        ``training_features``) weights each sample's loss as Keras does: ``sum(w * loss) / n``;
+        the metrics stay unweighted except the ``weighted_metrics`` entries
+        (``MetricSpec.weighted``), whose statistics take ``w`` (see
+        :mod:`polykeras.metrics.statistics`). It is one array, ``(batch,)`` or ``(batch, T)``
+        for a sequence output, which for a model of several outputs weights every output; or,
+        for a model of several outputs on a backend that also lists
+        ``"per_output_sample_weight"``, a tuple with one entry per ``spec.outputs`` entry: that
+        output's array, or ``None`` where the output is unweighted. Each output's loss takes its
+        own weights, then the ``loss_weights``-weighted sum is the loss, and the weighted metrics
+        of output ``i`` take output ``i``'s weights (:func:`output_weights` gives the tuple in
+        both cases)."""
         raise NotImplementedError
 
     def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int], sample_weights=None) -> None:
         """Several updates at once (``compile(steps_per_execution=N)``): ``xs``
-        and ``ys`` (and ``sample_weights``) stack N batches on a new leading axis.
-        Backends that can run them as one compiled loop override this."""
+        and ``ys`` (and ``sample_weights``, each array of a tuple) stack N batches on a new
+        leading axis. Backends that can run them as one compiled loop override this."""
         for i, seed in enumerate(step_seeds):
-            x = tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i]
-            y = tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i]
             if sample_weights is None:
-                self.train_step(x, y, seed)
+                self.train_step(batch_of(xs, i), batch_of(ys, i), seed)
             else:
-                self.train_step(x, y, seed, sample_weight=sample_weights[i])
+                self.train_step(batch_of(xs, i), batch_of(ys, i), seed, sample_weight=batch_of(sample_weights, i))
 
     def test_step(self, x: np.ndarray, y: np.ndarray, sample_weight=None) -> None:
         """Accumulate loss and metrics of one batch in inference mode (``sample_weight``
@@ -139,7 +144,9 @@ class Backend:
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``
-    #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it) and
+    #: take per-sample loss weights; ``fit(sample_weight=..., class_weight=...)`` needs it),
+    #: ``"per_output_sample_weight"`` (for a model of several outputs they may be a tuple, one
+    #: entry per output; ``fit(sample_weight=[...] or {...})`` needs it), and
     #: ``"optimizer_state"`` (``get_/set_optimizer_state``: saved models resume exactly) and
     #: ``"metric_statistics"`` (weighted and stateful metrics: the program sums each one's
     #: statistics, :mod:`polykeras.metrics.statistics`; without it the core refuses them).
@@ -167,6 +174,22 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+def batch_of(stacked, i: int):
+    """Batch ``i`` of N batches stacked on a leading axis: one array, or a tuple of them (whose
+    ``None`` entries -- unweighted outputs -- stay ``None``); NumPy arrays or native tensors."""
+    if isinstance(stacked, tuple):
+        return tuple(None if a is None else a[i] for a in stacked)
+    return stacked[i]
+
+
+def output_weights(sample_weight, n_outputs: int) -> tuple:
+    """The sample weights of each of ``n_outputs`` outputs, whichever form :meth:`Program.train_step`
+    got them in: a per-output tuple as it is, one array (or ``None``) repeated for every output."""
+    if isinstance(sample_weight, tuple):
+        return sample_weight
+    return (sample_weight,) * n_outputs
 
 
 def weighted_total(parts: Sequence[Any], weights: Sequence[float]):

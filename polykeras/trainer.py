@@ -76,7 +76,7 @@ class Trainer:
                 raise ValueError("with a generator/dataset, sample weights come in its (x, y, sample_weight) batches")
             train = StreamSource(x, self._batch_preparer(class_weight), steps_per_epoch, what="x")
             first = train.first()
-            y_ndim, weighted = data.ndims(first[1]), first[2] is not None
+            y_ndim, w = data.ndims(first[1]), first[2]
         else:
             if steps_per_epoch is not None:
                 raise NotImplementedError("steps_per_epoch with arrays is not supported yet; fit() on arrays runs "
@@ -88,17 +88,17 @@ class Trainer:
                     raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
                 split = int(data.n_samples(x) * (1 - validation_split))  # Keras: the *last* samples, before shuffling
                 validation_data = (data.rows(x, split, None), data.rows(y, split, None)) + (
-                    () if w is None else (w[split:],))
-                x, y, w = data.rows(x, 0, split), data.rows(y, 0, split), None if w is None else w[:split]
+                    () if w is None else (data.rows(w, split, None),))
+                x, y, w = data.rows(x, 0, split), data.rows(y, 0, split), None if w is None else data.rows(w, 0, split)
             if data.n_samples(x) == 0:
                 raise ValueError("fit() got no training samples")
-            y_ndim, weighted = data.ndims(y), w is not None
+            y_ndim = data.ndims(y)
         val = self._test_source(validation_data, int(validation_batch_size or batch_size), validation_steps,
                                 "validation_data")
         verbose = 1 if verbose == "auto" else int(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
-        if weighted or getattr(val, "w", None) is not None:
-            _require(program, "sample_weight")
+        _require_weights(program, w)
+        _require_weights(program, getattr(val, "w", None))
         seed = _random.next_seed()
         if not stream:
             train = ArraySource(x, y, batch_size, shuffle=bool(shuffle), seed=seed, w=w)
@@ -132,7 +132,11 @@ class Trainer:
                 for k, xb, yb, wb in batches:
                     if cbs.has_train_batch_hooks:
                         cbs.on_train_batch_begin(step)
-                    weights = {} if wb is None else {"sample_weight" + ("s" if k > 1 else ""): wb}
+                    weights = {}
+                    if wb is not None:
+                        if stream:  # each batch brings its own weights
+                            _require_weights(program, wb)
+                        weights = {"sample_weight" + ("s" if k > 1 else ""): wb}
                     if k > 1:
                         program.train_steps(xb, yb, [_random.step_seed(seed, global_step + i) for i in range(k)],
                                             **weights)
@@ -195,7 +199,7 @@ class Trainer:
                 if w is None:
                     program.test_step(x, y)
                 else:
-                    _require(program, "sample_weight")
+                    _require_weights(program, w)
                     program.test_step(x, y, sample_weight=w)
                 if cbs is not None and cbs.has_test_batch_hooks:
                     cbs.on_test_batch_end(step, program.results)
@@ -274,7 +278,7 @@ class Trainer:
             _follow(model.optimizer, model.optimizer.schedule, program.iterations)
         weights = {}
         if w is not None:
-            _require(program, "sample_weight")
+            _require_weights(program, w)
             weights = {"sample_weight": w}
         program.train_step(x, y, _random.step_seed(_random.next_seed(), 0), **weights)
         model._weights_stale = True
@@ -303,6 +307,14 @@ def _require(program, feature: str) -> None:
         raise NotImplementedError(f"backend {name!r} does not support {feature.replace('_', ' ')}s (it does not list "
                                   f"{feature!r} in Backend.training_features); train without them or on a backend "
                                   "that has them (numpy, torch, jax, keras-*)")
+
+
+def _require_weights(program, w) -> None:
+    """Refuse sample weights (``w`` not ``None``), or per-output ones (a tuple), that the backend lacks."""
+    if w is not None:
+        _require(program, "sample_weight")
+        if isinstance(w, tuple):
+            _require(program, "per_output_sample_weight")
 
 
 def _follow(optimizer, schedule, iterations: int) -> None:

@@ -21,7 +21,8 @@ class JaxBackend(Backend):
 
     name = "jax"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
-    training_features = frozenset({"sample_weight", "optimizer_state", "metric_statistics"})
+    training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
+                                   "metric_statistics"})
     layer_kinds = LAYER_KINDS
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)

@@ -29,7 +29,7 @@ from jax import lax
 
 from polykeras import random as _random
 from polykeras.metrics.statistics import SummedStatistics, is_summed, ordered, statistics_shape
-from polykeras.program import Gradients, OptimizerState, Program, weighted_total
+from polykeras.program import Gradients, OptimizerState, Program, output_weights, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_jax import losses, metrics, optimizers
 from polykeras_jax.model import HostMasks, KeyNoise, ModelFunction, seed_words
@@ -160,17 +160,20 @@ class JaxProgram(Program):
         weights = self.model.merge(trainable, frozen)
         out, assignments = self.model.forward(weights, x, training, noise)
         ys, outs = (y, out) if self.several else ((y,), (out,))
-        parts = [loss_fn(yi, oi, sample_weight) for (loss_fn, _), yi, oi in zip(self.objectives, ys, outs)]
+        ws = output_weights(sample_weight, len(ys))  # each output's loss takes its own weights
+        parts = [loss_fn(yi, oi, wi) for (loss_fn, _), yi, oi, wi in zip(self.objectives, ys, outs, ws)]
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
         return loss + self.model.penalty(weights), ((ys, outs, parts), assignments)
 
     def _logs(self, loss, batch, sample_weight):
         """``[loss, (each output's loss,) *mean metrics]`` of one batch, each a batch mean
-        weighted by the batch size, and the summed metrics' statistics."""
+        weighted by the batch size, and the summed metrics' statistics (a metric of output ``i``
+        with output ``i``'s sample weights)."""
         ys, outs, parts = batch
         values = [loss] + (parts if self.several else [])
         values += [m(ys[i], outs[i]).astype(self.dtype) for i, m in self.metric_fns]
-        stats = tuple(fn(ys[i], outs[i], sample_weight).astype(self.dtype) for i, fn in self.summed_fns)
+        ws = output_weights(sample_weight, len(ys))
+        stats = tuple(fn(ys[i], outs[i], ws[i]).astype(self.dtype) for i, fn in self.summed_fns)
         return jnp.stack(values) * ys[0].shape[0], stats
 
     @staticmethod
@@ -229,6 +232,10 @@ class JaxProgram(Program):
 
     # -- the Program interface ------------------------------------------------------------
     def _weights(self, sample_weight):
+        """Sample weights in the program's dtype: one array, or a per-output tuple whose ``None``
+        entries (unweighted outputs) are empty leaves of the jitted step's (and scan's) arguments."""
+        if isinstance(sample_weight, tuple):
+            return tuple(self._weights(w) for w in sample_weight)
         return None if sample_weight is None else np.asarray(sample_weight, dtype=self.dtype)
 
     def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:

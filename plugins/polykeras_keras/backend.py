@@ -30,7 +30,7 @@ class KerasBackend(Backend):
 
     layer_kinds = LAYER_KINDS
     graph_features = GRAPH_FEATURES
-    training_features = frozenset({"sample_weight", "metric_statistics"})
+    training_features = frozenset({"sample_weight", "per_output_sample_weight", "metric_statistics"})
     optimizer_kinds = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion",
                                  "Ftrl"})
     loss_kinds = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",

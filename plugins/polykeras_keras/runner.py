@@ -30,7 +30,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from polykeras.program import Gradients, Program
+from polykeras.program import Gradients, Program, batch_of
 from polykeras.spec import MetricSpec, ModelSpec, TrainingSpec
 
 from .engines import ENGINES
@@ -208,7 +208,13 @@ class KerasRunner(Program):
 
     # -- the Program interface -----------------------------------------------------------
     def _w(self, sample_weight):
-        """Per-sample loss weights as Keras's ``fit`` takes them (``None`` stays ``None``)."""
+        """Per-sample loss weights as Keras's ``fit`` takes them (``None`` stays ``None``): one
+        tensor, or a list of one per output (Keras's loss and weighted metrics of output ``i`` take
+        entry ``i``), where an unweighted output's ``None`` becomes ones -- the same numbers, and
+        one structure for Keras's compiled step."""
+        if isinstance(sample_weight, tuple):
+            n = next(len(w) for w in sample_weight if w is not None)
+            return [self._w(np.ones(n) if w is None else w) for w in sample_weight]
         return None if sample_weight is None else self.engine.tensor(np.asarray(sample_weight, self.np_dtype))
 
     def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
@@ -219,7 +225,7 @@ class KerasRunner(Program):
         for i, seed in enumerate(step_seeds):
             self.train_step(tuple(a[i] for a in xs) if isinstance(xs, tuple) else xs[i],
                             tuple(a[i] for a in ys) if isinstance(ys, tuple) else ys[i], seed,
-                            None if sample_weights is None else sample_weights[i])
+                            None if sample_weights is None else batch_of(sample_weights, i))
 
     def test_step(self, x, y, sample_weight=None) -> None:
         self.engine.test(self._inputs(x, None), self._y(y), self._w(sample_weight))

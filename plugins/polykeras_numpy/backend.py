@@ -20,7 +20,7 @@ import numpy as np
 
 from polykeras import random as _random
 from polykeras.metrics.statistics import SummedStatistics, is_summed, ordered
-from polykeras.program import Backend, Gradients, MeanAccumulator, OptimizerState, Program
+from polykeras.program import Backend, Gradients, MeanAccumulator, OptimizerState, Program, output_weights
 from polykeras.spec import ModelSpec, TrainingSpec
 from polykeras_numpy import losses, metrics, optimizers
 from polykeras_numpy.layers import KERNELS, ForwardContext
@@ -53,7 +53,8 @@ def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
 class NumpyBackend(Backend):
     name = "numpy"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
-    training_features = frozenset({"sample_weight", "optimizer_state", "metric_statistics"})
+    training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
+                                   "metric_statistics"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)
@@ -193,11 +194,13 @@ class NumpyProgram(Program):
         return zip(y, output) if self.several else [(y, output)]
 
     def _loss(self, y, output, sample_weight=None):
-        """The loss (for several outputs Keras's sum of weight x loss, in output order), its
-        gradient with respect to each output, and each output's unweighted loss."""
+        """The loss (for several outputs Keras's sum of weight x loss, in output order, each
+        output's loss with its own sample weights), its gradient with respect to each output,
+        and each output's loss before its loss weight."""
         total, d_outputs, parts = None, [], []
-        for (loss_fn, weight), (yi, oi) in zip(self.objectives, self._pairs(y, output)):
-            value, d = loss_fn(yi, oi, sample_weight)
+        weights = output_weights(sample_weight, len(self.objectives))
+        for (loss_fn, weight), (yi, oi), wi in zip(self.objectives, self._pairs(y, output), weights):
+            value, d = loss_fn(yi, oi, wi)
             parts.append(value)
             if weight != 1.0:
                 value, d = value * weight, d * weight
@@ -206,12 +209,14 @@ class NumpyProgram(Program):
         return total, d_outputs, parts
 
     def _logs(self, loss, parts, y, output, sample_weight=None) -> None:
-        """Accumulate ``[loss, (each output's loss,) each mean metric]`` and the summed metrics' statistics."""
+        """Accumulate ``[loss, (each output's loss,) each mean metric]`` and the summed metrics'
+        statistics (a metric of output ``i`` with output ``i``'s sample weights)."""
         pairs = list(self._pairs(y, output))
         values = [loss] + (parts if self.several else [])
         values += [m(*pairs[i]) for i, m in self.mean_metrics]
         self.accumulator.add(values, _batch(y))
-        self.statistics.add([m(*pairs[i], sample_weight) for i, m in self.summed_metrics])
+        weights = output_weights(sample_weight, len(pairs))
+        self.statistics.add([m(*pairs[i], weights[i]) for i, m in self.summed_metrics])
 
     def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False,
                             sample_weight=None):

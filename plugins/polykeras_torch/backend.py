@@ -34,7 +34,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class TorchBackend(Backend):
     name = "torch"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
-    training_features = frozenset({"sample_weight", "optimizer_state", "metric_statistics"})
+    training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
+                                   "metric_statistics"})
     layer_kinds = frozenset(LAYERS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES)

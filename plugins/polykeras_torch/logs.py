@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from polykeras.metrics.statistics import SummedStatistics, ordered
-from polykeras.program import MeanAccumulator
+from polykeras.program import MeanAccumulator, output_weights
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,9 +46,10 @@ class DeferredMeans:
         self.accumulator = MeanAccumulator(names)
         self.pending: list[tuple[torch.Tensor, tuple, tuple, torch.Tensor | None]] = []
 
-    def add(self, loss: torch.Tensor, y: tuple, output: tuple, sample_weight: torch.Tensor | None = None) -> None:
-        """Keep one step's (detached) loss, targets, outputs and sample weights. The targets
-        must not be modified afterwards (the program hands over its own copy)."""
+    def add(self, loss: torch.Tensor, y: tuple, output: tuple, sample_weight=None) -> None:
+        """Keep one step's (detached) loss, targets, outputs and sample weights (one tensor, or
+        a tuple of one per output, ``None`` for an unweighted one). The targets must not be
+        modified afterwards (the program hands over its own copy)."""
         self.pending.append((loss, y, output, sample_weight if self.summed else None))
         if len(self.pending) >= self.flush_every:
             self.flush()
@@ -74,8 +75,9 @@ class DeferredMeans:
                 outputs = [torch.cat(parts) for parts in zip(*(out for _, _, out, _ in pending))]
             values += [metric(ys[i], outputs[i]) for i, metric in self.metrics]
             if self.summed:
-                w = _weights([w for _, _, _, w in pending], sizes, outputs[0])
-                self.statistics.add([fn(ys[i], outputs[i], w) for i, fn in self.summed])
+                steps = [output_weights(w, len(ys)) for _, _, _, w in pending]
+                ws = {i: _weights([step[i] for step in steps], sizes, outputs[i]) for i in {i for i, _ in self.summed}}
+                self.statistics.add([fn(ys[i], outputs[i], ws[i]) for i, fn in self.summed])
         self.accumulator.add(values, total)
 
     def results(self) -> dict[str, float]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from polykeras.metrics.statistics import SummedStatistics, is_summed
-from polykeras.program import Gradients, OptimizerState, Program, weighted_total
+from polykeras.program import Gradients, OptimizerState, Program, batch_of, output_weights, weighted_total
 from polykeras.spec import ModelSpec, TrainingSpec
 
 from . import losses, metrics, optimizers
@@ -222,12 +222,14 @@ class TorchProgram(Program):
         return total
 
     def _loss(self, x: tuple[torch.Tensor, ...], y, ctx: StepContext, sample_weight=None):
-        """The loss (for several outputs Keras's sum of weight x loss, plus the penalty), the
-        outputs and targets as tuples, and what the logs keep of the loss (``[total, each
-        output's unweighted loss]`` for several outputs)."""
+        """The loss (for several outputs Keras's sum of weight x loss, each output's loss with
+        its own sample weights, plus the penalty), the outputs and targets as tuples, and what
+        the logs keep of the loss (``[total, each output's loss before its loss weight]`` for
+        several outputs)."""
         output = self._forward(x, ctx)
         ys, outputs = (y, output) if self.several else ((y,), (output,))
-        parts = [loss_fn(yi, oi, sample_weight) for (loss_fn, _), yi, oi in zip(self.objectives, ys, outputs)]
+        weights = output_weights(sample_weight, len(ys))
+        parts = [loss_fn(yi, oi, wi) for (loss_fn, _), yi, oi, wi in zip(self.objectives, ys, outputs, weights)]
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
         if self.regularized:
             loss = loss + self._penalty()
@@ -246,9 +248,12 @@ class TorchProgram(Program):
 
     # -- the Program interface -----------------------------------------------------------------
     def _weights(self, sample_weight):
-        """Per-sample loss weights in the program's dtype on its device (``None`` stays ``None``)."""
+        """Per-sample loss weights in the program's dtype on its device (``None`` stays ``None``;
+        a per-output tuple, entry by entry)."""
         if sample_weight is None:
             return None
+        if isinstance(sample_weight, tuple):
+            return tuple(self._weights(w) for w in sample_weight)
         return self._to_device(np.asarray(sample_weight, dtype=self.np_dtype))
 
     def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
@@ -260,7 +265,7 @@ class TorchProgram(Program):
         xs, ys, ws = self._inputs(xs), self._targets(ys), self._weights(sample_weights)
         for i, seed in enumerate(step_seeds):
             self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed,
-                        None if ws is None else ws[i])
+                        None if ws is None else batch_of(ws, i))
 
     def test_step(self, x, y, sample_weight=None) -> None:
         x, y = self._inputs(x), self._targets(y)
