@@ -30,6 +30,13 @@ def _reference_and_native(side: str, name: str):
     return model.predict(x, verbose=0), loop.predict(x)
 
 
+def _rel_or_unsupported(side: str, name: str):
+    try:
+        return _rel(*_reference_and_native(side, name)[::-1])
+    except measure.Unsupported as exc:
+        return f"unsupported: {exc}"
+
+
 def _rel(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
@@ -67,13 +74,16 @@ def test_keras_fit_gets_the_workloads_model():
     """Keras fit on jax, in a process of its own (Keras fixes its backend at import)."""
     pytest.importorskip("keras")
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_conformance_native import "
-            "_reference_and_native, _rel, BUILTIN; "
-            "print(json.dumps({n: _rel(*_reference_and_native('keras-fit-jax', n)[::-1]) for n in BUILTIN}))")
+            "_rel_or_unsupported, BUILTIN; "
+            "print(json.dumps({n: _rel_or_unsupported('keras-fit-jax', n) for n in BUILTIN}))")
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     proc = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name, rel in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    # a custom layer in ops cannot be written to a .keras file yet: reported, not failed
+    assert "cannot be written to a Keras 3 .keras file" in results.pop("mnist-antirectifier")
+    for name, rel in results.items():
         assert rel <= FORWARD_RTOL, f"{name}: {rel:.1e}"
 
 

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from polykeras.spec import MetricSpec
 from polykeras_numpy import losses, metrics
 
 # Central differences with h = 1e-6 in float64: truncation O(h^2) ~ 1e-12 and
@@ -113,12 +114,16 @@ def test_float32_in_float32_out():
     assert np.asarray(loss).dtype == np.float32 and grad.dtype == np.float32
 
 
+def _metric(kind):
+    return metrics.get(MetricSpec(kind, kind))
+
+
 def test_metrics_values():
-    assert metrics.sparse_categorical_accuracy(LABELS, PROBS) == np.mean(PROBS.argmax(-1) == LABELS)
-    assert metrics.categorical_accuracy(ONEHOT, PROBS) == np.mean(PROBS.argmax(-1) == LABELS)
+    assert _metric("sparse_categorical_accuracy")(LABELS, PROBS) == np.mean(PROBS.argmax(-1) == LABELS)
+    assert _metric("categorical_accuracy")(ONEHOT, PROBS) == np.mean(PROBS.argmax(-1) == LABELS)
     p = np.array([[0.2], [0.7], [0.5], [0.9]])
     y = np.array([[0.0], [1.0], [1.0], [0.0]])
-    assert metrics.binary_accuracy(y, p) == 0.5  # 0.5 is not > 0.5, as in Keras
+    assert _metric("binary_accuracy")(y, p) == 0.5  # 0.5 is not > 0.5, as in Keras
 
 
 NEW_LOSS_CASES = [c for c in CASES if c[0] in ("huber", "log_cosh", "hinge", "squared_hinge", "kl_divergence",

@@ -26,10 +26,15 @@ def _keras_object(value, module: str):
     return value
 
 
+#: Keras layers whose constructor takes no ``trainable`` (their get_config leaves it out, so Keras's own
+#: files never carry it and its loader passes the config to __init__ as is)
+NO_TRAINABLE_ARGUMENT = ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+
+
 def _keras_layer_config(class_name: str, config: dict) -> dict:
     out = {}
     for key, value in config.items():
-        if key == "batch_input_shape":
+        if key == "batch_input_shape" or (key == "trainable" and class_name in NO_TRAINABLE_ARGUMENT):
             continue
         if key.endswith("_initializer"):
             value = _keras_object(value, "keras.initializers")

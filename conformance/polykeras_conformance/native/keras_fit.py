@@ -36,7 +36,10 @@ class Loop:
         self.device = device
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
-            saving.export_keras(model, path)
+            try:
+                saving.export_keras(model, path)
+            except NotImplementedError as exc:  # ops and custom layers have no Keras 3 file form yet
+                raise measure.Unsupported(f"Keras fit gets the workload's model through a .keras file: {exc}") from None
             with _keras_device(self.device):
                 self.model = keras.saving.load_model(path, compile=False)
         spec = workload.optimizer().to_spec()
