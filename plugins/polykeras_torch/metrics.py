@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from polykeras.metrics.statistics import CONFUSION_KINDS, MEAN_KINDS, thresholds
+from polykeras.metrics.statistics import CONFUSION_KINDS, MEAN_KINDS, statistics_function, thresholds
 from polykeras.spec import MetricSpec
 
 from . import losses
@@ -140,15 +140,8 @@ def get(metric: MetricSpec) -> Metric:
 
 
 def get_statistics(metric: MetricSpec):
-    """A summed metric: ``(y, p, sample_weight) -> statistics`` (the weights ignored unless
-    the metric is a ``weighted_metrics`` entry, as Keras's ``compile`` does)."""
-    if metric.kind in CONFUSION_KINDS:
-        fn = _confusion(metric)
-    elif metric.kind == "mean_iou":
-        fn = _mean_iou(metric)
-    else:
-        fn = _weighted_mean(metric.kind, metric.config)
-    return fn if metric.weighted else (lambda y, p, sample_weight=None: fn(y, p, None))
+    """A summed metric: ``(y, p, sample_weight) -> statistics`` (see ``statistics_function``)."""
+    return statistics_function(metric, _confusion, _mean_iou, _weighted_mean)
 
 
 #: The kinds this backend implements.

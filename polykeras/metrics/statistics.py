@@ -80,6 +80,20 @@ def thresholds(metric: MetricSpec) -> np.ndarray:
     return np.atleast_1d(np.asarray(given, dtype=np.float64))
 
 
+def statistics_function(metric: MetricSpec, confusion, mean_iou, weighted_mean):
+    """A backend's ``(y, p, sample_weight) -> statistics`` for a summed metric, from its three
+    builders (``confusion(metric)``, ``mean_iou(metric)``, ``weighted_mean(kind, config)``); the
+    sample weights are ignored unless the metric is a ``weighted_metrics`` entry, as Keras's
+    ``compile`` does."""
+    if metric.kind in CONFUSION_KINDS:
+        fn = confusion(metric)
+    elif metric.kind == "mean_iou":
+        fn = mean_iou(metric)
+    else:
+        fn = weighted_mean(metric.kind, metric.config)
+    return fn if metric.weighted else (lambda y, p, sample_weight=None: fn(y, p, None))
+
+
 def statistics_shape(metric: MetricSpec) -> tuple[int, ...]:
     if metric.kind in CONFUSION_KINDS:
         return (4, len(thresholds(metric)))
