@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from polykeras.layers.base import KernelLayer, Layer, format_shape
+from polykeras.layers.base import Layer, format_shape
+from polykeras.layers.kernel import KernelLayer
 
 
 def _tuple(value, n: int, what: str) -> tuple[int, ...]:

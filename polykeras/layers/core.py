@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from polykeras import activations
-from polykeras.layers.base import KernelLayer, Layer, format_shape
+from polykeras.layers.base import Layer, format_shape
+from polykeras.layers.kernel import KernelLayer
 
 
 class Dense(KernelLayer):
