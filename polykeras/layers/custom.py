@@ -18,11 +18,12 @@ from polykeras.layers.symbolic import SymbolicTensor
 from polykeras.layers.variable import Variable, tracing
 
 
-def _flatten(structure) -> list:
+def flatten(structure) -> list:
+    """The tensors of a tensor, or of a (nested) list, tuple or dict of them, in order."""
     if isinstance(structure, dict):
-        return [t for v in structure.values() for t in _flatten(v)]
+        return [t for v in structure.values() for t in flatten(v)]
     if isinstance(structure, (list, tuple)):
-        return [t for v in structure for t in _flatten(v)]
+        return [t for v in structure for t in flatten(v)]
     return [structure]
 
 
@@ -63,7 +64,7 @@ def traced_call(layer: Layer, inputs, args, kwargs):
     """Call a custom layer: on symbolic tensors, build it (once) and trace ``call()``;
     on arrays, run it through a one-layer model on the selected backend."""
     bound = _bound(layer, inputs, args, kwargs)
-    tensors = [t for value in bound.arguments.values() for t in _flatten(value)
+    tensors = [t for value in bound.arguments.values() for t in flatten(value)
                if isinstance(t, (SymbolicTensor, np.ndarray))]
     if not any(isinstance(t, SymbolicTensor) for t in tensors):
         if len(tensors) != 1 or args or kwargs.keys() - {"training"}:
@@ -76,14 +77,14 @@ def traced_call(layer: Layer, inputs, args, kwargs):
         layer.built = True
     with tracing(layer):
         outputs = layer.call(*bound.args, **bound.kwargs)
-    for out in _flatten(outputs):
+    for out in flatten(outputs):
         if isinstance(out, Variable):
             raise TypeError(f"layer {layer.name!r}: call() returned a variable; return a tensor computed from the "
                             "inputs")
         if not isinstance(out, SymbolicTensor):
             raise TypeError(f"layer {layer.name!r}: call() returned {type(out).__name__}, not a tensor computed from "
                             "its inputs with layers and polykeras.ops")
-    first = _flatten(outputs)[0]
+    first = flatten(outputs)[0]
     layer.input_shape, layer.output_shape = _shapes(inputs), tuple(first.shape)
     return outputs
 

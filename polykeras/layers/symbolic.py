@@ -55,14 +55,11 @@ class SymbolicTensor:
     def _operator(self, op: str, other=None, reverse: bool = False) -> "SymbolicTensor":
         """``self <op> other``: Keras's merge layer for ``+ - *`` between two batched symbolic
         tensors, else a :mod:`polykeras.ops` node (NumPy broadcasting)."""
-        from polykeras import ops
-
         if op in _MERGE_LAYERS and isinstance(other, SymbolicTensor) and self.batched and other.batched:
             from polykeras.layers import merge
 
             return getattr(merge, _MERGE_LAYERS[op])()([other, self] if reverse else [self, other])
-        args = (self,) if op in UNARY else ((other, self) if reverse else (self, other))
-        return getattr(ops, op)(*args)
+        return apply_operator(self, op, other, reverse)
 
     def __getitem__(self, key):
         from polykeras import ops
@@ -82,6 +79,14 @@ OPERATORS = [("__add__", "add", False), ("__radd__", "add", True), ("__sub__", "
              ("__neg__", "negative", False), ("__abs__", "abs", False)]
 UNARY = ("negative", "abs")
 _MERGE_LAYERS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
+
+
+def apply_operator(value, op: str, other=None, reverse: bool = False):
+    """``value <op> other`` (or ``other <op> value``) as a :mod:`polykeras.ops` call."""
+    from polykeras import ops
+
+    args = (value,) if op in UNARY else ((other, value) if reverse else (value, other))
+    return getattr(ops, op)(*args)
 
 
 def install_operators(cls) -> None:

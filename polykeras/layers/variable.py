@@ -29,7 +29,7 @@ import numpy as np
 from polykeras import backend as _backend
 from polykeras import initializers, regularizers
 from polykeras.layers.base import Layer
-from polykeras.layers.symbolic import TRACING, UNARY, install_operators
+from polykeras.layers.symbolic import TRACING, apply_operator, install_operators
 from polykeras.spec import WeightSpec
 
 
@@ -108,11 +108,7 @@ class Variable(Layer):
             reads[id(self)] = self._call_symbolically([], several=True)
         return reads[id(self)]
 
-    def _operator(self, op: str, other=None, reverse: bool = False):
-        from polykeras import ops
-
-        args = (self,) if op in UNARY else ((other, self) if reverse else (self, other))
-        return getattr(ops, op)(*args)
+    _operator = apply_operator
 
     def _call_symbolically(self, tensors, several):
         out = super()._call_symbolically(tensors, several)

@@ -12,6 +12,7 @@ import inspect
 
 import numpy as np
 
+from polykeras.layers.custom import flatten
 from polykeras.layers.input_layer import Input
 from polykeras.layers.symbolic import SymbolicTensor
 
@@ -22,12 +23,6 @@ def _structure_map(fn, structure):
     if isinstance(structure, (list, tuple)):
         return [fn(v, None) for v in structure]
     return fn(structure, None)
-
-
-def _flatten(structure) -> list:
-    if isinstance(structure, dict):
-        return list(structure.values())
-    return list(structure) if isinstance(structure, (list, tuple)) else [structure]
 
 
 def inputs_for_data(x):
@@ -54,11 +49,11 @@ def trace(model, inputs) -> None:
 
     kwargs = {"training": None} if "training" in inspect.signature(model.call).parameters else {}
     outputs = model.call(inputs, **kwargs)
-    flat = _flatten(outputs)
+    flat = flatten(outputs)
     bad = [type(o).__name__ for o in flat if not isinstance(o, SymbolicTensor)]
     if bad:
         raise TypeError(f"model {model.name!r}: call() returned {', '.join(bad)}, not tensors computed from its inputs "
                         "with layers and polykeras.ops")
     if isinstance(outputs, dict):
         model._output_names = [str(k) for k in outputs]
-    model._set_graph(Graph(_flatten(inputs), flat, model.name))
+    model._set_graph(Graph(flatten(inputs), flat, model.name))

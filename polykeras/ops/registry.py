@@ -140,7 +140,3 @@ def unbroadcast(g: Array, shape: tuple) -> Array:
     g = g.sum(axis=tuple(range(g.ndim - len(shape))))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     return g.sum(axis=stretched, keepdims=True) if stretched else g
-
-
-def shape_of(value) -> tuple:
-    return np.shape(value)
