@@ -8,8 +8,8 @@ pluggy; a backend's framework is imported when that backend is first used.
 
 __version__ = "0.1.0"
 
-from polykeras import (activations, backend, callbacks, initializers, layers, losses, metrics, models, ops,
-                       optimizers, preprocessing, regularizers, saving, utils)
+from polykeras import (activations, backend, callbacks, distribution, initializers, layers, losses, metrics, models,
+                       ops, optimizers, preprocessing, regularizers, saving, utils)
 from polykeras.backends import get_backend, set_backend
 from polykeras.layers import Input
 from polykeras.models import Model, Sequential

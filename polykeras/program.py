@@ -135,6 +135,14 @@ class Backend:
 
     Subclasses set ``name`` and the ``*_kinds`` sets they implement, so that
     the core can explain what is missing before anything runs.
+
+    Data-parallel training (:mod:`polykeras.distribution`) is optional; a backend
+    that offers it defines ``list_devices(device_type)`` (the devices it can
+    replicate over), ``distribute(program, data_parallel)`` (returns the program
+    run on the replicas; each takes :func:`polykeras.distribution.replica_rows`
+    of every global batch, the gradient is that of the global batch's loss) and,
+    for several processes, ``initialize_distributed(cluster)``. Without them the
+    core refuses a distribution, naming the backend.
     """
 
     name: ClassVar[str] = ""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from polykeras import distribution as _distribution
 from polykeras import model_data as data
 from polykeras import random as _random
 from polykeras.callbacks import CallbackList
@@ -95,12 +96,15 @@ class Trainer:
             y_ndim = data.ndims(y)
         val = self._test_source(validation_data, int(validation_batch_size or batch_size), validation_steps,
                                 "validation_data")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbosity(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
         _require_weights(program, w)
         _require_weights(program, getattr(val, "w", None))
-        seed = _random.next_seed()
+        seed = _distribution.agreed_seed(program, _random.next_seed())  # the same data order in every replica
         if not stream:
+            _distribution.check_batches(program, data.n_samples(x), batch_size)
+            if isinstance(val, ArraySource):
+                _distribution.check_batches(program, val.n, val.batch_size)
             train = ArraySource(x, y, batch_size, shuffle=bool(shuffle), seed=seed, w=w)
         steps = train.steps
         cbs = CallbackList(callbacks, model=model, add_history=True, add_progbar=verbose != 0, verbose=verbose,
@@ -224,7 +228,7 @@ class Trainer:
             source = self._test_source((x, y) if sample_weight is None else (x, y, sample_weight), batch_size, steps,
                                        "x, y")
             y_ndim = data.ndims(source.y)
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbosity(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
                            epochs=1, steps=source.steps)
@@ -249,7 +253,7 @@ class Trainer:
                 raise NotImplementedError("predict(steps=...) with arrays is not supported yet; pass the arrays")
             x = self._prepare_x(x)
             source = ArraySource(x, None, batch_size)
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbosity(verbose)
         program = model._get_program(training=False)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
                            epochs=1, steps=source.steps)
@@ -297,6 +301,11 @@ class Trainer:
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
         return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
+
+
+def _verbosity(verbose) -> int:
+    """Keras's ``verbose``; 0 outside rank 0 of a distributed run, so the progress bar shows once."""
+    return (1 if verbose == "auto" else int(verbose)) if _distribution.is_chief() else 0
 
 
 def _require(program, feature: str) -> None:

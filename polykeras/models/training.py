@@ -25,11 +25,13 @@ class TrainingAPI:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
                 run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto", auto_scale_loss=True,
                 *, backend: str | None = None, device: str | None = None, dtype: str | None = None,
-                parity: bool = False) -> None:
+                parity: bool = False, distribution=None) -> None:
         """Keras's ``compile``, plus polykeras's choice of ``backend``, ``device``
         and ``dtype`` (defaults: ``POLYKERAS_BACKEND``, the backend's best device,
-        ``floatx()``) and ``parity`` (dropout masks drawn by the core, so runs
-        compare step by step across backends)."""
+        ``floatx()``), ``parity`` (dropout masks drawn by the core, so runs
+        compare step by step across backends) and ``distribution`` (a
+        :class:`polykeras.distribution.DataParallel`; default: the one
+        :func:`polykeras.distribution.set_distribution` set when the program is built)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         if int(steps_per_execution) < 1:
@@ -56,7 +58,14 @@ class TrainingAPI:
             _metrics.check(self._metric_ids, self.loss.kind)  # fail now on a typo, with the valid names
             _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
         self._steps_per_execution = int(steps_per_execution)
-        self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity)}
+        if distribution is not None:
+            from polykeras.distribution import DataParallel
+
+            if not isinstance(distribution, DataParallel):
+                raise TypeError(f"compile(distribution=...) takes a polykeras.distribution.DataParallel, got "
+                                f"{type(distribution).__name__}")
+        self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity),
+                                "distribution": distribution}
         self._pending_optimizer_state = None  # a new optimizer starts afresh, as in Keras
         self._program = None
         self._program_key = None
@@ -107,6 +116,11 @@ class TrainingAPI:
             _check_metrics(backend, training_spec)
         weights = [w.astype(backend.dtype, copy=False) for w in self._host_weights()]
         self._program = backend.compile(self._spec(), weights, training_spec, parity=cfg.get("parity", False))
+        from polykeras import distribution as _distribution
+
+        spread = cfg.get("distribution") or _distribution.distribution()
+        if spread is not None:
+            self._program = _distribution.distribute(backend, self._program, spread)
         self._program_key = key
         self._weights_stale = False
         if training:

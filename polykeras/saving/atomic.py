@@ -9,7 +9,12 @@ from pathlib import Path
 
 def atomic_write(path, data: bytes, overwrite: bool) -> None:
     """Write ``data`` to ``path``: to a temporary file in the target folder,
-    flushed to disk, then renamed over the target."""
+    flushed to disk, then renamed over the target. In a run of several processes
+    (:mod:`polykeras.distribution`) only rank 0 writes; the others write nothing."""
+    from polykeras.distribution import is_chief
+
+    if not is_chief():
+        return
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
