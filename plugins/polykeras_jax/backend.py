@@ -25,7 +25,7 @@ class JaxBackend(Backend):
                                    "metric_statistics"})
     layer_kinds = LAYER_KINDS
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
-    loss_kinds = frozenset(losses.LOSSES)
+    loss_kinds = frozenset(losses.LOSSES) | {"function"}
     metric_kinds = frozenset(metrics.METRICS)
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
@@ -43,6 +43,22 @@ class JaxBackend(Backend):
     def compile(self, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None = None,
                 *, parity: bool = False) -> JaxProgram:
         return JaxProgram(self, spec, weights, training, parity)
+
+    # -- data parallelism (polykeras.distribution; see polykeras_jax.distributed) ----------------
+    def list_devices(self, device_type: str | None = None) -> list[str]:
+        from polykeras_jax.distributed import device_names
+
+        return device_names(device_type or self.jax_device.platform)
+
+    def distribute(self, program: JaxProgram, value) -> JaxProgram:
+        from polykeras_jax.distributed import distribute
+
+        return distribute(program, value)
+
+    def initialize_distributed(self, cluster) -> None:
+        from polykeras_jax.distributed import initialize
+
+        initialize(cluster)
 
     def describe(self) -> str:
         return f"jax on {self.jax_device} ({self.dtype})"

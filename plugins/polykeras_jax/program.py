@@ -64,6 +64,9 @@ class JaxProgram(Program):
         self.precision = Precision(backend.dtype, parity)
         self.dtype = self.precision.dtype
         self.device = backend.jax_device
+        self._placement = self.device  # where the state lives: the device, or replicated on a mesh (shard)
+        self._batches = None  # a BatchSharding once sharded
+        self.num_replicas = 1
         self.model = ModelFunction(spec, self.dtype)
         self.training = training
         self.iterations = 0
@@ -90,7 +93,7 @@ class JaxProgram(Program):
             self.summed_fns, self.summed = [], []
         with self.precision.scope():
             trainable, frozen = self.model.split(self._to_device(weights))
-            opt_state = None if self.optimizer is None else jax.device_put(self.optimizer.init(trainable), self.device)
+            opt_state = None if self.optimizer is None else jax.device_put(self.optimizer.init(trainable), self._placement)
             self._state = TrainState(trainable, frozen, opt_state, self._zero_sums(), self._zero_stats())
             self._lr = self._scalar(training.optimizer["config"]["learning_rate"] if training else 0.0)
         # XLA:CPU runs convolutions inside a while loop (a rolled lax.scan) far slower than
@@ -104,17 +107,34 @@ class JaxProgram(Program):
         self._value_and_grad = jax.jit(self._value_and_grad_fn, static_argnums=(4,))
 
     # -- host <-> device ------------------------------------------------------------------
+    def shard(self, mesh) -> None:
+        """Run data-parallel on ``mesh`` (:mod:`polykeras_jax.distributed`): the state
+        replicated on its devices, every batch split along its data axis."""
+        from polykeras_jax.distributed import BatchSharding
+
+        self._batches = BatchSharding(mesh)
+        self._placement = self._batches.replicated
+        self.num_replicas = self._batches.replicas
+        with self.precision.scope():
+            self._state = jax.device_put(self._state, self._placement)
+            self._lr = jax.device_put(self._lr, self._placement)
+
+    def _place(self, batch, stacked: bool = False):
+        """A batch (x, y or sample weights) as the step takes it: as it is on one device,
+        sharded along the data axis on a mesh."""
+        return batch if self._batches is None or batch is None else self._batches(batch, stacked)
+
     def _to_device(self, weights: Sequence[np.ndarray]) -> list:
-        return [jax.device_put(np.asarray(w, self.dtype), self.device) for w in weights]
+        return [jax.device_put(np.asarray(w, self.dtype), self._placement) for w in weights]
 
     def _scalar(self, value: float):
-        return jax.device_put(np.asarray(value, self.dtype), self.device)
+        return jax.device_put(np.asarray(value, self.dtype), self._placement)
 
     def _zero_sums(self):
-        return jax.device_put(np.zeros(1 + len(self.metric_names), self.dtype), self.device)
+        return jax.device_put(np.zeros(1 + len(self.metric_names), self.dtype), self._placement)
 
     def _zero_stats(self) -> tuple:
-        return tuple(jax.device_put(np.zeros(statistics_shape(m), self.dtype), self.device) for m in self.summed)
+        return tuple(jax.device_put(np.zeros(statistics_shape(m), self.dtype), self._placement) for m in self.summed)
 
     def _x(self, x):
         """The batch as the step takes it: integer ids checked and int32, floats in the
@@ -242,7 +262,8 @@ class JaxProgram(Program):
         x = self._x(x)
         noise = self._noise(step_seed, x)
         with self.precision.scope():
-            self._state = self._train(self._state, self._lr, x, y, noise, self._weights(sample_weight))
+            self._state = self._train(self._state, self._lr, self._place(x), self._place(y), noise,
+                                      self._place(self._weights(sample_weight)))
         self._count += _batch(y)
         self.iterations += 1
 
@@ -252,7 +273,8 @@ class JaxProgram(Program):
         noises = [self._noise(seed, first) for seed in step_seeds]
         noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
         with self.precision.scope():
-            self._state = self._train_many(self._state, self._lr, xs, ys, noises, self._weights(sample_weights))
+            self._state = self._train_many(self._state, self._lr, self._place(xs, True), self._place(ys, True), noises,
+                                           self._place(self._weights(sample_weights), True))
         first = ys[0] if isinstance(ys, tuple) else ys
         self._count += first.shape[0] * first.shape[1]
         self.iterations += len(first)
@@ -261,15 +283,15 @@ class JaxProgram(Program):
         x = self._x(x)
         state = self._state
         with self.precision.scope():
-            sums, stats = self._test(state.trainable, state.frozen, state.sums, state.stats, x, y,
-                                     self._weights(sample_weight))
+            sums, stats = self._test(state.trainable, state.frozen, state.sums, state.stats, self._place(x),
+                                     self._place(y), self._place(self._weights(sample_weight)))
             self._state = state._replace(sums=sums, stats=stats)
         self._count += _batch(y)
 
     def predict_step(self, x):
         x = self._x(x)
         with self.precision.scope():
-            out = self._predict(self._state.trainable, self._state.frozen, x)
+            out = self._predict(self._state.trainable, self._state.frozen, self._place(x))
             return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
 
     def results(self) -> dict[str, float]:
@@ -310,8 +332,8 @@ class JaxProgram(Program):
         with self.precision.scope():
             canonical = {k: self._to_device(v) for k, v in state.slots.items()}
             slots = self.optimizer.from_canonical(self._state.optimizer.slots, canonical)
-            slots = jax.device_put(self.optimizer.at_step(slots, int(state.iterations)), self.device)
-            iterations = jax.device_put(np.asarray(state.iterations, np.int32), self.device)
+            slots = jax.device_put(self.optimizer.at_step(slots, int(state.iterations)), self._placement)
+            iterations = jax.device_put(np.asarray(state.iterations, np.int32), self._placement)
             self._state = self._state._replace(optimizer=optimizers.OptimizerState(iterations, slots))
         self.iterations = int(state.iterations)
 

@@ -1,0 +1,79 @@
+"""Data parallelism for the JAX backend: ``jax.sharding`` inside the one jitted step.
+
+:func:`distribute` puts a :class:`~polykeras_jax.program.JaxProgram` on a
+``jax.sharding.Mesh`` of the chosen devices with one axis, ``"data"``: the whole
+state (weights, optimizer slots, metric sums) is replicated on every device and
+each batch is sharded along that axis, device ``i`` of ``N`` holding the rows
+:func:`polykeras.distribution.replica_rows` gives it. The program's jitted
+functions do not change: XLA's SPMD partitioner splits the batch's work and
+inserts the all-reduces that the global loss (a mean over the *global* batch)
+and its gradients need, so the update is the single device's, summed in another
+order. BatchNormalization's batch statistics are global for the same reason.
+
+Several processes (several hosts): :func:`initialize` calls
+``jax.distributed.initialize``; every process then holds the same global batch
+(the core decides it) and passes its own rows to
+``jax.make_array_from_callback``. That path is written but not tested here.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from polykeras.distribution import Cluster, DataParallel, check_batch
+
+
+def device_names(device_type: str | None = None) -> list[str]:
+    """``"platform:index"`` of every device of one platform (default: JAX's default one), all
+    processes' devices included, in ``jax.devices`` order."""
+    try:
+        devices = jax.devices(device_type) if device_type else jax.devices()
+    except RuntimeError:  # no such platform here
+        return []
+    return [f"{d.platform}:{i}" for i, d in enumerate(devices)]
+
+
+def _device(name: str):
+    platform, _, index = name.partition(":")
+    return jax.devices(platform)[int(index or 0)]
+
+
+def distribute(program, value: DataParallel):
+    """``program`` replicated over ``value``'s devices (default: every device of the
+    program's platform), its batches sharded; returns the same program."""
+    devices = value.devices_for(device_names(program.device.platform))
+    program.shard(Mesh(np.array([_device(d) for d in devices]), (DataParallel.batch_dim_name,)))
+    return program
+
+
+def initialize(cluster: Cluster) -> None:
+    """Join a run of several JAX processes (``jax.distributed.initialize``)."""
+    jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.num_processes,
+                               process_id=cluster.process_id)
+
+
+class BatchSharding:
+    """Places batches on a mesh: rows split along its data axis (for ``train_steps``' stacked
+    batches, the second axis), each device getting its contiguous slice."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self.replicas = mesh.size
+        axis = DataParallel.batch_dim_name
+        self.flat = NamedSharding(mesh, P(axis))
+        self.stacked = NamedSharding(mesh, P(None, axis))
+        self.replicated = NamedSharding(mesh, P())
+
+    def __call__(self, batch, stacked: bool = False):
+        """One array, or a tuple of them (``None`` entries stay ``None``), as global arrays."""
+        if batch is None:
+            return None
+        if isinstance(batch, tuple):
+            return tuple(self(a, stacked) for a in batch)
+        a = np.asarray(batch)
+        check_batch(a.shape[1 if stacked else 0], self.replicas)
+        sharding = self.stacked if stacked else self.flat
+        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])

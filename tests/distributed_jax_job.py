@@ -1,0 +1,62 @@
+"""Run by test_distribution_jax.py in a subprocess, with XLA_FLAGS giving JAX two CPU devices
+(the flag must be set before JAX is imported, so never in the pytest process itself).
+
+Trains the mnist-mlp workload (784-512-512-10, dropout in parity mode, Adam, float64) on the
+first ``STEPS * BATCH`` MNIST images: once on one device, once data-parallel on two (one step
+per call), once data-parallel with steps_per_execution=5; prints a JSON report on stdout."""
+
+import json
+import os
+import sys
+import time
+
+STEPS, BATCH = int(sys.argv[1]), int(sys.argv[2])
+
+import jax  # noqa: E402  (after the caller's XLA_FLAGS)
+import numpy as np  # noqa: E402
+
+import polykeras  # noqa: E402
+from polykeras import distribution as dist  # noqa: E402
+from polykeras.workloads import get as get_workload  # noqa: E402
+
+
+def train(distribution, steps_per_execution=1):
+    workload = get_workload("mnist-mlp")
+    (x, y), (xt, yt) = workload.load()
+    x, y, xt, yt = x[:STEPS * BATCH], y[:STEPS * BATCH], xt[:4 * BATCH], yt[:4 * BATCH]
+    polykeras.utils.set_random_seed(7)
+    model = workload.build()
+    workload.compile(model, backend="jax", device="cpu", dtype="float64", parity=True,
+                     steps_per_execution=steps_per_execution, distribution=distribution)
+    initial = model.get_weights()
+    start = time.perf_counter()
+    history = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
+    seconds = time.perf_counter() - start
+    logs = model.evaluate(xt, yt, batch_size=BATCH, verbose=0, return_dict=True)
+    out = model.predict(xt, batch_size=BATCH, verbose=0)
+    program = model._program
+    report = {"seconds": seconds, "loss": history.history["loss"], "eval": logs, "replicas": program.num_replicas,
+              "iterations": program.iterations, "moved": relative(initial, model.get_weights()),
+              "weight_devices": len(program._state.trainable[0].sharding.device_set)}
+    if distribution is not None:  # the compiled step really communicates
+        with program.precision.scope():
+            xb, yb = program._place(program._x(x[:BATCH])), program._place(y[:BATCH])
+            noise = program._noise(0, program._x(x[:BATCH]))
+            hlo = program._train.lower(program._state, program._lr, xb, yb, noise, None).compile().as_text()
+        report["all_reduce"] = "all-reduce" in hlo
+    return model.get_weights(), out, report
+
+
+def relative(a, b):
+    return max(float(np.max(np.abs(u - v)) / max(np.max(np.abs(u)), 1e-300)) for u, v in zip(a, b))
+
+
+one_w, one_out, one = train(None)
+two_w, two_out, two = train(dist.DataParallel(num_replicas=2))
+many_w, _, many = train(dist.DataParallel(), steps_per_execution=5)
+print(json.dumps({
+    "devices": dist.list_devices(backend="jax"), "xla_flags": os.environ.get("XLA_FLAGS"),
+    "one": one, "two": two, "many": many,
+    "weights_two": relative(one_w, two_w), "weights_many": relative(one_w, many_w),
+    "predict_two": float(np.max(np.abs(one_out - two_out))),
+}))
