@@ -35,11 +35,19 @@ NumPy reference writes out and every backend must follow:
   ``-sum(y_n * p_n)`` (-1 when aligned, 0 when orthogonal or either is zero).
   Backends write the factor ``rsqrt(max(sum(x**2), eps**2))``: the same value,
   and a finite gradient at a zero vector, where Keras's own gradient is NaN.
+
+A loss *function* of your own, ``fn(y_true, y_pred)`` written with
+:mod:`polykeras.ops` (or a :class:`Loss` subclass with a ``call(y_true, y_pred)``
+method), is traced into an op graph that every backend runs: kind ``"function"``,
+see :mod:`polykeras.functions` for its semantics.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from polykeras.functions import TracedFunction
+from polykeras.saving.registration import get_registered_name, get_registered_object, require_registered
 
 KINDS = ("categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
          "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
@@ -71,8 +79,43 @@ class Loss:
     def from_config(cls, config):
         return cls(**config)
 
-    def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": dict(self.config)}
+    def to_spec(self, output_shape: tuple | None = None, y_ndim: int | None = None) -> dict[str, Any]:
+        """The backend-facing ``{"kind", "config"}``; a traced loss needs the model's output shape and the
+        targets' rank."""
+        if self.kind:
+            return {"kind": self.kind, "config": dict(self.config)}
+        if not callable(getattr(self, "call", None)):
+            raise NotImplementedError(f"{type(self).__name__} subclasses Loss without a call(y_true, y_pred) method; "
+                                      "write call() with polykeras.ops")
+        if output_shape is None or y_ndim is None:
+            raise ValueError(f"loss {self.name!r} is traced for a model's output shape and target rank; compile a "
+                             "model with it")
+        if not hasattr(self, "_traced"):
+            self._traced = TracedFunction(self.call, "loss")
+            self._traced.name = self.name or self._traced.name
+        return {"kind": "function", "config": {"name": self.name or self._traced.name,
+                                               "graph": self._traced.graph(output_shape, y_ndim)}}
+
+
+class LossFunctionWrapper(Loss):
+    """Keras's wrapper of a loss function ``fn(y_true, y_pred)``, written with :mod:`polykeras.ops`
+    (what ``compile(loss=fn)`` makes of a function)."""
+
+    def __init__(self, fn, reduction: str = "sum_over_batch_size", name: str | None = None, **kwargs):
+        self._traced = TracedFunction(fn, "loss")
+        self.fn = fn
+        super().__init__(name=name or self._traced.name, reduction=reduction, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "reduction": "sum_over_batch_size", "fn": get_registered_name(self.fn)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(require_registered(config.pop("fn"), "loss function"), **config)
 
 
 class CategoricalCrossentropy(Loss):
@@ -200,23 +243,36 @@ def get(identifier) -> Loss:
         identifier = identifier.__name__
     if isinstance(identifier, dict):
         name = identifier.get("class_name", "")
-        cls = _BY_CLASS_NAME.get(name)
-        if cls is None:
-            raise ValueError(f"unknown loss {name!r}; valid: {', '.join(_BY_CLASS_NAME)}")
+        cls = _BY_CLASS_NAME.get(name) or get_registered_object(name)
+        if name == "function":  # a function of the user's, saved by name (``serialize``)
+            return LossFunctionWrapper(require_registered(identifier["config"], "loss function"))
+        if not (isinstance(cls, type) and issubclass(cls, Loss)):
+            raise ValueError(f"unknown loss {name!r}; valid: {', '.join(_BY_CLASS_NAME)}, or a Loss subclass "
+                             "registered with @register_keras_serializable or given in custom_objects")
         return cls.from_config(identifier.get("config", {}))
     if isinstance(identifier, str):
         if identifier in _BY_CLASS_NAME:
             return _BY_CLASS_NAME[identifier]()
         kind = _ALIASES.get(identifier, identifier)
         if kind not in _CLASSES:
+            registered = get_registered_object(identifier)
+            if registered is not None:
+                return get(registered)
             valid = sorted(set(_CLASSES) | set(_ALIASES))
-            raise ValueError(f"unknown loss {identifier!r}; valid names: {', '.join(valid)}")
+            raise ValueError(f"unknown loss {identifier!r}; valid names: {', '.join(valid)}; a function of your own "
+                             "is found by name when registered with @register_keras_serializable or given in "
+                             "load_model(custom_objects=...)")
         return _CLASSES[kind]()
-    raise TypeError(
-        f"loss {identifier!r} is not supported: polykeras backends implement the named Keras losses "
-        f"({', '.join(KINDS)}); custom Python loss functions cannot run on every backend"
-    )
+    if callable(identifier) and not isinstance(identifier, type):
+        return LossFunctionWrapper(identifier)
+    raise TypeError(f"cannot interpret {identifier!r} as a loss: give a name ({', '.join(KINDS)}), a Loss object, or "
+                    "a function fn(y_true, y_pred) written with polykeras.ops")
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """``{"class_name", "config"}``; a loss function as ``{"class_name": "function", "config": its
+    (registered) name}``, as Keras writes one."""
+    if isinstance(loss, LossFunctionWrapper):
+        return {"class_name": "function", "config": get_registered_name(loss.fn)}
+    return {"class_name": get_registered_name(loss) if not loss.kind else type(loss).__name__,
+            "config": loss.get_config()}

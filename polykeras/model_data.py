@@ -155,7 +155,7 @@ def _check_target(y, n: int, out: tuple, loss: str, float_dtype: str, where: str
         )
     if y.ndim == len(out) - 1 and out[-1] == 1:
         y = y[..., None]
-    if y.shape[1:] != tuple(out[1:]):
+    if y.shape[1:] != tuple(out[1:]) and loss:  # a traced loss function (no kind) reads targets of any shape
         raise ValueError(f"targets{where} of shape {y.shape} do not match the model output {format_shape(out)}")
     return y.astype(float_dtype, copy=False)
 

@@ -25,7 +25,7 @@ class JaxBackend(Backend):
                                    "metric_statistics"})
     layer_kinds = LAYER_KINDS
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
-    loss_kinds = frozenset(losses.LOSSES)
+    loss_kinds = frozenset(losses.LOSSES) | {"function"}
     metric_kinds = frozenset(metrics.METRICS)
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:

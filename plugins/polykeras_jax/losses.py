@@ -144,6 +144,11 @@ LOSSES: dict[str, Callable] = {f.__name__: f for f in (
 def get(spec: dict) -> Callable:
     """The loss of a TrainingSpec entry ``{"kind": ..., "config": {...}}`` as ``f(y, p)``."""
     kind, config = spec["kind"], dict(spec.get("config", {}))
+    if kind == "function":  # a traced function of the user's (polykeras.functions)
+        from polykeras_jax.functions import GraphFunction
+
+        fn = GraphFunction(config["graph"])
+        return lambda y, p, sample_weight=None: _reduce(fn(y, p), sample_weight)
     if kind not in LOSSES:
         raise NotImplementedError(f"the jax backend has no loss {kind!r}; it has {', '.join(LOSSES)}")
     fn = LOSSES[kind]

@@ -36,6 +36,10 @@ def in_top_k(targets, p, k: int):
 
 def _values(kind: str, config: dict) -> Callable:
     """Per-sample values, ``(batch,)`` or ``(batch, T)``."""
+    if kind == "function":  # a traced function of the user's (polykeras.functions)
+        from polykeras_jax.functions import function_values
+
+        return function_values(config["graph"])
     if kind == "binary_accuracy":
         return lambda y, p: jnp.mean((y == (p > 0.5)).astype(p.dtype), axis=-1)
     if kind == "categorical_accuracy":
@@ -142,4 +146,4 @@ def get_statistics(metric: MetricSpec) -> Callable:
 
 
 #: The kinds this backend implements.
-METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou",)
+METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou", "function")

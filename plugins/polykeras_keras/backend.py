@@ -36,7 +36,7 @@ class KerasBackend(Backend):
     loss_kinds = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                             "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
                             "mean_squared_logarithmic_error", "huber", "log_cosh", "hinge", "squared_hinge",
-                            "kl_divergence", "poisson", "cosine_similarity"})
+                            "kl_divergence", "poisson", "cosine_similarity", "function"})
 
     def __init__(self, keras_backend: str, device: str = "cpu", dtype: str = "float32"):
         super().__init__(device, dtype)

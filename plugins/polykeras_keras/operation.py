@@ -7,9 +7,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from polykeras.functions import Y_PRED, Y_TRUE
 from polykeras.layers.operation import resolve_args, tuples
 from polykeras.ops import registry
 from polykeras.ops.shapes import decode_key
+from polykeras.spec import ModelSpec
 
 
 class KerasOperation(keras.layers.Layer):
@@ -22,13 +24,37 @@ class KerasOperation(keras.layers.Layer):
         self.variadic = registry.get(op).variadic
 
     def call(self, inputs):
-        arrays = [a.astype(self.compute_dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-                  for a in resolve_args(self.args, list(inputs))]
-        if self.op == "einsum":
-            return self.fn(self.params["subscripts"], *arrays)
-        if self.variadic:
-            return self.fn(arrays, **self.params)
-        return self.fn(*arrays, **self.params)
+        return _apply(self.fn, self.op, self.variadic, self.args, self.params, list(inputs), self.compute_dtype)
+
+
+def _apply(fn, op: str, variadic: bool, args: list, params: dict, inputs: list, dtype: str):
+    """``fn`` (the op in ``keras.ops``) on the node's inbound values and constants (floats in ``dtype``)."""
+    arrays = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+              for a in resolve_args(args, inputs)]
+    if op == "einsum":
+        return fn(params["subscripts"], *arrays)
+    if variadic:
+        return fn(arrays, **params)
+    return fn(*arrays, **params)
+
+
+def graph_function(graph: dict, dtype: str):
+    """A traced loss or metric function (:mod:`polykeras.functions`) as a Python function of
+    ``keras.ops`` calls, for ``keras.losses.LossFunctionWrapper`` / ``keras.metrics.MeanMetricWrapper``;
+    ``y_true`` converted to ``y_pred``'s dtype, as polykeras's losses and metrics see it."""
+    spec = ModelSpec.from_dict(graph)
+    nodes = [(layer, KerasOperation(layer.config["op"], layer.config["args"], layer.config.get("params", {})))
+             for layer in spec.layers]
+
+    def fn(y_true, y_pred):
+        values = {Y_TRUE: keras.ops.cast(y_true, y_pred.dtype), Y_PRED: y_pred}
+        for layer, node in nodes:
+            values[layer.name] = _apply(node.fn, node.op, node.variadic, node.args, node.params,
+                                        [values[name] for name in layer.inbound], dtype)
+        return values[spec.outputs[0]]
+
+    fn.__name__ = spec.name
+    return fn
 
 
 class KerasVariable(keras.layers.Layer):

@@ -35,6 +35,7 @@ from polykeras.spec import MetricSpec, ModelSpec, TrainingSpec
 
 from .engines import ENGINES
 from .model import KerasGraphs
+from .operation import graph_function
 
 LOSSES = {"categorical_crossentropy": "CategoricalCrossentropy",
           "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
@@ -54,7 +55,21 @@ OPTIMIZERS = {name: name for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagra
                                       "Lion", "Ftrl")}
 
 
+class FunctionLoss(keras.losses.Loss):
+    """Keras's wrapper of a loss function (its ``LossFunctionWrapper``, which is not public API)."""
+
+    def __init__(self, fn, name: str, dtype: str):
+        super().__init__(name=name, dtype=dtype)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
 def keras_loss(loss: dict, dtype: str):
+    if loss["kind"] == "function":  # a traced function of the user's (polykeras.functions)
+        config = loss["config"]
+        return FunctionLoss(graph_function(config["graph"], dtype), name=config["name"], dtype=dtype)
     name = LOSSES.get(loss["kind"])
     if name is None:
         raise NotImplementedError(f"the keras backends have no loss {loss['kind']!r}; they have {', '.join(LOSSES)}")
@@ -63,6 +78,9 @@ def keras_loss(loss: dict, dtype: str):
 
 def keras_metric(metric: MetricSpec, dtype: str, name: str | None = None):
     """The ``keras.metrics`` object of ``metric``, its config passed as it is (Keras's argument names)."""
+    if metric.kind == "function":
+        return keras.metrics.MeanMetricWrapper(graph_function(metric.config["graph"], dtype), name=name or metric.name,
+                                               dtype=dtype)
     class_name = METRICS.get(metric.kind)
     if class_name is None:
         raise NotImplementedError(f"the keras backends have no metric {metric.kind!r}; they have {', '.join(METRICS)}")

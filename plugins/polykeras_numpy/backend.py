@@ -57,7 +57,7 @@ class NumpyBackend(Backend):
                                    "metric_statistics"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
-    loss_kinds = frozenset(losses.LOSSES)
+    loss_kinds = frozenset(losses.LOSSES) | {"function"}
     metric_kinds = frozenset(metrics.METRICS)
     #: Replacement kernels / optimizer rules by kind: how a subclass (a
     #: faster variant, or the conformance suite's deliberately broken ones)

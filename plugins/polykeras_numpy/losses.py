@@ -190,6 +190,10 @@ LOSSES = {f.__name__: f for f in (categorical_crossentropy, sparse_categorical_c
 def get(spec: dict):
     """``spec`` is a TrainingSpec loss entry: ``{"kind": ..., "config": {...}}``."""
     kind, config = spec["kind"], spec.get("config", {})
+    if kind == "function":  # a traced function of the user's (polykeras.functions)
+        from polykeras_numpy.functions import function_loss
+
+        return function_loss(config["graph"])
     if kind not in LOSSES:
         raise NotImplementedError(f"the numpy backend has no loss {kind!r}; it has {', '.join(LOSSES)}")
     fn = LOSSES[kind]

@@ -38,7 +38,7 @@ class TorchBackend(Backend):
                                    "metric_statistics"})
     layer_kinds = frozenset(LAYERS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
-    loss_kinds = frozenset(losses.LOSSES)
+    loss_kinds = frozenset(losses.LOSSES) | {"function"}
     metric_kinds = frozenset(metrics.METRICS)
 
     def __init__(self, device: str = "cpu", dtype: str = "float32"):

@@ -140,6 +140,11 @@ LOSSES = {f.__name__: f for f in (categorical_crossentropy, sparse_categorical_c
 def get(spec: dict) -> Loss:
     """``spec`` is a TrainingSpec loss entry: ``{"kind": ..., "config": {...}}``."""
     kind, config = spec["kind"], spec.get("config", {})
+    if kind == "function":  # a traced function of the user's (polykeras.functions)
+        from polykeras_torch.functions import GraphFunction
+
+        fn = GraphFunction(config["graph"])
+        return lambda y, p, sample_weight=None: _reduce(fn(y, p), sample_weight)
     if kind not in LOSSES:
         raise NotImplementedError(f"the torch backend has no loss {kind!r}; it has {', '.join(LOSSES)}")
     fn = LOSSES[kind]

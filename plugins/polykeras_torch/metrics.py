@@ -37,6 +37,10 @@ def in_top_k(targets, p, k: int):
 
 def _values(kind: str, config: dict):
     """Per-sample values, ``(batch,)`` or ``(batch, T)``."""
+    if kind == "function":  # a traced function of the user's (polykeras.functions)
+        from polykeras_torch.functions import function_values
+
+        return function_values(config["graph"])
     if kind == "binary_accuracy":
         return lambda y, p: (y == (p > 0.5).to(y.dtype)).to(p.dtype).mean(dim=-1)
     if kind == "categorical_accuracy":
@@ -145,4 +149,4 @@ def get_statistics(metric: MetricSpec):
 
 
 #: The kinds this backend implements.
-METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou",)
+METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou", "function")

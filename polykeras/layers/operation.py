@@ -10,7 +10,10 @@ VJP (:mod:`polykeras.ops.registry`).
 
 Model nodes keep the batch axis first: an op that removes or moves it
 (``ops.sum(x)`` over all axes, ``ops.transpose(x)``) is refused with the reason,
-since losses, batching and data parallelism read the batch axis there.
+since losses, batching and data parallelism read the batch axis there. A loss
+or metric function (:mod:`polykeras.functions`) is traced :func:`free_batch_axis`:
+there reducing over the batch is the point, and the result simply has no
+batch axis.
 
 The output shape is found by *evaluating the op on examples*: the NumPy
 forward runs on small arrays whose unknown sizes take two different values;
@@ -21,16 +24,29 @@ rule that could disagree with its forward.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
 from polykeras.layers.base import Layer, unique_name
-from polykeras.layers.symbolic import SymbolicTensor, format_shape
+from polykeras.layers.symbolic import FREE_BATCH_AXIS, SymbolicTensor, format_shape
 from polykeras.ops import registry
 
 #: The largest NumPy array an op may take as a constant (entries); bigger ones belong in a weight.
 MAX_CONSTANT_SIZE = 4096
+
+
+
+@contextlib.contextmanager
+def free_batch_axis():
+    """Trace ops that may reduce or move the batch axis (a loss function's ``ops.mean(...)``);
+    Python's operators then record ops, never merge layers."""
+    FREE_BATCH_AXIS.append(True)
+    try:
+        yield
+    finally:
+        FREE_BATCH_AXIS.pop()
 
 
 def jsonable(value):
@@ -104,13 +120,13 @@ class Operation(Layer):
         self._input_batched = [t.batched for t in tensors]
         out = super()._call_symbolically(tensors, several)
         out.dtype = self._output_dtype
-        out.batched = any(self._input_batched)
+        out.batched = self._output_batched
         return out
 
     def compute_output_shape(self, input_shapes) -> tuple:
-        shape, self._output_dtype = infer_output(self.op, self.args, tuples(self.params), input_shapes, self.name,
-                                                 getattr(self, "_input_dtypes", None),
-                                                 getattr(self, "_input_batched", None))
+        shape, self._output_dtype, self._output_batched = infer_output(
+            self.op, self.args, tuples(self.params), input_shapes, self.name, getattr(self, "_input_dtypes", None),
+            getattr(self, "_input_batched", None))
         return shape
 
 
@@ -120,10 +136,10 @@ def _example(shape, batch: int, free: int, dtype, batched: bool = True) -> np.nd
     return (np.zeros if np.dtype(dtype).kind in "iub" else np.ones)(sizes, dtype=dtype)
 
 
-def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None) -> tuple[tuple, str]:
-    """``(output shape, dtype)`` of ``op`` by evaluation on examples (module docstring).
-    Inputs without a batch axis (``batched`` false: a custom layer's variables) keep their shapes,
-    and an op on such inputs alone has no batch axis either."""
+def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None) -> tuple[tuple, str, bool]:
+    """``(output shape, dtype, whether it has a batch axis)`` of ``op`` by evaluation on examples
+    (module docstring). Inputs without a batch axis (``batched`` false: a custom layer's variables)
+    keep their shapes, and an op on such inputs alone has no batch axis either."""
     dtypes = dtypes or ["float64"] * len(input_shapes)
     batched = batched or [True] * len(input_shapes)
     results = {}
@@ -139,14 +155,17 @@ def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None
                                  f"{params}: {exc}") from None
     a, b, c = results[(2, 5)], results[(3, 5)], results[(2, 7)]
     if not any(batched):
-        return tuple(a.shape), str(a.dtype)
+        return tuple(a.shape), str(a.dtype), False
     if a.ndim == 0 or a.shape[0] != 2 or b.shape[0] != 3 or a.shape[1:] != b.shape[1:]:
+        if FREE_BATCH_AXIS and a.ndim == b.ndim == c.ndim:  # no batch axis: the sizes that vary are unknown
+            return tuple(None if m != n or m != k else m for m, n, k in zip(a.shape, b.shape, c.shape)), \
+                str(a.dtype), False
         raise ValueError(
             f"ops.{op.name} ({name!r}) on shapes {', '.join(format_shape(s) for s in input_shapes)} gives a result "
             "without the batch axis first (it reduces, moves or mixes the batch axis); inside a model, ops keep "
             "axis 0 as the batch axis -- e.g. reduce over axis=-1 or axis=(1, 2), not over all axes")
     shape = (None,) + tuple(None if m != n else m for m, n in zip(a.shape[1:], c.shape[1:]))
-    return shape, str(a.dtype)
+    return shape, str(a.dtype), True
 
 
 def constant(value) -> SymbolicTensor:

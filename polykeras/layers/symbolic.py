@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 #: The custom layers whose ``call()`` is being traced, outermost first, each with the
 #: symbolic reads of its variables in this trace (see :mod:`polykeras.layers.variable`).
 TRACING: list[tuple["Layer", dict]] = []
+#: Non-empty while a loss or metric function is traced (:func:`polykeras.layers.operation.free_batch_axis`).
+FREE_BATCH_AXIS: list[bool] = []
 
 
 def format_shape(shape) -> str:
@@ -55,7 +57,8 @@ class SymbolicTensor:
     def _operator(self, op: str, other=None, reverse: bool = False) -> "SymbolicTensor":
         """``self <op> other``: Keras's merge layer for ``+ - *`` between two batched symbolic
         tensors, else a :mod:`polykeras.ops` node (NumPy broadcasting)."""
-        if op in _MERGE_LAYERS and isinstance(other, SymbolicTensor) and self.batched and other.batched:
+        if (op in _MERGE_LAYERS and isinstance(other, SymbolicTensor) and self.batched and other.batched
+                and not FREE_BATCH_AXIS):
             from polykeras.layers import merge
 
             return getattr(merge, _MERGE_LAYERS[op])()([other, self] if reverse else [self, other])
@@ -76,8 +79,11 @@ OPERATORS = [("__add__", "add", False), ("__radd__", "add", True), ("__sub__", "
              ("__rsub__", "subtract", True), ("__mul__", "multiply", False), ("__rmul__", "multiply", True),
              ("__truediv__", "divide", False), ("__rtruediv__", "divide", True), ("__matmul__", "matmul", False),
              ("__rmatmul__", "matmul", True), ("__pow__", "power", False), ("__rpow__", "power", True),
-             ("__neg__", "negative", False), ("__abs__", "abs", False)]
-UNARY = ("negative", "abs")
+             ("__neg__", "negative", False), ("__abs__", "abs", False), ("__lt__", "less", False),
+             ("__le__", "less_equal", False), ("__gt__", "greater", False), ("__ge__", "greater_equal", False),
+             ("__and__", "logical_and", False), ("__rand__", "logical_and", True), ("__or__", "logical_or", False),
+             ("__ror__", "logical_or", True), ("__invert__", "logical_not", False)]
+UNARY = ("negative", "abs", "logical_not")
 _MERGE_LAYERS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
 
 

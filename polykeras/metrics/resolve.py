@@ -11,8 +11,10 @@ steps too; the crossentropy metrics are the losses with their default options.
 
 from __future__ import annotations
 
+from polykeras.functions import traced
 from polykeras.metrics import objects
 from polykeras.metrics.statistics import MEAN_KINDS, STATEFUL_KINDS
+from polykeras.saving.registration import get_registered_name, get_registered_object, require_registered
 from polykeras.spec import MetricSpec
 
 KINDS = MEAN_KINDS + STATEFUL_KINDS
@@ -34,8 +36,15 @@ def resolve(identifier, loss_kind: str, y_ndim: int, output_shape: tuple, weight
         return identifier.to_spec(weighted=weighted)
     if isinstance(identifier, type) and issubclass(identifier, objects.Metric):
         return identifier().to_spec(weighted=weighted)
+    if _is_function(identifier):  # fn(y_true, y_pred) written with polykeras.ops: traced (polykeras.functions)
+        fn = traced(identifier, "metric")
+        return MetricSpec(fn.name, "function", {"graph": fn.graph(output_shape, y_ndim)}, weighted)
     if callable(identifier) and getattr(identifier, "__name__", None):
         identifier = identifier.__name__
+    if isinstance(identifier, str) and identifier not in _NAMES:
+        registered = get_registered_object(identifier)
+        if registered is not None:
+            return resolve(registered, loss_kind, y_ndim, output_shape, weighted)
     if not isinstance(identifier, str):
         raise TypeError(f"cannot interpret {identifier!r} as a metric; use a name such as 'accuracy' or a "
                         "polykeras.metrics object")
@@ -50,14 +59,23 @@ def resolve(identifier, loss_kind: str, y_ndim: int, output_shape: tuple, weight
         return _OBJECT_NAMES[identifier]().to_spec(weighted=weighted)
     kind = _ALIASES.get(identifier, identifier)
     if kind not in MEAN_KINDS:
-        raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(_NAMES)}, or a "
-                         f"polykeras.metrics object ({', '.join(objects.CLASSES)})")
+        raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(_NAMES)}, a "
+                         f"polykeras.metrics object ({', '.join(objects.CLASSES)}), or a function fn(y_true, y_pred) "
+                         "written with polykeras.ops")
     config = {"k": 5} if "top_k" in kind else {}
     return MetricSpec(identifier, kind, config, weighted)
 
 
+def _is_function(identifier) -> bool:
+    """A metric function of the user's (not one of Keras's, which are known by name)."""
+    return (callable(identifier) and not isinstance(identifier, (type, objects.Metric))
+            and getattr(identifier, "__name__", None) not in _NAMES)
+
+
 def get(identifier) -> objects.Metric | str:
     """A metric object from a serialised one (``serialize``'s dict); a name stays a name."""
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function":  # saved by name (serialize)
+        return require_registered(identifier["config"], "metric function")
     if isinstance(identifier, dict):
         cls = objects.CLASSES.get(identifier.get("class_name"))
         if cls is None:
@@ -73,6 +91,8 @@ def serialize(metric):
         return {"class_name": type(metric).__name__, "config": metric.get_config()}
     if isinstance(metric, type) and issubclass(metric, objects.Metric):
         return metric.__name__
+    if _is_function(metric):  # as Keras writes one: by its (registered) name
+        return {"class_name": "function", "config": get_registered_name(metric)}
     return metric if isinstance(metric, str) else getattr(metric, "__name__", str(metric))
 
 
@@ -105,10 +125,19 @@ def unique_names(plain: list[tuple[str, MetricSpec]], weighted: list[tuple[str, 
     return out_plain, out_weighted
 
 
-def check(identifiers, loss_kind: str, what: str = "metrics") -> None:
-    """Fail at ``compile`` on a typo, with the list of valid names."""
+def check(identifiers, loss_kind: str, what: str = "metrics") -> list:
+    """Fail at ``compile`` on a typo, with the list of valid names; return the entries with saved
+    functions (``{"class_name": "function", ...}``) replaced by the functions, found now, while a
+    ``load_model(custom_objects=...)`` is in force."""
+    out = []
     for m in identifiers:
+        if isinstance(m, dict) and m.get("class_name") == "function":
+            m = get(m)
+        out.append(m)
+        if _is_function(m):  # traced for the real shapes when the model first trains
+            continue
         try:
             resolve(m, loss_kind, 2, (None, 2))
         except (TypeError, ValueError) as error:
             raise type(error)(f"{what}: {error}") from None
+    return out

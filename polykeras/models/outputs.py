@@ -49,9 +49,9 @@ class OutputsConfig:
         self.weights = [float(w) for w in per_output(loss_weights, names, "loss_weights", default=1.0)]
         self.metric_ids = per_output_metrics(metrics, names)
         self.weighted_metric_ids = per_output_metrics(weighted_metrics, names)
-        for loss, ids, weighted_ids in zip(self.losses, self.metric_ids, self.weighted_metric_ids):
-            _metrics.check(ids, loss.kind)  # fail now on a typo, with the list of valid names
-            _metrics.check(weighted_ids, loss.kind, "weighted_metrics")
+        for i, loss in enumerate(self.losses):  # fail now on a typo, with the list of valid names
+            self.metric_ids[i] = _metrics.check(self.metric_ids[i], loss.kind)
+            self.weighted_metric_ids[i] = _metrics.check(self.weighted_metric_ids[i], loss.kind, "weighted_metrics")
 
     def training(self, output_nodes: list[str], output_shapes: list[tuple], y_ndims) -> tuple[OutputTraining, ...]:
         """One :class:`OutputTraining` per output, for targets of ranks ``y_ndims``."""
@@ -63,10 +63,10 @@ class OutputsConfig:
         named = _metrics.unique_names([e for _, e in plain], [e for _, e in weighted])
         owners = [i for i, _ in plain] + [i for i, _ in weighted]
         specs = named[0] + named[1]
-        return tuple(OutputTraining(node, loss.to_spec(), weight, f"{name}_loss",
+        return tuple(OutputTraining(node, loss.to_spec(shape, ndim), weight, f"{name}_loss",
                                     tuple(m for owner, m in zip(owners, specs) if owner == i))
-                     for i, (name, node, loss, weight) in enumerate(zip(self.names, output_nodes, self.losses,
-                                                                        self.weights)))
+                     for i, (name, node, loss, weight, shape, ndim) in enumerate(zip(
+                         self.names, output_nodes, self.losses, self.weights, output_shapes, y_ndims)))
 
     def config(self) -> dict:
         return {"loss": {n: _losses.serialize(l) for n, l in zip(self.names, self.losses)},

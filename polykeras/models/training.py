@@ -55,8 +55,9 @@ class TrainingAPI:
             self.loss = _losses.get(loss[0] if isinstance(loss, (list, tuple)) and len(loss) == 1 else loss)
             self._metric_ids = list(metrics or [])
             self._weighted_metric_ids = list(weighted_metrics or [])
-            _metrics.check(self._metric_ids, self.loss.kind)  # fail now on a typo, with the valid names
-            _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
+            # fail now on a typo, with the valid names
+            self._metric_ids = _metrics.check(self._metric_ids, self.loss.kind)
+            self._weighted_metric_ids = _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
         self._steps_per_execution = int(steps_per_execution)
         if distribution is not None:
             from polykeras.distribution import DataParallel
@@ -85,7 +86,7 @@ class TrainingAPI:
         plain, weighted = _metrics.unique_names(
             [("", _metrics.resolve(m, kind, y_ndim, out_shape)) for m in self._metric_ids],
             [("", _metrics.resolve(m, kind, y_ndim, out_shape, weighted=True)) for m in self._weighted_metric_ids])
-        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(), tuple(plain + weighted))
+        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(out_shape, y_ndim), tuple(plain + weighted))
 
     def _get_program(self, training: bool, y_ndim: int | None = None):
         """The compiled program, (re)built when first needed or when what it

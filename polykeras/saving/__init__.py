@@ -35,14 +35,15 @@ from pathlib import Path
 from polykeras.saving import keras_read, keras_training, keras_write, portable
 from polykeras.saving.keras_format import MEMBERS as _KERAS_MEMBERS
 from polykeras.saving.keras_format import KerasFileError
-from polykeras.saving.registration import (get_registered_name, get_registered_object,
+from polykeras.saving.registration import (custom_object_scope, get_registered_name, get_registered_object,
                                           register_keras_serializable)
 from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
 
 #: The file name suffixes ``save_model`` writes, and their formats.
 SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own format"}
 
-__all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "export_keras",
+__all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "custom_object_scope",
+           "export_keras",
            "get_registered_name", "get_registered_object", "load_model", "load_weights", "model_from_config",
            "register_keras_serializable", "restore_training", "save_model", "save_weights"]
 
@@ -53,10 +54,11 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     ``safe_mode`` are Keras's arguments: a polykeras file keeps custom layers as
     their traced graph, so it needs no classes to load."""
     path = Path(filepath)
-    with portable.open_zip(path) as zf:
-        if not _KERAS_MEMBERS <= set(zf.namelist()):
-            return portable.read_model(zf, path, compile)
-    return _read_keras_file(path, compile)
+    with custom_object_scope(custom_objects):
+        with portable.open_zip(path) as zf:
+            if not _KERAS_MEMBERS <= set(zf.namelist()):
+                return portable.read_model(zf, path, compile)
+        return _read_keras_file(path, compile)
 
 
 def _read_keras_file(path: Path, compile: bool):

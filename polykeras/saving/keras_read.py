@@ -30,6 +30,7 @@ import numpy as np
 
 from polykeras.saving import keras_training
 from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, weight_paths
+from polykeras.saving.registration import UnknownObjectError
 
 #: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
 IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm": (False,), "renorm_clipping": (None,),
@@ -342,6 +343,8 @@ def _compile(model, compile_config: dict, path) -> None:
 
     try:
         keras_training.compile_from_keras(model, _plain(compile_config))
+    except UnknownObjectError:  # the user's function, not given: as Keras, say how to give it
+        raise
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, IndexError) as exc:
         warnings.warn(f"{path}: the model's compile settings are not supported by polykeras ({exc}); the model "
                       "is loaded uncompiled", stacklevel=3)

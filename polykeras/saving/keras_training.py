@@ -149,6 +149,9 @@ def read_optimizer_variables(model, values: list[np.ndarray], order: list[int], 
 
 # -- compile_config -------------------------------------------------------------------------------
 def _keras_object(value: dict, module: str) -> dict:
+    if value["class_name"] == "function":  # a function of the user's, by its registered name, as Keras writes one
+        return {"module": "builtins", "class_name": "function", "config": value["config"],
+                "registered_name": "function"}
     return {"module": module, "class_name": value["class_name"], "config": value.get("config", {}),
             "registered_name": None}
 
@@ -178,7 +181,7 @@ def keras_compile_config(model) -> dict:
 
 
 def _loss(value):
-    if isinstance(value, dict) and "class_name" in value:
+    if isinstance(value, dict) and isinstance(value.get("config"), dict):
         return {"class_name": value["class_name"],
                 "config": {k: v for k, v in (value.get("config") or {}).items() if k != "dtype"}}
     return value
@@ -186,6 +189,8 @@ def _loss(value):
 
 def _metric(value):
     """Keras's metrics as polykeras reads them: names, and objects without Keras's ``dtype``."""
+    if isinstance(value, dict) and "class_name" in value and not isinstance(value.get("config"), dict):
+        return value  # a function of the user's, by name
     if isinstance(value, dict) and "class_name" in value:
         return {"class_name": value["class_name"],
                 "config": {k: v for k, v in (value.get("config") or {}).items() if k != "dtype"}}
