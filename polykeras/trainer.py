@@ -152,7 +152,7 @@ class Trainer:
                     step += k
                     global_step += k
                     if cbs.has_train_batch_hooks:
-                        cbs.on_train_batch_end(step - 1, program.results)
+                        cbs.on_train_batch_end(step - 1, _batch_logs(program))
                     if model.stop_training:
                         break
             if step == 0:
@@ -206,7 +206,7 @@ class Trainer:
                     _require_weights(program, w)
                     program.test_step(x, y, sample_weight=w)
                 if cbs is not None and cbs.has_test_batch_hooks:
-                    cbs.on_test_batch_end(step, program.results)
+                    cbs.on_test_batch_end(step, _batch_logs(program))
         logs = program.results()
         if cbs is not None:
             cbs.on_test_end(logs)
@@ -306,6 +306,12 @@ class Trainer:
 def _verbosity(verbose) -> int:
     """Keras's ``verbose``; 0 outside rank 0 of a distributed run, so the progress bar shows once."""
     return (1 if verbose == "auto" else int(verbose)) if _distribution.is_chief() else 0
+
+
+def _batch_logs(program):
+    """The lazy logs of batch hooks: ``program.results``, or, where reading the logs would be a
+    collective that only rank 0's progress bar asks for, the replica's own (``batch_results``)."""
+    return getattr(program, "batch_results", program.results)
 
 
 def _require(program, feature: str) -> None:

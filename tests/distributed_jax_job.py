@@ -36,7 +36,7 @@ def train(distribution, steps_per_execution=1):
     out = model.predict(xt, batch_size=BATCH, verbose=0)
     program = model._program
     report = {"seconds": seconds, "loss": history.history["loss"], "eval": logs, "replicas": program.num_replicas,
-              "iterations": program.iterations, "moved": relative(initial, model.get_weights()),
+              "iterations": program.iterations, "moved": relative(model.get_weights(), initial),
               "weight_devices": len(program._state.trainable[0].sharding.device_set)}
     if distribution is not None:  # the compiled step really communicates
         with program.precision.scope():

@@ -56,6 +56,22 @@ class TorchBackend(Backend):
                 *, parity: bool = False) -> TorchProgram:
         return TorchProgram(self, spec, weights, training, parity=parity)
 
+    # -- data parallelism (polykeras.distribution; see polykeras_torch.distributed) --------------
+    def list_devices(self, device_type: str | None = None) -> list[str]:
+        from .distributed import device_names
+
+        return device_names(device_type or self.torch_device.type, available_devices())
+
+    def distribute(self, program: TorchProgram, value) -> TorchProgram:
+        from .distributed import distribute
+
+        return distribute(program, value, available_devices())
+
+    def initialize_distributed(self, cluster) -> None:
+        from .distributed import initialize
+
+        initialize(cluster, self.torch_device.type)
+
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.torch_device} ({self.dtype})"
 

@@ -76,6 +76,8 @@ class TorchProgram(Program):
             self._forward = torch.compile(self._forward_eager, dynamic=False)
         self.training = training
         self.iterations = 0
+        self.replicas = None  # a distributed.Replicas once replicated (data-parallel)
+        self.num_replicas = 1
         if training is not None:
             # (loss, weight) per output: one for a single output, Keras's weighted sum over several
             self.several = bool(training.outputs)
@@ -195,11 +197,12 @@ class TorchProgram(Program):
     def _context(self, training: bool, step_seed: int | None, parity: bool) -> StepContext:
         if not training:
             return StepContext(False)
+        replica = None if self.replicas is None else (self.replicas.world, self.replicas.rank)
         if parity:
-            return StepContext(True, parity_seed=int(step_seed))
+            return StepContext(True, parity_seed=int(step_seed), replica=replica)
         if self.generator is not None:
             self.generator.manual_seed(int(step_seed) % 2**63)
-        return StepContext(True, generator=self.generator)
+        return StepContext(True, generator=self.generator, replica=replica)
 
     def _forward_eager(self, xs: tuple[torch.Tensor, ...], ctx: StepContext):
         """The output (a tuple for several) for one tensor per model input."""
@@ -240,6 +243,8 @@ class TorchProgram(Program):
         ctx = self._context(True, step_seed, self.parity)
         loss, ys, outputs, logged = self._loss(x, y, ctx, sample_weight)
         grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
+        if self.replicas is not None:  # the global batch's gradient: the replicas' mean
+            grads = self.replicas.average(grads)
         self.optimizer.apply(self.trainable, _distinct(grads))
         if ctx.assignments:
             ctx.apply_assignments()
@@ -256,18 +261,35 @@ class TorchProgram(Program):
             return tuple(self._weights(w) for w in sample_weight)
         return self._to_device(np.asarray(sample_weight, dtype=self.np_dtype))
 
+    def replicate(self, replicas) -> None:
+        """Train data-parallel (:mod:`.distributed`): this process is one of ``replicas``; it
+        takes rank 0's weights, then its rows of every batch, and averages the gradients."""
+        self.replicas, self.num_replicas = replicas, replicas.world
+        replicas.broadcast([p for params in self.params for p in params])
+
+    def broadcast_seed(self, seed: int) -> int:
+        """Rank 0's ``seed`` (a fit's data order and step seeds), replicated or not."""
+        return seed if self.replicas is None else self.replicas.broadcast_seed(seed)
+
+    def _rows(self, batch, stacked: bool = False):
+        """This replica's rows of a global batch (as it is without replicas)."""
+        return batch if self.replicas is None else self.replicas.rows(batch, stacked)
+
     def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+        x, y, sample_weight = self._rows(x), self._rows(y), self._rows(sample_weight)
         self._train(self._inputs(x), self._targets(y), step_seed, self._weights(sample_weight))
 
     def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
         """``steps_per_execution``: the N batches go to the device in one
         transfer, then run as N fused steps."""
+        xs, ys, sample_weights = self._rows(xs, True), self._rows(ys, True), self._rows(sample_weights, True)
         xs, ys, ws = self._inputs(xs), self._targets(ys), self._weights(sample_weights)
         for i, seed in enumerate(step_seeds):
             self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed,
                         None if ws is None else batch_of(ws, i))
 
     def test_step(self, x, y, sample_weight=None) -> None:
+        x, y, sample_weight = self._rows(x), self._rows(y), self._rows(sample_weight)
         x, y = self._inputs(x), self._targets(y)
         with torch.no_grad():
             w = self._weights(sample_weight)
@@ -282,6 +304,12 @@ class TorchProgram(Program):
             return output.cpu().numpy().copy()
 
     def results(self) -> dict[str, float]:
+        """The logs; of a data-parallel run, of all replicas (a collective: every replica calls it)."""
+        return self.logs.results() if self.replicas is None else self.replicas.results(self.logs)
+
+    def batch_results(self) -> dict[str, float]:
+        """Mid-epoch logs for callbacks: this replica's own, without communication (rank 0 shows
+        them in its progress bar at moments only it decides)."""
         return self.logs.results()
 
     def reset_metrics(self) -> None:

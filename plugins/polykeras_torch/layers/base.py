@@ -39,23 +39,33 @@ class StepContext:
     program applies them after the step.
     """
 
-    def __init__(self, training: bool, parity_seed: int | None = None, generator: torch.Generator | None = None):
+    def __init__(self, training: bool, parity_seed: int | None = None, generator: torch.Generator | None = None,
+                 replica: tuple[int, int] | None = None):
         self.training = training
         self.parity_seed = parity_seed
         self.generator = generator
+        #: (replicas, this replica) of a data-parallel step: masks are drawn for the global
+        #: batch and this replica keeps its rows, so N replicas drop what one device drops
+        self.replica = replica
         self.assignments: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def dropout_mask(self, layer_index: int, stream: int, shape: tuple, rate: float,
                      like: torch.Tensor) -> torch.Tensor:
         """Inverted-dropout mask (0 or ``1/(1-rate)``) of ``shape``, in
         ``like``'s dtype and device."""
+        shape, rows = tuple(shape), None
+        if self.replica is not None and shape and shape[0] == like.shape[0]:  # per sample, not shared
+            replicas, index = self.replica
+            rows = slice(index * shape[0], (index + 1) * shape[0])
+            shape = (shape[0] * replicas, *shape[1:])
         if self.parity_seed is not None:
-            mask = _random.dropout_mask(self.parity_seed, layer_index, stream, tuple(shape), rate,
-                                        _NUMPY_DTYPES[like.dtype])
-            return torch.from_numpy(mask).to(like.device)
-        keep = 1.0 - rate
-        mask = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
-        return mask.bernoulli_(keep, generator=self.generator).div_(keep)
+            mask = torch.from_numpy(_random.dropout_mask(self.parity_seed, layer_index, stream, shape, rate,
+                                                         _NUMPY_DTYPES[like.dtype])).to(like.device)
+        else:
+            keep = 1.0 - rate
+            mask = torch.empty(shape, dtype=like.dtype, device=like.device)
+            mask = mask.bernoulli_(keep, generator=self.generator).div_(keep)
+        return mask if rows is None else mask[rows]
 
     def assign(self, variable: torch.Tensor, value: torch.Tensor) -> None:
         self.assignments.append((variable, value.detach()))
