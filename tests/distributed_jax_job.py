@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 import polykeras  # noqa: E402
 from polykeras import distribution as dist  # noqa: E402
+from polykeras.layers import BatchNormalization, Dense, Dropout  # noqa: E402
 from polykeras.workloads import get as get_workload  # noqa: E402
 
 
@@ -47,6 +48,20 @@ def train(distribution, steps_per_execution=1):
     return model.get_weights(), out, report
 
 
+def small(distribution, parity, batch_norm):
+    """A small MLP, with BatchNormalization or not, dropout from the core's masks (parity) or
+    from JAX's keys: 8 steps of 16 rows, float64."""
+    polykeras.utils.set_random_seed(1)
+    model = polykeras.models.Sequential(
+        [polykeras.Input((8,)), Dense(16, activation="relu")] + ([BatchNormalization()] if batch_norm else [])
+        + [Dropout(0.3), Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="jax", device="cpu",
+                  dtype="float64", parity=parity, distribution=distribution)
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(64, 8)), rng.integers(0, 3, 64), batch_size=16, epochs=2, verbose=0)
+    return model.get_weights()
+
+
 def relative(a, b):
     return max(float(np.max(np.abs(u - v)) / max(np.max(np.abs(u)), 1e-300)) for u, v in zip(a, b))
 
@@ -54,7 +69,10 @@ def relative(a, b):
 one_w, one_out, one = train(None)
 two_w, two_out, two = train(dist.DataParallel(num_replicas=2))
 many_w, _, many = train(dist.DataParallel(), steps_per_execution=5)
+variants = {f"parity{int(p)}-bn{int(bn)}": relative(small(None, p, bn), small(dist.DataParallel(), p, bn))
+            for p in (True, False) for bn in (False, True)}
 print(json.dumps({
+    "variants": variants,
     "devices": dist.list_devices(backend="jax"), "xla_flags": os.environ.get("XLA_FLAGS"),
     "one": one, "two": two, "many": many,
     "weights_two": relative(one_w, two_w), "weights_many": relative(one_w, many_w),

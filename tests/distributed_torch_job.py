@@ -28,7 +28,8 @@ _rows = polykeras_torch.distributed.Replicas.rows
 def _counting_rows(self, batch, stacked=False):
     part = _rows(self, batch, stacked)
     if batch is not None and not isinstance(batch, tuple):
-        ROWS.append((batch.shape[0], part.shape[0]))
+        axis = 1 if stacked else 0
+        ROWS.append((batch.shape[axis], part.shape[axis]))
     return part
 
 
@@ -45,13 +46,14 @@ def data():
     return x, y
 
 
-def train(distribution, parity, verbose=0):
+def train(distribution, parity, verbose=0, steps_per_execution=1):
     x, y = data()
     polykeras.utils.set_random_seed(3)
     model = polykeras.models.Sequential([polykeras.Input((20,)), Dense(32, activation="relu"), Dropout(0.2),
                                          Dense(3, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend="torch",
-                  device="cpu", dtype="float64", parity=parity, distribution=distribution)
+                  device="cpu", dtype="float64", parity=parity, distribution=distribution,
+                  steps_per_execution=steps_per_execution)
     initial = model.get_weights()
     printed = io.StringIO()
     start = time.perf_counter()
@@ -72,15 +74,20 @@ cluster = dist.initialize(backend="torch")
 rank = cluster.process_id
 report = {"cluster": [cluster.process_id, cluster.num_processes, cluster.launcher],
           "devices": dist.list_devices(backend="torch")}
+singles = {}
 for parity in (True, False):
     model, run = train(dist.DataParallel(), parity, verbose=1)
     model.save_weights(OUT / f"saved-by-rank{rank}-parity{int(parity)}.weights.npz")  # only rank 0's lands
     np.savez(OUT / f"weights{rank}-parity{int(parity)}.npz", *model.get_weights())
     if rank == 0:
         single_model, single = train(None, parity)
+        singles[parity] = single_model.get_weights()
         run["single"] = single
         run["weights_vs_single"] = relative(single_model.get_weights(), model.get_weights())
     report[f"parity{int(parity)}"] = run
+stacked, _ = train(dist.DataParallel(), True, steps_per_execution=5)  # train_steps: 5 batches at a time
+if rank == 0:
+    report["steps_per_execution"] = relative(singles[True], stacked.get_weights())
 report["rows"] = sorted(set(ROWS))
 try:
     model.fit(*[a[:30] for a in data()], batch_size=15, verbose=0)

@@ -73,3 +73,11 @@ def test_logs_and_outputs_equal_one_device(report):
     for name, value in one["eval"].items():
         assert abs(value - two["eval"][name]) <= TOLERANCE * max(abs(value), 1.0), name
     assert report["predict_two"] <= TOLERANCE
+
+
+@pytest.mark.parametrize("variant", ["parity1-bn0", "parity1-bn1", "parity0-bn0", "parity0-bn1"])
+def test_batch_normalization_and_jax_dropout_equal_one_device(report, variant):
+    """BatchNormalization's statistics are the global batch's (XLA all-reduces them), and the
+    dropout masks JAX draws from the step's key for the sharded global batch are one device's
+    (``jax_threefry_partitionable``)."""
+    assert report["variants"][variant] <= TOLERANCE, report["variants"][variant]

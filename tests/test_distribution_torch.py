@@ -61,6 +61,10 @@ def test_the_weights_equal_one_device(reports, masks):
     assert run["weights_vs_single"] <= TOLERANCE, run["weights_vs_single"]
 
 
+def test_steps_per_execution_equals_one_device(reports):
+    assert reports[0]["steps_per_execution"] <= TOLERANCE, reports[0]["steps_per_execution"]
+
+
 @pytest.mark.parametrize("masks", ["parity1", "parity0"])
 def test_the_replicas_hold_the_same_weights(out, masks):
     a, b = (np.load(out / f"weights{r}-{masks}.npz") for r in (0, 1))
