@@ -119,6 +119,10 @@ class JaxProgram(Program):
             self._state = jax.device_put(self._state, self._placement)
             self._lr = jax.device_put(self._lr, self._placement)
 
+    def _settle(self) -> None:
+        if self._batches is not None:
+            self._batches.settle(self._state.sums)
+
     def _place(self, batch, stacked: bool = False):
         """A batch (x, y or sample weights) as the step takes it: as it is on one device,
         sharded along the data axis on a mesh."""
@@ -264,6 +268,7 @@ class JaxProgram(Program):
         with self.precision.scope():
             self._state = self._train(self._state, self._lr, self._place(x), self._place(y), noise,
                                       self._place(self._weights(sample_weight)))
+        self._settle()
         self._count += _batch(y)
         self.iterations += 1
 
@@ -275,6 +280,7 @@ class JaxProgram(Program):
         with self.precision.scope():
             self._state = self._train_many(self._state, self._lr, self._place(xs, True), self._place(ys, True), noises,
                                            self._place(self._weights(sample_weights), True))
+        self._settle()
         first = ys[0] if isinstance(ys, tuple) else ys
         self._count += first.shape[0] * first.shape[1]
         self.iterations += len(first)
@@ -286,6 +292,7 @@ class JaxProgram(Program):
             sums, stats = self._test(state.trainable, state.frozen, state.sums, state.stats, self._place(x),
                                      self._place(y), self._place(self._weights(sample_weight)))
             self._state = state._replace(sums=sums, stats=stats)
+        self._settle()
         self._count += _batch(y)
 
     def predict_step(self, x):
