@@ -83,6 +83,14 @@ def layer_cases() -> list[LayerCase]:
         ("conv2d-same-stride2", lambda: layers.Conv2D(4, (3, 2), strides=2, padding="same"), (7, 8, 3)),
         ("conv1d-causal", lambda: layers.Conv1D(3, 3, padding="causal"), (9, 2)),
         ("conv1d-same-stride2", lambda: layers.Conv1D(2, 4, strides=2, padding="same"), (9, 3)),
+        # keras#22876: Keras on torch placed this output one pixel off before its 2026 fix
+        ("conv2dtranspose-same-stride2", lambda: layers.Conv2DTranspose(3, 3, strides=2, padding="same"), (3, 4, 2)),
+        ("conv2dtranspose-valid-k2-s3-relu", lambda: layers.Conv2DTranspose(2, (2, 3), strides=(3, 2),
+                                                                             activation="relu"), (3, 2, 3)),
+        ("conv2dtranspose-same-even-output-padding", lambda: layers.Conv2DTranspose(
+            2, (4, 3), strides=(2, 3), padding="same", output_padding=(1, 2)), (2, 3, 2)),
+        ("conv1dtranspose-same-stride2", lambda: layers.Conv1DTranspose(3, 4, strides=2, padding="same"), (5, 2)),
+        ("conv1dtranspose-dilated", lambda: layers.Conv1DTranspose(2, 3, dilation_rate=2, use_bias=False), (4, 3)),
         ("maxpool2d", lambda: layers.MaxPooling2D(), (6, 6, 2)),
         ("maxpool2d-same-stride1", lambda: layers.MaxPooling2D(3, strides=1, padding="same"), (5, 5, 2)),
         ("avgpool2d-same", lambda: layers.AveragePooling2D(3, strides=2, padding="same"), (5, 6, 2)),

@@ -80,6 +80,9 @@ KERAS_ERRORS = {
     **{("keras-torch", dtype, "layernorm-axes-12-nocenter"): "Keras 3.15 on torch hands LayerNormalization over "
        "non-trailing axes (axis=[1, 2] of a rank-4 input) to F.layer_norm, which normalises the *last* axes and "
        "raises (RuntimeError) on their sizes" for dtype in ("float32", "float64")},
+    **{("keras-tensorflow", dtype, "conv1dtranspose-dilated"): "TensorFlow's CPU kernel of a transposed "
+       "convolution (Conv2DBackpropInput) refuses dilation_rate > 1: 'Current CPU implementations do not yet support "
+       "dilation rates larger than 1' (InvalidArgumentError)" for dtype in ("float32", "float64")},
 }
 
 
@@ -529,6 +532,12 @@ KERAS_SIDE = textwrap.dedent("""
             L.UpSampling2D(2), L.UpSampling2D((1, 2), interpolation="bilinear"), L.GlobalMaxPooling2D(),
             L.RepeatVector(3), L.Permute((2, 1)), L.SpatialDropout1D(0.2), L.ZeroPadding1D(1), L.Cropping1D((0, 1)),
             L.UpSampling1D(2), L.Identity(), L.Flatten(), L.Dense(2)])
+        # the convolutions of decoders and mobile networks
+        models["k_convs"] = keras.Sequential([
+            keras.Input((4, 5, 3)), L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+            L.Conv2DTranspose(3, (2, 3), strides=(3, 1), output_padding=(1, 0)), L.Reshape((-1, 3)),
+            L.Conv1DTranspose(2, 4, strides=2, padding="same"), L.Conv1DTranspose(2, 3, dilation_rate=2, use_bias=False),
+            L.Flatten(), L.Dense(2)])
         models["cnn"].compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
         rng = np.random.default_rng(0)
         for name, model in models.items():
@@ -555,6 +564,8 @@ EXCHANGE_INPUTS = {
     "k_layers": lambda rng: [rng.normal(size=(5, 4, 5))],
     "layers": lambda rng: [rng.normal(size=(5, 4, 5))],
     "k_images": lambda rng: [rng.normal(size=(5, 5, 6, 3))],
+    "k_convs": lambda rng: [rng.normal(size=(5, 4, 5, 3))],
+    "convs": lambda rng: [rng.normal(size=(5, 4, 5, 3))],
     "images": lambda rng: [rng.normal(size=(5, 5, 6, 3))],
     "graph_residual": lambda rng: [rng.normal(size=(5, 6))],
     "graph_multi": lambda rng: [rng.integers(0, 20, (5, 5)), rng.normal(size=(5, 4))],
@@ -562,7 +573,7 @@ EXCHANGE_INPUTS = {
     "sequential_nested": lambda rng: [rng.normal(size=(5, 4))],
 }
 KERAS_WRITTEN = ("cnn", "lstm", "functional", "k_residual", "k_multi", "k_nested", "k_seq_nested", "k_layers",
-                 "k_images")
+                 "k_images", "k_convs")
 
 
 def _keras_side(folder, mode):
@@ -721,6 +732,10 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
         layers.UpSampling2D((2, 1), interpolation="bilinear"), layers.UpSampling2D(2), layers.GlobalMaxPooling2D(),
         layers.RepeatVector(4), layers.Permute((2, 1)), layers.SpatialDropout1D(0.2), layers.ZeroPadding1D((2, 0)),
         layers.Cropping1D(1), layers.UpSampling1D(3), layers.Identity(), layers.Flatten(), layers.Dense(2)])
+    models["convs"] = pk.Sequential([
+        layers.Input((4, 5, 3)), layers.Conv2DTranspose(3, (4, 3), strides=2, padding="same", activation="tanh"),
+        layers.Conv2DTranspose(2, 2, strides=(1, 3), use_bias=False), layers.Reshape((-1, 2)),
+        layers.Conv1DTranspose(3, 1, strides=3, output_padding=2), layers.Flatten(), layers.Dense(2)])
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)
@@ -745,7 +760,7 @@ def test_unsupported_keras_layers_are_listed(tmp_path):
 
     config = {"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [
         {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "i"}},
-        {"module": "keras.layers", "class_name": "Conv2DTranspose", "config": {"name": "ct"}},
+        {"module": "keras.layers", "class_name": "Conv3DTranspose", "config": {"name": "ct"}},
         {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2}},
         {"module": "keras.layers", "class_name": "MultiHeadAttention", "config": {"name": "a"}}]}}
     path = tmp_path / "x.keras"
@@ -755,7 +770,7 @@ def test_unsupported_keras_layers_are_listed(tmp_path):
         zf.writestr("config.json", json.dumps(config))
         zf.writestr("metadata.json", "{}")
         zf.write(weights, "model.weights.h5")
-    with pytest.raises(ValueError, match="Conv2DTranspose, MultiHeadAttention"):
+    with pytest.raises(ValueError, match="Conv3DTranspose, MultiHeadAttention"):
         pk.models.load_model(path)
 
 

@@ -89,6 +89,25 @@ def _conv1d(draw):
 
 
 @st.composite
+def _conv_transpose(draw):
+    """Conv2DTranspose/Conv1DTranspose: kernels smaller and larger than the strides (the output window's
+    placement, keras#22876), "valid" and "same", output_padding None or below the strides, dilation at stride 1."""
+    kind = draw(st.sampled_from(["Conv2DTranspose", "Conv1DTranspose"]))
+    rank = 2 if kind == "Conv2DTranspose" else 1
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    strides = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = (tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank and draw(st.booleans())
+                else (1,) * rank)
+    output_padding = [draw(st.integers(0, s - 1)) for s in strides] if draw(st.booleans()) else None
+    config = dict(filters=draw(st.integers(1, 3)), kernel_size=kernel, strides=strides,
+                  padding=draw(st.sampled_from(["valid", "same"])), output_padding=output_padding,
+                  dilation_rate=dilation, activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
+                  use_bias=draw(st.booleans()))
+    spatial = tuple(draw(st.integers(2, 4)) for _ in range(rank))
+    return [_layer(kind, **config)], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
 def _pooling(draw):
     kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"]))
     rank = 1 if kind.endswith("1D") else 2
@@ -296,6 +315,7 @@ STRATEGIES = {
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
+    "ConvTranspose": _conv_transpose,
 }
 
 

@@ -25,6 +25,8 @@ from .conv import (AveragePooling1DRules, AveragePooling2DRules, Conv1DRules, Co
                    GlobalAveragePooling1DRules,
                    GlobalAveragePooling2DRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, GlobalPoolingRules,
                    MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
+from .conv_transpose import (Conv1DTransposeRules, Conv2DTransposeRules, ConvTransposeRules,
+                             transpose_amounts)
 from .core import (ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules, SpatialDropout1DRules,
                    SpatialDropout2DRules)
 from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormalizationRules, LayerNormalizationRules,
@@ -39,7 +41,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     GlobalAveragePooling2DRules, BatchNormalizationRules, EmbeddingRules, SimpleRNNRules, LSTMRules, GRURules,
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
-    SpatialDropout2DRules,
+    SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules,
 )}
 
 
@@ -60,4 +62,5 @@ __all__ = [
     "AveragePooling2DRules", "GlobalPoolingRules", "GlobalAveragePooling1DRules", "GlobalAveragePooling2DRules",
     "BatchNormalizationRules", "EmbeddingRules", "RecurrentRules", "SimpleRNNRules", "LSTMRules", "GRURules",
     "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
+    "ConvTransposeRules", "Conv1DTransposeRules", "Conv2DTransposeRules", "transpose_amounts",
 ]

@@ -6,6 +6,8 @@ from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from polykeras.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
+                                             Convolution2DTranspose)
 from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
@@ -26,7 +28,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
-                AveragePooling1D, SpatialDropout1D, SpatialDropout2D)
+                AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose)
 }
 
 

@@ -10,6 +10,7 @@ from .base import Layer, LayerContext
 from .conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                    GlobalAveragePooling2D,
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, GroupNormalization, LayerNormalization, UnitNormalization
@@ -24,6 +25,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
     GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
+    Conv1DTranspose, Conv2DTranspose,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

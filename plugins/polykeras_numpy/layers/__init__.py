@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import ForwardContext, Kernel
 from .conv import Conv1D, Conv2D
+from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
@@ -66,6 +67,8 @@ KERNELS: dict[str, type[Kernel]] = {
         AveragePooling1D,
         SpatialDropout1D,
         SpatialDropout2D,
+        Conv1DTranspose,
+        Conv2DTranspose,
     )
 }
 

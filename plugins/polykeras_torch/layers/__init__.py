@@ -19,6 +19,7 @@ from .conv import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import (Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape, SpatialDropout1D,
                    SpatialDropout2D)
 from .merge import MERGE_LAYERS
@@ -36,6 +37,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
         GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
+        Conv1DTranspose, Conv2DTranspose,
     )
 }
 

@@ -1,0 +1,106 @@
+"""Tests of the NumPy reference's transposed, depthwise and separable
+convolutions and of their core rules: finite-difference gradients in float64,
+float32 staying float32, forward values against independent computations,
+clear errors for unsupported configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _fd import build, check_gradients, context, random_weights
+
+# (kind, config, per-sample input shape)
+CASES = [
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, (3, 2, 2)),
+    ("Conv2DTranspose", {"filters": 3, "kernel_size": [2, 3], "strides": [2, 1], "padding": "valid",
+                         "activation": "tanh"}, (2, 3, 1)),
+    ("Conv2DTranspose", {"filters": 1, "kernel_size": [1, 2], "strides": [3, 2], "padding": "valid",
+                         "use_bias": False}, (2, 2, 2)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": [4, 2], "strides": [2, 3], "padding": "same"}, (2, 3, 1)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": [2, 3], "dilation_rate": [2, 1], "padding": "same"}, (3, 3, 2)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": [3, 3], "strides": [2, 3], "padding": "same",
+                         "output_padding": [1, 0]}, (2, 2, 1)),
+    ("Conv1DTranspose", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"}, (4, 3)),
+    ("Conv1DTranspose", {"filters": 3, "kernel_size": [4], "strides": [3], "padding": "valid",
+                         "output_padding": 2, "activation": "relu"}, (3, 2)),
+]
+
+
+def _case_id(case):
+    kind, config, shape = case
+    return f"{kind}-{config}-{shape}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_gradients_match_finite_differences(case):
+    kind, config, shape = case
+    rng = np.random.default_rng(0)
+    kernel = build(kind, config, shape)
+    x = rng.normal(size=(2,) + shape) * 1.5 + 0.5
+    check_gradients(kernel, random_weights(kernel, rng), x, training=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_float32_in_float32_out_and_rules_shape(case):
+    kind, config, shape = case
+    rng = np.random.default_rng(1)
+    kernel = build(kind, config, shape, dtype=np.float32)
+    weights = [w.astype(np.float32) for w in random_weights(kernel, rng)]
+    y, cache = kernel.forward(weights, rng.normal(size=(3,) + shape).astype(np.float32), context(True, np.float32))
+    dx, dweights = kernel.backward(weights, cache, np.ones_like(y))
+    assert y.shape == (3,) + kernel.spec.output_shape[1:]
+    assert y.dtype == dx.dtype == np.float32 and all(d.dtype == np.float32 for d in dweights)
+
+
+# -- transposed convolutions: the adjoint of the convolution they transpose ------------------------
+
+@pytest.mark.parametrize("kernel_size, strides, padding, dilation, size", [
+    ((3, 3), (2, 2), "same", (1, 1), (3, 4)),   # keras#22876's case: placement of the odd kernel
+    ((4, 2), (2, 3), "same", (1, 1), (3, 2)),   # an even kernel: the smaller half of the padding before
+    ((1, 2), (3, 2), "same", (1, 1), (2, 3)),   # kernels smaller than the strides
+    ((3, 2), (2, 1), "valid", (1, 1), (2, 3)),
+    ((1, 2), (3, 2), "valid", (1, 1), (2, 2)),  # out = (n - 1) * s + max(k, s): zeros at the end
+    ((2, 3), (1, 1), "same", (2, 2), (3, 4)),
+])
+def test_conv2d_transpose_is_the_adjoint_of_conv2d(kernel_size, strides, padding, dilation, size):
+    """TensorFlow defines conv2d_transpose as the input gradient of conv2d with the same kernel, strides and
+    padding: ``<conv_transpose(x), y> = <x, conv2d(y)>`` for every ``x`` and ``y``, checked against the
+    reference's Conv2D (an independent kernel) with the kernel's in/out axes swapped."""
+    rng = np.random.default_rng(3)
+    config = {"filters": 3, "kernel_size": list(kernel_size), "strides": list(strides), "padding": padding,
+              "dilation_rate": list(dilation), "use_bias": False}
+    transpose = build("Conv2DTranspose", config, size + (2,))
+    out_size = transpose.spec.output_shape[1:3]
+    conv = build("Conv2D", {**config, "filters": 2}, tuple(out_size) + (3,))
+    assert conv.spec.output_shape[1:3] == size
+    kernel = rng.normal(size=kernel_size + (3, 2))  # (kh, kw, filters, in) of the transpose
+    x, y = rng.normal(size=(2,) + size + (2,)), rng.normal(size=(2,) + tuple(out_size) + (3,))
+    tx, _ = transpose.forward([kernel], x, context(False))
+    cy, _ = conv.forward([kernel], y, context(False))  # Conv2D's (kh, kw, in=3, out=2): the same array
+    np.testing.assert_allclose(np.sum(tx * y), np.sum(x * cy), rtol=1e-12)
+
+
+def test_conv2d_transpose_same_stride2_places_like_tensorflow():
+    """One pixel, kernel 3, strides 2, "same": TensorFlow (and Keras on jax) crop nothing from the
+    full result, so kernel[:2, :2] is the 2x2 output (out = 2 * n); keras#22876 was Keras on torch cropping
+    one pixel at the start here."""
+    kernel = build("Conv2DTranspose", {"filters": 1, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same",
+                                       "use_bias": False}, (1, 1, 1))
+    w = np.arange(9.0).reshape(3, 3, 1, 1)
+    y, _ = kernel.forward([w], np.ones((1, 1, 1, 1)), context(False))
+    np.testing.assert_array_equal(y[0, :, :, 0], w[:2, :2, 0, 0])
+
+
+@pytest.mark.parametrize("kind, config, shape, error, match", [
+    ("Conv2DTranspose", {"filters": 1, "kernel_size": [2, 2], "padding": "causal"}, (3, 3, 1), ValueError, "causal"),
+    ("Conv2DTranspose", {"filters": 1, "kernel_size": [2, 2], "strides": [2, 2], "output_padding": [2, 0]},
+     (3, 3, 1), ValueError, "below strides"),
+    ("Conv2DTranspose", {"filters": 1, "kernel_size": [2, 2], "strides": [2, 2], "dilation_rate": [2, 2]},
+     (3, 3, 1), ValueError, "cannot both"),
+    ("Conv2DTranspose", {"filters": 1, "kernel_size": [2, 2], "data_format": "channels_first"}, (3, 3, 1),
+     NotImplementedError, "channels_first"),
+])
+def test_bad_configs_fail_clearly(kind, config, shape, error, match):
+    with pytest.raises(error, match=match):
+        build(kind, config, shape)
