@@ -58,7 +58,10 @@ def train(distribution, parity, verbose=0, steps_per_execution=1):
     printed = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stdout(printed):
-        history = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=verbose, validation_data=(x[:64], y[:64]))
+        # a CSVLogger in every rank, each naming its own file: only rank 0's may appear
+        logger = polykeras.callbacks.CSVLogger(str(OUT / f"csv-by-rank{dist.cluster().process_id}-parity{int(parity)}.csv"))
+        history = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=verbose, validation_data=(x[:64], y[:64]),
+                            callbacks=[logger] if distribution is not None else [])
     seconds = time.perf_counter() - start
     logs = model.evaluate(x[:96], y[:96], batch_size=32, verbose=0, return_dict=True)
     return model, {"history": history.history, "eval": logs, "seconds": seconds, "printed": printed.getvalue(),

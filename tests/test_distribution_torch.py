@@ -88,6 +88,8 @@ def test_only_rank_0_shows_progress_and_writes_files(reports, out):
     assert reports[1]["parity1"]["printed"] == ""
     assert sorted(p.name for p in out.glob("saved-by-*")) == ["saved-by-rank0-parity0.weights.npz",
                                                                "saved-by-rank0-parity1.weights.npz"]
+    assert sorted(p.name for p in out.glob("csv-by-*")) == ["csv-by-rank0-parity0.csv", "csv-by-rank0-parity1.csv"]
+    assert (out / "csv-by-rank0-parity1.csv").read_text().count("\n") == 3  # header and 2 epochs
 
 
 def test_a_batch_that_does_not_divide_is_refused(reports):

@@ -36,6 +36,11 @@ class CSVLogger(Callback):
         self.csv_file = None
 
     def on_train_begin(self, logs=None) -> None:
+        from polykeras.distribution import is_chief
+
+        self._quiet = not is_chief()  # one file per run: in a run of several processes, rank 0 writes it
+        if self._quiet:
+            return
         if self.append:
             if os.path.exists(self.filename):
                 with open(self.filename) as f:
@@ -50,6 +55,8 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None) -> None:
+        if getattr(self, "_quiet", False):
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)

@@ -47,8 +47,11 @@ class TensorBoard(Callback):
             self._writers[run] = self._SummaryWriter(os.path.join(self.log_dir, run))
         return self._writers[run]
 
-    def _implements(self, hook: str) -> bool:  # batch hooks only for batch-level scalars
-        return super()._implements(hook) and (hook != "on_train_batch_end" or self.update_freq != "epoch")
+    def _implements(self, hook: str) -> bool:  # batch hooks only for batch-level scalars; rank 0 only
+        from polykeras.distribution import is_chief
+
+        return (is_chief() and super()._implements(hook)
+                and (hook != "on_train_batch_end" or self.update_freq != "epoch"))
 
     def _wants_batch_logs(self, batch: int) -> bool:
         return self.update_freq != "epoch" and (self._batches + 1) % self.update_freq == 0
@@ -63,6 +66,10 @@ class TensorBoard(Callback):
                 self._writer("train").add_scalar(f"batch_{name}", float(value), self._batches)
 
     def on_epoch_end(self, epoch, logs=None):
+        from polykeras.distribution import is_chief
+
+        if not is_chief():  # several processes: rank 0 writes the run's events
+            return
         for name, value in (logs or {}).items():
             run, name = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
             self._writer(run).add_scalar(f"epoch_{name}", float(value), epoch)
