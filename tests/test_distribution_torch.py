@@ -95,3 +95,33 @@ def test_only_rank_0_shows_progress_and_writes_files(reports, out):
 def test_a_batch_that_does_not_divide_is_refused(reports):
     for report in reports:
         assert "batch of 15 samples cannot be split evenly over 2 replicas" in report["uneven"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_killed_replica_stops_the_other_with_an_error_naming_it(tmp_path):
+    """Rank 1 dies by SIGKILL mid-epoch; rank 0 fails at its next all-reduce with a
+    ReplicaLostError naming rank 1, well within 60 s (gloo sees the closed connection)."""
+    job = JOB.with_name("distributed_torch_lost_job.py")
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "POLYKERAS_DISTRIBUTED_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(job), str(tmp_path)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert codes[1] == -9
+    assert codes[0] == 3, procs[0].stderr.read()[-3000:]
+    report = json.loads((tmp_path / "lost.json").read_text())
+    assert report["type"] == "ReplicaLostError"
+    assert "replica 0 of 2: the gradient all-reduce failed, rank 1 has stopped" in report["message"]
+    assert report["after_s"] < 60

@@ -86,11 +86,28 @@ def distribute(program, value: DataParallel, local: list[str]):
     return program
 
 
+class ReplicaLostError(RuntimeError):
+    """A collective failed: another replica stopped (or hangs past the timeout)."""
+
+
 class Replicas:
     """This process's place among ``world`` replicas, and the collectives a step needs."""
 
     def __init__(self, world: int, rank: int, device: torch.device) -> None:
         self.world, self.rank, self.device = world, rank, device
+
+    def _collective(self, what: str, run, *args, **kwargs):
+        """``run(*args, **kwargs)``, a torch.distributed collective; its failure -- a replica that
+        died or hangs -- as a :class:`ReplicaLostError` that says which replica may be lost."""
+        try:
+            return run(*args, **kwargs)
+        except (RuntimeError, dist.DistError) as exc:
+            others = [r for r in range(self.world) if r != self.rank]
+            lost = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {others}"
+            raise ReplicaLostError(
+                f"replica {self.rank} of {self.world}: the {what} failed, {lost} has stopped or does not answer "
+                f"(within POLYKERAS_DISTRIBUTED_TIMEOUT={os.environ.get('POLYKERAS_DISTRIBUTED_TIMEOUT', DEFAULT_TIMEOUT_S)}"
+                f" s); look at its log. The backend said: {exc}") from exc
 
     def rows(self, batch, stacked: bool = False):
         """This replica's rows of one global batch (axis 1 of ``stacked`` batches): an array or a
@@ -106,7 +123,7 @@ class Replicas:
         """The replicas' mean of each gradient: one flat buffer, one all-reduce."""
         grads = list(grads)
         flat = _flatten_dense_tensors(grads)
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        self._collective("gradient all-reduce", dist.all_reduce, flat, op=dist.ReduceOp.SUM)
         flat.div_(self.world)
         return list(_unflatten_dense_tensors(flat, grads))
 
@@ -114,11 +131,11 @@ class Replicas:
         """Rank 0's values of ``tensors``, in place, on every replica (the initial weights)."""
         with torch.no_grad():
             for t in tensors:
-                dist.broadcast(t.data, src=0)
+                self._collective("broadcast of the initial weights", dist.broadcast, t.data, src=0)
 
     def broadcast_seed(self, seed: int) -> int:
         value = torch.tensor([seed], dtype=torch.int64, device=self.device)
-        dist.broadcast(value, src=0)
+        self._collective("broadcast of the fit seed", dist.broadcast, value, src=0)
         return int(value.item())
 
     def results(self, logs) -> dict[str, float]:
@@ -130,7 +147,7 @@ class Replicas:
         parts = [] if stats.sums is None else [torch.as_tensor(s, dtype=torch.float64) for s in stats.sums]
         count = torch.tensor([float(acc._count)], dtype=torch.float64)
         flat = torch.cat([count] + [t.reshape(-1).cpu() for t in sums + parts]).to(self.device)
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        self._collective("all-reduce of the logs", dist.all_reduce, flat, op=dist.ReduceOp.SUM)
         flat = flat.cpu()
         total, offset = MeanAccumulator(acc.names), 1
         if acc._sums is not None:
