@@ -537,6 +537,9 @@ KERAS_SIDE = textwrap.dedent("""
             keras.Input((4, 5, 3)), L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
             L.Conv2DTranspose(3, (2, 3), strides=(3, 1), output_padding=(1, 0)), L.Reshape((-1, 3)),
             L.Conv1DTranspose(2, 4, strides=2, padding="same"), L.Conv1DTranspose(2, 3, dilation_rate=2, use_bias=False),
+            L.Reshape((4, -1, 2)), L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2),
+            L.SeparableConv2D(3, (2, 1), depth_multiplier=2, activation="relu",
+                              depthwise_regularizer=keras.regularizers.L2(0.01)),
             L.Flatten(), L.Dense(2)])
         models["cnn"].compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
         rng = np.random.default_rng(0)
@@ -735,7 +738,10 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
     models["convs"] = pk.Sequential([
         layers.Input((4, 5, 3)), layers.Conv2DTranspose(3, (4, 3), strides=2, padding="same", activation="tanh"),
         layers.Conv2DTranspose(2, 2, strides=(1, 3), use_bias=False), layers.Reshape((-1, 2)),
-        layers.Conv1DTranspose(3, 1, strides=3, output_padding=2), layers.Flatten(), layers.Dense(2)])
+        layers.Conv1DTranspose(3, 1, strides=3, output_padding=2), layers.Reshape((6, -1, 3)),
+        layers.DepthwiseConv2D((2, 3), padding="same", depth_multiplier=2, use_bias=False),
+        layers.SeparableConv2D(2, 2, strides=2, activation="relu", pointwise_regularizer=pk.regularizers.l2(0.01)),
+        layers.Flatten(), layers.Dense(2)])
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)

@@ -24,6 +24,14 @@ CASES = [
     ("Conv1DTranspose", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"}, (4, 3)),
     ("Conv1DTranspose", {"filters": 3, "kernel_size": [4], "strides": [3], "padding": "valid",
                          "output_padding": 2, "activation": "relu"}, (3, 2)),
+    ("DepthwiseConv2D", {"kernel_size": [3, 2], "padding": "valid", "activation": "tanh"}, (4, 3, 2)),
+    ("DepthwiseConv2D", {"kernel_size": [3, 3], "strides": [2, 1], "padding": "same", "depth_multiplier": 3},
+     (5, 3, 2)),
+    ("DepthwiseConv2D", {"kernel_size": [2, 2], "dilation_rate": [2, 1], "padding": "same", "depth_multiplier": 2,
+                         "use_bias": False}, (4, 4, 1)),
+    ("SeparableConv2D", {"filters": 3, "kernel_size": [3, 3], "padding": "same", "strides": [2, 2]}, (4, 5, 2)),
+    ("SeparableConv2D", {"filters": 2, "kernel_size": [2, 3], "depth_multiplier": 2, "activation": "relu",
+                         "use_bias": False}, (3, 4, 3)),
 ]
 
 
@@ -102,5 +110,53 @@ def test_conv2d_transpose_same_stride2_places_like_tensorflow():
      NotImplementedError, "channels_first"),
 ])
 def test_bad_configs_fail_clearly(kind, config, shape, error, match):
+    with pytest.raises(error, match=match):
+        build(kind, config, shape)
+
+
+# -- depthwise and separable convolutions: a Conv2D per channel, then a 1x1 Conv2D --------------------
+
+@pytest.mark.parametrize("config", [
+    {"kernel_size": [3, 2], "strides": [2, 1], "padding": "same", "depth_multiplier": 3},
+    {"kernel_size": [2, 2], "dilation_rate": [1, 2], "padding": "valid", "depth_multiplier": 2},
+])
+def test_depthwise_and_separable_are_per_channel_convolutions(config):
+    """DepthwiseConv2D's output channel ``c * depth_multiplier + m`` is the reference's Conv2D of input channel
+    ``c`` alone with kernel ``[:, :, c, m]`` (TensorFlow's channel order); SeparableConv2D is that followed by a
+    1x1 Conv2D with the pointwise kernel, then the bias."""
+    rng = np.random.default_rng(5)
+    shape, m = (5, 6, 3), config["depth_multiplier"]
+    x = rng.normal(size=(2,) + shape)
+    depthwise = build("DepthwiseConv2D", {**config, "use_bias": False}, shape)
+    kernel = rng.normal(size=tuple(config["kernel_size"]) + (3, m))
+    y, _ = depthwise.forward([kernel], x, context(False))
+    conv = build("Conv2D", {**{k: v for k, v in config.items() if k != "depth_multiplier"}, "filters": m,
+                            "use_bias": False}, shape[:2] + (1,))
+    per_channel = [conv.forward([kernel[:, :, c:c + 1, :]], x[..., c:c + 1], context(False))[0] for c in range(3)]
+    np.testing.assert_allclose(y, np.concatenate(per_channel, axis=-1), rtol=1e-12, atol=1e-12)
+    separable = build("SeparableConv2D", {**config, "filters": 4}, shape)
+    pointwise, bias = rng.normal(size=(1, 1, 3 * m, 4)), rng.normal(size=4)
+    z, _ = separable.forward([kernel, pointwise, bias], x, context(False))
+    one_by_one = build("Conv2D", {"filters": 4, "kernel_size": [1, 1]}, y.shape[1:])
+    np.testing.assert_allclose(z, one_by_one.forward([pointwise, bias], y, context(False))[0], rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_depthwise_and_separable_weights_are_keras_s():
+    assert [(w.name, w.shape) for w in build("DepthwiseConv2D", {"kernel_size": [3, 2], "depth_multiplier": 2},
+                                             (5, 4, 3)).spec.weights] == [("kernel", (3, 2, 3, 2)), ("bias", (6,))]
+    assert [(w.name, w.shape) for w in build("SeparableConv2D", {"filters": 5, "kernel_size": 3,
+                                                                 "depth_multiplier": 2}, (5, 4, 3)).spec.weights] == [
+        ("depthwise_kernel", (3, 3, 3, 2)), ("pointwise_kernel", (1, 1, 6, 5)), ("bias", (5,))]
+
+
+@pytest.mark.parametrize("kind, config, shape, error, match", [
+    ("DepthwiseConv2D", {"kernel_size": [2, 2], "padding": "causal"}, (3, 3, 1), ValueError, "causal"),
+    ("DepthwiseConv2D", {"kernel_size": [2, 2], "depth_multiplier": 0}, (3, 3, 1), ValueError, "depth_multiplier"),
+    ("SeparableConv2D", {"filters": 2, "kernel_size": [4, 4]}, (3, 3, 1), ValueError, "too small"),
+    ("SeparableConv2D", {"filters": 2, "kernel_size": 2, "data_format": "channels_first"}, (3, 3, 1),
+     NotImplementedError, "channels_first"),
+])
+def test_depthwise_bad_configs_fail_clearly(kind, config, shape, error, match):
     with pytest.raises(error, match=match):
         build(kind, config, shape)

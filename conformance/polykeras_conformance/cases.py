@@ -108,6 +108,22 @@ def _conv_transpose(draw):
 
 
 @st.composite
+def _depthwise_conv(draw):
+    """DepthwiseConv2D (depth_multiplier 1-3) and SeparableConv2D: the window rules of Conv2D, dilation at
+    stride 1."""
+    kind = draw(st.sampled_from(["DepthwiseConv2D", "SeparableConv2D"]))
+    kernel, strides, padding, spatial = _window(draw, 2)
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if strides == (1, 1) else (1, 1)
+    spatial = tuple(n + (k - 1) * (d - 1) for n, k, d in zip(spatial, kernel, dilation))
+    config = dict(kernel_size=kernel, strides=strides, padding=padding, dilation_rate=dilation,
+                  depth_multiplier=draw(st.integers(1, 3)), activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
+                  use_bias=draw(st.booleans()))
+    if kind == "SeparableConv2D":
+        config["filters"] = draw(st.integers(1, 4))
+    return [_layer(kind, **config)], spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
 def _pooling(draw):
     kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"]))
     rank = 1 if kind.endswith("1D") else 2
@@ -315,7 +331,7 @@ STRATEGIES = {
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
-    "ConvTranspose": _conv_transpose,
+    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv,
 }
 
 

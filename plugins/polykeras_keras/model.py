@@ -36,10 +36,12 @@ from polykeras.spec import LayerSpec, ModelSpec
 
 from .operation import KerasOperation, KerasVariable
 
-#: Spec weight name -> the Keras constructor argument of its regularizer.
+#: Spec weight name (or (kind, weight name)) -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
                     "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
-                    "gamma": "gamma_regularizer", "beta": "beta_regularizer"}
+                    "gamma": "gamma_regularizer", "beta": "beta_regularizer",
+                    "depthwise_kernel": "depthwise_regularizer", "pointwise_kernel": "pointwise_regularizer",
+                    ("DepthwiseConv2D", "kernel"): "depthwise_regularizer"}
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 #: Keras's merge layers: called on a list of tensors.
 MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
@@ -163,7 +165,7 @@ def make_layer(layer: LayerSpec, dtype: str):
     config = dict(layer.config)
     for w in layer.weights:
         if w.regularizer and w.trainable:
-            arg = REGULARIZER_ARGS.get(w.name)
+            arg = REGULARIZER_ARGS.get((layer.kind, w.name)) or REGULARIZER_ARGS.get(w.name)
             if arg is None:
                 raise NotImplementedError(f"layer {layer.name!r}: a regularizer on weight {w.name!r} has no Keras "
                                           "equivalent")

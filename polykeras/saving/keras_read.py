@@ -37,6 +37,7 @@ IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm":
              "renorm_momentum": None, "zero_output_for_mask": None, "seed": None, "activity_regularizer": (None,),
              "kernel_constraint": (None,), "bias_constraint": (None,), "recurrent_constraint": (None,),
              "embeddings_constraint": (None,), "beta_constraint": (None,), "gamma_constraint": (None,),
+             "depthwise_constraint": (None,), "pointwise_constraint": (None,),
              "optional": (False,), "sparse": (False,), "ragged": (False,), "lora_rank": (None,),
              "lora_alpha": (None,), "groups": (1,), "dilation_rate": (1, [1], [1, 1], (1, 1)), "unroll": (False,),
              "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,)}
