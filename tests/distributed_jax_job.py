@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 import polykeras  # noqa: E402
 from polykeras import distribution as dist  # noqa: E402
-from polykeras.layers import BatchNormalization, Dense, Dropout  # noqa: E402
+from polykeras.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D  # noqa: E402
 from polykeras.workloads import get as get_workload  # noqa: E402
 
 
@@ -62,6 +62,20 @@ def small(distribution, parity, batch_norm):
     return model.get_weights()
 
 
+def cnn(distribution):
+    """Conv2D-MaxPooling2D-Dropout-Dense (the CIFAR CNN's kinds, small), RMSprop, parity masks:
+    16 steps of 32 rows of 12x12x3, float64."""
+    polykeras.utils.set_random_seed(2)
+    model = polykeras.models.Sequential([
+        polykeras.Input((12, 12, 3)), Conv2D(8, (3, 3), activation="relu"), MaxPooling2D(), Dropout(0.25),
+        Flatten(), Dense(10, activation="softmax")])
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", backend="jax", device="cpu",
+                  dtype="float64", parity=True, distribution=distribution)
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(size=(256, 12, 12, 3)), rng.integers(0, 10, 256), batch_size=32, epochs=2, verbose=0)
+    return model.get_weights()
+
+
 def relative(a, b):
     return max(float(np.max(np.abs(u - v)) / max(np.max(np.abs(u)), 1e-300)) for u, v in zip(a, b))
 
@@ -71,6 +85,7 @@ two_w, two_out, two = train(dist.DataParallel(num_replicas=2))
 many_w, _, many = train(dist.DataParallel(), steps_per_execution=5)
 variants = {f"parity{int(p)}-bn{int(bn)}": relative(small(None, p, bn), small(dist.DataParallel(), p, bn))
             for p in (True, False) for bn in (False, True)}
+variants["cnn"] = relative(cnn(None), cnn(dist.DataParallel()))
 print(json.dumps({
     "variants": variants,
     "devices": dist.list_devices(backend="jax"), "xla_flags": os.environ.get("XLA_FLAGS"),

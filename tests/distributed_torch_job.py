@@ -19,7 +19,7 @@ import numpy as np
 import polykeras
 import polykeras_torch.distributed
 from polykeras import distribution as dist
-from polykeras.layers import Dense, Dropout
+from polykeras.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 ROWS = []  # (rows of the global batch, rows this replica took), as Replicas.rows saw them
 _rows = polykeras_torch.distributed.Replicas.rows
@@ -69,6 +69,20 @@ def train(distribution, parity, verbose=0, steps_per_execution=1):
                    "moved": relative(model.get_weights(), initial)}
 
 
+def cnn(distribution):
+    """Conv2D-MaxPooling2D-Dropout-Dense (the CIFAR CNN's kinds, small), RMSprop, parity masks,
+    steps_per_execution=4: 16 steps of 32 rows of 12x12x3, float64."""
+    polykeras.utils.set_random_seed(2)
+    model = polykeras.models.Sequential([
+        polykeras.Input((12, 12, 3)), Conv2D(8, (3, 3), activation="relu"), MaxPooling2D(), Dropout(0.25),
+        Flatten(), Dense(10, activation="softmax")])
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", backend="torch", device="cpu",
+                  dtype="float64", parity=True, distribution=distribution, steps_per_execution=4)
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(size=(256, 12, 12, 3)), rng.integers(0, 10, 256), batch_size=32, epochs=2, verbose=0)
+    return model.get_weights()
+
+
 def relative(a, b):
     return max(float(np.max(np.abs(u - v)) / max(np.max(np.abs(u)), 1e-300)) for u, v in zip(a, b))
 
@@ -92,6 +106,9 @@ stacked, _ = train(dist.DataParallel(), True, steps_per_execution=5)  # train_st
 if rank == 0:
     report["steps_per_execution"] = relative(singles[True], stacked.get_weights())
 report["rows"] = sorted(set(ROWS))
+cnn_weights = cnn(dist.DataParallel())
+if rank == 0:
+    report["cnn"] = relative(cnn(None), cnn_weights)
 try:
     model.fit(*[a[:30] for a in data()], batch_size=15, verbose=0)
 except ValueError as exc:

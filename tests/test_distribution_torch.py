@@ -50,7 +50,7 @@ def test_two_processes_each_take_half_of_every_batch(reports):
         assert report["devices"] == ["cpu:0", "cpu:1"]
         assert report["parity1"]["replicas"] == 2
         # training and validation batches of 16, evaluation batches of 32: halved
-        assert report["rows"] == [[16, 8], [32, 16]]
+        assert report["rows"] == [[16, 8], [32, 16]]  # (the CNN's batches of 32 come after)
 
 
 @pytest.mark.parametrize("masks", ["parity1", "parity0"])  # the core's dropout masks, torch's generator
@@ -63,6 +63,10 @@ def test_the_weights_equal_one_device(reports, masks):
 
 def test_steps_per_execution_equals_one_device(reports):
     assert reports[0]["steps_per_execution"] <= TOLERANCE, reports[0]["steps_per_execution"]
+
+
+def test_a_small_cnn_equals_one_device(reports):
+    assert reports[0]["cnn"] <= TOLERANCE, reports[0]["cnn"]
 
 
 @pytest.mark.parametrize("masks", ["parity1", "parity0"])
