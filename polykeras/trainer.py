@@ -230,6 +230,8 @@ class Trainer:
             y_ndim = data.ndims(source.y)
         verbose = _verbosity(verbose)
         program = model._get_program(training=True, y_ndim=y_ndim)
+        if isinstance(source, ArraySource):
+            _distribution.check_batches(program, source.n, source.batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
                            epochs=1, steps=source.steps)
         logs = self._run_test(program, source, cbs)
@@ -255,6 +257,8 @@ class Trainer:
             source = ArraySource(x, None, batch_size)
         verbose = _verbosity(verbose)
         program = model._get_program(training=False)
+        if isinstance(source, ArraySource):
+            _distribution.check_batches(program, source.n, source.batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
                            epochs=1, steps=source.steps)
         cbs.on_predict_begin()

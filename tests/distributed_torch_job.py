@@ -113,4 +113,8 @@ try:
     model.fit(*[a[:30] for a in data()], batch_size=15, verbose=0)
 except ValueError as exc:
     report["uneven"] = str(exc)
+try:
+    model.evaluate(*[a[:30] for a in data()], batch_size=15, verbose=0)
+except ValueError as exc:
+    report["uneven_evaluate"] = str(exc)
 (OUT / f"rank{rank}.json").write_text(json.dumps(report))

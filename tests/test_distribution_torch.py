@@ -99,6 +99,7 @@ def test_only_rank_0_shows_progress_and_writes_files(reports, out):
 def test_a_batch_that_does_not_divide_is_refused(reports):
     for report in reports:
         assert "batch of 15 samples cannot be split evenly over 2 replicas" in report["uneven"]
+        assert "batch of 15 samples cannot be split evenly over 2 replicas" in report["uneven_evaluate"]
 
 
 def _free_port() -> int:
