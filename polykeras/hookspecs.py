@@ -13,6 +13,11 @@ and so does the conformance suite, which adds ``polykeras conformance``.
 Loading a plugin must be cheap: import the framework lazily (inside
 the ``BackendInfo.factory`` it names, and friends), so that ``import polykeras`` and
 ``polykeras backends`` never pay for it. See ``docs/writing-a-backend.md``.
+
+Data-parallel training needs no hook: the :class:`~polykeras.program.Backend` a
+plugin's factory returns may define ``list_devices``, ``distribute`` and
+``initialize_distributed`` (see its docstring and ``docs/distribution.md``); a
+backend without them is refused by name when a model asks for a distribution.
 """
 
 from __future__ import annotations
