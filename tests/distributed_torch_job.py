@@ -83,6 +83,19 @@ def cnn(distribution):
     return model.get_weights()
 
 
+def weighted(distribution):
+    """Sample weights, a weighted metric (its statistics summed, then all-reduced) and AUC."""
+    x, y = data()
+    polykeras.utils.set_random_seed(4)
+    model = polykeras.models.Sequential([polykeras.Input((20,)), Dense(16, activation="relu"),
+                                         Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"],
+                  backend="torch", device="cpu", dtype="float64", distribution=distribution)
+    w = np.random.default_rng(1).uniform(size=len(x))
+    history = model.fit(x, y, sample_weight=w, batch_size=BATCH, epochs=1, verbose=0)
+    return model.get_weights(), history.history
+
+
 def relative(a, b):
     return max(float(np.max(np.abs(u - v)) / max(np.max(np.abs(u)), 1e-300)) for u, v in zip(a, b))
 
@@ -107,6 +120,11 @@ if rank == 0:
     report["steps_per_execution"] = relative(singles[True], stacked.get_weights())
 report["rows"] = sorted(set(ROWS))
 cnn_weights = cnn(dist.DataParallel())
+weighted_weights, weighted_history = weighted(dist.DataParallel())
+report["weighted_history"] = weighted_history
+if rank == 0:
+    single_weights, report["weighted_single_history"] = weighted(None)
+    report["weighted"] = relative(single_weights, weighted_weights)
 if rank == 0:
     report["cnn"] = relative(cnn(None), cnn_weights)
 try:

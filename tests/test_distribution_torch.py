@@ -65,6 +65,15 @@ def test_steps_per_execution_equals_one_device(reports):
     assert reports[0]["steps_per_execution"] <= TOLERANCE, reports[0]["steps_per_execution"]
 
 
+def test_sample_weights_and_weighted_metrics_equal_one_device(reports):
+    assert reports[0]["weighted"] <= TOLERANCE, reports[0]["weighted"]
+    single = reports[0]["weighted_single_history"]
+    assert set(single) == {"loss", "accuracy"}
+    for report in reports:  # the weighted accuracy's statistics are all-reduced: global on every rank
+        for name, values in single.items():
+            np.testing.assert_allclose(report["weighted_history"][name], values, rtol=TOLERANCE, err_msg=name)
+
+
 def test_a_small_cnn_equals_one_device(reports):
     assert reports[0]["cnn"] <= TOLERANCE, reports[0]["cnn"]
 
