@@ -119,6 +119,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two fresh processes: ~13 s on the shared 2-core machine
 def test_a_killed_replica_stops_the_other_with_an_error_naming_it(tmp_path):
     """Rank 1 dies by SIGKILL mid-epoch; rank 0 fails at its next all-reduce with a
     ReplicaLostError naming rank 1, well within 60 s (gloo sees the closed connection)."""
