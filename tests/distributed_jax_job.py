@@ -12,8 +12,7 @@ import time
 
 STEPS, BATCH = int(sys.argv[1]), int(sys.argv[2])
 
-import jax  # noqa: E402  (after the caller's XLA_FLAGS)
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402  (JAX is imported below, after the caller's XLA_FLAGS)
 
 import polykeras  # noqa: E402
 from polykeras import distribution as dist  # noqa: E402

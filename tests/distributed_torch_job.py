@@ -9,7 +9,6 @@ report ``OUT/rank<r>.json`` with plain Python I/O (not through polykeras)."""
 import contextlib
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,8 @@ def train(distribution, parity, verbose=0, steps_per_execution=1):
     start = time.perf_counter()
     with contextlib.redirect_stdout(printed):
         # a CSVLogger in every rank, each naming its own file: only rank 0's may appear
-        logger = polykeras.callbacks.CSVLogger(str(OUT / f"csv-by-rank{dist.cluster().process_id}-parity{int(parity)}.csv"))
+        name = f"csv-by-rank{dist.cluster().process_id}-parity{int(parity)}.csv"
+        logger = polykeras.callbacks.CSVLogger(str(OUT / name))
         history = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=verbose, validation_data=(x[:64], y[:64]),
                             callbacks=[logger] if distribution is not None else [])
     seconds = time.perf_counter() - start

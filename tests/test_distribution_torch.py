@@ -126,7 +126,8 @@ def test_a_killed_replica_stops_the_other_with_an_error_naming_it(tmp_path):
     job = JOB.with_name("distributed_torch_lost_job.py")
     env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "POLYKERAS_DISTRIBUTED_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(job), str(tmp_path)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+    procs = [subprocess.Popen([sys.executable, str(job), str(tmp_path)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     try:
         codes = [p.wait(timeout=120) for p in procs]

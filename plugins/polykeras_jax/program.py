@@ -93,7 +93,8 @@ class JaxProgram(Program):
             self.summed_fns, self.summed = [], []
         with self.precision.scope():
             trainable, frozen = self.model.split(self._to_device(weights))
-            opt_state = None if self.optimizer is None else jax.device_put(self.optimizer.init(trainable), self._placement)
+            opt_state = (None if self.optimizer is None
+                         else jax.device_put(self.optimizer.init(trainable), self._placement))
             self._state = TrainState(trainable, frozen, opt_state, self._zero_sums(), self._zero_stats())
             self._lr = self._scalar(training.optimizer["config"]["learning_rate"] if training else 0.0)
         # XLA:CPU runs convolutions inside a while loop (a rolled lax.scan) far slower than

@@ -104,10 +104,10 @@ class Replicas:
         except (RuntimeError, dist.DistError) as exc:
             others = [r for r in range(self.world) if r != self.rank]
             lost = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {others}"
+            timeout = os.environ.get("POLYKERAS_DISTRIBUTED_TIMEOUT", DEFAULT_TIMEOUT_S)
             raise ReplicaLostError(
                 f"replica {self.rank} of {self.world}: the {what} failed, {lost} has stopped or does not answer "
-                f"(within POLYKERAS_DISTRIBUTED_TIMEOUT={os.environ.get('POLYKERAS_DISTRIBUTED_TIMEOUT', DEFAULT_TIMEOUT_S)}"
-                f" s); look at its log. The backend said: {exc}") from exc
+                f"(within POLYKERAS_DISTRIBUTED_TIMEOUT={timeout} s); look at its log. The backend said: {exc}") from exc
 
     def rows(self, batch, stacked: bool = False):
         """This replica's rows of one global batch (axis 1 of ``stacked`` batches): an array or a
