@@ -28,7 +28,7 @@ def canonical_weights(kind: str, config: dict, input_shape: tuple) -> tuple[Weig
         ks = config["kernel_size"]
         ks = (ks,) if isinstance(ks, int) else tuple(ks)
         f = config["filters"]
-        shapes = [("kernel", ks + (features, f))] + ([("bias", (f,))] if bias else [])
+        shapes = [("kernel", ks + (features // config.get("groups", 1), f))] + ([("bias", (f,))] if bias else [])
     elif kind == "BatchNormalization":
         shapes = [("gamma", (features,))] if config.get("scale", True) else []
         shapes += [("beta", (features,))] if config.get("center", True) else []

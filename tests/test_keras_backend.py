@@ -534,7 +534,8 @@ KERAS_SIDE = textwrap.dedent("""
             L.UpSampling1D(2), L.Identity(), L.Flatten(), L.Dense(2)])
         # the convolutions of decoders and mobile networks
         models["k_convs"] = keras.Sequential([
-            keras.Input((4, 5, 3)), L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+            keras.Input((4, 5, 3)), L.Conv2D(6, 1, groups=3),
+            L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
             L.Conv2DTranspose(3, (2, 3), strides=(3, 1), output_padding=(1, 0)), L.Reshape((-1, 3)),
             L.Conv1DTranspose(2, 4, strides=2, padding="same"), L.Conv1DTranspose(2, 3, dilation_rate=2, use_bias=False),
             L.Reshape((4, -1, 2)), L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2),
@@ -736,7 +737,8 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
         layers.RepeatVector(4), layers.Permute((2, 1)), layers.SpatialDropout1D(0.2), layers.ZeroPadding1D((2, 0)),
         layers.Cropping1D(1), layers.UpSampling1D(3), layers.Identity(), layers.Flatten(), layers.Dense(2)])
     models["convs"] = pk.Sequential([
-        layers.Input((4, 5, 3)), layers.Conv2DTranspose(3, (4, 3), strides=2, padding="same", activation="tanh"),
+        layers.Input((4, 5, 3)), layers.Conv2D(6, 2, padding="same", groups=3),
+        layers.Conv2DTranspose(3, (4, 3), strides=2, padding="same", activation="tanh"),
         layers.Conv2DTranspose(2, 2, strides=(1, 3), use_bias=False), layers.Reshape((-1, 2)),
         layers.Conv1DTranspose(3, 1, strides=3, output_padding=2), layers.Reshape((6, -1, 3)),
         layers.DepthwiseConv2D((2, 3), padding="same", depth_multiplier=2, use_bias=False),

@@ -481,7 +481,8 @@ def test_kernels_registry_covers_every_kind():
     "kind, config, shape, error, match",
     [
         ("Conv2D", {"filters": 1, "kernel_size": [2, 2], "data_format": "channels_first"}, (4, 4, 1), NotImplementedError, "channels_first"),
-        ("Conv2D", {"filters": 2, "kernel_size": [2, 2], "groups": 2}, (4, 4, 2), NotImplementedError, "groups=2"),
+        ("Conv2D", {"filters": 3, "kernel_size": [2, 2], "groups": 2}, (4, 4, 2), ValueError, "groups=2"),
+        ("Conv1D", {"filters": 2, "kernel_size": [2], "groups": 2}, (4, 3), ValueError, "groups=2"),
         ("Conv2D", {"filters": 1, "kernel_size": [2, 2], "padding": "causal"}, (4, 4, 1), ValueError, "causal"),
         ("Conv2D", {"filters": 1, "kernel_size": [5, 5]}, (4, 4, 1), ValueError, "too small"),
         ("MaxPooling2D", {"pool_size": [2, 2], "data_format": "channels_first"}, (4, 4, 1), NotImplementedError, "channels_first"),

@@ -32,6 +32,9 @@ CASES = [
     ("SeparableConv2D", {"filters": 3, "kernel_size": [3, 3], "padding": "same", "strides": [2, 2]}, (4, 5, 2)),
     ("SeparableConv2D", {"filters": 2, "kernel_size": [2, 3], "depth_multiplier": 2, "activation": "relu",
                          "use_bias": False}, (3, 4, 3)),
+    ("Conv2D", {"filters": 4, "kernel_size": [2, 3], "strides": [2, 1], "padding": "same", "groups": 2,
+                "activation": "tanh"}, (4, 5, 6)),
+    ("Conv1D", {"filters": 3, "kernel_size": [3], "padding": "causal", "groups": 3, "use_bias": False}, (5, 3)),
 ]
 
 
@@ -160,3 +163,27 @@ def test_depthwise_and_separable_weights_are_keras_s():
 def test_depthwise_bad_configs_fail_clearly(kind, config, shape, error, match):
     with pytest.raises(error, match=match):
         build(kind, config, shape)
+
+
+# -- grouped convolutions: an ungrouped one with a block-diagonal kernel -----------------------------
+
+@pytest.mark.parametrize("kind, config, shape", [
+    ("Conv2D", {"filters": 6, "kernel_size": [3, 2], "strides": [1, 2], "padding": "same", "groups": 3}, (5, 4, 6)),
+    ("Conv1D", {"filters": 4, "kernel_size": [2], "dilation_rate": [2], "padding": "causal", "groups": 2}, (6, 4)),
+])
+def test_grouped_convolution_is_a_block_diagonal_one(kind, config, shape):
+    """Keras's grouped convolution: filters block ``g`` sees only channels block ``g`` -- the same as the
+    ungrouped convolution whose kernel ``(*k, in, filters)`` is zero outside the diagonal blocks."""
+    rng = np.random.default_rng(8)
+    groups, filters, channels = config["groups"], config["filters"], shape[-1]
+    grouped = build(kind, config, shape)
+    kernel, bias = rng.normal(size=grouped.spec.weights[0].shape), rng.normal(size=filters)
+    assert kernel.shape[-2:] == (channels // groups, filters)
+    full = np.zeros(kernel.shape[:-2] + (channels, filters))
+    c, f = channels // groups, filters // groups
+    for g in range(groups):
+        full[..., g * c:(g + 1) * c, g * f:(g + 1) * f] = kernel[..., g * f:(g + 1) * f]
+    x = rng.normal(size=(2,) + shape)
+    y, _ = grouped.forward([kernel, bias], x, context(False))
+    expected, _ = build(kind, {**config, "groups": 1}, shape).forward([full, bias], x, context(False))
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)

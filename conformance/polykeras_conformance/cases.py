@@ -124,6 +124,19 @@ def _depthwise_conv(draw):
 
 
 @st.composite
+def _grouped_conv(draw):
+    """Conv2D/Conv1D(groups=2 or 3): channels and filters in contiguous blocks, the window rules of Conv2D/Conv1D."""
+    kind = draw(st.sampled_from(["Conv2D", "Conv1D"]))
+    rank = 2 if kind == "Conv2D" else 1
+    kernel, strides, padding, spatial = _window(draw, rank, ("valid", "same", "causal")[:4 - rank])
+    groups = draw(st.sampled_from([2, 3]))
+    config = dict(filters=groups * draw(st.integers(1, 2)), kernel_size=kernel, strides=strides, padding=padding,
+                  groups=groups, activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
+                  use_bias=draw(st.booleans()))
+    return [_layer(kind, **config)], spatial + (groups * draw(st.integers(1, 2)),)
+
+
+@st.composite
 def _pooling(draw):
     kind = draw(st.sampled_from(["MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"]))
     rank = 1 if kind.endswith("1D") else 2
@@ -331,7 +344,7 @@ STRATEGIES = {
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
-    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv,
+    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv, "GroupedConv": _grouped_conv,
 }
 
 

@@ -2,7 +2,10 @@
 
 * Convolution is cross-correlation, as Keras and TensorFlow compute it (the
   kernel is *not* flipped); kernels are ``(*kernel_size, in, filters)``.
-  ``dilation_rate`` is supported; ``groups`` other than 1 is not.
+  ``dilation_rate`` is supported. With ``groups`` (Keras's grouped
+  convolution), the input channels and the filters are split into
+  ``groups`` contiguous blocks, block ``g`` of the filters seeing only
+  block ``g`` of the channels: kernels ``(*kernel_size, in // groups, filters)``.
 * Padding is TensorFlow's (:func:`padding_amounts`): ``"same"`` gives
   ``out = ceil(in / stride)`` and splits the total padding
   ``max((out - 1) * stride + k_eff - in, 0)`` with the smaller half *before*
@@ -99,7 +102,8 @@ class _Windowed(LayerRules):
 
 class ConvRules(_Windowed):
     """``filters``, ``kernel_size``/``strides``/``dilation_rate`` (tuples of
-    ``rank`` ints), ``padding``, ``activation``, ``use_bias``."""
+    ``rank`` ints), ``padding``, ``groups`` (dividing the input channels and
+    the filters), ``activation``, ``use_bias``."""
 
     expected_padding = "one of ('valid', 'same')"
 
@@ -113,10 +117,11 @@ class ConvRules(_Windowed):
         self.window_size = self.kernel_size
         self.padding = self._read_padding()
         self.require_channels_last()
-        groups = int(cfg.get("groups", 1) or 1)
-        if groups != 1:
-            raise NotImplementedError(f"{self.spec.kind} layer {name!r}: groups={groups} is not supported; "
-                                      "only groups=1")
+        self.groups = int(cfg.get("groups", 1) or 1)
+        channels = spec.input_shape[-1] if spec.input_shapes else None
+        if self.groups <= 0 or self.filters % self.groups or (channels is not None and channels % self.groups):
+            raise ValueError(f"{self.spec.kind} layer {name!r}: groups={self.groups} must be positive and divide "
+                             f"both filters={self.filters} and the input channels ({channels})")
         self.activation = cfg.get("activation", "linear")
         self.use_bias = bool(cfg.get("use_bias", True))
 

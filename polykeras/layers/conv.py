@@ -51,13 +51,16 @@ class _Conv(KernelLayer):
         self.padding = _padding(padding, self.paddings)
         self.data_format = _data_format(data_format)
         self.dilation_rate = _tuple(dilation_rate, self.rank, "dilation_rate")
-        if groups != 1:
-            raise NotImplementedError("grouped convolutions (groups != 1) are not supported yet")
-        self.groups = 1
+        self.groups = int(groups)
+        if self.groups <= 0 or self.filters % self.groups:
+            raise ValueError(f"groups must be a positive int dividing filters={self.filters}, got {groups}")
         self.input_ndim = (self.rank + 2,)
 
     def build(self, input_shape):
-        self._add_kernel_and_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
+        if input_shape[-1] % self.groups:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: groups={self.groups} does not divide the "
+                             f"{input_shape[-1]} input channels")
+        self._add_kernel_and_bias(self.kernel_size + (input_shape[-1] // self.groups, self.filters), self.filters)
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(

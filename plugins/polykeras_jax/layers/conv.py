@@ -3,7 +3,9 @@ the rules -- config, padding amounts -- are :mod:`polykeras.layer_rules.conv`).
 
 * Convolution is cross-correlation (the kernel is not flipped), which is what
   ``lax.conv_general_dilated`` computes; kernels are HWIO (``WIO`` in 1-D),
-  the canonical layout, so no transposition happens at the boundary.
+  the canonical layout, so no transposition happens at the boundary; a
+  grouped convolution is ``feature_group_count=groups`` on the same kernel
+  ``(*kernel_size, in // groups, filters)``.
 * Padding amounts are TensorFlow's, from the rules, passed to XLA
   explicitly: ``"same"`` gives ``out = ceil(in / stride)`` with the smaller
   half of the padding before; ``"causal"`` (Conv1D) pads ``(k-1)*dilation``
@@ -44,7 +46,8 @@ class Conv2D(Layer):
     def __call__(self, weights, x, ctx):
         rules = self.rules
         z = lax.conv_general_dilated(x, weights[0], window_strides=rules.strides, padding=_pads(rules, x.shape),
-                                     rhs_dilation=rules.dilation_rate, dimension_numbers=_DIMENSIONS[rules.rank])
+                                     rhs_dilation=rules.dilation_rate, dimension_numbers=_DIMENSIONS[rules.rank],
+                                     feature_group_count=rules.groups)
         if rules.use_bias:
             z = z + weights[1]
         return self.activation(z)

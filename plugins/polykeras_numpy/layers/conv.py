@@ -15,7 +15,8 @@ The math:
 
 The implementation loops over kernel positions (a handful) and does one
 matrix product per position over the whole batch, which reads like the
-formula above. Conv1D is Conv2D on a height-1 image.
+formula above. Conv1D is Conv2D on a height-1 image. A grouped convolution
+(``groups > 1``) is one such convolution per block of channels and filters.
 
 :func:`image_padding` and :func:`window` are shared with the pooling layers.
 """
@@ -88,10 +89,16 @@ class Conv2D(Kernel):
         """The kernel as HWIO (a no-op for Conv2D; adds kh = 1 for Conv1D)."""
         return kernel.reshape(self.kernel_size + kernel.shape[-2:])
 
+    def _blocks(self, xp, kernel):
+        """``(input block, kernel block)`` of each group: channels and filters split into contiguous blocks."""
+        c, f = kernel.shape[-2], kernel.shape[-1] // self.rules.groups
+        return [(xp[..., g * c:(g + 1) * c], kernel[..., g * f:(g + 1) * f]) for g in range(self.rules.groups)]
+
     def forward(self, weights, x, ctx):
         x4, pads, out_hw = image_padding(self.rules, x)
         xp = np.pad(x4, ((0, 0), *pads, (0, 0)))
-        z = conv2d(xp, self._image_kernel(weights[0]), self.strides, self.dilation, out_hw)
+        z = np.concatenate([conv2d(xb, kb, self.strides, self.dilation, out_hw)
+                            for xb, kb in self._blocks(xp, self._image_kernel(weights[0]))], axis=-1)
         if self.rules.use_bias:
             z = z + weights[1]
         y = activations.forward(self.rules.activation, z)
@@ -106,8 +113,12 @@ class Conv2D(Kernel):
     def _backward(self, weights, cache, dy, input_grad: bool):
         xp, pads, z, y = cache
         dz = activations.backward(self.rules.activation, z, y, dy.reshape(z.shape))
-        dxp, dkernel = conv2d_backward(xp, self._image_kernel(weights[0]), dz, self.strides, self.dilation,
-                                       input_grad)
+        blocks = self._blocks(xp, self._image_kernel(weights[0]))
+        f = blocks[0][1].shape[-1]
+        grads = [conv2d_backward(xb, kb, dz[..., g * f:(g + 1) * f], self.strides, self.dilation, input_grad)
+                 for g, (xb, kb) in enumerate(blocks)]
+        dxp = np.concatenate([dxb for dxb, _ in grads], axis=-1) if input_grad else None
+        dkernel = np.concatenate([dkb for _, dkb in grads], axis=-1)
         dweights = [dkernel.reshape(weights[0].shape)]
         if self.rules.use_bias:
             dweights.append(dz.sum(axis=(0, 1, 2)))

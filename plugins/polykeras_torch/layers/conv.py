@@ -16,7 +16,9 @@ number of real elements per window, as ``tf.nn.avg_pool`` does). Symmetric
 cases use torch's built-in padding, which is the same computation.
 
 Kernels are held in torch's layout: Conv2D ``(filters, in, kh, kw)`` (OIHW)
-from Keras's HWIO, Conv1D ``(filters, in, k)`` from ``(k, in, filters)``.
+from Keras's HWIO, Conv1D ``(filters, in, k)`` from ``(k, in, filters)``
+(``in // groups`` for a grouped convolution, ``groups=`` in torch: both
+frameworks split channels and filters into contiguous blocks).
 Convolution is cross-correlation in both frameworks: no kernel flip.
 """
 
@@ -69,7 +71,7 @@ class Conv2D(TorchLayer):
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
         z = F.conv2d(xn, params[0], params[1] if self.rules.use_bias else None, self.strides, self.padding,
-                     self.dilation)
+                     self.dilation, self.rules.groups)
         return self.activation(z.permute(0, 2, 3, 1))
 
 
@@ -89,7 +91,7 @@ class Conv1D(Conv2D):
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
         z = F.conv1d(xn, params[0], params[1] if self.rules.use_bias else None, self.strides, self.padding,
-                     self.dilation)
+                     self.dilation, self.rules.groups)
         return self.activation(z.permute(0, 2, 1))
 
 
