@@ -4,6 +4,7 @@ conformance suite, its full report, and the benchmarks.
     nox -s "tests(backend='torch')"     # the suite with POLYKERAS_BACKEND=torch
     nox -s conformance                  # quick conformance of every installed backend
     nox -s report                       # the full report (whole epochs) into docs/conformance/
+    nox -s mutants                      # mutation testing: plant each curated porting mistake, run the suite
     nox -l                              # everything available
 
 Torch is pinned through constraints.txt (a CPU wheel here; unpinned it pulls CUDA).
@@ -64,6 +65,16 @@ def report(session):
     """The full conformance report (whole epochs), written to docs/conformance/."""
     _install(session, ALL)
     session.run("polykeras", "conformance", "--report", "docs/conformance", *session.posargs, env=_env())
+
+
+@nox.session(python="3.11")
+def mutants(session):
+    """Mutation testing of the backends: each mutant of the curated list
+    (polykeras_conformance.mutants.MUTANTS) planted in a temporary copy of its plugin, the quick
+    suite run on it; kill rates in out/mutants/mutants.md (docs/conformance/mutants.md explains the
+    survivors). ``nox -s mutants -- --backends torch`` runs one backend's."""
+    _install(session, ["torch", "jax"])
+    session.run("python", "-m", "polykeras_conformance.mutants", "--out", "out/mutants", *session.posargs, env=_env())
 
 
 @nox.session(python="3.11")

@@ -426,6 +426,20 @@ LOSS_CASES: list[Case] = [
          "positive"),
     ]
 ] + [
+    # the other side of the thresholds the cases above stay on: probabilities that do not sum to one
+    # (Keras renormalises them), saturated sigmoids (BCE's clip to [eps, 1 - eps] active on some entries),
+    # logits in the hundreds (a log-softmax that does not subtract the maximum overflows)
+    {"id": f"loss:{name}", "group": "Loss", "layers": [_layer("Dense", units=3, activation=act)], "input_shape": [5],
+     "vocab": None, "loss": loss, "target": target, "training": True, "input_scale": scale}
+    for name, act, loss, target, scale in [
+        ("categorical_crossentropy(sigmoid outputs)", "sigmoid", {"class_name": "CategoricalCrossentropy", "config": {}},
+         "onehot", 1.0),
+        ("binary_crossentropy(saturated)", "sigmoid", {"class_name": "BinaryCrossentropy", "config": {}}, "binary",
+         10.0),
+        ("categorical_crossentropy(from_logits, large logits)", "linear",
+         {"class_name": "CategoricalCrossentropy", "config": {"from_logits": True}}, "onehot", 2000.0),
+    ]
+] + [
     {"id": f"regularizer:{name}", "group": "Regularizer", "input_shape": [4], "vocab": None, "loss": "mse",
      "target": "real", "training": True,
      "layers": [_layer("Dense", units=3, kernel_regularizer={"class_name": cls, "config": cfg},
@@ -444,6 +458,49 @@ EXTRA_CASES: list[Case] = [
     # logits in the hundreds: a softmax that does not subtract the maximum overflows to inf/NaN
     {"id": "softmax:large-logits", "group": "Activation", "layers": [_layer("Activation", activation="softmax")],
      "input_shape": [6], "vocab": None, "loss": "mse", "target": "real", "training": True, "input_scale": 2000.0},
+    # softplus just above where frameworks switch to the identity (torch's F.softplus: 20; the reference's
+    # log1p(exp(-x)) + x differs from x by exp(-x), 2e-9 there)
+    {"id": "softplus:large-inputs", "group": "Activation", "layers": [_layer("Activation", activation="softplus")],
+     "input_shape": [7], "vocab": None, "loss": "mse", "target": "real", "training": True, "input_offset": 21.0},
+    # UnitNormalization on both sides of min(rsqrt(sum x^2), 1/eps) (eps = 1e-12): two of the four rows
+    # have sum x^2 < 1e-24. Not much smaller: where rsqrt(s)^3 overflows float32 (s < ~2e-26), autodiff's
+    # 0 * inf through the min makes float32 gradients NaN in Keras, torch and JAX alike
+    {"id": "UnitNormalization:tiny-inputs", "group": "Group/UnitNormalization",
+     "layers": [_layer("UnitNormalization", axis=-1)], "input_shape": [3], "vocab": None, "loss": "mse",
+     "target": "real", "training": True, "input_scale": 1e-12},
+    # 'same' pooling on both sides of the padding conventions: an even window (the extra padding after,
+    # asymmetric) and an odd one (symmetric), every kind
+    *[{"id": f"{kind}:same-{pool}", "group": "Pooling",
+       "layers": [_layer(kind, pool_size=pool, strides=1, padding="same")],
+       "input_shape": [5, 2] if kind.endswith("1D") else [3, 4, 2], "vocab": None, "loss": "mse", "target": "real",
+       "training": True}
+      for kind in ("MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D") for pool in (2, 3)],
+    # each recurrent kind on each path: go_backwards with return_sequences (the fused path of the
+    # frameworks that have one), recurrent dropout (the loop path), GRU's reset_after=False
+    *[{"id": f"{kind}:{name}", "group": "Recurrent", "layers": [_layer(kind, units=3, **config)],
+       "input_shape": [4, 2], "vocab": None, "loss": "mse", "target": "real", "training": True}
+      for kind in ("SimpleRNN", "LSTM", "GRU")
+      for name, config in [("go_backwards", {"go_backwards": True, "return_sequences": True}),
+                           ("recurrent_dropout", {"recurrent_dropout": 0.25, "return_sequences": True})]],
+    {"id": "GRU:reset_before", "group": "Recurrent", "layers": [_layer("GRU", units=3, reset_after=False)],
+     "input_shape": [4, 2], "vocab": None, "loss": "mse", "target": "real", "training": True},
+]
+
+#: metrics on one batch (the values users read in the logs), each with the outputs and targets it is meant for
+METRIC_CASES: list[Case] = [
+    {"id": f"metric:{name}", "group": "Metric", "layers": [_layer("Dense", units=units, activation=act)],
+     "input_shape": [5], "vocab": None, "loss": loss, "target": target, "training": True, "metrics": metrics}
+    for name, units, act, loss, target, metrics in [
+        ("binary", 3, "sigmoid", "binary_crossentropy", "binary", ["binary_accuracy", "binary_crossentropy"]),
+        ("categorical", 6, "softmax", "categorical_crossentropy", "onehot",
+         ["categorical_accuracy", "top_k_categorical_accuracy", "categorical_crossentropy", "mean_squared_error"]),
+        ("sparse", 6, "softmax", "sparse_categorical_crossentropy", "labels",
+         ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy"]),
+        ("regression", 2, "linear", "mean_squared_error", "real", ["mean_absolute_error", "mean_squared_error"]),
+        # relu outputs: exact ties (zeros), which Keras's in_top_k counts as in the top k
+        ("sparse(ties)", 6, "relu", {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}},
+         "labels", ["sparse_top_k_categorical_accuracy", "sparse_categorical_accuracy"]),
+    ]
 ]
 
 OPTIMIZER_CASES: list[dict] = [
@@ -461,7 +518,15 @@ OPTIMIZER_CASES: list[dict] = [
         ("Ftrl", {"learning_rate": 0.1}),
         ("Ftrl", {"learning_rate": 0.1, "learning_rate_power": -0.6, "l1_regularization_strength": 0.001,
                   "l2_regularization_strength": 0.01, "l2_shrinkage_regularization_strength": 0.02, "beta": 0.5}),
+        # the clipping thresholds above are exceeded; these are not (clipping must leave the gradients alone)
+        ("SGD", {"learning_rate": 0.1, "clipnorm": 10.0}), ("Adam", {"learning_rate": 0.01, "global_clipnorm": 10.0}),
     ]
+] + [
+    # a learning rate changed between steps (a schedule, ReduceLROnPlateau): momentum conventions that agree
+    # while it is constant (torch's v = m*v + g; w -= lr*v) differ from then on
+    {"class_name": name, "config": config, "learning_rate_factor": 0.3} for name, config in [
+        ("SGD", {"learning_rate": 0.05, "momentum": 0.9}), ("SGD", {"learning_rate": 0.05, "momentum": 0.8, "nesterov": True}),
+        ("Adam", {"learning_rate": 0.01})]
 ] + [
     # Keras's sample weights (each sample's loss times its weight, over the batch size), with a
     # momentum rule so a wrong weighting carries into later steps
@@ -509,7 +574,7 @@ def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
     else:
         shape = (batch, *case["input_shape"])
         x = (rng.integers(0, case["vocab"], shape) if case["vocab"]
-             else rng.normal(size=shape) * case.get("input_scale", 1))
+             else rng.normal(size=shape) * case.get("input_scale", 1) + case.get("input_offset", 0))
     if isinstance(output_shape, list):  # several outputs: one target each
         return x, [_target(case["target"], (batch, *shape[1:]), rng) for shape in output_shape]
     return x, _target(case["target"], (batch, *output_shape[1:]), rng)

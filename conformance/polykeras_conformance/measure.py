@@ -28,8 +28,9 @@ class Unsupported(Exception):
     """The backend does not implement something the case needs (coverage, not failure)."""
 
 
-def _compile(model, loss, optimizer, backend: str, device: str | None, dtype: str):
-    model.compile(optimizer=optimizer, loss=loss, backend=backend, device=device, dtype=dtype, parity=True)
+def _compile(model, loss, optimizer, backend: str, device: str | None, dtype: str, metrics=None):
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=backend, device=device, dtype=dtype,
+                  parity=True)
     return model
 
 
@@ -42,11 +43,12 @@ def _program(model, x, y):
 
 
 def layer_case(case: dict, backend: str, device: str | None, dtype: str) -> dict[str, np.ndarray]:
-    """L0: output, loss and every gradient of one small model."""
+    """L0: output, loss and every gradient of one small model; the case's ``metrics`` on its batch, and the
+    state one training step leaves in non-trainable weights (BatchNormalization's moving statistics)."""
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
     model = _cases.build_model(case)
-    _compile(model, losses.get(case["loss"]), "sgd", backend, device, dtype)
+    _compile(model, losses.get(case["loss"]), "sgd", backend, device, dtype, case.get("metrics"))
     program, x, y = _program(model, *_cases.case_data(case, model.output_shape))
     output = program.predict_step(x)
     outputs = output if isinstance(output, tuple) else (output,)
@@ -61,6 +63,16 @@ def layer_case(case: dict, backend: str, device: str | None, dtype: str) -> dict
     for inp, g in zip(spec.inputs, inputs):
         if g is not None:
             result["grad input" if len(inputs) == 1 else f"grad input {inp.name}"] = np.asarray(g)
+    if case.get("metrics"):
+        program.reset_metrics()
+        program.test_step(x, y)
+        result.update({f"metric {k}": np.asarray(v) for k, v in program.results().items() if k != "loss"})
+    trainable = {weight.trainable for _, weight in spec.weight_specs}
+    if trainable == {True, False}:  # (torch cannot train a model with no trainable weight: not judged here)
+        program.train_step(x, y, STEP_SEED)
+        for (layer, weight), w in zip(spec.weight_specs, program.get_weights()):
+            if not weight.trainable:
+                result[f"state after a step {layer.kind if len(spec.layers) == 1 else layer.name}.{weight.name}"] = w
     return result
 
 
@@ -86,6 +98,8 @@ def optimizer_case(config: dict, backend: str, device: str | None, dtype: str) -
         weights = {"sample_weight": rng.random(8).astype(dtype)}
     result = {}
     for step in range(1, OPTIMIZER_STEPS + 1):
+        if step == OPTIMIZER_STEPS // 2 + 1 and config.get("learning_rate_factor"):  # as a callback would change it
+            program.set_learning_rate(config["config"]["learning_rate"] * config["learning_rate_factor"])
         program.train_step(x, y, STEP_SEED + step, **weights)
         if step in (1, OPTIMIZER_STEPS):
             for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):

@@ -35,12 +35,14 @@ def jobs(levels: list[str], quick: bool, workloads: list[str]):
     """(level, group, case id, callable(backend, device, dtype) -> arrays) for every case."""
     if "L0" in levels:
         for case in (cases.layer_cases(4 if quick else 12) + cases.graph_cases(4 if quick else 12) + cases.LOSS_CASES
-                     + cases.EXTRA_CASES + op_cases.op_cases(1 if quick else 3, cases._draw, 5 if quick else 1)):
+                     + cases.EXTRA_CASES + cases.METRIC_CASES
+                     + op_cases.op_cases(1 if quick else 3, cases._draw, 5 if quick else 1)):
             yield "L0", case["group"], case["id"], lambda b, d, t, c=case: measure.layer_case(c, b, d, t)
     if "L1" in levels:
         for config in cases.OPTIMIZER_CASES:
             name = f"{config['class_name']}({', '.join(f'{k}={v}' for k, v in config['config'].items())})"
             name += " with sample weights" if config.get("sample_weight") else ""
+            name += " with the learning rate changed midway" if config.get("learning_rate_factor") else ""
             yield ("L1", config.get("group", config["class_name"]), name,
                    lambda b, d, t, c=config: measure.optimizer_case(c, b, d, t))
     if "L2" in levels:
