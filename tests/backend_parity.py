@@ -100,6 +100,9 @@ def layer_cases() -> list[LayerCase]:
                                                                         use_bias=False), (5, 4, 3)),
         ("separableconv2d-same-stride2", lambda: layers.SeparableConv2D(4, 3, strides=2, padding="same",
                                                                         depth_multiplier=2), (6, 5, 3)),
+        ("depthwiseconv1d-same-stride2", lambda: layers.DepthwiseConv1D(3, strides=2, padding="same",
+                                                                         depth_multiplier=2), (7, 3)),
+        ("separableconv1d-dilated", lambda: layers.SeparableConv1D(3, 2, dilation_rate=2, activation="tanh"), (6, 2)),
         ("separableconv2d-valid-l2", lambda: layers.SeparableConv2D(
             3, (2, 3), activation="tanh", depthwise_regularizer=regularizers.l2(0.01),
             pointwise_regularizer=regularizers.l1(0.02)), (4, 5, 2)),

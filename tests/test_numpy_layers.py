@@ -470,7 +470,8 @@ def test_kernels_registry_covers_every_kind():
         "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
         "Permute", "Identity", "Operation", "GroupNormalization", "UnitNormalization",
         "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "Variable",
-        "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+        "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
+        "SeparableConv1D",
     }
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())

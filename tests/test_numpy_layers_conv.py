@@ -32,6 +32,9 @@ CASES = [
     ("SeparableConv2D", {"filters": 3, "kernel_size": [3, 3], "padding": "same", "strides": [2, 2]}, (4, 5, 2)),
     ("SeparableConv2D", {"filters": 2, "kernel_size": [2, 3], "depth_multiplier": 2, "activation": "relu",
                          "use_bias": False}, (3, 4, 3)),
+    ("DepthwiseConv1D", {"kernel_size": 3, "strides": 2, "padding": "same", "depth_multiplier": 2}, (5, 3)),
+    ("SeparableConv1D", {"filters": 3, "kernel_size": [2], "dilation_rate": 2, "depth_multiplier": 2,
+                         "activation": "tanh"}, (6, 2)),
     ("Conv2D", {"filters": 4, "kernel_size": [2, 3], "strides": [2, 1], "padding": "same", "groups": 2,
                 "activation": "tanh"}, (4, 5, 6)),
     ("Conv1D", {"filters": 3, "kernel_size": [3], "padding": "causal", "groups": 3, "use_bias": False}, (5, 3)),
@@ -187,3 +190,15 @@ def test_grouped_convolution_is_a_block_diagonal_one(kind, config, shape):
     y, _ = grouped.forward([kernel, bias], x, context(False))
     expected, _ = build(kind, {**config, "groups": 1}, shape).forward([full, bias], x, context(False))
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_and_separable_1d_are_the_2d_layers_on_a_height_1_image():
+    rng = np.random.default_rng(9)
+    config = {"kernel_size": [3], "strides": [2], "padding": "same", "depth_multiplier": 2, "filters": 3}
+    x = rng.normal(size=(2, 7, 2))
+    sep1, sep2 = build("SeparableConv1D", config, (7, 2)), build("SeparableConv2D", {
+        **config, "kernel_size": [1, 3], "strides": [1, 2]}, (1, 7, 2))
+    weights = random_weights(sep1, rng)
+    y1, _ = sep1.forward(weights, x, context(False))
+    y2, _ = sep2.forward([weights[0][None], weights[1][None], weights[2]], x[:, None], context(False))
+    np.testing.assert_allclose(y1, y2[:, 0], rtol=1e-12, atol=1e-12)

@@ -109,16 +109,17 @@ def _conv_transpose(draw):
 
 @st.composite
 def _depthwise_conv(draw):
-    """DepthwiseConv2D (depth_multiplier 1-3) and SeparableConv2D: the window rules of Conv2D, dilation at
-    stride 1."""
-    kind = draw(st.sampled_from(["DepthwiseConv2D", "SeparableConv2D"]))
-    kernel, strides, padding, spatial = _window(draw, 2)
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if strides == (1, 1) else (1, 1)
+    """DepthwiseConv1D/2D (depth_multiplier 1-3) and SeparableConv1D/2D: the window rules of Conv1D/2D, dilation
+    at stride 1."""
+    kind = draw(st.sampled_from(["DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D", "SeparableConv1D"]))
+    rank = 2 if kind.endswith("2D") else 1
+    kernel, strides, padding, spatial = _window(draw, rank)
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank else (1,) * rank
     spatial = tuple(n + (k - 1) * (d - 1) for n, k, d in zip(spatial, kernel, dilation))
     config = dict(kernel_size=kernel, strides=strides, padding=padding, dilation_rate=dilation,
                   depth_multiplier=draw(st.integers(1, 3)), activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
                   use_bias=draw(st.booleans()))
-    if kind == "SeparableConv2D":
+    if kind.startswith("Separable"):
         config["filters"] = draw(st.integers(1, 4))
     return [_layer(kind, **config)], spatial + (draw(st.integers(1, 3)),)
 

@@ -36,7 +36,8 @@ LAYER_KINDS = frozenset({
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",
     "Permute", "Identity", "GroupNormalization", "UnitNormalization",
     "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
-    "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+    "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
+    "SeparableConv1D",
 })
 
 #: Accelerator platforms first: the first available device is the default.

@@ -41,7 +41,8 @@ REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
                     "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
                     "gamma": "gamma_regularizer", "beta": "beta_regularizer",
                     "depthwise_kernel": "depthwise_regularizer", "pointwise_kernel": "pointwise_regularizer",
-                    ("DepthwiseConv2D", "kernel"): "depthwise_regularizer"}
+                    ("DepthwiseConv2D", "kernel"): "depthwise_regularizer",
+                    ("DepthwiseConv1D", "kernel"): "depthwise_regularizer"}
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 #: Keras's merge layers: called on a list of tensors.
 MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")

@@ -29,7 +29,7 @@ from .conv_transpose import (Conv1DTransposeRules, Conv2DTransposeRules, ConvTra
                              transpose_amounts)
 from .core import (ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules, SpatialDropout1DRules,
                    SpatialDropout2DRules)
-from .depthwise_conv import DepthwiseConv2DRules, SeparableConv2DRules
+from .depthwise_conv import DepthwiseConv1DRules, DepthwiseConv2DRules, SeparableConv1DRules, SeparableConv2DRules
 from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormalizationRules, LayerNormalizationRules,
                             UnitNormalizationRules, layer_norm_axes)
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
@@ -43,6 +43,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
     SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules, DepthwiseConv2DRules, SeparableConv2DRules,
+    DepthwiseConv1DRules, SeparableConv1DRules,
 )}
 
 
@@ -64,5 +65,5 @@ __all__ = [
     "BatchNormalizationRules", "EmbeddingRules", "RecurrentRules", "SimpleRNNRules", "LSTMRules", "GRURules",
     "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
     "ConvTransposeRules", "Conv1DTransposeRules", "Conv2DTransposeRules", "transpose_amounts",
-    "DepthwiseConv2DRules", "SeparableConv2DRules",
+    "DepthwiseConv1DRules", "DepthwiseConv2DRules", "SeparableConv1DRules", "SeparableConv2DRules",
 ]

@@ -1,5 +1,5 @@
-"""Depthwise and separable convolutions: DepthwiseConv2D and SeparableConv2D
-(Keras 3 / TensorFlow semantics, channels_last).
+"""Depthwise and separable convolutions: DepthwiseConv1D/2D and
+SeparableConv1D/2D (Keras 3 / TensorFlow semantics, channels_last).
 
 * DepthwiseConv2D convolves each input channel ``c`` on its own with
   ``depth_multiplier`` kernels: output channel ``c * depth_multiplier + m`` is
@@ -12,6 +12,8 @@
   1, in * depth_multiplier, filters)``, ``bias (filters,)``.
 * Window, strides, dilation and padding (``valid``/``same``) are those of the
   other convolutions: :func:`~polykeras.layer_rules.padding_amounts`.
+* The 1-D layers are the same along one axis: ``kernel (k, in, depth_multiplier)``,
+  ``pointwise_kernel (1, in * depth_multiplier, filters)``.
 """
 
 from __future__ import annotations
@@ -63,3 +65,13 @@ class SeparableConv2DRules(DepthwiseConv2DRules):
 
     def channels(self, in_channels: int) -> int:
         return self.filters
+
+
+class DepthwiseConv1DRules(DepthwiseConv2DRules):
+    kind = "DepthwiseConv1D"
+    rank = 1
+
+
+class SeparableConv1DRules(SeparableConv2DRules):
+    kind = "SeparableConv1D"
+    rank = 1

@@ -9,7 +9,8 @@ from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D
 from polykeras.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
                                              Convolution2DTranspose)
 from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
-from polykeras.layers.depthwise_conv import DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D
+from polykeras.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+                                             SeparableConvolution1D, SeparableConvolution2D)
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
@@ -30,7 +31,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
-                DepthwiseConv2D, SeparableConv2D)
+                DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D)
 }
 
 

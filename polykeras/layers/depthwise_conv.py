@@ -92,5 +92,18 @@ class SeparableConv2D(DepthwiseConv2D):
         return {**super().get_config(), "filters": self.filters}
 
 
+class DepthwiseConv1D(DepthwiseConv2D):
+    """1-D: weights ``kernel (k, in, depth_multiplier)`` and ``bias (in * depth_multiplier,)``."""
+
+    rank = 1
+
+
+class SeparableConv1D(SeparableConv2D):
+    """1-D: weights ``depthwise_kernel (k, in, depth_multiplier)``, ``pointwise_kernel (1, in *
+    depth_multiplier, filters)`` and ``bias (filters,)``."""
+
+    rank = 1
+
+
 # Keras's aliases
-SeparableConvolution2D = SeparableConv2D
+SeparableConvolution2D, SeparableConvolution1D = SeparableConv2D, SeparableConv1D

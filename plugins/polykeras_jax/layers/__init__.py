@@ -12,7 +12,7 @@ from .conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAve
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
-from .depthwise_conv import DepthwiseConv2D, SeparableConv2D
+from .depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from .merge import MERGE_LAYERS
 from .normalization import BatchNormalization, Embedding, GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
@@ -26,7 +26,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
     GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
-    Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D,
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

@@ -10,7 +10,7 @@ from .base import ForwardContext, Kernel
 from .conv import Conv1D, Conv2D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
-from .depthwise_conv import DepthwiseConv2D, SeparableConv2D
+from .depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
@@ -72,6 +72,8 @@ KERNELS: dict[str, type[Kernel]] = {
         Conv2DTranspose,
         DepthwiseConv2D,
         SeparableConv2D,
+        DepthwiseConv1D,
+        SeparableConv1D,
     )
 }
 

@@ -1,5 +1,5 @@
-"""Depthwise and separable convolutions: DepthwiseConv2D and SeparableConv2D
-(Keras 3 / TensorFlow semantics; the rules are
+"""Depthwise and separable convolutions: DepthwiseConv1D/2D and
+SeparableConv1D/2D (Keras 3 / TensorFlow semantics; the rules are
 :mod:`polykeras.layer_rules.depthwise_conv`).
 
 The math, on the zero-padded input (TensorFlow's padding, as :mod:`.conv`):
@@ -12,7 +12,7 @@ The math, on the zero-padded input (TensorFlow's padding, as :mod:`.conv`):
 
 As in :mod:`.conv`, a loop over kernel positions; each position is a
 broadcast product over the whole batch (no sum over channels: each channel
-has its own kernels).
+has its own kernels). The 1-D layers run as 2-D ones on a height-1 image.
 """
 
 from __future__ import annotations
@@ -65,19 +65,27 @@ class DepthwiseConv2D(Kernel):
 
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
-        activations.check(self.rules.activation)
+        rules = self.rules
+        pad = (1,) * (2 - rules.rank)  # a 1-D layer runs on a height-1 image with a height-1 kernel
+        self.kernel_size, self.strides, self.dilation = pad + rules.kernel_size, pad + rules.strides, \
+            pad + rules.dilation_rate
+        activations.check(rules.activation)
+
+    def _image_kernel(self, kernel):
+        """The depthwise kernel as ``(kh, kw, C, M)`` (adds kh = 1 in 1-D)."""
+        return kernel.reshape(self.kernel_size + kernel.shape[-2:])
 
     def forward(self, weights, x, ctx):
         rules = self.rules
-        _, pads, out_hw = image_padding(rules, x)
-        xp = np.pad(x, ((0, 0), *pads, (0, 0)))
-        d5 = depthwise_conv2d(xp, weights[0], rules.strides, rules.dilation_rate, out_hw)
+        x4, pads, out_hw = image_padding(rules, x)
+        xp = np.pad(x4, ((0, 0), *pads, (0, 0)))
+        d5 = depthwise_conv2d(xp, self._image_kernel(weights[0]), self.strides, self.dilation, out_hw)
         d = d5.reshape(d5.shape[:3] + (-1,))
-        z = d @ weights[1][0, 0] if self.separable else d
+        z = d @ weights[1].reshape(weights[1].shape[-2:]) if self.separable else d
         if rules.use_bias:
             z = z + weights[-1]
         y = activations.forward(rules.activation, z)
-        return y, (xp, pads, d, z, y)
+        return (y[:, 0] if rules.rank == 1 else y), (xp, pads, d, z, y)
 
     def backward(self, weights, cache, dy):
         return self._backward(weights, cache, dy, input_grad=True)
@@ -88,17 +96,18 @@ class DepthwiseConv2D(Kernel):
     def _backward(self, weights, cache, dy, input_grad: bool):
         xp, pads, d, z, y = cache
         rules = self.rules
-        dz = activations.backward(rules.activation, z, y, dy)
+        dz = activations.backward(rules.activation, z, y, dy.reshape(z.shape))
         dweights = []
         if self.separable:
-            pointwise = weights[1][0, 0]
+            pointwise = weights[1].reshape(weights[1].shape[-2:])
             dpointwise = d.reshape(-1, d.shape[-1]).T @ dz.reshape(-1, dz.shape[-1])
             dd = dz @ pointwise.T
         else:
             dd = dz
-        dxp, dkernel = depthwise_conv2d_backward(xp, weights[0], dd.reshape(dd.shape[:3] + weights[0].shape[2:]),
-                                                 rules.strides, rules.dilation_rate, input_grad)
-        dweights.append(dkernel)
+        kernel = self._image_kernel(weights[0])
+        dxp, dkernel = depthwise_conv2d_backward(xp, kernel, dd.reshape(dd.shape[:3] + kernel.shape[2:]),
+                                                 self.strides, self.dilation, input_grad)
+        dweights.append(dkernel.reshape(weights[0].shape))
         if self.separable:
             dweights.append(dpointwise.reshape(weights[1].shape))
         if rules.use_bias:
@@ -106,7 +115,8 @@ class DepthwiseConv2D(Kernel):
         if not input_grad:
             return None, dweights
         (top, bottom), (left, right) = pads
-        return dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right], dweights
+        dx = dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right]
+        return (dx[:, 0] if rules.rank == 1 else dx), dweights
 
 
 class SeparableConv2D(DepthwiseConv2D):
@@ -115,3 +125,11 @@ class SeparableConv2D(DepthwiseConv2D):
 
     kind = "SeparableConv2D"
     separable = True
+
+
+class DepthwiseConv1D(DepthwiseConv2D):
+    kind = "DepthwiseConv1D"
+
+
+class SeparableConv1D(SeparableConv2D):
+    kind = "SeparableConv1D"

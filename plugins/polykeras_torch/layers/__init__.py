@@ -22,7 +22,7 @@ from .conv import (
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import (Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape, SpatialDropout1D,
                    SpatialDropout2D)
-from .depthwise_conv import DepthwiseConv2D, SeparableConv2D
+from .depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from .merge import MERGE_LAYERS
 from .normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from .operation import Op
@@ -38,7 +38,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
         GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
-        Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D,
+        Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
     )
 }
 

@@ -6,7 +6,8 @@ A depthwise convolution is ``F.conv2d`` with ``groups=in_channels``: group
 TensorFlow uses, so Keras's ``kernel (kh, kw, C, M)`` is torch's ``(C * M, 1,
 kh, kw)`` by a transpose and a reshape. The pointwise step of
 SeparableConv2D is a 1x1 ``F.conv2d`` (weight ``(filters, C * M, 1, 1)``).
-Padding and the NHWC <-> NCHW views are those of :mod:`.conv`.
+Padding and the NHWC <-> NCHW views are those of :mod:`.conv`; the 1-D layers
+use ``F.conv1d`` on NCL views the same way.
 """
 
 from __future__ import annotations
@@ -32,33 +33,44 @@ class DepthwiseConv2D(TorchLayer):
         self.explicit_pad, self.padding = _torch_padding(
             pads, [(k - 1) * d + 1 for k, d in zip(rules.kernel_size, rules.dilation_rate)])
 
-    def to_native(self, weights):  # (kh, kw, C, M) -> (C * M, 1, kh, kw); pointwise (1, 1, CM, F) -> (F, CM, 1, 1)
-        kh, kw, c, m = weights[0].shape
-        native = [np.ascontiguousarray(weights[0].transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))]
+    def to_native(self, weights):  # (*k, C, M) -> (C * M, 1, *k); pointwise (*1, CM, F) -> (F, CM, *1)
+        r = self.rules.rank
+        *k, c, m = weights[0].shape
+        native = [np.ascontiguousarray(weights[0].transpose(r, r + 1, *range(r)).reshape(c * m, 1, *k))]
         if self.separable:
-            native.append(np.ascontiguousarray(weights[1].transpose(3, 2, 0, 1)))
+            native.append(np.ascontiguousarray(weights[1].transpose(r + 1, r, *range(r))))
         return native + list(weights[len(native):])
 
     def to_canonical(self, arrays):
-        kh, kw = arrays[0].shape[2:]
-        canonical = [np.ascontiguousarray(arrays[0].reshape(self.channels, -1, kh, kw).transpose(2, 3, 0, 1))]
+        r = self.rules.rank
+        k = arrays[0].shape[2:]
+        canonical = [np.ascontiguousarray(arrays[0].reshape(self.channels, -1, *k).transpose(*range(2, r + 2), 0, 1))]
         if self.separable:
-            canonical.append(np.ascontiguousarray(arrays[1].transpose(2, 3, 1, 0)))
+            canonical.append(np.ascontiguousarray(arrays[1].transpose(*range(2, r + 2), 1, 0)))
         return canonical + list(arrays[len(canonical):])
 
     def forward(self, params, x, ctx):
         rules = self.rules
-        xn = x.permute(0, 3, 1, 2)  # NHWC -> NCHW view (channels_last memory)
+        conv = F.conv2d if rules.rank == 2 else F.conv1d
+        xn = x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))  # NHWC -> NCHW view (channels_last memory)
         if self.explicit_pad is not None:
             xn = F.pad(xn, self.explicit_pad)
         bias = params[-1] if rules.use_bias else None
-        z = F.conv2d(xn, params[0], None if self.separable else bias, rules.strides, self.padding,
-                     rules.dilation_rate, groups=self.channels)
+        z = conv(xn, params[0], None if self.separable else bias, rules.strides, self.padding, rules.dilation_rate,
+                 groups=self.channels)
         if self.separable:
-            z = F.conv2d(z, params[1], bias)
-        return self.activation(z.permute(0, 2, 3, 1))
+            z = conv(z, params[1], bias)
+        return self.activation(z.permute(0, *range(2, z.ndim), 1))
 
 
 class SeparableConv2D(DepthwiseConv2D):
     kind = "SeparableConv2D"
     separable = True
+
+
+class DepthwiseConv1D(DepthwiseConv2D):
+    kind = "DepthwiseConv1D"
+
+
+class SeparableConv1D(SeparableConv2D):
+    kind = "SeparableConv1D"
