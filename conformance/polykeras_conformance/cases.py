@@ -72,12 +72,22 @@ def _window(draw, rank: int, padding_choices=("valid", "same")):
     return kernel, strides, padding, spatial
 
 
+def _grouped(draw, config: dict, channels: int) -> int:
+    """Draw ``groups`` (1, 2 or 3; Keras's grouped convolution) for a convolution ``config`` of ``channels``
+    input channels: filters and channels become multiples of it. Returns the channels."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    if groups > 1:
+        config.update(filters=config["filters"] * groups, groups=groups)
+    return channels * groups
+
+
 @st.composite
 def _conv2d(draw):
     kernel, strides, padding, spatial = _window(draw, 2)
     config = dict(filters=draw(st.integers(1, 4)), kernel_size=kernel, strides=strides, padding=padding,
                   activation=draw(st.sampled_from(["linear", "relu", "tanh"])), use_bias=draw(st.booleans()))
-    return [_layer("Conv2D", **config)], spatial + (draw(st.integers(1, 3)),)
+    channels = _grouped(draw, config, draw(st.integers(1, 3)))
+    return [_layer("Conv2D", **config)], spatial + (channels,)
 
 
 @st.composite
@@ -85,7 +95,8 @@ def _conv1d(draw):
     kernel, strides, padding, spatial = _window(draw, 1, ("valid", "same", "causal"))
     config = dict(filters=draw(st.integers(1, 4)), kernel_size=kernel, strides=strides, padding=padding,
                   activation=draw(st.sampled_from(["linear", "relu"])))
-    return [_layer("Conv1D", **config)], spatial + (draw(st.integers(1, 3)),)
+    channels = _grouped(draw, config, draw(st.integers(1, 3)))
+    return [_layer("Conv1D", **config)], spatial + (channels,)
 
 
 @st.composite
@@ -122,19 +133,6 @@ def _depthwise_conv(draw):
     if kind.startswith("Separable"):
         config["filters"] = draw(st.integers(1, 4))
     return [_layer(kind, **config)], spatial + (draw(st.integers(1, 3)),)
-
-
-@st.composite
-def _grouped_conv(draw):
-    """Conv2D/Conv1D(groups=2 or 3): channels and filters in contiguous blocks, the window rules of Conv2D/Conv1D."""
-    kind = draw(st.sampled_from(["Conv2D", "Conv1D"]))
-    rank = 2 if kind == "Conv2D" else 1
-    kernel, strides, padding, spatial = _window(draw, rank, ("valid", "same", "causal")[:4 - rank])
-    groups = draw(st.sampled_from([2, 3]))
-    config = dict(filters=groups * draw(st.integers(1, 2)), kernel_size=kernel, strides=strides, padding=padding,
-                  groups=groups, activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
-                  use_bias=draw(st.booleans()))
-    return [_layer(kind, **config)], spatial + (groups * draw(st.integers(1, 2)),)
 
 
 @st.composite
@@ -345,7 +343,7 @@ STRATEGIES = {
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
-    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv, "GroupedConv": _grouped_conv,
+    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv,
 }
 
 
