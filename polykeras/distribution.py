@@ -85,20 +85,26 @@ def _check(c: Cluster) -> Cluster:
     return c
 
 
-def initialize(*, backend: str | None = None, cluster: Cluster | None = None) -> Cluster:
+def initialize(*, backend: str | None = None, device: str | None = None, cluster: Cluster | None = None) -> Cluster:
     """Join the run's other processes, reading the launcher's environment (:func:`cluster_from_env`)
     unless ``cluster`` is given; with one process it only records that. With several, the backend
-    (``backend``, default: the selected one) connects them: torch's ``init_process_group``,
-    ``jax.distributed.initialize``. Call it once, before compiling a model; returns the cluster."""
+    (``backend``, default: the selected one; ``device``, default: ``POLYKERAS_DEVICE`` or its best)
+    connects them: torch's ``init_process_group``, ``jax.distributed.initialize``. Call it once,
+    first: before anything creates the backend (JAX must not have started). Returns the cluster."""
     global _cluster
     found = _check(cluster or cluster_from_env())
     if found.num_processes > 1:
-        target = _backend(backend)
-        method = getattr(target, "initialize_distributed", None)
+        from polykeras.backends import _resolve, find_backend, selected_backend_name
+
+        info = find_backend(backend or selected_backend_name())
+        if info.missing():
+            info.create(device)  # raises, saying what to install
+        # a class-level method: creating the backend would start JAX before jax.distributed.initialize
+        method = getattr(_resolve(info.factory), "initialize_distributed", None)
         if method is None:
-            raise NotImplementedError(f"backend {target.name!r} cannot run several processes (its Backend has no "
-                                      "initialize_distributed method); use the torch or jax backend")
-        method(found)
+            raise NotImplementedError(f"backend {info.name!r} cannot run several processes (its Backend class has "
+                                      "no initialize_distributed method); use the torch or jax backend")
+        method(found, device or os.environ.get("POLYKERAS_DEVICE"))
     _cluster = found
     return found
 

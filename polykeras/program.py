@@ -141,7 +141,8 @@ class Backend:
     replicate over), ``distribute(program, data_parallel)`` (returns the program
     run on the replicas; each takes :func:`polykeras.distribution.replica_rows`
     of every global batch, the gradient is that of the global batch's loss) and,
-    for several processes, ``initialize_distributed(cluster)``. Without them the
+    for several processes, the static method ``initialize_distributed(cluster,
+    device)`` (called on the class, before any backend exists). Without them the
     core refuses a distribution, naming the backend.
     """
 

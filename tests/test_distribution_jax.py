@@ -85,3 +85,42 @@ def test_batch_normalization_jax_dropout_and_convolutions_equal_one_device(repor
     dropout masks JAX draws from the step's key for the sharded global batch are one device's
     (``jax_threefry_partitionable``)."""
     assert report["variants"][variant] <= TOLERANCE, report["variants"][variant]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_device(tmp_path):
+    """Several JAX processes (as on several hosts), here two on this machine with one CPU device
+    each: ``initialize()`` from JAX's coordinator environment, the mesh over both processes'
+    devices; the weights, logs and predictions equal one device's, and both processes agree."""
+    job = JOB.with_name("distributed_jax_processes_job.py")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+           "JAX_NUM_PROCESSES": "2"}
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, str(job), str(tmp_path)], env={**env, "JAX_PROCESS_ID": str(i)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    try:
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    first, second = (json.loads((tmp_path / f"process{i}.json").read_text()) for i in (0, 1))
+    for report in (first, second):
+        assert report["processes"] == 2 and report["replicas"] == 2
+        assert report["devices"] == ["cpu:0", "cpu:1"]
+        assert report["predict_shape"] == [64, 3]  # gathered from both processes
+        for name, values in first["single_history"].items():
+            assert max(abs(a - b) for a, b in zip(report["history"][name], values)) <= TOLERANCE, name
+        for name, value in first["single_eval"].items():
+            assert abs(report["eval"][name] - value) <= TOLERANCE, name
+    assert first["weights_vs_single"] <= TOLERANCE, first["weights_vs_single"]
+    assert first["predict_vs_single"] <= TOLERANCE
+    assert first["weights"] == second["weights"]  # the same replica in both processes

@@ -33,7 +33,7 @@ class JaxBackend(Backend):
         super().__init__(device, dtype)
         platform, _, index = device.partition(":")
         try:
-            devices = jax.devices(platform)
+            devices = jax.local_devices(backend=platform)  # this process's (all of them with one process)
         except RuntimeError as exc:
             raise ValueError(f"the jax backend has no device {device!r} here: {exc}") from None
         if int(index or 0) >= len(devices):
@@ -55,7 +55,9 @@ class JaxBackend(Backend):
 
         return distribute(program, value)
 
-    def initialize_distributed(self, cluster) -> None:
+    @staticmethod
+    def initialize_distributed(cluster, device: str | None = None) -> None:
+        """Called on the class: creating a JaxBackend would start JAX, which must come after."""
         from polykeras_jax.distributed import initialize
 
         initialize(cluster)

@@ -117,8 +117,19 @@ class JaxProgram(Program):
         self._placement = self._batches.replicated
         self.num_replicas = self._batches.replicas
         with self.precision.scope():
-            self._state = jax.device_put(self._state, self._placement)
-            self._lr = jax.device_put(self._lr, self._placement)
+            self._state = self._batches.replicate(self._state)
+            self._lr = self._batches.replicate(self._lr)
+
+    def broadcast_seed(self, seed: int) -> int:
+        """Process 0's ``seed`` (a fit's data order and step seeds) when several processes share a mesh."""
+        return seed if self._batches is None else self._batches.broadcast_seed(seed)
+
+    def _host(self, a, gather: bool = False) -> np.ndarray:
+        """A state array (or, ``gather``, a batch-sharded output) as NumPy, on a mesh of several
+        processes too."""
+        if self._batches is None:
+            return np.asarray(a)
+        return self._batches.gather(a) if gather else self._batches.host(a)
 
     def _settle(self) -> None:
         if self._batches is not None:
@@ -300,15 +311,17 @@ class JaxProgram(Program):
         x = self._x(x)
         with self.precision.scope():
             out = self._predict(self._state.trainable, self._state.frozen, self._place(x))
-            return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
+            if isinstance(out, tuple):
+                return tuple(self._host(o, gather=True) for o in out)
+            return self._host(out, gather=True)
 
     def results(self) -> dict[str, float]:
         if not self._count:
             return {}
         with self.precision.scope():
-            sums = np.asarray(self._state.sums, dtype=np.float64)
+            sums = self._host(self._state.sums).astype(np.float64)
             summed = SummedStatistics(self.summed)
-            summed.add([np.asarray(a) for a in self._state.stats])
+            summed.add([self._host(a) for a in self._state.stats])
         means = {name: float(s) / self._count for name, s in zip(["loss", *self.metric_names], sums)}
         return ordered(self.training.log_names, means, summed.results())
 
@@ -319,7 +332,8 @@ class JaxProgram(Program):
 
     def get_weights(self) -> list[np.ndarray]:
         with self.precision.scope():
-            return [np.array(w, copy=True) for w in self.model.merge(self._state.trainable, self._state.frozen)]
+            return [np.array(self._host(w), copy=True)
+                    for w in self.model.merge(self._state.trainable, self._state.frozen)]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """New weights; the optimizer's slots are kept (as Keras's ``set_weights`` does)."""
@@ -334,7 +348,8 @@ class JaxProgram(Program):
     def get_optimizer_state(self) -> OptimizerState:
         with self.precision.scope():
             slots = self.optimizer.canonical_slots(self._state.optimizer.slots)
-            return OptimizerState(self.iterations, {k: [np.array(a, copy=True) for a in v] for k, v in slots.items()})
+            return OptimizerState(self.iterations,
+                                  {k: [np.array(self._host(a), copy=True) for a in v] for k, v in slots.items()})
 
     def set_optimizer_state(self, state: OptimizerState) -> None:
         with self.precision.scope():

@@ -67,10 +67,12 @@ class TorchBackend(Backend):
 
         return distribute(program, value, available_devices())
 
-    def initialize_distributed(self, cluster) -> None:
+    @staticmethod
+    def initialize_distributed(cluster, device: str | None = None) -> None:
+        """Called on the class (``device``: default the best one), before any backend exists."""
         from .distributed import initialize
 
-        initialize(cluster, self.torch_device.type)
+        initialize(cluster, (device or available_devices()[0]).split(":")[0])
 
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.torch_device} ({self.dtype})"
