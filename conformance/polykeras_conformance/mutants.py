@@ -13,7 +13,9 @@ plants the mutant in the copy (the real files are never touched), and runs the
 suite's worker on that copy (put first on ``PYTHONPATH``) for the backend, in
 float64 and quick mode, restricted to the mutant's case groups; then compares
 with the NumPy reference's measurements, taken once per run and reused for
-every mutant. A mutant is *killed* when a check fails that passes for the
+every mutant. Every worker of a run (reference, baselines, mutants) runs a snapshot of the core, the
+suite and the plugins copied at its start, so that edits to the working tree during a run cannot mix
+in. A mutant is *killed* when a check fails that passes for the
 unmutated backend (the *baseline*, also run once per backend), *survived*
 when none does, *timed out* when the worker hangs.
 
@@ -67,8 +69,10 @@ class Mutant:
     count: int = 1
     equivalent: str = ""  # why the mutant computes the same function (excluded from the kill rate)
 
-    def source_path(self) -> Path:
-        return PLUGINS[self.backend][1] / self.path
+    def source_path(self, snapshot: Path | None = None) -> Path:
+        """The mutant's file in the repository, or in ``snapshot`` (see :func:`snapshot`)."""
+        package, source = PLUGINS[self.backend]
+        return (source if snapshot is None else snapshot / package) / self.path
 
 
 def _m(id, backend, path, search, replace, level, groups, description, **kw) -> Mutant:
@@ -354,10 +358,10 @@ MUTANTS: list[Mutant] = [
 # ---------------------------------------------------------------------------- planting
 
 
-def mutated_source(mutant: Mutant) -> str:
+def mutated_source(mutant: Mutant, snapshot: Path | None = None) -> str:
     """The mutated text of the mutant's file; :class:`MutantError` when the search text is not found
     exactly ``count`` times or the result does not compile."""
-    path = mutant.source_path()
+    path = mutant.source_path(snapshot)
     if not path.is_file():
         raise MutantError(f"{mutant.id}: {path} does not exist")
     text = path.read_text()
@@ -373,17 +377,32 @@ def mutated_source(mutant: Mutant) -> str:
     return out
 
 
-def apply(mutant: Mutant, dest: Path) -> Path:
-    """Copy the mutant's plugin package into ``dest`` and plant the mutant in the copy; return
-    the folder to put first on ``PYTHONPATH``."""
+def apply(mutant: Mutant, dest: Path, snapshot: Path | None = None) -> Path:
+    """Copy the mutant's plugin package (from the repository, or from ``snapshot``) into ``dest`` and
+    plant the mutant in the copy; return the folder to put first on ``PYTHONPATH``."""
     package, source = PLUGINS[mutant.backend]
-    text = mutated_source(mutant)
+    text = mutated_source(mutant, snapshot)
+    source = source if snapshot is None else snapshot / package
     shutil.copytree(source, dest / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (dest / package / mutant.path).write_text(text)
     return dest
 
 
-def check_all(mutants: list[Mutant] | None = None) -> list[str]:
+def snapshot(dest: Path) -> Path:
+    """Copy the core, the suite and every plugin package into ``dest``, to put first on ``PYTHONPATH``:
+    the reference, the baselines and the mutants of one run then all run the same code, even while
+    someone edits the working tree during the run."""
+    import importlib.util
+
+    packages = {name: Path(importlib.util.find_spec(name).submodule_search_locations[0])
+                for name in ("polykeras", "polykeras_conformance", "polykeras_numpy", "polykeras_keras")}
+    packages.update({package: source for package, source in PLUGINS.values()})
+    for name, source in packages.items():
+        shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def check_all(mutants: list[Mutant] | None = None, snapshot: Path | None = None) -> list[str]:
     """Every problem with the list (missing search texts, duplicate ids, unknown levels): empty when sound."""
     problems, seen = [], set()
     for mutant in MUTANTS if mutants is None else mutants:
@@ -395,7 +414,7 @@ def check_all(mutants: list[Mutant] | None = None) -> list[str]:
         if mutant.search == mutant.replace:
             problems.append(f"{mutant.id}: the replacement is the search text")
         try:
-            mutated_source(mutant)
+            mutated_source(mutant, snapshot)
         except MutantError as exc:
             problems.append(str(exc))
     return problems
@@ -459,6 +478,7 @@ class Result:
     killed_at: str = ""  # the lowest level with a new failing check ("crash" for a crashed worker)
     killed_by: str = ""  # the worst new failing check of that level
     groups: list[str] = field(default_factory=list)  # groups with new failures
+    other_groups: list[str] = field(default_factory=list)  # ... outside the mutant's own (with --scope all)
     at_expected_level: bool = False
     seconds: float = 0.0
     description: str = ""
@@ -503,6 +523,7 @@ def judge(mutant: Mutant, measured, error: str, timed_out: bool, reference, base
     worst = errors[0] if errors else max(bad, key=lambda c: (c.value or 0) / (c.limit or 1))
     result.status, result.killed_at, result.killed_by = "killed", level, f"{worst.group}: {worst.describe()}"
     result.groups = sorted({c.group for c in new.values()})
+    result.other_groups = [g for g in result.groups if g not in mutant.groups]
     result.at_expected_level = mutant.level in levels
     return result
 
@@ -519,11 +540,9 @@ def _job(backend: str, mutants: list[Mutant], scope: str) -> dict:
 
 
 def run(mutants: list[Mutant], out: Path, timeout: float = 600, scope: str = "relevant", progress=print) -> list[Result]:
-    """Run every mutant (grouped by backend); write ``mutants.md`` and ``mutants.json`` to ``out``."""
+    """Run every mutant (grouped by backend); write ``mutants.md`` and ``mutants.json`` to ``out``.
+    Every worker runs a snapshot of the code taken at the start (:func:`snapshot`)."""
     out.mkdir(parents=True, exist_ok=True)
-    problems = check_all(mutants)
-    if problems:
-        raise MutantError("\n".join(problems))
     results: list[Result] = []
     started = time.perf_counter()
     by_backend: dict[str, list[Mutant]] = {}
@@ -531,10 +550,14 @@ def run(mutants: list[Mutant], out: Path, timeout: float = 600, scope: str = "re
         by_backend.setdefault(mutant.backend, []).append(mutant)
     with tempfile.TemporaryDirectory(prefix="polykeras-mutants-") as tmp:
         tmp = Path(tmp)
+        code = snapshot(tmp / "snapshot")
+        problems = check_all(mutants, code)
+        if problems:
+            raise MutantError("\n".join(problems))
         # the reference, once: every case any mutant of the run needs
         ref_job = _job("numpy", mutants, scope)
         progress(f"mutants: the reference (numpy, {', '.join(ref_job['levels'])}) ...")
-        reference, error, _, seconds = _run_worker(ref_job, tmp / "reference", timeout)
+        reference, error, _, seconds = _run_worker(ref_job, tmp / "reference", timeout, pythonpath=str(code))
         if reference is None:
             raise RuntimeError(f"the reference failed: {error}")
         reference = (reference[0], reference[1]["status"])
@@ -543,7 +566,7 @@ def run(mutants: list[Mutant], out: Path, timeout: float = 600, scope: str = "re
         for backend, group in by_backend.items():
             job = _job(backend, group, scope)
             progress(f"mutants: {backend} unmutated (the baseline) ...")
-            measured, error, _, seconds = _run_worker(job, tmp / f"baseline-{backend}", timeout)
+            measured, error, _, seconds = _run_worker(job, tmp / f"baseline-{backend}", timeout, pythonpath=str(code))
             if measured is None:
                 raise RuntimeError(f"the unmutated {backend} backend failed: {error}")
             baselines[backend] = set(_failing(reference, measured))
@@ -553,9 +576,9 @@ def run(mutants: list[Mutant], out: Path, timeout: float = 600, scope: str = "re
                 job = _job(backend, [mutant], scope)
                 folder = tmp / mutant.id
                 folder.mkdir()
-                apply(mutant, folder / "src")
-                measured, error, timed_out, seconds = _run_worker(job, folder / "run", timeout,
-                                                                  pythonpath=str(folder / "src"))
+                apply(mutant, folder / "src", code)
+                measured, error, timed_out, seconds = _run_worker(
+                    job, folder / "run", timeout, pythonpath=os.pathsep.join([str(folder / "src"), str(code)]))
                 result = judge(mutant, measured, error, timed_out, reference, baselines[backend], seconds)
                 results.append(result)
                 where = f" at {result.killed_at}: {result.killed_by}" if result.status == "killed" else ""
@@ -604,11 +627,12 @@ def write_report(results: list[Result], out: Path, seconds: float, scope: str) -
              "Kill rate over the non-equivalent mutants (quick mode, float64).", "", "## By backend", "",
              *table({**stats["by backend"], "**all**": stats["all"]}), "", "## By the level that should kill them", "",
              *table(stats["by level"]), "", "## Mutants", "",
-             "| mutant | expected | status | killed at | by | s |", "|---|---|---|---|---|---|"]
+             "| mutant | expected | status | killed at | by | also failing | s |", "|---|---|---|---|---|---|---|"]
     for r in results:
         status = f"equivalent ({r.status})" if r.equivalent else r.status
         by = r.killed_by.replace("|", "/")
-        lines.append(f"| `{r.id}` | {r.expected_level} | {status} | {r.killed_at} | {by} | {r.seconds} |")
+        also = ", ".join(r.other_groups)
+        lines.append(f"| `{r.id}` | {r.expected_level} | {status} | {r.killed_at} | {by} | {also} | {r.seconds} |")
     survivors = [r for r in results if r.status != "killed"]
     if survivors:
         lines += ["", "## Not killed", ""]
