@@ -128,7 +128,8 @@ def _depthwise_conv(draw):
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank else (1,) * rank
     spatial = tuple(n + (k - 1) * (d - 1) for n, k, d in zip(spatial, kernel, dilation))
     config = dict(kernel_size=kernel, strides=strides, padding=padding, dilation_rate=dilation,
-                  depth_multiplier=draw(st.integers(1, 3)), activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
+                  depth_multiplier=draw(st.integers(1, 3)),
+                  activation=draw(st.sampled_from(["linear", "relu", "tanh"])),
                   use_bias=draw(st.booleans()))
     if kind.startswith("Separable"):
         config["filters"] = draw(st.integers(1, 4))
