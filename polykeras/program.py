@@ -149,7 +149,8 @@ class Backend:
     name: ClassVar[str] = ""
     #: Graph features beyond a single-input, single-output graph without shared
     #: layers that this backend runs: ``"multiple_inputs"``, ``"multiple_outputs"``,
-    #: ``"shared_layers"`` (see :attr:`polykeras.spec.ModelSpec.features`). The
+    #: ``"shared_layers"``, ``"masking"`` (nodes that read a Keras mask, ``LayerSpec.mask``:
+    #: see :mod:`polykeras.layers.masking`; :attr:`polykeras.spec.ModelSpec.features`). The
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``

@@ -63,7 +63,9 @@ class LayerSpec:
     with several inbound (a merge layer) receives a list of inputs.
     ``weights_of`` is ``None`` for a node that owns its weights (``weights``),
     else the name of the earlier node of the same layer whose weights it uses
-    (its own ``weights`` is then empty).
+    (its own ``weights`` is then empty). ``mask`` names the node whose boolean
+    output ``(batch, T)`` masks the first input's time steps (Keras's masking,
+    :mod:`polykeras.layers.masking`), for the kinds that read one; else ``None``.
     """
 
     name: str
@@ -74,6 +76,7 @@ class LayerSpec:
     output_shape: Shape
     weights: tuple[WeightSpec, ...] = ()
     weights_of: str | None = None
+    mask: str | None = None
 
     @property
     def input_shape(self) -> Shape:
@@ -132,6 +135,8 @@ class ModelSpec:
             out.add("multiple_outputs")
         if any(layer.weights_of is not None for layer in self.layers):
             out.add("shared_layers")
+        if any(layer.mask is not None for layer in self.layers):
+            out.add("masking")
         return frozenset(out)
 
     @property
@@ -171,6 +176,9 @@ class ModelSpec:
             if len(layer.inbound) != len(layer.input_shapes):
                 raise ValueError(f"model {self.name!r}: node {layer.name!r} has {len(layer.inbound)} inbound but "
                                  f"{len(layer.input_shapes)} input shapes")
+            if layer.mask is not None and layer.mask not in defined:
+                raise ValueError(f"model {self.name!r}: node {layer.name!r} reads the mask {layer.mask!r}, which is not "
+                                 "an input or an earlier node")
             if layer.weights_of is not None:
                 owner = defined.get(layer.weights_of)
                 if owner is None or owner.kind != layer.kind or owner.weights_of is not None or layer.weights:
@@ -209,6 +217,7 @@ class ModelSpec:
                     for w in l["weights"]
                 ),
                 weights_of=l.get("weights_of"),
+                mask=l.get("mask"),
             )
             for l in data["layers"]
         )

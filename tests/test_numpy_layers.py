@@ -488,7 +488,6 @@ def test_kernels_registry_covers_every_kind():
         ("Conv2D", {"filters": 1, "kernel_size": [5, 5]}, (4, 4, 1), ValueError, "too small"),
         ("MaxPooling2D", {"pool_size": [2, 2], "data_format": "channels_first"}, (4, 4, 1), NotImplementedError, "channels_first"),
         ("BatchNormalization", {"axis": 1}, (3, 4), NotImplementedError, "axis=1"),
-        ("Embedding", {"input_dim": 3, "output_dim": 2, "mask_zero": True}, (2,), NotImplementedError, "mask_zero"),
         ("Dense", {"units": 2, "activation": "relu7"}, (3,), ValueError, "unknown activation"),
         ("LSTM", {"units": 2, "return_state": True}, (3, 2), NotImplementedError, "return_state"),
     ],
@@ -573,9 +572,9 @@ def test_average_pooling_counts_only_real_elements():
 @pytest.mark.parametrize("backend", ["the jax backend", "polykeras"])
 def test_rules_errors_name_the_layer_and_the_backend(backend):
     spec = layer_spec("Dense", {"units": 2}, (3,))
-    spec = dataclasses.replace(spec, kind="Embedding", name="words", config={"input_dim": 3, "output_dim": 2,
-                                                                              "mask_zero": True})
-    message = f"Embedding layer 'words': mask_zero=True is not supported by {backend}"
+    spec = dataclasses.replace(spec, kind="MaxPooling2D", name="words", input_shapes=((None, 4, 4, 1),),
+                               config={"pool_size": [2, 2], "data_format": "channels_first"})
+    message = f"MaxPooling2D layer 'words': data_format='channels_first' is not supported by {backend}"
     with pytest.raises(NotImplementedError, match=message):
         rules_for(spec, backend=backend)
     with pytest.raises(ValueError, match="Dropout layer 'dropout': rate must be in"):

@@ -20,7 +20,7 @@ class JaxBackend(Backend):
     """JAX on one device: ``"cpu"``, ``"gpu"`` or ``"tpu"``, optionally ``":index"``."""
 
     name = "jax"
-    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers"})
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
                                    "metric_statistics"})
     layer_kinds = LAYER_KINDS

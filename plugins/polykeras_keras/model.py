@@ -164,6 +164,8 @@ def make_layer(layer: LayerSpec, dtype: str):
     if cls is None:
         raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
     config = dict(layer.config)
+    if layer.kind == "Embedding":  # the mask is a node of the spec, handed to the layers that read it, so that
+        config["mask_zero"] = False  # Keras applies it exactly where polykeras does (not to the loss, yet)
     for w in layer.weights:
         if w.regularizer and w.trainable:
             arg = REGULARIZER_ARGS.get((layer.kind, w.name)) or REGULARIZER_ARGS.get(w.name)
@@ -225,6 +227,8 @@ class KerasGraphs:
                 raise NotImplementedError(f"layer {layer.name!r} ({layer.kind}) has {len(args)} inputs; the keras "
                                           "backends call only merge layers on several")
             kwargs = {m.argument: tensor for m, tensor in fed.get(index, [])}
+            if layer.mask is not None:  # the spec's mask, passed explicitly (see make_layer)
+                kwargs["mask"] = values[layer.mask]
             values[layer.name] = kl(args[0], **kwargs)
         return [values[name] for name in self.spec.outputs]
 

@@ -209,6 +209,7 @@ class TorchProgram(Program):
         values = dict(zip(self.input_names, xs))
         for spec, layer, params in zip(self.spec.layers, self.layers, self.node_params):
             args = [values[name] for name in spec.inbound]
+            ctx.mask = None if spec.mask is None else values[spec.mask]  # the Keras mask a node reads
             values[spec.name] = layer.forward(params, args if layer.multiple_inputs else args[0], ctx)
         outputs = tuple(values[name] for name in self.spec.outputs)
         return outputs if len(outputs) > 1 else outputs[0]

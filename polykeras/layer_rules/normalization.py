@@ -71,8 +71,7 @@ class EmbeddingRules(LayerRules):
         super().__init__(spec, backend)
         self.input_dim = int(self.config["input_dim"])
         self.output_dim = int(self.config["output_dim"])
-        if self.config.get("mask_zero", False):
-            raise self.unsupported("mask_zero=True", " (masks are not propagated); use mask_zero=False")
+        # mask_zero: the mask is a node of its own (an op), so the layer computes the same either way
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape) + (self.output_dim,)

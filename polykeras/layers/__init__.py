@@ -13,6 +13,7 @@ from polykeras.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, S
                                              SeparableConvolution1D, SeparableConvolution2D)
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
+from polykeras.layers.masking import Masking
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.attention import MultiHeadAttention

@@ -19,7 +19,7 @@ import numpy as np
 
 from polykeras import backend as _backend
 from polykeras import initializers, regularizers
-from polykeras.layers.symbolic import TRACING, SymbolicTensor, format_shape
+from polykeras.layers.symbolic import TRACING, SymbolicTensor, attach_mask, format_shape
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -79,6 +79,10 @@ class Layer:
     #: True for layers called on a list of tensors (merge layers): ``build``,
     #: ``compute_output_shape`` and the backends then see a list of shapes/inputs.
     multiple_inputs: ClassVar[bool] = False
+    #: Keras's ``supports_masking``: an input's mask passes through unchanged; ``reads_mask``: the
+    #: layer computes with it (RNNs, GlobalAveragePooling1D). See :mod:`polykeras.layers.masking`.
+    supports_masking: ClassVar[bool] = False
+    reads_mask: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -236,7 +240,13 @@ class Layer:
         out = SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype if tensors else None), self, tuple(tensors))
         if tensors:  # a layer on constants only (inside a traced call()) has no batch axis either
             out.batched = any(t.batched for t in tensors)
+        attach_mask(self, out, tensors, several)
         return out
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras's hook: the output's mask from the input(s) and their mask(s) (symbolic tensors or
+        ``None``); by default the mask passes through where the layer ``supports_masking``."""
+        return mask if self.supports_masking and not isinstance(mask, list) else None
 
     def output_dtype(self, input_dtype: str) -> str:
         return self.dtype or _backend.floatx()
@@ -335,7 +345,7 @@ class Layer:
         return cls(**config)
 
     def to_spec(self, name: str, inbound: tuple[str, ...], input_shapes: tuple[Shape, ...], output_shape: Shape,
-                weights_of: str | None = None) -> LayerSpec:
+                weights_of: str | None = None, mask: str | None = None) -> LayerSpec:
         """One call of this layer (graph node ``name``) as plain spec data: the
         config minus what the math does not need -- initializers (initial
         values travel as weights) and regularizers (they sit on the
@@ -347,6 +357,7 @@ class Layer:
         return LayerSpec(
             name=name, kind=self.kind, config=config, inbound=inbound, input_shapes=input_shapes,
             output_shape=output_shape, weights=() if weights_of else tuple(self._weight_specs), weights_of=weights_of,
+            mask=mask,
         )
 
     def __repr__(self) -> str:

@@ -158,6 +158,7 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
 class GlobalAveragePooling1D(_GlobalPooling):
     rank = 1
+    reads_mask = True  # the mean of the unmasked steps (polykeras.layers.masking)
 
 
 class GlobalMaxPooling2D(_GlobalPooling):

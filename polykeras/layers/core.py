@@ -12,6 +12,8 @@ from polykeras.layers.kernel import KernelLayer
 class Dense(KernelLayer):
     """``y = activation(x @ kernel + bias)`` on the last axis; kernel ``(in, units)``."""
 
+    supports_masking = True
+
     def __init__(self, units: int, activation=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if int(units) <= 0:
@@ -35,6 +37,8 @@ class Dense(KernelLayer):
 
 
 class Activation(Layer):
+    supports_masking = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -45,6 +49,8 @@ class Activation(Layer):
 
 class Dropout(Layer):
     """Inverted dropout in training; identity at inference."""
+
+    supports_masking = True
 
     def __init__(self, rate: float, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)

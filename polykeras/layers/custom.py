@@ -86,6 +86,10 @@ def traced_call(layer: Layer, inputs, args, kwargs):
                             "its inputs with layers and polykeras.ops")
     first = flatten(outputs)[0]
     layer.input_shape, layer.output_shape = _shapes(inputs), tuple(first.shape)
+    symbolic = [t for t in tensors if isinstance(t, SymbolicTensor)]
+    if isinstance(outputs, SymbolicTensor) and all(outputs is not t for t in symbolic):
+        with tracing(layer):  # Keras's compute_mask (a Masking layer's), its ops part of the layer
+            outputs.mask = layer.compute_mask(inputs, symbolic[0].mask)
     return outputs
 
 

@@ -22,6 +22,7 @@ needs live here, once:
 
 from __future__ import annotations
 
+from polykeras.layers import masking
 from polykeras.layers.base import Layer, format_shape
 
 #: ``keras.backend.epsilon()``, the floor of the norm in ``Dot(normalize=True)``.
@@ -79,8 +80,13 @@ class Merge(Layer):
     """The base of the merge layers: called on a list of tensors."""
 
     multiple_inputs = True
+    supports_masking = True
     #: How many inputs the layer takes (``None``: two or more).
     arity: int | None = None
+
+    def compute_mask(self, inputs, mask=None):
+        """The ``logical_and`` of the inputs' masks, as Keras's merge layers."""
+        return masking.combined(mask or [])
 
     def _check_input_shape(self, input_shape) -> None:
         if not isinstance(input_shape, list) or len(input_shape) < 2 or (self.arity and len(input_shape) != self.arity):

@@ -8,6 +8,8 @@ from polykeras.layers.base import Layer, serialize_regularizer
 
 
 class BatchNormalization(Layer):
+    supports_masking = True
+
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -52,6 +54,8 @@ class LayerNormalization(Layer):
     are :mod:`polykeras.layer_rules.normalization`). ``gamma`` (if ``scale`` or
     ``rms_scaling``) and ``beta`` (if ``center`` and not ``rms_scaling``) span
     the normalised axes, in Keras's order."""
+
+    supports_masking = True
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  rms_scaling: bool = False, beta_initializer="zeros", gamma_initializer="ones",
@@ -98,6 +102,8 @@ class GroupNormalization(Layer):
     """Per-sample normalisation over groups of channels (Keras 3; ``groups=-1``:
     instance normalization). ``gamma``/``beta`` are per channel."""
 
+    supports_masking = True
+
     def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
                  gamma_regularizer=None, **kwargs):
@@ -137,6 +143,8 @@ class GroupNormalization(Layer):
 
 class UnitNormalization(Layer):
     """``x / |x|`` (L2) over ``axis`` (an int or a list), as Keras's ``ops.normalize``."""
+
+    supports_masking = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

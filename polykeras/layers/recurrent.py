@@ -13,6 +13,9 @@ from polykeras.layers.base import Layer, serialize_regularizer
 class _RNN(Layer):
     gates = 1
     input_ndim = (3,)
+    # masked steps are skipped (polykeras.layers.masking); the sequence output keeps the mask
+    supports_masking = True
+    reads_mask = True
 
     def __init__(self, units: int, activation="tanh", use_bias: bool = True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
@@ -56,6 +59,9 @@ class _RNN(Layer):
 
     def _adjust_bias(self, bias: np.ndarray) -> None:
         """Hook for LSTM's ``unit_forget_bias``."""
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
         if self.return_sequences:

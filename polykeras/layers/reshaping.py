@@ -126,6 +126,8 @@ class Permute(_RuleShaped):
 class Identity(Layer):
     """Returns its input (a placeholder layer)."""
 
+    supports_masking = True
+
 
 class Rescaling(_RuleShaped):
     """``x * scale + offset`` (numbers, or arrays that broadcast against a sample)."""

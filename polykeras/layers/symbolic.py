@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 from polykeras.spec import Shape
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 #: The custom layers whose ``call()`` is being traced, outermost first, each with the
 #: symbolic reads of its variables in this trace (see :mod:`polykeras.layers.variable`).
 TRACING: list[tuple["Layer", dict]] = []
+_SERIALS = itertools.count()
 #: Non-empty while a loss or metric function is traced (:func:`polykeras.layers.operation.free_batch_axis`).
 FREE_BATCH_AXIS: list[bool] = []
 
@@ -43,6 +45,19 @@ class SymbolicTensor:
         self.batched = True
         #: the outermost custom layer whose traced ``call()`` made this node, if any
         self.owner = TRACING[0][0] if TRACING else None
+        #: Keras's ``_keras_mask``: a boolean symbolic tensor ``(batch, T)`` marking the valid steps, and
+        #: the mask this node's layer reads (``reads_mask``), if any (:func:`attach_mask`)
+        self.mask: SymbolicTensor | None = None
+        self.mask_input: SymbolicTensor | None = None
+        #: the layer whose ``compute_mask`` recorded this node (an ``Embedding``'s ``ids != 0``), if any:
+        #: part of that layer, not a layer of the model's config (Keras recomputes it from the layer)
+        self.mask_of: Layer | None = None
+        self.serial = next(_SERIALS)
+
+    @property
+    def sources(self) -> tuple["SymbolicTensor", ...]:
+        """The tensors this node depends on: its inputs, and the mask it reads."""
+        return self.inputs if self.mask_input is None else self.inputs + (self.mask_input,)
 
     def __bool__(self):
         raise TypeError(
@@ -105,3 +120,20 @@ def install_operators(cls) -> None:
 
 
 install_operators(SymbolicTensor)
+
+
+def attach_mask(layer: "Layer", out: SymbolicTensor, tensors: list[SymbolicTensor], several: bool) -> None:
+    """Keras's masking on one layer call: the layer reads its (first) input's mask if it
+    ``reads_mask``, and ``layer.compute_mask`` gives the output's (an ``Embedding(mask_zero=True)``
+    records the op that makes one); see :mod:`polykeras.layers.masking`."""
+    if layer.reads_mask and tensors and tensors[0].mask is not None:
+        out.mask_input = tensors[0].mask
+    masks = [t.mask for t in tensors]
+    first_new = out.serial + 1
+    out.mask = layer.compute_mask(list(tensors) if several else tensors[0], masks if several else masks[0])
+    stack = [out.mask] if out.mask is not None else []
+    while stack:  # the nodes compute_mask just recorded belong to the layer (as in a summary)
+        t = stack.pop()
+        if t.serial >= first_new and t.mask_of is None:
+            t.mask_of, t.owner = layer, t.owner or layer
+            stack.extend(t.inputs)

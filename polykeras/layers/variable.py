@@ -134,8 +134,9 @@ class Variable(Layer):
     def from_config(cls, config: dict[str, Any]) -> "Variable":
         return cls(initializer="zeros", **config)
 
-    def to_spec(self, name, inbound, input_shapes, output_shape, weights_of=None):
-        return dataclasses.replace(super().to_spec(name, inbound, input_shapes, output_shape, weights_of), config={})
+    def to_spec(self, name, inbound, input_shapes, output_shape, weights_of=None, mask=None):
+        return dataclasses.replace(super().to_spec(name, inbound, input_shapes, output_shape, weights_of, mask),
+                                   config={})
 
     def __repr__(self) -> str:
         return f"<Variable path={self.path}, shape={self._shape}, dtype={self.dtype or _backend.floatx()}>"

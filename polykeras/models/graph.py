@@ -34,7 +34,7 @@ class Graph:
         if len(set(names)) != len(names):
             raise ValueError(f"model {model_name!r}: an input is listed twice ({', '.join(names)})")
         self.nodes = self._ordered_nodes()
-        reached = {id(p) for n in self.nodes for p in n.inputs} | {id(t) for t in self.outputs}
+        reached = {id(p) for n in self.nodes for p in n.sources} | {id(t) for t in self.outputs}
         unused = [t.layer.name for t in self.inputs if id(t) not in reached]
         if unused:
             raise ValueError(f"model {model_name!r}: input(s) {', '.join(map(repr, unused))} are not connected to "
@@ -75,10 +75,10 @@ class Graph:
                     raise ValueError(f"model {self.model_name!r}: the outputs depend on input {t.layer.name!r}, "
                                      "which is not among the model's inputs; add it to Model(inputs=...)")
                 stack.append((t, True))
-                stack.extend((p, False) for p in reversed(t.inputs) if id(p) not in index)
+                stack.extend((p, False) for p in reversed(t.sources) if id(p) not in index)
         depth = {id(t): 0 for t in order}
         for t in reversed(order):
-            for p in t.inputs:
+            for p in t.sources:
                 depth[id(p)] = max(depth[id(p)], depth[id(t)] + 1)
         nodes = [t for t in order if id(t) not in model_inputs]
         return sorted(nodes, key=lambda t: (-depth[id(t)], index[id(t)]))
@@ -89,6 +89,16 @@ class Graph:
         the nodes its traced ``call()`` made, each layer once, in node order."""
         return list({id(layer): layer for layer in (n.owner or n.layer for n in self.nodes)}.values())
 
+    @property
+    def config_layers(self) -> list[Layer]:
+        """The layers of the model's config: without the nodes a layer's ``compute_mask`` recorded."""
+        masks = {id(n.layer) for n in self.nodes if n.mask_of is not None}
+        return [layer for layer in self.layers if id(layer) not in masks]
+
+    @property
+    def mask_node_names(self) -> set[str]:
+        return {self.names[id(n)] for n in self.nodes if n.mask_of is not None}
+
     def owns_weights(self, node: SymbolicTensor) -> bool:
         return self.call_index[id(node)] == 0
 
@@ -98,8 +108,10 @@ class Graph:
         layers = []
         for node in self.nodes:
             owner = None if self.owns_weights(node) else node.layer.name
+            mask = None if node.mask_input is None else self.names[id(node.mask_input)]
             layers.append(node.layer.to_spec(self.names[id(node)], tuple(self.names[id(p)] for p in node.inputs),
-                                             tuple(p.shape for p in node.inputs), node.shape, weights_of=owner))
+                                             tuple(p.shape for p in node.inputs), node.shape, weights_of=owner,
+                                             mask=mask))
         return ModelSpec(self.model_name, inputs, tuple(layers), tuple(self.names[id(t)] for t in self.outputs))
 
     def _input_dtype(self, tensor: SymbolicTensor) -> str:

@@ -254,7 +254,7 @@ class Model(TrainingAPI):
         ``inbound_nodes`` (one list of ``[layer name, call index]`` per call)."""
         layers = [{"class_name": type(t.layer).__name__, "config": t.layer.get_config()} for t in self._graph.inputs]
         layers += [{"class_name": type(layer).__name__, "config": layer.get_config(),
-                    "inbound_nodes": self._graph.inbound_nodes(layer)} for layer in self._graph.layers]
+                    "inbound_nodes": self._graph.inbound_nodes(layer)} for layer in self._graph.config_layers]
         return {"name": self.name, "layers": layers, "input_layers": [t.layer.name for t in self._graph.inputs],
                 "output_layers": [self._graph.tensor_ref(t) for t in self._graph.outputs],
                 **({"output_names": self._output_names} if self._output_names else {})}

@@ -5,7 +5,7 @@ that the model compiles when it is first needed (see :class:`TrainingAPI`).
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
 
 import numpy as np
 
@@ -41,6 +41,11 @@ class TrainingAPI:
                 raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
                                 f"keyed by output name), got {type(value).__name__}: {value!r}")
         self._pull_weights()
+        masked = [t.layer.name for t in (self._graph.outputs if self._graph is not None else []) if t.mask is not None]
+        if masked:
+            warnings.warn(f"model {self.name!r}: output(s) of {', '.join(masked)} carry a Keras mask, by which Keras "
+                          "would weight the loss and metrics; polykeras does not yet (polykeras.layers.masking), so "
+                          "padded steps count like the others", stacklevel=2)
         self.optimizer = _optimizers.get(optimizer)
         names = self.output_names if self._graph is not None else [self.name]
         self._outputs_config = None

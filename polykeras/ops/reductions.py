@@ -1,6 +1,6 @@
 """Reductions over ``axis`` (an int, a tuple, or ``None`` for all axes), with
 ``keepdims`` -- Keras's ``sum``, ``mean``, ``max``, ``min``, ``prod``, ``var``,
-``std``, ``logsumexp``, ``argmax``, ``argmin``, and ``cumsum``.
+``std``, ``logsumexp``, ``argmax``, ``argmin``, ``any``, ``all``, and ``cumsum``.
 
 ``var`` and ``std`` are the population statistics (divided by ``n``, as
 Keras's). ``max`` and ``min`` share a tie's gradient equally among the tied
@@ -120,6 +120,10 @@ register("argmax", ("x",), lambda x, axis=None, keepdims=False: np.argmax(x, axi
          "the index of the first largest entry along axis (all axes flattened when None)", axis=None, keepdims=False)
 register("argmin", ("x",), lambda x, axis=None, keepdims=False: np.argmin(x, axis=axis, keepdims=keepdims), None,
          "the index of the first smallest entry along axis (all axes flattened when None)", axis=None, keepdims=False)
+register("any", ("x",), lambda x, axis=None, keepdims=False: np.any(x, axis=axis, keepdims=keepdims), None,
+         "whether any entry along axis is true (non-zero)", axis=None, keepdims=False)
+register("all", ("x",), lambda x, axis=None, keepdims=False: np.all(x, axis=axis, keepdims=keepdims), None,
+         "whether every entry along axis is true (non-zero)", axis=None, keepdims=False)
 
 
 def _cumsum(x, axis=None):

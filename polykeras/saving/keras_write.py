@@ -148,7 +148,8 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     from polykeras.saving import keras_training
 
     spec = model._spec()
-    traced = sorted({layer.kind for layer in spec.layers} & {"Operation", "Variable"})
+    masks = model._graph.mask_node_names if model._graph is not None else set()  # Keras recomputes them
+    traced = sorted({layer.kind for layer in spec.layers if layer.name not in masks} & {"Operation", "Variable"})
     if traced:
         raise NotImplementedError(
             f"model {model.name!r} uses polykeras.ops or custom layers ({', '.join(traced)} nodes), which cannot be "

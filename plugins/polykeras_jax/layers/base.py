@@ -35,9 +35,11 @@ from polykeras.spec import LayerSpec
 class LayerContext:
     """What one layer's forward pass may need beyond its input and weights."""
 
-    def __init__(self, training: bool, dropout_mask: Callable[[int, tuple, float], Any] | None) -> None:
+    def __init__(self, training: bool, dropout_mask: Callable[[int, tuple, float], Any] | None, mask=None) -> None:
         self.training = training
         self._dropout_mask = dropout_mask
+        #: the boolean ``(batch, T)`` mask of the input, for a node that reads one (``LayerSpec.mask``)
+        self.mask = mask
         self.assignments: dict[int, Any] = {}
 
     def dropout_mask(self, stream: int, shape: tuple, rate: float):

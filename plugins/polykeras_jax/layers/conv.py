@@ -104,7 +104,16 @@ class GlobalAveragePooling2D(Layer):
 
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
+    """With a mask, Keras's mean of the unmasked steps, ``sum(x * m) / sum(m)``."""
+
     kind = "GlobalAveragePooling1D"
+
+    def __call__(self, weights, x, ctx):
+        if ctx.mask is None:
+            return super().__call__(weights, x, ctx)
+        m = ctx.mask.astype(x.dtype)[:, :, None]
+        keep = self.rules.keepdims
+        return jnp.sum(x * m, axis=1, keepdims=keep) / jnp.sum(m, axis=1, keepdims=keep)
 
 
 class GlobalMaxPooling2D(Layer):

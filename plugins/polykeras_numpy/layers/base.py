@@ -32,16 +32,20 @@ class ForwardContext:
     scaled by ``1 / (1 - rate)``, drawn on the host from the step seed, so
     that every backend drops the same units. ``assign(index, value)`` records a
     new value for a non-trainable weight (BatchNormalization's moving
-    statistics); the program applies it after the step.
+    statistics); the program applies it after the step. ``mask`` is the input's
+    Keras mask for the layers that read one (:mod:`polykeras.layers.masking`).
     """
 
     def __init__(
         self,
         training: bool,
         dropout_mask: Callable[[tuple, float, int], np.ndarray] | None = None,
+        mask: np.ndarray | None = None,
     ) -> None:
         self.training = training
         self._dropout_mask = dropout_mask
+        #: the boolean ``(batch, T)`` mask of the input's steps, for a node that reads one (``LayerSpec.mask``)
+        self.mask = mask
         self.assignments: dict[int, np.ndarray] = {}
 
     def dropout_mask(self, shape: tuple, rate: float, stream: int = 0) -> np.ndarray:

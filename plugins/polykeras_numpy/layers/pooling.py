@@ -132,9 +132,26 @@ class GlobalAveragePooling2D(Kernel):
 
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
-    """Mean over steps: ``(batch, steps, C) -> (batch, C)``."""
+    """Mean over steps: ``(batch, steps, C) -> (batch, C)``; with a mask, Keras's mean of the unmasked
+    steps, ``sum(x * m) / sum(m)`` (NaN for a sample whose steps are all masked, as in Keras)."""
 
     kind = "GlobalAveragePooling1D"
+
+    def forward(self, weights, x, ctx):
+        if ctx.mask is None:
+            return super().forward(weights, x, ctx)
+        m = ctx.mask.astype(x.dtype)[:, :, None]
+        keep = self.rules.keepdims
+        count = m.sum(axis=1, keepdims=keep)
+        return (x * m).sum(axis=1, keepdims=keep) / count, (m, count)
+
+    def backward(self, weights, cache, dy):
+        if not isinstance(cache[0], np.ndarray):  # no mask: the cache is the input's shape
+            return super().backward(weights, cache, dy)
+        m, count = cache
+        if not self.rules.keepdims:
+            dy, count = dy[:, None, :], count[:, None, :]
+        return dy * m / count, []
 
 
 class GlobalMaxPooling2D(Kernel):

@@ -9,6 +9,10 @@ The config, the dropout rule and the gate layout are the core's rules,
 * ``go_backwards`` processes the time axis reversed; with
   ``return_sequences`` the output sequence is in *processing* order (Keras
   does not flip it back). Without it the output is the last step's ``h``.
+* With a mask (:mod:`polykeras.layers.masking`, reversed with the sequence
+  under ``go_backwards``), a masked step keeps the state: ``state_t =
+  where(m_t, cell(state_{t-1}), state_{t-1})``, so the output there is the
+  carried ``h``; backward, a masked step passes ``dstate`` straight through.
 * ``dropout`` (training only, ``0 < rate < 1``): one mask of shape
   ``(batch, features)`` is drawn per call (``stream=0``) and multiplies
   ``x_t`` at every step. ``recurrent_dropout``: one mask ``(batch, units)``
@@ -81,8 +85,10 @@ class _Recurrent(Kernel):
     def forward(self, weights, x, ctx):
         kernel, U = weights[0], weights[1]
         input_bias, recurrent_bias = self._biases(weights)
+        steps_mask = ctx.mask
         if self.rules.go_backwards:
             x = x[:, ::-1]
+            steps_mask = None if steps_mask is None else steps_mask[:, ::-1]
         input_mask, rec_mask = self._masks(x, ctx)
         x_in = x if input_mask is None else x * input_mask[:, None, :]
         xw = x_in @ kernel  # (batch, T, G * units): all steps at once
@@ -91,14 +97,16 @@ class _Recurrent(Kernel):
         state = tuple(np.zeros((x.shape[0], self.units), dtype=self.dtype) for _ in range(self.rules.n_states))
         outputs, steps = [], []
         for t in range(x.shape[1]):
-            state, step = self._cell(U, recurrent_bias, xw[:, t], state, rec_mask)
+            new, step = self._cell(U, recurrent_bias, xw[:, t], state, rec_mask)
+            state = new if steps_mask is None else tuple(np.where(steps_mask[:, t, None], n, s)
+                                                         for n, s in zip(new, state))
             outputs.append(state[0])
             steps.append(step)
         y = np.stack(outputs, axis=1) if self.rules.return_sequences else outputs[-1]
-        return y, (x_in, input_mask, rec_mask, steps)
+        return y, (x_in, input_mask, rec_mask, steps, steps_mask)
 
     def backward(self, weights, cache, dy):
-        x_in, input_mask, rec_mask, steps = cache
+        x_in, input_mask, rec_mask, steps, steps_mask = cache
         kernel, U = weights[0], weights[1]
         batch, T, features = x_in.shape
         grads = {"recurrent_kernel": np.zeros_like(U)}
@@ -112,7 +120,13 @@ class _Recurrent(Kernel):
             else:
                 dh_out = dy if t == T - 1 else 0.0
             dstate = (dstate[0] + dh_out,) + dstate[1:]
-            dxw[:, t], dstate = self._cell_backward(U, steps[t], dstate, rec_mask, grads)
+            if steps_mask is None:
+                dxw[:, t], dstate = self._cell_backward(U, steps[t], dstate, rec_mask, grads)
+                continue
+            keep = steps_mask[:, t, None]  # a masked step passes dstate through; the cell sees none of it
+            dxw[:, t], d_prev = self._cell_backward(U, steps[t], tuple(np.where(keep, d, 0) for d in dstate),
+                                                    rec_mask, grads)
+            dstate = tuple(p + np.where(keep, 0, d) for p, d in zip(d_prev, dstate))
         dkernel = x_in.reshape(-1, features).T @ dxw.reshape(-1, U.shape[1])
         dx = dxw @ kernel.T
         if input_mask is not None:

@@ -47,6 +47,8 @@ class StepContext:
         #: (replicas, this replica) of a data-parallel step: masks are drawn for the global
         #: batch and this replica keeps its rows, so N replicas drop what one device drops
         self.replica = replica
+        #: the boolean ``(batch, T)`` mask of the current node's input, if it reads one (``LayerSpec.mask``)
+        self.mask: torch.Tensor | None = None
         self.assignments: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def dropout_mask(self, layer_index: int, stream: int, shape: tuple, rate: float,

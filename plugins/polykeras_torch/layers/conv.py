@@ -164,7 +164,16 @@ class GlobalAveragePooling2D(TorchLayer):
 
 
 class GlobalAveragePooling1D(GlobalAveragePooling2D):
+    """With a mask, Keras's mean of the unmasked steps, ``sum(x * m) / sum(m)``."""
+
     kind = "GlobalAveragePooling1D"
+
+    def forward(self, params, x, ctx):
+        if ctx.mask is None:
+            return super().forward(params, x, ctx)
+        m = ctx.mask.to(x.dtype)[:, :, None]
+        keep = self.rules.keepdims
+        return (x * m).sum(dim=1, keepdim=keep) / m.sum(dim=1, keepdim=keep)
 
 
 class GlobalMaxPooling2D(TorchLayer):

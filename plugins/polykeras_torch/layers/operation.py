@@ -174,6 +174,7 @@ OPS = {
     "sum": _reduction(torch.sum), "mean": _reduction(torch.mean), "max": _reduction(torch.amax),
     "min": _reduction(torch.amin), "prod": _prod, "var": _var, "std": _std, "logsumexp": _reduction(torch.logsumexp),
     "argmax": _arg(torch.argmax), "argmin": _arg(torch.argmin), "cumsum": _cumsum,
+    "any": _reduction(torch.any), "all": _reduction(torch.all),
     "reshape": lambda x, newshape=None: torch.reshape(x, newshape), "expand_dims": _expand_dims,
     "squeeze": _squeeze, "transpose": _transpose, "concatenate": lambda *xs, axis=0: torch.cat(xs, dim=axis),
     "stack": lambda *xs, axis=0: torch.stack(xs, dim=axis),

@@ -13,7 +13,8 @@ Two paths compute the same function (the rules are the core's,
   over time, so it is applied to the whole input before the call.
 * **loop** -- a time loop of torch ops differentiated by autograd, for
   everything else (recurrent dropout in training, other activations, GRU with
-  ``reset_after=False``).
+  ``reset_after=False``, a mask: a masked step keeps the state, as the
+  reference's ``where``).
 
 Native weight layout (``to_native``), chosen so the fused ops take the
 weights as they are:
@@ -73,17 +74,19 @@ class _Recurrent(TorchLayer):
     # -- forward -------------------------------------------------------------
     def forward(self, params, x, ctx: StepContext):
         rules = self.rules
+        steps_mask = ctx.mask
         if rules.go_backwards:
             x = x.flip(1)
+            steps_mask = None if steps_mask is None else steps_mask.flip(1)
         rec_mask = None
         if rules.input_mask_active(ctx.training):  # one mask for every step
             x = x * ctx.dropout_mask(self.index, 0, (x.shape[0], x.shape[2]), rules.dropout, x)[:, None, :]
         if rules.recurrent_mask_active(ctx.training):
             rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), rules.recurrent_dropout, x)
-        if rec_mask is None and self.fusable:
+        if rec_mask is None and steps_mask is None and self.fusable:
             sequence = self._fused(params, x)
             return sequence if rules.return_sequences else sequence[:, -1]
-        return self._loop(params, x, rec_mask)
+        return self._loop(params, x, rec_mask, steps_mask)
 
     def _fusable(self) -> bool:
         return self.rules.activation == "tanh" and self.rules.recurrent_activation == "sigmoid"
@@ -91,7 +94,7 @@ class _Recurrent(TorchLayer):
     def _fused(self, params, x) -> torch.Tensor:
         raise NotImplementedError
 
-    def _loop(self, params, x, rec_mask) -> torch.Tensor:
+    def _loop(self, params, x, rec_mask, steps_mask=None) -> torch.Tensor:
         """Run :meth:`_cell` over time; the input projection is one GEMM for
         all steps, as in the reference."""
         xw = F.linear(x, params[0], self._input_bias(params))
@@ -99,7 +102,12 @@ class _Recurrent(TorchLayer):
         outputs = []
         for t in range(x.shape[1]):
             h_in = state[0] if rec_mask is None else state[0] * rec_mask
-            state = self._cell(params, xw[:, t], h_in, state)
+            new = self._cell(params, xw[:, t], h_in, state)
+            if steps_mask is None:
+                state = new
+            else:
+                keep = steps_mask[:, t, None]
+                state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
             outputs.append(state[0])
         return torch.stack(outputs, dim=1) if self.rules.return_sequences else outputs[-1]
 
