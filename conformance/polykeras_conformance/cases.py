@@ -255,6 +255,18 @@ def _embedding(draw):
     return [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 5)))], (draw(st.integers(1, 6)),), vocab
 
 
+@st.composite
+def _masked(draw):
+    """``Embedding(mask_zero=True)`` into a recurrent layer (with sequences, then a Dense that passes the mask
+    on and a masked GlobalAveragePooling1D); :func:`case_data` pads the ids (:func:`_padded`)."""
+    vocab, steps = draw(st.integers(3, 12)), draw(st.integers(3, 6))
+    (rnn,), _ = draw(_recurrent())
+    layers = [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 4)), mask_zero=True), rnn]
+    if rnn["config"]["return_sequences"]:
+        layers += [_layer("Dense", units=draw(st.integers(1, 3)), activation="tanh"), _layer("GlobalAveragePooling1D")]
+    return layers, (steps,), vocab
+
+
 def _node(layer, *inbound) -> dict:
     """A graph node: a layer config (or ``"n<i>"``: call node ``i``'s layer again) on ``inbound``
     (``"in<k>"`` for input ``k``, ``"n<i>"`` for node ``i``'s output)."""
@@ -344,7 +356,7 @@ STRATEGIES = {
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
-    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv,
+    "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv, "Masking": _masked,
 }
 
 
@@ -392,9 +404,10 @@ def layer_cases(examples_per_group: int = 6) -> list[Case]:
             # BatchNormalization alternates inference and training mode; everything else trains
             # (so that Dropout and recurrent dropout use their parity masks)
             training = group != "BatchNormalization" or len(seen) % 2 == 0
-            cases.append({"id": f"{layers[0]['class_name']}#{len(seen)}", "group": group, "layers": layers,
+            name = f"Masked{layers[1]['class_name']}" if group == "Masking" else layers[0]["class_name"]
+            cases.append({"id": f"{name}#{len(seen)}", "group": group, "layers": layers,
                           "input_shape": list(shape), "vocab": vocab, "loss": "mse", "target": "real",
-                          "training": training})
+                          "training": training, **({"padded": True} if group == "Masking" else {})})
     return cases
 
 
@@ -575,9 +588,28 @@ def case_data(case: Case, output_shape: tuple, batch: int = 4, seed: int = 0):
         shape = (batch, *case["input_shape"])
         x = (rng.integers(0, case["vocab"], shape) if case["vocab"]
              else rng.normal(size=shape) * case.get("input_scale", 1) + case.get("input_offset", 0))
+        if case.get("padded"):
+            x = _padded(x, rng)
     if isinstance(output_shape, list):  # several outputs: one target each
         return x, [_target(case["target"], (batch, *shape[1:]), rng) for shape in output_shape]
     return x, _target(case["target"], (batch, *output_shape[1:]), rng)
+
+
+def _padded(ids: np.ndarray, rng) -> np.ndarray:
+    """Ids with id 0 (padding, masked) on the right of even rows, the left of odd rows and between real ids
+    of the first row; every row keeps at least one real id."""
+    ids = np.where(ids == 0, 1, ids)
+    steps = ids.shape[1]
+    for i, row in enumerate(ids):
+        pad = int(rng.integers(0, steps))
+        if pad and i % 2 == 0:
+            row[steps - pad:] = 0
+        elif pad:
+            row[:pad] = 0
+    real = np.flatnonzero(ids[0])
+    if len(real) >= 3:
+        ids[0, real[len(real) // 2]] = 0
+    return ids
 
 
 def _target(target: str, out: tuple, rng):
