@@ -6,7 +6,11 @@ Sides, interleaved epoch by epoch (order rotating), first epoch a warm-up, media
 * ``arrays``: ``fit(x, y)`` -- the core slices batches from memory;
 * ``DataLoader(num_workers=2)``: ``fit(loader)`` over a ``TensorDataset`` (batches collated in two
   worker processes, converted to NumPy and checked on polykeras's prefetch thread);
-* ``generator``: ``fit(gen, steps_per_epoch=...)`` over NumPy slices (the prefetch thread alone).
+* ``generator``: ``fit(gen, steps_per_epoch=...)`` over NumPy slices (the prefetch thread alone);
+* ``plain torch: tensors`` / ``plain torch: DataLoader(num_workers=2)``: the same model written as a
+  plain PyTorch loop (``nn.Sequential``, ``torch.optim.Adam``), fed from in-memory tensors or from the
+  same DataLoader -- the yardstick that tells what the DataLoader costs any PyTorch program on this
+  machine from what polykeras adds.
 
 Target (the training issue): the DataLoader within 10% of the arrays, i.e. ratio >= 0.9.
 
@@ -59,6 +63,24 @@ def main(argv=None) -> int:
              "DataLoader(num_workers=2)": (model(), lambda m, cb: m.fit(loader, epochs=1, verbose=0, callbacks=[cb])),
              "generator": (model(), lambda m, cb: m.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0,
                                                           callbacks=[cb]))}
+    net = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(512, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def plain(batches, cb):
+        net.train()
+        cb.on_epoch_begin(0)
+        for xb, yb in batches:
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(xb), yb).backward()
+            optimizer.step()
+        cb.on_epoch_end(0)
+
+    sides["plain torch: tensors"] = (None, lambda m, cb: plain(
+        ((tx[i:i + batch], ty[i:i + batch]) for i in range(0, n, batch)), cb))
+    sides["plain torch: DataLoader(num_workers=2)"] = (None, lambda m, cb: plain(loader, cb))
     times = {k: [] for k in sides}
     order = list(sides)
     for epoch in range(args.epochs):
@@ -75,6 +97,11 @@ def main(argv=None) -> int:
     for name, values in times.items():
         med = statistics.median(values[1:])
         print(f"| {name} | {med:.3f} | {base / med:.2f}x |")
+    plain_base = statistics.median(times["plain torch: tensors"][1:])
+    plain_loader = statistics.median(times["plain torch: DataLoader(num_workers=2)"][1:])
+    print(f"\nthe DataLoader in a plain PyTorch loop runs at {plain_base / plain_loader:.2f}x its in-memory tensors; "
+          f"polykeras fed by it at {plain_loader / statistics.median(times['DataLoader(num_workers=2)'][1:]):.2f}x "
+          "the plain loop fed by it")
     return 0
 
 

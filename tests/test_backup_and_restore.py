@@ -39,12 +39,12 @@ def run(backup_dir, seed=7, kill_at=None, backend="numpy", save_freq=3):
     return model.get_weights()
 
 
-def killed(backup_dir, kill_at, backend="numpy", save_freq=3):
+def killed(backup_dir, kill_at, backend="numpy", save_freq=3, backed_up=True):
     code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); from test_backup_and_restore import run; "
             f"run({str(backup_dir)!r}, kill_at={kill_at}, backend={backend!r}, save_freq={save_freq!r})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert (backup_dir / "backup.polykeras").exists()
+    assert (backup_dir / "backup.polykeras").exists() == backed_up
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
@@ -57,6 +57,20 @@ def test_a_run_killed_mid_epoch_finishes_as_if_never_stopped(tmp_path, backend):
     for a, b in zip(resumed, expected):
         np.testing.assert_array_equal(a, b)
     assert not (tmp_path / "killed" / "backup.polykeras").exists()  # removed once the fit ends
+
+
+@pytest.mark.slow
+def test_ten_kills_at_random_steps_all_finish_as_if_never_stopped(tmp_path):
+    """The issue's bar: 10 runs out of 10, each killed at a random step (every third step is backed up) and
+    restarted, end with the uninterrupted run's weights; no backup is left behind."""
+    expected = run(tmp_path / "never-stopped")
+    steps = np.random.default_rng(11).integers(1, 3 * STEPS_PER_EPOCH, 10)
+    for k, step in enumerate(steps):
+        folder = tmp_path / f"killed-{k}"
+        killed(folder, kill_at=int(step), backed_up=step >= 3)  # killed before the first backup: starts afresh
+        for a, b in zip(run(folder), expected):  # the same script, restarted
+            np.testing.assert_array_equal(a, b)
+        assert not (folder / "backup.polykeras").exists()
 
 
 def test_epoch_backups_resume_at_the_next_epoch(tmp_path):

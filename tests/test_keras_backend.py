@@ -602,6 +602,7 @@ EXCHANGE_INPUTS = {
     "graph_multi": lambda rng: [rng.integers(0, 20, (5, 5)), rng.normal(size=(5, 4))],
     "graph_nested": lambda rng: [rng.normal(size=(5, 4)), rng.normal(size=(5, 4))],
     "sequential_nested": lambda rng: [rng.normal(size=(5, 4))],
+    "masked": lambda rng: [rng.integers(0, 10, (5, 7)) * (np.arange(7) < rng.integers(1, 8, (5, 1)))],
 }
 KERAS_WRITTEN = ("cnn", "lstm", "functional", "k_residual", "k_multi", "k_nested", "k_seq_nested", "k_layers",
                  "k_images", "k_convs")
@@ -739,7 +740,7 @@ def _polykeras_graphs() -> dict:
 
 def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
     """Sequential and functional polykeras models written as .keras files (and the Keras-written graphs
-    after a trip through polykeras) predict the same in Keras."""
+    after a trip through polykeras) predict the same in Keras, a masked recurrent model included."""
     inputs = _write_inputs(keras_files)
     expected = {}
     pk.utils.set_random_seed(3)
@@ -773,6 +774,9 @@ def test_polykeras_model_opens_in_keras_with_identical_predictions(keras_files):
         layers.DepthwiseConv2D((2, 3), padding="same", depth_multiplier=2, use_bias=False),
         layers.SeparableConv2D(2, 2, strides=2, activation="relu", pointwise_regularizer=pk.regularizers.l2(0.01)),
         layers.Flatten(), layers.Dense(2)])
+    ids = pk.Input((7,), dtype="int32")  # Keras rebuilds the mask from Embedding(mask_zero=True)
+    h = layers.GRU(4, return_sequences=True, go_backwards=True)(layers.Embedding(10, 5, mask_zero=True)(ids))
+    models["masked"] = pk.Model(ids, layers.Dense(2)(layers.GlobalAveragePooling1D()(layers.Dense(3)(h))))
     models.update(_polykeras_graphs())
     for name, model in models.items():
         rng = np.random.default_rng(7)

@@ -55,8 +55,14 @@ def model():
     return m
 
 
-@pytest.mark.parametrize("suffix, copies", [(".polykeras", 2000), (".keras", 400)])
+X = [np.random.default_rng(2).normal(size=(3, 4)) for _ in range(2)]
+
+
+@pytest.mark.parametrize("suffix, copies", [(".polykeras", 2000), (".keras", 400),
+                                            pytest.param(".polykeras", 10_000, marks=pytest.mark.slow),
+                                            pytest.param(".keras", 10_000, marks=pytest.mark.slow)])
 def test_every_damaged_file_loads_or_raises_model_file_error(tmp_path, suffix, copies):
+    """Loaded means usable: the model predicts finite values of the right shape."""
     if suffix == ".keras":
         pytest.importorskip("h5py")
     path = tmp_path / f"model{suffix}"
@@ -64,15 +70,18 @@ def test_every_damaged_file_loads_or_raises_model_file_error(tmp_path, suffix, c
     raw = path.read_bytes()
     rng = np.random.default_rng(0)
     outcomes = {"loaded": 0, "ModelFileError": 0}
+    target = tmp_path / f"damaged{suffix}"
     for i in range(copies):
-        target = tmp_path / f"damaged-{i}{suffix}"
         target.write_bytes(damaged(raw, DAMAGES[i % len(DAMAGES)], rng))
         try:
-            keras.models.load_model(target)
-            outcomes["loaded"] += 1
+            loaded = keras.models.load_model(target)
         except ModelFileError as exc:
             assert str(target) in str(exc)
             outcomes["ModelFileError"] += 1
+            continue
+        outcomes["loaded"] += 1
+        prediction = loaded.predict(X, verbose=0)
+        assert prediction.shape == (3, 2) and np.isfinite(prediction).all(), (i, DAMAGES[i % len(DAMAGES)])
     print(suffix, outcomes)
     assert outcomes["ModelFileError"] > copies // 2
 

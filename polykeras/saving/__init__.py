@@ -35,8 +35,8 @@ from pathlib import Path
 from polykeras.saving import keras_read, keras_training, keras_write, portable
 from polykeras.saving.keras_format import MEMBERS as _KERAS_MEMBERS
 from polykeras.saving.keras_format import KerasFileError
-from polykeras.saving.registration import (custom_object_scope, get_registered_name, get_registered_object,
-                                          register_keras_serializable)
+from polykeras.saving.registration import (UnknownObjectError, custom_object_scope, get_registered_name,
+                                          get_registered_object, register_keras_serializable)
 from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
 
 #: The file name suffixes ``save_model`` writes, and their formats.
@@ -67,6 +67,8 @@ def _read_keras_file(path: Path, compile: bool):
         return keras_read.read_model(path, compile=compile)
     except KerasFileError as exc:
         raise ModelFileError(str(exc)) from None
+    except UnknownObjectError:  # a function or class of the user's, not given: not damage
+        raise
     except portable.CORRUPTION + (RuntimeError,) as exc:  # zip, zlib, json, a damaged config; h5py reports a
         # damaged HDF5 structure as RuntimeError
         raise ModelFileError(f"{path} looks like a Keras 3 .keras file but could not be read ({type(exc).__name__}: "
@@ -113,6 +115,8 @@ def restore_training(model, filepath) -> dict | None:
         return keras_training.restore_training(model, path)
     except KerasFileError as exc:
         raise ModelFileError(str(exc)) from None
+    except UnknownObjectError:  # a function or class of the user's, not given: not damage
+        raise
     except portable.CORRUPTION + (RuntimeError,) as exc:
         raise ModelFileError(f"{path}: corrupt backup ({type(exc).__name__}: {exc}); delete it to start over") from None
 

@@ -30,6 +30,7 @@ import numpy as np
 
 import polykeras
 from polykeras.saving.atomic import atomic_write
+from polykeras.saving.registration import UnknownObjectError
 
 FORMAT = "polykeras.saved_model/1"
 WEIGHTS_FORMAT = "polykeras.weights/1"
@@ -209,7 +210,11 @@ def read_model(zf: zipfile.ZipFile, path: Path, compile: bool = True):
     raised as :class:`ModelFileError` naming the file and the problem."""
     try:
         return _read_model(zf, path, compile)
-    except ModelFileError:
+    except ModelFileError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ModelFileError(f"{path}: {exc}") from None
+    except UnknownObjectError:  # a function or class of the user's, not given: not damage
         raise
     except CORRUPTION as exc:
         raise ModelFileError(f"{path}: corrupt or truncated model file ({type(exc).__name__}: {exc}); save the "
