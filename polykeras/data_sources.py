@@ -219,6 +219,8 @@ class StreamSource:
                 else:
                     kind, item = out.get()
                 if kind == "error":
+                    item.add_note(f"raised by {self.what} while fetching batch {count + 1} of epoch {epoch + 1}; "
+                                  f"the model keeps the weights of the last completed step (batch {count})")
                     raise item
                 if kind == "end":
                     if self.one_pass:

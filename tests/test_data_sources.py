@@ -175,8 +175,14 @@ def test_bad_batches_and_arguments_are_explained():
         yield x[:8], y[:8]
         raise OSError("disk gone")
 
-    with pytest.raises(OSError, match="disk gone"):  # raised in the training thread, not lost in the producer
+    m = model(dropout=0.0)
+    with pytest.raises(OSError, match="disk gone") as raised:  # raised in the training thread, not lost
         m.fit(broken(), epochs=1, verbose=0)
+    assert "batch 2 of epoch 1" in " ".join(raised.value.__notes__)
+    one_step = model(dropout=0.0)
+    one_step.fit(iter([(x[:8], y[:8])]), epochs=1, verbose=0)
+    for kept, expected in zip(m.get_weights(), one_step.get_weights()):  # the weights of the step before
+        np.testing.assert_array_equal(kept, expected)
     with pytest.raises(NotImplementedError, match="use_multiprocessing"):
         m.fit(Batches(x, y, use_multiprocessing=True), verbose=0)
 
