@@ -30,6 +30,10 @@ def bug_plugins(monkeypatch):
     plugins.unregister("planted_bugs")
 
 
+#: the L0 groups whose kinds the Masking group's cases are built from
+MASKING_KINDS = ("Recurrent", "Embedding", "Dense", "GlobalAveragePooling")
+
+
 def test_every_planted_bug_is_caught_at_its_level_and_named(bug_plugins):
     runs = runner.run(list(PLANTED), dtypes=("float64",), levels=("L0", "L1"), quick=True, workloads=[],
                       progress=lambda *_: None)
@@ -41,9 +45,11 @@ def test_every_planted_bug_is_caught_at_its_level_and_named(bug_plugins):
         assert not run.passed, f"{name} was not caught"
         failing_levels = {c.level for c in run.failures()}
         assert level in failing_levels, f"{name}: failures at {failing_levels}, expected {level}"
-        # named in its own group; graph cases built with the broken kind may fail too
+        # named in its own group; graph cases built with the broken kind may fail too, and so may the Masking
+        # group's Embedding -> recurrent -> Dense -> GlobalAveragePooling1D stacks
         groups = {c.group for c in run.failures(level)}
-        assert group in groups and all(g == group or g.startswith("Graph:") for g in groups), \
+        composite = {"Masking"} if group in MASKING_KINDS else set()
+        assert group in groups and all(g == group or g.startswith("Graph:") or g in composite for g in groups), \
             f"{name}: {[c.describe() for c in run.failures(level)][:3]}"
         caught[name] = run.worst(level).describe()
     print("\n".join(f"{k}: {v}" for k, v in caught.items()))
