@@ -51,8 +51,9 @@ def test_masks_flow_as_in_keras():
     assert e.mask is not None and e.mask.shape == (None, 6) and e.mask.dtype == "bool"
     d = layers.Dense(3)(layers.Dropout(0.1)(e))
     assert d.mask is e.mask  # passed on unchanged
-    seq = layers.LSTM(3, return_sequences=True)(d)
-    last = layers.GRU(2)(seq)
+    lstm, gru = layers.LSTM(3, return_sequences=True), layers.GRU(2)
+    seq = lstm(d)
+    last = gru(seq)
     assert seq.mask is e.mask and last.mask is None and seq.mask_input is e.mask
     assert layers.Flatten()(d).mask is None  # dropped, as in Keras 3
     other = layers.Embedding(10, 4, mask_zero=True)(inp)
@@ -62,8 +63,8 @@ def test_masks_flow_as_in_keras():
     spec = model._spec()
     assert "masking" in spec.features
     masks = {layer.name: layer.mask for layer in spec.layers if layer.mask}
-    assert set(masks) == {"lstm", "gru"} and masks["lstm"] == masks["gru"]
-    assert spec.layer(masks["lstm"]).config["op"] == "not_equal"
+    assert set(masks) == {lstm.name, gru.name} and masks[lstm.name] == masks[gru.name]
+    assert spec.layer(masks[lstm.name]).config["op"] == "not_equal"
     # the mask ops are part of the Embedding, as in Keras: not layers of the model or of its config
     assert all(layer.kind != "Operation" or layer.op.name == "logical_and" for layer in model.layers)
     rebuilt = keras.Model.from_config(model.get_config())
