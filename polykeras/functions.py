@@ -22,7 +22,7 @@ Keras's semantics, which every backend follows:
   its leading axes for sparse labels;
 * the function returns per-sample values (batch axis first, any trailing axes) or one
   scalar; a loss is reduced Keras's ``sum_over_batch_size`` way, the mean over all
-  entries, each entry weighted by its sample's weight (a scalar takes no sample weights);
+  entries, each entry weighted by its sample's weight (a scalar times the mean weight, as Keras);
   a metric's values are averaged the same way per batch (Keras's ``MeanMetricWrapper``),
   booleans counting as 0/1;
 * Python control flow may depend on shapes, not on values (``ops.where`` chooses by value).

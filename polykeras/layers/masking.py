@@ -20,7 +20,7 @@ In the spec, a node that reads a mask names the node that computes it in
 ``LayerSpec.mask``; the graph feature ``"masking"`` tells backends without it apart.
 
 Not yet: masks in losses and metrics (Keras weights a loss by its output's mask; a
-model whose output carries a mask gets a warning at ``fit``), MultiHeadAttention's
+model whose output carries a mask gets a warning at ``compile``), MultiHeadAttention's
 query/value masks, ``Bidirectional``.
 """
 
