@@ -56,7 +56,7 @@ def conformance(session):
     --backends jax`` runs one."""
     _install(session, ALL)
     args = session.posargs or ["--backends", "numpy,torch,jax,example,keras-jax,keras-torch,keras-tensorflow,keras-numpy",
-                               "--known-failures", "keras-jax/float64,keras-torch/float64,keras-tensorflow,keras-numpy,jax/float32"]
+                               "--known-failures", "keras-jax/float64,keras-torch/float64,keras-tensorflow,keras-numpy"]
     session.run("polykeras", "conformance", "--quick", "--report", "out/conformance", *args, env=_env())
 
 

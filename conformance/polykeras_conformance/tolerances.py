@@ -52,10 +52,14 @@ TABLE: tuple[Tolerance, ...] = (
     # float32 trajectories are compared with the float64 reference: the exact trajectory, of
     # which the float32 reference is just one more rounded run. Each limit is the larger of a floor
     # and DRIFT_FACTOR times the float32 reference's own distance from it, measured in the same run.
-    Tolerance("L2", "float32", "per-step loss", 2e-3,
+    Tolerance("L2", "float32", "per-step loss", 5e-3,
               "floor. float32 noise of ~1e-7 per step is amplified by the trajectory's sensitivity (ReLU "
               "kinks, max-pool argmax flips, Adam's division by sqrt(v)); on the MLP and LSTM workloads the "
-              "drift stays below 1e-6 over 20 steps; a wrong gradient or optimizer diverges by > 1e-2"),
+              "drift stays below 1e-6 over 20 steps. One ReLU input that rounding puts on the other side of "
+              "0 sends one sample's gradient down the other branch: measured on mnist-antirectifier, jax "
+              "float32 centres one activation to -4.7e-8 at step 13 where the reference has +2.0e-7, and the "
+              "loss is 2.6e-3 off three steps later (both runs are correct float32). 5e-3 allows one such "
+              "flip; a wrong gradient or optimizer diverges by > 1e-2"),
     Tolerance("L2", "float32", "final weights", 2e-2,
               "floor. weights drift further than losses once an argmax or ReLU decision flips; 2e-2 relative "
               "is still far below what a wrong rule produces (> 0.1)"),
