@@ -430,3 +430,25 @@ def check_batchnorm_and_frozen_layers(backend: str, tol: float):
     assert got.results()["loss"] == pytest.approx(ref.results()["loss"], rel=1e-12)
     np.testing.assert_allclose(got.predict_step(xs), ref.predict_step(xs), rtol=1e-12)
     return got, xs, ys
+
+
+def check_training_without_trainable_weights(backend: str, tol: float):
+    """A model with no trainable weight (``BatchNormalization(center=False, scale=False)`` alone) trains as
+    in Keras: ``fit`` steps update only its moving statistics, as the reference does."""
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([layers.Input(shape=(3,)), layers.BatchNormalization(center=False, scale=False,
+                                                                                     momentum=0.5)])
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(8, 3)) * 2 + 1, rng.normal(size=(8, 3))
+    (_, ref, xs, ys), (model, got, _, _) = program_pair(backend, build, lambda: optimizers.SGD(0.1), "mse", x, y)
+    assert not any(w.trainable for _, w in model._spec().weight_specs)
+    for step in range(3):
+        ref.train_step(xs, ys, step)
+        got.train_step(xs, ys, step)
+    moved = [w for w in ref.get_weights() if not np.allclose(w, 0) and not np.allclose(w, 1)]
+    assert moved, "the moving statistics did not move"
+    for a, b in zip(got.get_weights(), ref.get_weights()):
+        assert rel_diff(a, b) <= tol
+    assert got.iterations == ref.iterations == 3

@@ -36,6 +36,7 @@ from polykeras import random as pk_random  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, graph_cases, layer_cases,  # noqa: E402
                             loss_case, check_batchnorm_and_frozen_layers, check_optimizer_steps,
+                            check_training_without_trainable_weights,
                             compare_trajectories, rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
@@ -76,6 +77,10 @@ def test_optimizer_steps_match_reference(name):
 
 def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
     got, xs, ys = check_batchnorm_and_frozen_layers("jax", OPTIMIZER_TOL)
+
+
+def test_a_model_without_trainable_weights_trains_its_moving_statistics():
+    check_training_without_trainable_weights("jax", OPTIMIZER_TOL)
 
 
 # -- L2: training trajectories on the real datasets --------------------------------------------

@@ -43,6 +43,7 @@ from polykeras.backends import DeviceNotAvailableError  # noqa: E402
 
 from backend_parity import (LOSS_CASES, OPTIMIZER_CASES, compare_gradients, graph_cases, layer_cases,  # noqa: E402
                             loss_case, check_batchnorm_and_frozen_layers, check_optimizer_steps,
+                            check_training_without_trainable_weights,
                             compare_trajectories, rel_diff, small_data, small_model)
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
@@ -99,6 +100,12 @@ def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
     got, xs, ys = check_batchnorm_and_frozen_layers("torch", OPTIMIZER_TOL)
     trainable = [w.trainable for _, w in got.spec.weight_specs]
     assert [g is not None for g in got.value_and_grad(xs, ys).weights] == trainable  # Gradients' contract
+
+
+def test_a_model_without_trainable_weights_trains_its_moving_statistics():
+    """Keras trains BatchNormalization(center=False, scale=False) alone; torch once raised
+    "grad() cannot be empty" there."""
+    check_training_without_trainable_weights("torch", OPTIMIZER_TOL)
 
 
 # -- L2: training trajectories on the real datasets -----------------------------------------------

@@ -243,8 +243,11 @@ class TorchProgram(Program):
     def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int, sample_weight=None) -> None:
         ctx = self._context(True, step_seed, self.parity)
         loss, ys, outputs, logged = self._loss(x, y, ctx, sample_weight)
-        grads = torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
-        if self.replicas is not None:  # the global batch's gradient: the replicas' mean
+        # a model may have no trainable weight (BatchNormalization(center=False, scale=False) alone): Keras still
+        # trains it -- its moving statistics update -- while torch.autograd.grad refuses an empty list
+        grads = (torch.autograd.grad(loss, self.trainable, allow_unused=True, materialize_grads=True)
+                 if self.trainable else ())
+        if self.replicas is not None and grads:  # the global batch's gradient: the replicas' mean
             grads = self.replicas.average(grads)
         self.optimizer.apply(self.trainable, _distinct(grads))
         if ctx.assignments:
@@ -324,7 +327,7 @@ class TorchProgram(Program):
         x = tuple(a.clone().requires_grad_(True) if w else a for a, w in zip(x, with_input))
         loss = self._loss(x, y, self._context(training, step_seed, parity=True))[0]
         wanted = self.trainable + [a for a, w in zip(x, with_input) if w]
-        grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True))
+        grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True, materialize_grads=True) if wanted else ())
         weights: list[np.ndarray | None] = []
         by_weight = iter(self._canonical_trainable([next(grads) for _ in self.trainable]))
         for spec in self.spec.layers:
