@@ -32,6 +32,10 @@ def polykeras_cli_commands(subparsers):
                            "without failing the exit status; a crashed or hung worker still fails it")
     conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
     conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
+    conf.add_argument("--mutants", metavar="FILE",
+                      help="a mutation run's results (mutants.json; `nox -s mutants` writes out/mutants/mutants.json) "
+                           "for the report's Strength section (default: REPORT/mutants.json, else "
+                           "out/mutants/mutants.json, where one exists)")
     conf.set_defaults(handler=conformance)
 
 
@@ -69,9 +73,11 @@ def conformance(args) -> int:
         check_choice(backend, names, "backend in --known-failures")
         if dtype:
             check_choice(dtype, list(dtypes), "dtype in --known-failures")
+    if args.mutants and not Path(args.mutants).is_file():
+        raise UsageError(f"--mutants {args.mutants}: no such file; `nox -s mutants` writes out/mutants/mutants.json")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
                       workloads_, timeout=args.timeout, natives=natives)
-    path = report.write(runs, Path(args.report), levels, args.quick)
+    path = report.write(runs, Path(args.report), levels, args.quick, Path(args.mutants) if args.mutants else None)
     print()
     status = 0
     for run in runs:

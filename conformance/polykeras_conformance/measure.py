@@ -79,9 +79,11 @@ def layer_case(case: dict, backend: str, device: str | None, dtype: str) -> dict
 OPTIMIZER_STEPS = 10
 
 
-def optimizer_case(config: dict, backend: str, device: str | None, dtype: str) -> dict[str, np.ndarray]:
+def optimizer_case(config: dict, backend: str, device: str | None, dtype: str,
+                   observe=None) -> dict[str, np.ndarray]:
     """L1: weights after 1 and after ``OPTIMIZER_STEPS`` updates of a small MLP (with per-sample
-    loss weights when the case asks for them)."""
+    loss weights when the case asks for them). ``observe(step, program, x, y)``, when given, is called
+    before each step (the configuration coverage reads the gradients' norms there)."""
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input(shape=(6,)), keras.layers.Dense(5, activation="tanh"),
@@ -100,6 +102,8 @@ def optimizer_case(config: dict, backend: str, device: str | None, dtype: str) -
     for step in range(1, OPTIMIZER_STEPS + 1):
         if step == OPTIMIZER_STEPS // 2 + 1 and config.get("learning_rate_factor"):  # as a callback would change it
             program.set_learning_rate(config["config"]["learning_rate"] * config["learning_rate_factor"])
+        if observe is not None:
+            observe(step, program, x, y)
         program.train_step(x, y, STEP_SEED + step, **weights)
         if step in (1, OPTIMIZER_STEPS):
             for (layer, weight), w in zip(model._spec().weight_specs, program.get_weights()):

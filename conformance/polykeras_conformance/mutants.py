@@ -612,7 +612,8 @@ def summary(results: list[Result]) -> dict:
 
 def write_report(results: list[Result], out: Path, seconds: float, scope: str) -> Path:
     stats = summary(results)
-    (out / "mutants.json").write_text(json.dumps({"seconds": round(seconds, 1), "scope": scope, "summary": stats,
+    (out / "mutants.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds, 1),
+                                                  "scope": scope, "summary": stats,
                                                   "results": [asdict(r) for r in results]}, indent=1))
     columns = ["mutants", "equivalent", "killed", "killed at the expected level", "survived", "timed out", "kill rate"]
 

@@ -2,7 +2,10 @@
 
 Rows are backend x device x dtype; a verdict names the worst offending
 quantity; the tolerance table is printed beside it; a coverage matrix shows
-which layer kinds each backend implements.
+which layer kinds each backend implements. The suite's own strength follows:
+the kill rate of the planted mutants (:mod:`.strength`, from a mutation run's
+results file) and the configuration branches the drawn cases reach
+(:mod:`.config_coverage`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from polykeras_conformance import tolerances
+from polykeras_conformance import config_coverage, strength, tolerances
 from polykeras_conformance.results import Run
 
 LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed"}
@@ -36,7 +39,10 @@ def _cell(run: Run, level: str) -> str:
     return f"**FAIL**: {worst.describe()}{note}"
 
 
-def markdown(runs: list[Run], levels, quick: bool, plots: list[str]) -> str:
+def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Path | None = None,
+             found: list | None = None) -> str:
+    """The report; ``mutants``: a mutation run's results file (None: the section says how to make one);
+    ``found``: :func:`config_coverage.uses` for these levels, when already computed."""
     lines = ["# polykeras conformance report", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'unknown host'} "
              f"({platform.machine()}, {platform.python_implementation()} {platform.python_version()}); "
@@ -52,7 +58,8 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str]) -> str:
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
-    lines += _training_table(backends) + _speed_table(runs) + _coverage(backends) + _failures(backends)
+    lines += _training_table(backends) + _speed_table(runs) + _coverage(backends)
+    lines += strength.section(mutants) + config_coverage.section(quick, levels, found) + _failures(backends)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -219,13 +226,18 @@ def plot(runs: list[Run], out: Path) -> list[str]:
     return written
 
 
-def write(runs: list[Run], out: Path, levels, quick: bool) -> Path:
+def write(runs: list[Run], out: Path, levels, quick: bool, mutants: Path | None = None) -> Path:
+    """Write ``report.md``, ``report.json`` and the plots to ``out``. The mutation results are ``mutants``, else
+    the first found of ``out/mutants.json`` and ``out/mutants/mutants.json`` (:func:`strength.find_results`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = plot(runs, out)
-    (out / "report.md").write_text(markdown(runs, levels, quick, plots))
+    results = strength.find_results(out, mutants)
+    found = config_coverage.uses(quick, levels) if {"L0", "L1"} & set(levels) else []
+    (out / "report.md").write_text(markdown(runs, levels, quick, plots, results, found))
     data = {"quick": quick, "levels": list(levels), "tolerances": [t.__dict__ for t in tolerances.TABLE],
-            "runs": [r.to_dict() for r in runs]}
+            "runs": [r.to_dict() for r in runs], "configuration coverage": config_coverage.summary(found),
+            "strength": strength.summary_of(results)}
     (out / "report.json").write_text(json.dumps(data, indent=1, default=float))
     return out / "report.md"
 
