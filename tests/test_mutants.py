@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from polykeras_conformance import mutants
+from polykeras_conformance import mutants, strength
 
 
 def test_every_mutant_can_be_planted():
@@ -39,13 +39,17 @@ def test_planting_copies_the_plugin_and_leaves_the_real_file_alone(tmp_path):
 
 
 def test_the_suite_kills_a_few_mutants_at_their_level(tmp_path):
-    """The CI subset: three mutants of the torch plugin, each run in a worker on a temporary copy of the
-    plugin, must fail a check the unmutated plugin passes, at the level and in the case group that name
-    the bug: an epsilon placement (L1), and two that survived before the suite was widened -- a moving-
-    statistics momentum convention (L0, the state a training step leaves) and a clipping threshold that
-    always fires (L1, a case below the threshold)."""
+    """The CI subset (about 35 s; the whole list is `nox -s mutants`): three mutants of the torch plugin
+    and two of the example plugin, each run in a worker on a temporary copy of the plugin, must fail a
+    check the unmutated plugin passes, at the level and in the case group that name the bug: an epsilon
+    placement (L1), and four that survived before the suite was widened, one per kind of gap -- a moving-
+    statistics momentum convention (L0, the state a training step leaves), a clipping threshold that
+    always fires (L1, a case below the threshold), a clip that never acts (L0, saturated probabilities)
+    and a wrong metric (L0, metrics judged). The run's results file feeds the report's Strength section."""
     pytest.importorskip("torch")
-    ids = ["torch-adam-eps-inside-sqrt", "torch-bn-momentum-torch-convention", "torch-clipnorm-always-rescales"]
+    pytest.importorskip("polykeras_example")
+    ids = ["torch-adam-eps-inside-sqrt", "torch-bn-momentum-torch-convention", "torch-clipnorm-always-rescales",
+           "example-bce-clip-gradient-not-zeroed", "example-binary-accuracy-logit-threshold"]
     chosen = [m for m in mutants.MUTANTS if m.id in ids]
     results = mutants.run(chosen, tmp_path, timeout=300, progress=lambda *_: None)
     by_id = {r.id: r for r in results}
@@ -55,8 +59,9 @@ def test_the_suite_kills_a_few_mutants_at_their_level(tmp_path):
         assert result.killed_at == mutant.level and result.at_expected_level, result
         assert set(result.groups) <= set(mutant.groups), result
     text = (tmp_path / "mutants.md").read_text()
-    assert "| torch | 3 | 0 | 3 | 3 | 0 | 0 | 100% |" in text
-    assert (tmp_path / "mutants.json").exists()
+    assert "| torch | 3 | 0 | 3 | 3 | 0 | 0 | 100% |" in text and "| example | 2 | 0 | 2 | 2 | 0 | 0 | 100% |" in text
+    stats = strength.summary_of(tmp_path / "mutants.json")
+    assert stats["all"]["kill rate"] == 1.0 and stats["by level"]["L0"]["killed"] == 3
 
 
 def test_a_survivor_is_reported_as_one(tmp_path):
