@@ -122,8 +122,10 @@ REGIMES: list[Regime] = [
     Regime("layer", ("LayerNormalization",), "rms_scaling=True", "no mean subtracted", _c("rms_scaling")),
     Regime("layer", ("LayerNormalization",), "several axes", "statistics over a set of axes",
            lambda u: isinstance(u.config.get("axis"), list) and len(u.config["axis"]) > 1),
-    Regime("layer", ("GroupNormalization",), "groups=-1 (instance norm)", "one group per channel",
-           _c("groups", -1)),
+    # configs are read from built layers: groups=-1 is resolved to the number of channels there
+    Regime("layer", ("GroupNormalization",), "one group per channel (groups=-1: instance norm)",
+           "statistics per channel", lambda u: 1 < u.context["input_shape"][-1] == u.config.get("groups")),
+    Regime("layer", ("GroupNormalization",), "groups=1", "statistics over all channels", _c("groups", 1)),
     Regime("layer", ("GroupNormalization",), "1 < groups < channels", "channels split into groups",
            lambda u: (u.config.get("groups") or 1) > 1 and u.context["input_shape"][-1] > u.config["groups"]),
     Regime("layer", ("UnitNormalization",), "norm below 1e-12", "min(rsqrt(sum x^2), 1/eps) clamps",
