@@ -46,9 +46,11 @@ class ArraySource:
         self.n = data.n_samples(x)
         self.steps = math.ceil(self.n / batch_size)
 
-    def epoch(self, epoch: int, per_execution: int = 1, start: int = 0) -> Iterator[tuple[int, Any, Any, Any]]:
+    def epoch(self, epoch: int, per_execution: int | Callable[[int], int] = 1,
+              start: int = 0) -> Iterator[tuple[int, Any, Any, Any]]:
         """``(k, x, y, w)``: one batch (``k == 1``), or ``k`` full batches stacked on a new leading axis;
-        from batch ``start`` on (a resumed run)."""
+        from batch ``start`` on (a resumed run). ``per_execution`` is ``steps_per_execution``, or a
+        function of the full batches left that says how many the next chunk takes (asked per chunk)."""
         xs, ys, ws = self.x, self.y, self.w
         if self.shuffle:
             order = _random.shuffle_order(self.seed, epoch, self.n)
@@ -56,7 +58,8 @@ class ArraySource:
             ws = None if ws is None else data.take(ws, order)
         b, step = self.batch_size, start
         while step < self.steps:
-            k = min(per_execution, self.n // b - step) if per_execution > 1 else 1
+            left = self.n // b - step
+            k = per_execution(left) if callable(per_execution) else min(per_execution, left)
             if k > 1:
                 lo, hi = step * b, (step + k) * b
                 yield (k, data.stacked(xs, lo, hi, k), data.stacked(ys, lo, hi, k),

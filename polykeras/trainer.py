@@ -20,6 +20,7 @@ import numpy as np
 from polykeras import distribution as _distribution
 from polykeras import model_data as data
 from polykeras import random as _random
+from polykeras import steps_per_execution as _spe
 from polykeras.callbacks import CallbackList
 from polykeras.data_sources import ArraySource, StreamSource, is_stream
 
@@ -112,6 +113,9 @@ class Trainer:
         schedule = model.optimizer.schedule
         # a schedule sets each step's rate, so with one the steps run one at a time
         per_exec = 1 if schedule is not None else model._steps_per_execution
+        tuner = None
+        if per_exec == _spe.AUTO:
+            per_exec, tuner = _auto_steps(model, program, cbs, train)
         model.stop_training = False
         model._fit_seed = seed
         logs: dict[str, Any] = {}
@@ -132,6 +136,8 @@ class Trainer:
             program.reset_metrics()
             cbs.on_epoch_begin(epoch)
             step = skip if epoch == initial_epoch else 0
+            if tuner is not None:
+                tuner.epoch_begin()
             with closing(train.epoch(epoch, per_exec, start=step)) as batches:
                 for k, xb, yb, wb in batches:
                     if cbs.has_train_batch_hooks:
@@ -153,6 +159,8 @@ class Trainer:
                     global_step += k
                     if cbs.has_train_batch_hooks:
                         cbs.on_train_batch_end(step - 1, _batch_logs(program))
+                    if tuner is not None:
+                        tuner.executed(k, program.results)
                     if model.stop_training:
                         break
             if step == 0:
@@ -172,6 +180,8 @@ class Trainer:
             if model.stop_training:
                 break
         cbs.on_train_end(logs)
+        if tuner is not None and tuner.chosen is not None:
+            model._auto_steps_per_execution = (program, train.batch_size, tuner.chosen)
         model._pull_weights()
         return model.history
 
@@ -305,6 +315,28 @@ class Trainer:
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
         return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
+
+
+def _auto_steps(model, program, cbs: CallbackList, train):
+    """``steps_per_execution="auto"``: ``(per_execution, tuner)``; ``(1, None)`` where chunks would
+    change what callbacks see, with a generator or with several processes. A tuner that an
+    earlier fit of this program and batch size decided starts decided."""
+    if not isinstance(train, ArraySource) or cbs.needs_every_train_batch or \
+            _distribution.cluster().num_processes > 1:
+        return 1, None
+    batch_bytes = sum(a.nbytes for a in _leaves((train.x, train.y, train.w))) // max(1, train.n) * train.batch_size
+    steps = train.n // train.batch_size
+    tuner = _spe.AutoStepsPerExecution(_spe.largest_size(steps, batch_bytes), _spe.window_steps(steps))
+    earlier = getattr(model, "_auto_steps_per_execution", None)
+    if earlier is not None and earlier[0] is program and earlier[1] == train.batch_size:
+        tuner.chosen = earlier[2]  # this program's choice in an earlier fit
+    return tuner.size, tuner
+
+
+def _leaves(value):
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [] if value is None else [value]
 
 
 def _verbosity(verbose) -> int:

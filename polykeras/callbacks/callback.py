@@ -91,7 +91,9 @@ class Callback:
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         """Called at the start of a training batch in ``fit``. With
-        ``compile(steps_per_execution=N)`` called once every N batches."""
+        ``compile(steps_per_execution=N)`` called once every N batches; with
+        ``"auto"``, for every batch (chunks run only while no callback but the
+        progress bar has batch hooks)."""
         self.on_batch_begin(batch, logs=logs)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:

@@ -98,6 +98,14 @@ class CallbackList(Callback):
         return bool(self._hooks["on_train_batch_begin"] or self._hooks["on_train_batch_end"])
 
     @property
+    def needs_every_train_batch(self) -> bool:
+        """Whether a callback other than the progress bar has train batch hooks: one that must see
+        every batch, so ``steps_per_execution="auto"`` runs one step at a time. (A progress bar
+        drawn once per chunk shows the same thing.)"""
+        return any(not isinstance(cb, ProgbarLogger)
+                   for cb in self._hooks["on_train_batch_begin"] + self._hooks["on_train_batch_end"])
+
+    @property
     def has_test_batch_hooks(self) -> bool:
         """Whether ``on_test_batch_begin``/``_end`` would call any callback."""
         return bool(self._hooks["on_test_batch_begin"] or self._hooks["on_test_batch_end"])

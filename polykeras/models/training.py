@@ -12,6 +12,7 @@ import numpy as np
 from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
+from polykeras import steps_per_execution as _steps_per_execution
 from polykeras.metrics.statistics import is_summed
 from polykeras.models.outputs import OutputsConfig
 from polykeras.spec import TrainingSpec
@@ -23,7 +24,8 @@ class TrainingAPI:
 
     # -- compile -------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
-                run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto", auto_scale_loss=True,
+                run_eagerly: bool = False, steps_per_execution: int | str = 1, jit_compile="auto",
+                auto_scale_loss=True,
                 *, backend: str | None = None, device: str | None = None, dtype: str | None = None,
                 parity: bool = False, distribution=None) -> None:
         """Keras's ``compile``, plus polykeras's choice of ``backend``, ``device``
@@ -31,11 +33,12 @@ class TrainingAPI:
         ``floatx()``), ``parity`` (dropout masks drawn by the core, so runs
         compare step by step across backends) and ``distribution`` (a
         :class:`polykeras.distribution.DataParallel`; default: the one
-        :func:`polykeras.distribution.set_distribution` set when the program is built)."""
+        :func:`polykeras.distribution.set_distribution` set when the program is built).
+        ``steps_per_execution`` is an integer, or ``"auto"``: ``fit`` times its first steps and
+        picks the number (:mod:`polykeras.steps_per_execution`)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        if int(steps_per_execution) < 1:
-            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution!r}")
+        steps_per_execution = _steps_per_execution.check(steps_per_execution)
         for what, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
             if value is not None and not isinstance(value, (list, tuple, dict)):
                 raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
@@ -63,7 +66,8 @@ class TrainingAPI:
             # fail now on a typo, with the valid names
             self._metric_ids = _metrics.check(self._metric_ids, self.loss.kind)
             self._weighted_metric_ids = _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
-        self._steps_per_execution = int(steps_per_execution)
+        self._steps_per_execution = steps_per_execution
+        self._auto_steps_per_execution = None  # (program, batch size, choice) of "auto" (polykeras.trainer)
         if distribution is not None:
             from polykeras.distribution import DataParallel
 

@@ -177,7 +177,9 @@ def keras_compile_config(model) -> dict:
                      else _keras_object(loss, "keras.losses")),
             "loss_weights": config.get("loss_weights"), "metrics": _keras_metrics(config.get("metrics") or None),
             "weighted_metrics": _keras_metrics(config.get("weighted_metrics") or None), "run_eagerly": False,
-            "steps_per_execution": config.get("steps_per_execution", 1)}
+            # Keras 3 takes an integer only: "auto" is written as 1
+            "steps_per_execution": 1 if config.get("steps_per_execution") == "auto" else
+            config.get("steps_per_execution", 1)}
 
 
 def _loss(value):
