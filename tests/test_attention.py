@@ -1,5 +1,6 @@
 """MultiHeadAttention (traced from polykeras.ops): Keras 3's numbers, float64 training
-parity across backends with masks and dropout, and a keras.io-style transformer block."""
+parity across backends with masks (explicit, causal, and carried by the inputs from
+Embedding(mask_zero=True)) and dropout, and a keras.io-style transformer block."""
 
 from __future__ import annotations
 
@@ -130,6 +131,77 @@ def test_a_transformer_block_classifier_trains_on_every_backend_alike():
         np.testing.assert_allclose(results[name][0], results["numpy"][0], rtol=FLOAT64_PARITY)
         for a, b in zip(results[name][1], results["numpy"][1]):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _masked_classifier():
+    """Embedding(mask_zero) -> self-attention -> residual + LayerNorm -> masked mean -> Dense: the mask
+    travels from the ids into the attention (keys and queries) and the pooling."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(20, 8, mask_zero=True)(inputs)
+    attended = layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    x = layers.LayerNormalization()(layers.Add()([x, attended]))
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
+PADDED = np.array([[3, 7, 2, 5, 0, 0], [0, 0, 3, 7, 2, 5], [3, 0, 7, 2, 0, 5], [4, 4, 1, 9, 8, 2]])
+
+
+def test_masks_carried_by_the_inputs_hide_the_padding():
+    model = _masked_classifier()
+    model.compile("adam", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
+    ids = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(20, 8, mask_zero=True)(ids)
+    assert layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x).mask is x.mask  # the query's, as in Keras
+    predictions = model.predict(PADDED, verbose=0)
+    # padding anywhere (left, right, inside) changes nothing: each row is [3, 7, 2, 5] once unpadded
+    want = model.predict(np.array([[3, 7, 2, 5]]), verbose=0)[0]
+    for row in predictions[:3]:
+        np.testing.assert_allclose(row, want, rtol=1e-14, atol=1e-15)
+    assert np.abs(predictions[3] - want).max() > 1e-3  # a different sequence does change the prediction
+
+
+KERAS_MASKED_SCRIPT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+d = np.load(sys.argv[1])
+inputs = keras.Input((None,), dtype="int32")
+x = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
+attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+x = keras.layers.LayerNormalization()(keras.layers.Add()([x, attended]))
+model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling1D()(x)))
+model.set_weights([d[f"w{i}"] for i in range(len(d.files) - 1)])
+np.save(sys.argv[2], np.asarray(model.predict(d["ids"], verbose=0)))
+"""
+
+
+def test_masked_attention_matches_keras_3(tmp_path):
+    """The same model in Keras 3 (jax, float32) with the same weights, in Keras's order: Keras masks
+    the same keys and queries (its Embedding's mask reaches MultiHeadAttention and the pooling).
+    Not through a .keras file: a model with MultiHeadAttention cannot be written as one yet."""
+    model = _masked_classifier()
+    model.compile("adam", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
+    np.savez(tmp_path / "in.npz", ids=PADDED, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    run = subprocess.run([sys.executable, "-c", KERAS_MASKED_SCRIPT, str(tmp_path / "in.npz"),
+                          str(tmp_path / "out.npy")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_allclose(model.predict(PADDED, verbose=0), np.load(tmp_path / "out.npy"), atol=2e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_masked_attention_trains_like_the_reference_in_float64(backend):
+    y = np.array([0, 1, 2, 1])
+    results = []
+    for name in ("numpy", backend):
+        model = _masked_classifier()
+        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
+        history = model.fit(PADDED, y, epochs=3, batch_size=2, verbose=0, shuffle=False)
+        results.append((history.history["loss"], model.get_weights()))
+    (ref_loss, ref_weights), (loss, weights) = results
+    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
 
 
 def test_unsupported_options_are_named():

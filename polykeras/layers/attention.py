@@ -17,14 +17,17 @@ Keras's definition (rank-3 ``query`` ``(B, T, dim)``, ``value`` ``(B, S, dim_v)`
   to nothing attends uniformly. (Keras itself switches to *adding* ``-1e9``
   when ``dropout > 0``, which gives such a query the unmasked softmax instead;
   polykeras keeps one definition.)
+* masks carried by the inputs (Keras's ``_keras_mask``, from ``Embedding(mask_zero=True)`` or
+  ``Masking``; or passed as ``query_mask``/``value_mask``/``key_mask``) join with ``and``: the
+  query's as ``(B, T, 1)``, the value's and the key's as ``(B, 1, S)``; the output carries the
+  query's mask, as in Keras;
 * ``Dropout(dropout)`` on the attention weights in training;
 * ``einsum("acbe,aecd->abcd", weights, v)``, then the output projection
   ``einsum("abcd,cde->abe", ., Wo) + bo`` to ``output_shape`` (default ``dim``).
 
 Weights, in Keras's order: query kernel/bias, key kernel/bias, value kernel/bias,
 output kernel/bias. Not yet: ``attention_axes`` other than the sequence axis,
-``return_attention_scores``, ``output_shape`` of rank > 1, masks carried by the
-inputs (Keras's implicit ``query_mask``/``value_mask``).
+``return_attention_scores``, ``output_shape`` of rank > 1.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ _LARGE_NEGATIVE = -1e9  # what masked scores become (Keras's large negative numb
 
 
 class MultiHeadAttention(Layer):
+    supports_masking = True  # the output carries the query's mask
+
     def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
                  use_bias: bool = True, output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -84,11 +89,16 @@ class MultiHeadAttention(Layer):
         y = ops.einsum(equation, x, kernel)
         return y + bias if bias is not None else y
 
-    def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
-             use_causal_mask=False):
+    def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+             return_attention_scores=False, training=None, use_causal_mask=False):
         if return_attention_scores:
             raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: return_attention_scores=True is not "
                                       "supported yet (a node has one output)")
+        inputs_mask = _inputs_mask(_carried(query, query_mask), _carried(value, value_mask),
+                                   None if key is None else _carried(key, key_mask))
+        if inputs_mask is not None:
+            attention_mask = inputs_mask if attention_mask is None else \
+                ops.logical_and(ops.cast(attention_mask, "bool"), inputs_mask)
         key = value if key is None else key
         q = self._project("query", query, "abc,cde->abde") * (1.0 / math.sqrt(float(self.key_dim)))
         k = self._project("key", key, "abc,cde->abde")
@@ -108,8 +118,33 @@ class MultiHeadAttention(Layer):
         context = ops.einsum("acbe,aecd->abcd", weights, v)
         return self._project("attention_output", context, "abcd,cde->abe")
 
+    def compute_mask(self, inputs, mask=None):
+        return mask  # the query's (the first input's)
+
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
                 "output_shape": self.out_dim, "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+def _carried(tensor, given):
+    """The mask passed for an input, else the one it carries (``None`` for none)."""
+    return given if given is not None else getattr(tensor, "mask", None)
+
+
+def _inputs_mask(query_mask, value_mask, key_mask):
+    """Keras's ``_compute_attention_mask`` without the causal part: ``(B, T, S)`` from the
+    query's ``(B, T)`` and the value's and key's ``(B, S)`` masks, or ``None``."""
+    parts = []
+    if query_mask is not None:
+        parts.append(ops.expand_dims(ops.cast(query_mask, "bool"), -1))
+    for mask in (value_mask, key_mask):
+        if mask is not None:
+            parts.append(ops.expand_dims(ops.cast(mask, "bool"), -2))
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out = ops.logical_and(out, part)
+    return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from typing import Any
 
 import numpy as np
@@ -51,11 +52,13 @@ class Variable(Layer):
 
     kind = "Variable"
     multiple_inputs = True
+    _count = itertools.count()  # creation order: Keras lists a layer's variables in it
 
     def __init__(self, shape, initializer=None, dtype=None, trainable: bool = True, regularizer=None,
                  name: str = "variable", owner: str = "", **kwargs):
         super().__init__(name=f"{owner}/{name}" if owner else name, dtype=dtype, **kwargs)
         self.variable_name, self.owner_name = name, owner
+        self.created = next(Variable._count)
         self.trainable = bool(trainable)
         self._shape = tuple(int(d) for d in shape)
         init = initializers.get(initializer if initializer is not None else "glorot_uniform")

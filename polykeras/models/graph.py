@@ -81,7 +81,7 @@ class Graph:
             for p in t.sources:
                 depth[id(p)] = max(depth[id(p)], depth[id(t)] + 1)
         nodes = [t for t in order if id(t) not in model_inputs]
-        return sorted(nodes, key=lambda t: (-depth[id(t)], index[id(t)]))
+        return _variables_in_keras_order(sorted(nodes, key=lambda t: (-depth[id(t)], index[id(t)])))
 
     @property
     def public_layers(self) -> list[Layer]:
@@ -182,3 +182,28 @@ def check_call_inputs(model_name: str, expected: list[SymbolicTensor], given: li
                                                for a, b in zip(e.shape[1:], g.shape[1:])):
             raise ValueError(f"model {model_name!r} called on a tensor of shape {format_shape(g.shape)}; its input "
                              f"{e.layer.name!r} has shape {format_shape(e.shape)}")
+
+
+def _variables_in_keras_order(nodes: list[SymbolicTensor]) -> list[SymbolicTensor]:
+    """The variables of each custom layer together, in Keras's order (trainable first, each kind in
+    creation order), where the first of them was: the order of first use would differ from Keras's
+    (a self-attention reads its key kernel before its query bias). Variables have no inputs, so
+    moving one earlier keeps the order topological."""
+    from polykeras.layers.variable import Variable
+
+    groups: dict[str, list[SymbolicTensor]] = {}
+    for node in nodes:
+        if isinstance(node.layer, Variable):
+            groups.setdefault(node.layer.owner_name, []).append(node)
+    if not groups:
+        return nodes
+    first = {id(group[0]): sorted(group, key=lambda n: (not n.layer.trainable, n.layer.created))
+             for group in groups.values()}
+    moved = {id(n) for group in groups.values() for n in group}
+    out: list[SymbolicTensor] = []
+    for node in nodes:
+        if id(node) in first:
+            out.extend(first[id(node)])
+        elif id(node) not in moved:
+            out.append(node)
+    return out
