@@ -2,6 +2,7 @@
 conformance suite, its full report, and the benchmarks.
 
     nox -s "tests(backend='torch')"     # the suite with POLYKERAS_BACKEND=torch
+    nox -s slow                         # the tests marked slow (deselected by default), every backend
     nox -s conformance                  # quick conformance of every installed backend
     nox -s report                       # the full report (whole epochs) into docs/conformance/
     nox -s mutants                      # mutation testing: plant each curated porting mistake, run the suite
@@ -47,6 +48,14 @@ def tests(session, backend):
     """The test suite with POLYKERAS_BACKEND=<backend>: the seed programs run on it."""
     _install(session, BACKENDS[backend])
     session.run("pytest", *session.posargs, env=_env(POLYKERAS_BACKEND=backend))
+
+
+@nox.session(python="3.11")
+def slow(session):
+    """The tests marked ``slow``, which the default run deselects: 50-step trajectories, every Keras
+    layer sweep, 10,000-file fuzzing, SIGKILLs, data-parallel runs (about half an hour on 2 cores)."""
+    _install(session, ALL)
+    session.run("pytest", "-m", "slow", *session.posargs, env=_env())
 
 
 @nox.session(python="3.11")
