@@ -14,14 +14,14 @@ A *mask* is a boolean tensor ``(batch, T)`` that travels with a symbolic tensor
   masked step is the carried ``h`` (Keras's ``zero_output_for_mask=False``); with
   ``go_backwards`` the mask is reversed with the sequence; a recurrent layer's output
   keeps the mask with ``return_sequences`` and has none without. GlobalAveragePooling1D
-  averages the unmasked steps only (``sum(x * m) / sum(m)``).
+  averages the unmasked steps only (``sum(x * m) / sum(m)``); MultiHeadAttention attends
+  only from unmasked queries to unmasked keys and passes the query's mask on.
 
 In the spec, a node that reads a mask names the node that computes it in
 ``LayerSpec.mask``; the graph feature ``"masking"`` tells backends without it apart.
 
 Not yet: masks in losses and metrics (Keras weights a loss by its output's mask; a
-model whose output carries a mask gets a warning at ``compile``), MultiHeadAttention's
-query/value masks, ``Bidirectional``.
+model whose output carries a mask gets a warning at ``compile``).
 """
 
 from __future__ import annotations
