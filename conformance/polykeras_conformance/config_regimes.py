@@ -66,34 +66,41 @@ def _rank(use) -> int:
     return len(use.context.get("input_shape") or ()) - 1
 
 
-_c = lambda key, value=True: (lambda u: u.config.get(key) == value)  # noqa: E731
-_set = lambda key: (lambda u: bool(u.config.get(key)))  # noqa: E731
+def _is(key: str, value=True) -> Callable:
+    """A use whose config sets ``key`` to ``value``."""
+    return lambda u: u.config.get(key) == value
+
+
+def _given(key: str) -> Callable:
+    """A use whose config sets ``key`` (to anything but None, 0 or False)."""
+    return lambda u: bool(u.config.get(key))
+
 
 REGIMES: list[Regime] = [
     # -- windows: padding conventions (TF pads the extra row after; torch pads symmetrically)
     *[Regime("layer", kinds, name, why, test) for kinds in (CONV, POOL) for name, why, test in [
-        ("padding='valid'", "no padding", _c("padding", "valid")),
+        ("padding='valid'", "no padding", _is("padding", "valid")),
         ("padding='same', symmetric", "equal padding both sides", lambda u: any(t and t % 2 == 0 for t in same_padding(u))),
         ("padding='same', asymmetric (odd total)", "the extra row after, as TF; torch's padding='same' "
          "differs", lambda u: any(t % 2 for t in same_padding(u))),
         ("strides > 1", "output size ceil(n/s); window placement",
          lambda u: any(s > 1 for s in _tuple(u.config.get("strides"), 1) if s)),
     ]],
-    Regime("layer", ("Conv1D",), "padding='causal'", "left padding only", _c("padding", "causal")),
+    Regime("layer", ("Conv1D",), "padding='causal'", "left padding only", _is("padding", "causal")),
     Regime("layer", CONV + TRANSPOSE, "dilation_rate > 1", "effective kernel (k-1)*d+1",
            lambda u: any(d > 1 for d in _tuple(u.config.get("dilation_rate", 1), 1) if d)),
     Regime("layer", ("Conv1D", "Conv2D"), "groups > 1", "grouped convolution: kernel split by group",
            lambda u: (u.config.get("groups") or 1) > 1),
-    Regime("layer", CONV + TRANSPOSE, "use_bias=False", "no bias weight", _c("use_bias", False)),
+    Regime("layer", CONV + TRANSPOSE, "use_bias=False", "no bias weight", _is("use_bias", False)),
     Regime("layer", ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"),
            "depth_multiplier > 1", "channel order of the multiplied outputs", lambda u: u.config.get("depth_multiplier", 1) > 1),
-    Regime("layer", TRANSPOSE, "padding='same'", "output cropping", _c("padding", "same")),
+    Regime("layer", TRANSPOSE, "padding='same'", "output cropping", _is("padding", "same")),
     Regime("layer", TRANSPOSE, "output_padding set", "extra rows after", lambda u: u.config.get("output_padding") is not None),
     Regime("layer", TRANSPOSE, "kernel smaller than the strides", "gaps between windows", lambda u: any(
         k < s for k, s in zip(_tuple(u.config["kernel_size"], 2), _tuple(u.config["strides"], 2)))),
     # -- recurrent paths
-    Regime("layer", RNN, "return_sequences=True", "every step's output", _c("return_sequences")),
-    Regime("layer", RNN, "return_sequences=False", "the last output only", _c("return_sequences", False)),
+    Regime("layer", RNN, "return_sequences=True", "every step's output", _is("return_sequences")),
+    Regime("layer", RNN, "return_sequences=False", "the last output only", _is("return_sequences", False)),
     Regime("layer", RNN, "go_backwards, last output", "reversed input", lambda u: u.config.get("go_backwards")
            and not u.config.get("return_sequences")),
     Regime("layer", RNN, "go_backwards with return_sequences", "outputs stay in processing order (Keras does "
@@ -101,45 +108,45 @@ REGIMES: list[Regime] = [
     Regime("layer", RNN, "dropout > 0", "input masks per step", lambda u: u.config.get("dropout", 0) > 0),
     Regime("layer", RNN, "recurrent_dropout > 0", "the loop path (no fused kernel)",
            lambda u: u.config.get("recurrent_dropout", 0) > 0),
-    Regime("layer", RNN, "use_bias=False", "no bias weight", _c("use_bias", False)),
+    Regime("layer", RNN, "use_bias=False", "no bias weight", _is("use_bias", False)),
     Regime("layer", RNN, "masked input", "Embedding(mask_zero) upstream: state carried over padding",
            lambda u: u.context.get("masked")),
     Regime("layer", RNN, "one time step", "a loop of length 1", lambda u: (u.context.get("input_shape") or (0, 0))[1] == 1),
-    Regime("layer", ("GRU",), "reset_after=True", "Keras 3's default (cuDNN's convention)", _c("reset_after")),
+    Regime("layer", ("GRU",), "reset_after=True", "Keras 3's default (cuDNN's convention)", _is("reset_after")),
     Regime("layer", ("GRU",), "reset_after=False", "reset gate applied before the recurrent matmul",
-           _c("reset_after", False)),
+           _is("reset_after", False)),
     # -- normalization: modes, weights present or not, statistics
     Regime("layer", ("BatchNormalization",), "training mode", "batch statistics; moving statistics updated",
            lambda u: u.context.get("training")),
     Regime("layer", ("BatchNormalization",), "inference mode", "moving statistics", lambda u: not u.context.get("training")),
-    Regime("layer", NORM, "center=False", "no beta", _c("center", False)),
-    Regime("layer", NORM, "scale=False", "no gamma", _c("scale", False)),
+    Regime("layer", NORM, "center=False", "no beta", _is("center", False)),
+    Regime("layer", NORM, "scale=False", "no gamma", _is("scale", False)),
     Regime("layer", ("BatchNormalization",), "center=False and scale=False, training", "no trainable weight: "
            "only the moving statistics train", lambda u: u.config.get("center") is False
            and u.config.get("scale") is False and u.context.get("training")),
     Regime("layer", ("BatchNormalization",), "input rank > 2", "statistics over batch and spatial axes",
            lambda u: _rank(u) > 1),
-    Regime("layer", ("LayerNormalization",), "rms_scaling=True", "no mean subtracted", _c("rms_scaling")),
+    Regime("layer", ("LayerNormalization",), "rms_scaling=True", "no mean subtracted", _is("rms_scaling")),
     Regime("layer", ("LayerNormalization",), "several axes", "statistics over a set of axes",
            lambda u: isinstance(u.config.get("axis"), list) and len(u.config["axis"]) > 1),
     # configs are read from built layers: groups=-1 is resolved to the number of channels there
     Regime("layer", ("GroupNormalization",), "one group per channel (groups=-1: instance norm)",
            "statistics per channel", lambda u: 1 < u.context["input_shape"][-1] == u.config.get("groups")),
-    Regime("layer", ("GroupNormalization",), "groups=1", "statistics over all channels", _c("groups", 1)),
+    Regime("layer", ("GroupNormalization",), "groups=1", "statistics over all channels", _is("groups", 1)),
     Regime("layer", ("GroupNormalization",), "1 < groups < channels", "channels split into groups",
            lambda u: (u.config.get("groups") or 1) > 1 and u.context["input_shape"][-1] > u.config["groups"]),
     Regime("layer", ("UnitNormalization",), "norm below 1e-12", "min(rsqrt(sum x^2), 1/eps) clamps",
            lambda u: u.context.get("input_scale", 1) <= 1e-12),
     # -- the rest of the layers
-    Regime("layer", ("Dense",), "use_bias=False", "no bias weight", _c("use_bias", False)),
+    Regime("layer", ("Dense",), "use_bias=False", "no bias weight", _is("use_bias", False)),
     Regime("layer", ("Dense",), "input rank > 2", "kernel applied on the last axis", lambda u: _rank(u) > 1),
-    Regime("layer", ("Dense",), "kernel_regularizer set", "penalty added to the loss", _set("kernel_regularizer")),
-    Regime("layer", ("Embedding",), "mask_zero=True", "produces a mask", _c("mask_zero")),
+    Regime("layer", ("Dense",), "kernel_regularizer set", "penalty added to the loss", _given("kernel_regularizer")),
+    Regime("layer", ("Embedding",), "mask_zero=True", "produces a mask", _is("mask_zero")),
     Regime("layer", ("GlobalAveragePooling1D",), "masked input", "mean over unmasked steps only",
            lambda u: u.context.get("masked")),
     Regime("layer", ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"),
-           "keepdims=True", "spatial axes kept", _c("keepdims")),
-    Regime("layer", ("UpSampling2D",), "interpolation='bilinear'", "half-pixel centres", _c("interpolation", "bilinear")),
+           "keepdims=True", "spatial axes kept", _is("keepdims")),
+    Regime("layer", ("UpSampling2D",), "interpolation='bilinear'", "half-pixel centres", _is("interpolation", "bilinear")),
     Regime("layer", ("Dropout", "SpatialDropout1D", "SpatialDropout2D"), "training mode", "parity masks applied",
            lambda u: u.context.get("training")),
     Regime("layer", ("Activation",), "softplus above 20", "frameworks switch to the identity there",
@@ -148,9 +155,9 @@ REGIMES: list[Regime] = [
            lambda u: u.config.get("activation") == "softmax" and u.context.get("input_scale", 1) >= 100),
     # -- losses: options and the two sides of their thresholds
     Regime("loss", ("CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy"),
-           "from_logits=True", "log-softmax / log-sigmoid of logits", _c("from_logits")),
+           "from_logits=True", "log-softmax / log-sigmoid of logits", _is("from_logits")),
     Regime("loss", ("CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy"),
-           "from_logits=False", "probabilities clipped to [eps, 1-eps]", _c("from_logits", False)),
+           "from_logits=False", "probabilities clipped to [eps, 1-eps]", _is("from_logits", False)),
     Regime("loss", ("CategoricalCrossentropy", "BinaryCrossentropy"), "label_smoothing > 0",
            "targets mixed with 1/K (CCE) or 1/2 (BCE)", lambda u: u.config.get("label_smoothing", 0) > 0),
     Regime("loss", ("CategoricalCrossentropy",), "probabilities not summing to one", "Keras renormalises them",
@@ -187,13 +194,13 @@ REGIMES: list[Regime] = [
     Regime("optimizer", CLIPPING, "sample weights", "per-sample loss weights over the batch size",
            lambda u: u.context.get("sample_weight")),
     Regime("optimizer", ("SGD", "RMSprop"), "momentum > 0", "velocity slot", lambda u: u.config.get("momentum", 0) > 0),
-    Regime("optimizer", ("SGD",), "nesterov=True", "look-ahead update", _c("nesterov")),
+    Regime("optimizer", ("SGD",), "nesterov=True", "look-ahead update", _is("nesterov")),
     Regime("optimizer", ("SGD",), "momentum with a changed learning rate", "Keras's v = m*v - lr*g vs "
            "torch's v = m*v + g", lambda u: u.config.get("momentum", 0) > 0 and u.context.get("learning_rate_factor")),
-    Regime("optimizer", ("Adam", "AdamW"), "amsgrad=True", "max of second moments", _c("amsgrad")),
+    Regime("optimizer", ("Adam", "AdamW"), "amsgrad=True", "max of second moments", _is("amsgrad")),
     Regime("optimizer", ("Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Nadam", "Adadelta"), "epsilon not "
            "the default", "epsilon placement shows", lambda u: u.config.get("epsilon") not in (None, 1e-7)),
-    Regime("optimizer", ("RMSprop",), "centered=True", "mean gradient subtracted", _c("centered")),
+    Regime("optimizer", ("RMSprop",), "centered=True", "mean gradient subtracted", _is("centered")),
     Regime("optimizer", ("Ftrl",), "l1/l2 regularization strengths set", "the proximal step",
            lambda u: bool(u.config.get("l1_regularization_strength") or u.config.get("l2_regularization_strength"))),
 ]
