@@ -115,7 +115,7 @@ class Trainer:
         per_exec = 1 if schedule is not None else model._steps_per_execution
         tuner = None
         if per_exec == _spe.AUTO:
-            per_exec, tuner = _auto_steps(model, program, cbs, train)
+            per_exec, tuner = _auto_steps(model, program, cbs, train, (epochs - initial_epoch) * (steps or 0))
         model.stop_training = False
         model._fit_seed = seed
         logs: dict[str, Any] = {}
@@ -180,7 +180,7 @@ class Trainer:
             if model.stop_training:
                 break
         cbs.on_train_end(logs)
-        if tuner is not None and tuner.chosen is not None:
+        if tuner is not None and tuner.measured:
             model._auto_steps_per_execution = (program, train.batch_size, tuner.chosen)
         model._pull_weights()
         return model.history
@@ -317,7 +317,7 @@ class Trainer:
         return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
 
 
-def _auto_steps(model, program, cbs: CallbackList, train):
+def _auto_steps(model, program, cbs: CallbackList, train, steps_left: int):
     """``steps_per_execution="auto"``: ``(per_execution, tuner)``; ``(1, None)`` where chunks would
     change what callbacks see, with a generator or with several processes. A tuner that an
     earlier fit of this program and batch size decided starts decided."""
@@ -326,7 +326,7 @@ def _auto_steps(model, program, cbs: CallbackList, train):
         return 1, None
     batch_bytes = sum(a.nbytes for a in _leaves((train.x, train.y, train.w))) // max(1, train.n) * train.batch_size
     steps = train.n // train.batch_size
-    tuner = _spe.AutoStepsPerExecution(_spe.largest_size(steps, batch_bytes), _spe.window_steps(steps))
+    tuner = _spe.AutoStepsPerExecution(_spe.largest_size(steps, batch_bytes), _spe.window_steps(steps), steps_left)
     earlier = getattr(model, "_auto_steps_per_execution", None)
     if earlier is not None and earlier[0] is program and earlier[1] == train.batch_size:
         tuner.chosen = earlier[2]  # this program's choice in an earlier fit

@@ -61,9 +61,10 @@ def test_the_chosen_length_meets_the_target_unless_capped(single, chunked):
     assert n == 8 or (host / (n // 2)) / (host / (n // 2) + compute) > spe.HOST_SHARE  # the smallest such
 
 
-def simulate(tuner, host, compute, steps_per_epoch=1000, epochs=3):
+def simulate(tuner, host, compute, steps_per_epoch=1000, epochs=3, compile_seconds=0.0):
     """Drive ``tuner`` as the trainer does, on a device where an execution of k steps takes
-    ``host + k * compute`` seconds; returns the sizes of the executions."""
+    ``host + k * compute`` seconds, the first ``compile_seconds`` more; returns the sizes of the
+    executions."""
     now = [0.0]
     sizes = []
     spe_clock, spe.clock = spe.clock, lambda: now[0]
@@ -74,6 +75,8 @@ def simulate(tuner, host, compute, steps_per_epoch=1000, epochs=3):
             while step < steps_per_epoch:
                 k = tuner.size(steps_per_epoch - step)
                 now[0] += host + k * compute
+                if sizes == []:
+                    now[0] += compile_seconds
                 sizes.append(k)
                 tuner.executed(k, lambda: None)
                 step += k
@@ -100,6 +103,24 @@ def test_the_tuner_keeps_single_steps_where_chunks_do_not_pay():
     sizes = simulate(tuner, host=0.0, compute=1e-3)
     assert tuner.chosen == 1
     assert set(sizes[-500:]) == {1}
+
+
+def test_a_fit_too_short_to_repay_compiling_chunks_keeps_single_steps():
+    """The first execution (compiling the step) took 1 s: timing chunks would compile one more
+    length, and even halving 1.1 ms steps over the fit's 900 other steps saves only 0.5 s."""
+    tuner = spe.AutoStepsPerExecution(largest=64, max_window_steps=16, steps_left=3 * 300)
+    sizes = simulate(tuner, host=1e-3, compute=1e-4, steps_per_epoch=300, compile_seconds=1.0)
+    assert tuner.chosen == 1 and not tuner.measured and set(sizes) == {1}
+    assert tuner.compile_seconds == pytest.approx(1.0 + 1.1e-3)
+
+
+def test_a_longer_chunk_is_compiled_only_if_the_rest_of_the_fit_repays_it():
+    # 64 would save 1e-3/8 - 1e-3/64 = 1.1e-4 s a step over the probe's 8; compiling costs 0.1 s,
+    # repaid by 1118 steps (0.12 s) but not by 718 (0.078 s)
+    for steps, expected in ((400, 8), (600, 64)):  # 718 or 1118 steps left after the probe (82)
+        tuner = spe.AutoStepsPerExecution(largest=64, max_window_steps=16, steps_left=2 * steps)
+        simulate(tuner, host=1e-3, compute=1e-4, steps_per_epoch=steps, epochs=2, compile_seconds=0.1)
+        assert tuner.measured and tuner.chosen == expected, steps
 
 
 def test_a_window_never_spans_an_epoch_end():
