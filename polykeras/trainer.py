@@ -180,8 +180,10 @@ class Trainer:
             if model.stop_training:
                 break
         cbs.on_train_end(logs)
-        if tuner is not None and tuner.measured:
-            model._auto_steps_per_execution = (program, train.batch_size, tuner.chosen)
+        if tuner is not None:  # what a later fit of this program and batch size starts from
+            model._auto_steps_per_execution = {"program": program, "batch_size": train.batch_size,
+                                               "chosen": tuner.chosen if tuner.measured else None,
+                                               "compile_seconds": tuner.compile_seconds}
         model._pull_weights()
         return model.history
 
@@ -319,8 +321,8 @@ class Trainer:
 
 def _auto_steps(model, program, cbs: CallbackList, train, steps_left: int):
     """``steps_per_execution="auto"``: ``(per_execution, tuner)``; ``(1, None)`` where chunks would
-    change what callbacks see, with a generator or with several processes. A tuner that an
-    earlier fit of this program and batch size decided starts decided."""
+    change what callbacks see, with a generator or with several processes. A tuner starts from
+    what an earlier fit of this program and batch size measured."""
     if not isinstance(train, ArraySource) or cbs.needs_every_train_batch or \
             _distribution.cluster().num_processes > 1:
         return 1, None
@@ -328,8 +330,11 @@ def _auto_steps(model, program, cbs: CallbackList, train, steps_left: int):
     steps = train.n // train.batch_size
     tuner = _spe.AutoStepsPerExecution(_spe.largest_size(steps, batch_bytes), _spe.window_steps(steps), steps_left)
     earlier = getattr(model, "_auto_steps_per_execution", None)
-    if earlier is not None and earlier[0] is program and earlier[1] == train.batch_size:
-        tuner.chosen = earlier[2]  # this program's choice in an earlier fit
+    if earlier is not None and earlier["program"] is program and earlier["batch_size"] == train.batch_size:
+        # an earlier fit's choice, or at least its estimate of a compilation (this fit's first step is compiled)
+        tuner.compile_seconds = earlier["compile_seconds"]
+        if earlier["chosen"] is not None:
+            tuner.chosen, tuner.measured = earlier["chosen"], True
     return tuner.size, tuner
 
 

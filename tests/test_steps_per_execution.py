@@ -197,7 +197,7 @@ def _fit(backend, steps_per_execution, monkeypatch=None, **kwargs):
 def test_auto_trains_the_same_weights_as_single_steps(backend, host_bound_clock, monkeypatch):
     reference, logs, _ = _fit(backend, 1)
     model, auto_logs, sizes = _fit(backend, "auto", monkeypatch)
-    chosen = model._auto_steps_per_execution[2]
+    chosen = model._auto_steps_per_execution["chosen"]
     assert chosen == 16  # 72 full batches a epoch: a quarter is 18, the largest power of two under it 16
     assert sizes.count(8) == 4 and sizes.count(16) == 9  # the probe's chunks (2 lead-ins, 2 timed), the chosen
     assert sum(sizes) == 3 * 73
@@ -222,6 +222,26 @@ def test_a_later_fit_keeps_the_choice(host_bound_clock, monkeypatch):
     sizes = _executions(model, monkeypatch)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert sizes[:5] == [16] * 5  # no new probe
+
+
+def test_a_later_short_fit_remembers_what_compiling_cost(monkeypatch):
+    """The first fit's first step compiled (here: 10 s of an injected clock); a later fit's first step
+    does not, so it keeps the first fit's estimate and does not time chunks in a fit too short."""
+    now = [0.0]
+    monkeypatch.setattr(spe, "clock", lambda: now[0])
+    x, y = _data()
+    model = _model("numpy", "auto")
+    program = model._get_program(training=True, y_ndim=1)
+    single = program.train_step
+
+    def train_step(*args, **kwargs):
+        now[0] += 10.0 if program.iterations == 0 else 1e-3
+        return single(*args, **kwargs)
+    monkeypatch.setattr(program, "train_step", train_step)
+    for _ in range(2):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        assert model._auto_steps_per_execution["compile_seconds"] == pytest.approx(10.0)
+        assert model._auto_steps_per_execution["chosen"] is None
 
 
 def test_callbacks_with_batch_hooks_see_every_batch(host_bound_clock, monkeypatch):

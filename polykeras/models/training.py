@@ -67,7 +67,7 @@ class TrainingAPI:
             self._metric_ids = _metrics.check(self._metric_ids, self.loss.kind)
             self._weighted_metric_ids = _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
         self._steps_per_execution = steps_per_execution
-        self._auto_steps_per_execution = None  # (program, batch size, choice) of "auto" (polykeras.trainer)
+        self._auto_steps_per_execution = None  # what "auto" measured, for the next fit (polykeras.trainer)
         if distribution is not None:
             from polykeras.distribution import DataParallel
 
