@@ -97,6 +97,45 @@ def _host_mask_dropout(base):
     return HostMask
 
 
+class HostMaskBidirectional(keras.layers.Bidirectional):
+    """Keras's ``Bidirectional``, optionally with fed dropout masks for each direction's cell
+    (``keep``/``recurrent_keep`` forward, ``backward_keep``/``backward_recurrent_keep`` backward)."""
+
+    def call(self, sequences, keep=None, recurrent_keep=None, backward_keep=None, backward_recurrent_keep=None,
+             initial_state=None, mask=None, training=False):
+        cells = [(self.forward_layer.cell, keep, recurrent_keep),
+                 (self.backward_layer.cell, backward_keep, backward_recurrent_keep)]
+        if training:
+            for cell, fed, recurrent_fed in cells:
+                count = getattr(cell, "dropout_mask_count", None)
+                if fed is not None:
+                    cell._dropout_mask = fed if count is None else [fed] * count
+                if recurrent_fed is not None:
+                    cell._recurrent_dropout_mask = recurrent_fed if count is None else [recurrent_fed] * count
+        try:
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        finally:
+            for cell, _, _ in cells:
+                cell.reset_dropout_mask()
+                cell.reset_recurrent_dropout_mask()
+
+
+def _bidirectional(layer: LayerSpec, dtype: str):
+    """Keras's ``Bidirectional`` of the spec's two wrapped layers, each given its weights' regularizers
+    (the spec's weights are named ``<wrapped layer>/<kind>_cell/<weight>``, as Keras's paths below the wrapper).
+    ``merge_mode=None`` is built as ``"concat"``: the spec's node outputs the concatenation, split after it."""
+    wrapped = []
+    for key in ("layer", "backward_layer"):
+        kind, config = layer.config[key]["class_name"], dict(layer.config[key]["config"])
+        for w in layer.weights:
+            if w.name.startswith(f"{config['name']}/") and w.regularizer and w.trainable:
+                config[REGULARIZER_ARGS[w.name.rsplit("/", 1)[-1]]] = keras.regularizers.L1L2(
+                    l1=float(w.regularizer.get("l1", 0.0)), l2=float(w.regularizer.get("l2", 0.0)))
+        wrapped.append(getattr(keras.layers, kind)(dtype=dtype, **config))
+    return HostMaskBidirectional(wrapped[0], backward_layer=wrapped[1], merge_mode=layer.config.get("merge_mode")
+                                 or "concat", name=layer.name, dtype=dtype)
+
+
 #: Keras's spatial dropouts: Dropout with one mask value per sample and channel.
 SPATIAL_DROPOUT = ("SpatialDropout1D", "SpatialDropout2D")
 CLASSES = {"Dropout": HostMaskDropout, **{k: _host_mask_rnn(getattr(keras.layers, k)) for k in RECURRENT},
@@ -130,14 +169,21 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
         shape = (1,) * (len(layer.input_shape) - 2) + (layer.input_shape[-1],)
         return [] if rate == 0.0 else [MaskInput(index, 0, rate, shape, "keep")]
     if layer.kind in RECURRENT:
-        out = []
-        dropout, recurrent = float(cfg.get("dropout") or 0.0), float(cfg.get("recurrent_dropout") or 0.0)
-        if 0.0 < dropout < 1.0:
-            out.append(MaskInput(index, 0, dropout, (layer.input_shape[-1],), "keep"))
-        if 0.0 < recurrent < 1.0:
-            out.append(MaskInput(index, 1, recurrent, (int(cfg["units"]),), "recurrent_keep"))
-        return out
+        return _recurrent_masks(index, cfg, layer.input_shape[-1])
+    if layer.kind == "Bidirectional":  # the backward layer's streams follow the forward's (layer_rules.bidirectional)
+        return (_recurrent_masks(index, cfg["layer"]["config"], layer.input_shape[-1])
+                + _recurrent_masks(index, cfg["backward_layer"]["config"], layer.input_shape[-1], 2, "backward_"))
     return []
+
+
+def _recurrent_masks(index: int, cfg: dict, features: int, stream: int = 0, prefix: str = "") -> list[MaskInput]:
+    out = []
+    dropout, recurrent = float(cfg.get("dropout") or 0.0), float(cfg.get("recurrent_dropout") or 0.0)
+    if 0.0 < dropout < 1.0:
+        out.append(MaskInput(index, stream, dropout, (features,), f"{prefix}keep"))
+    if 0.0 < recurrent < 1.0:
+        out.append(MaskInput(index, stream + 1, recurrent, (int(cfg["units"]),), f"{prefix}recurrent_keep"))
+    return out
 
 
 def _noise_shape(layer: LayerSpec) -> tuple:
@@ -160,6 +206,8 @@ def make_layer(layer: LayerSpec, dtype: str):
         (weight,) = layer.weights
         return KerasVariable(weight.name, weight.shape, weight.trainable, name=layer.name.replace("/", "__"),
                              dtype=dtype)
+    if layer.kind == "Bidirectional":
+        return _bidirectional(layer, dtype)
     cls = CLASSES.get(layer.kind) or getattr(keras.layers, layer.kind, None)
     if cls is None:
         raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
@@ -257,7 +305,8 @@ class KerasGraphs:
         for layer, kl in zip(self.spec.layers, self.layers):
             if not layer.weights:
                 continue
-            by_name = {v.path.rsplit("/", 1)[-1]: v for v in kl.weights}
+            nested = layer.kind == "Bidirectional"  # named by their path below the wrapper
+            by_name = {(v.path.split("/", 1) if nested else v.path.rsplit("/", 1))[-1]: v for v in kl.weights}
             for w in layer.weights:
                 v = by_name.get(w.name)
                 if v is None or tuple(v.shape) != tuple(w.shape):

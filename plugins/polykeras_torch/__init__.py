@@ -23,7 +23,8 @@ from polykeras.hookspecs import hookimpl
 LAYER_KINDS = frozenset({
     "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
-    "SimpleRNN", "LSTM", "GRU", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+    "SimpleRNN", "LSTM", "GRU", "Bidirectional",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     "LayerNormalization", "Operation", "Variable",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "RepeatVector",

@@ -32,6 +32,7 @@ from .core import (ActivationRules, DenseRules, DropoutRules, FlattenRules, Resh
 from .depthwise_conv import DepthwiseConv1DRules, DepthwiseConv2DRules, SeparableConv1DRules, SeparableConv2DRules
 from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormalizationRules, LayerNormalizationRules,
                             UnitNormalizationRules, layer_norm_axes)
+from .bidirectional import BidirectionalRules
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
 from .reshaping import RESHAPING_RULES
 
@@ -43,7 +44,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
     SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules, DepthwiseConv2DRules, SeparableConv2DRules,
-    DepthwiseConv1DRules, SeparableConv1DRules,
+    DepthwiseConv1DRules, SeparableConv1DRules, BidirectionalRules,
 )}
 
 
@@ -66,4 +67,5 @@ __all__ = [
     "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
     "ConvTransposeRules", "Conv1DTransposeRules", "Conv2DTransposeRules", "transpose_amounts",
     "DepthwiseConv1DRules", "DepthwiseConv2DRules", "SeparableConv1DRules", "SeparableConv2DRules",
+    "BidirectionalRules",
 ]

@@ -1,6 +1,7 @@
 """Keras-compatible layers (``from polykeras.layers import Dense``)."""
 
 from polykeras.layers.base import Layer, SymbolicTensor
+from polykeras.layers.bidirectional import Bidirectional
 from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D, Conv2D,
                                    Convolution1D, Convolution2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
@@ -32,7 +33,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
-                DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D)
+                DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional)
 }
 
 

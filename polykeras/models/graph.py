@@ -162,7 +162,10 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
             if all(key in tensors for key in keys) and (k == 0 or (name, k - 1) in tensors):
                 layer = layers[name]
                 args = [tensors[key] for key in keys]
-                tensors[(name, k)] = layer(args if layer.multiple_inputs else args[0])
+                out = layer(args if layer.multiple_inputs else args[0])
+                if isinstance(out, list) and hasattr(layer, "joined"):  # Bidirectional(merge_mode=None): the
+                    out = layer.joined(out)  # config has its node and the ops that split its output apart
+                tensors[(name, k)] = out
                 progress = True
             else:
                 waiting.append((name, k, refs))

@@ -9,7 +9,9 @@ A Keras 3 ``.keras`` file is a zip of three members:
 ``model.weights.h5``   HDF5: ``layers/<name>/vars/<i>`` per layer, where
                        ``<name>`` is the *class* name in snake_case, numbered
                        ``_1``, ``_2``... among the model's layers (recurrent
-                       layers keep theirs under ``layers/<name>/cell/vars``),
+                       layers keep theirs under ``layers/<name>/cell/vars``,
+                       ``Bidirectional`` under ``.../forward_layer/cell/vars``
+                       and ``.../backward_layer/cell/vars``),
                        and ``vars/<i>`` follow the layer's variable order --
                        the canonical order;
 ``metadata.json``      the Keras version and the date.
@@ -41,6 +43,18 @@ import zipfile
 MEMBERS = frozenset({"config.json", "model.weights.h5"})
 #: Layers whose variables Keras keeps under ``layers/<name>/cell/vars``.
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+#: Keras's ``Bidirectional`` keeps its wrapped layers' variables under ``layers/<name>/<these>/cell/vars``.
+WRAPPED = ("forward_layer", "backward_layer")
+
+
+def variable_groups(class_name: str, config: dict) -> list[tuple[str, int | None]]:
+    """Where a layer's variables lie below ``layers/<name>``, in order, each with how many of the layer's
+    weights are there (``None``: the rest)."""
+    if class_name == "Bidirectional":  # the forward layer's weights, then the backward layer's
+        forward = config["layer"]["config"]
+        return [("forward_layer/cell/vars", 3 if forward.get("use_bias", True) else 2),
+                ("backward_layer/cell/vars", None)]
+    return [("cell/vars" if class_name in RECURRENT else "vars", None)]
 
 
 class KerasFileError(ValueError):

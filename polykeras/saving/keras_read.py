@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from polykeras.saving import keras_training
-from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, weight_paths
+from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, variable_groups, weight_paths
 from polykeras.saving.registration import UnknownObjectError
 
 #: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
@@ -205,7 +205,7 @@ class _Reader:
             config["name"] = self._unique(name)
         layer = _make_layer(self.pk_layers, class_name, config, self.path)
         if group is not None and class_name != "InputLayer":
-            self.arrays[layer.name] = _read_vars(self.h5, group, class_name, self.path)
+            self.arrays[layer.name] = _read_vars(self.h5, group, class_name, self.path, entry["config"])
         return layer
 
     def _operation(self, entry: dict):
@@ -329,14 +329,17 @@ def _make_layer(pk_layers, class_name: str, config: dict, path):
             del config[key]
 
 
-def _read_vars(h5, group: str, class_name: str, path) -> list[np.ndarray]:
-    where = f"{group}/cell/vars" if class_name in RECURRENT else f"{group}/vars"
-    if where not in h5:
-        if class_name == "InputLayer" or f"{group}/vars" in h5:
-            return []
-        raise KerasFileError(f"{path}: no weights at {where!r} for a {class_name} layer")
-    vars_ = h5[where]
-    return [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+def _read_vars(h5, group: str, class_name: str, path, config: dict | None = None) -> list[np.ndarray]:
+    out = []
+    for where, _ in variable_groups(class_name, config or {}):
+        where = f"{group}/{where}"
+        if where not in h5:
+            if class_name == "InputLayer" or (class_name in RECURRENT and f"{group}/vars" in h5):
+                return []
+            raise KerasFileError(f"{path}: no weights at {where!r} for a {class_name} layer")
+        vars_ = h5[where]
+        out += [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+    return out
 
 
 def _compile(model, compile_config: dict, path) -> None:

@@ -252,7 +252,7 @@ def restore_training(model, path) -> dict | None:
     if expected is not None and hashlib.sha256(weights_bytes).hexdigest() != expected:
         raise KerasFileError(f"{path}: the weights do not match their checksum; delete the backup to start over")
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-        arrays = {e["config"]["name"]: _read_vars(h5, group, e["class_name"], path)
+        arrays = {e["config"]["name"]: _read_vars(h5, group, e["class_name"], path, e["config"])
                   for e, group in zip(saved, weight_paths([e["class_name"] for e in saved]))}
         stored = h5.get("optimizer/vars")
         values = [] if stored is None else [np.asarray(stored[str(i)]) for i in range(len(stored))]

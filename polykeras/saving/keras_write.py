@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from polykeras.saving.atomic import atomic_write
-from polykeras.saving.keras_format import RECURRENT, KerasFileError, functional_layer_order, weight_paths
+from polykeras.saving.keras_format import (WRAPPED, KerasFileError, functional_layer_order, to_snake_case,
+                                          variable_groups, weight_paths)
 
 
 def _keras_object(value, module: str):
@@ -41,6 +42,10 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
         elif key.endswith("_regularizer"):
             value = _keras_object(value, "keras.regularizers")
         out[key] = value
+    for key in ("layer", "backward_layer") if class_name == "Bidirectional" else ():
+        wrapped = config[key]
+        out[key] = {"module": "keras.layers", "class_name": wrapped["class_name"],
+                    "config": _keras_layer_config(wrapped["class_name"], wrapped["config"]), "registered_name": None}
     if class_name == "InputLayer" and out.get("dtype") is None:
         out["dtype"] = "float32"
     return out
@@ -162,12 +167,18 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
         for entry, group in zip(saved, weight_paths([e["class_name"] for e in saved])):
             name = entry["config"]["name"]
             h5.create_group(f"{group}/vars").attrs["name"] = name
-            where = f"{group}/vars"
-            if entry["class_name"] in RECURRENT:
-                where = f"{group}/cell/vars"
-                h5.create_group(where).attrs["name"] = f"{name}_cell"
-            for i, value in enumerate(per_layer.get(name, [])):
-                h5[where].create_dataset(str(i), data=np.asarray(value))
+            values = per_layer.get(name, [])
+            for where, count in variable_groups(entry["class_name"], entry["config"]):
+                owner = where.split("/")[0] if where.startswith(WRAPPED) else None
+                if owner is not None:  # a Bidirectional's wrapped layer: its own vars group, then its cell's
+                    wrapped = entry["config"]["layer" if owner == "forward_layer" else "backward_layer"]
+                    h5.create_group(f"{group}/{owner}/vars").attrs["name"] = wrapped["config"]["name"]
+                    h5.create_group(f"{group}/{where}").attrs["name"] = f"{to_snake_case(wrapped['class_name'])}_cell"
+                elif where != "vars":
+                    h5.create_group(f"{group}/{where}").attrs["name"] = f"{name}_cell"
+                for i, value in enumerate(values[:count]):
+                    h5[f"{group}/{where}"].create_dataset(str(i), data=np.asarray(value))
+                values = values[len(values) if count is None else count:]
         h5.create_group("vars").attrs["name"] = model.name
         if model.compiled:
             keras_config["compile_config"] = keras_training.keras_compile_config(model)

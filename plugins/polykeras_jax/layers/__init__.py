@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .base import Layer, LayerContext
+from .bidirectional import Bidirectional
 from .conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                    GlobalAveragePooling2D,
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
@@ -26,7 +27,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS,
     GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
-    Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional,
 )}
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .base import ForwardContext, Kernel
+from .bidirectional import Bidirectional
 from .conv import Conv1D, Conv2D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
@@ -74,6 +75,7 @@ KERNELS: dict[str, type[Kernel]] = {
         SeparableConv2D,
         DepthwiseConv1D,
         SeparableConv1D,
+        Bidirectional,
     )
 }
 

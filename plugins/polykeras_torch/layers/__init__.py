@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .base import StepContext, TorchLayer
+from .bidirectional import Bidirectional
 from .conv import (
     AveragePooling1D,
     AveragePooling2D,
@@ -39,6 +40,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
         Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
+        Bidirectional,
     )
 }
 

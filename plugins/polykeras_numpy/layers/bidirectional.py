@@ -1,0 +1,86 @@
+"""Bidirectional (Keras 3 semantics, :mod:`polykeras.layer_rules.bidirectional`):
+two recurrent kernels of :mod:`.recurrent` over the same input, merged.
+
+Forward::
+
+    y_f = zero_masked(forward(x))          # each in its own processing order
+    y_b = zero_masked(backward(x))
+    y_b = y_b[:, ::-1]                     # with return_sequences only
+    y   = merge(y_f, y_b)                  # concat | sum | ave | mul
+
+where ``zero_masked`` zeroes the output at masked steps (with
+``return_sequences`` only; Keras's ``zero_output_for_mask``), the mask taken in
+that layer's processing order. Backward splits ``dy`` by the merge --
+``concat``: the two halves; ``sum``: ``dy`` to both; ``ave``: ``dy / 2`` to
+both; ``mul``: ``dy * y_b`` and ``dy * y_f`` -- undoes the flip and the zeroing,
+runs each kernel's own backward, and adds the two input gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ForwardContext, Kernel
+
+
+class Bidirectional(Kernel):
+    kind = "Bidirectional"
+
+    def __init__(self, spec, dtype):
+        super().__init__(spec, dtype)
+        from . import KERNELS
+
+        rules = self.rules
+        self.forward_kernel = KERNELS[rules.forward_spec.kind](rules.forward_spec, dtype)
+        self.backward_kernel = KERNELS[rules.backward_spec.kind](rules.backward_spec, dtype)
+
+    def _output_masks(self, mask):
+        """Each direction's output-step mask ``(batch, T, 1)`` in its processing order, or ``None``."""
+        if mask is None or not self.rules.return_sequences:
+            return None, None
+        return tuple((mask[:, ::-1] if sub.go_backwards else mask)[:, :, None]
+                     for sub in (self.rules.forward, self.rules.backward))
+
+    def forward(self, weights, x, ctx):
+        rules, n = self.rules, self.rules.n_forward
+        shift = rules.backward_stream
+        backward_ctx = ForwardContext(ctx.training, lambda shape, rate, stream: ctx.dropout_mask(shape, rate,
+                                                                                                 stream + shift),
+                                      ctx.mask)
+        y_f, cache_f = self.forward_kernel.forward(weights[:n], x, ctx)
+        y_b, cache_b = self.backward_kernel.forward(weights[n:], x, backward_ctx)
+        keep_f, keep_b = self._output_masks(ctx.mask)
+        if keep_f is not None:
+            y_f, y_b = np.where(keep_f, y_f, 0), np.where(keep_b, y_b, 0)
+        if rules.return_sequences:
+            y_b = y_b[:, ::-1]
+        mode = rules.merge_mode
+        if mode in ("concat", None):
+            y = np.concatenate([y_f, y_b], axis=-1)
+        elif mode == "sum":
+            y = y_f + y_b
+        elif mode == "ave":
+            y = (y_f + y_b) / 2
+        else:  # mul
+            y = y_f * y_b
+        return y, (cache_f, cache_b, y_f, y_b, keep_f, keep_b)
+
+    def backward(self, weights, cache, dy):
+        cache_f, cache_b, y_f, y_b, keep_f, keep_b = cache
+        rules, n = self.rules, self.rules.n_forward
+        mode = rules.merge_mode
+        if mode in ("concat", None):
+            dy_f, dy_b = dy[..., :rules.forward.units], dy[..., rules.forward.units:]
+        elif mode == "sum":
+            dy_f, dy_b = dy, dy
+        elif mode == "ave":
+            dy_f = dy_b = dy / 2
+        else:  # mul
+            dy_f, dy_b = dy * y_b, dy * y_f
+        if rules.return_sequences:
+            dy_b = dy_b[:, ::-1]
+        if keep_f is not None:
+            dy_f, dy_b = np.where(keep_f, dy_f, 0), np.where(keep_b, dy_b, 0)
+        dx_f, dw_f = self.forward_kernel.backward(weights[:n], cache_f, np.ascontiguousarray(dy_f))
+        dx_b, dw_b = self.backward_kernel.backward(weights[n:], cache_b, np.ascontiguousarray(dy_b))
+        return dx_f + dx_b, list(dw_f) + list(dw_b)

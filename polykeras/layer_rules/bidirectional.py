@@ -1,0 +1,97 @@
+"""Bidirectional: one recurrent layer run forward and a second run backward
+over the same sequence, their outputs merged (Keras 3 semantics).
+
+* The config holds the two wrapped layers as Keras serialises them --
+  ``layer`` (the forward one, named ``forward_<name>``) and ``backward_layer``
+  (``backward_<name>``, ``go_backwards=True``; derived from ``layer`` so if
+  absent) -- each a
+  ``{"class_name", "config"}`` of SimpleRNN, LSTM or GRU (their rules are
+  :mod:`.recurrent`), and ``merge_mode``: ``"concat"`` (the default; forward
+  first), ``"sum"``, ``"mul"``, ``"ave"`` or ``None`` (the two outputs kept
+  apart; in the spec the node's output is their concatenation, which the
+  layer splits into two tensors).
+* Weights: the forward layer's (``kernel``, ``recurrent_kernel``, ``bias``
+  without ``use_bias=False``) then the backward layer's, each in its own
+  canonical layout -- Keras's variable order.
+* With ``return_sequences`` the backward layer's output sequence (in its
+  processing order) is flipped back to the input's time order before the
+  merge, and a masked step outputs zeros in both directions (Keras forces
+  ``zero_output_for_mask`` to ``return_sequences`` in both wrapped layers).
+  Without it each direction's output is its last processed step's ``h``.
+* A mask reaches both layers; the one that goes backwards reverses it with
+  the sequence (:mod:`polykeras.layers.masking`). Dropout: the forward layer
+  draws its masks from streams 0 and 1, the backward layer from 2 and 3
+  (:meth:`BidirectionalRules.backward_stream`).
+"""
+
+from __future__ import annotations
+
+from polykeras.spec import LayerSpec, Shape
+
+from .base import LayerRules
+from .recurrent import RecurrentRules
+
+#: Keras's merge modes (``None``: the two outputs apart).
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class BidirectionalRules(LayerRules):
+    """``merge_mode``; :attr:`forward` and :attr:`backward`, the wrapped layers'
+    :class:`~.recurrent.RecurrentRules`, each read from :attr:`forward_spec` /
+    :attr:`backward_spec` (a spec of its own, carrying its share of the weights);
+    :attr:`n_forward`, how many of the node's weights are the forward layer's."""
+
+    kind = "Bidirectional"
+    #: added to a stream number of the backward layer's dropout masks
+    backward_stream = 2
+
+    def __init__(self, spec, backend="polykeras"):
+        super().__init__(spec, backend)
+        from . import RULES
+
+        cfg = self.config
+        self.merge_mode = cfg.get("merge_mode", "concat")
+        if self.merge_mode not in MERGE_MODES:
+            raise ValueError(f"Bidirectional layer {self.name!r}: merge_mode must be one of "
+                             f"{', '.join(map(repr, MERGE_MODES))}; got {self.merge_mode!r}")
+        sub = {}
+        for key in ("layer", "backward_layer"):
+            entry = cfg.get(key)
+            if key == "backward_layer" and entry is None and isinstance(cfg.get("layer"), dict):
+                entry = {**cfg["layer"], "config": {**cfg["layer"].get("config", {}), "go_backwards": True}}
+            kind = entry.get("class_name") if isinstance(entry, dict) else None
+            if kind not in RULES or not issubclass(RULES[kind], RecurrentRules):
+                raise ValueError(f"Bidirectional layer {self.name!r}: {key} must be a SimpleRNN, LSTM or GRU "
+                                 f"config {{'class_name', 'config'}}; got {entry!r}")
+            sub[key] = (kind, entry["config"])
+        self.n_forward = 3 if sub["layer"][1].get("use_bias", True) else 2
+        self.forward_spec = self._sub_spec(*sub["layer"], spec.weights[:self.n_forward])
+        self.backward_spec = self._sub_spec(*sub["backward_layer"], spec.weights[self.n_forward:])
+        self.forward: RecurrentRules = RULES[self.forward_spec.kind](self.forward_spec, backend)
+        self.backward: RecurrentRules = RULES[self.backward_spec.kind](self.backward_spec, backend)
+        if self.forward.go_backwards == self.backward.go_backwards:
+            raise ValueError(f"Bidirectional layer {self.name!r}: the forward and backward layers must have "
+                             f"different go_backwards; both have {self.forward.go_backwards}")
+        if self.forward.return_sequences != self.backward.return_sequences:
+            raise ValueError(f"Bidirectional layer {self.name!r}: the forward and backward layers must agree on "
+                             f"return_sequences; got {self.forward.return_sequences} and "
+                             f"{self.backward.return_sequences}")
+        if self.merge_mode in ("sum", "mul", "ave") and self.forward.units != self.backward.units:
+            raise ValueError(f"Bidirectional layer {self.name!r}: merge_mode={self.merge_mode!r} needs layers of "
+                             f"equal units; got {self.forward.units} and {self.backward.units}")
+        self.return_sequences = self.forward.return_sequences
+
+    def _sub_spec(self, kind: str, config: dict, weights) -> LayerSpec:
+        spec = self.spec
+        name = f"{spec.name}/{config.get('name', kind.lower())}"
+        shape = tuple(spec.input_shapes[0]) if spec.input_shapes else (None, None, None)
+        units = int(config["units"])
+        output_shape = shape[:2] + (units,) if config.get("return_sequences") else (shape[0], units)
+        return LayerSpec(name=name, kind=kind, config=config, inbound=spec.inbound, input_shapes=spec.input_shapes,
+                         output_shape=output_shape, weights=tuple(weights), mask=spec.mask)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        forward = self.forward.output_shape(input_shape)
+        if self.merge_mode in ("concat", None):
+            return forward[:-1] + (forward[-1] + self.backward.units,)
+        return forward

@@ -1,0 +1,131 @@
+"""Keras's ``Bidirectional`` wrapper: a recurrent layer run over the sequence
+forward and a copy of it run backward, the two outputs merged.
+
+As in Keras 3, the wrapper does not use the layer it is given: it recreates it
+from its config as ``forward_<name>`` and, unless ``backward_layer`` is given,
+as ``backward_<name>`` with ``go_backwards=True``; both get fresh weights. The
+weights are the forward layer's then the backward layer's, named as Keras
+names them (``forward_lstm/lstm_cell/kernel``: the path below the wrapper's
+name). The semantics -- merge modes, the flip of the backward output, masks,
+dropout -- are :mod:`polykeras.layer_rules.bidirectional`.
+
+``merge_mode=None`` returns the two outputs as a list: the spec's node outputs
+their concatenation and two slices (``polykeras.ops``) split it.
+"""
+
+from __future__ import annotations
+
+from polykeras.layer_rules.bidirectional import MERGE_MODES
+from polykeras.layers.base import Layer, snake_case
+from polykeras.layers.recurrent import _RNN
+from polykeras.spec import WeightSpec
+
+
+def _recurrent(value, what: str) -> _RNN:
+    """``value`` (a layer, or its ``{"class_name", "config"}`` from a config) as a recurrent layer."""
+    if isinstance(value, dict) and "class_name" in value:
+        from polykeras.layers import deserialize
+
+        value = deserialize(value)
+    if not isinstance(value, _RNN):
+        got = f"{type(value).__name__} layer {value.name!r}" if isinstance(value, Layer) else repr(value)
+        raise ValueError(f"Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU) as {what}; got {got}")
+    return value
+
+
+def _strip_prefix(name: str, prefix: str) -> str:
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+class Bidirectional(Layer):
+    """``Bidirectional(layer, merge_mode="concat", backward_layer=None)``, as Keras's."""
+
+    input_ndim = (3,)
+    supports_masking = True
+    reads_mask = True  # handed to both wrapped layers
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        layer = _recurrent(layer, "layer")
+        backward_layer = None if backward_layer is None else _recurrent(backward_layer, "backward_layer")
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"Bidirectional merge_mode must be one of {', '.join(map(repr, MERGE_MODES))}; got "
+                             f"{merge_mode!r}")
+        if weights is not None:
+            raise NotImplementedError("Bidirectional(weights=...) is not supported; call set_weights() once the "
+                                      "layer is built")
+        if layer._declared_input_shape is not None and not {"input_shape", "batch_input_shape"} & set(kwargs):
+            kwargs["input_shape"] = layer._declared_input_shape  # as Keras 2: the wrapped layer's input shape
+        super().__init__(**kwargs)
+        config = {k: v for k, v in layer.get_config().items() if k != "batch_input_shape"}
+        self.forward_layer = type(layer).from_config(
+            {**config, "name": f"forward_{_strip_prefix(layer.name, 'forward_')}"})
+        if backward_layer is None:
+            backward_layer = type(layer).from_config(
+                {**config, "go_backwards": True, "name": f"backward_{_strip_prefix(layer.name, 'backward_')}"})
+        self.backward_layer = backward_layer
+        if self.forward_layer.go_backwards == self.backward_layer.go_backwards:
+            raise ValueError("Bidirectional: the forward and backward layers must have different go_backwards; "
+                             f"both have go_backwards={self.forward_layer.go_backwards}")
+        if self.forward_layer.return_sequences != self.backward_layer.return_sequences:
+            raise ValueError("Bidirectional: the forward and backward layers must have the same return_sequences; "
+                             f"got {self.forward_layer.return_sequences} and {self.backward_layer.return_sequences}")
+        if merge_mode in ("sum", "mul", "ave") and self.forward_layer.units != self.backward_layer.units:
+            raise ValueError(f"Bidirectional merge_mode={merge_mode!r} needs layers of equal units; got "
+                             f"{self.forward_layer.units} and {self.backward_layer.units}")
+        self.merge_mode = merge_mode
+        self.return_sequences = self.forward_layer.return_sequences
+        self.return_state, self.stateful = False, False
+
+    def build(self, input_shape):
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.build_for(input_shape)
+            cell = f"{snake_case(sub.kind)}_cell"
+            for spec, value in zip(sub._weight_specs, sub._weight_values):
+                self._weight_specs.append(WeightSpec(f"{sub.name}/{cell}/{spec.name}", spec.shape,
+                                                     spec.trainable and self.trainable, spec.regularizer))
+                self._weight_values.append(value)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        if self.merge_mode in ("concat", None):
+            return tuple(shape[:-1]) + (shape[-1] + self.backward_layer.units,)
+        return shape
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def _call_symbolically(self, tensors, several):
+        out = super()._call_symbolically(tensors, several)
+        if self.merge_mode is not None:
+            return out
+        from polykeras import ops
+        from polykeras.ops.shapes import encode_key
+
+        units = self.forward_layer.units
+        halves = [ops.getitem(out, key=encode_key((Ellipsis, slice(None, units)))),
+                  ops.getitem(out, key=encode_key((Ellipsis, slice(units, None))))]
+        for half in halves:
+            half.mask = out.mask
+        return halves
+
+    @staticmethod
+    def joined(halves: list):
+        """The node's own output (the concatenation) behind the halves of ``merge_mode=None``: a
+        model's config records the split ops apart, so rebuilding it calls them on this."""
+        return halves[0].inputs[0]
+
+    def get_config(self):
+        return {**super().get_config(), "merge_mode": self.merge_mode,
+                "layer": {"class_name": self.forward_layer.kind, "config": self.forward_layer.get_config()},
+                "backward_layer": {"class_name": self.backward_layer.kind,
+                                   "config": self.backward_layer.get_config()}}
+
+    def to_spec(self, *args, **kwargs):
+        """The wrapped layers' configs in the spec carry what the math needs, as a layer's own do."""
+        spec = super().to_spec(*args, **kwargs)
+        for key in ("layer", "backward_layer"):
+            entry = spec.config[key]
+            spec.config[key] = {"class_name": entry["class_name"], "config": {
+                k: v for k, v in entry["config"].items() if k not in ("trainable", "dtype", "batch_input_shape")
+                and not k.endswith(("_initializer", "_regularizer", "_constraint"))}}
+        return spec
