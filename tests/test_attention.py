@@ -189,6 +189,15 @@ def test_masked_attention_matches_keras_3(tmp_path):
     np.testing.assert_allclose(model.predict(PADDED, verbose=0), np.load(tmp_path / "out.npy"), atol=2e-6)
 
 
+def test_masked_attention_round_trips_through_polykeras_files(tmp_path):
+    model = _masked_classifier()
+    model.compile("adam", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras")
+    loaded.compile("adam", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
+    np.testing.assert_array_equal(loaded.predict(PADDED, verbose=0), model.predict(PADDED, verbose=0))
+
+
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_masked_attention_trains_like_the_reference_in_float64(backend):
     y = np.array([0, 1, 2, 1])

@@ -125,6 +125,21 @@ def test_masking_layer_masks_steps_whose_features_all_equal_the_value():
     np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(half, verbose=0), rtol=1e-14)
 
 
+def test_a_masking_layer_keeps_its_mask_through_a_polykeras_file(tmp_path):
+    """Masking is traced into ops; its output's mask is written with them, so the recurrent layer
+    after it still skips the masked step once the file is loaded (it did not before)."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((None, 2))
+    model = keras.Model(inp, layers.SimpleRNN(3)(layers.Masking(mask_value=-1.0)(inp)))
+    model.compile("sgd", "mse", backend="numpy", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(2, 4, 2))
+    x[0, 1] = x[1, 3] = -1.0
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras")
+    loaded.compile("sgd", "mse", backend="numpy", dtype="float64")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 @pytest.mark.parametrize("kind", RECURRENT)
 @pytest.mark.parametrize("return_sequences, go_backwards", [(False, False), (True, True)])
 def test_reference_gradients_match_finite_differences(kind, return_sequences, go_backwards):

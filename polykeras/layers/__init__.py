@@ -17,7 +17,7 @@ from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.masking import Masking
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
-from polykeras.layers.attention import MultiHeadAttention
+from polykeras.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from polykeras.layers.operation import Operation
 from polykeras.layers.variable import Variable
 from polykeras.layers.normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization

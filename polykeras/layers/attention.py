@@ -1,8 +1,8 @@
-"""``MultiHeadAttention``, written with :mod:`polykeras.ops` as Keras 3 writes it,
-and traced like any custom layer -- so every backend runs it, and the op
-registry's hand-written VJPs are its reference.
+"""``MultiHeadAttention``, ``Attention`` and ``AdditiveAttention``, written with
+:mod:`polykeras.ops` as Keras 3 writes them, and traced like any custom layer -- so
+every backend runs them, and the op registry's hand-written VJPs are their reference.
 
-Keras's definition (rank-3 ``query`` ``(B, T, dim)``, ``value`` ``(B, S, dim_v)``,
+``MultiHeadAttention``, Keras's definition (rank-3 ``query`` ``(B, T, dim)``, ``value`` ``(B, S, dim_v)``,
 ``key`` defaulting to ``value``; attention over axis 1):
 
 * projections: ``q = einsum("abc,cde->abde", query, Wq) + bq`` (``Wq``:
@@ -41,6 +41,7 @@ from polykeras.layers.base import Layer
 from polykeras.layers.core import Dropout
 
 _LARGE_NEGATIVE = -1e9  # what masked scores become (Keras's large negative number for float32/float64)
+_MASKED_SCORE_SHIFT = 1e9  # what Attention subtracts from masked scores (Keras's, for float32/float64)
 
 
 class MultiHeadAttention(Layer):
@@ -148,3 +149,97 @@ def _inputs_mask(query_mask, value_mask, key_mask):
     for part in parts[1:]:
         out = ops.logical_and(out, part)
     return out
+
+
+class Attention(Layer):
+    """Keras's dot-product ``Attention`` (Luong style), called on ``[query, value]`` or
+    ``[query, value, key]`` (``key`` defaults to ``value``), each ``(B, T, dim)``:
+
+    * scores ``query @ key^T`` (``(B, Tq, Tv)``), times the scalar weight ``scale`` with
+      ``use_scale``; with ``score_mode="concat"``, ``concat_score_weight * sum(tanh(scale * (q + k)))``
+      over the features of each query/key pair;
+    * masking: the value's mask ``(B, Tv)`` and ``use_causal_mask`` (lower-triangular) join with
+      ``and``; masked scores have ``1e9`` *subtracted* (so a query with no key left keeps its
+      unmasked softmax, as in Keras);
+    * ``softmax`` over ``Tv``, ``Dropout(dropout)`` on it in training, times ``value``;
+    * outputs at masked query steps are 0, and the output carries the query's mask.
+
+    Masks come from the inputs (``Embedding(mask_zero=True)``, ``Masking``) or from
+    ``mask=[query_mask, value_mask]``. Not yet: ``return_attention_scores``."""
+
+    supports_masking = True
+
+    def __init__(self, use_scale: bool = False, score_mode: str = "dot", dropout: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if score_mode not in ("dot", "concat"):
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: score_mode must be 'dot' or 'concat'; "
+                             f"got {score_mode!r}")
+        self.use_scale, self.score_mode, self.dropout, self.seed = bool(use_scale), score_mode, float(dropout), seed
+        self.dropout_layer = Dropout(self.dropout)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale") if self.use_scale else None
+        self.concat_score_weight = (self.add_weight(shape=(), initializer="ones", name="concat_score_weight")
+                                    if self.score_mode == "concat" else None)
+
+    def _scores(self, query, key):
+        if self.score_mode == "dot":
+            scores = ops.einsum("aqd,akd->aqk", query, key)
+            return scores * self.scale if self.scale is not None else scores
+        pairs = ops.expand_dims(query, -2) + ops.expand_dims(key, -3)
+        return self.concat_score_weight * ops.sum(ops.tanh(self.scale * pairs if self.scale is not None else pairs),
+                                                  axis=-1)
+
+    def call(self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) not in (2, 3):
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} must be called on a list [query, value] or "
+                             "[query, value, key]")
+        if return_attention_scores:
+            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: return_attention_scores=True is "
+                                      "not supported yet (a node has one output)")
+        query, value = inputs[0], inputs[1]
+        key = inputs[2] if len(inputs) == 3 else value
+        query_mask, value_mask = (mask[0], mask[1]) if mask is not None else (_carried(query, None),
+                                                                              _carried(value, None))
+        scores = self._scores(query, key)
+        scores_mask = None if value_mask is None else ops.expand_dims(ops.cast(value_mask, "bool"), -2)
+        if use_causal_mask:
+            causal = ops.cast(ops.tril(ops.ones_like(scores)), "bool")
+            scores_mask = causal if scores_mask is None else ops.logical_and(scores_mask, causal)
+        if scores_mask is not None:
+            scores = ops.where(scores_mask, scores, scores - _MASKED_SCORE_SHIFT)
+        weights = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
+        out = ops.matmul(weights, value)
+        if query_mask is not None:
+            out = ops.where(ops.expand_dims(ops.cast(query_mask, "bool"), -1), out, 0.0)
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[0] if isinstance(mask, list) else mask  # the query's
+
+    def get_config(self):
+        return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode,
+                "dropout": self.dropout, "seed": self.seed}
+
+
+class AdditiveAttention(Attention):
+    """Keras's ``AdditiveAttention`` (Bahdanau style): as :class:`Attention`, with scores
+    ``sum(scale * tanh(q + k))`` over the features, ``scale`` a trainable vector ``(dim,)``
+    (glorot-uniform) with ``use_scale`` (the default), else 1."""
+
+    def __init__(self, use_scale: bool = True, dropout: float = 0.0, **kwargs):
+        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+
+    def build(self, input_shape):
+        dim = input_shape[0][-1]
+        self.scale = self.add_weight(shape=(dim,), initializer="glorot_uniform", name="scale") \
+            if self.use_scale else None
+
+    def _scores(self, query, key):
+        terms = ops.tanh(ops.expand_dims(query, -2) + ops.expand_dims(key, -3))
+        return ops.sum(self.scale * terms if self.scale is not None else terms, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
+        return config

@@ -124,9 +124,26 @@ class Graph:
 
     # -- Keras-style config ----------------------------------------------------------------
     def inbound_nodes(self, layer: Layer) -> list[list[list]]:
-        """``[[[layer name, call index], ...] per call]`` of ``layer`` (Keras's inbound_nodes, simplified)."""
-        return [[[p.layer.name, self.call_index.get(id(p), 0)] for p in n.inputs]
+        """``[[[layer name, call index], ...] per call]`` of ``layer`` (Keras's inbound_nodes, simplified).
+        A mask read as a value (an attention layer's ops read their inputs' masks) is named as the mask
+        of the call that made it, ``[layer name, call index, "mask"]``: the config leaves out the nodes
+        a ``compute_mask`` records, and rebuilding the graph records them again."""
+        return [[self._config_ref(p) for p in n.inputs] for n in self.nodes if n.layer is layer]
+
+    def output_masks(self, layer: Layer) -> list | None:
+        """Per call of ``layer``, the config reference of the mask its output carries where a traced
+        layer's ``compute_mask`` gave it (``Masking``'s, an attention layer's), else ``None``: replaying
+        the traced layer's nodes one by one would not give those masks again."""
+        refs = [self._config_ref(n.mask) if n.owner is not None and n.mask is not None else None
                 for n in self.nodes if n.layer is layer]
+        return refs if any(r is not None for r in refs) else None
+
+    def _config_ref(self, p: SymbolicTensor) -> list:
+        if p.mask_of is not None:
+            carrier = next((t for t in self.nodes if t.mask is p and t.layer is p.mask_of), None)
+            if carrier is not None:
+                return [carrier.layer.name, self.call_index.get(id(carrier), 0), "mask"]
+        return [p.layer.name, self.call_index.get(id(p), 0)]
 
     def public_inbound(self, layer: Layer) -> list[list[list]]:
         """:meth:`inbound_nodes` for what ``model.layers`` lists: a custom layer's inputs are the
@@ -149,28 +166,41 @@ class Graph:
 
 
 def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: dict[tuple[str, int], SymbolicTensor],
-           model_name: str) -> None:
+           model_name: str, output_masks: dict[str, list] | None = None) -> None:
     """Call each layer on its recorded inbound nodes, in whatever order their
     inputs become available (Keras's ``from_config``): ``entries`` holds
     ``(layer name, inbound_nodes)``; ``tensors`` maps ``(layer name, call
-    index)`` to tensors and is filled in. Raises on a cycle or an unknown name."""
-    pending = [(name, k, refs) for name, nodes in entries for k, refs in enumerate(nodes)]
+    index)`` to tensors and is filled in; ``output_masks`` gives the masks some
+    calls' outputs carry (:meth:`Graph.output_masks`). Raises on a cycle or an
+    unknown name."""
+    masks = output_masks or {}
+    pending = [(name, k, refs, (masks.get(name) or [None] * (k + 1))[k])
+               for name, nodes in entries for k, refs in enumerate(nodes)]
+
+    def key(r):
+        return str(r[0]), int(r[1]) if len(r) > 1 else 0
+
+    def resolve(r):
+        return tensors[key(r)].mask if len(r) > 2 and r[2] == "mask" else tensors[key(r)]
+
     while pending:
         progress, waiting = False, []
-        for name, k, refs in pending:
-            keys = [(str(r[0]), int(r[1]) if len(r) > 1 else 0) for r in refs]
-            if all(key in tensors for key in keys) and (k == 0 or (name, k - 1) in tensors):
+        for name, k, refs, mask in pending:
+            needed = [key(r) for r in refs + ([mask] if mask is not None else [])]
+            if all(n in tensors for n in needed) and (k == 0 or (name, k - 1) in tensors):
                 layer = layers[name]
-                args = [tensors[key] for key in keys]
+                args = [resolve(r) for r in refs]
                 out = layer(args if layer.multiple_inputs else args[0])
                 if isinstance(out, list) and hasattr(layer, "joined"):  # Bidirectional(merge_mode=None): the
                     out = layer.joined(out)  # config has its node and the ops that split its output apart
+                if mask is not None:
+                    out.mask = resolve(mask)
                 tensors[(name, k)] = out
                 progress = True
             else:
-                waiting.append((name, k, refs))
+                waiting.append((name, k, refs, mask))
         if not progress:
-            stuck = ", ".join(f"{n}#{k} <- {[r[0] for r in refs]}" for n, k, refs in waiting)
+            stuck = ", ".join(f"{n}#{k} <- {[r[0] for r in refs]}" for n, k, refs, _ in waiting)
             raise ValueError(f"model {model_name!r}: cannot rebuild the graph, these layer calls read layers that are "
                              f"unknown or form a cycle: {stuck}")
         pending = waiting

@@ -253,8 +253,11 @@ class Model(TrainingAPI):
         """Keras's functional config, simplified: each layer with its
         ``inbound_nodes`` (one list of ``[layer name, call index]`` per call)."""
         layers = [{"class_name": type(t.layer).__name__, "config": t.layer.get_config()} for t in self._graph.inputs]
-        layers += [{"class_name": type(layer).__name__, "config": layer.get_config(),
-                    "inbound_nodes": self._graph.inbound_nodes(layer)} for layer in self._graph.config_layers]
+        for layer in self._graph.config_layers:
+            entry = {"class_name": type(layer).__name__, "config": layer.get_config(),
+                     "inbound_nodes": self._graph.inbound_nodes(layer)}
+            masks = self._graph.output_masks(layer)
+            layers.append({**entry, "output_masks": masks} if masks else entry)
         return {"name": self.name, "layers": layers, "input_layers": [t.layer.name for t in self._graph.inputs],
                 "output_layers": [self._graph.tensor_ref(t) for t in self._graph.outputs],
                 **({"output_names": self._output_names} if self._output_names else {})}
@@ -266,7 +269,7 @@ class Model(TrainingAPI):
         name = config.get("name")
         layers: dict[str, Layer] = {}
         tensors: dict[tuple[str, int], SymbolicTensor] = {}
-        entries = []
+        entries, masks = [], {}
         for entry in config["layers"]:
             layer = deserialize(entry)
             layers[layer.name] = layer
@@ -275,7 +278,9 @@ class Model(TrainingAPI):
             else:  # "inbound": [names] is the format of polykeras 0.1's single-input chains
                 nodes = entry.get("inbound_nodes") or [[[n, 0] for n in entry.get("inbound", [])]]
                 entries.append((layer.name, nodes))
-        replay(layers, entries, tensors, name or "model")
+                if entry.get("output_masks"):
+                    masks[layer.name] = entry["output_masks"]
+        replay(layers, entries, tensors, name or "model", masks)
         outputs = [tensors[(ref, 0)] if isinstance(ref, str) else tensors[(ref[0], int(ref[1]))]
                    for ref in config["output_layers"]]
         names = config.get("output_names")
