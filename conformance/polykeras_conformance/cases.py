@@ -497,6 +497,22 @@ EXTRA_CASES: list[Case] = [
                            ("recurrent_dropout", {"recurrent_dropout": 0.25, "return_sequences": True})]],
     {"id": "GRU:reset_before", "group": "Recurrent", "layers": [_layer("GRU", units=3, reset_after=False)],
      "input_shape": [4, 2], "vocab": None, "loss": "mse", "target": "real", "training": True},
+    # regimes the quick draws (4 per group) miss, found by the report's configuration coverage: causal and
+    # dilated windows (a 'same' padding of 2 rows, symmetric, and of 1 column, after), grouped convolution,
+    # statistics over two of three axes (not adjacent), groups between one and the channel count
+    *[{"id": f"{group}:{name}", "group": group, "layers": [layer], "input_shape": shape, "vocab": None,
+       "loss": "mse", "target": "real", "training": True}
+      for group, name, layer, shape in [
+          ("Conv1D", "causal, dilated", _layer("Conv1D", filters=2, kernel_size=3, padding="causal", dilation_rate=2),
+           [6, 2]),
+          ("Conv2D", "dilated, same", _layer("Conv2D", filters=2, kernel_size=2, padding="same", dilation_rate=(2, 1)),
+           [4, 3, 2]),
+          ("Conv2D", "groups=2", _layer("Conv2D", filters=4, kernel_size=2, groups=2), [3, 3, 4]),
+          # axis=[1, 3], not [1, 2]: Keras 3 on torch raises for contiguous axes that are not the trailing ones
+          # (F.layer_norm wants trailing dims); the draws never hit that, and CI expects keras-torch float32 to pass
+          ("LayerNormalization", "two of three axes", _layer("LayerNormalization", axis=[1, 3]), [2, 3, 2]),
+          ("Group/UnitNormalization", "groups=2 of 4 channels", _layer("GroupNormalization", groups=2), [3, 4]),
+      ]],
 ]
 
 #: metrics on one batch (the values users read in the logs), each with the outputs and targets it is meant for
