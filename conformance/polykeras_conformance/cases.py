@@ -267,6 +267,34 @@ def _masked(draw):
     return layers, (steps,), vocab
 
 
+@st.composite
+def _bidirectional(draw):
+    """A recurrent layer of :func:`_recurrent` wrapped in ``Bidirectional`` (every merge mode; now and then a
+    ``backward_layer`` of its own: other units for ``concat``, no bias, other dropout)."""
+    (rnn,), shape = draw(_recurrent())
+    rnn["config"]["go_backwards"] = False
+    config = {"layer": rnn, "merge_mode": draw(st.sampled_from(["concat", "sum", "mul", "ave"]))}
+    if draw(st.booleans()):
+        backward = {**rnn["config"], "go_backwards": True, "use_bias": draw(st.booleans()),
+                    "dropout": draw(st.sampled_from([0.0, 0.2]))}
+        if config["merge_mode"] == "concat":
+            backward["units"] = draw(st.integers(1, 4))
+        config["backward_layer"] = {"class_name": rnn["class_name"], "config": backward}
+    return [_layer("Bidirectional", **config)], shape
+
+
+@st.composite
+def _masked_bidirectional(draw):
+    """``Embedding(mask_zero=True)`` into a ``Bidirectional`` (as :func:`_masked`): the backward layer reverses
+    the mask with the sequence and both directions output zeros at masked steps with ``return_sequences``."""
+    vocab, steps = draw(st.integers(3, 12)), draw(st.integers(3, 6))
+    (bidirectional,), _ = draw(_bidirectional())
+    layers = [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 4)), mask_zero=True), bidirectional]
+    if bidirectional["config"]["layer"]["config"]["return_sequences"]:
+        layers += [_layer("Dense", units=draw(st.integers(1, 3)), activation="tanh"), _layer("GlobalAveragePooling1D")]
+    return layers, (steps,), vocab
+
+
 def _node(layer, *inbound) -> dict:
     """A graph node: a layer config (or ``"n<i>"``: call node ``i``'s layer again) on ``inbound``
     (``"in<k>"`` for input ``k``, ``"n<i>"`` for node ``i``'s output)."""
@@ -357,6 +385,7 @@ STRATEGIES = {
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
     "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv, "Masking": _masked,
+    "Bidirectional": _bidirectional, "Masking:Bidirectional": _masked_bidirectional,
 }
 
 
@@ -404,10 +433,11 @@ def layer_cases(examples_per_group: int = 6) -> list[Case]:
             # BatchNormalization alternates inference and training mode; everything else trains
             # (so that Dropout and recurrent dropout use their parity masks)
             training = group != "BatchNormalization" or len(seen) % 2 == 0
-            name = f"Masked{layers[1]['class_name']}" if group == "Masking" else layers[0]["class_name"]
+            masked = group.startswith("Masking")  # padded ids, "Masking:Bidirectional" included
+            name = f"Masked{layers[1]['class_name']}" if masked else layers[0]["class_name"]
             cases.append({"id": f"{name}#{len(seen)}", "group": group, "layers": layers,
                           "input_shape": list(shape), "vocab": vocab, "loss": "mse", "target": "real",
-                          "training": training, **({"padded": True} if group == "Masking" else {})})
+                          "training": training, **({"padded": True} if masked else {})})
     return cases
 
 
@@ -497,6 +527,17 @@ EXTRA_CASES: list[Case] = [
                            ("recurrent_dropout", {"recurrent_dropout": 0.25, "return_sequences": True})]],
     {"id": "GRU:reset_before", "group": "Recurrent", "layers": [_layer("GRU", units=3, reset_after=False)],
      "input_shape": [4, 2], "vocab": None, "loss": "mse", "target": "real", "training": True},
+    # Bidirectional: every merge mode on each kind with sequences (the flip back), and a masked LSTM padded
+    # left, right and in the middle with its last outputs only
+    *[{"id": f"Bidirectional:{kind}-{mode}", "group": "Bidirectional",
+       "layers": [_layer("Bidirectional", merge_mode=mode,
+                         layer=_layer(kind, units=3, return_sequences=True, dropout=0.2))],
+       "input_shape": [4, 2], "vocab": None, "loss": "mse", "target": "real", "training": True}
+      for kind, mode in [("SimpleRNN", "concat"), ("LSTM", "sum"), ("GRU", "mul"), ("LSTM", "ave")]],
+    {"id": "MaskedBidirectional:LSTM-last", "group": "Masking:Bidirectional", "padded": True,
+     "layers": [_layer("Embedding", input_dim=7, output_dim=3, mask_zero=True),
+                _layer("Bidirectional", layer=_layer("LSTM", units=3))],
+     "input_shape": [5], "vocab": 7, "loss": "mse", "target": "real", "training": True},
     # regimes the quick draws (4 per group) miss, found by the report's configuration coverage: causal and
     # dilated windows (a 'same' padding of 2 rows, symmetric, and of 1 column, after), grouped convolution,
     # statistics over two of three axes (not adjacent), groups between one and the channel count

@@ -62,6 +62,14 @@ def _any_below(values, threshold) -> bool:
     return any(v < threshold for v in values)
 
 
+def _own_backward_layer(config: dict) -> bool:
+    """Whether a Bidirectional's backward layer differs from its forward one but for name and direction."""
+    def options(entry):
+        return {k: v for k, v in entry["config"].items() if k not in ("name", "go_backwards")}
+
+    return "backward_layer" in config and options(config["backward_layer"]) != options(config["layer"])
+
+
 def _rank(use) -> int:
     return len(use.context.get("input_shape") or ()) - 1
 
@@ -113,6 +121,21 @@ REGIMES: list[Regime] = [
            lambda u: u.context.get("masked")),
     Regime("layer", RNN, "one time step", "a loop of length 1", lambda u: (u.context.get("input_shape") or (0, 0))[1] == 1),
     Regime("layer", ("GRU",), "reset_after=True", "Keras 3's default (cuDNN's convention)", _is("reset_after")),
+    # -- Bidirectional: the merge, the flip back of the backward sequence, masks in both directions
+    *[Regime("layer", ("Bidirectional",), f"merge_mode={mode!r}", why, _is("merge_mode", mode))
+      for mode, why in [("concat", "forward features first"), ("sum", "one gradient to both"),
+                        ("mul", "each direction's gradient scaled by the other's output"), ("ave", "halved")]],
+    Regime("layer", ("Bidirectional",), "return_sequences=True", "the backward outputs flipped back to input order",
+           lambda u: u.config["layer"]["config"].get("return_sequences")),
+    Regime("layer", ("Bidirectional",), "return_sequences=False", "each direction's last processed step",
+           lambda u: not u.config["layer"]["config"].get("return_sequences")),
+    Regime("layer", ("Bidirectional",), "a backward_layer of its own", "the backward weights split off by the "
+           "forward layer's count, not half", lambda u: _own_backward_layer(u.config)),
+    Regime("layer", ("Bidirectional",), "masked input, return_sequences", "zero outputs at masked steps in both "
+           "directions, the mask reversed for the backward one",
+           lambda u: u.context.get("masked") and u.config["layer"]["config"].get("return_sequences")),
+    Regime("layer", ("Bidirectional",), "masked input, last output", "the backward layer starts past right padding",
+           lambda u: u.context.get("masked") and not u.config["layer"]["config"].get("return_sequences")),
     Regime("layer", ("GRU",), "reset_after=False", "reset gate applied before the recurrent matmul",
            _is("reset_after", False)),
     # -- normalization: modes, weights present or not, statistics
