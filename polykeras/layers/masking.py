@@ -13,7 +13,10 @@ A *mask* is a boolean tensor ``(batch, T)`` that travels with a symbolic tensor
   state (``h``, and LSTM's ``c``) is carried over them unchanged and the output at a
   masked step is the carried ``h`` (Keras's ``zero_output_for_mask=False``); with
   ``go_backwards`` the mask is reversed with the sequence; a recurrent layer's output
-  keeps the mask with ``return_sequences`` and has none without. GlobalAveragePooling1D
+  keeps the mask with ``return_sequences`` and has none without. Bidirectional hands the
+  mask to both its layers (the backward one reverses it with the sequence) and, with
+  ``return_sequences``, outputs zeros at masked steps (Keras forces
+  ``zero_output_for_mask`` there; :mod:`polykeras.layer_rules.bidirectional`). GlobalAveragePooling1D
   averages the unmasked steps only (``sum(x * m) / sum(m)``); MultiHeadAttention attends
   only from unmasked queries to unmasked keys and passes the query's mask on.
 
