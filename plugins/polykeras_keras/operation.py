@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from polykeras.functions import Y_PRED, Y_TRUE
-from polykeras.layers.operation import resolve_args, tuples
+from polykeras.layers.operation import op_params, resolve_args, tuples
 from polykeras.ops import registry
 from polykeras.ops.shapes import decode_key
 from polykeras.spec import ModelSpec
@@ -24,7 +24,8 @@ class KerasOperation(keras.layers.Layer):
         self.variadic = registry.get(op).variadic
 
     def call(self, inputs):
-        return _apply(self.fn, self.op, self.variadic, self.args, self.params, list(inputs), self.compute_dtype)
+        return _apply(self.fn, self.op, self.variadic, self.args, op_params(self.params, self.compute_dtype),
+                      list(inputs), self.compute_dtype)
 
 
 def _apply(fn, op: str, variadic: bool, args: list, params: dict, inputs: list, dtype: str):

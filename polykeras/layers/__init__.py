@@ -1,6 +1,7 @@
 """Keras-compatible layers (``from polykeras.layers import Dense``)."""
 
 from polykeras.layers.base import Layer, SymbolicTensor
+from polykeras.layers.category_encoding import CategoryEncoding
 from polykeras.layers.bidirectional import Bidirectional
 from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D, Conv2D,
                                    Convolution1D, Convolution2D,
@@ -14,6 +15,7 @@ from polykeras.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, S
                                              SeparableConvolution1D, SeparableConvolution2D)
 from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
+from polykeras.layers.lambda_layer import Lambda
 from polykeras.layers.masking import Masking
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)

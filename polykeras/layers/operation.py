@@ -67,6 +67,18 @@ def tuples(value):
     return value
 
 
+def op_params(params: dict, dtype) -> dict:
+    """An ``Operation`` node's keyword parameters as a backend runs them (``dtype``: the model's
+    compute dtype, a name or a NumPy/torch dtype): lists as tuples, and a float ``dtype``
+    parameter (``ops.cast(x, "float32")``, ``ops.one_hot(ids, n, dtype=...)``, written when
+    the model was traced) as the compute dtype -- a model computes in the one float dtype
+    ``compile(dtype=...)`` gives it."""
+    out = {k: tuples(v) for k, v in params.items()}
+    if isinstance(out.get("dtype"), str) and np.dtype(out["dtype"]).kind == "f":
+        out["dtype"] = np.dtype(str(dtype).removeprefix("torch.")).name
+    return out
+
+
 def constant_arg(value, op: str) -> dict:
     if isinstance(value, (bool, int, float)):
         return {"constant": value}

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from polykeras.backend import epsilon
-from polykeras.layers.operation import resolve_args, tuples
+from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops.shapes import decode_key
 
 from .base import Layer
@@ -73,7 +73,7 @@ class Op(Layer):
         super().__init__(spec, dtype)
         self.fn = function(self.config["op"])
         self.args = self.config["args"]
-        self.params = tuples(self.config.get("params", {}))
+        self.params = op_params(self.config.get("params", {}), dtype)
 
     def __call__(self, weights, xs, ctx):
         arrays = [a.astype(self.dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polykeras.layers.operation import resolve_args, tuples
+from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops import registry
 
 from .base import Kernel
@@ -20,7 +20,7 @@ class Op(Kernel):
         super().__init__(spec, dtype)
         self.op = registry.get(self.config["op"])
         self.args = self.config["args"]
-        self.params = tuples(self.config.get("params", {}))
+        self.params = op_params(self.config.get("params", {}), dtype)
 
     def _constants_in_dtype(self, arrays):
         """Float constant arrays in the compute dtype (a float32 model's constants stay float32)."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from polykeras.backend import epsilon
-from polykeras.layers.operation import resolve_args, tuples
+from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops import registry
 from polykeras.ops.shapes import decode_key
 
@@ -204,7 +204,7 @@ class Op(TorchLayer):
             raise NotImplementedError(f"the torch backend has no op {name!r} (layer {spec.name!r})")
         self.fn = OPS[name]
         self.args = spec.config["args"]
-        self.params = tuples(spec.config.get("params", {}))
+        self.params = op_params(spec.config.get("params", {}), dtype)
         names = [t.rstrip("*") for t in registry.get(name).tensors]
         self.arg_names = names * len(self.args) if registry.get(name).variadic else names
 
