@@ -206,18 +206,31 @@ def test_training_matches_the_reference_in_float64(backend):
         np.testing.assert_allclose(got, want, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
 
 
-def test_torch_keeps_its_fused_kernels_without_a_mask(monkeypatch):
-    """Unmasked and without recurrent dropout each direction is one fused torch call (no time loop)."""
-    from polykeras_torch.layers import recurrent
+def test_torch_runs_both_directions_in_one_fused_call_without_a_mask(monkeypatch):
+    """Unmasked and without dropout both directions are one bidirectional fused torch call (no time loop,
+    as ``nn.LSTM(bidirectional=True)``); with a mask each direction takes the loop."""
+    from polykeras_torch.layers import bidirectional, recurrent
 
     def no_loop(*args, **kwargs):
         raise AssertionError("the time loop ran")
 
-    monkeypatch.setattr(recurrent._Recurrent, "_loop", no_loop)
-    for kind in RECURRENT:
-        model = _model(kind, masked=False)
-        model.compile("sgd", "mse", backend="torch")
-        model.fit(_ids(), np.zeros((4, 2)), verbose=0)
+    paths = []
+    one_call = bidirectional.Bidirectional._one_fused_call
+    monkeypatch.setattr(bidirectional.Bidirectional, "_one_fused_call",
+                        lambda self, ctx: paths.append(one_call(self, ctx)) or paths[-1])
+    with monkeypatch.context() as patched:
+        patched.setattr(recurrent._Recurrent, "_loop", no_loop)
+        for kind in RECURRENT:
+            for return_sequences in (True, False):
+                model = _model(kind, "sum", return_sequences, masked=False)
+                model.compile("sgd", "mse", backend="torch")
+                model.fit(_ids(), np.zeros((4, 2)), verbose=0)
+    assert paths and all(paths)
+    paths.clear()
+    model = _model("LSTM", masked=True)
+    model.compile("sgd", "mse", backend="torch")
+    model.fit(_ids(), np.zeros((4, 2)), verbose=0)
+    assert paths and not any(paths)
 
 
 # -- Keras 3 -------------------------------------------------------------------------------------------------

@@ -92,6 +92,16 @@ class _Recurrent(TorchLayer):
         return self.rules.activation == "tanh" and self.rules.recurrent_activation == "sigmoid"
 
     def _fused(self, params, x) -> torch.Tensor:
+        return self.fused_call(x, *self.fused_weights(params))
+
+    def fused_weights(self, params) -> tuple[list[torch.Tensor], bool]:
+        """The flat weight list of this kind's fused op (one direction), and whether it has biases."""
+        return self._flat_weights(params)
+
+    def fused_call(self, x, weights, has_biases, bidirectional: bool = False) -> torch.Tensor:
+        """The fused op's output sequence ``(batch, T, units)``; ``bidirectional``: ``weights`` holds both
+        directions' lists (forward first) and the output is ``(batch, T, 2 * units)``, the backward
+        direction's outputs in input order (``nn.LSTM(bidirectional=True)``'s layout)."""
         raise NotImplementedError
 
     def _loop(self, params, x, rec_mask, steps_mask=None) -> torch.Tensor:
@@ -125,8 +135,8 @@ class _Recurrent(TorchLayer):
             return [params[0], params[1], params[2], self.zero_bias], True
         return [params[0], params[1]], False
 
-    def _hidden(self, x) -> torch.Tensor:
-        return x.new_zeros(1, x.shape[0], self.units)
+    def _hidden(self, x, directions: int = 1) -> torch.Tensor:
+        return x.new_zeros(directions, x.shape[0], self.units)
 
 
 class SimpleRNN(_Recurrent):
@@ -135,10 +145,10 @@ class SimpleRNN(_Recurrent):
     def _fusable(self) -> bool:
         return self.rules.activation in ("tanh", "relu")
 
-    def _fused(self, params, x):
+    def fused_call(self, x, weights, has_biases, bidirectional=False):
         op = torch.rnn_tanh if self.rules.activation == "tanh" else torch.rnn_relu
-        weights, has_biases = self._flat_weights(params)
-        return op(x, self._hidden(x), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
+        return op(x, self._hidden(x, 1 + bidirectional), weights, has_biases, 1, 0.0, torch.is_grad_enabled(),
+                  bidirectional, True)[0]
 
     def _cell(self, params, xw_t, h_in, state):
         return (self.act(torch.addmm(xw_t, h_in, params[1].t())),)
@@ -147,10 +157,10 @@ class SimpleRNN(_Recurrent):
 class LSTM(_Recurrent):
     kind = "LSTM"
 
-    def _fused(self, params, x):
-        weights, has_biases = self._flat_weights(params)
-        h0 = self._hidden(x)
-        return torch.lstm(x, (h0, h0), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
+    def fused_call(self, x, weights, has_biases, bidirectional=False):
+        h0 = self._hidden(x, 1 + bidirectional)
+        return torch.lstm(x, (h0, h0), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional,
+                          True)[0]
 
     def _initial_state(self, x):
         zeros = x.new_zeros(x.shape[0], self.units)
@@ -177,12 +187,15 @@ class GRU(_Recurrent):
     def _fusable(self) -> bool:
         return super()._fusable() and self.rules.reset_after
 
-    def _fused(self, params, x):
+    def fused_weights(self, params):
         weights = [params[0], params[1]]
         if self.rules.use_bias:
             weights += list(self.rules.split_bias(params[2]))  # reset_after: (input, recurrent) rows
-        return torch.gru(x, self._hidden(x), weights, self.rules.use_bias, 1, 0.0, torch.is_grad_enabled(), False,
-                         True)[0]
+        return weights, self.rules.use_bias
+
+    def fused_call(self, x, weights, has_biases, bidirectional=False):
+        return torch.gru(x, self._hidden(x, 1 + bidirectional), weights, has_biases, 1, 0.0, torch.is_grad_enabled(),
+                         bidirectional, True)[0]
 
     def _cell(self, params, xw_t, h_in, state):
         h_prev, u, U = state[0], self.units, params[1]
