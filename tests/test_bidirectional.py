@@ -51,6 +51,19 @@ def test_wrapped_layers_weights_and_config_are_keras_s():
     assert again.get_config()["backward_layer"] == config["backward_layer"]
 
 
+def test_wrapped_layers_read_and_write_the_trained_weights():
+    layer = layers.Bidirectional(layers.GRU(2, return_sequences=True))
+    model = keras.Sequential([keras.Input((4, 3)), layer])
+    model.compile("sgd", "mse", backend="numpy")
+    model.fit(np.ones((2, 4, 3)), np.ones((2, 4, 4)), verbose=0)
+    for got, want in zip(layer.forward_layer.get_weights() + layer.backward_layer.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    layer.forward_layer.set_weights([np.zeros_like(w) for w in layer.forward_layer.get_weights()])
+    np.testing.assert_array_equal(model.predict(np.ones((1, 4, 3)), verbose=0)[..., :2], 0.0)
+    with pytest.raises(ValueError, match="has 3 weight"):
+        layer.backward_layer.set_weights([])
+
+
 def test_output_shapes_and_masks():
     inp = keras.Input((6,), dtype="int32")
     emb = layers.Embedding(9, 3, mask_zero=True)(inp)

@@ -79,11 +79,27 @@ class Bidirectional(Layer):
     def build(self, input_shape):
         for sub in (self.forward_layer, self.backward_layer):
             sub.build_for(input_shape)
+            start = len(self._weight_specs)
             cell = f"{snake_case(sub.kind)}_cell"
             for spec, value in zip(sub._weight_specs, sub._weight_values):
                 self._weight_specs.append(WeightSpec(f"{sub.name}/{cell}/{spec.name}", spec.shape,
                                                      spec.trainable and self.trainable, spec.regularizer))
                 self._weight_values.append(value)
+            self._share_weights(sub, start, len(self._weight_specs))
+
+    def _share_weights(self, sub: _RNN, start: int, stop: int) -> None:
+        """``sub.get_weights()``/``set_weights()`` read and write this layer's weights ``[start, stop)``,
+        which are the ones the model trains (Keras's wrapped layers own them)."""
+        def get_weights():
+            return self.get_weights()[start:stop]
+
+        def set_weights(weights):
+            weights = list(weights)
+            if len(weights) != stop - start:
+                raise ValueError(f"layer {sub.name!r} has {stop - start} weight(s), got a list of {len(weights)}")
+            self.set_weights(self.get_weights()[:start] + weights + self.get_weights()[stop:])
+
+        sub.get_weights, sub.set_weights = get_weights, set_weights
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)
