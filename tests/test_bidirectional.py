@@ -219,31 +219,53 @@ def test_training_matches_the_reference_in_float64(backend):
         np.testing.assert_allclose(got, want, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
 
 
-def test_torch_runs_both_directions_in_one_fused_call_without_a_mask(monkeypatch):
-    """Unmasked and without dropout both directions are one bidirectional fused torch call (no time loop,
-    as ``nn.LSTM(bidirectional=True)``); with a mask each direction takes the loop."""
+def test_torch_runs_both_directions_in_one_fused_call_where_it_can(monkeypatch):
+    """Without dropout both directions are one bidirectional fused torch call (no time loop, as
+    ``nn.LSTM(bidirectional=True)``): unmasked, or over a packed sequence where every row is right-padded
+    (the same numbers as the reference's masking: see the float64 cases); other masks take the loop."""
     from polykeras_torch.layers import bidirectional, recurrent
 
     def no_loop(*args, **kwargs):
         raise AssertionError("the time loop ran")
 
-    paths = []
-    one_call = bidirectional.Bidirectional._one_fused_call
-    monkeypatch.setattr(bidirectional.Bidirectional, "_one_fused_call",
-                        lambda self, ctx: paths.append(one_call(self, ctx)) or paths[-1])
+    packed = []  # per fused call: whether it ran on a packed sequence
+    fused_both = bidirectional.Bidirectional._fused_both
+    monkeypatch.setattr(bidirectional.Bidirectional, "_fused_both",
+                        lambda self, params, x, lengths: packed.append(lengths is not None)
+                        or fused_both(self, params, x, lengths))
+    right_padded = _ids()
+    right_padded[1], right_padded[2] = [3, 4, 5, 0, 0, 0], [2, 5, 7, 1, 6, 0]
     with monkeypatch.context() as patched:
         patched.setattr(recurrent._Recurrent, "_loop", no_loop)
         for kind in RECURRENT:
             for return_sequences in (True, False):
-                model = _model(kind, "sum", return_sequences, masked=False)
-                model.compile("sgd", "mse", backend="torch")
-                model.fit(_ids(), np.zeros((4, 2)), verbose=0)
-    assert paths and all(paths)
-    paths.clear()
-    model = _model("LSTM", masked=True)
-    model.compile("sgd", "mse", backend="torch")
-    model.fit(_ids(), np.zeros((4, 2)), verbose=0)
-    assert paths and not any(paths)
+                for masked in (False, True):
+                    model = _model(kind, "sum", return_sequences, masked=masked)
+                    model.compile("sgd", "mse", backend="torch")
+                    model.fit(right_padded, np.zeros((4, 2)), verbose=0)
+    assert packed == [False, True] * 6
+    packed.clear()
+    for model in (_model("LSTM", masked=True), _model("GRU", masked=False, dropout=0.3)):
+        model.compile("sgd", "mse", backend="torch")
+        model.fit(_ids(), np.zeros((4, 2)), verbose=0)  # left and middle padding; dropout masks
+    assert packed == []
+
+
+@pytest.mark.parametrize("kind", RECURRENT)
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_torch_packed_sequences_match_the_reference_in_float64(kind, return_sequences):
+    ids, y = _ids(), np.random.default_rng(3).normal(size=(4, 2))
+    ids[1], ids[2] = [3, 4, 5, 0, 0, 0], [2, 0, 0, 0, 0, 0]  # right-padded rows only, one of length one
+    runs = {}
+    for name in ("numpy", "torch"):
+        model = _model(kind, "mul", return_sequences, masked=True)
+        model.compile("sgd", "mse", backend=name, dtype="float64")
+        xs, ys = Trainer(model).prepare(ids, y)
+        program = model._get_program(training=True, y_ndim=ys.ndim)
+        grads = program.value_and_grad(xs, ys, 3, training=True)
+        runs[name] = [program.predict_step(xs), grads.loss] + [g for g in grads.weights if g is not None]
+    for got, want in zip(runs["torch"], runs["numpy"]):
+        assert rel_diff(got, want) < FLOAT64_PARITY
 
 
 # -- Keras 3 -------------------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ the two wrapped layers are this backend's own recurrent layers (:mod:`.recurrent
 * **one fused call** -- ``torch.lstm``/``torch.gru``/``torch.rnn_*`` with
   ``bidirectional=True`` (what ``nn.LSTM(bidirectional=True)`` runs; cuDNN runs both
   directions at once), when both layers could take their fused op alone, are of one kind
-  with the same units, activation and biases, the forward one goes forward, there is no
-  mask and no dropout mask applies (each direction would see its own input mask). Its
-  output holds the backward direction's outputs in input order already; without
-  ``return_sequences`` the backward layer's last output is the one at the first step.
+  with the same units, activation and biases, the forward one goes forward and no dropout
+  mask applies (each direction would see its own input mask). Its output holds the backward
+  direction's outputs in input order already; without ``return_sequences`` the backward
+  layer's last output is the one at the first step. A mask is fine where every row is
+  right-padded (its steps valid up to a length, at least one): the call then runs on a
+  packed sequence (``pack_padded_sequence``), which is Keras's masking exactly -- each
+  direction starts at its first valid step with a zero state, the outputs past a row's
+  length are zeros, and the forward layer's last output is the one at the row's last valid
+  step. Telling a right-padded mask apart reads it on the host once per call.
 * otherwise **each layer on its own path** -- each direction takes its own fused op
   wherever a lone layer would, the backward one through its ``go_backwards`` path, else
   the time loop (masks, recurrent dropout).
@@ -18,6 +23,7 @@ Native weights: each direction's own native layout, forward then backward.
 from __future__ import annotations
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .base import StepContext, TorchLayer
 
@@ -61,18 +67,41 @@ class Bidirectional(TorchLayer):
         same = (f.kind == b.kind and f.units == b.units and f.rules.activation == b.rules.activation
                 and f.rules.recurrent_activation == b.rules.recurrent_activation
                 and f.rules.use_bias == b.rules.use_bias)
-        return same and f.fusable and b.fusable and not rules.forward.go_backwards and ctx.mask is None and not dropout
+        return same and f.fusable and b.fusable and not rules.forward.go_backwards and not dropout
+
+    @staticmethod
+    def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
+        """Each row's length where every row of ``mask`` is valid up to a length of at least one, else ``None``."""
+        lengths = mask.sum(dim=1)
+        steps = torch.arange(mask.shape[1], device=mask.device)
+        if bool((lengths > 0).all()) and bool(torch.equal(mask, steps[None, :] < lengths[:, None])):
+            return lengths
+        return None
+
+    def _fused_both(self, params, x, lengths):
+        """Both directions in one fused call, ``(batch, T, 2 * units)`` in input order; over the packed
+        sequence of ``lengths`` (zeros past each row's length) where given."""
+        f, b, n = self.forward_layer, self.backward_layer, self.rules.n_forward
+        forward_weights, has_biases = f.fused_weights(params[:n])
+        weights = forward_weights + b.fused_weights(params[n:])[0]
+        if lengths is None:
+            return f.fused_call(x, weights, has_biases, bidirectional=True)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        data = f.fused_call(packed.data, weights, has_biases, bidirectional=True, batch_sizes=packed.batch_sizes)
+        out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
     def forward(self, params, x, ctx: StepContext):
         rules, n = self.rules, self.rules.n_forward
-        if self._one_fused_call(ctx):
-            f, b = self.forward_layer, self.backward_layer
-            forward_weights, has_biases = f.fused_weights(params[:n])
-            both = f.fused_call(x, forward_weights + b.fused_weights(params[n:])[0], has_biases, bidirectional=True)
+        lengths = None if ctx.mask is None else self._right_padded_lengths(ctx.mask)
+        if self._one_fused_call(ctx) and (ctx.mask is None or lengths is not None):
+            units = self.forward_layer.units
+            both = self._fused_both(params, x, lengths)
             if rules.return_sequences:
-                y_f, y_b = both[..., :f.units], both[..., f.units:]  # both in input order
+                y_f, y_b = both[..., :units], both[..., units:]  # both in input order
             else:
-                y_f, y_b = both[:, -1, :f.units], both[:, 0, f.units:]
+                last = -1 if lengths is None else lengths.to(x.device) - 1
+                y_f, y_b = both[torch.arange(x.shape[0], device=x.device), last, :units], both[:, 0, units:]
             return self._merge(both if rules.return_sequences else None, y_f, y_b)
         y_f = self.forward_layer.forward(params[:n], x, ctx)
         y_b = self.backward_layer.forward(params[n:], x, _BackwardStreams(ctx, rules.backward_stream))

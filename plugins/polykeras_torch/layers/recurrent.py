@@ -98,11 +98,22 @@ class _Recurrent(TorchLayer):
         """The flat weight list of this kind's fused op (one direction), and whether it has biases."""
         return self._flat_weights(params)
 
-    def fused_call(self, x, weights, has_biases, bidirectional: bool = False) -> torch.Tensor:
+    def fused_call(self, x, weights, has_biases, bidirectional: bool = False, batch_sizes=None) -> torch.Tensor:
         """The fused op's output sequence ``(batch, T, units)``; ``bidirectional``: ``weights`` holds both
         directions' lists (forward first) and the output is ``(batch, T, 2 * units)``, the backward
-        direction's outputs in input order (``nn.LSTM(bidirectional=True)``'s layout)."""
+        direction's outputs in input order (``nn.LSTM(bidirectional=True)``'s layout). With
+        ``batch_sizes``, ``x`` and the output are a packed sequence's data (``PackedSequence``: each
+        sequence runs over its own length only)."""
         raise NotImplementedError
+
+    def _fused_io(self, x, batch_sizes, bidirectional: bool, states: int = 1):
+        """The fused ops' leading and trailing arguments, batch-first or packed, with zero initial states."""
+        batch = x.shape[0] if batch_sizes is None else int(batch_sizes[0])
+        h0 = x.new_zeros(1 + bidirectional, batch, self.units)
+        hx = h0 if states == 1 else (h0,) * states
+        if batch_sizes is None:
+            return (x, hx), (True,)
+        return (x, batch_sizes, hx), ()
 
     def _loop(self, params, x, rec_mask, steps_mask=None) -> torch.Tensor:
         """Run :meth:`_cell` over time; the input projection is one GEMM for
@@ -135,9 +146,6 @@ class _Recurrent(TorchLayer):
             return [params[0], params[1], params[2], self.zero_bias], True
         return [params[0], params[1]], False
 
-    def _hidden(self, x, directions: int = 1) -> torch.Tensor:
-        return x.new_zeros(directions, x.shape[0], self.units)
-
 
 class SimpleRNN(_Recurrent):
     kind = "SimpleRNN"
@@ -145,10 +153,10 @@ class SimpleRNN(_Recurrent):
     def _fusable(self) -> bool:
         return self.rules.activation in ("tanh", "relu")
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False):
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
         op = torch.rnn_tanh if self.rules.activation == "tanh" else torch.rnn_relu
-        return op(x, self._hidden(x, 1 + bidirectional), weights, has_biases, 1, 0.0, torch.is_grad_enabled(),
-                  bidirectional, True)[0]
+        head, tail = self._fused_io(x, batch_sizes, bidirectional)
+        return op(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
 
     def _cell(self, params, xw_t, h_in, state):
         return (self.act(torch.addmm(xw_t, h_in, params[1].t())),)
@@ -157,10 +165,9 @@ class SimpleRNN(_Recurrent):
 class LSTM(_Recurrent):
     kind = "LSTM"
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False):
-        h0 = self._hidden(x, 1 + bidirectional)
-        return torch.lstm(x, (h0, h0), weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional,
-                          True)[0]
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
+        head, tail = self._fused_io(x, batch_sizes, bidirectional, states=2)
+        return torch.lstm(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
 
     def _initial_state(self, x):
         zeros = x.new_zeros(x.shape[0], self.units)
@@ -193,9 +200,9 @@ class GRU(_Recurrent):
             weights += list(self.rules.split_bias(params[2]))  # reset_after: (input, recurrent) rows
         return weights, self.rules.use_bias
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False):
-        return torch.gru(x, self._hidden(x, 1 + bidirectional), weights, has_biases, 1, 0.0, torch.is_grad_enabled(),
-                         bidirectional, True)[0]
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
+        head, tail = self._fused_io(x, batch_sizes, bidirectional)
+        return torch.gru(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
 
     def _cell(self, params, xw_t, h_in, state):
         h_prev, u, U = state[0], self.units, params[1]
