@@ -11,8 +11,8 @@ BatchNormalization's weights, Embedding's id check. The rules depend on NumPy
 only, so a third-party backend never has to import another backend.
 
 The semantics are written in the module docstrings here (:mod:`.core`,
-:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.reshaping`); the merge layers'
-rules are in :mod:`polykeras.layers.merge`. The math itself -- forward and
+:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.bidirectional`,
+:mod:`.reshaping`); the merge layers' rules are in :mod:`polykeras.layers.merge`. The math itself -- forward and
 backward passes -- is the NumPy reference's (``polykeras_numpy.layers``).
 """
 
