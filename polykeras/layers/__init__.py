@@ -39,11 +39,19 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
 }
 
 
+#: Keras layers that polykeras writes with ``polykeras.ops``: traced into ops when called, so they are
+#: no spec kind, but a Keras config (a ``.keras`` file) names them.
+TRACED_LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (MultiHeadAttention, Attention, AdditiveAttention, Masking, CategoryEncoding)
+}
+
+
 def layer_class(kind: str) -> type[Layer]:
-    """The layer class for a spec/Keras kind name, built-in or from a plugin."""
+    """The layer class for a spec/Keras kind name, built-in (a spec kind, or a layer traced into
+    ops) or from a plugin."""
     from polykeras.plugins import plugin_layers
 
-    known = {**BUILTIN_LAYERS, **plugin_layers()}
+    known = {**BUILTIN_LAYERS, **TRACED_LAYERS, **plugin_layers()}
     if kind not in known:
         raise ValueError(f"unknown layer kind {kind!r}; known kinds: {', '.join(sorted(known))}")
     return known[kind]

@@ -54,6 +54,9 @@ def variable_groups(class_name: str, config: dict) -> list[tuple[str, int | None
         forward = config["layer"]["config"]
         return [("forward_layer/cell/vars", 3 if forward.get("use_bias", True) else 2),
                 ("backward_layer/cell/vars", None)]
+    if class_name == "MultiHeadAttention":  # its EinsumDense sublayers, each kernel then bias
+        per = 2 if config.get("use_bias", True) else 1
+        return [(f"{part}_dense/vars", per) for part in ("query", "key", "value", "output")]
     return [("cell/vars" if class_name in RECURRENT else "vars", None)]
 
 

@@ -40,7 +40,8 @@ IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm":
              "depthwise_constraint": (None,), "pointwise_constraint": (None,),
              "optional": (False,), "sparse": (False,), "ragged": (False,), "lora_rank": (None,),
              "lora_alpha": (None,), "groups": (1,), "dilation_rate": (1, [1], [1, 1], (1, 1)), "unroll": (False,),
-             "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,)}
+             "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,),
+             "use_gate": (False,), "sliding_window": (None,)}
 
 
 def _plain(value):
@@ -78,13 +79,47 @@ def _is_operation(entry: dict) -> bool:
     return str(entry.get("module") or "").startswith("keras.src.ops")
 
 
+def _entry_name(entry: dict) -> str:
+    return entry.get("name") or entry["config"]["name"]
+
+
+def mask_plumbing(entries: list[dict]) -> set[str]:
+    """The operations of a functional config that only compute masks: Keras writes the masks its
+    layers pass on (an ``Embedding(mask_zero=True)``'s) as operations (``NotEqual``,
+    ``ConvertToTensor``, ...) read through ``mask=`` arguments. polykeras's layers make and pass
+    the same masks themselves (:mod:`polykeras.layers.masking`), so these operations and those
+    arguments are left out of the rebuilt model."""
+    readers: dict[str, list[tuple[str, bool]]] = {}  # producer -> [(consumer, read as a mask)]
+    for entry in entries:
+        for node in entry.get("inbound_nodes") or []:
+            if not isinstance(node, dict):
+                continue
+            kwargs = node.get("kwargs") or {}
+            for value, as_mask in ((node.get("args", []), False), (kwargs.get("mask"), True),
+                                   ([v for k, v in kwargs.items() if k != "mask"], False)):
+                for leaf in _flatten(value):
+                    if isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__":
+                        readers.setdefault(str(leaf["config"]["keras_history"][0]), []).append(
+                            (_entry_name(entry), as_mask))
+    found: set[str] = set()
+    while True:
+        more = {_entry_name(e) for e in entries if _is_operation(e) and _entry_name(e) not in found
+                and readers.get(_entry_name(e)) and all(m or c in found for c, m in readers[_entry_name(e)])}
+        if not more:
+            return found
+        found |= more
+
+
 def _unsupported(entries: list[dict], pk_layers) -> set[str]:
     """The layers (and operations) of a model, nested models included, that polykeras lacks."""
     out = set()
+    masks = mask_plumbing(entries)
     for entry in entries:
         class_name = entry["class_name"]
         if class_name in MODEL_CLASSES:
             out |= _unsupported(entry["config"]["layers"], pk_layers)
+        elif _is_operation(entry) and _entry_name(entry) in masks:
+            continue
         elif _is_operation(entry):
             if class_name not in OPERATIONS:
                 out.add(f"{class_name} (a Keras operation)")
@@ -142,15 +177,27 @@ def read_model(path, compile: bool = True):
         optimizer_vars = h5.get("optimizer/vars")
         optimizer_vars = [] if optimizer_vars is None else [np.asarray(optimizer_vars[str(i)])
                                                             for i in range(len(optimizer_vars))]
-    flat = []
+    flat, traced = [], {}  # traced: a traced layer's arrays, handed to its variables in (Keras's) order
     for layer_spec in model._spec().layers:
         if layer_spec.weights_of is not None:  # a later call of a shared layer: its weights are the owner's
+            continue
+        if layer_spec.kind == "Variable":
+            owner = layer_spec.name.rsplit("/", 1)[0]  # a variable is named "<its layer>/<its name>"
+            queue = traced.setdefault(owner, list(reader.arrays.get(owner, [])))
+            if not queue:
+                raise KerasFileError(f"{path}: layer {owner!r} has fewer weight arrays in the file than polykeras "
+                                     "expects")
+            flat.append(queue.pop(0))
             continue
         values = reader.arrays.get(layer_spec.name, [])
         if len(values) != len(layer_spec.weights):
             raise KerasFileError(f"{path}: layer {layer_spec.name!r} has {len(values)} weight arrays in the file, "
                                  f"polykeras expects {len(layer_spec.weights)}")
         flat += values
+    extra = [owner for owner, queue in traced.items() if queue]
+    if extra:
+        raise KerasFileError(f"{path}: layer(s) {', '.join(map(repr, extra))} have more weight arrays in the file "
+                             "than polykeras expects")
     model.set_weights(flat)
     if all(v.dtype == np.float64 for v in flat):  # float64 training resumes from float64 weights
         values = iter(flat)
@@ -172,6 +219,7 @@ class _Reader:
         self.path, self.h5, self.pk_layers = path, h5, pk_layers
         self.arrays: dict[str, list[np.ndarray]] = {}
         self.names: set[str] = set()  # layer names given out so far: unique across nested models
+        self.masks: set[str] = set()  # operations that only compute masks (:func:`mask_plumbing`): left out
 
     def model(self, entry: dict, prefix: str):
         """The model of a config entry; its weights are under ``prefix + "layers/..."``."""
@@ -181,7 +229,10 @@ class _Reader:
                                     if not _is_operation(e) and not (entry["class_name"] == "Sequential"
                                                                      and e["class_name"] == "InputLayer")]))
         built = {}
+        self.masks |= mask_plumbing(entries)
         for e in entries:
+            if _is_operation(e) and _entry_name(e) in self.masks:
+                continue
             if _is_operation(e):
                 built[e["name"]] = self._operation(e)
             elif entry["class_name"] == "Sequential" and e["class_name"] == "InputLayer":
@@ -231,6 +282,8 @@ class _Reader:
         pending = {}
         for e in config["layers"]:
             name = e.get("name") or e["config"]["name"]
+            if name not in built:  # mask plumbing
+                continue
             if isinstance(built[name], InputLayer):
                 tensors[(name, 0)] = [built[name].output]
             else:
@@ -239,16 +292,19 @@ class _Reader:
             progress = False
             for name, nodes in pending.items():
                 while nodes:
-                    refs = self._node_refs(name, nodes[0])
+                    refs = self._node_refs(name, nodes[0], built[name])
                     if not all((r[0], r[1]) in tensors for r in refs):
                         break
-                    args = [tensors[(r[0], r[1])][r[2]] for r in refs]
-                    tensors[(name, calls[name])] = self._call(name, built[name], args)
+                    if _traced(built[name]):
+                        tensors[(name, calls[name])] = [self._call_traced(built[name], nodes[0], tensors)]
+                    else:
+                        args = [tensors[(r[0], r[1])][r[2]] for r in refs]
+                        tensors[(name, calls[name])] = self._call(name, built[name], args)
                     calls[name] += 1
                     nodes.pop(0)
                     progress = True
             if not progress:
-                stuck = ", ".join(f"{n} <- {[r[0] for r in self._node_refs(n, nodes[0])]}"
+                stuck = ", ".join(f"{n} <- {[r[0] for r in self._node_refs(n, nodes[0], built[n])]}"
                                   for n, nodes in pending.items() if nodes)
                 raise KerasFileError(f"{self.path}: cannot rebuild model {config.get('name')!r}: these layer calls "
                                      f"read layers that are unknown or form a cycle: {stuck}")
@@ -267,24 +323,49 @@ class _Reader:
         names = sorted(config["output_layers"]) if isinstance(config["output_layers"], dict) else None
         return Model(inputs, dict(zip(names, outputs)) if names else outputs, name=config.get("name"))
 
-    def _node_refs(self, name: str, node) -> list[tuple[str, int, int]]:
+    def _node_refs(self, name: str, node, layer=None) -> list[tuple[str, int, int]]:
         """The ``(layer, call, tensor index)`` of each tensor one call reads, in order."""
         if isinstance(node, list):  # Keras 2's form: [[layer, node, tensor, kwargs], ...]
             return [(str(r[0]), int(r[1]), int(r[2])) for r in node]
-        # Keras records the training flag of a symbolic call (``training=False``), which a model's own
-        # training mode overrides when it runs; anything else set is an option polykeras's calls lack.
-        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if v is not None and k != "training"}
-        if kwargs:
+        kwargs = self._call_kwargs(name, node)
+        if kwargs and not _traced(layer):
             raise KerasFileError(f"{self.path}: layer {name!r} is called with {', '.join(sorted(kwargs))}=...; "
                                  "polykeras reads layer calls on tensors alone")
         refs = []
-        for leaf in _flatten(node.get("args", [])):
+        leaves = _flatten(node.get("args", [])) + [leaf for v in kwargs.values() for leaf in _flatten(v)
+                                                     if isinstance(leaf, dict)]
+        for leaf in leaves:
             if not (isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__"):
                 raise KerasFileError(f"{self.path}: layer {name!r} is called with {leaf!r}, not a tensor; polykeras "
                                      "reads layer calls on tensors alone")
             history = leaf["config"]["keras_history"]
             refs.append((str(history[0]), int(history[1]), int(history[2])))
         return refs
+
+    def _call_kwargs(self, name: str, node: dict) -> dict:
+        """A call's keyword arguments that matter. Keras records the training flag of a symbolic call
+        (``training=False``), which a model's own training mode overrides when it runs, and the masks
+        it passes on (:func:`mask_plumbing`), which polykeras's layers pass on themselves."""
+        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if v is not None and k != "training"}
+        mask = kwargs.pop("mask", None)
+        if mask is not None and not all(isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__"
+                                        and str(leaf["config"]["keras_history"][0]) in self.masks
+                                        for leaf in _flatten(mask)):
+            raise KerasFileError(f"{self.path}: layer {name!r} is called with an explicit mask=...; polykeras "
+                                 "reads the masks its layers make (Embedding(mask_zero=True), Masking) only")
+        return kwargs
+
+    def _call_traced(self, layer, node: dict, tensors: dict):
+        """Call a layer written with polykeras.ops (MultiHeadAttention, Attention, ...) as Keras
+        called it: its arguments' structure, tensors in place, and its call options."""
+        def value(v):
+            if isinstance(v, dict) and v.get("class_name") == "__keras_tensor__":
+                history = v["config"]["keras_history"]
+                return tensors[(str(history[0]), int(history[1]))][int(history[2])]
+            return [value(x) for x in v] if isinstance(v, list) else v
+
+        kwargs = {k: value(v) for k, v in self._call_kwargs(type(layer).__name__, node).items()}
+        return layer(*[value(a) for a in node.get("args", [])], **kwargs)
 
     def _call(self, name: str, layer, args: list) -> list:
         """Call a layer, a merge layer (on the list) or a nested model; its outputs as a list."""
@@ -303,6 +384,13 @@ class _Reader:
             raise KerasFileError(f"{self.path}: layer {name!r} ({type(layer).__name__}) is called on {len(args)} "
                                  "tensors; it takes one")
         return [layer(args[0])]
+
+
+def _traced(layer) -> bool:
+    """A built-in layer written with polykeras.ops (traced when called, not a spec kind)."""
+    from polykeras.layers import TRACED_LAYERS
+
+    return type(layer) in TRACED_LAYERS.values()
 
 
 def _has_layer(pk_layers, class_name: str) -> bool:
