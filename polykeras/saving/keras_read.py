@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from polykeras.saving import keras_training
+from polykeras.saving.keras_calls import entry_name, flatten, is_operation, mask_plumbing
 from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, variable_groups, weight_paths
 from polykeras.saving.registration import UnknownObjectError
 
@@ -75,41 +76,6 @@ MODEL_CLASSES = ("Sequential", "Functional", "Model")
 OPERATIONS = ("Add", "Subtract", "Multiply")
 
 
-def _is_operation(entry: dict) -> bool:
-    return str(entry.get("module") or "").startswith("keras.src.ops")
-
-
-def _entry_name(entry: dict) -> str:
-    return entry.get("name") or entry["config"]["name"]
-
-
-def mask_plumbing(entries: list[dict]) -> set[str]:
-    """The operations of a functional config that only compute masks: Keras writes the masks its
-    layers pass on (an ``Embedding(mask_zero=True)``'s) as operations (``NotEqual``,
-    ``ConvertToTensor``, ...) read through ``mask=`` arguments. polykeras's layers make and pass
-    the same masks themselves (:mod:`polykeras.layers.masking`), so these operations and those
-    arguments are left out of the rebuilt model."""
-    readers: dict[str, list[tuple[str, bool]]] = {}  # producer -> [(consumer, read as a mask)]
-    for entry in entries:
-        for node in entry.get("inbound_nodes") or []:
-            if not isinstance(node, dict):
-                continue
-            kwargs = node.get("kwargs") or {}
-            for value, as_mask in ((node.get("args", []), False), (kwargs.get("mask"), True),
-                                   ([v for k, v in kwargs.items() if k != "mask"], False)):
-                for leaf in _flatten(value):
-                    if isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__":
-                        readers.setdefault(str(leaf["config"]["keras_history"][0]), []).append(
-                            (_entry_name(entry), as_mask))
-    found: set[str] = set()
-    while True:
-        more = {_entry_name(e) for e in entries if _is_operation(e) and _entry_name(e) not in found
-                and readers.get(_entry_name(e)) and all(m or c in found for c, m in readers[_entry_name(e)])}
-        if not more:
-            return found
-        found |= more
-
-
 def _unsupported(entries: list[dict], pk_layers) -> set[str]:
     """The layers (and operations) of a model, nested models included, that polykeras lacks."""
     out = set()
@@ -118,20 +84,14 @@ def _unsupported(entries: list[dict], pk_layers) -> set[str]:
         class_name = entry["class_name"]
         if class_name in MODEL_CLASSES:
             out |= _unsupported(entry["config"]["layers"], pk_layers)
-        elif _is_operation(entry) and _entry_name(entry) in masks:
+        elif is_operation(entry) and entry_name(entry) in masks:
             continue
-        elif _is_operation(entry):
+        elif is_operation(entry):
             if class_name not in OPERATIONS:
                 out.add(f"{class_name} (a Keras operation)")
         elif class_name != "InputLayer" and not _has_layer(pk_layers, class_name):
             out.add(class_name)
     return out
-
-
-def _flatten(value) -> list:
-    if isinstance(value, (list, tuple)):
-        return [leaf for v in value for leaf in _flatten(v)]
-    return [value]
 
 
 def _triples(value) -> list:
@@ -226,14 +186,14 @@ class _Reader:
         config = entry["config"]
         entries = config["layers"]
         groups = iter(weight_paths([e["class_name"] for e in entries
-                                    if not _is_operation(e) and not (entry["class_name"] == "Sequential"
+                                    if not is_operation(e) and not (entry["class_name"] == "Sequential"
                                                                      and e["class_name"] == "InputLayer")]))
         built = {}
         self.masks |= mask_plumbing(entries)
         for e in entries:
-            if _is_operation(e) and _entry_name(e) in self.masks:
+            if is_operation(e) and entry_name(e) in self.masks:
                 continue
-            if _is_operation(e):
+            if is_operation(e):
                 built[e["name"]] = self._operation(e)
             elif entry["class_name"] == "Sequential" and e["class_name"] == "InputLayer":
                 built[e["config"]["name"]] = self._layer(e, None)
@@ -332,7 +292,7 @@ class _Reader:
             raise KerasFileError(f"{self.path}: layer {name!r} is called with {', '.join(sorted(kwargs))}=...; "
                                  "polykeras reads layer calls on tensors alone")
         refs = []
-        leaves = _flatten(node.get("args", [])) + [leaf for v in kwargs.values() for leaf in _flatten(v)
+        leaves = flatten(node.get("args", [])) + [leaf for v in kwargs.values() for leaf in flatten(v)
                                                      if isinstance(leaf, dict)]
         for leaf in leaves:
             if not (isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__"):
@@ -350,7 +310,7 @@ class _Reader:
         mask = kwargs.pop("mask", None)
         if mask is not None and not all(isinstance(leaf, dict) and leaf.get("class_name") == "__keras_tensor__"
                                         and str(leaf["config"]["keras_history"][0]) in self.masks
-                                        for leaf in _flatten(mask)):
+                                        for leaf in flatten(mask)):
             raise KerasFileError(f"{self.path}: layer {name!r} is called with an explicit mask=...; polykeras "
                                  "reads the masks its layers make (Embedding(mask_zero=True), Masking) only")
         return kwargs
