@@ -20,8 +20,11 @@ def polykeras_cli_commands(subparsers):
     conf.add_argument("--backends", help="comma-separated backends (default: every installed one)")
     conf.add_argument("--devices", help="comma-separated devices (default: each backend's best)")
     conf.add_argument("--dtypes", default="float64,float32", help="default: float64,float32")
-    conf.add_argument("--levels", "--level", dest="levels", help="comma-separated, among L0,L1,L2,L3 (default: all)")
-    conf.add_argument("--workloads", help="comma-separated workloads for L2/L3 (default: all)")
+    conf.add_argument("--levels", "--level", dest="levels",
+                      help="comma-separated, among L0,L1,L2,L3,L4 (default: L0,L1,L2,L3; L4, distributed parity and "
+                      "scaling, is opt-in)")
+    conf.add_argument("--workloads",
+                      help="comma-separated workloads for L2/L3/L4 (default: all; L4: mnist-mlp,cifar-cnn)")
     conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
     conf.add_argument("--natives", default="auto",
                       help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
@@ -57,7 +60,7 @@ def conformance(args) -> int:
         check_choice(name, list(infos), "backend")
         if not infos[name].installed:
             raise UsageError(f"backend {name!r} is not installed: {infos[name].install_hint(note=True)}")
-    levels = tuple(args.levels.split(",")) if args.levels else runner.LEVELS
+    levels = tuple(args.levels.split(",")) if args.levels else runner.DEFAULT_LEVELS
     for level in levels:
         check_choice(level, list(runner.LEVELS), "level")
     dtypes = tuple(args.dtypes.split(","))

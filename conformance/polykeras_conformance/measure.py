@@ -112,11 +112,12 @@ def optimizer_case(config: dict, backend: str, device: str | None, dtype: str,
 
 
 def training_run(workload_name: str, backend: str, device: str | None, dtype: str, steps: int | None,
-                 test_samples: int | None = None) -> dict[str, np.ndarray]:
+                 test_samples: int | None = None, distribution=None) -> dict[str, np.ndarray]:
     """L2: per-step training losses, final weights and test accuracy.
 
     With ``steps`` the first ``steps`` batches are trained in order (quick
     mode); without, whole epochs with the core's seeded shuffling (full mode).
+    ``distribution`` (L4): a :class:`polykeras.distribution.DataParallel` to train under.
     """
     from polykeras import workloads
 
@@ -129,7 +130,7 @@ def training_run(workload_name: str, backend: str, device: str | None, dtype: st
     keras.backend.clear_session()  # same layer names in every process and every run
     keras.utils.set_random_seed(0)
     model = workload.build()
-    workload.compile(model, backend=backend, device=device, dtype=dtype, parity=True)
+    workload.compile(model, backend=backend, device=device, dtype=dtype, parity=True, distribution=distribution)
     batch = workload.batch_size
     if steps:
         x, y = data.rows(x, 0, steps * batch), y[: steps * batch]
@@ -156,11 +157,11 @@ def training_run(workload_name: str, backend: str, device: str | None, dtype: st
 
 
 def speed(workload_name: str, backend: str, device: str | None, dtype: str, steps: int = 40,
-          epochs: int = 3) -> dict[str, np.ndarray]:
+          epochs: int = 3, distribution=None) -> dict[str, np.ndarray]:
     """L3: ms per training step through ``fit`` (the user's path), median over
-    ``epochs`` epochs of ``steps`` steps after a warm-up epoch."""
+    ``epochs`` epochs of ``steps`` steps after a warm-up epoch (L4: under ``distribution``)."""
     workload, model = speed_model(workload_name)
-    workload.compile(model, backend=backend, device=device, dtype=dtype)
+    workload.compile(model, backend=backend, device=device, dtype=dtype, distribution=distribution)
     x, y = speed_data(workload, model, steps)
     batch = workload.batch_size
     _program(model, data.rows(x, 0, batch), y[:batch])  # compiles; a missing kind or feature is unsupported

@@ -16,10 +16,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from polykeras_conformance import config_coverage, strength, tolerances
+from polykeras_conformance import config_coverage, l4_report, strength, tolerances
 from polykeras_conformance.results import Run
 
-LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed"}
+LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed",
+               "L4": "L4 distributed"}
 
 
 def _cell(run: Run, level: str) -> str:
@@ -32,6 +33,8 @@ def _cell(run: Run, level: str) -> str:
         return "measured"
     worst = run.worst(level)
     unsupported = sum(c.status == "unsupported" for c in checks)
+    if unsupported == len(checks):
+        return f"unsupported: {checks[0].detail}" if len(checks) == 1 else "unsupported"
     note = f" ({unsupported} unsupported)" if unsupported else ""
     if worst is None:
         values = [c.value / c.limit for c in checks if c.value is not None and c.limit]
@@ -58,7 +61,7 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Pa
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
-    lines += _training_table(backends) + _speed_table(runs) + _coverage(backends)
+    lines += _training_table(backends) + _speed_table(runs) + l4_report.section(backends) + _coverage(backends)
     lines += strength.section(mutants) + config_coverage.section(quick, levels, found) + _failures(backends)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
@@ -170,9 +173,10 @@ def plot(runs: list[Run], out: Path) -> list[str]:
     except ImportError:
         return []
     written = []
-    workloads = sorted({w for r in runs for w in (r.losses or {})})
-    for dtype in sorted({r.dtype for r in runs}):
-        group = [r for r in runs if r.dtype == dtype and r.losses]
+    single = [r for r in runs if not r.replicas]  # L4's runs have a plot of their own (l4_report.plot)
+    workloads = sorted({w for r in single for w in (r.losses or {})})
+    for dtype in sorted({r.dtype for r in single}):
+        group = [r for r in single if r.dtype == dtype and r.losses]
         reference = next((r for r in group if r.backend == "numpy"), None)
         if not group or not workloads:
             continue
@@ -223,7 +227,7 @@ def plot(runs: list[Run], out: Path) -> list[str]:
         fig.savefig(out / "speed.png", dpi=90)
         plt.close(fig)
         written.append("speed.png")
-    return written
+    return written + l4_report.plot(runs, out)
 
 
 def write(runs: list[Run], out: Path, levels, quick: bool, mutants: Path | None = None) -> Path:

@@ -51,6 +51,8 @@ class Run:
     seconds: float = 0.0
     losses: dict[str, list[float]] | None = None  # L2 per-step training losses, by workload
     native: bool = False  # one of L3's native yardsticks (plain PyTorch, plain JAX, Keras fit), not a backend
+    replicas: int = 0  # L4: a data-parallel run of this many replicas, judged against the backend's 1-device run
+    baseline_losses: dict[str, list[float]] | None = None  # L4: the 1-device run's per-step losses, by workload
 
     @property
     def label(self) -> str:
@@ -58,6 +60,8 @@ class Run:
             from polykeras_conformance.native import SIDES
 
             return f"{SIDES[self.backend].label} (native) / {self.device} / {self.dtype}"
+        if self.replicas:
+            return f"{self.backend} / {self.device} / {self.dtype} / {self.replicas} replicas"
         return f"{self.backend} / {self.device} / {self.dtype}"
 
     def failures(self, level: str | None = None) -> list[Check]:
@@ -86,5 +90,6 @@ class Run:
     def to_dict(self) -> dict:
         return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "version": self.version,
                 "error": self.error, "seconds": self.seconds,
-                "native": self.native, "passed": self.passed, "verdict": self.verdict(),
+                "native": self.native, "replicas": self.replicas, "baseline_losses": self.baseline_losses or {},
+                "passed": self.passed, "verdict": self.verdict(),
                 "losses": self.losses or {}, "checks": [c.to_dict() for c in self.checks]}

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras_conformance import compare, native
+from polykeras_conformance import compare, l4, native
 from polykeras_conformance.results import Check, Run
 
 REFERENCE = "numpy"
-LEVELS = ("L0", "L1", "L2", "L3")
+LEVELS = ("L0", "L1", "L2", "L3", "L4")
+#: what runs when no level is named: L4 (distributed parity and scaling, :mod:`.l4`) is opt-in, as it
+#: starts several processes per backend and trains each L2 workload four times more
+DEFAULT_LEVELS = ("L0", "L1", "L2", "L3")
 
 
 def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[dict, dict] | None, str, float]:
@@ -50,11 +53,13 @@ def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[d
 
 
 def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
-        levels: tuple[str, ...] = LEVELS, quick: bool = True, workloads: list[str] | None = None,
-        timeout: float = 1800, progress=print, natives: list[str] | None = None) -> list[Run]:
+        levels: tuple[str, ...] = DEFAULT_LEVELS, quick: bool = True, workloads: list[str] | None = None,
+        timeout: float = 1800, progress=print, natives: list[str] | None = None, l4_steps: int | None = None,
+        l4_speed: bool = True) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
     reference included, compared with itself as a sanity check), then one per
-    native side x device (``native=True``) when L3 runs in float32.
+    native side x device (``native=True``) when L3 runs in float32, then L4's runs (``replicas`` set;
+    ``l4_steps`` and ``l4_speed``: see :func:`.l4.run`).
 
     ``natives``: the native sides to time (names in :data:`.native.SIDES`);
     by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
@@ -62,6 +67,7 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
     from polykeras import workloads as _workloads
     from polykeras.backends import find_backend
 
+    requested = workloads
     workloads = list(_workloads.workloads() if workloads is None else workloads)
     if {"L2", "L3"} & set(levels):
         workloads = trainable_workloads(workloads, backends, progress)
@@ -80,8 +86,9 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
         timed = speed_dtype(dtypes)
         for dtype in dtypes:
             reference = None
-            dtype_levels = [level for level in levels if level != "L3" or dtype == timed]
-            if not dtype_levels:  # L3 alone, in the dtype it does not time
+            dtype_levels = [level for level in levels
+                            if level in ("L0", "L1", "L2") or level == "L3" and dtype == timed]
+            if not dtype_levels:  # L3 alone, in the dtype it does not time (or L4 alone: it runs below)
                 continue
             targets = [(REFERENCE, "cpu")] + [(b, d) for b in backends if b != REFERENCE
                                               for d in (devices or [None])]
@@ -119,6 +126,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
         if "L3" in levels and "float32" in dtypes:
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
+        if "L4" in levels:
+            runs += l4.run(backends, devices, dtypes, quick, requested, timeout, tmp, progress, l4_steps, l4_speed)
     return runs
 
 

@@ -55,6 +55,16 @@ class JaxBackend(Backend):
 
         return distribute(program, value)
 
+    def replica_launch(self, replicas: int) -> dict | None:
+        """How to run ``replicas`` replicas on this machine (the conformance suite's L4 asks): one
+        process holding that many devices -- on CPU, host devices that XLA makes from
+        ``XLA_FLAGS`` (set before JAX starts); on accelerators, the ones present, else ``None``."""
+        platform = self.jax_device.platform
+        if platform == "cpu":
+            return {"processes": 1, "env": {"JAX_PLATFORMS": "cpu",
+                                            "XLA_FLAGS": f"--xla_force_host_platform_device_count={replicas}"}}
+        return {"processes": 1, "env": {}} if len(self.list_devices(platform)) >= replicas else None
+
     @staticmethod
     def initialize_distributed(cluster, device: str | None = None) -> None:
         """Called on the class: creating a JaxBackend would start JAX, which must come after."""
