@@ -87,15 +87,17 @@ def launch(job: dict, plan: dict, timeout: float) -> tuple[tuple[dict, dict] | N
 
 
 def run(backends: list[str], devices: list[str] | None, dtypes, quick: bool, workloads: list[str] | None,
-        timeout: float, tmp: str, progress=print, steps: int | None = None, speed: bool = True) -> list[Run]:
+        timeout: float, tmp: str, progress=print, steps: int | None = None, speed: bool = True,
+        replicas: tuple[int, ...] | None = None) -> list[Run]:
     """One :class:`Run` per backend x device x dtype x replica count (``replicas`` set), judged
     against that backend's 1-device run. ``steps``: steps per workload (default: L2's quick count in
-    quick mode; in full mode every whole batch of one epoch, in order, so each splits evenly)."""
+    quick mode; in full mode every whole batch of one epoch, in order, so each splits evenly);
+    ``replicas``: the replica counts (default :func:`replica_counts`)."""
     from polykeras import workloads as _workloads
 
     names = [w for w in (workloads or WORKLOADS) if w in _workloads.workloads()]
     dtypes = sorted(dtypes, key=lambda d: d != "float64")
-    counts = replica_counts(quick)
+    counts = tuple(replicas or replica_counts(quick))
     runs: list[Run] = []
     for backend in backends:
         for device in devices or [None]:
@@ -108,8 +110,9 @@ def run(backends: list[str], devices: list[str] | None, dtypes, quick: bool, wor
             if single is None or "unsupported" in single[1]:
                 status = "error" if single is None else "unsupported"
                 detail = error or single[1]["unsupported"]
-                runs += [Run(backend, device or "?", d, [Check("L4", "distribution", "-", "-", None, None, status,
-                                                               detail)], replicas=counts[0]) for d in dtypes]
+                where = device or (single[1]["device"] if single else "?")
+                runs += [Run(backend, where, d, [Check("L4", "distribution", "-", "-", None, None, status, detail)],
+                             replicas=counts[0]) for d in dtypes]
                 progress(f"  {status}: {detail}")
                 continue
             arrays1, meta1 = single

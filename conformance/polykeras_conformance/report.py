@@ -57,7 +57,7 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Pa
     backends = [r for r in runs if not r.native]
     for run in backends:
         cells = [_cell(run, level) for level in levels]
-        verdict = "PASS" if run.passed else "**FAIL**"
+        verdict = "unsupported" if run.unsupported else "PASS" if run.passed else "**FAIL**"
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]

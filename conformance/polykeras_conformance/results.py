@@ -81,9 +81,16 @@ class Run:
             return errors[0]
         return max(bad, key=lambda c: (c.value or 0) / (c.limit or 1))
 
+    @property
+    def unsupported(self) -> bool:
+        """Every check says the backend does not implement what was asked (L4: no distribution)."""
+        return not self.error and bool(self.checks) and all(c.status == "unsupported" for c in self.checks)
+
     def verdict(self, level: str | None = None) -> str:
         if self.error:
             return f"FAIL: {self.error}"
+        if self.unsupported:
+            return f"unsupported: {self.checks[0].detail}"
         worst = self.worst(level)
         return "PASS" if worst is None else f"FAIL: {worst.describe()}"
 

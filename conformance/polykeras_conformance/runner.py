@@ -55,11 +55,11 @@ def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[d
 def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
         levels: tuple[str, ...] = DEFAULT_LEVELS, quick: bool = True, workloads: list[str] | None = None,
         timeout: float = 1800, progress=print, natives: list[str] | None = None, l4_steps: int | None = None,
-        l4_speed: bool = True) -> list[Run]:
+        l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
     reference included, compared with itself as a sanity check), then one per
     native side x device (``native=True``) when L3 runs in float32, then L4's runs (``replicas`` set;
-    ``l4_steps`` and ``l4_speed``: see :func:`.l4.run`).
+    ``l4_steps``, ``l4_speed`` and ``l4_replicas``: see :func:`.l4.run`).
 
     ``natives``: the native sides to time (names in :data:`.native.SIDES`);
     by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
@@ -127,7 +127,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
         if "L4" in levels:
-            runs += l4.run(backends, devices, dtypes, quick, requested, timeout, tmp, progress, l4_steps, l4_speed)
+            runs += l4.run(backends, devices, dtypes, quick, requested, timeout, tmp, progress, l4_steps, l4_speed,
+                           l4_replicas)
     return runs
 
 
