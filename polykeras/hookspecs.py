@@ -18,6 +18,8 @@ Data-parallel training needs no hook: the :class:`~polykeras.program.Backend` a
 plugin's factory returns may define ``list_devices``, ``distribute`` and
 ``initialize_distributed`` (see its docstring and ``docs/distribution.md``); a
 backend without them is refused by name when a model asks for a distribution.
+``replica_launch(replicas)`` (optional) tells the conformance suite's L4 how to
+start that many replicas on this machine (processes and environment).
 """
 
 from __future__ import annotations
