@@ -60,8 +60,12 @@ def launch(job: dict, plan: dict, timeout: float) -> tuple[tuple[dict, dict] | N
                 for r in range(k)]
     command = [sys.executable, "-m", "polykeras_conformance.l4_worker", str(path.with_suffix(".job.json"))]
     start = time.perf_counter()
-    procs = [subprocess.Popen(command, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for e in envs]
+    # stderr to files, not pipes: a pipe nobody reads while waiting would block a chatty worker
+    logs = [path.with_suffix(f".rank{r}.log") for r in range(k)]
+    procs = []
+    for e, log in zip(envs, logs):
+        with open(log, "w") as stream:
+            procs.append(subprocess.Popen(command, env=e, stdout=subprocess.DEVNULL, stderr=stream))
     error = ""
     try:
         for p in procs:
@@ -77,7 +81,7 @@ def launch(job: dict, plan: dict, timeout: float) -> tuple[tuple[dict, dict] | N
     failed = [(r, p) for r, p in enumerate(procs) if p.returncode != 0]
     if not error and failed:
         rank, p = failed[0]
-        tail = (p.stderr.read().strip().splitlines() or ["(no output)"])[-1]
+        tail = (logs[rank].read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
         error = f"worker process {rank} of {k} crashed (exit {p.returncode}): {tail}"
     if error:
         return None, error, seconds
@@ -102,7 +106,8 @@ def run(backends: list[str], devices: list[str] | None, dtypes, quick: bool, wor
     for backend in backends:
         for device in devices or [None]:
             base = {"backend": backend, "device": device, "dtypes": dtypes, "workloads": names, "quick": quick,
-                    "steps": steps or (QUICK_STEPS if quick else _whole_batches(names)), "speed": speed}
+                    "steps": {w: steps or (QUICK_STEPS if quick else _whole_batches(w)) for w in names},
+                    "speed": speed}
             stem = str(Path(tmp) / f"l4-{backend}-{device}".replace(":", "_"))
             progress(f"conformance L4: {backend} / {device or 'default device'} / 1 device ...")
             single, error, seconds = launch({**base, "replicas": 1, "probe": list(counts), "out": stem + "-1"},
@@ -138,16 +143,17 @@ def run(backends: list[str], devices: list[str] | None, dtypes, quick: bool, wor
     return runs
 
 
-def _whole_batches(names: list[str]) -> int | None:
-    """Full mode: the whole batches of one epoch of the smallest training set among ``names``."""
-    from polykeras import workloads as _workloads
+def _whole_batches(name: str) -> int:
+    """Full mode: the whole batches of one epoch of the workload's training set."""
+    import warnings
 
-    counts = []
-    for name in names:
-        workload = _workloads.get(name)
+    from polykeras import datasets, workloads as _workloads
+
+    workload = _workloads.get(name)
+    with warnings.catch_warnings():  # the worker says it (the report's L2 section too)
+        warnings.simplefilter("ignore", datasets.DatasetSubsetWarning)
         (x, _), _ = workload.load()
-        counts.append(len(x[0] if isinstance(x, list) else x) // workload.batch_size)
-    return min(counts) if counts else None
+    return len(x[0] if isinstance(x, list) else x) // workload.batch_size
 
 
 def _losses(arrays: dict, dtype: str, names: list[str]) -> dict[str, list[float]]:

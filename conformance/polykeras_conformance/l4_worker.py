@@ -4,7 +4,7 @@ process(es), and writes what it measured.
     python -m polykeras_conformance.l4_worker JOB.json
 
 A job is ``{"backend", "device", "replicas", "dtypes", "workloads", "steps", "speed", "probe",
-"out"}``. With ``replicas`` > 1 the runner (:mod:`.l4`) starts the processes the backend asked for
+"out"}`` (``steps``: one count, or one by workload). With ``replicas`` > 1 the runner (:mod:`.l4`) starts the processes the backend asked for
 (:meth:`replica_launch`): one process holding N devices (jax), or N processes joined by
 torchrun's variables (torch), each running this module; every process trains, rank 0 writes
 ``<out>.npz`` (arrays keyed ``dtype|workload|quantity``) and ``<out>.json``. The 1-device job
@@ -124,7 +124,8 @@ def run(job: dict) -> None:
             start = time.perf_counter()
             try:
                 if kind == "training":
-                    found = measure.training_run(workload, name, job["device"], dtype, job["steps"],
+                    steps = job["steps"][workload] if isinstance(job["steps"], dict) else job["steps"]
+                    found = measure.training_run(workload, name, job["device"], dtype, steps,
                                                  worker.QUICK_TEST_SAMPLES, distribution=spread)
                 else:
                     found = speed(workload, name, job["device"], dtype, spread, job["quick"], timer)
