@@ -89,3 +89,76 @@ def test_an_explicit_mask_is_refused_by_name(tmp_path):
     path, _ = _keras_file(tmp_path, EXPLICIT_MASK, [_sequences(), np.ones((3, 5), bool)])
     with pytest.raises(keras.saving.ModelFileError, match="explicit mask"):
         keras.models.load_model(path)
+
+
+# -- written by polykeras -----------------------------------------------------------------------------------------
+LOAD = HEADER + """
+model = keras.models.load_model(sys.argv[1])
+inputs = [np.load(f) for f in sys.argv[3:]]
+np.save(sys.argv[2], np.asarray(model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)))
+"""
+
+
+def _attention_model(value_reused: bool = False):
+    """MultiHeadAttention, then Attention and AdditiveAttention on its output (and, with
+    ``value_reused``, on its value: see the divergence pinned below)."""
+    keras.utils.set_random_seed(3)
+    q_ids, v_ids = keras.Input((None,), dtype="int32"), keras.Input((None,), dtype="int32")
+    embed = keras.layers.Embedding(20, 8, mask_zero=True)
+    q, v = embed(q_ids), embed(v_ids)
+    attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(q, v)
+    x = keras.layers.Attention(use_scale=True)([attended, v if value_reused else attended])
+    x = keras.layers.AdditiveAttention()([x, x], use_causal_mask=True)
+    return keras.Model([q_ids, v_ids], keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
+def _masking_model():
+    keras.utils.set_random_seed(2)
+    return keras.Sequential([keras.Input((None, 3)), keras.layers.Masking(-1.0), keras.layers.GRU(3),
+                             keras.layers.Dense(2)])
+
+
+# the first key is never masked: a causal query with every key masked keeps Keras's softmax of `score - 1e9`,
+# which float32 (Keras) rounds to a uniform row and float64 (the model here) does not
+def _ids():
+    return [np.array([[3, 7, 2, 0], [1, 2, 0, 0]]), np.array([[4, 5, 0, 0, 0], [6, 0, 7, 8, 9]])]
+
+
+WRITTEN = {"attention": (_attention_model, _ids), "masking": (_masking_model, lambda: [_sequences()]),
+           "attention-on-the-value": (lambda: _attention_model(value_reused=True), _ids)}
+
+
+KERAS_STRIPS_MASKS = pytest.mark.xfail(
+    strict=True, reason="Keras's MultiHeadAttention takes the masks off its input tensors when the model runs "
+    "(set_keras_mask(value, None)), so an Attention later called on the same value tensor attends to its padding "
+    "in Keras (measured here: predictions up to 2.6e-2 apart) -- but not when Keras builds the model; polykeras keeps the masks")
+
+
+@pytest.mark.parametrize("case", [c if c != "attention-on-the-value" else pytest.param(c, marks=KERAS_STRIPS_MASKS)
+                                  for c in WRITTEN])
+def test_models_with_masks_and_attention_written_by_polykeras_open_in_keras(tmp_path, case):
+    """Keras predicts as polykeras does from the file (float32); the file read back gives the same model,
+    optimizer state included (one more step lands on the same weights)."""
+    build, make_inputs = WRITTEN[case]
+    inputs = make_inputs()
+    x = inputs if len(inputs) > 1 else inputs[0]
+    y = np.zeros((len(inputs[0]),) + build().output_shape[1:])
+    model = build()
+    model.compile("adam", "mse", backend="numpy", dtype="float64")
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    paths = []
+    for i, value in enumerate(inputs):
+        paths.append(str(tmp_path / f"x{i}.npy"))
+        np.save(paths[-1], value)
+    run = subprocess.run([sys.executable, "-c", LOAD, str(tmp_path / "m.keras"), str(tmp_path / "y.npy"), *paths],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0), atol=2e-6)
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded._pending_optimizer_state.iterations == -(-len(inputs[0]) // 2)  # one epoch in batches of 2
+    loaded._compile_config.update(backend="numpy", dtype="float64")  # keeps the optimizer state read
+    for m in (model, loaded):
+        m.fit(x, y, epochs=1, batch_size=2, verbose=0, shuffle=False)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

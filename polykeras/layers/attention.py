@@ -20,7 +20,10 @@ every backend runs them, and the op registry's hand-written VJPs are their refer
 * masks carried by the inputs (Keras's ``_keras_mask``, from ``Embedding(mask_zero=True)`` or
   ``Masking``; or passed as ``query_mask``/``value_mask``/``key_mask``) join with ``and``: the
   query's as ``(B, T, 1)``, the value's and the key's as ``(B, 1, S)``; the output carries the
-  query's mask, as in Keras;
+  query's mask, as in Keras. (Keras, when it runs a model, also takes the masks off the input
+  tensors, so a layer that reads the same tensor after it sees none where that layer's call has
+  no ``mask`` argument of its own -- e.g. an ``Attention`` on the value of a
+  ``MultiHeadAttention``; polykeras keeps them, as Keras does when it builds the model);
 * ``Dropout(dropout)`` on the attention weights in training;
 * ``einsum("acbe,aecd->abcd", weights, v)``, then the output projection
   ``einsum("abcd,cde->abe", ., Wo) + bo`` to ``output_shape`` (default ``dim``).

@@ -109,6 +109,7 @@ class Layer:
         self._weight_specs: list[WeightSpec] = []
         self._weight_values: list[np.ndarray] = []
         self._variables: list = []  # a custom layer's add_weight variables
+        self._traced_calls: list = []  # a traced layer's calls: (args, kwargs, outputs), in order
         self._model_ref: weakref.ReferenceType | None = None
 
     # -- building -----------------------------------------------------------

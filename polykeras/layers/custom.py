@@ -77,6 +77,7 @@ def traced_call(layer: Layer, inputs, args, kwargs):
         layer.built = True
     with tracing(layer):
         outputs = layer.call(*bound.args, **bound.kwargs)
+    layer._traced_calls.append((bound.args, dict(bound.kwargs), outputs))  # how a .keras file names the call
     for out in flatten(outputs):
         if isinstance(out, Variable):
             raise TypeError(f"layer {layer.name!r}: call() returned a variable; return a tensor computed from the "
@@ -90,6 +91,8 @@ def traced_call(layer: Layer, inputs, args, kwargs):
     if isinstance(outputs, SymbolicTensor) and all(outputs is not t for t in symbolic):
         with tracing(layer):  # Keras's compute_mask (a Masking layer's), its ops part of the layer
             outputs.mask = layer.compute_mask(inputs, symbolic[0].mask)
+            if outputs.mask is not None and outputs.mask.carrier is None:
+                outputs.mask.carrier = outputs
     return outputs
 
 
@@ -110,7 +113,7 @@ def nested_layers(layer: Layer) -> list[Layer]:
                 visit(v)
 
     for key, value in vars(layer).items():
-        if not key.startswith("_model"):
+        if not key.startswith("_model") and key != "_traced_calls":
             visit(value)
     return found
 

@@ -52,6 +52,8 @@ class SymbolicTensor:
         #: the layer whose ``compute_mask`` recorded this node (an ``Embedding``'s ``ids != 0``), if any:
         #: part of that layer, not a layer of the model's config (Keras recomputes it from the layer)
         self.mask_of: Layer | None = None
+        #: for a mask, the tensor whose layer call made it (a config names the mask through it)
+        self.carrier: SymbolicTensor | None = None
         self.serial = next(_SERIALS)
 
     @property
@@ -131,6 +133,8 @@ def attach_mask(layer: "Layer", out: SymbolicTensor, tensors: list[SymbolicTenso
     masks = [t.mask for t in tensors]
     first_new = out.serial + 1
     out.mask = layer.compute_mask(list(tensors) if several else tensors[0], masks if several else masks[0])
+    if out.mask is not None and out.mask.carrier is None:
+        out.mask.carrier = out
     stack = [out.mask] if out.mask is not None else []
     while stack:  # the nodes compute_mask just recorded belong to the layer (as in a summary)
         t = stack.pop()

@@ -139,10 +139,8 @@ class Graph:
         return refs if any(r is not None for r in refs) else None
 
     def _config_ref(self, p: SymbolicTensor) -> list:
-        if p.mask_of is not None:
-            carrier = next((t for t in self.nodes if t.mask is p and t.layer is p.mask_of), None)
-            if carrier is not None:
-                return [carrier.layer.name, self.call_index.get(id(carrier), 0), "mask"]
+        if p.mask_of is not None and p.carrier is not None and id(p.carrier) in self.call_index:
+            return [p.carrier.layer.name, self.call_index[id(p.carrier)], "mask"]
         return [p.layer.name, self.call_index.get(id(p), 0)]
 
     def public_inbound(self, layer: Layer) -> list[list[list]]:

@@ -56,9 +56,11 @@ def trainable_order(model, keras_layers: list[str]) -> list[int]:
     spec = model._spec()
     index = {(layer.name, w.name): i
              for i, (layer, w) in enumerate((l, w) for l, w in spec.weight_specs if w.trainable)}
-    by_name = {layer.name: layer for layer in spec.layers}  # input layers (no weights) are not in the spec
-    return [index[(name, w.name)] for name in keras_layers if name in by_name
-            for w in by_name[name].weights if w.trainable]
+    by_name: dict[str, list] = {}  # input layers (no weights) are not in the spec
+    for layer in spec.layers:  # a traced layer's variables ("<layer>/<name>") belong to it, in Keras's order
+        by_name.setdefault(layer.name.rsplit("/", 1)[0] if layer.kind == "Variable" else layer.name, []).append(layer)
+    return [index[(layer.name, w.name)] for name in keras_layers for layer in by_name.get(name, [])
+            for w in layer.weights if w.trainable]
 
 
 def _u_product(beta_1: float, iterations: int) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from polykeras.saving.atomic import atomic_write
+from polykeras.saving.keras_traced import keras_view, traced_owners
 from polykeras.saving.keras_format import (WRAPPED, KerasFileError, functional_layer_order, to_snake_case,
                                           variable_groups, weight_paths)
 
@@ -59,6 +60,17 @@ def _keras_tensor(ref, shapes: dict) -> dict:
                                                          "keras_history": [name, call, 0]}}
 
 
+def _tensors_in(value, shapes: dict):
+    """A traced call's ``{"args", "kwargs"}`` with Keras's serialised tensors for its references."""
+    if isinstance(value, dict) and set(value) == {"ref"}:
+        return _keras_tensor(value["ref"], shapes)
+    if isinstance(value, dict):
+        return {k: _tensors_in(v, shapes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tensors_in(v, shapes) for v in value]
+    return value
+
+
 def _refs(value) -> list[list]:
     """``output_layers`` entries as ``[layer, call index]`` (a bare name is call 0)."""
     return [[ref, 0] if isinstance(ref, str) else list(ref) for ref in value]
@@ -71,13 +83,16 @@ def _one_or_list(triples: list[list]):
 
 def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
     """Keras's functional config of a polykeras graph (several inputs and
-    outputs, merge layers, shared layers: one inbound node per call), its
-    layers in Keras's own order; and those entries, for the weights file."""
+    outputs, merge layers, shared layers: one inbound node per call; built-in
+    layers traced into ops as the Keras layers they are, :mod:`.keras_traced`),
+    its layers in Keras's own order; and those entries, for the weights file."""
     from polykeras.layers import layer_class
 
     spec = model._spec()
+    config, traced_shapes = keras_view(model, config)
     shapes = {i.name: (list(i.shape), i.dtype) for i in spec.inputs}
     shapes.update({layer.name: (list(layer.output_shape), "float32") for layer in spec.layers})
+    shapes.update(traced_shapes)
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
     inputs = [str(n) for n in config["input_layers"]]
     outputs = _refs(config["output_layers"])
@@ -92,6 +107,8 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
                 "name": name, "inbound_nodes": []}
         if entry["class_name"] == "InputLayer":
             item["config"]["dtype"] = shapes[name][1]  # int32 for ids read by an Embedding
+        elif "keras_nodes" in entry:  # a traced built-in layer: its calls' own arguments and options
+            item["inbound_nodes"] = [_tensors_in(node, shapes) for node in entry["keras_nodes"]]
         else:
             several = layer_class(entry["class_name"]).multiple_inputs
             for refs in entry["inbound_nodes"]:
@@ -154,14 +171,19 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
 
     spec = model._spec()
     masks = model._graph.mask_node_names if model._graph is not None else set()  # Keras recomputes them
-    traced = sorted({layer.kind for layer in spec.layers if layer.name not in masks} & {"Operation", "Variable"})
+    graph_names = model._graph.names if model._graph is not None else {}
+    known = masks | {graph_names[i] for i in traced_owners(model)}  # and a traced built-in layer is itself
+    traced = sorted({layer.kind for layer in spec.layers if layer.name not in known} & {"Operation", "Variable"})
     if traced:
         raise NotImplementedError(
             f"model {model.name!r} uses polykeras.ops or custom layers ({', '.join(traced)} nodes), which cannot be "
             "written to a Keras 3 .keras file yet; save it as .polykeras (polykeras's own format, which keeps them)")
     keras_config, saved = keras_layout(model)
     weights = iter(model.get_weights())
-    per_layer = {layer.name: [next(weights) for _ in layer.weights] for layer in spec.layers}
+    per_layer: dict[str, list] = {}
+    for layer in spec.layers:  # a traced layer's variables ("<layer>/<name>", in Keras's order) are its weights
+        name = layer.name.rsplit("/", 1)[0] if layer.kind == "Variable" else layer.name
+        per_layer.setdefault(name, []).extend(next(weights) for _ in layer.weights)
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as h5:
         for entry, group in zip(saved, weight_paths([e["class_name"] for e in saved])):
