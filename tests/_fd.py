@@ -156,3 +156,21 @@ def check_gradients(kernel, weights, x, training: bool = False, seed: int = 0, t
         err = relative_error(dw, numerical_gradient(loss, w))
         assert err < tol, f"{kernel.kind}: d{ws.name} relative error {err:.2e}"
     return dx, dweights
+
+
+def check_model_gradients(program, x, y, indices) -> None:
+    """A numpy program's weight gradients (``value_and_grad``) against central differences of its
+    loss, for the weights at ``indices`` (of ``program.get_weights()``)."""
+    weights = program.get_weights()
+    grads = program.value_and_grad(x, y, training=False).weights
+
+    def loss():
+        program.set_weights(weights)
+        return program.value_and_grad(x, y, training=False).loss
+
+    try:
+        for index in indices:
+            numeric = numerical_gradient(loss, weights[index])
+            np.testing.assert_allclose(grads[index], numeric, rtol=FD_TOLERANCE, atol=FD_TOLERANCE)
+    finally:
+        program.set_weights(weights)

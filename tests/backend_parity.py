@@ -452,3 +452,19 @@ def check_training_without_trainable_weights(backend: str, tol: float):
     for a, b in zip(got.get_weights(), ref.get_weights()):
         assert rel_diff(a, b) <= tol
     assert got.iterations == ref.iterations == 3
+
+
+def check_fit_matches_reference(build, backend: str, x, y, loss: str, tol: float, *, optimizer: str = "adam",
+                                epochs: int = 3, batch_size: int = 2) -> None:
+    """``build()`` trained in float64 parity mode on the reference and on ``backend`` alike (same
+    batches, no shuffling): per-epoch losses and final weights within ``tol``."""
+    results = []
+    for name in ("numpy", backend):
+        model = build()
+        model.compile(optimizer, loss, backend=name, dtype="float64", parity=True)
+        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=False)
+        results.append((history.history["loss"], model.get_weights()))
+    (ref_loss, ref_weights), (got_loss, got_weights) = results
+    np.testing.assert_allclose(got_loss, ref_loss, rtol=tol)
+    for a, b in zip(got_weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

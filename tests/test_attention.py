@@ -13,6 +13,8 @@ import pytest
 import polykeras as keras
 from polykeras import layers, ops
 
+from backend_parity import check_fit_matches_reference
+
 # float64: a few steps through ~30 nodes at unit roundoff 1.1e-16; a wrong gradient shows at 1e-6 or above
 FLOAT64_PARITY = 1e-12
 
@@ -200,17 +202,8 @@ def test_masked_attention_round_trips_through_polykeras_files(tmp_path):
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_masked_attention_trains_like_the_reference_in_float64(backend):
-    y = np.array([0, 1, 2, 1])
-    results = []
-    for name in ("numpy", backend):
-        model = _masked_classifier()
-        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
-        history = model.fit(PADDED, y, epochs=3, batch_size=2, verbose=0, shuffle=False)
-        results.append((history.history["loss"], model.get_weights()))
-    (ref_loss, ref_weights), (loss, weights) = results
-    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
-    for a, b in zip(weights, ref_weights):
-        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+    check_fit_matches_reference(_masked_classifier, backend, PADDED, np.array([0, 1, 2, 1]),
+                                "sparse_categorical_crossentropy", FLOAT64_PARITY)
 
 
 def test_unsupported_options_are_named():

@@ -14,7 +14,8 @@ import polykeras as keras
 from polykeras import layers
 from polykeras.trainer import Trainer
 
-from _fd import FD_STEP, FD_TOLERANCE
+from _fd import check_model_gradients
+from backend_parity import check_fit_matches_reference
 
 # float64: a few steps through ~15 nodes at unit roundoff 1.1e-16; a wrong gradient shows at 1e-6 or above
 FLOAT64_PARITY = 1e-12
@@ -91,34 +92,15 @@ def test_reference_gradients_match_finite_differences(cls, config, causal):
     values = np.array([[4, 5, 0, 0, 0], [6, 0, 7, 8, 9], [1, 2, 3, 4, 5]])
     x, y = Trainer(model).prepare([QUERIES, values], np.array([0, 2, 1]))
     program = model._get_program(training=True, y_ndim=1)
-    grads = program.value_and_grad(x, y, training=False).weights
-    weights = program.get_weights()
-    for index in range(len(weights) - 2):  # the embedding and the attention's weights
-        numeric = np.zeros_like(weights[index])
-        for i in np.ndindex(weights[index].shape):
-            for sign in (1, -1):
-                moved = [w.copy() for w in weights]
-                moved[index][i] += sign * FD_STEP
-                program.set_weights(moved)
-                numeric[i] += sign * program.value_and_grad(x, y, training=False).loss / (2 * FD_STEP)
-        program.set_weights(weights)
-        np.testing.assert_allclose(grads[index], numeric, rtol=FD_TOLERANCE, atol=FD_TOLERANCE)
+    check_model_gradients(program, x, y, range(len(program.get_weights()) - 2))  # embedding and attention
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("cls, config, causal", CONFIGS[1::2], ids=IDS[1::2])
 def test_training_matches_the_reference_in_float64(backend, cls, config, causal):
-    y = np.array([0, 2, 1])
-    results = []
-    for name in ("numpy", backend):
-        model = _model(cls, config, causal, pooled=True, dropout=0.3)
-        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
-        history = model.fit([QUERIES, VALUES], y, epochs=3, batch_size=2, verbose=0, shuffle=False)
-        results.append((history.history["loss"], model.get_weights()))
-    (ref_loss, ref_weights), (loss, weights) = results
-    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
-    for a, b in zip(weights, ref_weights):
-        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+    check_fit_matches_reference(lambda: _model(cls, config, causal, pooled=True, dropout=0.3), backend,
+                                [QUERIES, VALUES], np.array([0, 2, 1]), "sparse_categorical_crossentropy",
+                                FLOAT64_PARITY)
 
 
 def test_bad_arguments_are_named():

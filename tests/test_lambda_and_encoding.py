@@ -12,6 +12,8 @@ import pytest
 import polykeras as keras
 from polykeras import layers, ops
 
+from backend_parity import check_fit_matches_reference
+
 # float64: a few steps through a handful of nodes at unit roundoff 1.1e-16
 FLOAT64_PARITY = 1e-12
 
@@ -62,34 +64,25 @@ def _scaled_square(x, factor=1.0):
     return ops.square(x) * factor
 
 
-def _lambda_model(backend: str):
+def _lambda_model():
     keras.utils.set_random_seed(4)
     inp = keras.Input((6,))
     h = layers.Dense(5)(inp)
     h = layers.Lambda(_scaled_square, arguments={"factor": 0.5})(h)
     h = layers.Lambda(lambda t: ops.tanh(t) - ops.mean(t, axis=-1, keepdims=True))(h)
-    model = keras.Model(inp, layers.Dense(2)(h))
-    model.compile("adam", "mse", backend=backend, dtype="float64", parity=True)
-    return model
+    return keras.Model(inp, layers.Dense(2)(h))
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_lambda_layers_train_like_the_reference_in_float64(backend):
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(8, 6)), rng.normal(size=(8, 2))
-    results = []
-    for name in ("numpy", backend):
-        model = _lambda_model(name)
-        history = model.fit(x, y, epochs=3, batch_size=4, verbose=0, shuffle=False)
-        results.append((history.history["loss"], model.get_weights()))
-    (ref_loss, ref_weights), (loss, weights) = results
-    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
-    for a, b in zip(weights, ref_weights):
-        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+    check_fit_matches_reference(_lambda_model, backend, rng.normal(size=(8, 6)), rng.normal(size=(8, 2)), "mse",
+                                FLOAT64_PARITY, batch_size=4)
 
 
 def test_a_lambda_model_loads_from_its_file_without_the_function(tmp_path):
-    model = _lambda_model("numpy")
+    model = _lambda_model()
+    model.compile("adam", "mse", backend="numpy", dtype="float64")
     x = np.random.default_rng(1).normal(size=(3, 6))
     model.save(tmp_path / "m.polykeras")
     loaded = keras.models.load_model(tmp_path / "m.polykeras")

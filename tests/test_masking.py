@@ -13,7 +13,7 @@ import pytest
 import polykeras as keras
 from polykeras import layers
 
-from _fd import FD_STEP, FD_TOLERANCE
+from _fd import check_model_gradients
 
 # float64: two epochs of Adam through an embedding, a recurrent layer and two Dense layers at unit
 # roundoff 1.1e-16 (measured 7e-15 at worst); a step that is not skipped shows at 1e-3 or above
@@ -147,18 +147,7 @@ def test_reference_gradients_match_finite_differences(kind, return_sequences, go
     model.compile("sgd", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
     ids, y = _ids(6, 5), np.random.default_rng(3).integers(0, 3, 6)
     program = model._get_program(training=True, y_ndim=1)
-    grads = program.value_and_grad(ids, y, training=False).weights
-    weights = program.get_weights()
-    for index in (1, 2, 3):  # the recurrent layer's kernel, recurrent kernel and bias
-        numeric = np.zeros_like(weights[index])
-        for i in np.ndindex(weights[index].shape):
-            for sign in (1, -1):
-                moved = [w.copy() for w in weights]
-                moved[index][i] += sign * FD_STEP
-                program.set_weights(moved)
-                numeric[i] += sign * program.value_and_grad(ids, y, training=False).loss / (2 * FD_STEP)
-        program.set_weights(weights)
-        np.testing.assert_allclose(grads[index], numeric, rtol=FD_TOLERANCE, atol=FD_TOLERANCE)
+    check_model_gradients(program, ids, y, (1, 2, 3))  # the recurrent layer's kernel, recurrent kernel and bias
 
 
 # -- every backend ----------------------------------------------------------------------------------------------
