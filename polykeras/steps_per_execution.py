@@ -28,7 +28,6 @@ fill a chunk run one at a time, so a backend compiles at most three chunk length
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable
 
