@@ -541,8 +541,8 @@ EXTRA_CASES: list[Case] = [
     # regimes the quick draws (4 per group) miss, found by the report's configuration coverage: causal and
     # dilated windows (a 'same' padding of 2 rows, symmetric, and of 1 column, after), grouped convolution,
     # statistics over two of three axes (not adjacent), groups between one and the channel count
-    *[{"id": f"{group}:{name}", "group": group, "layers": [layer], "input_shape": shape, "vocab": None,
-       "loss": "mse", "target": "real", "training": True}
+    *[{"id": f"{layer['class_name']}:{name}", "group": group, "layers": [layer], "input_shape": shape, "vocab": None,
+       "loss": "mse", "target": "real", "training": True}  # the id names the kind, as every case's does
       for group, name, layer, shape in [
           ("Conv1D", "causal, dilated", _layer("Conv1D", filters=2, kernel_size=3, padding="causal", dilation_rate=2),
            [6, 2]),
