@@ -181,7 +181,7 @@ np.save(sys.argv[2], np.asarray(model.predict(d["ids"], verbose=0)))
 def test_masked_attention_matches_keras_3(tmp_path):
     """The same model in Keras 3 (jax, float32) with the same weights, in Keras's order: Keras masks
     the same keys and queries (its Embedding's mask reaches MultiHeadAttention and the pooling).
-    Not through a .keras file: a model with MultiHeadAttention cannot be written as one yet."""
+    (tests/test_keras_files_masks_and_attention.py exchanges such models through .keras files.)"""
     model = _masked_classifier()
     model.compile("adam", "sparse_categorical_crossentropy", backend="numpy", dtype="float64")
     np.savez(tmp_path / "in.npz", ids=PADDED, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
