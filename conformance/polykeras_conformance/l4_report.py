@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from polykeras_conformance import tolerances
+from polykeras_conformance import plots, tolerances
 from polykeras_conformance.results import Run
 
 
@@ -95,21 +95,12 @@ def plot(runs: list[Run], out: Path) -> list[str]:
                     continue
                 line, = axes[0][j].plot(one, label=f"{run.backend}, 1 device")
                 axes[0][j].plot(many, ls="--", color=line.get_color(), label=f"{run.backend}, {run.replicas} replicas")
-                diffs = [max(abs(a - b) / max(abs(b), 1e-300), 1e-18) for a, b in zip(many, one)]
-                axes[1][j].semilogy(diffs, color=line.get_color(), label=f"{run.backend}, {run.replicas} vs 1")
+                axes[1][j].semilogy(plots.rel_diffs(many, one), color=line.get_color(),
+                                    label=f"{run.backend}, {run.replicas} vs 1")
             axes[0][j].set_title(f"{workload} ({dtype})")
             axes[0][j].set_ylabel("training loss")
             axes[1][j].set_ylabel("rel. diff, N replicas vs 1 device")
             if dtype == "float64":
                 axes[1][j].axhline(tolerances.limit("L4", dtype, "per-step loss").limit, color="red", lw=0.8, ls="--")
-            for ax in axes[:, j]:
-                ax.set_xlabel("step")
-                ax.grid(alpha=0.3)
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"distributed-{dtype}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        written.append(name)
+        plots.save(fig, axes, out, f"distributed-{dtype}.png", written)
     return written

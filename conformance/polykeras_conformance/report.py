@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from polykeras_conformance import config_coverage, l4_report, strength, tolerances
+from polykeras_conformance import config_coverage, l4_report, plots, strength, tolerances
 from polykeras_conformance.results import Run
 
 LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed",
@@ -189,23 +189,12 @@ def plot(runs: list[Run], out: Path) -> list[str]:
                 axes[0][j].plot(series, label=f"{run.backend}/{run.device}")
                 if reference is not None and run is not reference and workload in reference.losses:
                     ref = reference.losses[workload]
-                    diffs = [max(abs(a - b) / max(abs(b), 1e-300), 1e-18) for a, b in zip(series, ref)]
-                    axes[1][j].semilogy(diffs, label=f"{run.backend}/{run.device}")
+                    axes[1][j].semilogy(plots.rel_diffs(series, ref), label=f"{run.backend}/{run.device}")
             axes[0][j].set_title(f"{workload} ({dtype})")
-            axes[0][j].set_xlabel("step")
             axes[0][j].set_ylabel("training loss")
-            axes[1][j].set_xlabel("step")
             axes[1][j].set_ylabel("rel. diff vs numpy")
             axes[1][j].axhline(tolerances.limit("L2", dtype, "per-step loss").limit, color="red", lw=0.8, ls="--")
-            for ax in axes[:, j]:
-                ax.grid(alpha=0.3)
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"training-{dtype}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        written.append(name)
+        plots.save(fig, axes, out, f"training-{dtype}.png", written)
     speed = [(r, c) for r in runs for c in r.checks if c.level == "L3" and c.quantity == "ms/step"]
     if speed:
         cases = sorted({c.case for _, c in speed})
