@@ -16,7 +16,7 @@ from polykeras import layers
 from polykeras.trainer import Trainer
 
 from _fd import build, check_gradients, fixed_dropout_mask, random_weights
-from backend_parity import rel_diff
+from backend_parity import check_fit_matches_reference, rel_diff
 from polykeras_numpy.layers import ForwardContext
 
 # float64: one forward/backward pass (or two epochs of SGD) through an embedding, two recurrent layers
@@ -202,21 +202,16 @@ def test_forward_and_gradients_match_the_reference_in_float64(backend, kind, mer
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_training_matches_the_reference_in_float64(backend):
-    ids, y = _ids(8), np.random.default_rng(2).integers(0, 2, 8)
-    runs = {}
-    for name in ("numpy", backend):
+    def build():
         keras.utils.set_random_seed(0)
         inp = keras.Input((6,), dtype="int32")
         h = layers.Embedding(9, 4, mask_zero=True)(inp)
         h = layers.Bidirectional(layers.LSTM(3, return_sequences=True, dropout=0.2))(h)
         h = layers.Bidirectional(layers.GRU(2))(h)
-        model = keras.Model(inp, layers.Dense(2, activation="softmax")(h))
-        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
-        history = model.fit(ids, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-        runs[name] = history.history["loss"], model.get_weights()
-    np.testing.assert_allclose(runs[backend][0], runs["numpy"][0], rtol=FLOAT64_PARITY)
-    for got, want in zip(runs[backend][1], runs["numpy"][1]):
-        np.testing.assert_allclose(got, want, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+        return keras.Model(inp, layers.Dense(2, activation="softmax")(h))
+
+    check_fit_matches_reference(build, backend, _ids(8), np.random.default_rng(2).integers(0, 2, 8),
+                                "sparse_categorical_crossentropy", FLOAT64_PARITY, epochs=2, batch_size=4)
 
 
 def test_torch_runs_both_directions_in_one_fused_call_where_it_can(monkeypatch):

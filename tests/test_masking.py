@@ -14,6 +14,7 @@ import polykeras as keras
 from polykeras import layers
 
 from _fd import check_model_gradients
+from backend_parity import check_fit_matches_reference
 
 # float64: two epochs of Adam through an embedding, a recurrent layer and two Dense layers at unit
 # roundoff 1.1e-16 (measured 7e-15 at worst); a step that is not skipped shows at 1e-3 or above
@@ -155,16 +156,9 @@ def test_reference_gradients_match_finite_differences(kind, return_sequences, go
 @pytest.mark.parametrize("kind", RECURRENT)
 @pytest.mark.parametrize("return_sequences, go_backwards, dropout", [(False, False, 0.0), (True, True, 0.3)])
 def test_backends_train_masked_models_like_the_reference(backend, kind, return_sequences, go_backwards, dropout):
-    ids, y = _ids(), np.random.default_rng(4).integers(0, 3, 16)
-    runs = {}
-    for name in ("numpy", backend):
-        model = _model(kind, return_sequences, go_backwards, dropout)
-        model.compile("adam", "sparse_categorical_crossentropy", backend=name, dtype="float64", parity=True)
-        history = model.fit(ids, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-        runs[name] = history.history["loss"], model.get_weights()
-    np.testing.assert_allclose(runs[backend][0], runs["numpy"][0], rtol=FLOAT64_PARITY)
-    for got, want in zip(runs[backend][1], runs["numpy"][1]):
-        np.testing.assert_allclose(got, want, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+    check_fit_matches_reference(lambda: _model(kind, return_sequences, go_backwards, dropout), backend, _ids(),
+                                np.random.default_rng(4).integers(0, 3, 16), "sparse_categorical_crossentropy",
+                                FLOAT64_PARITY, epochs=2, batch_size=8)
 
 
 def test_masked_models_round_trip_through_keras_files(tmp_path):
