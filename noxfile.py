@@ -64,7 +64,8 @@ def conformance(session):
     sync; the Keras divergences listed as known failures are explained there). ``nox -s conformance --
     --backends jax`` runs one."""
     _install(session, ALL)
-    args = session.posargs or ["--backends", "numpy,torch,jax,example,keras-jax,keras-torch,keras-tensorflow,keras-numpy",
+    args = session.posargs or ["--jobs", "2",
+                               "--backends", "numpy,torch,jax,example,keras-jax,keras-torch,keras-tensorflow,keras-numpy",
                                "--known-failures", "keras-jax/float64,keras-torch/float64,keras-tensorflow,keras-numpy"]
     session.run("polykeras", "conformance", "--quick", "--report", "out/conformance", *args, env=_env())
 

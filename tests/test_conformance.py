@@ -55,9 +55,12 @@ def test_every_planted_bug_is_caught_at_its_level_and_named(bug_plugins):
     print("\n".join(f"{k}: {v}" for k, v in caught.items()))
 
 
-def test_a_crash_and_a_hang_are_that_backends_failure(bug_plugins):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_crash_and_a_hang_are_that_backends_failure(bug_plugins, jobs):
+    """One worker at a time or several (``--jobs``): the runs come back in the same order, each with its own fate."""
     runs = runner.run(["bug-crash", "bug-hang"], dtypes=("float64",), levels=("L1",), quick=True, workloads=[],
-                      timeout=20, progress=lambda *_: None)
+                      timeout=20, progress=lambda *_: None, jobs=jobs)
+    assert [r.backend for r in runs] == ["numpy", "bug-crash", "bug-hang"]
     by_name = {r.backend: r for r in runs}
     assert by_name["numpy"].passed
     assert "crashed (exit 3)" in by_name["bug-crash"].error

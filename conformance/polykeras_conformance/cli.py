@@ -33,6 +33,9 @@ def polykeras_cli_commands(subparsers):
     conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
                       help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
                            "without failing the exit status; a crashed or hung worker still fails it")
+    conf.add_argument("--jobs", type=int, default=1,
+                      help="backend workers run at once (default 1; more shortens a run on spare cores, and L3's "
+                           "timings then share the CPU, which the report says)")
     conf.add_argument("--timeout", type=float, default=1800, help="seconds before a backend's worker counts as hung")
     conf.add_argument("--report", default="conformance-report", help="output folder (report.md, report.json, PNGs)")
     conf.add_argument("--mutants", metavar="FILE",
@@ -76,10 +79,12 @@ def conformance(args) -> int:
         check_choice(backend, names, "backend in --known-failures")
         if dtype:
             check_choice(dtype, list(dtypes), "dtype in --known-failures")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1 worker")
     if args.mutants and not Path(args.mutants).is_file():
         raise UsageError(f"--mutants {args.mutants}: no such file; `nox -s mutants` writes out/mutants/mutants.json")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
-                      workloads_, timeout=args.timeout, natives=natives)
+                      workloads_, timeout=args.timeout, natives=natives, jobs=args.jobs)
     path = report.write(runs, Path(args.report), levels, args.quick, Path(args.mutants) if args.mutants else None)
     print()
     status = 0

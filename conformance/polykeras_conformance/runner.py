@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[d
 def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
         levels: tuple[str, ...] = DEFAULT_LEVELS, quick: bool = True, workloads: list[str] | None = None,
         timeout: float = 1800, progress=print, natives: list[str] | None = None, l4_steps: int | None = None,
-        l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None) -> list[Run]:
+        l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None, jobs: int = 1) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
     reference included, compared with itself as a sanity check), then one per
     native side x device (``native=True``) when L3 runs in float32, then L4's runs (``replicas`` set;
@@ -63,6 +64,10 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
 
     ``natives``: the native sides to time (names in :data:`.native.SIDES`);
     by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
+
+    ``jobs``: how many backend workers run at once (the native yardsticks and L4 always run one at a time).
+    More than one shortens a run on a machine with cores to spare, and L3's timings then share the CPU:
+    each L3 check says so in its detail.
     """
     from polykeras import workloads as _workloads
     from polykeras.backends import find_backend
@@ -84,8 +89,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             if error:
                 progress(f"  {error}: float32 training is compared with the float32 reference only")
         timed = speed_dtype(dtypes)
+        plan = []  # (dtype, its levels, backend, device, label, job): the references first in each dtype
         for dtype in dtypes:
-            reference = None
             dtype_levels = [level for level in levels
                             if level in ("L0", "L1", "L2") or level == "L3" and dtype == timed]
             if not dtype_levels:  # L3 alone, in the dtype it does not time (or L4 alone: it runs below)
@@ -93,36 +98,55 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             targets = [(REFERENCE, "cpu")] + [(b, d) for b in backends if b != REFERENCE
                                               for d in (devices or [None])]
             for backend, device in targets:
-                info = find_backend(backend)
-                if dtype not in info.dtypes:
+                if dtype not in find_backend(backend).dtypes:
                     continue
-                label = f"{backend} / {device or 'default device'} / {dtype}"
-                progress(f"conformance: {label} ...")
                 job = {"backend": backend, "device": device, "dtype": dtype, "levels": dtype_levels,
                        "quick": quick, "workloads": workloads,
                        "out": str(Path(tmp) / f"{backend}-{device}-{dtype}".replace(":", "_"))}
-                measured, error, seconds = _worker(job, timeout)
+                plan.append((dtype, dtype_levels, backend, device, f"{backend} / {device or 'default device'} / "
+                             f"{dtype}", job))
+        if jobs > 1 and "L3" in levels:
+            progress(f"conformance: {jobs} workers at once: L3's timings share the CPU and are not comparable")
+        references: dict[str, tuple] = {}
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            def start(label, job):
+                if jobs == 1:
+                    progress(f"conformance: {label} ...")
+                return _worker(job, timeout)
+
+            def done(label, text):  # one line per finished worker when several run at once
+                progress(f"  {text}" if jobs == 1 else f"conformance: {label}: {text}")
+
+            pending = [pool.submit(start, label, job) for *_, label, job in plan]
+            for (dtype, dtype_levels, backend, device, label, _), future in zip(plan, pending):
+                measured, error, seconds = future.result()
                 if measured is None:
                     runs.append(Run(backend, device or "?", dtype, [], error=error, seconds=seconds))
-                    progress(f"  {error}")
+                    done(label, error)
                     continue
                 arrays, meta = measured
                 if backend == REFERENCE:
-                    reference = (arrays, meta["status"])
+                    references[dtype] = (arrays, meta["status"])
                     if dtype == "float64":
                         exact = arrays
+                reference = references.get(dtype)
                 if reference is None:
                     runs.append(Run(backend, meta["device"], dtype, [], error="the reference failed", seconds=seconds))
+                    done(label, "the reference failed")
                     continue
                 checks = compare.compare(reference, (arrays, meta["status"]), dtype, quick, exact=exact)
                 if "L3" in dtype_levels:
                     checks += _speed_ratios(arrays, reference[0])
+                    if jobs > 1:
+                        for check in checks:
+                            if check.level == "L3":
+                                check.detail = f"{check.detail}; timed beside other workers ({jobs} at once)".lstrip("; ")
                 losses = {k.split("|")[1]: v.tolist() for k, v in arrays.items()
                           if k.startswith("L2|") and k.endswith("|losses")}
                 run_ = Run(backend, meta["device"], dtype, checks, version=meta.get("framework", ""), seconds=seconds,
                            losses=losses)
                 runs.append(run_)
-                progress(f"  {run_.verdict()} ({seconds:.1f} s)")
+                done(label, f"{run_.verdict()} ({seconds:.1f} s)")
         if "L3" in levels and "float32" in dtypes:
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
