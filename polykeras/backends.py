@@ -7,7 +7,8 @@ with ``importlib.util.find_spec``, never by importing it -- and turned into a
 
 Selection: ``POLYKERAS_BACKEND`` (default ``numpy``), ``POLYKERAS_DEVICE``
 (default: the backend's first, i.e. best, device), ``POLYKERAS_FLOATX``; or
-:func:`set_backend` / ``compile(backend=...)`` in code.
+:func:`set_backend` / ``compile(backend=...)`` in code. The name ``auto`` picks, per
+model, the fastest candidate by a timed probe (:mod:`polykeras.auto_backend`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from polykeras import backend as _keras_backend
 from polykeras import plugins
 
 DEFAULT_BACKEND = "numpy"
+AUTO = "auto"  # the fastest candidate for each model, timed (polykeras.auto_backend)
 
 #: First-party backends and the pip extra that provides each: used to tell a
 #: user what to install when a backend is missing.
@@ -72,6 +74,9 @@ class BackendInfo:
     summary: str = ""
     layer_kinds: frozenset[str] = field(default_factory=frozenset)
     plugin: str = ""
+    #: Whether ``backend="auto"`` probes it unless ``POLYKERAS_AUTO_CANDIDATES`` says otherwise: say
+    #: ``False`` for a backend costly to start (the Keras backends' worker processes).
+    auto_candidate: bool = True
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (checked without importing)."""
@@ -126,6 +131,10 @@ def backend_infos() -> dict[str, BackendInfo]:
 def find_backend(name: str) -> BackendInfo:
     """The descriptor for ``name`` (or an alias), or a :class:`BackendNotFoundError`
     that lists what is installed and how to get the rest."""
+    if name == AUTO:
+        raise BackendNotFoundError("backend 'auto' is chosen per model, by timing its steps: use it in "
+                                   "model.compile(backend='auto') or POLYKERAS_BACKEND=auto; here name one backend "
+                                   "(`polykeras backends` lists them)")
     for info in plugins.backend_infos():
         if name == info.name or name in info.aliases:
             return info
@@ -158,9 +167,10 @@ def selected_backend_name() -> str:
 
 def set_backend(name: str) -> None:
     """Choose the backend that ``compile`` uses from now on in this process
-    (models compiled earlier keep theirs)."""
+    (models compiled earlier keep theirs); ``"auto"``: the fastest for each model."""
     global _selected
-    find_backend(name)  # fail now, with the helpful message, on a typo
+    if name != AUTO:
+        find_backend(name)  # fail now, with the helpful message, on a typo
     _selected = name
 
 

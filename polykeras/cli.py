@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+from polykeras import auto_backend_cli
 from polykeras.callbacks import Callback
 
 
@@ -31,6 +32,9 @@ class UsageError(Exception):
 def _backends(args) -> int:
     from polykeras.backends import CHECKOUT_NOTE, FIRST_PARTY_EXTRAS, backend_infos
     from polykeras.plugins import load_failures
+
+    if getattr(args, "probe", None):
+        return auto_backend_cli.probe_file(args)
 
     infos = backend_infos()
     rows = [("backend", "status", "version", "devices", "dtypes", "plugin")]
@@ -189,8 +193,10 @@ def _build_parser():
     parser = argparse.ArgumentParser(prog="polykeras", description="Keras models on any backend.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list installed backends, versions, devices and dtypes").set_defaults(
-        handler=_backends)
+    backends = sub.add_parser("backends", help="list installed backends, versions, devices and dtypes; with "
+                                               "--probe MODEL_FILE, time backend='auto''s candidates on a model")
+    backends.set_defaults(handler=_backends)
+    auto_backend_cli.add_arguments(backends)
     train = sub.add_parser("train", help="train a named workload and report test accuracy and speed")
     train.set_defaults(handler=_train)
     train.add_argument("workload", help="e.g. mnist-mlp, mnist-cnn, fashion-mlp, cifar-cnn, imdb-lstm")

@@ -98,7 +98,8 @@ class Trainer:
         val = self._test_source(validation_data, int(validation_batch_size or batch_size), validation_steps,
                                 "validation_data")
         verbose = _verbosity(verbose)
-        program = model._get_program(training=True, y_ndim=y_ndim)
+        probe = first if stream else _first_rows(batch_size, x, y, w)  # what backend="auto" times
+        program = model._get_program(training=True, y_ndim=y_ndim, batch=probe)
         _require_weights(program, w)
         _require_weights(program, getattr(val, "w", None))
         seed = _distribution.agreed_seed(program, _random.next_seed())  # the same data order in every replica
@@ -235,13 +236,15 @@ class Trainer:
             if sample_weight is not None:
                 raise ValueError("with a generator/dataset, sample weights come in its (x, y, sample_weight) batches")
             source = StreamSource(x, self._batch_preparer(), steps, what="x")
-            y_ndim = data.ndims(source.first()[1])
+            probe = source.first()
+            y_ndim = data.ndims(probe[1])
         else:
             source = self._test_source((x, y) if sample_weight is None else (x, y, sample_weight), batch_size, steps,
                                        "x, y")
             y_ndim = data.ndims(source.y)
+            probe = _first_rows(batch_size, source.x, source.y, source.w)
         verbose = _verbosity(verbose)
-        program = model._get_program(training=True, y_ndim=y_ndim)
+        program = model._get_program(training=True, y_ndim=y_ndim, batch=probe)
         if isinstance(source, ArraySource):
             _distribution.check_batches(program, source.n, source.batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
@@ -261,14 +264,15 @@ class Trainer:
         if is_stream(x):
             source = StreamSource(x, lambda xb, _y, _w: self._prepare_x(xb), steps, targets=False, what="x",
                                   n_inputs=len(model._spec().inputs) if model.built else 1)
-            source.first()
+            probe = (source.first(), None, None)
         else:
             if steps is not None:
                 raise NotImplementedError("predict(steps=...) with arrays is not supported yet; pass the arrays")
             x = self._prepare_x(x)
             source = ArraySource(x, None, batch_size)
+            probe = _first_rows(batch_size, x, None, None)
         verbose = _verbosity(verbose)
-        program = model._get_program(training=False)
+        program = model._get_program(training=False, batch=probe)
         if isinstance(source, ArraySource):
             _distribution.check_batches(program, source.n, source.batch_size)
         cbs = CallbackList(callbacks, model=model, add_history=False, add_progbar=verbose != 0, verbose=verbose,
@@ -292,7 +296,7 @@ class Trainer:
             raise RuntimeError(f"model {model.name!r} must be compiled before train_on_batch(): call model.compile(...)")
         x, y = self.prepare(x, y)
         w = self._weights(sample_weight, class_weight, y, data.n_samples(x))
-        program = model._get_program(training=True, y_ndim=data.ndims(y))
+        program = model._get_program(training=True, y_ndim=data.ndims(y), batch=(x, y, w))
         program.reset_metrics()
         if model.optimizer.schedule is not None:
             _follow(model.optimizer, model.optimizer.schedule, program.iterations)
@@ -309,14 +313,15 @@ class Trainer:
             raise RuntimeError(f"model {self.model.name!r} must be compiled before test_on_batch()")
         x, y = self.prepare(x, y)
         w = self._weights(sample_weight, None, y, data.n_samples(x))
-        program = self.model._get_program(training=True, y_ndim=data.ndims(y))
+        program = self.model._get_program(training=True, y_ndim=data.ndims(y), batch=(x, y, w))
         program.reset_metrics()
         self._run_test(program, ArraySource(x, y, data.n_samples(x), w=w), None)
         return self._format(program.results(), return_dict)
 
     def predict_on_batch(self, x) -> np.ndarray:
         x = self._prepare_x(x)
-        return data.join_outputs(self.model, [self.model._get_program(training=False).predict_step(x)], self._dtype())
+        program = self.model._get_program(training=False, batch=(x, None, None))
+        return data.join_outputs(self.model, [program.predict_step(x)], self._dtype())
 
 
 def _auto_steps(model, program, cbs: CallbackList, train, steps_left: int):
@@ -336,6 +341,11 @@ def _auto_steps(model, program, cbs: CallbackList, train, steps_left: int):
         if earlier["chosen"] is not None:
             tuner.chosen, tuner.measured = earlier["chosen"], True
     return tuner.size, tuner
+
+
+def _first_rows(batch_size: int, x, y, w) -> tuple:
+    """The first batch of arrays, ``(x, y, w)`` (``None`` stays ``None``)."""
+    return tuple(None if a is None else data.rows(a, 0, batch_size) for a in (x, y, w))
 
 
 def _leaves(value):

@@ -75,8 +75,9 @@ def _version(framework: str | None):
 
 def _info(name: str, keras_backend: str, factory: str, summary: str) -> BackendInfo:
     requires, extra, framework = FRAMEWORKS[keras_backend]
+    # not an "auto" candidate unless named: a worker process importing Keras costs seconds before its first step
     return BackendInfo(name=name, factory=factory, requires=requires, extra=extra, version=_version(framework),
-                       summary=summary, layer_kinds=LAYER_KINDS, plugin="polykeras_keras")
+                       summary=summary, layer_kinds=LAYER_KINDS, plugin="polykeras_keras", auto_candidate=False)
 
 
 def _default_info() -> BackendInfo:

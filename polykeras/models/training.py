@@ -5,6 +5,7 @@ that the model compiles when it is first needed (see :class:`TrainingAPI`).
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -35,7 +36,8 @@ class TrainingAPI:
         :class:`polykeras.distribution.DataParallel`; default: the one
         :func:`polykeras.distribution.set_distribution` set when the program is built).
         ``steps_per_execution`` is an integer, or ``"auto"``: ``fit`` times its first steps and
-        picks the number (:mod:`polykeras.steps_per_execution`)."""
+        picks the number (:mod:`polykeras.steps_per_execution`). ``backend="auto"`` runs the model
+        on the fastest installed backend, timed on its first call's batch (:mod:`polykeras.auto_backend`)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         steps_per_execution = _steps_per_execution.check(steps_per_execution)
@@ -68,6 +70,7 @@ class TrainingAPI:
             self._weighted_metric_ids = _metrics.check(self._weighted_metric_ids, self.loss.kind, "weighted_metrics")
         self._steps_per_execution = steps_per_execution
         self._auto_steps_per_execution = None  # what "auto" measured, for the next fit (polykeras.trainer)
+        self._auto_backend = None  # what backend="auto" chose (at the first program)
         if distribution is not None:
             from polykeras.distribution import DataParallel
 
@@ -97,9 +100,10 @@ class TrainingAPI:
             [("", _metrics.resolve(m, kind, y_ndim, out_shape, weighted=True)) for m in self._weighted_metric_ids])
         return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(out_shape, y_ndim), tuple(plain + weighted))
 
-    def _get_program(self, training: bool, y_ndim: int | None = None):
+    def _get_program(self, training: bool, y_ndim: int | None = None, batch=None):
         """The compiled program, (re)built when first needed or when what it
-        was built for changed. Weights carry over from the previous program."""
+        was built for changed. Weights carry over from the previous program.
+        ``batch`` (``(x, y, sample_weight)``, the call's first) is what ``backend="auto"`` times."""
         if training and self._compile_config is None:
             raise RuntimeError(f"model {self.name!r} must be compiled before training or evaluation: call "
                                "model.compile(optimizer=..., loss=...) first")
@@ -120,7 +124,7 @@ class TrainingAPI:
         self._pull_weights()
         # the optimizer's state carries over to a rebuilt program (and a loaded model's, to its first)
         state = self._optimizer_state() if training else None
-        backend = get_backend(cfg.get("backend"), cfg.get("device"), cfg.get("dtype"))
+        backend = get_backend(self._backend_name(training_spec, batch), cfg.get("device"), cfg.get("dtype"))
         self._check_supported(backend)
         if training_spec is not None:
             _check_metrics(backend, training_spec)
@@ -138,6 +142,31 @@ class TrainingAPI:
             if state is not None:
                 self._restore_optimizer_state(backend, training_spec, state)
         return self._program
+
+    def _backend_name(self, training_spec, batch) -> str | None:
+        """The backend ``compile`` named; for ``"auto"``, the one :mod:`polykeras.auto_backend` chose
+        for this model, at its first program (on that call's ``batch``), kept until ``compile``."""
+        from polykeras import auto_backend, backends
+        from polykeras import backend as _floatx
+
+        cfg = self._compile_config or {}
+        name = cfg.get("backend") or backends.selected_backend_name()
+        if name != auto_backend.AUTO:
+            return name
+        if getattr(self, "_auto_backend", None) is None:
+            from polykeras import distribution as _distribution
+
+            if cfg.get("distribution") or _distribution.distribution() is not None:
+                raise NotImplementedError("backend 'auto' does not choose among distributed backends; name the "
+                                          "backend (torch or jax) with a distribution")
+            if batch is None:
+                raise RuntimeError(f"model {self.name!r}: backend 'auto' chooses by timing steps on the data of "
+                                   "fit/evaluate/predict; call one of them first, or name a backend")
+            choice = auto_backend.choose(self, training_spec, batch, dtype=cfg.get("dtype") or _floatx.floatx(),
+                                         device=cfg.get("device") or os.environ.get("POLYKERAS_DEVICE"),
+                                         parity=bool(cfg.get("parity")))
+            self._auto_backend = choice.name
+        return self._auto_backend
 
     def _optimizer_state(self):
         """The optimizer's state in canonical form (:class:`polykeras.program.OptimizerState`): a loaded
