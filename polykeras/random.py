@@ -8,6 +8,8 @@ NumPy's ``SeedSequence``, so the same seed gives the same run on every backend.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 _root = np.random.SeedSequence()
@@ -49,14 +51,27 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % 2**62
 
 
-def dropout_mask(step_seed: int, layer_index: int, stream: int, shape: tuple, rate: float, dtype) -> np.ndarray:
+class Normal(NamedTuple):
+    """Gaussian noise asked for where a dropout rate would be: the "mask" is
+    ``mean + stddev * N(0, 1)`` per element, as Keras's ``random.normal(mean=,
+    stddev=)``. ``GaussianNoise`` adds ``Normal(0, stddev)``; ``GaussianDropout``
+    multiplies by ``Normal(1, sqrt(rate / (1 - rate)))``."""
+
+    mean: float
+    stddev: float
+
+
+def dropout_mask(step_seed: int, layer_index: int, stream: int, shape: tuple, rate, dtype) -> np.ndarray:
     """The parity-mode dropout mask: 0 where a unit is dropped, ``1/(1-rate)``
-    where it is kept (Keras's inverted dropout).
+    where it is kept (Keras's inverted dropout); for ``rate`` a :class:`Normal`,
+    that Gaussian noise instead (drawn in float64, then cast).
 
     It depends only on the step seed, the layer's position in the spec and a
     per-layer ``stream`` (an LSTM draws an input and a recurrent mask), so
     every backend that uses it drops exactly the same units.
     """
     rng = np.random.default_rng([step_seed, layer_index, stream])
+    if isinstance(rate, Normal):
+        return (rate.mean + rate.stddev * rng.standard_normal(shape)).astype(dtype)
     keep = rng.random(shape) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from polykeras.layer_rules import rules_for
+from polykeras.random import Normal, dropout_mask
 from polykeras.spec import LayerSpec, WeightSpec
 from polykeras_numpy.layers import KERNELS, ForwardContext
 
@@ -96,6 +97,8 @@ def fixed_dropout_mask(dtype):
     ``(shape, rate, stream)`` always gives the same scaled keep mask."""
 
     def mask(shape, rate, stream):
+        if isinstance(rate, Normal):  # GaussianNoise / GaussianDropout: the host's Gaussian noise, fixed
+            return dropout_mask(0, 0, stream, shape, rate, dtype)
         rng = np.random.default_rng([stream, *shape, int(rate * 1000)])
         keep = rng.random(shape) >= rate
         return (keep / (1.0 - rate)).astype(dtype)

@@ -66,6 +66,12 @@ def _single(layer_factory, input_shape, **kwargs):
     return LayerCase(build=build, input_shape=input_shape, **kwargs)
 
 
+def _adapted(layer, data_shape):
+    """``layer`` adapted to seeded data of ``data_shape`` (a Normalization with learned statistics)."""
+    layer.adapt(np.random.default_rng(7).normal(1.5, 2.0, size=data_shape))
+    return layer
+
+
 def layer_cases() -> list[LayerCase]:
     """One or more cases per layer kind, covering the configurations backends get wrong."""
     cases = [
@@ -140,6 +146,14 @@ def layer_cases() -> list[LayerCase]:
          (4, 2)),
         ("gru", lambda: layers.GRU(4), (5, 3)),
         ("gru-reset-before-backwards", lambda: layers.GRU(3, reset_after=False, go_backwards=True), (4, 2)),
+        ("gaussiannoise", lambda: keras.Sequential([layers.Dense(3), layers.GaussianNoise(0.3)]), (4,)),
+        ("gaussiandropout", lambda: keras.Sequential([layers.Dense(3), layers.GaussianDropout(0.4)]), (2, 4)),
+        ("activityreg", lambda: keras.Sequential([layers.Dense(3, activation="tanh"),
+                                                  layers.ActivityRegularization(l1=0.05, l2=0.1)]), (4,)),
+        ("normalization-constants", lambda: keras.Sequential([
+            layers.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1e-16]), layers.Dense(2)]), (3,)),
+        ("normalization-adapted-axes-invert", lambda: keras.Sequential([
+            _adapted(layers.Normalization(axis=(1, 2), invert=True), (5, 3, 2)), layers.Dense(2)]), (3, 2)),
     ]
     out = [_single(factory, shape, id=name) for name, factory, shape in cases]
     out.append(_single(lambda: layers.Embedding(11, 4), (6,), id="embedding", integer_input=11))

@@ -389,6 +389,39 @@ STRATEGIES = {
 }
 
 
+@st.composite
+def _noise(draw):
+    """GaussianNoise (stddev) and GaussianDropout (rate) before a Dense, in training: the parity noise
+    (the noise layer first, so that the case's id names it)."""
+    units = draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        layer = _layer("GaussianNoise", stddev=draw(st.sampled_from([0.1, 0.5, 1.0])))
+    else:
+        layer = _layer("GaussianDropout", rate=draw(st.sampled_from([0.1, 0.3, 0.6])))
+    return [layer, _layer("Dense", units=units)], (draw(st.integers(1, 4)),)
+
+
+@st.composite
+def _activity_normalization(draw):
+    """ActivityRegularization (l1, l2) on a Dense's input and output (its penalty reaches the weights);
+    Normalization (axis -1 or all, constant statistics, invert) before a Dense."""
+    if draw(st.booleans()):
+        config = dict(l1=draw(st.sampled_from([0.0, 0.01, 0.1])), l2=draw(st.sampled_from([0.0, 0.02, 0.2])))
+        return [_layer("ActivityRegularization", **config),
+                _layer("Dense", units=draw(st.integers(1, 4)), activation="tanh"),
+                _layer("ActivityRegularization", **config)], (draw(st.integers(1, 4)),)
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    per_feature = draw(st.booleans())
+    n = shape[-1] if per_feature else None
+    mean = draw(st.lists(st.floats(-2, 2), min_size=n, max_size=n) if n else st.floats(-2, 2))
+    variance = draw(st.lists(st.floats(0.01, 4), min_size=n, max_size=n) if n else st.floats(0.01, 4))
+    config = dict(axis=-1 if per_feature else None, mean=mean, variance=variance, invert=draw(st.booleans()))
+    return [_layer("Normalization", **config), _layer("Dense", units=2)], shape
+
+
+STRATEGIES.update({"GaussianNoise/GaussianDropout": _noise,
+                   "ActivityRegularization/Normalization": _activity_normalization})
+
 def _draw(strategy, n: int) -> list:
     """``n`` derandomised hypothesis draws: the same in every process."""
     drawn: list = []

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polykeras.random import Normal
 from polykeras.spec import ModelSpec
 from polykeras_jax.layers import LAYERS, LayerContext
 
@@ -51,6 +52,8 @@ class KeyNoise:
 
     def mask(self, layer_index: int, stream: int, shape: tuple, rate: float):
         key = jax.random.fold_in(jax.random.fold_in(self.key, layer_index), stream)
+        if isinstance(rate, Normal):  # GaussianNoise / GaussianDropout
+            return rate.mean + rate.stddev * jax.random.normal(key, shape, self.dtype)
         keep = jax.random.bernoulli(key, 1.0 - rate, shape)
         return keep.astype(self.dtype) * (1.0 / (1.0 - rate))
 
@@ -73,7 +76,8 @@ class MaskRecorder:
         self.dtype = dtype
 
     def mask(self, layer_index: int, stream: int, shape: tuple, rate: float):
-        self.requests.append(MaskRequest(layer_index, stream, tuple(int(d) for d in shape), float(rate)))
+        rate = rate if isinstance(rate, Normal) else float(rate)
+        self.requests.append(MaskRequest(layer_index, stream, tuple(int(d) for d in shape), rate))
         return jnp.ones(shape, self.dtype)
 
 
@@ -126,6 +130,12 @@ class ModelFunction:
     def forward(self, weights: list, x, training: bool, noise=None) -> tuple[Any, dict[int, Any]]:
         """The output for ``x`` (a tuple of one array per input for several;
         likewise the output) and the assignments to non-trainable weights."""
+        return self.forward_with_losses(weights, x, training, noise)[:2]
+
+    def forward_with_losses(self, weights: list, x, training: bool, noise=None) -> tuple[Any, dict[int, Any], Any]:
+        """:meth:`forward`, and the sum of the terms layers add to the loss (ActivityRegularization; 0
+        without any)."""
+        added = jnp.zeros((), self.dtype)
         values = dict(zip((inp.name for inp in self.spec.inputs), x if isinstance(x, tuple) else (x,)))
         assignments: dict[int, Any] = {}
         for index, (spec, layer, where) in enumerate(zip(self.spec.layers, self.layers, self.node_slices)):
@@ -135,8 +145,10 @@ class ModelFunction:
             args = [values[name] for name in spec.inbound]
             values[spec.name] = layer([weights[i] for i in where], args if layer.multiple_inputs else args[0], ctx)
             assignments.update({where[j]: value.astype(self.dtype) for j, value in ctx.assignments.items()})
+            for value in ctx.losses:
+                added = added + value
         outputs = tuple(values[name] for name in self.spec.outputs)
-        return (outputs if len(outputs) > 1 else outputs[0]), assignments
+        return (outputs if len(outputs) > 1 else outputs[0]), assignments, added
 
     def penalty(self, weights: list):
         """Keras's L1/L2 penalty of the regularised trainable weights (0 without any)."""

@@ -194,12 +194,12 @@ class JaxProgram(Program):
     # -- the traced functions -------------------------------------------------------------
     def _objective(self, trainable, frozen, x, y, training: bool, noise, sample_weight=None):
         weights = self.model.merge(trainable, frozen)
-        out, assignments = self.model.forward(weights, x, training, noise)
+        out, assignments, added = self.model.forward_with_losses(weights, x, training, noise)
         ys, outs = (y, out) if self.several else ((y,), (out,))
         ws = output_weights(sample_weight, len(ys))  # each output's loss takes its own weights
         parts = [loss_fn(yi, oi, wi) for (loss_fn, _), yi, oi, wi in zip(self.objectives, ys, outs, ws)]
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
-        return loss + self.model.penalty(weights), ((ys, outs, parts), assignments)
+        return loss + self.model.penalty(weights) + added, ((ys, outs, parts), assignments)
 
     def _logs(self, loss, batch, sample_weight):
         """``[loss, (each output's loss,) *mean metrics]`` of one batch, each a batch mean

@@ -42,6 +42,7 @@ LAYER_KINDS = frozenset({
     "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
+    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})

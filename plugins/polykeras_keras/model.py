@@ -26,12 +26,14 @@ reference uses one mask for all gates, so the same mask is given to each.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from polykeras import random as _random
+from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, ModelSpec
 
 from .operation import KerasOperation, KerasVariable
@@ -136,10 +138,38 @@ def _bidirectional(layer: LayerSpec, dtype: str):
                                  or "concat", name=layer.name, dtype=dtype)
 
 
+def _host_noise(base, combine):
+    class HostNoise(base):
+        __doc__ = (f"Keras's ``{base.__name__}``; given ``keep`` (fed host-drawn Gaussian noise) it combines the "
+                   "input with it in training instead of drawing its own.")
+
+        def call(self, inputs, keep=None, training=False):
+            if keep is None:
+                return super().call(inputs, training=training)
+            return combine(inputs, keep) if training else inputs
+
+    HostNoise.__name__ = HostNoise.__qualname__ = f"HostNoise{base.__name__}"
+    return HostNoise
+
+
+class FreshNormalization(keras.layers.Normalization):
+    """Keras's ``Normalization``, reading its ``mean``/``variance`` variables at every call: Keras keeps
+    reshaped copies (``finalize_state``) that an ``assign`` (``set_weights``) does not refresh on the jax
+    backend, nor a stateless call's values."""
+
+    def call(self, inputs):
+        self.finalize_state()
+        return super().call(inputs)
+
+
+#: Keras's Gaussian noise layers: the fed noise (:class:`polykeras.random.Normal`'s) is added / multiplied.
+GAUSSIAN = {"GaussianNoise": operator.add, "GaussianDropout": operator.mul}
 #: Keras's spatial dropouts: Dropout with one mask value per sample and channel.
 SPATIAL_DROPOUT = ("SpatialDropout1D", "SpatialDropout2D")
 CLASSES = {"Dropout": HostMaskDropout, **{k: _host_mask_rnn(getattr(keras.layers, k)) for k in RECURRENT},
-           **{k: _host_mask_dropout(getattr(keras.layers, k)) for k in SPATIAL_DROPOUT}}
+           **{k: _host_mask_dropout(getattr(keras.layers, k)) for k in SPATIAL_DROPOUT},
+           **{k: _host_noise(getattr(keras.layers, k), combine) for k, combine in GAUSSIAN.items()},
+           "Normalization": FreshNormalization}
 
 
 @dataclass(frozen=True)
@@ -149,7 +179,7 @@ class MaskInput:
 
     layer_index: int
     stream: int
-    rate: float
+    rate: float  # or a polykeras.random.Normal (Gaussian noise)
     shape: tuple  # without the batch dimension
     argument: str  # the keyword the layer takes it as
 
@@ -168,6 +198,9 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
         rate = float(cfg.get("rate", 0.0))
         shape = (1,) * (len(layer.input_shape) - 2) + (layer.input_shape[-1],)
         return [] if rate == 0.0 else [MaskInput(index, 0, rate, shape, "keep")]
+    if layer.kind in GAUSSIAN:  # Gaussian noise of the input's shape, asked for as the reference asks
+        rules = rules_for(layer, "the keras backends")
+        return [MaskInput(index, 0, rules.noise(), tuple(layer.input_shape[1:]), "keep")] if rules.active(True) else []
     if layer.kind in RECURRENT:
         return _recurrent_masks(index, cfg, layer.input_shape[-1])
     if layer.kind == "Bidirectional":  # the backward layer's streams follow the forward's (layer_rules.bidirectional)

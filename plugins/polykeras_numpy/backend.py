@@ -224,7 +224,7 @@ class NumpyProgram(Program):
         output, caches, contexts = self._forward(x, training, step_seed)
         loss, d_outputs, parts = self._loss(y, output, sample_weight)
         weight_grads, d_input = self._backward(caches, d_outputs, input_grad)
-        loss = loss + self._regularization(weight_grads)
+        loss = loss + self._regularization(weight_grads) + _added_losses(contexts)
         return loss, output, weight_grads, d_input, contexts, parts
 
     def _regularization(self, weight_grads=None):
@@ -256,9 +256,9 @@ class NumpyProgram(Program):
         self._logs(loss, parts, y, output, sample_weight)
 
     def test_step(self, x, y, sample_weight=None) -> None:
-        output, _, _ = self._forward(x, False, None)
+        output, _, contexts = self._forward(x, False, None)
         loss, _, parts = self._loss(y, output, sample_weight)
-        self._logs(loss + self._regularization(), parts, y, output, sample_weight)
+        self._logs(loss + self._regularization() + _added_losses(contexts), parts, y, output, sample_weight)
 
     def predict_step(self, x) -> np.ndarray:
         return self._forward(x, False, None)[0]
@@ -273,6 +273,11 @@ class NumpyProgram(Program):
     def value_and_grad(self, x, y, step_seed: int = 0, training: bool = True) -> Gradients:
         loss, _, weight_grads, d_input, _, _ = self._loss_and_gradients(x, y, training, step_seed, input_grad=True)
         return Gradients(float(loss), [g for gs in weight_grads for g in gs], d_input)
+
+
+def _added_losses(contexts) -> float:
+    """The layers' ``add_loss`` terms of one forward pass (ActivityRegularization), 0 without any."""
+    return sum(value for ctx in contexts for value in ctx.losses)
 
 
 def _batch(y) -> int:

@@ -32,6 +32,7 @@ LAYER_KINDS = frozenset({
     "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
+    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
 })
 
 

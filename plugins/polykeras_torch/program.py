@@ -237,6 +237,8 @@ class TorchProgram(Program):
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
         if self.regularized:
             loss = loss + self._penalty()
+        if ctx.losses:  # ActivityRegularization
+            loss = loss + sum(ctx.losses)
         logged = torch.stack([loss, *parts]).detach() if self.several else loss.detach()
         return loss, ys, outputs, logged
 

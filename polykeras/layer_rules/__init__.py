@@ -35,6 +35,7 @@ from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormal
 from .bidirectional import BidirectionalRules
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
 from .reshaping import RESHAPING_RULES
+from .noise import NOISE_RULES
 
 #: The rules class of each built-in layer kind with config or shape rules.
 RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
@@ -44,7 +45,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     LayerNormalizationRules, GlobalMaxPooling1DRules, GlobalMaxPooling2DRules, *RESHAPING_RULES,
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
     SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules, DepthwiseConv2DRules, SeparableConv2DRules,
-    DepthwiseConv1DRules, SeparableConv1DRules, BidirectionalRules,
+    DepthwiseConv1DRules, SeparableConv1DRules, BidirectionalRules, *NOISE_RULES,
 )}
 
 

@@ -17,6 +17,8 @@ from polykeras.layers.embedding import Embedding
 from polykeras.layers.input_layer import Input, InputLayer
 from polykeras.layers.lambda_layer import Lambda
 from polykeras.layers.masking import Masking
+from polykeras.layers.noise import NOISE_LAYERS, ActivityRegularization, GaussianDropout, GaussianNoise
+from polykeras.layers.feature_normalization import Normalization
 from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
@@ -35,7 +37,8 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
-                DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional)
+                DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional, *NOISE_LAYERS,
+                Normalization)
 }
 
 

@@ -20,6 +20,7 @@ from .operation import Op
 from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
+from .noise import NOISE_LAYERS
 
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
@@ -29,5 +30,6 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional,
 )}
+LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
 
 __all__ = ["LAYERS", "Layer", "LayerContext", "MERGE_LAYERS"]

@@ -41,6 +41,8 @@ class LayerContext:
         #: the boolean ``(batch, T)`` mask of the input, for a node that reads one (``LayerSpec.mask``)
         self.mask = mask
         self.assignments: dict[int, Any] = {}
+        #: terms the layer adds to the loss (ActivityRegularization's penalty)
+        self.losses: list = []
 
     def dropout_mask(self, stream: int, shape: tuple, rate: float):
         if self._dropout_mask is None:
@@ -49,6 +51,9 @@ class LayerContext:
 
     def assign(self, index: int, value) -> None:
         self.assignments[index] = value
+
+    def add_loss(self, value) -> None:
+        self.losses.append(value)
 
 
 class Layer:

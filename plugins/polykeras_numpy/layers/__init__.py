@@ -29,6 +29,7 @@ from .pooling import (
 )
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_KERNELS
+from .noise import NOISE_KERNELS
 
 KERNELS: dict[str, type[Kernel]] = {
     cls.kind: cls
@@ -78,5 +79,6 @@ KERNELS: dict[str, type[Kernel]] = {
         Bidirectional,
     )
 }
+KERNELS.update({cls.kind: cls for cls in NOISE_KERNELS})
 
 __all__ = ["KERNELS", "ForwardContext", "Kernel", *KERNELS]

@@ -34,6 +34,8 @@ class ForwardContext:
     new value for a non-trainable weight (BatchNormalization's moving
     statistics); the program applies it after the step. ``mask`` is the input's
     Keras mask for the layers that read one (:mod:`polykeras.layers.masking`).
+    ``add_loss(value)`` adds a term to the step's loss (ActivityRegularization's
+    penalty); the layer's ``backward`` adds its gradient.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ForwardContext:
         #: the boolean ``(batch, T)`` mask of the input's steps, for a node that reads one (``LayerSpec.mask``)
         self.mask = mask
         self.assignments: dict[int, np.ndarray] = {}
+        self.losses: list = []
 
     def dropout_mask(self, shape: tuple, rate: float, stream: int = 0) -> np.ndarray:
         if self._dropout_mask is None:
@@ -55,6 +58,9 @@ class ForwardContext:
 
     def assign(self, index: int, value: np.ndarray) -> None:
         self.assignments[index] = value
+
+    def add_loss(self, value) -> None:
+        self.losses.append(value)
 
 
 class Kernel:

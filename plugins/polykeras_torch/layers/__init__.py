@@ -30,6 +30,7 @@ from .operation import Op
 from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
+from .noise import NOISE_LAYERS
 
 LAYERS: dict[str, type[TorchLayer]] = {
     cls.kind: cls
@@ -43,5 +44,6 @@ LAYERS: dict[str, type[TorchLayer]] = {
         Bidirectional,
     )
 }
+LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
 
 __all__ = ["LAYERS", "StepContext", "TorchLayer", "MERGE_LAYERS"]

@@ -50,11 +50,14 @@ class StepContext:
         #: the boolean ``(batch, T)`` mask of the current node's input, if it reads one (``LayerSpec.mask``)
         self.mask: torch.Tensor | None = None
         self.assignments: list[tuple[torch.Tensor, torch.Tensor]] = []
+        #: terms the layers add to the step's loss (ActivityRegularization's penalty)
+        self.losses: list[torch.Tensor] = []
 
     def dropout_mask(self, layer_index: int, stream: int, shape: tuple, rate: float,
                      like: torch.Tensor) -> torch.Tensor:
         """Inverted-dropout mask (0 or ``1/(1-rate)``) of ``shape``, in
-        ``like``'s dtype and device."""
+        ``like``'s dtype and device; for ``rate`` a :class:`polykeras.random.Normal`,
+        that Gaussian noise (GaussianNoise, GaussianDropout)."""
         shape, rows = tuple(shape), None
         if self.replica is not None and shape and shape[0] == like.shape[0]:  # per sample, not shared
             replicas, index = self.replica
@@ -63,11 +66,17 @@ class StepContext:
         if self.parity_seed is not None:
             mask = torch.from_numpy(_random.dropout_mask(self.parity_seed, layer_index, stream, shape, rate,
                                                          _NUMPY_DTYPES[like.dtype])).to(like.device)
+        elif isinstance(rate, _random.Normal):
+            mask = torch.empty(shape, dtype=like.dtype, device=like.device)
+            mask = mask.normal_(rate.mean, rate.stddev, generator=self.generator)
         else:
             keep = 1.0 - rate
             mask = torch.empty(shape, dtype=like.dtype, device=like.device)
             mask = mask.bernoulli_(keep, generator=self.generator).div_(keep)
         return mask if rows is None else mask[rows]
+
+    def add_loss(self, value: torch.Tensor) -> None:
+        self.losses.append(value)
 
     def assign(self, variable: torch.Tensor, value: torch.Tensor) -> None:
         self.assignments.append((variable, value.detach()))
