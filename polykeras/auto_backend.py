@@ -82,6 +82,7 @@ class Choice:
     timed: str  # e.g. "train steps on x (32, 784) float32"
     cached: bool = False
     path: Path | None = field(default=None, compare=False)
+    seconds: float | None = None  # the probe's wall time, compilations included
 
     def table(self) -> str:
         """The candidates, fastest first, with the choice's ms/step ratio to each."""
@@ -95,15 +96,18 @@ class Choice:
             rows.append((c.name, c.device or "-", ms, ratio, str(c.steps) if c.ms_per_step else "-", status))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-        source = f"cached probe {self.path}" if self.cached else "probe"
+        took = "" if self.seconds is None else f" of {self.seconds:.1f} s"
+        source = f"cached probe{took} {self.path}" if self.cached else f"probe{took}"
         return "\n".join([f"backend 'auto': {self.name} ({source}; {self.timed})", *lines])
 
     def record(self) -> dict:
-        return {"name": self.name, "timed": self.timed, "candidates": [asdict(c) for c in self.candidates]}
+        return {"name": self.name, "timed": self.timed, "seconds": self.seconds,
+                "candidates": [asdict(c) for c in self.candidates]}
 
     @classmethod
     def from_record(cls, record: dict, path: Path | None) -> "Choice":
-        return cls(record["name"], [Candidate(**c) for c in record["candidates"]], record["timed"], True, path)
+        return cls(record["name"], [Candidate(**c) for c in record["candidates"]], record["timed"], True, path,
+                   record.get("seconds"))
 
 
 def candidate_infos(names: str | None = None) -> list:
@@ -152,14 +156,16 @@ def choose(model, training, batch, *, device: str | None, dtype: str, parity: bo
     if record is not None:
         choice = Choice.from_record(record, probe_cache.path_of(key))
     else:
+        start = time.perf_counter()
         candidates = probe(model, infos, training, batch, device=device, dtype=dtype, parity=parity)
+        seconds = time.perf_counter() - start
         usable = [c for c in candidates if c.status == "measured"]
         if not usable:
             lines = "; ".join(f"{c.name}: {c.status}: {c.reason}" for c in candidates)
             raise NotImplementedError(f"backend 'auto': no candidate runs model {spec.name!r} ({lines})")
         best = min(usable, key=lambda c: c.ms_per_step)  # ties: the first declared
         best.status = "chosen"
-        choice = Choice(best.name, candidates, timed)
+        choice = Choice(best.name, candidates, timed, seconds=round(seconds, 3))
         choice.path = probe_cache.store(key, choice.record())
     if announce and key not in _printed:
         _printed.add(key)

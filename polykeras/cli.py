@@ -71,13 +71,15 @@ def check_choice(value, choices, what: str) -> None:
 def _train(args) -> int:
     import polykeras
     from polykeras import model_data, workloads
-    from polykeras.backends import BackendNotFoundError, DeviceNotAvailableError, get_backend
+    from polykeras.backends import (AUTO, BackendNotFoundError, DeviceNotAvailableError, get_backend,
+                                    selected_backend_name)
 
     known = workloads.workloads()
     check_choice(args.workload, list(known), "workload")
     workload = known[args.workload]
     try:
-        backend = get_backend(args.backend, args.device, args.dtype)
+        auto = (args.backend or selected_backend_name()) == AUTO  # chosen by a probe at the first fit
+        backend = None if auto else get_backend(args.backend, args.device, args.dtype)
     except (BackendNotFoundError, DeviceNotAvailableError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0] + (" (run 'polykeras backends' for details)"
                                                    if isinstance(exc, BackendNotFoundError) else "")) from None
@@ -93,17 +95,21 @@ def _train(args) -> int:
         x, y = model_data.rows(x, 0, args.limit), y[:args.limit]
 
     model = workload.build()
-    workload.compile(model, backend=backend.name, device=backend.device, dtype=backend.dtype)
+    if auto:
+        workload.compile(model, backend=AUTO, device=args.device, dtype=args.dtype)
+    else:
+        workload.compile(model, backend=backend.name, device=backend.device, dtype=backend.dtype)
     epochs = args.epochs or workload.epochs
     batch_size = args.batch_size or workload.batch_size
     print(f"{workload.name}: {workload.description}")
-    print(f"backend {backend.describe()}; {len(y):,} training / {len(y_test):,} test samples; "
-          f"{epochs} epoch(s) of batch {batch_size}")
+    print(f"backend {'auto (chosen at the first step)' if auto else backend.describe()}; {len(y):,} training / "
+          f"{len(y_test):,} test samples; {epochs} epoch(s) of batch {batch_size}")
     timer = EpochTimer()
     start = time.perf_counter()
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=args.validation_split,
                         verbose=args.verbose, callbacks=[timer])
     train_time = time.perf_counter() - start
+    backend = model.backend
     test = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0, return_dict=True)
 
     steps = sum(timer.steps)
@@ -200,7 +206,7 @@ def _build_parser():
     train = sub.add_parser("train", help="train a named workload and report test accuracy and speed")
     train.set_defaults(handler=_train)
     train.add_argument("workload", help="e.g. mnist-mlp, mnist-cnn, fashion-mlp, cifar-cnn, imdb-lstm")
-    train.add_argument("--backend", help="backend name (default: $POLYKERAS_BACKEND or numpy)")
+    train.add_argument("--backend", help="backend name, or auto: the fastest, timed (default: $POLYKERAS_BACKEND or numpy)")
     train.add_argument("--device", help="device, e.g. cpu or cuda (default: the backend's best)")
     train.add_argument("--dtype", choices=["float32", "float64"], help="compute dtype (default: floatx)")
     train.add_argument("--epochs", type=int, help="epochs (default: the workload's)")

@@ -6,6 +6,8 @@ advance by a set cost."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -84,7 +86,7 @@ def test_the_fastest_candidate_by_the_probe_is_chosen_and_refusals_are_shown(tim
     model.fit(*_data(), batch_size=16, epochs=1, verbose=0)
     assert model.backend.name == "fast-ref"
     table = capsys.readouterr().err
-    assert "backend 'auto': fast-ref (probe; train steps on x (16, 5) float32" in table
+    assert "backend 'auto': fast-ref (probe of " in table and "s; train steps on x (16, 5) float32" in table
     lines = {line.split()[0]: line for line in table.splitlines()[2:]}
     assert lines["fast-ref"].split()[2:5] == ["1.000", "1.00x", "150"] and "chosen" in lines["fast-ref"]
     assert lines["slow-ref"].split()[2:4] == ["5.000", "5.00x"] and "stopped: over 2x the fastest" in lines["slow-ref"]
@@ -194,3 +196,15 @@ def test_cli_probe_prints_the_table(cache, tmp_path, capsys):
     assert "no model file" in capsys.readouterr().err
     assert cli.main(["backends", "--probe", str(path), "--candidates", "nope"]) == 2
     assert "unknown backend 'nope'" in capsys.readouterr().err
+
+
+def test_cli_train_with_backend_auto(real_data, cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POLYKERAS_AUTO_CANDIDATES", "numpy,jax")
+    status = cli.main(["train", "mnist-mlp", "--backend", "auto", "--epochs", "1", "--limit", "256", "--verbose", "0",
+                       "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "backend auto (chosen at the first step)" in captured.out
+    chosen = captured.err.split("backend 'auto': ")[1].split()[0]
+    summary = json.loads((tmp_path / "out" / "history.json").read_text())["summary"]
+    assert summary["backend"] == chosen in ("numpy", "jax")
