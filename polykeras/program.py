@@ -159,7 +159,10 @@ class Backend:
     #: entry per output; ``fit(sample_weight=[...] or {...})`` needs it), and
     #: ``"optimizer_state"`` (``get_/set_optimizer_state``: saved models resume exactly) and
     #: ``"metric_statistics"`` (weighted and stateful metrics: the program sums each one's
-    #: statistics, :mod:`polykeras.metrics.statistics`; without it the core refuses them).
+    #: statistics, :mod:`polykeras.metrics.statistics`; without it the core refuses them), and
+    #: ``"loss_mask"`` (the program weights a masked output's loss by its mask itself, as Keras's
+    #: own train step does; else the core hands it the mask's weights as sample weights,
+    #: :mod:`polykeras.loss_masks`).
     training_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()

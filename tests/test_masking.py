@@ -80,13 +80,6 @@ def test_a_backend_without_masking_is_refused_by_name():
         model.fit(_ids(), np.zeros(16, int), epochs=1, verbose=0)
 
 
-def test_a_masked_output_warns_that_the_loss_is_not_masked():
-    inp = keras.Input((6,), dtype="int32")
-    out = layers.Dense(2)(layers.Embedding(10, 4, mask_zero=True)(inp))
-    with pytest.warns(UserWarning, match="mask"):
-        keras.Model(inp, out).compile("sgd", "mse", backend="numpy")
-
-
 # -- what the layers compute (the reference) -----------------------------------------------------------------
 @pytest.mark.parametrize("kind", RECURRENT)
 @pytest.mark.parametrize("go_backwards", [False, True])

@@ -30,7 +30,8 @@ class KerasBackend(Backend):
 
     layer_kinds = LAYER_KINDS
     graph_features = GRAPH_FEATURES
-    training_features = frozenset({"sample_weight", "per_output_sample_weight", "metric_statistics"})
+    # loss_mask: Keras's train step weights a masked output's loss by its mask itself (and its metrics)
+    training_features = frozenset({"sample_weight", "per_output_sample_weight", "metric_statistics", "loss_mask"})
     optimizer_kinds = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion",
                                  "Ftrl"})
     loss_kinds = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",

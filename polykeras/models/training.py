@@ -6,10 +6,10 @@ that the model compiles when it is first needed (see :class:`TrainingAPI`).
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 
+from polykeras import loss_masks as _loss_masks
 from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
@@ -46,11 +46,7 @@ class TrainingAPI:
                 raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
                                 f"keyed by output name), got {type(value).__name__}: {value!r}")
         self._pull_weights()
-        masked = [t.layer.name for t in (self._graph.outputs if self._graph is not None else []) if t.mask is not None]
-        if masked:
-            warnings.warn(f"model {self.name!r}: output(s) of {', '.join(masked)} carry a Keras mask, by which Keras "
-                          "would weight the loss and metrics; polykeras does not yet (polykeras.layers.masking), so "
-                          "padded steps count like the others", stacklevel=2)
+        _loss_masks.warn_about_metrics(self, metrics or weighted_metrics)
         self.optimizer = _optimizers.get(optimizer)
         names = self.output_names if self._graph is not None else [self.name]
         self._outputs_config = None
@@ -135,6 +131,7 @@ class TrainingAPI:
         spread = cfg.get("distribution") or _distribution.distribution()
         if spread is not None:
             self._program = _distribution.distribute(backend, self._program, spread)
+        self._program = _loss_masks.wrap(self, backend, self._program)
         self._program_key = key
         self._weights_stale = False
         if training:
