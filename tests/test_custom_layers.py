@@ -304,3 +304,31 @@ def test_layers_called_on_constants_inside_call_train_like_the_reference(backend
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
     assert not np.allclose(results[0][1], before[1])  # the position table trains
+
+
+class _MaskReader(layers.Layer):
+    """Zeroes the masked steps of its input, with the mask Keras passes to a ``call(..., mask=None)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.supports_masking = True
+        self.masks = []
+
+    def call(self, inputs, mask=None):
+        self.masks.append(mask)
+        return inputs if mask is None else inputs * ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_a_call_with_a_mask_argument_gets_the_mask_its_input_carries(mask_zero):
+    keras.utils.set_random_seed(0)
+    reader = _MaskReader()
+    inputs = layers.Input((4,), dtype="int32")
+    hidden = reader(layers.Embedding(10, 3, mask_zero=mask_zero)(inputs))
+    model = keras.Model(inputs, hidden)
+    assert (reader.masks[0] is not None) == mask_zero
+    assert (hidden.mask is not None) == mask_zero  # supports_masking: the mask goes on to the next layer
+    ids = np.array([[0, 0, 1, 2], [3, 4, 5, 6]])
+    out = model.predict(ids, verbose=0)
+    assert np.all(out[1] != 0)
+    assert np.all(out[0, :2] == 0) == mask_zero and np.all(out[0, 2:] != 0)

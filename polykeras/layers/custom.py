@@ -36,11 +36,16 @@ def _shapes(structure):
 
 
 def _bound(layer: Layer, inputs, args, kwargs) -> inspect.BoundArguments:
-    """``call``'s arguments by name (Keras passes ``training`` only where ``call`` takes it)."""
+    """``call``'s arguments by name (Keras passes ``training`` only where ``call`` takes it, and
+    a ``call`` with a ``mask`` parameter gets the mask its first argument carries, as in Keras)."""
     signature = inspect.signature(layer.call)
     if "training" not in signature.parameters and not any(
             p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+    if "mask" in signature.parameters and kwargs.get("mask") is None:
+        masks = [getattr(t, "mask", None) for t in flatten(inputs)]
+        if any(m is not None for m in masks):
+            kwargs = {**kwargs, "mask": masks if isinstance(inputs, (list, tuple)) else masks[0]}
     try:
         return signature.bind(inputs, *args, **kwargs)
     except TypeError as exc:
