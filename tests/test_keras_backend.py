@@ -71,6 +71,11 @@ KERAS_BUGS = {
                                                     "differently from the reference while the gradients and SGD "
                                                     "agree; distinct ids agree. A shared Embedding's calls repeat "
                                                     "ids across them; likely also the known imdb-lstm divergence",
+    ("keras-tensorflow", "activityreg"): "Keras's L1L2 regularizer multiplies by ops.cast(l1, x.dtype) and "
+                                         "ops.cast(l2, x.dtype), which on TensorFlow round the Python floats to "
+                                         "float32 first: in float64 ActivityRegularization(l1=0.05, l2=0.1) alone "
+                                         "gives exactly the penalty of l1=float32(0.05), l2=float32(0.1), 1.49e-8 "
+                                         "relative off",
 }
 #: (backend, dtype, case id) -> an error Keras itself raises (TypeError or RuntimeError).
 KERAS_ERRORS = {
