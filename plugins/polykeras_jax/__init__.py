@@ -30,7 +30,7 @@ from polykeras.hookspecs import hookimpl
 LAYER_KINDS = frozenset({
     "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "Embedding",
-    "SimpleRNN", "LSTM", "GRU", "Bidirectional",
+    "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     "LayerNormalization", "Operation", "Variable",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D",

@@ -138,6 +138,33 @@ def _bidirectional(layer: LayerSpec, dtype: str):
                                  or "concat", name=layer.name, dtype=dtype)
 
 
+class HostMaskTimeDistributed(keras.layers.TimeDistributed):
+    """Keras's ``TimeDistributed``; given ``keep`` (a fed mask of the wrapped dropout kind, one per time
+    step: :mod:`polykeras.layer_rules.time_distributed`) it multiplies by it in training."""
+
+    def call(self, inputs, keep=None, training=None, mask=None):
+        if keep is None:
+            return super().call(inputs, training=training, mask=mask)
+        return inputs * keep if training else inputs
+
+
+def _time_distributed(layer: LayerSpec, dtype: str):
+    """Keras's ``TimeDistributed`` of the spec's wrapped layer, given its weights' regularizers (the spec's
+    weights are named ``<wrapped layer>/<weight>``, as Keras's paths below the wrapper)."""
+    kind, config = layer.config["layer"]["class_name"], dict(layer.config["layer"]["config"])
+    for w in layer.weights:
+        if w.regularizer and w.trainable:
+            name = w.name.rsplit("/", 1)[-1]
+            arg = REGULARIZER_ARGS.get((kind, name)) or REGULARIZER_ARGS.get(name)
+            config[arg] = keras.regularizers.L1L2(l1=float(w.regularizer.get("l1", 0.0)),
+                                                  l2=float(w.regularizer.get("l2", 0.0)))
+    wrapped = getattr(keras.layers, kind)(dtype=dtype, **config)
+    out = HostMaskTimeDistributed(wrapped, name=layer.name, dtype=dtype)
+    if layer.weights and not any(w.trainable for w in layer.weights):
+        out.trainable = False
+    return out
+
+
 def _host_noise(base, combine):
     class HostNoise(base):
         __doc__ = (f"Keras's ``{base.__name__}``; given ``keep`` (fed host-drawn Gaussian noise) it combines the "
@@ -206,6 +233,11 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
     if layer.kind == "Bidirectional":  # the backward layer's streams follow the forward's (layer_rules.bidirectional)
         return (_recurrent_masks(index, cfg["layer"]["config"], layer.input_shape[-1])
                 + _recurrent_masks(index, cfg["backward_layer"]["config"], layer.input_shape[-1], 2, "backward_"))
+    if layer.kind == "TimeDistributed":  # a wrapped dropout kind: one mask per time step, batch first
+        rules = rules_for(layer, "the keras backends")
+        if not rules.dropout or not 0.0 < rules.inner.rate < 1.0:
+            return []
+        return [MaskInput(index, 0, rules.inner.rate, rules.mask_shape(tuple(layer.input_shape))[1:], "keep")]
     return []
 
 
@@ -241,6 +273,8 @@ def make_layer(layer: LayerSpec, dtype: str):
                              dtype=dtype)
     if layer.kind == "Bidirectional":
         return _bidirectional(layer, dtype)
+    if layer.kind == "TimeDistributed":
+        return _time_distributed(layer, dtype)
     cls = CLASSES.get(layer.kind) or getattr(keras.layers, layer.kind, None)
     if cls is None:
         raise NotImplementedError(f"Keras has no layer class {layer.kind!r} (layer {layer.name!r})")
@@ -338,7 +372,7 @@ class KerasGraphs:
         for layer, kl in zip(self.spec.layers, self.layers):
             if not layer.weights:
                 continue
-            nested = layer.kind == "Bidirectional"  # named by their path below the wrapper
+            nested = layer.kind in ("Bidirectional", "TimeDistributed")  # named by their path below the wrapper
             by_name = {(v.path.split("/", 1) if nested else v.path.rsplit("/", 1))[-1]: v for v in kl.weights}
             for w in layer.weights:
                 v = by_name.get(w.name)

@@ -11,7 +11,7 @@ BatchNormalization's weights, Embedding's id check. The rules depend on NumPy
 only, so a third-party backend never has to import another backend.
 
 The semantics are written in the module docstrings here (:mod:`.core`,
-:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.bidirectional`,
+:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.bidirectional`, :mod:`.time_distributed`,
 :mod:`.reshaping`); the merge layers' rules are in :mod:`polykeras.layers.merge`. The math itself -- forward and
 backward passes -- is the NumPy reference's (``polykeras_numpy.layers``).
 """
@@ -35,6 +35,7 @@ from .normalization import (BatchNormalizationRules, EmbeddingRules, GroupNormal
 from .bidirectional import BidirectionalRules
 from .recurrent import GRURules, LSTMRules, RecurrentRules, SimpleRNNRules
 from .reshaping import RESHAPING_RULES
+from .time_distributed import TimeDistributedRules
 from .noise import NOISE_RULES
 
 #: The rules class of each built-in layer kind with config or shape rules.
@@ -46,6 +47,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
     SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules, DepthwiseConv2DRules, SeparableConv2DRules,
     DepthwiseConv1DRules, SeparableConv1DRules, BidirectionalRules, *NOISE_RULES,
+    TimeDistributedRules,
 )}
 
 
@@ -68,5 +70,5 @@ __all__ = [
     "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
     "ConvTransposeRules", "Conv1DTransposeRules", "Conv2DTransposeRules", "transpose_amounts",
     "DepthwiseConv1DRules", "DepthwiseConv2DRules", "SeparableConv1DRules", "SeparableConv2DRules",
-    "BidirectionalRules",
+    "BidirectionalRules", "TimeDistributedRules",
 ]

@@ -23,6 +23,7 @@ from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Min
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from polykeras.layers.operation import Operation
+from polykeras.layers.time_distributed import TimeDistributed
 from polykeras.layers.variable import Variable
 from polykeras.layers.normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from polykeras.layers.recurrent import GRU, LSTM, SimpleRNN
@@ -38,7 +39,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
                 DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional, *NOISE_LAYERS,
-                Normalization)
+                Normalization, TimeDistributed)
 }
 
 

@@ -11,7 +11,8 @@ A Keras 3 ``.keras`` file is a zip of three members:
                        ``_1``, ``_2``... among the model's layers (recurrent
                        layers keep theirs under ``layers/<name>/cell/vars``,
                        ``Bidirectional`` under ``.../forward_layer/cell/vars``
-                       and ``.../backward_layer/cell/vars``),
+                       and ``.../backward_layer/cell/vars``, ``TimeDistributed``
+                       under ``.../layer/vars``),
                        and ``vars/<i>`` follow the layer's variable order --
                        the canonical order;
 ``metadata.json``      the Keras version and the date.
@@ -54,6 +55,8 @@ def variable_groups(class_name: str, config: dict) -> list[tuple[str, int | None
         forward = config["layer"]["config"]
         return [("forward_layer/cell/vars", 3 if forward.get("use_bias", True) else 2),
                 ("backward_layer/cell/vars", None)]
+    if class_name == "TimeDistributed":  # the wrapped layer's own vars group
+        return [("layer/vars", None)]
     if class_name == "MultiHeadAttention":  # its EinsumDense sublayers, each kernel then bias
         per = 2 if config.get("use_bias", True) else 1
         return [(f"{part}_dense/vars", per) for part in ("query", "key", "value", "output")]

@@ -43,7 +43,8 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
         elif key.endswith("_regularizer"):
             value = _keras_object(value, "keras.regularizers")
         out[key] = value
-    for key in ("layer", "backward_layer") if class_name == "Bidirectional" else ():
+    wrapped_keys = {"Bidirectional": ("layer", "backward_layer"), "TimeDistributed": ("layer",)}
+    for key in wrapped_keys.get(class_name, ()):
         wrapped = config[key]
         out[key] = {"module": "keras.layers", "class_name": wrapped["class_name"],
                     "config": _keras_layer_config(wrapped["class_name"], wrapped["config"]), "registered_name": None}
@@ -196,6 +197,8 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
                     wrapped = entry["config"]["layer" if owner == "forward_layer" else "backward_layer"]
                     h5.create_group(f"{group}/{owner}/vars").attrs["name"] = wrapped["config"]["name"]
                     h5.create_group(f"{group}/{where}").attrs["name"] = f"{to_snake_case(wrapped['class_name'])}_cell"
+                elif where == "layer/vars":  # a TimeDistributed's wrapped layer
+                    h5.create_group(f"{group}/{where}").attrs["name"] = entry["config"]["layer"]["config"]["name"]
                 elif where != "vars":
                     h5.create_group(f"{group}/{where}").attrs["name"] = f"{name}_cell"
                 for i, value in enumerate(values[:count]):

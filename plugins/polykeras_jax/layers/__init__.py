@@ -21,6 +21,7 @@ from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
 from .noise import NOISE_LAYERS
+from .time_distributed import TimeDistributed
 
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling2D,
@@ -29,6 +30,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional,
+    TimeDistributed,
 )}
 LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
 

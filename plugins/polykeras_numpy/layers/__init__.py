@@ -30,6 +30,7 @@ from .pooling import (
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_KERNELS
 from .noise import NOISE_KERNELS
+from .time_distributed import TimeDistributed
 
 KERNELS: dict[str, type[Kernel]] = {
     cls.kind: cls
@@ -77,6 +78,7 @@ KERNELS: dict[str, type[Kernel]] = {
         DepthwiseConv1D,
         SeparableConv1D,
         Bidirectional,
+        TimeDistributed,
     )
 }
 KERNELS.update({cls.kind: cls for cls in NOISE_KERNELS})

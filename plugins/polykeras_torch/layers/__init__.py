@@ -31,6 +31,7 @@ from .variable import Variable
 from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import RESHAPING_LAYERS
 from .noise import NOISE_LAYERS
+from .time_distributed import TimeDistributed
 
 LAYERS: dict[str, type[TorchLayer]] = {
     cls.kind: cls
@@ -41,7 +42,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         GroupNormalization, UnitNormalization, AveragePooling1D, SpatialDropout1D, SpatialDropout2D,
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
         Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
-        Bidirectional,
+        Bidirectional, TimeDistributed,
     )
 }
 LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
