@@ -29,6 +29,8 @@ def _reached(rows, kind, name):
     # the gaps of the first coverage run, closed by EXTRA_CASES
     ("Conv1D", "padding='causal'"), ("Conv2D", "dilation_rate > 1"), ("Conv2D", "groups > 1"),
     ("LayerNormalization", "several axes"), ("GroupNormalization", "1 < groups < channels"),
+    ("TimeDistributed", "wraps Conv2D"), ("TimeDistributed", "wraps Dropout, training"),
+    ("TimeDistributed", "masked input"),
 ])
 def test_the_known_branches_are_reached(quick_uses, kind, regime):
     assert _reached(cc.coverage(quick_uses), kind, regime)

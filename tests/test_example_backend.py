@@ -26,7 +26,7 @@ from polykeras_conformance import compare, measure, runner, tolerances
 IMPLEMENTED_L0 = {"Dense", "Activation", "Dropout", "Regularizer"}  # and the five losses it has (see below)
 UNSUPPORTED_L0 = {"Conv2D", "Conv1D", "Pooling", "GlobalAveragePooling", "BatchNormalization", "Recurrent",
                   "Embedding", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-                  "Masking"}
+                  "Masking", "TimeDistributed", "Masking:TimeDistributed"}
 #: graphs: it lacks the merge layers and declares no graph features (several inputs, shared layers)
 UNSUPPORTED_GRAPHS = {"Graph:residual", "Graph:shared", "Graph:nested", "Graph:branches"}
 
@@ -174,3 +174,12 @@ def test_workloads_no_backend_of_the_run_can_train_are_skipped_for_the_reference
     assert kept == ["mnist-mlp"]
     assert any("imdb-lstm" in line and "Embedding, LSTM" in line for line in said)
     assert runner.trainable_workloads(["imdb-lstm"], ["numpy"], said.append) == ["imdb-lstm"]
+
+
+def test_a_wrapper_of_a_kind_it_has_is_refused_by_the_wrapper_s_name():
+    """TimeDistributed(Dense): the example has Dense but not the wrapper; compiling names the wrapper and the
+    backends that have it."""
+    model = keras.Sequential([keras.layers.Input(shape=(3, 4)), keras.layers.TimeDistributed(keras.layers.Dense(2))])
+    model.compile("sgd", "mse", backend="example")
+    with pytest.raises(NotImplementedError, match="does not implement layer kind.*TimeDistributed.*numpy"):
+        model.predict(np.ones((1, 3, 4)), verbose=0)

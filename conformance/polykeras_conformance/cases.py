@@ -295,6 +295,41 @@ def _masked_bidirectional(draw):
     return layers, (steps,), vocab
 
 
+@st.composite
+def _time_distributed(draw):
+    """``TimeDistributed`` over 1-3 time steps of a drawn Dense (on slices of rank 1 or 2), Conv2D, Flatten or
+    Dropout (one parity mask per time step; now and then a ``noise_shape`` shared over a slice's axis)."""
+    time = draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["Dense", "Conv2D", "Flatten", "Dropout"]))
+    if kind == "Dense":
+        (inner,), shape = draw(_dense())
+    elif kind == "Conv2D":
+        kernel = tuple(draw(st.integers(1, 2)) for _ in range(2))
+        inner = _layer("Conv2D", filters=draw(st.integers(1, 3)), kernel_size=kernel,
+                       strides=draw(st.sampled_from([1, 2])), padding=draw(st.sampled_from(["valid", "same"])),
+                       activation=draw(st.sampled_from(["linear", "tanh"])))
+        shape = tuple(draw(st.integers(k, k + 2)) for k in kernel) + (draw(st.integers(1, 2)),)
+    elif kind == "Flatten":
+        inner, shape = _layer("Flatten"), (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    else:
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+        noise = draw(st.sampled_from([None, None, [None, 1, None]]))
+        inner = _layer("Dropout", rate=draw(st.sampled_from([0.2, 0.5])), noise_shape=noise)
+    return [_layer("TimeDistributed", layer=inner)], (time, *shape)
+
+
+@st.composite
+def _masked_time_distributed(draw):
+    """``Embedding(mask_zero=True)`` into a ``TimeDistributed(Dense)``, whose output keeps the mask, into a
+    recurrent layer that reads it (as :func:`_masked`)."""
+    vocab, steps = draw(st.integers(3, 12)), draw(st.integers(3, 6))
+    (rnn,), _ = draw(_recurrent())
+    dense = _layer("Dense", units=draw(st.integers(1, 3)), activation=draw(st.sampled_from(["tanh", "relu"])))
+    layers = [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 4)), mask_zero=True),
+              _layer("TimeDistributed", layer=dense), rnn]
+    return layers, (steps,), vocab
+
+
 def _node(layer, *inbound) -> dict:
     """A graph node: a layer config (or ``"n<i>"``: call node ``i``'s layer again) on ``inbound``
     (``"in<k>"`` for input ``k``, ``"n<i>"`` for node ``i``'s output)."""
@@ -386,6 +421,7 @@ STRATEGIES = {
     "Group/UnitNormalization": _group_unit_norm, "SpatialDropout": _spatial_dropout,
     "ConvTranspose": _conv_transpose, "Depthwise/SeparableConv": _depthwise_conv, "Masking": _masked,
     "Bidirectional": _bidirectional, "Masking:Bidirectional": _masked_bidirectional,
+    "TimeDistributed": _time_distributed, "Masking:TimeDistributed": _masked_time_distributed,
 }
 
 
@@ -571,6 +607,16 @@ EXTRA_CASES: list[Case] = [
      "layers": [_layer("Embedding", input_dim=7, output_dim=3, mask_zero=True),
                 _layer("Bidirectional", layer=_layer("LSTM", units=3))],
      "input_shape": [5], "vocab": 7, "loss": "mse", "target": "real", "training": True},
+    # TimeDistributed over the wrapped kinds the quick draws (Dense first) miss: a strided 'same' Conv2D on each
+    # time step, Flatten of each slice, and Dropout with one parity mask per time step
+    *[{"id": f"TimeDistributed:{name}", "group": "TimeDistributed", "layers": [_layer("TimeDistributed", layer=layer)],
+       "input_shape": shape, "vocab": None, "loss": "mse", "target": "real", "training": True}
+      for name, layer, shape in [
+          ("Conv2D", _layer("Conv2D", filters=2, kernel_size=(3, 2), strides=2, padding="same", activation="relu"),
+           [2, 5, 4, 2]),
+          ("Flatten", _layer("Flatten"), [3, 2, 2]),
+          ("Dropout", _layer("Dropout", rate=0.4), [3, 4]),
+      ]],
     # regimes the quick draws (4 per group) miss, found by the report's configuration coverage: causal and
     # dilated windows (a 'same' padding of 2 rows, symmetric, and of 1 column, after), grouped convolution,
     # statistics over two of three axes (not adjacent), groups between one and the channel count

@@ -70,6 +70,11 @@ def _own_backward_layer(config: dict) -> bool:
     return "backward_layer" in config and options(config["backward_layer"]) != options(config["layer"])
 
 
+def _wraps(use) -> str | None:
+    """The kind a TimeDistributed wraps."""
+    return (use.config.get("layer") or {}).get("class_name")
+
+
 def _rank(use) -> int:
     return len(use.context.get("input_shape") or ()) - 1
 
@@ -136,6 +141,14 @@ REGIMES: list[Regime] = [
            lambda u: u.context.get("masked") and u.config["layer"]["config"].get("return_sequences")),
     Regime("layer", ("Bidirectional",), "masked input, last output", "the backward layer starts past right padding",
            lambda u: u.context.get("masked") and not u.config["layer"]["config"].get("return_sequences")),
+    # -- TimeDistributed: the time axis folded into the batch and back, per-step dropout masks, the mask passed on
+    *[Regime("layer", ("TimeDistributed",), f"wraps {kind}", why, lambda u, kind=kind: _wraps(u) == kind)
+      for kind, why in [("Dense", "a kernel shared by every step"), ("Conv2D", "a rank-5 input folded to NHWC"),
+                        ("Flatten", "each slice flattened, the time axis kept")]],
+    Regime("layer", ("TimeDistributed",), "wraps Dropout, training", "one parity mask per time step, "
+           "(batch, time, ...)", lambda u: _wraps(u) == "Dropout" and u.context.get("training")),
+    Regime("layer", ("TimeDistributed",), "masked input", "the mask passed on to a recurrent layer",
+           lambda u: u.context.get("masked")),
     Regime("layer", ("GRU",), "reset_after=False", "reset gate applied before the recurrent matmul",
            _is("reset_after", False)),
     # -- normalization: modes, weights present or not, statistics
