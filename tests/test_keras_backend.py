@@ -133,6 +133,8 @@ def _run_layer_case(backend, case, dtype):
 # -- L0: layers and losses ----------------------------------------------------------------------------
 QUICK_CASES = ("dense-3d-l1l2", "dropout", "conv2d-same-stride2", "avgpool2d-same", "batchnorm", "lstm-seq-dropout",
                "gru-reset-before-backwards", "simplernn", "embedding",
+               # host-fed Gaussian noise; adapted statistics (Keras caches copies that go stale on jax)
+               "gaussiandropout", "normalization-adapted-axes-invert",
                # functional graphs: several inputs, merge layers, shared layers (nested models: slow)
                "graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2")
 ALL_CASES = {c.id: c for c in layer_cases() + graph_cases()}
