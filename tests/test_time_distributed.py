@@ -280,3 +280,28 @@ def test_config_and_polykeras_files_round_trip(tmp_path):
     assert loaded.layers[0].layer.use_bias is False
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert rel_diff(loaded.get_weights()[0], model.get_weights()[0]) == 0
+
+
+def test_a_keras_file_wrapping_a_kind_polykeras_cannot_is_refused_by_name(tmp_path):
+    """A Keras 3 file with ``TimeDistributed(BatchNormalization())`` (each step normalised by its own batch
+    statistics in Keras) names the wrapper and the kinds polykeras wraps, instead of calling the file damaged."""
+    import json
+    import zipfile
+
+    from polykeras.saving import ModelFileError
+
+    pytest.importorskip("h5py")
+    keras.Sequential([keras.Input((3, 4)), layers.TimeDistributed(layers.Dense(2))]).save(tmp_path / "td.keras")
+    with zipfile.ZipFile(tmp_path / "td.keras") as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    wrapper = next(entry for entry in config["config"]["layers"] if entry["class_name"] == "TimeDistributed")
+    wrapper["config"]["layer"] = {"module": "keras.layers", "class_name": "BatchNormalization",
+                                  "config": {"name": "bn"}, "registered_name": None}
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "bn.keras", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ModelFileError, match="'time_distributed.*' \\(TimeDistributed\\) is not supported by polykeras: "
+                                             "TimeDistributed cannot wrap BatchNormalization .*it wraps Dense"):
+        keras.models.load_model(tmp_path / "bn.keras")

@@ -375,6 +375,9 @@ def _make_layer(pk_layers, class_name: str, config: dict, path):
                 raise KerasFileError(f"{path}: layer {config.get('name')!r} ({class_name}) sets {key}="
                                      f"{config[key]!r}, which polykeras does not support") from None
             del config[key]
+        except NotImplementedError as exc:  # an option or a wrapped kind polykeras lacks: not damage
+            raise KerasFileError(f"{path}: layer {config.get('name')!r} ({class_name}) is not supported by "
+                                 f"polykeras: {exc}") from None
 
 
 def _read_vars(h5, group: str, class_name: str, path, config: dict | None = None) -> list[np.ndarray]:
