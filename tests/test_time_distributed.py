@@ -227,6 +227,8 @@ x = np.load(folder + "/x.npy")
 model = keras.saving.load_model(folder + "/pk.keras")
 assert [w.path for w in model.weights][:2] == ["td/conv/kernel", "td/conv/bias"], [w.path for w in model.weights]
 np.save(folder + "/keras_pred.npy", model.predict(x, verbose=0))
+sequential = keras.saving.load_model(folder + "/seq.keras")
+np.save(folder + "/keras_seq_pred.npy", sequential.predict(np.ones((2, 3, 4)), verbose=0))
 inp = keras.Input((4, 6, 5, 2))
 h = keras.layers.TimeDistributed(keras.layers.Conv2D(2, 3, padding="same"))(inp)
 h = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2))(h)
@@ -241,8 +243,8 @@ np.save(folder + "/keras_own_pred.npy", theirs.predict(x, verbose=0))
 
 
 def test_keras_files_exchange_with_keras_3(tmp_path):
-    """polykeras -> Keras (a regularized wrapped layer, the wrapped weights under ``layer/vars``) predicts as
-    polykeras does; Keras -> polykeras (with its Adam state) predicts as Keras does. Keras computes in float32."""
+    """polykeras -> Keras (a regularized wrapped layer, the wrapped weights under ``layer/vars``; a functional
+    model and a Sequential) predicts as polykeras does; Keras -> polykeras (with its Adam state) predicts as Keras does. Keras computes in float32."""
     pytest.importorskip("h5py")
     keras.utils.set_random_seed(6)
     inp = keras.Input((4, 6, 5, 2))
@@ -255,10 +257,14 @@ def test_keras_files_exchange_with_keras_3(tmp_path):
     model.fit(x, np.zeros((3, 2)), verbose=0)
     model.save(tmp_path / "pk.keras")
     np.save(tmp_path / "x.npy", x)
+    sequential = keras.Sequential([keras.Input((3, 4)), layers.TimeDistributed(layers.Dense(2, activation="tanh"))])
+    sequential.save(tmp_path / "seq.keras")
     run = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "keras_pred.npy"), model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "keras_seq_pred.npy"),
+                               sequential.predict(np.ones((2, 3, 4)), verbose=0), atol=1e-6)
     again = keras.models.load_model(tmp_path / "pk.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
     theirs = keras.models.load_model(tmp_path / "keras.keras")
