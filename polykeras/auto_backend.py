@@ -14,11 +14,13 @@ skipped with its error.
 
 **Timing** (in :mod:`polykeras.steps_per_execution`'s style). Each candidate compiles the model from a
 copy of its current weights (the model itself is untouched) and runs :data:`WARMUP` steps on the
-call's first batch and then one window (below) untimed: the first step compiles, and torch's first
-tens of steps run several times slower than its later ones. Then :data:`ROUNDS` rounds, interleaved across the
-candidates against drift: each a window of steps between two syncs (``program.results()``), at least
-:data:`MIN_WINDOW_STEPS` and :data:`WINDOW_SECONDS` long. A candidate's ms/step is its best window.
-After the first round, a candidate :data:`SLOWER` times slower than the fastest stops (it cannot win
+call's first batch untimed (the first compiles), then steps synced one by one for
+:data:`WINDOW_SECONDS`, which settle it (torch's first tens of steps run several times slower than
+its later ones) and size its windows: as many steps as fit in ``WINDOW_SECONDS``, within
+:data:`MIN_WINDOW_STEPS`-:data:`MAX_WINDOW_STEPS` (a step is only known done after a sync: jax
+dispatches asynchronously). Then :data:`ROUNDS` rounds, interleaved across the candidates against
+drift: each a window of steps between two syncs (``program.results()``). A candidate's ms/step is
+its best window. After the first round, a candidate :data:`SLOWER` times slower than the fastest stops (it cannot win
 within noise). Train steps are timed when the model is compiled for training, predict steps otherwise.
 
 **What it changes.** Only which backend runs: the probe uses fixed step seeds and copies of the
@@ -34,6 +36,7 @@ stderr); ``polykeras backends --probe MODEL_FILE`` shows the same table.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -46,12 +49,13 @@ import numpy as np
 from polykeras import probe_cache
 
 AUTO = "auto"
-WARMUP = 2  # untimed steps per candidate (the first compiles), then one untimed window
+WARMUP = 2  # untimed steps per candidate (the first compiles), then the synced steps that size the windows
 ROUNDS = 3  # timed windows per candidate, interleaved across candidates
 MIN_WINDOW_STEPS = 2
-WINDOW_SECONDS = 0.1  # a window runs at least this long...
-MAX_WINDOW_STEPS = 50  # ...or this many steps
+WINDOW_SECONDS = 0.1  # a timed window's length, in steps as long as the synced steps before it took...
+MAX_WINDOW_STEPS = 50  # ...at most this many
 SLOWER = 2.0  # after the first round, candidates this many times slower than the fastest stop
+PROBE_VERSION = 2  # how windows are timed (part of the cache key): 2 sizes them by synced steps
 
 # the clock the probe reads (tests replace it to inject timings)
 clock: Callable[[], float] = time.perf_counter
@@ -150,7 +154,7 @@ def choose(model, training, batch, *, device: str | None, dtype: str, parity: bo
     facts = {"spec": _without_names(spec.to_dict()), "training": None if training is None else training.to_dict(), "timed": timed,
              "dtype": dtype, "device": device, "parity": parity,
              "candidates": [(i.name, _version(i)) for i in infos],
-             "probe": [WARMUP, ROUNDS, MIN_WINDOW_STEPS, WINDOW_SECONDS, MAX_WINDOW_STEPS, SLOWER]}
+             "probe": [PROBE_VERSION, WARMUP, ROUNDS, MIN_WINDOW_STEPS, WINDOW_SECONDS, MAX_WINDOW_STEPS, SLOWER]}
     key = probe_cache.probe_key(facts)
     record = None if fresh else probe_cache.load(key)
     if record is not None:
@@ -249,17 +253,31 @@ def _prepare(model, info, training, batch, device, dtype, parity, line: Candidat
     for i in range(WARMUP):
         step(i)
     sync()
-    _window(step, sync)  # and one untimed window: torch's first tens of steps run several times slower
-    return step, sync
+    return step, sync, _window_steps(step, sync)
 
 
-def _window(step, sync) -> tuple[float, int]:
-    """Seconds per step of one timed window, and its steps."""
-    sync()
+def _window_steps(step, sync) -> int:
+    """The steps of a timed window: from an untimed run of steps, each synced (a backend that dispatches
+    asynchronously, as jax does, returns from a step before it is done, so an unsynced clock would
+    say nothing of how long steps take), for at least :data:`WINDOW_SECONDS`. It also lets the
+    first steps settle: torch's first tens of steps run several times slower than its later ones."""
     start, steps = clock(), 0
     while steps < MIN_WINDOW_STEPS or (clock() - start < WINDOW_SECONDS and steps < MAX_WINDOW_STEPS):
         step(WARMUP + steps)
+        sync()
         steps += 1
+    per_step = (clock() - start) / steps
+    if per_step <= 0:
+        return MAX_WINDOW_STEPS
+    return max(MIN_WINDOW_STEPS, min(MAX_WINDOW_STEPS, math.ceil(WINDOW_SECONDS / per_step)))
+
+
+def _window(step, sync, steps: int) -> tuple[float, int]:
+    """Seconds per step of one timed window of ``steps`` steps (synced at its ends only), and its steps."""
+    sync()
+    start = clock()
+    for i in range(steps):
+        step(WARMUP + i)
     sync()
     return (clock() - start) / steps, steps
 
