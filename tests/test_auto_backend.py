@@ -208,3 +208,13 @@ def test_cli_train_with_backend_auto(real_data, cache, tmp_path, monkeypatch, ca
     chosen = captured.err.split("backend 'auto': ")[1].split()[0]
     summary = json.loads((tmp_path / "out" / "history.json").read_text())["summary"]
     assert summary["backend"] == chosen in ("numpy", "jax")
+
+
+def test_evaluate_first_chooses_by_train_steps_and_keeps_the_choice(timed, capsys):
+    model = _model()
+    x, y = _data()
+    model.evaluate(x, y, batch_size=8, verbose=0)
+    assert model.backend.name == "fast-ref"
+    assert "train steps on x (8, 5) float32, y (8,) int32" in capsys.readouterr().err
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # another batch size: the choice stands until compile
+    assert model.backend.name == "fast-ref" and "backend 'auto'" not in capsys.readouterr().err
