@@ -332,3 +332,36 @@ def test_a_call_with_a_mask_argument_gets_the_mask_its_input_carries(mask_zero):
     out = model.predict(ids, verbose=0)
     assert np.all(out[1] != 0)
     assert np.all(out[0, :2] == 0) == mask_zero and np.all(out[0, 2:] != 0)
+
+
+class _TokenAndPositionEmbedding(layers.Layer):
+    """keras.io's (text_classification_with_transformer), with a padding mask: a layer called on
+    ``ops.arange`` (a constant node) and an ``Embedding(mask_zero=True)`` inside ``call()``."""
+
+    def __init__(self, maxlen, vocab_size, embed_dim):
+        super().__init__()
+        self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim, mask_zero=True)
+        self.pos_emb = layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+    def call(self, x):
+        positions = self.pos_emb(ops.arange(start=0, stop=ops.shape(x)[-1], step=1))
+        return self.token_emb(x) + positions
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.not_equal(inputs, 0)
+
+
+def test_a_model_with_constants_and_masks_inside_custom_layers_saves_and_loads(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = layers.Input((6,))
+    hidden = _MaskReader()(_TokenAndPositionEmbedding(6, 20, 4)(inputs))
+    model = keras.Model(inputs, layers.GlobalAveragePooling1D()(hidden))
+    ids = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    expected = model.predict(ids, verbose=0)
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras")
+    np.testing.assert_array_equal(loaded.predict(ids, verbose=0), expected)
+    tables = {w.shape: w for w in loaded.get_weights()}
+    hidden = tables[(20, 4)][ids] + tables[(6, 4)][None]
+    valid = (ids != 0)[..., None]
+    np.testing.assert_allclose(expected, (hidden * valid).sum(1) / valid.sum(1), rtol=1e-6)  # the padding left out

@@ -184,11 +184,16 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
     while pending:
         progress, waiting = False, []
         for name, k, refs, mask in pending:
+            if mask is not None and key(mask) == (name, k):  # the call's own mask (an Embedding's inside a
+                mask = None  # custom layer): the layer makes it again
             needed = [key(r) for r in refs + ([mask] if mask is not None else [])]
             if all(n in tensors for n in needed) and (k == 0 or (name, k - 1) in tensors):
                 layer = layers[name]
                 args = [resolve(r) for r in refs]
-                out = layer(args if layer.multiple_inputs else args[0])
+                if not refs:  # a constant a custom layer's call() used (ops.arange(...)): a node without inputs
+                    out = layer._call_symbolically([], several=True)
+                else:
+                    out = layer(args if layer.multiple_inputs else args[0])
                 if isinstance(out, list) and hasattr(layer, "joined"):  # Bidirectional(merge_mode=None): the
                     out = layer.joined(out)  # config has its node and the ops that split its output apart
                 if mask is not None:
