@@ -23,6 +23,8 @@ args = p.parse_args()
 if args.keras:
     import keras
     from keras import layers
+    import polykeras.datasets  # Keras 3 fetches imdb.npz again when the local file is not the official one
+    keras.datasets.imdb.load_data = polykeras.datasets.imdb.load_data  # (a subset): Keras's algorithm, same file
 else:
     import polykeras as keras
     from polykeras import layers

@@ -27,7 +27,7 @@ args = p.parse_args()
 if args.keras:
     import keras
     from keras import layers
-    from keras.datasets import mnist
+    from polykeras.datasets import mnist  # Keras 3 fetches mnist.npz again when the local file is a subset
     from keras.models import Model
 else:
     import polykeras as keras
