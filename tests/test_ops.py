@@ -160,3 +160,16 @@ def test_bad_calls_get_clear_errors():
         ops.get("nope")
     with pytest.raises(NotImplementedError, match="only mode='constant'"):
         ops.pad(np.ones(3), [(1, 1)], mode="reflect")
+
+
+def test_top_k_and_split_compute_eagerly_as_numpy():
+    x = _r(3, 6)
+    values, indices = ops.top_k(x, 3)
+    np.testing.assert_array_equal(values, -np.sort(-x, axis=-1)[:, :3])
+    np.testing.assert_array_equal(np.take_along_axis(x, indices, axis=-1), values)
+    _, tied = ops.top_k(np.array([[1.0, 3.0, 3.0, 0.0, 3.0]]), 2)
+    np.testing.assert_array_equal(tied, [[1, 2]])  # equal entries: the lower index first, as jax.lax.top_k
+    with pytest.raises(ValueError, match="k=7 must be between 1 and the last axis' size, 6"):
+        ops.top_k(x, 7)
+    for part, expected in zip(ops.split(x, [1, 4], axis=1), np.split(x, [1, 4], axis=1)):
+        np.testing.assert_array_equal(part, expected)

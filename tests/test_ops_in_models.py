@@ -28,12 +28,7 @@ def _model():
 
 
 def _train(model, backend, weights):
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(32, 6)), rng.integers(0, 3, 32)
-    model.set_weights(weights)
-    model.compile("adam", "sparse_categorical_crossentropy", backend=backend, dtype="float64")
-    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
-    return history.history["loss"], model.get_weights()
+    return _train_on(model, backend, weights, 6)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -85,3 +80,53 @@ def test_backends_without_ops_are_named_before_anything_runs():
     model.compile("sgd", "mse", backend="example")
     with pytest.raises(NotImplementedError, match="does not implement layer kind.*Operation"):
         model.predict(np.zeros((2, 6)), verbose=0)
+
+
+def _split_top_k_model():
+    """``ops.split`` (getitem nodes) and ``ops.top_k`` (a top_k_indices node, whose values are a
+    take_along_axis the gradient flows through) between two Dense layers."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((5,))
+    h = layers.Dense(7)(inp)
+    first, rest = ops.split(h, [3], axis=-1)
+    values, indices = ops.top_k(rest, 2)
+    h = ops.concatenate([first, values, ops.cast(indices, "float32") * 0.1], axis=-1)
+    return keras.Model(inp, layers.Dense(3, activation="softmax")(h))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_split_and_top_k_train_like_the_reference_in_float64(backend):
+    model = _split_top_k_model()
+    start = model.get_weights()
+    ref_loss, ref_weights = _train_on(model, "numpy", start, 5)
+    loss, weights = _train_on(model, backend, start, 5)
+    np.testing.assert_allclose(loss, ref_loss, rtol=FLOAT64_PARITY)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=FLOAT64_PARITY, atol=FLOAT64_PARITY)
+
+
+def test_split_and_top_k_predict_like_the_reference_on_keras():
+    model = _split_top_k_model()
+    x = np.random.default_rng(2).normal(size=(6, 5))
+    model.compile("sgd", "mse", backend="numpy", dtype="float64")
+    expected = model.predict(x, verbose=0)
+    model.compile("sgd", "mse", backend="keras-jax", dtype="float64")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-12)
+
+
+def _train_on(model, backend, weights, features):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, features)), rng.integers(0, 3, 32)
+    model.set_weights(weights)
+    model.compile("adam", "sparse_categorical_crossentropy", backend=backend, dtype="float64")
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    return history.history["loss"], model.get_weights()
+
+
+def test_split_is_refused_on_the_batch_axis_and_on_uneven_sections():
+    inp = keras.Input((6, 4))
+    with pytest.raises(ValueError, match="batch axis"):
+        ops.split(inp, 2)
+    with pytest.raises(ValueError, match="do not split into 4 equal sections"):
+        ops.split(inp, 4, axis=1)
+    assert [t.shape for t in ops.split(inp, [1, 5], axis=-1)] == [(None, 6, 1), (None, 6, 3), (None, 6, 0)]

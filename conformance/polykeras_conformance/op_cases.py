@@ -10,7 +10,8 @@ constant instead of a second tensor. Ops defined on part of the line (``log``,
 ``softplus(x) + 0.5`` instead of ``x``, so every draw is inside their domain.
 Ops that need a batch-sized static argument (``broadcast_to``, ``slice``) or
 return no float (comparisons, ``argmax``, ``one_hot``) are covered through the
-ops that use them (``where`` reads a comparison) or not at all in models.
+ops that use them (``where`` reads a comparison, ``take_along_axis`` reads
+``top_k_indices`` as ``ops.top_k`` does) or not at all in models.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
           + ["gelu", "softmax", "log_softmax", "clip", "where", "stop_gradient"],
           "reductions": REDUCTIONS + ["cumsum"],
           "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
-                     "pad", "take", "take_along_axis", "tril", "triu", "getitem"],
+                     "pad", "take", "take_along_axis", "tril", "triu", "getitem", "top_k_indices"],
           "contractions": ["matmul", "einsum", "tensordot", "normalize"]}
 
 
@@ -162,6 +163,11 @@ def _shapes(draw, name: str):
         indices = _nest(flat, idx_shape)
         return _graph([shape], [{"layer": _op(name, [_inp(), {"constant": indices, "dtype": "int64"}], axis=axis),
                                  "inbound": ["in0"]}])
+    if name == "top_k_indices":  # ops.top_k: the values are take_along_axis(x, indices), the gradient's path
+        k = draw(st.integers(1, shape[-1]))
+        return _graph([shape], [{"layer": _op(name, [_inp()], k=k, sorted=True), "inbound": ["in0"]},
+                                {"layer": _op("take_along_axis", [_inp(0), _inp(1)], axis=-1),
+                                 "inbound": ["in0", "n0"]}])
     if name == "getitem":  # x[:, ...]: a slice with a drawn step, an int, a new axis
         size = shape[-1]
         start = draw(st.integers(-size, size - 1))

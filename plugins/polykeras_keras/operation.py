@@ -14,13 +14,20 @@ from polykeras.ops.shapes import decode_key
 from polykeras.spec import ModelSpec
 
 
+#: polykeras's ops that are not one ``keras.ops`` function of the same name
+SPECIAL = {
+    "getitem": lambda x, key=(): x[decode_key(key)],
+    "top_k_indices": lambda x, k=None, sorted=True: keras.ops.top_k(x, int(k), sorted=True)[1],
+}
+
+
 class KerasOperation(keras.layers.Layer):
     def __init__(self, op: str, args: list, params: dict, **kwargs):
         super().__init__(**kwargs)
-        if op != "getitem" and not hasattr(keras.ops, op):
+        if op not in SPECIAL and not hasattr(keras.ops, op):
             raise NotImplementedError(f"keras.ops has no op {op!r} (layer {self.name!r})")
         self.op, self.args, self.params = op, args, tuples(params)
-        self.fn = (lambda x, key=(): x[decode_key(key)]) if op == "getitem" else getattr(keras.ops, op)
+        self.fn = SPECIAL.get(op) or getattr(keras.ops, op)
         self.variadic = registry.get(op).variadic
 
     def call(self, inputs):

@@ -24,6 +24,8 @@ math, activations, ``where``, ``clip``), :mod:`.reductions`, :mod:`.shapes`
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from . import creation, elementwise, linalg, reductions, shapes  # noqa: F401  (each registers its ops)
@@ -37,6 +39,42 @@ def einsum(subscripts, *operands):
     return apply(REGISTRY["einsum"], (list(operands),), {"subscripts": subscripts})
 
 
+def top_k(x, k, sorted=True):
+    """ops.top_k(x, k, sorted=True): ``(values, indices)`` of the k largest entries along the last axis,
+    largest first (also for ``sorted=False``, whose order Keras leaves to the backend); among equal entries
+    the lower index first. In a model: a ``top_k_indices`` node and a ``take_along_axis`` node, through
+    which the values' gradient flows."""
+    indices = apply(REGISTRY["top_k_indices"], (x,), {"k": k, "sorted": sorted})
+    return apply(REGISTRY["take_along_axis"], (x, indices), {"axis": -1}), indices
+
+
+def split(x, indices_or_sections, axis=0):
+    """ops.split(x, indices_or_sections, axis=0): a list of sub-tensors along ``axis``, as ``np.split``
+    (a number of equal sections, or the indices where each part starts). In a model, one ``getitem``
+    node per part; the axis must be a static one, not the batch axis."""
+    if not hasattr(x, "layer"):  # a concrete array
+        return np.split(np.asarray(x), indices_or_sections, axis=axis)
+    axis = axis + len(x.shape) if axis < 0 else axis
+    if not 0 <= axis < len(x.shape):
+        raise ValueError(f"ops.split: axis {axis} is out of range for a tensor of shape {x.shape}")
+    if axis == 0 and x.batched:
+        raise ValueError("ops.split along axis 0 splits the batch axis, which a model node keeps whole (losses, "
+                         "batching and data parallelism read it); split a later axis (axis=1, ..., -1)")
+    size = x.shape[axis]
+    if size is None:
+        raise ValueError(f"ops.split: axis {axis} of shape {x.shape} has no static size to split")
+    if isinstance(indices_or_sections, int):
+        if size % indices_or_sections:
+            raise ValueError(f"ops.split: {size} entries along axis {axis} do not split into {indices_or_sections} "
+                             "equal sections; give the split indices instead")
+        step = size // indices_or_sections
+        bounds = list(range(0, size + 1, step))
+    else:
+        bounds = [0] + [builtins.min(builtins.max(int(i), 0), size) for i in indices_or_sections] + [size]
+    lead = (builtins.slice(None),) * axis  # ``slice``, ``min``, ``max`` here are ops
+    return [x[lead + (builtins.slice(a, builtins.max(a, b)),)] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def shape(x) -> tuple:
     """The shape of ``x`` as a tuple (``None`` for a symbolic tensor's unknown sizes)."""
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
@@ -48,4 +86,4 @@ def convert_to_numpy(x) -> np.ndarray:
 
 convert_to_tensor = convert_to_numpy
 
-__all__ = sorted(REGISTRY) + ["convert_to_numpy", "convert_to_tensor", "get", "shape"]
+__all__ = sorted(REGISTRY) + ["convert_to_numpy", "convert_to_tensor", "get", "shape", "split", "top_k"]

@@ -120,6 +120,18 @@ register("argmax", ("x",), lambda x, axis=None, keepdims=False: np.argmax(x, axi
          "the index of the first largest entry along axis (all axes flattened when None)", axis=None, keepdims=False)
 register("argmin", ("x",), lambda x, axis=None, keepdims=False: np.argmin(x, axis=axis, keepdims=keepdims), None,
          "the index of the first smallest entry along axis (all axes flattened when None)", axis=None, keepdims=False)
+
+
+def _top_k_indices(x, k=None, sorted=True):
+    if not 1 <= int(k) <= np.shape(x)[-1]:
+        raise ValueError(f"ops.top_k: k={k} must be between 1 and the last axis' size, {np.shape(x)[-1]}")
+    # stable on the negated values: among equal entries the lower index comes first, as jax.lax.top_k
+    return np.argsort(-np.asarray(x), axis=-1, kind="stable")[..., :int(k)]
+
+
+register("top_k_indices", ("x",), _top_k_indices, None,
+         "the indices of the k largest entries along the last axis, largest first (ties: lower index first); "
+         "ops.top_k's indices, and with take_along_axis its values", k=None, sorted=True)
 register("any", ("x",), lambda x, axis=None, keepdims=False: np.any(x, axis=axis, keepdims=keepdims), None,
          "whether any entry along axis is true (non-zero)", axis=None, keepdims=False)
 register("all", ("x",), lambda x, axis=None, keepdims=False: np.all(x, axis=axis, keepdims=keepdims), None,

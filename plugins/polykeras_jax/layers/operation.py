@@ -58,6 +58,8 @@ OPS = {
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
     "getitem": lambda x, key=(): x[decode_key(key)],
     "convert_to_tensor": lambda x, dtype=None: jnp.asarray(x, dtype=dtype),
+    # lax.top_k: largest first, ties to the lower index, as the reference
+    "top_k_indices": lambda x, k=None, sorted=True: jax.lax.top_k(x, int(k))[1],
 }
 
 

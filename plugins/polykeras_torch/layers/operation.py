@@ -186,6 +186,8 @@ OPS = {
     "tensordot": lambda a, b, axes=2: torch.tensordot(a, b, dims=axes),
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
     "getitem": lambda x, key=(): _getitem(x, decode_key(key)),
+    # torch.topk: largest first; among equal entries its order is not documented (the reference: lower index first)
+    "top_k_indices": lambda x, k=None, sorted=True: torch.topk(x, int(k), dim=-1, sorted=True).indices,
     "convert_to_tensor": lambda x, dtype=None: x if dtype is None else _cast(x, dtype),
     "zeros_like": _like(torch.zeros_like), "ones_like": _like(torch.ones_like),
     "full_like": lambda x, fill_value=None, dtype=None: torch.full_like(
