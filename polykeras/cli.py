@@ -77,6 +77,21 @@ def _train(args) -> int:
     known = workloads.workloads()
     check_choice(args.workload, list(known), "workload")
     workload = known[args.workload]
+    chief = True
+    if args.replicas:  # data-parallel (polykeras.replicas): checked, launched or joined before a backend exists
+        from polykeras import replicas
+
+        name = args.backend or selected_backend_name()
+        try:
+            replicas.check(args.replicas, name, args.batch_size or workload.batch_size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if name == "torch" and not replicas.launched():
+            return replicas.launch(args.replicas, args.argv)
+        if name == "jax":
+            replicas.prepare_host_devices(args.replicas, args.device)
+        replicas.join(args.replicas, name, args.device)
+        chief = polykeras.distribution.is_chief()
     try:
         auto = (args.backend or selected_backend_name()) == AUTO  # chosen by a probe at the first fit
         backend = None if auto else get_backend(args.backend, args.device, args.dtype)
@@ -89,10 +104,24 @@ def _train(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", polykeras.datasets.DatasetSubsetWarning)
         (x, y), (x_test, y_test) = workload.load()
+    say = print if chief else (lambda *_, **__: None)  # under torchrun, rank 0 speaks
     for w in caught:
-        print(f"note: {w.message}")
+        say(f"note: {w.message}")
     if args.limit:
         x, y = model_data.rows(x, 0, args.limit), y[:args.limit]
+    validation = {"validation_split": args.validation_split}
+    counted = f"{len(y):,} training"
+    if args.replicas:  # every batch divides by the replica count: the sets are cut to multiples of it
+        split = int(len(y) * (1 - args.validation_split))  # Keras's rule: the last samples validate
+        keep, held = replicas.cut(split, args.replicas), replicas.cut(len(y) - split, args.replicas)
+        validation = {"validation_data": (model_data.rows(x, split, split + held), y[split:split + held])}
+        dropped = len(y) - keep - held + len(y_test) - replicas.cut(len(y_test), args.replicas)
+        x, y = model_data.rows(x, 0, keep), y[:keep]
+        counted = f"{keep:,} training + {held:,} validation"
+        x_test, y_test = model_data.rows(x_test, 0, replicas.cut(len(y_test), args.replicas)), \
+            y_test[:replicas.cut(len(y_test), args.replicas)]
+        if dropped:
+            say(f"note: {dropped} sample(s) left out so that every batch divides by --replicas {args.replicas}")
 
     model = workload.build()
     if auto:
@@ -101,13 +130,13 @@ def _train(args) -> int:
         workload.compile(model, backend=backend.name, device=backend.device, dtype=backend.dtype)
     epochs = args.epochs or workload.epochs
     batch_size = args.batch_size or workload.batch_size
-    print(f"{workload.name}: {workload.description}")
-    print(f"backend {'auto (chosen at the first step)' if auto else backend.describe()}; {len(y):,} training / "
+    say(f"{workload.name}: {workload.description}")
+    say(f"backend {'auto (chosen at the first step)' if auto else backend.describe()}; {counted} / "
           f"{len(y_test):,} test samples; {epochs} epoch(s) of batch {batch_size}")
     timer = EpochTimer()
     start = time.perf_counter()
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=args.validation_split,
-                        verbose=args.verbose, callbacks=[timer])
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=args.verbose, callbacks=[timer],
+                        **validation)
     train_time = time.perf_counter() - start
     backend = model.backend
     test = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0, return_dict=True)
@@ -120,9 +149,11 @@ def _train(args) -> int:
                "ms_per_step": round(ms_per_step, 3),
                "samples_per_second": round(batch_size * 1000 / ms_per_step, 1) if ms_per_step else None,
                **{f"test_{k}": v for k, v in test.items()}}
-    print("test " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items())
+    say("test " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items())
           + f" | {train_time:.1f}s training, {ms_per_step:.2f} ms/step, {summary['samples_per_second']} samples/s")
 
+    if not chief:  # only rank 0 writes (polykeras.distribution)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "history.json").write_text(json.dumps({"history": history.history, "epoch": history.epoch,
@@ -215,6 +246,9 @@ def _build_parser():
     train.add_argument("--limit", type=int, help="train on the first N samples only")
     train.add_argument("--validation-split", type=float, default=0.1, help="fraction held out (default 0.1)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output (default 1)")
+    train.add_argument("--replicas", type=int,
+                       help="train data-parallel on N replicas: torch starts N processes (torchrun), jax uses N devices "
+                            "(N host devices on a CPU); the batch size is the global one")
     train.add_argument("--out", default="out", help="folder for history.json, model.keras (Keras 3's format), curves.png")
     failures = plugins.add_cli_commands(sub)
     for name, extra in PLUGIN_COMMANDS.items():
@@ -243,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"polykeras: plugin {failure.name!r} could not add its commands: {failure.error}", file=sys.stderr)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --replicas relaunches under torchrun
     try:
         if not callable(getattr(args, "handler", None)):
             raise RuntimeError("the plugin that adds this command gave it no handler "

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from polykeras import plugins
@@ -39,11 +40,36 @@ def test_train_writes_history_model_and_curves(real_data, tmp_path, capsys):
     (["train", "mnist-mlpp"], "unknown workload 'mnist-mlpp'; choose one of: mnist-mlp"),
     (["train", "mnist-mlp", "--backend", "nope"], "unknown backend 'nope'"),
     (["train", "mnist-mlp", "--device", "cuda"], "no device 'cuda'"),
+    (["train", "mnist-mlp", "--backend", "numpy", "--replicas", "2"],
+     "--replicas needs a backend that trains data-parallel (torch, jax); backend 'numpy' does not"),
+    (["train", "mnist-mlp", "--backend", "torch", "--replicas", "3", "--batch-size", "64"],
+     "batch size 64 does not divide by --replicas 3"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _train_history(out, *args):
+    """``polykeras train`` as a user runs it (its own process: torchrun and XLA_FLAGS need one)."""
+    command = [sys.executable, "-m", "polykeras", "train", "mnist-mlp", "--limit", "600", "--epochs", "2",
+               "--batch-size", "64", "--dtype", "float64", "--verbose", "0", "--out", str(out), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout, json.loads((out / "history.json").read_text())["history"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_train_with_replicas_trains_like_one_device(real_data, tmp_path, backend):
+    """``--replicas 2``: torch starts two processes under torchrun, jax makes two host devices; the float64
+    history equals one device's (the L4 bound, 1e-10), the sets are cut to even counts, rank 0 alone speaks."""
+    text, two = _train_history(tmp_path / "two", "--backend", backend, "--replicas", "2")
+    _, one = _train_history(tmp_path / "one", "--backend", backend)
+    assert text.count("wrote history.json") == 1 and "540 training + 60 validation" in text
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-10)
 
 
 def test_python_dash_m_entry_point():
