@@ -279,3 +279,33 @@ def test_summary_shows_what_each_call_is_connected_to():
     tower = next(i for i, line in enumerate(lines) if line.startswith("tower (Dense)"))
     assert lines[tower].endswith("left[0][0]") and lines[tower + 1].strip() == "right[0][0]"
     assert "join[0][0]" in text and "Total params: 71" in text
+
+
+def test_layer_input_and_output_make_feature_extractors_as_in_keras(tmp_path):
+    """``layer.output`` is its first call's tensor (Keras 3's rule for a shared layer too), so
+    ``Model(model.input, layer.output)`` computes the model's inner activations, also after loading."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([layers.Input((4,)), layers.Dense(3, activation="relu", name="hidden"),
+                              layers.Dense(2, name="head")])
+    model.compile("sgd", "mse", backend="numpy", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    kernel, bias = model.get_layer("hidden").get_weights()
+    expected = np.maximum(x @ kernel + bias, 0)
+    model.save(tmp_path / "m.keras")
+    for source in (model, keras.models.load_model(tmp_path / "m.keras")):
+        hidden = source.get_layer("hidden")
+        assert hidden.input is source.input and source.output is source.get_layer("head").output
+        every = keras.Model(source.input, [layer.output for layer in source.layers])
+        every.compile("sgd", "mse", backend="numpy", dtype="float64")
+        features, out = every.predict(x, verbose=0)
+        np.testing.assert_allclose(features, expected, rtol=1e-14)
+        np.testing.assert_allclose(out, model.predict(x, verbose=0), rtol=1e-14)
+
+    a, b = keras.Input((3,)), keras.Input((3,))
+    shared = layers.Dense(2)
+    first, _ = shared(a), shared(b)
+    assert shared.input is a and shared.output is first
+    two = keras.Model([a, b], [first, layers.Add()([first, shared(b)])])
+    assert two.input == [a, b] and len(two.output) == 2
+    with pytest.raises(AttributeError, match="has never been called on symbolic tensors"):
+        layers.Dense(2).output

@@ -19,6 +19,7 @@ import numpy as np
 
 from polykeras import backend as _backend
 from polykeras import initializers, regularizers
+from polykeras.layers.first_call import FirstCall
 from polykeras.layers.symbolic import TRACING, SymbolicTensor, attach_mask, format_shape
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
@@ -65,7 +66,7 @@ class Weight:
         return f"<Weight path={self.path} shape={self.shape}>"
 
 
-class Layer:
+class Layer(FirstCall):
     """Base class of every polykeras layer.
 
     Subclasses define ``__init__`` (config), :meth:`build` (weights, via
@@ -197,7 +198,7 @@ class Layer:
         if self._custom_call():
             from polykeras.layers.custom import traced_call
 
-            return traced_call(self, inputs, args, kwargs)
+            return self._remember(inputs, traced_call(self, inputs, args, kwargs))
         if len(args) > 1:
             raise TypeError(f"{type(self).__name__} layer {self.name!r} takes its inputs and training=; got "
                             f"{1 + len(args)} positional arguments")
@@ -213,7 +214,7 @@ class Layer:
             tensors = [t if isinstance(t, SymbolicTensor) else constant(t) for t in tensors]
             inputs = tensors if isinstance(inputs, (list, tuple)) else tensors[0]
         if any(isinstance(t, SymbolicTensor) for t in tensors):
-            return self._call_symbolically(tensors, several=isinstance(inputs, (list, tuple)))
+            return self._remember(inputs, self._call_symbolically(tensors, several=isinstance(inputs, (list, tuple))))
         if self.multiple_inputs:
             raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: eager calls on arrays are not "
                                       "supported for merge layers; use them inside a model")

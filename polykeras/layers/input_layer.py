@@ -21,7 +21,8 @@ class InputLayer(Layer):
         self.batch_size = batch_size
         self.built = True
         self.input_shape = self.output_shape = (None,) + self.shape
-        self.output = SymbolicTensor(self.output_shape, dtype or _backend.floatx(), self)
+        tensor = SymbolicTensor(self.output_shape, dtype or _backend.floatx(), self)
+        self._remember(tensor, tensor)  # an input layer's input and output are the one tensor it makes
 
     def get_config(self):
         return {"name": self.name, "batch_shape": (self.batch_size,) + self.shape, "dtype": self.dtype}

@@ -128,6 +128,16 @@ class Model(TrainingAPI):
         return list(self._graph.outputs)
 
     @property
+    def input(self):
+        """Keras's ``model.input``: the input tensor, or the list of them for several."""
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs
+
+    @property
+    def output(self):
+        """Keras's ``model.output``: the output tensor, or the list of them for several."""
+        return self.outputs[0] if len(self.outputs) == 1 else self.outputs
+
+    @property
     def input_names(self) -> list[str]:
         return [i.name for i in self._spec().inputs]
 
