@@ -35,14 +35,15 @@ def _shapes(structure):
     return tuple(structure.shape)
 
 
-def _bound(layer: Layer, inputs, args, kwargs) -> inspect.BoundArguments:
+def _bound(layer: Layer, inputs, args, kwargs, carried_mask: bool = True) -> inspect.BoundArguments:
     """``call``'s arguments by name (Keras passes ``training`` only where ``call`` takes it, and
-    a ``call`` with a ``mask`` parameter gets the mask its first argument carries, as in Keras)."""
+    a ``call`` with a ``mask`` parameter gets the mask its first argument carries, as in Keras,
+    unless ``carried_mask`` is false: a file records the call as written, and the mask is found again)."""
     signature = inspect.signature(layer.call)
     if "training" not in signature.parameters and not any(
             p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         kwargs = {k: v for k, v in kwargs.items() if k != "training"}
-    if "mask" in signature.parameters and kwargs.get("mask") is None:
+    if carried_mask and "mask" in signature.parameters and kwargs.get("mask") is None:
         masks = [getattr(t, "mask", None) for t in flatten(inputs)]
         if any(m is not None for m in masks):
             kwargs = {**kwargs, "mask": masks if isinstance(inputs, (list, tuple)) else masks[0]}
@@ -82,7 +83,8 @@ def traced_call(layer: Layer, inputs, args, kwargs):
         layer.built = True
     with tracing(layer):
         outputs = layer.call(*bound.args, **bound.kwargs)
-    layer._traced_calls.append((bound.args, dict(bound.kwargs), outputs))  # how a .keras file names the call
+    written = _bound(layer, inputs, args, kwargs, carried_mask=False)  # how a .keras file names the call
+    layer._traced_calls.append((written.args, dict(written.kwargs), outputs))
     for out in flatten(outputs):
         if isinstance(out, Variable):
             raise TypeError(f"layer {layer.name!r}: call() returned a variable; return a tensor computed from the "
