@@ -55,6 +55,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.delenv("POLYKERAS_AUTO_CANDIDATES", raising=False)
     monkeypatch.delenv("POLYKERAS_BACKEND", raising=False)
     monkeypatch.setattr(auto_backend, "_printed", set())
+    monkeypatch.setattr(backends, "_instances", {})  # the backends the probes create stay in these tests
     return tmp_path / "cache"
 
 
