@@ -21,6 +21,7 @@ another order. Logs (:meth:`Replicas.results`) are all-reduced sums, so they are
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 
@@ -52,6 +53,15 @@ def initialize(cluster: Cluster, device_type: str) -> None:
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
                             init_method="env://" if cluster.launcher == "torchrun" else f"tcp://{cluster.coordinator}",
                             rank=cluster.process_id, world_size=cluster.num_processes, timeout=timeout)
+    # Leave the group while the interpreter is still whole: a gloo group left to the interpreter's
+    # teardown can abort the process ("terminate called without an active exception", exit -6)
+    # after its work is done (pytorch/pytorch#190489). A no-op if the user left it already.
+    atexit.register(_leave_group)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_names(device_type: str, local: list[str]) -> list[str]:
