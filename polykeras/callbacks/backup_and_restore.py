@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from polykeras import distribution
 from polykeras.callbacks.callback import Callback
+from polykeras.distribution import is_chief
 
 
 class BackupAndRestore(Callback):
@@ -29,6 +31,14 @@ class BackupAndRestore(Callback):
     ``"optimizer_state"`` in ``Backend.training_features``; on others the optimizer's moments
     restart, with a warning). Restarting mid-epoch needs array data; a generator or dataset
     resumes at epoch boundaries.
+
+    Data-parallel runs (:mod:`polykeras.distribution`): only rank 0 writes and deletes the
+    backup; every process reads it when the fit starts, so ``backup_dir`` must be on a file
+    system all processes see -- a process that finds another backup than rank 0's (or none)
+    stops with an error saying so. A backup holds no replica count: the global batches, their
+    order and the step seeds are the same for any number of replicas, so a run backed up on N
+    replicas resumes on M (one device included) and ends as the uninterrupted run, up to the
+    all-reduce's summation order (``tests/test_distribution_resume.py``).
     """
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint: bool = True, double_checkpoint=False):
@@ -47,14 +57,14 @@ class BackupAndRestore(Callback):
         return False  # a backup needs no metrics: no device-to-host sync for it
 
     def on_train_begin(self, logs=None):
-        if not self.path.exists():
-            return
         from polykeras.saving import restore_training  # either format, by contents
 
-        state = restore_training(self.model, self.path)
+        state = restore_training(self.model, self.path) if self.path.exists() else None
+        self._agree(state)
+        if state is None:
+            return
         self.model._apply_pending_optimizer_state()
-        if state is not None:
-            self.model._resume_from = dict(state)
+        self.model._resume_from = dict(state)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -70,10 +80,29 @@ class BackupAndRestore(Callback):
             self._backup(epoch + 1, 0)
 
     def on_train_end(self, logs=None):  # only a fit that ends normally gets here
-        if self.delete_checkpoint:
+        if self.delete_checkpoint and is_chief():
             self.path.unlink(missing_ok=True)
 
+    def _agree(self, state) -> None:
+        """In a run of several processes: refuse to go on where this process found another
+        backup than rank 0 (a ``backup_dir`` not shared by all machines), which would train
+        from other weights or another step. Rank 0's side then fails at its next collective."""
+        program = getattr(self.model, "_program", None)
+        if getattr(program, "num_replicas", 1) == 1 or distribution.cluster().num_processes == 1:
+            return
+        mine = -1 if state is None else int(state["epoch"]) * 1_000_003 + int(state["step"]) + 7 * int(state["seed"])
+        mine %= 2 ** 62
+        chief = distribution.agreed_seed(program, mine)
+        if chief != mine:
+            rank = distribution.cluster().process_id
+            found = "no backup" if state is None else f"a backup at epoch {state['epoch']}, step {state['step']}"
+            raise RuntimeError(f"BackupAndRestore: process {rank} found {found} in {self.backup_dir}, but rank 0 found "
+                               "another: in a run of several processes every process reads rank 0's backup, so "
+                               "backup_dir must be on a file system all of them share")
+
     def _backup(self, epoch: int, step: int) -> None:
+        if not is_chief():  # rank 0 alone writes: the others need not build the file
+            return
         from polykeras.saving.portable import save_model
 
         save_model(self.model, self.path, training_state={"epoch": epoch, "step": step,
