@@ -155,7 +155,7 @@ def _check_target(y, n: int, out: tuple, loss: str, float_dtype: str, where: str
         )
     if y.ndim == len(out) - 1 and out[-1] == 1:
         y = y[..., None]
-    if y.shape[1:] != tuple(out[1:]) and loss:  # a traced loss function (no kind) reads targets of any shape
+    if not _fits(y.shape[1:], tuple(out[1:])) and loss:  # a traced loss function reads targets of any shape
         raise ValueError(f"targets{where} of shape {y.shape} do not match the model output {format_shape(out)}")
     return y.astype(float_dtype, copy=False)
 
@@ -262,3 +262,9 @@ def join_outputs(model, batches: list, float_dtype: str):
     joined = [np.concatenate([b[i] for b in batches]) if batches else np.zeros((0,) + tuple(s[1:]), float_dtype)
               for i, s in enumerate(shapes)]
     return dict(zip(model._output_names, joined)) if model._output_names else joined
+
+
+def _fits(shape: tuple, model_shape: tuple) -> bool:
+    """Whether targets of ``shape`` (batch axis left out) fit an output of ``model_shape``, whose
+    unknown sizes (``None``: a sequence of any length, e.g. a decoder's) take any size."""
+    return len(shape) == len(model_shape) and all(m is None or s == m for s, m in zip(shape, model_shape))

@@ -188,8 +188,22 @@ def graph_cases() -> list[LayerCase]:
         h = layers.Dense(6, activation="relu")(x)
         return layers.Concatenate()([layers.Dropout(0.3)(h), layers.Dropout(0.5)(h)])
 
+    def seq2seq_states(encoder_in, decoder_in):  # keras.io's lstm_seq2seq: the encoder's states start the decoder
+        _, h, c = layers.LSTM(4, return_state=True)(encoder_in)
+        sequence, _, c2 = layers.LSTM(4, return_sequences=True, return_state=True, go_backwards=True)(
+            decoder_in, initial_state=[h, c])
+        return layers.Concatenate(axis=1)([layers.Dense(2)(sequence), layers.Dense(2)(c2)[:, None, :]])
+
+    def chained_states(x):  # returned states used directly, and a loop path (recurrent dropout) with initial state
+        out, h = layers.GRU(3, return_state=True)(x)
+        sequence, h2 = layers.SimpleRNN(3, return_sequences=True, return_state=True, dropout=0.2,
+                                        recurrent_dropout=0.3)(x, initial_state=[h])
+        return layers.Concatenate()([out, h2 * 2.0, layers.Flatten()(sequence)])
+
     cases = [
         ("graph-residual", residual, [(4,)]),
+        ("graph-lstm-seq2seq-states", seq2seq_states, [(5, 3), (4, 2)]),
+        ("graph-gru-simplernn-states", chained_states, [(4, 3)]),
         ("graph-shared-dense", shared, [(4,), (4,)]),
         ("graph-nested-sequential", nested, [(3,)]),
         ("graph-operators", lambda a, b: (a + b) * a - b, [(3,), (3,)]),

@@ -136,7 +136,9 @@ QUICK_CASES = ("dense-3d-l1l2", "dropout", "conv2d-same-stride2", "avgpool2d-sam
                # host-fed Gaussian noise; adapted statistics (Keras caches copies that go stale on jax)
                "gaussiandropout", "normalization-adapted-axes-invert",
                # functional graphs: several inputs, merge layers, shared layers (nested models: slow)
-               "graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2")
+               "graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2",
+               # return_state and initial_state (keras.io's lstm_seq2seq)
+               "graph-lstm-seq2seq-states")
 ALL_CASES = {c.id: c for c in layer_cases() + graph_cases()}
 
 

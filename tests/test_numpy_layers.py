@@ -490,7 +490,7 @@ def test_kernels_registry_covers_every_kind():
         ("MaxPooling2D", {"pool_size": [2, 2], "data_format": "channels_first"}, (4, 4, 1), NotImplementedError, "channels_first"),
         ("BatchNormalization", {"axis": 1}, (3, 4), NotImplementedError, "axis=1"),
         ("Dense", {"units": 2, "activation": "relu7"}, (3,), ValueError, "unknown activation"),
-        ("LSTM", {"units": 2, "return_state": True}, (3, 2), NotImplementedError, "return_state"),
+        ("LSTM", {"units": 2, "stateful": True}, (3, 2), NotImplementedError, "stateful"),
     ],
 )
 def test_unsupported_configurations_fail_clearly(kind, config, shape, error, match):

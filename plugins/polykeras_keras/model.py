@@ -37,6 +37,7 @@ from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, ModelSpec
 
 from .operation import KerasOperation, KerasVariable
+from .recurrent import call_recurrent
 
 #: Spec weight name (or (kind, weight name)) -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
@@ -228,8 +229,8 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
     if layer.kind in GAUSSIAN:  # Gaussian noise of the input's shape, asked for as the reference asks
         rules = rules_for(layer, "the keras backends")
         return [MaskInput(index, 0, rules.noise(), tuple(layer.input_shape[1:]), "keep")] if rules.active(True) else []
-    if layer.kind in RECURRENT:
-        return _recurrent_masks(index, cfg, layer.input_shape[-1])
+    if layer.kind in RECURRENT:  # (the sequence: initial states may follow it)
+        return _recurrent_masks(index, cfg, layer.input_shapes[0][-1])
     if layer.kind == "Bidirectional":  # the backward layer's streams follow the forward's (layer_rules.bidirectional)
         return (_recurrent_masks(index, cfg["layer"]["config"], layer.input_shape[-1])
                 + _recurrent_masks(index, cfg["backward_layer"]["config"], layer.input_shape[-1], 2, "backward_"))
@@ -338,12 +339,15 @@ class KerasGraphs:
             if layer.kind in MERGE or layer.kind == "Operation":
                 values[layer.name] = kl(args)
                 continue
-            if len(args) != 1:
+            if len(args) != 1 and layer.kind not in RECURRENT:
                 raise NotImplementedError(f"layer {layer.name!r} ({layer.kind}) has {len(args)} inputs; the keras "
-                                          "backends call only merge layers on several")
+                                          "backends call only merge layers and recurrent layers on several")
             kwargs = {m.argument: tensor for m, tensor in fed.get(index, [])}
             if layer.mask is not None:  # the spec's mask, passed explicitly (see make_layer)
                 kwargs["mask"] = values[layer.mask]
+            if layer.kind in RECURRENT:  # initial states; return_state packed (polykeras_keras.recurrent)
+                values[layer.name] = call_recurrent(layer, kl, args, kwargs)
+                continue
             values[layer.name] = kl(args[0], **kwargs)
         return [values[name] for name in self.spec.outputs]
 

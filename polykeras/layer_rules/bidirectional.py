@@ -79,6 +79,8 @@ class BidirectionalRules(LayerRules):
         if self.merge_mode in ("sum", "mul", "ave") and self.forward.units != self.backward.units:
             raise ValueError(f"Bidirectional layer {self.name!r}: merge_mode={self.merge_mode!r} needs layers of "
                              f"equal units; got {self.forward.units} and {self.backward.units}")
+        if self.forward.return_state or self.backward.return_state:
+            raise self.unsupported("a wrapped layer with return_state=True")
         self.return_sequences = self.forward.return_sequences
 
     def _sub_spec(self, kind: str, config: dict, weights) -> LayerSpec:

@@ -17,7 +17,18 @@
   default) has a ``(2, 3u)`` bias, row 0 on the input side and row 1 on the
   recurrent side; with ``reset_after=False`` a ``(3u,)`` bias on the input side
   only (:meth:`RecurrentRules.split_bias`).
-* ``return_state`` and ``stateful`` are not supported.
+* ``return_state``: the layer returns ``[output, h]`` (LSTM ``[output, h, c]``),
+  the final states after the last processed step (a masked step carries them
+  over). In the spec the node has one output, the *packed* array ``(batch,
+  S + n_states, units)`` -- ``S`` output steps (``T`` with
+  ``return_sequences``, else 1: the last ``h``) followed by the final states,
+  one step each -- which the layer splits with ``getitem`` ops
+  (:meth:`RecurrentRules.packed_parts`).
+* ``initial_state``: the node's inbound after the sequence are the initial
+  states, ``h0`` (and LSTM's ``c0``), each ``(batch, units)``; the first step
+  starts from them instead of zeros (also with ``go_backwards``: the state the
+  first *processed* step reads). Gradients flow into them.
+* ``stateful`` is not supported.
 """
 
 from __future__ import annotations
@@ -27,6 +38,13 @@ from typing import Any, ClassVar
 from polykeras.spec import Shape
 
 from .base import LayerRules
+
+
+def packed_keys(n_states: int, return_sequences: bool) -> list[tuple]:
+    """The basic-indexing keys that split a ``return_state`` node's packed output (the module docstring)
+    into ``[output, h(, c)]``."""
+    output = (slice(None), slice(None, -n_states)) if return_sequences else (slice(None), 0)
+    return [output] + [(slice(None), i - n_states) for i in range(n_states)]
 
 
 class RecurrentRules(LayerRules):
@@ -49,9 +67,16 @@ class RecurrentRules(LayerRules):
         self.go_backwards = bool(cfg.get("go_backwards", False))
         self.dropout = float(cfg.get("dropout", 0.0) or 0.0)
         self.recurrent_dropout = float(cfg.get("recurrent_dropout", 0.0) or 0.0)
-        for option in ("return_state", "stateful"):
-            if cfg.get(option, False):
-                raise self.unsupported(f"{option}=True")
+        self.return_state = bool(cfg.get("return_state", False))
+        if cfg.get("stateful", False):
+            raise self.unsupported("stateful=True")
+        #: whether the node's inbound after the sequence are the initial states
+        self.initial_state = len(spec.input_shapes) > 1
+        if self.initial_state:
+            states = spec.input_shapes[1:]
+            if len(states) != self.n_states or any(tuple(s)[1:] != (self.units,) for s in states):
+                raise ValueError(f"{spec.kind} layer {self.name!r}: initial_state must be {self.n_states} tensor(s) "
+                                 f"of shape (batch, {self.units}); got shapes {[tuple(s) for s in states]}")
 
     @property
     def gates(self) -> int:
@@ -71,9 +96,16 @@ class RecurrentRules(LayerRules):
         return bias, None
 
     def output_shape(self, input_shape: Shape) -> Shape:
+        if self.return_state:
+            steps = input_shape[1] if self.return_sequences else 1
+            return (input_shape[0], None if steps is None else steps + self.n_states, self.units)
         if self.return_sequences:
             return (input_shape[0], input_shape[1], self.units)
         return (input_shape[0], self.units)
+
+    def packed_parts(self) -> list[tuple]:
+        """The basic-indexing keys that split the packed output of ``return_state`` into ``[output, h(, c)]``."""
+        return packed_keys(self.n_states, self.return_sequences)
 
 
 class SimpleRNNRules(RecurrentRules):

@@ -47,6 +47,9 @@ class Bidirectional(Layer):
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         layer = _recurrent(layer, "layer")
         backward_layer = None if backward_layer is None else _recurrent(backward_layer, "backward_layer")
+        if layer.return_state or (backward_layer is not None and backward_layer.return_state):
+            raise NotImplementedError("Bidirectional of a layer with return_state=True is not supported yet; give "
+                                      "the wrapped layer return_state=False (its states are not returned)")
         if merge_mode not in MERGE_MODES:
             raise ValueError(f"Bidirectional merge_mode must be one of {', '.join(map(repr, MERGE_MODES))}; got "
                              f"{merge_mode!r}")

@@ -1,6 +1,16 @@
 """Recurrent layers: SimpleRNN, LSTM (gates i, f, c, o) and GRU (gates z, r,
 h; ``reset_after=True`` by default, as Keras 3), with Keras's weight layout:
-kernel ``(in, n*units)``, recurrent_kernel ``(units, n*units)``, separate bias."""
+kernel ``(in, n*units)``, recurrent_kernel ``(units, n*units)``, separate bias.
+
+As in Keras 3, ``return_state=True`` makes a call return ``[output, h]``
+(LSTM: ``[output, h, c]``) and ``layer(x, initial_state=[h0, c0])`` starts from
+given states (graph tensors, e.g. an encoder's returned states: Keras's
+sequence-to-sequence models). In the spec such a call is one node -- its
+inbound the sequence then the states, its output the packed array of
+:mod:`polykeras.layer_rules.recurrent` -- and the returned tensors are
+``getitem`` nodes on it (:attr:`~polykeras.layers.symbolic.SymbolicTensor.part_of`),
+which a model's config names as Keras does: ``[layer, call, tensor index]``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,8 @@ import numpy as np
 
 from polykeras import activations, initializers, regularizers
 from polykeras.layers.base import Layer, serialize_regularizer
+from polykeras.layer_rules.recurrent import packed_keys
+from polykeras.layers.symbolic import SymbolicTensor, attach_mask, format_shape
 
 
 class _RNN(Layer):
@@ -24,8 +36,6 @@ class _RNN(Layer):
                  return_state: bool = False, go_backwards: bool = False, stateful: bool = False,
                  unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if return_state:
-            raise NotImplementedError(f"{type(self).__name__}(return_state=True) is not supported yet")
         if stateful:
             raise NotImplementedError(f"{type(self).__name__}(stateful=True) is not supported yet")
         self.units = int(units)
@@ -42,7 +52,7 @@ class _RNN(Layer):
                 raise ValueError(f"{type(self).__name__} {what} must be in [0, 1), got {rate!r}")
         self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.return_sequences = bool(return_sequences)
-        self.return_state = False
+        self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful, self.unroll = False, bool(unroll)
 
@@ -60,13 +70,78 @@ class _RNN(Layer):
     def _adjust_bias(self, bias: np.ndarray) -> None:
         """Hook for LSTM's ``unit_forget_bias``."""
 
+    @property
+    def n_states(self) -> int:
+        return 2 if self.gates == 4 else 1
+
     def compute_mask(self, inputs, mask=None):
-        return mask if self.return_sequences else None
+        return mask if self.return_sequences and not self.return_state else None
 
     def compute_output_shape(self, input_shape):
+        if self.return_state:  # the packed node output (polykeras.layer_rules.recurrent)
+            steps = input_shape[1] if self.return_sequences else 1
+            return (input_shape[0], None if steps is None else steps + self.n_states, self.units)
         if self.return_sequences:
             return (input_shape[0], input_shape[1], self.units)
         return (input_shape[0], self.units)
+
+    # -- calling: initial_state and return_state ------------------------------------
+    def __call__(self, inputs, *args, initial_state=None, mask=None, **kwargs):
+        if mask is not None:
+            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: an explicit mask= is not "
+                                      "supported; the mask comes with the input (Embedding(mask_zero=True), Masking)")
+        if initial_state is None and isinstance(inputs, (list, tuple)) and len(inputs) > 1:
+            inputs, initial_state = inputs[0], list(inputs[1:])  # Keras 2's layer([x, h0, c0])
+        if initial_state is None:
+            return super().__call__(inputs, *args, **kwargs)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != self.n_states:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} takes {self.n_states} initial state(s) "
+                             f"({'[h, c]' if self.n_states == 2 else '[h]'}), got {len(states)}")
+        if not all(isinstance(t, SymbolicTensor) for t in [inputs] + states):
+            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: initial_state is supported in "
+                                      "models (symbolic tensors from Input or layer calls), not in eager calls")
+        kwargs.pop("training", None)
+        if len(args) > 1 or kwargs:
+            raise TypeError(f"{type(self).__name__} layer {self.name!r} got unexpected argument(s) "
+                            f"{', '.join(sorted(kwargs)) or args[1:]}")
+        return self._remember(inputs, self._call_symbolically([inputs] + states, several=False))
+
+    def _call_symbolically(self, tensors, several):
+        states = tensors[1:]
+        if several:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} takes one input tensor; give initial "
+                             "states as initial_state=[...]")
+        for t in states:
+            if not isinstance(t, SymbolicTensor) or len(t.shape) != 2 or t.shape[1] != self.units:
+                shape = format_shape(t.shape) if isinstance(t, SymbolicTensor) else type(t).__name__
+                raise ValueError(f"{type(self).__name__} layer {self.name!r}: each initial state must be a tensor "
+                                 f"of shape (batch, {self.units}); got {shape}")
+        if not states:
+            out = super()._call_symbolically(tensors, several)
+        else:  # the sequence, then the states: one node (its mask is the sequence's)
+            x = tensors[0]
+            if not isinstance(x, SymbolicTensor):
+                raise TypeError(f"layer {self.name!r} was called on {type(x).__name__}; its input must come from "
+                                "Input(...) or a layer call")
+            out = SymbolicTensor(self.build_for(x.shape), self.output_dtype(x.dtype), self, tuple(tensors))
+            attach_mask(self, out, [x], False)
+        if not self.return_state:
+            return out
+        return self._unpacked(out, tensors[0].mask if self.return_sequences else None)
+
+    def _unpacked(self, packed, sequence_mask):
+        """``[output, h(, c)]``: ``getitem`` nodes on the packed node output."""
+        from polykeras import ops
+        from polykeras.ops.shapes import encode_key
+
+        parts = []
+        for i, key in enumerate(packed_keys(self.n_states, self.return_sequences)):
+            part = ops.getitem(packed, key=encode_key(key))
+            part.part_of = (packed, i)
+            part.mask = sequence_mask if i == 0 else None
+            parts.append(part)
+        return parts
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,

@@ -54,6 +54,10 @@ class SymbolicTensor:
         self.mask_of: Layer | None = None
         #: for a mask, the tensor whose layer call made it (a config names the mask through it)
         self.carrier: SymbolicTensor | None = None
+        #: for one of the tensors a call of several outputs returned (a recurrent layer's ``[output, h, c]``
+        #: with ``return_state``): ``(the call's node, tensor index)``; the node outputs them packed and
+        #: this ``getitem`` node takes its part (:mod:`polykeras.layers.recurrent`)
+        self.part_of: tuple[SymbolicTensor, int] | None = None
         self.serial = next(_SERIALS)
 
     @property

@@ -87,17 +87,23 @@ class Graph:
     def public_layers(self) -> list[Layer]:
         """The layers a user sees (``model.layers``, after the inputs): a custom layer in place of
         the nodes its traced ``call()`` made, each layer once, in node order."""
-        return list({id(layer): layer for layer in (n.owner or n.layer for n in self.nodes)}.values())
+        return list({id(layer): layer for layer in (n.owner or _layer_of(n) for n in self.nodes)}.values())
 
     @property
     def config_layers(self) -> list[Layer]:
         """The layers of the model's config: without the nodes a layer's ``compute_mask`` recorded."""
-        masks = {id(n.layer) for n in self.nodes if n.mask_of is not None}
+        masks = {id(n.layer) for n in self.nodes if n.mask_of is not None or n.part_of is not None}
         return [layer for layer in self.layers if id(layer) not in masks]
 
     @property
     def mask_node_names(self) -> set[str]:
         return {self.names[id(n)] for n in self.nodes if n.mask_of is not None}
+
+    @property
+    def part_node_names(self) -> set[str]:
+        """The ``getitem`` nodes that take the parts of a call of several outputs (``return_state``):
+        a config names them ``[layer, call, tensor index]``, as Keras does."""
+        return {self.names[id(n)] for n in self.nodes if n.part_of is not None}
 
     def owns_weights(self, node: SymbolicTensor) -> bool:
         return self.call_index[id(node)] == 0
@@ -139,15 +145,23 @@ class Graph:
         return refs if any(r is not None for r in refs) else None
 
     def _config_ref(self, p: SymbolicTensor) -> list:
+        if p.part_of is not None:
+            node, index = p.part_of
+            return [node.layer.name, self.call_index.get(id(node), 0), index]
         if p.mask_of is not None and p.carrier is not None and id(p.carrier) in self.call_index:
             return [p.carrier.layer.name, self.call_index[id(p.carrier)], "mask"]
         return [p.layer.name, self.call_index.get(id(p), 0)]
 
     def public_inbound(self, layer: Layer) -> list[list[list]]:
-        """:meth:`inbound_nodes` for what ``model.layers`` lists: a custom layer's inputs are the
-        tensors from outside it that its traced nodes read (one entry for all its calls)."""
+        """:meth:`inbound_nodes` for what ``model.layers`` lists, as ``[layer, call, tensor index]``: a
+        custom layer's inputs are the tensors from outside it that its traced nodes read (one entry for
+        all its calls)."""
         def ref(p: SymbolicTensor) -> list:
-            return [p.owner.name, 0] if p.owner is not None else [p.layer.name, self.call_index.get(id(p), 0)]
+            if p.owner is not None:
+                return [p.owner.name, 0, 0]
+            if p.part_of is not None:  # one of several outputs (return_state)
+                return self._config_ref(p)
+            return [p.layer.name, self.call_index.get(id(p), 0), 0]
 
         if any(n.layer is layer for n in self.nodes):
             return [[ref(p) for p in n.inputs] for n in self.nodes if n.layer is layer]
@@ -160,7 +174,24 @@ class Graph:
         return [refs] if refs else []
 
     def tensor_ref(self, tensor: SymbolicTensor) -> list:
+        if tensor.part_of is not None:
+            return self._config_ref(tensor)
         return [tensor.layer.name, self.call_index.get(id(tensor), 0)]
+
+
+def _layer_of(node: SymbolicTensor):
+    """The layer a user sees for a node: a call's own, or for a part of a call of several outputs, that call's."""
+    return node.part_of[0].layer if node.part_of is not None else node.layer
+
+
+def call_layer(layer: Layer, args: list):
+    """Call ``layer`` on a node's inbound tensors: a list for a merge layer; a recurrent layer's
+    sequence and, after it, its initial states; else the one tensor."""
+    if layer.multiple_inputs:
+        return layer(args)
+    if len(args) > 1 and hasattr(layer, "n_states"):
+        return layer(args[0], initial_state=list(args[1:]))
+    return layer(args[0])
 
 
 def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: dict[tuple[str, int], SymbolicTensor],
@@ -179,7 +210,13 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
         return str(r[0]), int(r[1]) if len(r) > 1 else 0
 
     def resolve(r):
-        return tensors[key(r)].mask if len(r) > 2 and r[2] == "mask" else tensors[key(r)]
+        value = tensors[key(r)]
+        if len(r) > 2 and r[2] == "mask":
+            value = value[0] if isinstance(value, list) else value
+            return value.mask
+        if isinstance(value, list):  # a call of several outputs (return_state): [layer, call, tensor index]
+            return value[int(r[2]) if len(r) > 2 else 0]
+        return value
 
     while pending:
         progress, waiting = False, []
@@ -193,7 +230,7 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
                 if not refs:  # a constant a custom layer's call() used (ops.arange(...)): a node without inputs
                     out = layer._call_symbolically([], several=True)
                 else:
-                    out = layer(args if layer.multiple_inputs else args[0])
+                    out = call_layer(layer, args)
                 if isinstance(out, list) and hasattr(layer, "joined"):  # Bidirectional(merge_mode=None): the
                     out = layer.joined(out)  # config has its node and the ops that split its output apart
                 if mask is not None:

@@ -20,7 +20,7 @@ from polykeras import optimizers as _optimizers
 from polykeras.layers.base import Layer, SymbolicTensor, unique_name
 from polykeras.layers.input_layer import InputLayer
 from polykeras.models import subclassed
-from polykeras.models.graph import Graph, check_call_inputs, replay
+from polykeras.models.graph import Graph, call_layer, check_call_inputs, replay
 from polykeras.models.training import TrainingAPI
 from polykeras.spec import ModelSpec
 
@@ -176,9 +176,15 @@ class Model(TrainingAPI):
             given = [inputs[n] for n in names]
         check_call_inputs(self.name, self._graph.inputs, given)
         mapped = {id(e): g for e, g in zip(self._graph.inputs, given)}
+        parts: dict[int, list] = {}  # a call of several outputs (return_state): its tensors
         for node in self._graph.nodes:
-            args = [mapped[id(p)] for p in node.inputs]
-            mapped[id(node)] = node.layer(args if node.layer.multiple_inputs else args[0])
+            if node.part_of is not None:
+                mapped[id(node)] = parts[id(node.part_of[0])][node.part_of[1]]
+                continue
+            out = call_layer(node.layer, [mapped[id(p)] for p in node.inputs])
+            if isinstance(out, list) and out and getattr(out[0], "part_of", None) is not None:
+                parts[id(node)], out = out, out[0].part_of[0]
+            mapped[id(node)] = out
         outs = [mapped[id(t)] for t in self._graph.outputs]
         return outs[0] if len(outs) == 1 else outs
 
@@ -291,7 +297,7 @@ class Model(TrainingAPI):
                 if entry.get("output_masks"):
                     masks[layer.name] = entry["output_masks"]
         replay(layers, entries, tensors, name or "model", masks)
-        outputs = [tensors[(ref, 0)] if isinstance(ref, str) else tensors[(ref[0], int(ref[1]))]
+        outputs = [tensors[(ref, 0)] if isinstance(ref, str) else _part(tensors[(ref[0], int(ref[1]))], ref)
                    for ref in config["output_layers"]]
         names = config.get("output_names")
         return cls([tensors[(n, 0)] for n in config["input_layers"]],
@@ -357,3 +363,8 @@ def _as_list(value, what: str) -> list[SymbolicTensor]:
         if not isinstance(item, SymbolicTensor):
             raise TypeError(f"Model {what} must come from polykeras.Input(...) and layer calls, got {item!r}")
     return items
+
+
+def _part(value, ref: list):
+    """The tensor ``[layer, call(, tensor index)]`` names: one of a call's several outputs (return_state)."""
+    return value[int(ref[2]) if len(ref) > 2 else 0] if isinstance(value, list) else value

@@ -28,10 +28,14 @@ def summary_lines(model, line_length: int = 80) -> list[str]:
     built = getattr(model, "built", True)
     for i, layer in enumerate(model.layers):
         shape = format_shape(layer.output_shape) if built and layer.output_shape else "?"
+        first = getattr(layer, "_first_call", None)
+        if built and first is not None and isinstance(first[1], list):  # several outputs (return_state)
+            shape = "[" + ", ".join(format_shape(t.shape) for t in first[1]) + "]"
         params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
         links = [""]
         if functional:
-            links = [f"{name}[{k}][0]" for call in model._graph.public_inbound(layer) for name, k in call] or ["-"]
+            links = [f"{name}[{k}][{i}]" for call in model._graph.public_inbound(layer) for name, k, i in call] \
+                or ["-"]
         lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, params, links[0]))
         lines += [row("", "", "", link) for link in links[1:]]
         if i < len(model.layers) - 1:

@@ -288,7 +288,9 @@ class _Reader:
         if isinstance(node, list):  # Keras 2's form: [[layer, node, tensor, kwargs], ...]
             return [(str(r[0]), int(r[1]), int(r[2])) for r in node]
         kwargs = self._call_kwargs(name, node)
-        if kwargs and not _traced(layer):
+        if set(kwargs) == {"initial_state"} and hasattr(layer, "n_states"):  # a recurrent layer's states: read
+            pass  # after its sequence, as the node's further inbound
+        elif kwargs and not _traced(layer):
             raise KerasFileError(f"{self.path}: layer {name!r} is called with {', '.join(sorted(kwargs))}=...; "
                                  "polykeras reads layer calls on tensors alone")
         refs = []
@@ -330,6 +332,7 @@ class _Reader:
     def _call(self, name: str, layer, args: list) -> list:
         """Call a layer, a merge layer (on the list) or a nested model; its outputs as a list."""
         from polykeras.models import Model
+        from polykeras.models.graph import call_layer
 
         if isinstance(layer, Model):
             out = layer(args if len(args) > 1 else args[0])
@@ -340,10 +343,11 @@ class _Reader:
                                      "inputs of different ranks NumPy-style; polykeras reads it for inputs of one "
                                      "rank only")
             return [layer(args)]
-        if len(args) != 1:
+        if len(args) != 1 and not hasattr(layer, "n_states"):
             raise KerasFileError(f"{self.path}: layer {name!r} ({type(layer).__name__}) is called on {len(args)} "
                                  "tensors; it takes one")
-        return [layer(args[0])]
+        out = call_layer(layer, args)  # a recurrent layer: its initial states follow the sequence
+        return out if isinstance(out, list) else [out]  # return_state: [output, h(, c)]
 
 
 def _traced(layer) -> bool:

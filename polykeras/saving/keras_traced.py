@@ -56,7 +56,7 @@ def keras_view(model, config: dict) -> tuple[dict, dict[str, tuple]]:
 
     def remap(r: list) -> list:
         node = by_ref.get((str(r[0]), int(r[1]) if len(r) > 1 else 0))
-        return ref(node) if node is not None else list(r)
+        return ref(node) + list(r[2:]) if node is not None else list(r)  # (a tensor index kept: return_state)
 
     layers, placed, shapes = [], set(), {}
     for entry in config["layers"]:

@@ -54,11 +54,26 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
 
 
 def _keras_tensor(ref, shapes: dict) -> dict:
-    """Keras's serialised symbolic tensor for call ``ref = [layer, call index]``."""
+    """Keras's serialised symbolic tensor for call ``ref = [layer, call index(, tensor index)]`` (a tensor
+    index for one of the tensors a call of several outputs returned: a recurrent layer's states)."""
     name, call = str(ref[0]), int(ref[1]) if len(ref) > 1 else 0
-    shape, dtype = shapes[name if call == 0 else f"{name}@{call}"]  # the spec's node names (models/graph.py)
+    index = int(ref[2]) if len(ref) > 2 else 0
+    key = (name, call, index) if len(ref) > 2 else name if call == 0 else f"{name}@{call}"  # spec node names
+    shape, dtype = shapes[key]
     return {"class_name": "__keras_tensor__", "config": {"shape": shape, "dtype": dtype,
-                                                         "keras_history": [name, call, 0]}}
+                                                         "keras_history": [name, call, index]}}
+
+
+def _part_shapes(model) -> dict:
+    """``(layer, call, tensor index) -> (shape, dtype)`` of the tensors calls of several outputs returned
+    (``return_state``: :attr:`~polykeras.layers.symbolic.SymbolicTensor.part_of`)."""
+    graph = model._graph
+    out = {}
+    for node in graph.nodes if graph is not None else ():
+        if node.part_of is not None:
+            call, index = node.part_of
+            out[(call.layer.name, graph.call_index.get(id(call), 0), index)] = (list(node.shape), "float32")
+    return out
 
 
 def _tensors_in(value, shapes: dict):
@@ -94,6 +109,7 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
     shapes = {i.name: (list(i.shape), i.dtype) for i in spec.inputs}
     shapes.update({layer.name: (list(layer.output_shape), "float32") for layer in spec.layers})
     shapes.update(traced_shapes)
+    shapes.update(_part_shapes(model))
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
     inputs = [str(n) for n in config["input_layers"]]
     outputs = _refs(config["output_layers"])
@@ -114,13 +130,17 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
             several = layer_class(entry["class_name"]).multiple_inputs
             for refs in entry["inbound_nodes"]:
                 tensors = [_keras_tensor(r, shapes) for r in refs]
+                if len(tensors) > 1 and not several:  # a recurrent layer's sequence, then its initial states
+                    item["inbound_nodes"].append({"args": tensors[:1], "kwargs": {"initial_state": tensors[1:]}})
+                    continue
                 item["inbound_nodes"].append({"args": [tensors] if several else tensors, "kwargs": {}})
         layers_json.append(item)
     keras_config = {"module": "keras.src.models.functional", "class_name": "Functional",
                     "registered_name": "Functional",
                     "config": {"name": model.name, "trainable": True, "layers": layers_json,
                                "input_layers": _one_or_list([[n, 0, 0] for n in inputs]),
-                               "output_layers": _one_or_list([[r[0], r[1], 0] for r in outputs])}}
+                               "output_layers": _one_or_list([[r[0], r[1], r[2] if len(r) > 2 else 0]
+                                                              for r in outputs])}}
     return keras_config, [entries[name] for name in order]
 
 
@@ -174,6 +194,7 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     masks = model._graph.mask_node_names if model._graph is not None else set()  # Keras recomputes them
     graph_names = model._graph.names if model._graph is not None else {}
     known = masks | {graph_names[i] for i in traced_owners(model)}  # and a traced built-in layer is itself
+    known |= model._graph.part_node_names if model._graph is not None else set()  # [layer, call, index] in Keras
     traced = sorted({layer.kind for layer in spec.layers if layer.name not in known} & {"Operation", "Variable"})
     if traced:
         raise NotImplementedError(

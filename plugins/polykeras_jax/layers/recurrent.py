@@ -24,6 +24,9 @@ stepped with ``lax.scan``.
   ``x_t``. ``recurrent_dropout``: one ``(batch, units)`` mask (stream 1)
   multiplies ``h_{t-1}`` only where it enters the recurrent product; the
   carried state is not masked.
+* ``initial_state``: the node's inbound after the sequence (``[x, h0(, c0)]``)
+  are the scan's initial carry; ``return_state``: the output packed with the
+  final carry (:mod:`polykeras.layer_rules.recurrent`).
 * Canonical weights and gate order: LSTM ``i, f, c, o``; GRU ``z, r, h`` with
   ``reset_after`` (bias ``(2, 3u)``: input and recurrent biases) or without
   (bias ``(3u,)``, reset gate applied before the recurrent product).
@@ -46,6 +49,8 @@ class _Recurrent(Layer):
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
         self.units = self.rules.units
+        #: ``[x, h0(, c0)]`` with initial states
+        self.multiple_inputs = self.rules.initial_state
         self.activation = activations.get(self.rules.activation)
         self.recurrent_activation = activations.get(self.rules.recurrent_activation)
 
@@ -57,6 +62,9 @@ class _Recurrent(Layer):
         raise NotImplementedError
 
     def __call__(self, weights, x, ctx):
+        given = None
+        if self.multiple_inputs:
+            x, given = x[0], tuple(x[1:])
         kernel, U = weights[0], weights[1]
         input_bias, recurrent_bias = self._biases(weights)
         rules = self.rules
@@ -85,9 +93,15 @@ class _Recurrent(Layer):
             state = new if keep is None else tuple(jnp.where(keep, n, s) for n, s in zip(new, state))
             return state, state[0]  # see the module docstring: faster than the final carry
 
-        initial = tuple(jnp.zeros((batch, self.units), jnp.result_type(x, kernel)) for _ in range(rules.n_states))
+        dtype = jnp.result_type(x, kernel)
+        initial = (tuple(jnp.zeros((batch, self.units), dtype) for _ in range(rules.n_states)) if given is None
+                   else tuple(s.astype(dtype) for s in given))
         final, outputs = lax.scan(step, initial, xs)
-        return jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]
+        output = jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]
+        if not rules.return_state:
+            return output
+        return jnp.concatenate([output if rules.return_sequences else output[:, None], jnp.stack(final, axis=1)],
+                               axis=1)
 
 
 class SimpleRNN(_Recurrent):

@@ -5,7 +5,13 @@ The config, the dropout rule and the gate layout are the core's rules,
 :mod:`polykeras.layer_rules.recurrent`. Common behaviour (Keras ``RNN`` +
 ``DropoutRNNCell``):
 
-* Input ``(batch, timesteps, features)``; the initial state is zeros.
+* Input ``(batch, timesteps, features)``; the initial state is zeros, or with
+  ``initial_state`` the node's further inbound (``h0``, LSTM's ``c0``): the
+  kernel then takes ``[x, h0(, c0)]`` and its backward returns their gradients
+  too -- ``dstate`` left after the first processed step.
+* ``return_state``: the output is packed, ``(batch, S + n_states, units)`` --
+  the output steps then the final states (:mod:`polykeras.layer_rules.recurrent`);
+  backward, the final states' part of ``dy`` seeds ``dstate`` at the last step.
 * ``go_backwards`` processes the time axis reversed; with
   ``return_sequences`` the output sequence is in *processing* order (Keras
   does not flip it back). Without it the output is the last step's ``h``.
@@ -53,6 +59,8 @@ class _Recurrent(Kernel):
 
     def __init__(self, spec, dtype):
         super().__init__(spec, dtype)
+        #: ``[x, h0(, c0)]`` with initial states (the program then hands a list, and takes one back)
+        self.multiple_inputs = self.rules.initial_state
         self.units = self.rules.units
         self.activation, self.recurrent_activation = self.rules.activation, self.rules.recurrent_activation
         activations.check(self.activation)
@@ -83,6 +91,9 @@ class _Recurrent(Kernel):
         return input_mask, recurrent_mask
 
     def forward(self, weights, x, ctx):
+        initial = None
+        if self.multiple_inputs:
+            x, initial = x[0], tuple(np.asarray(s, dtype=self.dtype) for s in x[1:])
         kernel, U = weights[0], weights[1]
         input_bias, recurrent_bias = self._biases(weights)
         steps_mask = ctx.mask
@@ -94,7 +105,8 @@ class _Recurrent(Kernel):
         xw = x_in @ kernel  # (batch, T, G * units): all steps at once
         if input_bias is not None:
             xw = xw + input_bias
-        state = tuple(np.zeros((x.shape[0], self.units), dtype=self.dtype) for _ in range(self.rules.n_states))
+        state = initial or tuple(np.zeros((x.shape[0], self.units), dtype=self.dtype)
+                                 for _ in range(self.rules.n_states))
         outputs, steps = [], []
         for t in range(x.shape[1]):
             new, step = self._cell(U, recurrent_bias, xw[:, t], state, rec_mask)
@@ -103,6 +115,8 @@ class _Recurrent(Kernel):
             outputs.append(state[0])
             steps.append(step)
         y = np.stack(outputs, axis=1) if self.rules.return_sequences else outputs[-1]
+        if self.rules.return_state:  # packed: the output steps, then the final states (one step each)
+            y = np.concatenate([y if self.rules.return_sequences else y[:, None], np.stack(state, axis=1)], axis=1)
         return y, (x_in, input_mask, rec_mask, steps, steps_mask)
 
     def backward(self, weights, cache, dy):
@@ -113,7 +127,12 @@ class _Recurrent(Kernel):
         if self._biases(weights)[1] is not None:
             grads["recurrent_bias"] = np.zeros(U.shape[1], dtype=U.dtype)
         dxw = np.empty((batch, T, U.shape[1]), dtype=dy.dtype)
-        dstate = tuple(np.zeros((batch, self.units), dtype=dy.dtype) for _ in range(self.rules.n_states))
+        n = self.rules.n_states
+        if self.rules.return_state:  # the final states' gradients start the loop; the rest is the output's
+            dstate = tuple(np.array(dy[:, i - n]) for i in range(n))
+            dy = dy[:, :-n] if self.rules.return_sequences else dy[:, 0]
+        else:
+            dstate = tuple(np.zeros((batch, self.units), dtype=dy.dtype) for _ in range(n))
         for t in reversed(range(T)):
             if self.rules.return_sequences:
                 dh_out = dy[:, t]
@@ -136,6 +155,8 @@ class _Recurrent(Kernel):
         dweights = [dkernel, grads["recurrent_kernel"]]
         if self.rules.use_bias:
             dweights.append(self._bias_gradient(dxw.sum(axis=(0, 1)), grads))
+        if self.multiple_inputs:  # what is left of dstate before the first step is the initial states'
+            return [np.ascontiguousarray(dx), *dstate], dweights
         return np.ascontiguousarray(dx), dweights
 
     # -- small helpers for the cells ----------------------------------------

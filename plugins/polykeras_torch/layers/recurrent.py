@@ -30,6 +30,11 @@ weights as they are:
 
 Conversions are permutations and transposes only, so gradients convert with
 the same functions.
+
+``initial_state`` (the node's inbound after the sequence: ``[x, h0(, c0)]``)
+is the fused ops' ``hx`` (``nn.LSTM``'s ``(h0, c0)``) or the loop's first
+state; ``return_state`` packs the output and the final states (the fused ops
+return ``h_n``/``c_n``) as the rules say (:mod:`polykeras.layer_rules.recurrent`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class _Recurrent(TorchLayer):
         self.act = activations.get(rules.activation)
         self.rec_act = activations.get(rules.recurrent_activation)
         self.fusable = self._fusable()
+        #: ``[x, h0(, c0)]`` with initial states
+        self.multiple_inputs = rules.initial_state
         self.zero_bias = self.constant(np.zeros(self.gates * self.units))
 
     # -- layout ------------------------------------------------------------
@@ -73,7 +80,9 @@ class _Recurrent(TorchLayer):
 
     # -- forward -------------------------------------------------------------
     def forward(self, params, x, ctx: StepContext):
-        rules = self.rules
+        rules, initial = self.rules, None
+        if self.multiple_inputs:
+            x, initial = x[0], tuple(x[1:])
         steps_mask = ctx.mask
         if rules.go_backwards:
             x = x.flip(1)
@@ -84,42 +93,58 @@ class _Recurrent(TorchLayer):
         if rules.recurrent_mask_active(ctx.training):
             rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), rules.recurrent_dropout, x)
         if rec_mask is None and steps_mask is None and self.fusable:
-            sequence = self._fused(params, x)
-            return sequence if rules.return_sequences else sequence[:, -1]
-        return self._loop(params, x, rec_mask, steps_mask)
+            sequence, final = self.fused_call(x, *self.fused_weights(params), initial=initial, with_states=True)
+            output = sequence if rules.return_sequences else sequence[:, -1]
+        else:
+            outputs, final = self._loop(params, x, rec_mask, steps_mask, initial)
+            output = torch.stack(outputs, dim=1) if rules.return_sequences else outputs[-1]
+        if not rules.return_state:
+            return output
+        return torch.cat([output if rules.return_sequences else output[:, None], torch.stack(final, dim=1)], dim=1)
 
     def _fusable(self) -> bool:
         return self.rules.activation == "tanh" and self.rules.recurrent_activation == "sigmoid"
-
-    def _fused(self, params, x) -> torch.Tensor:
-        return self.fused_call(x, *self.fused_weights(params))
 
     def fused_weights(self, params) -> tuple[list[torch.Tensor], bool]:
         """The flat weight list of this kind's fused op (one direction), and whether it has biases."""
         return self._flat_weights(params)
 
-    def fused_call(self, x, weights, has_biases, bidirectional: bool = False, batch_sizes=None) -> torch.Tensor:
+    def fused_call(self, x, weights, has_biases, bidirectional: bool = False, batch_sizes=None, initial=None,
+                   with_states: bool = False):
         """The fused op's output sequence ``(batch, T, units)``; ``bidirectional``: ``weights`` holds both
         directions' lists (forward first) and the output is ``(batch, T, 2 * units)``, the backward
         direction's outputs in input order (``nn.LSTM(bidirectional=True)``'s layout). With
         ``batch_sizes``, ``x`` and the output are a packed sequence's data (``PackedSequence``: each
-        sequence runs over its own length only)."""
+        sequence runs over its own length only). ``initial``: the initial states ``(h0(, c0))``, each
+        ``(batch, units)`` (one direction), else zeros; ``with_states``: ``(sequence, final states)``."""
         raise NotImplementedError
 
-    def _fused_io(self, x, batch_sizes, bidirectional: bool, states: int = 1):
-        """The fused ops' leading and trailing arguments, batch-first or packed, with zero initial states."""
+    def _fused_io(self, x, batch_sizes, bidirectional: bool, states: int = 1, initial=None):
+        """The fused ops' leading and trailing arguments, batch-first or packed, with the initial states
+        (zeros without ``initial``)."""
         batch = x.shape[0] if batch_sizes is None else int(batch_sizes[0])
-        h0 = x.new_zeros(1 + bidirectional, batch, self.units)
-        hx = h0 if states == 1 else (h0,) * states
+        if initial is not None:
+            hx = tuple(s[None].contiguous() for s in initial)
+            hx = hx[0] if states == 1 else hx
+        else:
+            h0 = x.new_zeros(1 + bidirectional, batch, self.units)
+            hx = h0 if states == 1 else (h0,) * states
         if batch_sizes is None:
             return (x, hx), (True,)
         return (x, batch_sizes, hx), ()
 
-    def _loop(self, params, x, rec_mask, steps_mask=None) -> torch.Tensor:
+    @staticmethod
+    def _fused_result(result, with_states: bool):
+        """The fused op's ``(output, h_n(, c_n))`` as the output, or ``(output, (h, (c)))`` one direction."""
+        if not with_states:
+            return result[0]
+        return result[0], tuple(s[0] for s in result[1:])
+
+    def _loop(self, params, x, rec_mask, steps_mask=None, initial=None):
         """Run :meth:`_cell` over time; the input projection is one GEMM for
-        all steps, as in the reference."""
+        all steps, as in the reference. Returns the outputs (a list, one per step) and the final states."""
         xw = F.linear(x, params[0], self._input_bias(params))
-        state = self._initial_state(x)
+        state = self._initial_state(x) if initial is None else initial
         outputs = []
         for t in range(x.shape[1]):
             h_in = state[0] if rec_mask is None else state[0] * rec_mask
@@ -130,7 +155,7 @@ class _Recurrent(TorchLayer):
                 keep = steps_mask[:, t, None]
                 state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
             outputs.append(state[0])
-        return torch.stack(outputs, dim=1) if self.rules.return_sequences else outputs[-1]
+        return outputs, state
 
     def _input_bias(self, params):
         return self.rules.split_bias(params[2] if self.rules.use_bias else None)[0]
@@ -153,10 +178,12 @@ class SimpleRNN(_Recurrent):
     def _fusable(self) -> bool:
         return self.rules.activation in ("tanh", "relu")
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None, initial=None,
+                   with_states=False):
         op = torch.rnn_tanh if self.rules.activation == "tanh" else torch.rnn_relu
-        head, tail = self._fused_io(x, batch_sizes, bidirectional)
-        return op(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
+        head, tail = self._fused_io(x, batch_sizes, bidirectional, initial=initial)
+        result = op(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)
+        return self._fused_result(result, with_states)
 
     def _cell(self, params, xw_t, h_in, state):
         return (self.act(torch.addmm(xw_t, h_in, params[1].t())),)
@@ -165,9 +192,11 @@ class SimpleRNN(_Recurrent):
 class LSTM(_Recurrent):
     kind = "LSTM"
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
-        head, tail = self._fused_io(x, batch_sizes, bidirectional, states=2)
-        return torch.lstm(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None, initial=None,
+                   with_states=False):
+        head, tail = self._fused_io(x, batch_sizes, bidirectional, states=2, initial=initial)
+        result = torch.lstm(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)
+        return self._fused_result(result, with_states)
 
     def _initial_state(self, x):
         zeros = x.new_zeros(x.shape[0], self.units)
@@ -200,9 +229,11 @@ class GRU(_Recurrent):
             weights += list(self.rules.split_bias(params[2]))  # reset_after: (input, recurrent) rows
         return weights, self.rules.use_bias
 
-    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None):
-        head, tail = self._fused_io(x, batch_sizes, bidirectional)
-        return torch.gru(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)[0]
+    def fused_call(self, x, weights, has_biases, bidirectional=False, batch_sizes=None, initial=None,
+                   with_states=False):
+        head, tail = self._fused_io(x, batch_sizes, bidirectional, initial=initial)
+        result = torch.gru(*head, weights, has_biases, 1, 0.0, torch.is_grad_enabled(), bidirectional, *tail)
+        return self._fused_result(result, with_states)
 
     def _cell(self, params, xw_t, h_in, state):
         h_prev, u, U = state[0], self.units, params[1]

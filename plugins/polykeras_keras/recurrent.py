@@ -1,0 +1,46 @@
+"""Recurrent layers' ``initial_state`` and ``return_state`` on the Keras backends
+(:mod:`polykeras.layer_rules.recurrent`): a node whose inbound after the sequence are the
+initial states calls Keras's layer with ``initial_state=[...]``, and with
+``return_state`` Keras's ``[output, h(, c)]`` is packed into the spec's one node output by
+:class:`PackStates`, which the model's ``getitem`` nodes then split as on every backend."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+
+class PackStates(keras.layers.Layer):
+    """``[output, *states]`` -> ``(batch, S + n_states, units)``: the output steps (one, the last ``h``,
+    without ``return_sequences``) then the final states, one step each."""
+
+    def __init__(self, return_sequences: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.return_sequences = bool(return_sequences)
+
+    def call(self, parts):
+        output, *states = parts
+        if not self.return_sequences:
+            output = keras.ops.expand_dims(output, 1)
+        return keras.ops.concatenate([output, keras.ops.stack(states, axis=1)], axis=1)
+
+    def compute_output_shape(self, shapes):
+        output, *states = shapes
+        steps = output[1] if self.return_sequences else 1
+        return (output[0], None if steps is None else steps + len(states), output[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "return_sequences": self.return_sequences}
+
+
+def call_recurrent(layer, kl, args: list, kwargs: dict):
+    """Call Keras's recurrent layer ``kl`` for spec node ``layer`` on its inbound tensors ``args``
+    (the sequence, then any initial states); its one output, packed with ``return_state``."""
+    if len(args) > 1:
+        kwargs = {**kwargs, "initial_state": list(args[1:])}
+    out = kl(args[0], **kwargs)
+    if not layer.config.get("return_state"):
+        return out
+    name = re.sub(r"\W", "_", f"{layer.name}_packed_states")
+    return PackStates(bool(layer.config.get("return_sequences")), name=name, dtype=kl.dtype_policy)(list(out))

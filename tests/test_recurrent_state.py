@@ -1,0 +1,164 @@
+"""``return_state`` and ``initial_state`` on SimpleRNN / LSTM / GRU (Keras 3 semantics,
+:mod:`polykeras.layer_rules.recurrent`): the graph (one node, its output packed, the returned
+tensors ``getitem`` parts named ``[layer, call, index]`` in configs), the NumPy reference's
+hand-written gradients into initial states and out of returned states (finite differences),
+and a tiny keras.io-style encoder-decoder trained on every backend against the reference."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import polykeras as keras
+from _fd import FD_TOLERANCE, canonical_weights, context, numerical_gradient, random_weights, relative_error
+from polykeras import layers
+from polykeras.layer_rules import rules_for
+from polykeras.spec import LayerSpec
+from polykeras_numpy.layers import KERNELS, ForwardContext
+
+N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
+
+
+def _kernel(kind, config, steps, features, initial_state, dtype=np.float64):
+    units = config["units"]
+    shapes = ((None, steps, features),) + ((None, units),) * (N_STATES[kind] if initial_state else 0)
+    spec = LayerSpec(name="rnn", kind=kind, config=dict(config), inbound=tuple(f"in{i}" for i in range(len(shapes))),
+                     input_shapes=shapes, output_shape=(None,), weights=canonical_weights(kind, config, (steps, features)),
+                     mask="mask")
+    spec = dataclasses.replace(spec, output_shape=rules_for(spec).output_shape(spec.input_shapes[0]))
+    return KERNELS[kind](spec, dtype)
+
+
+CASES = [
+    ("LSTM", {"units": 3, "return_state": True}, True, None),
+    ("LSTM", {"units": 2, "return_state": True, "return_sequences": True, "go_backwards": True}, True, "left"),
+    ("LSTM", {"units": 3, "return_sequences": True}, True, "right"),
+    ("LSTM", {"units": 2, "return_state": True, "dropout": 0.3, "recurrent_dropout": 0.4}, False, "right"),
+    ("GRU", {"units": 3, "return_state": True, "return_sequences": True}, True, "right"),
+    ("GRU", {"units": 2, "return_state": True, "reset_after": False, "go_backwards": True}, True, None),
+    ("GRU", {"units": 2, "recurrent_dropout": 0.3}, True, "left"),
+    ("SimpleRNN", {"units": 3, "return_state": True}, True, "left"),
+    ("SimpleRNN", {"units": 2, "return_state": True, "return_sequences": True, "activation": "relu"}, False, None),
+]
+
+
+def _steps_mask(padding, batch, steps):
+    if padding is None:
+        return None
+    lengths = np.array([steps, 2, 1])[:batch]
+    valid = np.arange(steps)[None, :] < lengths[:, None]
+    return valid if padding == "right" else valid[:, ::-1]
+
+
+@pytest.mark.parametrize("kind,config,initial_state,padding", CASES,
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_gradients_into_initial_states_and_out_of_returned_states_match_finite_differences(
+        kind, config, initial_state, padding):
+    steps, features, batch = 4, 3, 3
+    kernel = _kernel(kind, config, steps, features, initial_state)
+    rng = np.random.default_rng(5)
+    weights = random_weights(kernel, rng)
+    x = [rng.normal(size=(batch, steps, features))]
+    if initial_state:
+        x += [rng.normal(size=(batch, config["units"])) for _ in range(N_STATES[kind])]
+    mask = _steps_mask(padding, batch, steps)
+    training = "dropout" in config or "recurrent_dropout" in config
+
+    def ctx():
+        c = context(training)
+        c.mask = mask
+        return c
+
+    def run():
+        return kernel.forward(weights, x if initial_state else x[0], ctx())
+
+    y, cache = run()
+    R = np.random.default_rng(9).normal(size=y.shape)
+    dx, dweights = kernel.backward(weights, cache, R)
+
+    def loss():
+        return float(np.sum(run()[0] * R))
+
+    dxs = dx if initial_state else [dx]
+    assert len(dxs) == len(x)
+    for i, (a, d) in enumerate(zip(x, dxs)):
+        err = relative_error(d, numerical_gradient(loss, a))
+        assert err < FD_TOLERANCE, f"input {i}: relative error {err:.2e}"
+    for ws, w, dw in zip(kernel.spec.weights, weights, dweights):
+        err = relative_error(dw, numerical_gradient(loss, w))
+        assert err < FD_TOLERANCE, f"d{ws.name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_packed_output_is_the_output_then_the_final_states(kind):
+    """The returned states are the last processed step's; a masked step carries them over, so
+    with left padding they equal the state after the last step, and with ``initial_state`` the
+    first step starts from it (a zero-length row keeps its initial state)."""
+    units, steps = 3, 4
+    plain = _kernel(kind, {"units": units, "return_sequences": True}, steps, 2, True)
+    packed = _kernel(kind, {"units": units, "return_sequences": True, "return_state": True}, steps, 2, True)
+    rng = np.random.default_rng(2)
+    weights = random_weights(plain, rng)
+    x = [rng.normal(size=(3, steps, 2))] + [rng.normal(size=(3, units)) for _ in range(N_STATES[kind])]
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]], bool)
+    seq, _ = plain.forward(weights, x, ForwardContext(False, mask=mask))
+    out, _ = packed.forward(weights, x, ForwardContext(False, mask=mask))
+    n = N_STATES[kind]
+    np.testing.assert_array_equal(out[:, :steps], seq)
+    np.testing.assert_array_equal(out[:, steps], seq[:, -1])  # h: the last (carried) output
+    np.testing.assert_array_equal(out[2, steps:steps + n], np.stack(x[1:], axis=0)[:, 2])  # nothing processed
+    np.testing.assert_array_equal(out[1, steps], seq[1, 1])
+
+
+def seq2seq(units=5, enc_features=4, dec_features=3, kind="LSTM", mask_zero=False):
+    """keras.io's ``lstm_seq2seq`` training model, small."""
+    enc_in, dec_in = keras.Input((None, enc_features)), keras.Input((None, dec_features))
+    enc_layer = getattr(layers, kind)(units, return_state=True)
+    x = layers.Masking()(enc_in) if mask_zero else enc_in
+    _, *states = enc_layer(x)
+    dec_out, *_ = getattr(layers, kind)(units, return_sequences=True, return_state=True)(dec_in,
+                                                                                         initial_state=states)
+    return keras.Model([enc_in, dec_in], layers.Dense(dec_features, activation="softmax")(dec_out))
+
+
+def test_graph_records_one_node_per_call_and_keras_style_references():
+    model = seq2seq()
+    spec = model._spec()
+    kinds = [(layer.kind, len(layer.inbound)) for layer in spec.layers]
+    assert kinds[0] == ("LSTM", 1) and ("LSTM", 3) in kinds
+    assert [type(layer).__name__ for layer in model.layers][2:] == ["LSTM", "LSTM", "Dense"]
+    encoder, decoder_layer = model.layers[2], model.layers[3]
+    config = model.get_config()
+    decoder = next(e for e in config["layers"] if e["config"]["name"] == decoder_layer.name)
+    assert decoder["inbound_nodes"] == [[[model.inputs[1].layer.name, 0], [encoder.name, 0, 1], [encoder.name, 0, 2]]]
+    assert [e["class_name"] for e in config["layers"]].count("Operation") == 0
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    x = [np.random.default_rng(0).normal(size=(2, 6, 4)), np.random.default_rng(1).normal(size=(2, 3, 3))]
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    enc = model.layers[2]
+    assert len(enc.output) == 3 and [tuple(t.shape) for t in enc.output] == [(None, 5)] * 3
+
+
+def test_nested_model_with_states_is_flattened_into_the_outer_graph():
+    inner = seq2seq()
+    a, b = keras.Input((None, 4)), keras.Input((None, 3))
+    outer = keras.Model([a, b], inner([a, b]))
+    outer.set_weights(inner.get_weights())
+    x = [np.random.default_rng(0).normal(size=(2, 6, 4)), np.random.default_rng(1).normal(size=(2, 3, 3))]
+    np.testing.assert_allclose(outer.predict(x, verbose=0), inner.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_bad_calls_fail_clearly():
+    x = keras.Input((5, 3))
+    h = layers.Dense(4)(keras.Input((4,)))
+    with pytest.raises(ValueError, match="2 initial state"):
+        layers.LSTM(4)(x, initial_state=[h])
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        layers.GRU(3)(x, initial_state=[h])
+    with pytest.raises(NotImplementedError, match="return_state"):
+        layers.Bidirectional(layers.LSTM(3, return_state=True))
+    with pytest.raises(NotImplementedError, match="stateful"):
+        layers.LSTM(3, stateful=True)
