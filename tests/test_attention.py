@@ -213,3 +213,28 @@ def test_unsupported_options_are_named():
     with pytest.raises(NotImplementedError, match="return_attention_scores"):
         layers.MultiHeadAttention(2, 3)(query, query, return_attention_scores=True)
     assert ops.shape(layers.MultiHeadAttention(2, 3)(query, query)) == (None, 5, 6)
+
+
+def _attention_op_model(mask, causal: bool):
+    """Dense projections into one ops.dot_product_attention node with a constant mask, so the
+    training parity covers the op's gradients into query, key and value."""
+    keras.utils.set_random_seed(5)
+    x = keras.Input((4, 3))
+    q, k, v = (ops.reshape(layers.Dense(4)(x), (-1, 4, 2, 2)) for _ in range(3))
+    out = ops.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+    return keras.Model(x, layers.Dense(2)(ops.reshape(out, (-1, 4, 4))))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("empty_rows, causal", [(False, False), (True, False), (False, True)])
+def test_the_attention_op_trains_like_the_reference_in_float64(backend, empty_rows, causal):
+    """torch runs the op as scaled_dot_product_attention: with a mask that leaves every query a key
+    (its direct path), with queries that have none (mended to attend uniformly, as the reference), and
+    causal; the mask is (1, 1, T, S) with query 2 seeing keys 0 and 3 only."""
+    mask = np.ones((1, 1, 4, 4), bool)
+    mask[0, 0, 2, 1:3] = False
+    if empty_rows:
+        mask[0, 0, 1] = False
+    rng = np.random.default_rng(6)
+    check_fit_matches_reference(lambda: _attention_op_model(mask, causal), backend, rng.normal(size=(4, 4, 3)),
+                                rng.normal(size=(4, 4, 2)), "mse", FLOAT64_PARITY)

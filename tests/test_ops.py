@@ -68,6 +68,12 @@ CASES = [
     ("normalize", [_r(3, 4)], {"axis": -1}), ("sign", [_r(4)], {}),
     # the first row's norm (0.22) is below epsilon: divided by the floor, which does not depend on x
     ("normalize", [np.array([[0.1, -0.2], [0.6, 0.8]])], {"axis": 1, "epsilon": 0.5}),
+    # (batch, length, heads, features); the mask hides every key of query 1 (uniform rows)
+    ("dot_product_attention", [_r(2, 4, 2, 3), _r(2, 5, 2, 3), _r(2, 5, 2, 2),
+                               (rng.random((2, 1, 4, 5)) > 0.4) & (np.arange(4) != 1)[:, None]], {}),
+    ("dot_product_attention", [_r(2, 4, 2, 3), _r(2, 3, 2, 3), _r(2, 3, 2, 4), rng.random((2, 2, 4, 3)) > 0.3],
+     {"is_causal": True, "scale": 0.7}),
+    ("dot_product_attention", [_r(1, 3, 1, 2), _r(1, 3, 1, 2), _r(1, 3, 1, 2), np.ones((1, 1, 1, 1), bool)], {}),
 ]
 
 EINSUM_CASES = [("ij,jk->ik", [(2, 3), (3, 4)]), ("bqhd,bkhd->bhqk", [(2, 3, 2, 4), (2, 5, 2, 4)]),
@@ -160,6 +166,26 @@ def test_bad_calls_get_clear_errors():
         ops.get("nope")
     with pytest.raises(NotImplementedError, match="only mode='constant'"):
         ops.pad(np.ones(3), [(1, 1)], mode="reflect")
+
+
+def test_dot_product_attention_is_keras_definition():
+    """Masked logits are replaced (a query with no key left attends uniformly), causal is top-left
+    aligned, scale defaults to 1/sqrt(features); the options not supported are named."""
+    q, k, v = _r(2, 3, 2, 4), _r(2, 5, 2, 4), _r(2, 5, 2, 3)
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / 2.0
+    causal = np.tril(np.ones((3, 5), bool))
+    weights = np.where(causal, np.exp(logits), 0.0)
+    want = np.einsum("bnts,bsnh->btnh", weights / weights.sum(-1, keepdims=True), v)
+    np.testing.assert_allclose(ops.dot_product_attention(q, k, v, is_causal=True), want, rtol=1e-13)
+    mask = np.ones((2, 1, 3, 5), bool)
+    mask[1, 0, 2] = False
+    out = ops.dot_product_attention(q, k, v, mask=mask)
+    np.testing.assert_allclose(out[1, 2], v[1].mean(0), rtol=1e-13)  # no key: the mean of the values
+    np.testing.assert_allclose(out[0], ops.dot_product_attention(q, k, v)[0], rtol=1e-14)
+    with pytest.raises(NotImplementedError, match="bias is not supported"):
+        ops.dot_product_attention(q, k, v, bias=np.zeros((1, 1, 3, 5)))
+    with pytest.raises(ValueError, match="must be 4-D"):
+        ops.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
 
 
 def test_top_k_and_split_compute_eagerly_as_numpy():

@@ -29,7 +29,7 @@ GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
           "reductions": REDUCTIONS + ["cumsum"],
           "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
                      "pad", "take", "take_along_axis", "tril", "triu", "getitem", "top_k_indices"],
-          "contractions": ["matmul", "einsum", "tensordot", "normalize"]}
+          "contractions": ["matmul", "einsum", "tensordot", "normalize", "dot_product_attention"]}
 
 
 def _op(name: str, args: list, **params) -> dict:
@@ -207,6 +207,13 @@ def _contraction(draw, name: str):
         w = [[round(0.2 * (i + 1) - 0.1 * j, 2) for j in range(n)] for i in range(k)]
         return _graph([[m, k]], [{"layer": _op(name, [_inp(), {"constant": w, "dtype": "float64"}], axes=1),
                                   "inbound": ["in0"]}])
+    if name == "dot_product_attention":  # query (T, N, H), key (S, N, H), value (S, N, Hv), a constant mask
+        t, s, heads, h, hv = (draw(st.integers(lo, 3)) for lo in (2, 2, 1, 2, 2))
+        rows = [draw(st.lists(st.booleans(), min_size=s, max_size=s)) for _ in range(t)]  # a row may hide every key
+        return _graph([[t, heads, h], [s, heads, h], [s, heads, hv]],
+                      [{"layer": _op(name, [_inp(0), _inp(1), _inp(2), {"constant": [[rows]], "dtype": "bool"}],
+                                     scale=draw(st.sampled_from([None, 0.5])), is_causal=draw(st.booleans())),
+                        "inbound": ["in0", "in1", "in2"]}])
     shape = draw(_shape)
     return _graph([shape], [{"layer": _op(name, [_inp()], axis=_axis(draw, len(shape))), "inbound": ["in0"]}])
 

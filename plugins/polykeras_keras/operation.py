@@ -14,8 +14,22 @@ from polykeras.ops.shapes import decode_key
 from polykeras.spec import ModelSpec
 
 
+def _dot_product_attention(query, key, value, mask, scale=None, is_causal=False):
+    """polykeras's definition (:mod:`polykeras.ops.attention`) in ``keras.ops``: Keras's own op differs
+    on the torch backend, which *adds* -1e9 to masked logits (a query with every key masked then keeps
+    its unmasked softmax instead of attending uniformly)."""
+    ops = keras.ops
+    scale = 1.0 / np.sqrt(ops.shape(key)[-1]) if scale is None else scale
+    logits = ops.einsum("btnh,bsnh->bnts", query, key) * scale
+    mask = ops.cast(mask, "bool")
+    if is_causal:
+        mask = ops.logical_and(mask, ops.cast(ops.tril(ops.ones_like(logits)), "bool"))
+    return ops.einsum("bnts,bsnh->btnh", ops.softmax(ops.where(mask, logits, -1e9), axis=-1), value)
+
+
 #: polykeras's ops that are not one ``keras.ops`` function of the same name
 SPECIAL = {
+    "dot_product_attention": _dot_product_attention,
     "getitem": lambda x, key=(): x[decode_key(key)],
     "top_k_indices": lambda x, k=None, sorted=True: keras.ops.top_k(x, int(k), sorted=True)[1],
 }

@@ -28,6 +28,12 @@ every backend runs them, and the op registry's hand-written VJPs are their refer
 * ``einsum("acbe,aecd->abcd", weights, v)``, then the output projection
   ``einsum("abcd,cde->abe", ., Wo) + bo`` to ``output_shape`` (default ``dim``).
 
+Without dropout (``dropout=0``, the default) the scores, mask, softmax and weighted sum are one
+``ops.dot_product_attention`` node (the same function; as Keras's own MHA does), which the torch
+backend runs with ``scaled_dot_product_attention``; with dropout they stay separate nodes, since
+the dropout sits between the softmax and the weighted sum (and in parity mode its mask is drawn
+on the host).
+
 Weights, in Keras's order: query kernel/bias, key kernel/bias, value kernel/bias,
 output kernel/bias. Not yet: ``attention_axes`` other than the sequence axis,
 ``return_attention_scores``, ``output_shape`` of rank > 1.
@@ -98,21 +104,25 @@ class MultiHeadAttention(Layer):
         if return_attention_scores:
             raise NotImplementedError(f"MultiHeadAttention layer {self.name!r}: return_attention_scores=True is not "
                                       "supported yet (a node has one output)")
-        inputs_mask = _inputs_mask(_carried(query, query_mask), _carried(value, value_mask),
-                                   None if key is None else _carried(key, key_mask))
+        key_mask = None if key is None else _carried(key, key_mask)
+        key = value if key is None else key
+        scale = 1.0 / math.sqrt(float(self.key_dim))
+        if self.dropout == 0.0:  # one op, which a backend may run as a fused kernel
+            return self._fused(query, value, key, _carried(query, query_mask), _carried(value, value_mask), key_mask,
+                               attention_mask, scale, use_causal_mask)
+        inputs_mask = _inputs_mask(_carried(query, query_mask), _carried(value, value_mask), key_mask)
         if inputs_mask is not None:
             attention_mask = inputs_mask if attention_mask is None else \
                 ops.logical_and(ops.cast(attention_mask, "bool"), inputs_mask)
-        key = value if key is None else key
-        q = self._project("query", query, "abc,cde->abde") * (1.0 / math.sqrt(float(self.key_dim)))
-        k = self._project("key", key, "abc,cde->abde")
-        v = self._project("value", value, "abc,cde->abde")
-        scores = ops.einsum("aecd,abcd->acbe", k, q)  # (batch, heads, T, S)
         mask = None
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
             if len(ops.shape(mask)) == 3:
                 mask = ops.expand_dims(mask, axis=1)  # the same for every head
+        q = self._project("query", query, "abc,cde->abde") * scale
+        k = self._project("key", key, "abc,cde->abde")
+        v = self._project("value", value, "abc,cde->abde")
+        scores = ops.einsum("aecd,abcd->acbe", k, q)  # (batch, heads, T, S)
         if use_causal_mask:  # lower-triangular over (T, S), built from the scores' own shape
             causal = ops.cast(ops.tril(ops.ones_like(scores)), "bool")
             mask = causal if mask is None else ops.logical_and(mask, causal)
@@ -121,6 +131,28 @@ class MultiHeadAttention(Layer):
         weights = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
         context = ops.einsum("acbe,aecd->abcd", weights, v)
         return self._project("attention_output", context, "abcd,cde->abe")
+
+    def _fused(self, query, value, key, query_mask, value_mask, key_mask, attention_mask, scale, causal):
+        """The attention as one ``ops.dot_product_attention`` node. The query's mask is not folded into
+        the ``(B, T, S)`` mask: a query step it hides has every score masked, so it attends to every key
+        alike (the mean of the values), which a ``where`` after the output projection gives (the
+        projection of that mean) -- the same function, while
+        the op's mask stays ``(B, 1, 1, S)`` for padding (a kernel then reads S, not T x S, per batch)."""
+        mask = _inputs_mask(None, value_mask, key_mask)
+        if attention_mask is not None:
+            given = ops.cast(attention_mask, "bool")
+            mask = given if mask is None else ops.logical_and(given, mask)
+        if mask is not None:
+            mask = ops.expand_dims(mask, axis=1)  # the same for every head
+        v = self._project("value", value, "abc,cde->abde")
+        context = ops.dot_product_attention(self._project("query", query, "abc,cde->abde"),
+                                            self._project("key", key, "abc,cde->abde"), v, mask=mask,
+                                            scale=scale, is_causal=causal)
+        out = self._project("attention_output", context, "abcd,cde->abe")
+        if query_mask is None:
+            return out
+        uniform = self._project("attention_output", ops.mean(v, axis=1, keepdims=True), "abcd,cde->abe")  # (B, 1, E)
+        return ops.where(ops.expand_dims(ops.cast(query_mask, "bool"), -1), out, uniform)
 
     def compute_mask(self, inputs, mask=None):
         return mask  # the query's (the first input's)

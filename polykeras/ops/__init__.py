@@ -19,7 +19,7 @@ graph node instead, which every backend runs (:mod:`polykeras.layers.operation`)
 The definitions, by family: :mod:`.elementwise` (arithmetic, comparisons,
 math, activations, ``where``, ``clip``), :mod:`.reductions`, :mod:`.shapes`
 (reshape, transpose, concatenate, gathers, ...), :mod:`.linalg` (``matmul``,
-``einsum``, ``tensordot``, ``normalize``), :mod:`.creation`.
+``einsum``, ``tensordot``, ``normalize``), :mod:`.attention` (``dot_product_attention``), :mod:`.creation`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import builtins
 
 import numpy as np
 
-from . import creation, elementwise, linalg, reductions, shapes  # noqa: F401  (each registers its ops)
+from . import attention, creation, elementwise, linalg, reductions, shapes  # noqa: F401  (each registers its ops)
 from .registry import REGISTRY, apply, get, make_function
 
 globals().update({name: make_function(op) for name, op in REGISTRY.items()})
@@ -37,6 +37,24 @@ globals().update({name: make_function(op) for name, op in REGISTRY.items()})
 def einsum(subscripts, *operands):
     """ops.einsum(subscripts, *operands): Einstein summation."""
     return apply(REGISTRY["einsum"], (list(operands),), {"subscripts": subscripts})
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False,
+                          flash_attention=None, attn_logits_soft_cap=None):
+    """ops.dot_product_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False): Keras's
+    scaled dot-product attention on ``(batch, sequence, heads, features)`` tensors, masked logits replaced by
+    -1e9 (:mod:`polykeras.ops.attention`). Each backend picks its kernel (``flash_attention`` may only be
+    None or False); not yet: ``bias``, ``attn_logits_soft_cap``."""
+    for name, value_ in (("bias", bias), ("attn_logits_soft_cap", attn_logits_soft_cap)):
+        if value_ is not None:
+            raise NotImplementedError(f"ops.dot_product_attention: {name} is not supported yet (got {value_!r})")
+    if flash_attention:
+        raise NotImplementedError("ops.dot_product_attention: flash_attention=True is not supported: each backend "
+                                  "chooses its kernel; pass None")
+    if mask is None:
+        mask = np.ones((1, 1, 1, 1), dtype=bool)
+    return apply(REGISTRY["dot_product_attention"], (query, key, value, mask),
+                 {"scale": None if scale is None else float(scale), "is_causal": bool(is_causal)})
 
 
 def top_k(x, k, sorted=True):

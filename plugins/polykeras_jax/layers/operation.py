@@ -40,6 +40,18 @@ def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
     return jax.nn.one_hot(x, int(num_classes), axis=axis, dtype=dtype or "float32")
 
 
+def _dot_product_attention(query, key, value, mask, scale=None, is_causal=False):
+    """``ops.dot_product_attention`` as the reference writes it. ``jax.nn.dot_product_attention`` is the
+    same function on the CPU (XLA, masked logits replaced, so an all-masked row attends uniformly) but
+    takes its softmax in float32 whatever the dtype, which a float64 model cannot have."""
+    scale = 1.0 / np.sqrt(key.shape[-1]) if scale is None else scale
+    logits = jnp.einsum("btnh,bsnh->bnts", query, key) * jnp.asarray(scale, query.dtype)
+    if is_causal:
+        mask = jnp.logical_and(mask, jnp.tril(jnp.ones(logits.shape[-2:], dtype=bool)))
+    logits = jnp.where(mask, logits, -1e9)
+    return jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(logits, axis=-1), value)
+
+
 #: Ops whose Keras signature differs from ``jax.numpy``'s; the others are ``jnp.<name>``.
 OPS = {
     "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "silu": jax.nn.silu,
@@ -55,6 +67,7 @@ OPS = {
     "pad": _pad, "slice": _slice, "one_hot": _one_hot,
     "cast": lambda x, dtype=None: x.astype(dtype),
     "einsum": lambda *xs, subscripts=None: jnp.einsum(subscripts, *xs),
+    "dot_product_attention": _dot_product_attention,
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
     "getitem": lambda x, key=(): x[decode_key(key)],
     "convert_to_tensor": lambda x, dtype=None: jnp.asarray(x, dtype=dtype),

@@ -152,6 +152,30 @@ def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
     return torch.movedim(out, -1, axis)
 
 
+def _dot_product_attention(query, key, value, mask, scale=None, is_causal=False):
+    """``ops.dot_product_attention`` by ``scaled_dot_product_attention``. Keras's definition replaces
+    masked logits by -1e9, so a query whose keys are all masked attends uniformly (the mean of the
+    values), where the kernel would give no weights at all: such rows are given every key (so the
+    kernel sees no empty row) and their output is replaced by the mean of the values -- the same
+    function and gradients (none to the query and key from those rows). Causal attention leaves no
+    row empty (key 0 is always there) and goes to the kernel's own causal path when no other mask
+    is given. On the CPU a mask that leaves every row a key (the usual padding mask) skips the mending:
+    the check is one reduction over the mask and a host read, cheap there (on a GPU it would wait
+    for the device)."""
+    q, k, v = (t.transpose(1, 2) for t in (query, key, value))  # (B, N, T, H): the kernel's layout
+    mask = mask.to(torch.bool)
+    if mask.numel() == 1:  # no mask (ops.dot_product_attention's constant): only is_causal, or nothing
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(is_causal), scale=scale)
+        return torch.where(mask.reshape(()), out, v.mean(-2, keepdim=True)).transpose(1, 2)
+    if is_causal:
+        mask = mask & torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=mask.device).tril()
+    attends = mask.any(-1, keepdim=True)  # (..., T, 1): rows with at least one key
+    if mask.device.type == "cpu" and bool(attends.all()):  # no empty row (padding): nothing to mend
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~attends, scale=scale)
+    return torch.where(attends, out, v.mean(-2, keepdim=True)).transpose(1, 2)
+
+
 def _cast(x, dtype=None):
     return x.to(getattr(torch, str(dtype)))
 
@@ -183,6 +207,7 @@ OPS = {
     "pad": _pad, "take": _take, "take_along_axis": _take_along_axis, "slice": _slice,
     "tril": lambda x, k=0: torch.tril(x, k), "triu": lambda x, k=0: torch.triu(x, k), "cast": _cast,
     "one_hot": _one_hot, "matmul": torch.matmul, "einsum": lambda *xs, subscripts=None: torch.einsum(subscripts, *xs),
+    "dot_product_attention": _dot_product_attention,
     "tensordot": lambda a, b, axes=2: torch.tensordot(a, b, dims=axes),
     "normalize": lambda x, axis=-1, order=2, epsilon=None: _normalize(x, axis, order, epsilon),
     "getitem": lambda x, key=(): _getitem(x, decode_key(key)),
