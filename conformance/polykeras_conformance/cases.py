@@ -401,6 +401,28 @@ def _graph_structure(draw, kind: str):
     return {"inputs": [[d]], "nodes": nodes, "outputs": ["n3"]}
 
 
+@st.composite
+def _recurrent_states(draw):
+    """keras.io's sequence-to-sequence shape: an encoder's ``return_state`` states start a decoder
+    (``initial_state``, a node's ``"initial_state"`` refs; ``"n<i>:<j>"`` is node ``i``'s tensor ``j``),
+    the decoder's own returned state (or its output) into a Dense; drawn kind, sizes, directions, dropout."""
+    kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
+    units, n = draw(st.integers(1, 4)), 2 if kind == "LSTM" else 1
+
+    def rnn(**config):
+        extra = {"reset_after": draw(st.booleans())} if kind == "GRU" else {}
+        return _layer(kind, units=units, go_backwards=draw(st.booleans()), dropout=draw(st.sampled_from([0.0, 0.3])),
+                      recurrent_dropout=draw(st.sampled_from([0.0, 0.25])), **extra, **config)
+
+    decoder_states = draw(st.booleans())
+    nodes = [_node(rnn(return_state=True), "in0"),
+             {**_node(rnn(return_sequences=draw(st.booleans()), return_state=decoder_states), "in1"),
+              "initial_state": [f"n0:{j + 1}" for j in range(n)]},
+             _node(_layer("Dense", units=2), f"n1:{n}" if decoder_states else "n1")]
+    shapes = [[draw(st.integers(1, 4)), draw(st.integers(1, 3))] for _ in range(2)]
+    return {"inputs": shapes, "nodes": nodes, "outputs": ["n2"]}
+
+
 #: group: (strategy, share of ``examples_per_group`` drawn): one group per merge kind, so that
 #: every kind is drawn even in quick mode; Dot has the most regimes (ranks, axes, normalize).
 GRAPH_STRATEGIES = {
@@ -409,6 +431,7 @@ GRAPH_STRATEGIES = {
     "Concatenate": (_concatenate, 0.5), "Dot": (_dot, 1.0),
     **{f"Graph:{kind}": (lambda kind=kind: _graph_structure(kind), 0.5)
        for kind in ("residual", "shared", "nested", "branches")},
+    "Graph:states": (_recurrent_states, 0.5),
 }
 
 STRATEGIES = {
@@ -702,11 +725,19 @@ def build_graph(graph: dict):
     from polykeras.models import Model
 
     values = {f"in{k}": Input(shape=tuple(shape), name=f"in{k}") for k, shape in enumerate(graph["inputs"])}
+
+    def value(ref: str):  # "n<i>:<j>": tensor j of a call of several outputs (return_state)
+        name, _, index = ref.partition(":")
+        return values[name][int(index)] if index else values[name]
+
     layers = []
     for i, node in enumerate(graph["nodes"]):
         layer = layers[int(node["layer"][1:])] if isinstance(node["layer"], str) else deserialize(node["layer"])
         layers.append(layer)
-        args = [values[name] for name in node["inbound"]]
+        args = [value(name) for name in node["inbound"]]
+        if node.get("initial_state"):
+            values[f"n{i}"] = layer(args[0], initial_state=[value(r) for r in node["initial_state"]])
+            continue
         values[f"n{i}"] = layer(args if getattr(layer, "multiple_inputs", False) else args[0])
     inputs = [values[f"in{k}"] for k in range(len(graph["inputs"]))]
     return Model(inputs, [values[name] for name in graph["outputs"]], name="case")
