@@ -162,3 +162,40 @@ def test_bad_calls_fail_clearly():
         layers.Bidirectional(layers.LSTM(3, return_state=True))
     with pytest.raises(NotImplementedError, match="stateful"):
         layers.LSTM(3, stateful=True)
+
+
+def test_eager_calls_sequential_models_and_polykeras_files(tmp_path):
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    out, h, c = layers.LSTM(4, return_state=True)(x)  # eager: arrays, the output being h
+    assert out.shape == h.shape == c.shape == (2, 4)
+    np.testing.assert_array_equal(out, h)
+    with pytest.raises(ValueError, match="returns 3 tensors.*functional API"):
+        keras.Sequential([keras.Input((5, 3)), layers.LSTM(4, return_state=True), layers.Dense(2)])
+    model = seq2seq()
+    model.save(str(tmp_path / "m.polykeras"))
+    again = keras.saving.load_model(str(tmp_path / "m.polykeras"))
+    xs = [np.random.default_rng(0).normal(size=(2, 6, 4)), np.random.default_rng(1).normal(size=(2, 3, 3))]
+    np.testing.assert_array_equal(again.predict(xs, verbose=0), model.predict(xs, verbose=0))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_keras_io_inference_models_reuse_the_trained_layers(backend):
+    """keras.io's ``lstm_seq2seq`` sampling: an encoder model of the trained encoder's states and a
+    decoder model that calls the trained decoder LSTM again on state Inputs, returning its states; one
+    decoding step of the two equals the training model's first decoder step."""
+    keras.utils.set_random_seed(2)
+    model = seq2seq()
+    encoder_model = keras.Model(model.input[0], model.layers[2].output[1:])
+    state_inputs = [keras.Input((5,)), keras.Input((5,))]
+    decoder_inputs = keras.Input((None, 3))
+    decoder_lstm, decoder_dense = model.layers[3], model.layers[4]
+    sequence, h, c = decoder_lstm(decoder_inputs, initial_state=state_inputs)
+    decoder_model = keras.Model([decoder_inputs] + state_inputs, [decoder_dense(sequence), h, c])
+    for m in (model, encoder_model, decoder_model):
+        m.compile("adam", "mse", backend=backend, dtype="float64")
+    rng = np.random.default_rng(3)
+    enc, dec = rng.normal(size=(2, 6, 4)), rng.normal(size=(2, 1, 3))
+    states = encoder_model.predict(enc, verbose=0)
+    probs, h1, c1 = decoder_model.predict([dec] + list(states), verbose=0)
+    np.testing.assert_allclose(probs, model.predict([enc, dec], verbose=0), rtol=1e-12)
+    assert h1.shape == c1.shape == (2, 5)

@@ -78,6 +78,11 @@ class Sequential(Model):
                 tensor = layer(tensor)
             except ValueError as exc:
                 raise ValueError(f"cannot add layer {layer.name!r} to model {self.name!r}: {exc}") from None
+            if isinstance(tensor, list):  # as Keras: e.g. a recurrent layer with return_state=True
+                raise ValueError(f"cannot add layer {layer.name!r} to model {self.name!r}: it returns "
+                                 f"{len(tensor)} tensors, and every layer of a Sequential model must return one; "
+                                 "use the functional API (polykeras.Model(inputs, outputs)) for layers of several "
+                                 "outputs")
         self._set_graph(Graph([self._input_layer.output], [tensor], self.name))
 
     def _ensure_built(self, x_shape: tuple) -> None:
