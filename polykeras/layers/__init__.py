@@ -46,7 +46,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
 #: Keras layers that polykeras writes with ``polykeras.ops``: traced into ops when called, so they are
 #: no spec kind, but a Keras config (a ``.keras`` file) names them.
 TRACED_LAYERS: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (MultiHeadAttention, Attention, AdditiveAttention, Masking, CategoryEncoding)
+    cls.__name__: cls for cls in (MultiHeadAttention, Attention, AdditiveAttention, Masking, CategoryEncoding, Lambda)
 }
 
 

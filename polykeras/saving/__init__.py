@@ -36,14 +36,14 @@ from polykeras.saving import keras_read, keras_training, keras_write, portable
 from polykeras.saving.keras_format import MEMBERS as _KERAS_MEMBERS
 from polykeras.saving.keras_format import KerasFileError
 from polykeras.saving.registration import (UnknownObjectError, custom_object_scope, get_registered_name,
-                                          get_registered_object, register_keras_serializable)
+                                          get_registered_object, register_keras_serializable, safe_mode_scope)
 from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
 
 #: The file name suffixes ``save_model`` writes, and their formats.
 SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own format"}
 
 __all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "custom_object_scope",
-           "export_keras",
+           "export_keras", "safe_mode_scope",
            "get_registered_name", "get_registered_object", "load_model", "load_weights", "model_from_config",
            "register_keras_serializable", "restore_training", "save_model", "save_weights"]
 
@@ -52,9 +52,11 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     """A model from a polykeras model file or a Keras 3 ``.keras`` file (told
     apart by their contents, not their names). ``custom_objects`` and
     ``safe_mode`` are Keras's arguments: a polykeras file keeps custom layers as
-    their traced graph, so it needs no classes to load."""
+    their traced graph, so it needs no classes to load; a Keras file names its
+    custom layers' classes and functions (found registered or in ``custom_objects``),
+    and a ``Lambda``'s Python lambda in it is bytecode, loaded with ``safe_mode=False`` only."""
     path = Path(filepath)
-    with custom_object_scope(custom_objects):
+    with custom_object_scope(custom_objects), safe_mode_scope(safe_mode):
         with portable.open_zip(path) as zf:
             if not _KERAS_MEMBERS <= set(zf.namelist()):
                 return portable.read_model(zf, path, compile)

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras.saving import keras_training
+from polykeras.saving import keras_custom, keras_training
 from polykeras.saving.keras_calls import entry_name, flatten, is_operation, mask_plumbing
+from polykeras.saving.keras_custom import is_custom_entry
 from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, variable_groups, weight_paths
 from polykeras.saving.registration import UnknownObjectError
 
@@ -42,7 +43,7 @@ IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm":
              "optional": (False,), "sparse": (False,), "ragged": (False,), "lora_rank": (None,),
              "lora_alpha": (None,), "groups": (1,), "dilation_rate": (1, [1], [1, 1], (1, 1)), "unroll": (False,),
              "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,),
-             "use_gate": (False,), "sliding_window": (None,)}
+             "use_gate": (False,), "sliding_window": (None,), "autocast": (True,)}
 
 
 def _plain(value):
@@ -89,7 +90,7 @@ def _unsupported(entries: list[dict], pk_layers) -> set[str]:
         elif is_operation(entry):
             if class_name not in OPERATIONS:
                 out.add(f"{class_name} (a Keras operation)")
-        elif class_name != "InputLayer" and not _has_layer(pk_layers, class_name):
+        elif class_name != "InputLayer" and not is_custom_entry(entry) and not _has_layer(pk_layers, class_name):
             out.add(class_name)
     return out
 
@@ -134,12 +135,18 @@ def read_model(path, compile: bool = True):
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
         reader = _Reader(path, h5, pk_layers)
         model = reader.model(config, "")
+        custom = {}  # a custom layer's arrays, by id() of the variable or layer they belong to
+        for layer, group in reader.customs:  # built (and so laid out) by now
+            custom.update(keras_custom.read_weights(h5, layer, group, path))
         optimizer_vars = h5.get("optimizer/vars")
         optimizer_vars = [] if optimizer_vars is None else [np.asarray(optimizer_vars[str(i)])
                                                             for i in range(len(optimizer_vars))]
     flat, traced = [], {}  # traced: a traced layer's arrays, handed to its variables in (Keras's) order
-    for layer_spec in model._spec().layers:
+    for node, layer_spec in zip(model._graph.nodes, model._spec().layers):
         if layer_spec.weights_of is not None:  # a later call of a shared layer: its weights are the owner's
+            continue
+        if id(node.layer) in custom:
+            flat += custom.pop(id(node.layer))
             continue
         if layer_spec.kind == "Variable":
             owner = layer_spec.name.rsplit("/", 1)[0]  # a variable is named "<its layer>/<its name>"
@@ -180,6 +187,7 @@ class _Reader:
         self.arrays: dict[str, list[np.ndarray]] = {}
         self.names: set[str] = set()  # layer names given out so far: unique across nested models
         self.masks: set[str] = set()  # operations that only compute masks (:func:`mask_plumbing`): left out
+        self.customs: list[tuple] = []  # (custom layer, its weights group): read once the model is built
 
     def model(self, entry: dict, prefix: str):
         """The model of a config entry; its weights are under ``prefix + "layers/..."``."""
@@ -211,9 +219,20 @@ class _Reader:
         if class_name in MODEL_CLASSES:
             return self.model(entry, group + "/")
         _, config = _layer_config(entry)
-        name = str(config.get("name") or to_snake_case(class_name))
+        name = str(config.get("name") or entry.get("name") or to_snake_case(class_name))
         if class_name != "InputLayer":
             config["name"] = self._unique(name)
+        if is_custom_entry(entry):  # a user's class, found by its registered name
+            cls = keras_custom.custom_class(entry, self.path)
+            try:
+                layer = cls.from_config(config)
+            except TypeError as exc:
+                raise KerasFileError(f"{self.path}: custom layer {name!r} ({cls.__name__}) cannot be made from the "
+                                     f"config in the file ({exc}); give the class the get_config/from_config that "
+                                     "its Keras twin has") from None
+            self.customs.append((layer, group))
+            self.arrays[layer.name] = []  # (its place in Keras's layer order; its arrays: read_weights)
+            return layer
         layer = _make_layer(self.pk_layers, class_name, config, self.path)
         if group is not None and class_name != "InputLayer":
             self.arrays[layer.name] = _read_vars(self.h5, group, class_name, self.path, entry["config"])
@@ -351,10 +370,11 @@ class _Reader:
 
 
 def _traced(layer) -> bool:
-    """A built-in layer written with polykeras.ops (traced when called, not a spec kind)."""
-    from polykeras.layers import TRACED_LAYERS
+    """A layer written with polykeras.ops (traced when called, not a spec kind): a built-in one
+    (MultiHeadAttention, ...), a ``Lambda`` or a user's custom layer."""
+    from polykeras.layers import Layer
 
-    return type(layer) in TRACED_LAYERS.values()
+    return isinstance(layer, Layer) and type(layer)._custom_call()
 
 
 def _has_layer(pk_layers, class_name: str) -> bool:
@@ -382,6 +402,12 @@ def _make_layer(pk_layers, class_name: str, config: dict, path):
         except NotImplementedError as exc:  # an option or a wrapped kind polykeras lacks: not damage
             raise KerasFileError(f"{path}: layer {config.get('name')!r} ({class_name}) is not supported by "
                                  f"polykeras: {exc}") from None
+        except UnknownObjectError:  # a function of the user's, not given
+            raise
+        except ValueError as exc:
+            if class_name != "Lambda":
+                raise
+            raise KerasFileError(f"{path}: layer {config.get('name')!r}: {exc}") from None  # a lambda, safe mode
 
 
 def _read_vars(h5, group: str, class_name: str, path, config: dict | None = None) -> list[np.ndarray]:

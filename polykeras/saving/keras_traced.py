@@ -1,6 +1,7 @@
-"""Keras's view of a graph in which built-in layers were traced into ops
-(:data:`polykeras.layers.TRACED_LAYERS`: MultiHeadAttention, Attention,
-AdditiveAttention, Masking, CategoryEncoding), for writing a ``.keras`` file.
+"""Keras's view of a graph in which layers were traced into ops (the built-in
+:data:`polykeras.layers.TRACED_LAYERS`: MultiHeadAttention, Attention,
+AdditiveAttention, Masking, CategoryEncoding; ``Lambda``; registered custom
+layers, :mod:`.keras_custom`), for writing a ``.keras`` file.
 
 polykeras's own config lists such a layer's ops one by one; Keras's lists the
 layer: each call one inbound node with the call's arguments (their structure:
@@ -12,17 +13,17 @@ Masks are left out: Keras's layers make them again when the file is loaded.
 from __future__ import annotations
 
 from polykeras.layers.symbolic import SymbolicTensor
+from polykeras.saving import keras_custom
 from polykeras.saving.keras_format import KerasFileError
 
 
 def traced_owners(model) -> dict[int, object]:
-    """``id(node) -> layer`` for the graph nodes that a built-in traced layer's calls made."""
-    from polykeras.layers import TRACED_LAYERS
-
+    """``id(node) -> layer`` for the graph nodes that a traced layer's calls made: a built-in one's, a
+    ``Lambda``'s, or a custom layer's (:mod:`.keras_custom`)."""
     graph = model._graph
     if graph is None:
         return {}
-    return {id(n): n.owner for n in graph.nodes if n.owner is not None and type(n.owner) in TRACED_LAYERS.values()}
+    return {id(n): n.owner for n in graph.nodes if n.owner is not None}
 
 
 def keras_view(model, config: dict) -> tuple[dict, dict[str, tuple]]:
@@ -75,7 +76,9 @@ def keras_view(model, config: dict) -> tuple[dict, dict[str, tuple]]:
             options = {key: structure(v) for key, v in kwargs.items() if _keras_option(key, v)}
             keras_nodes.append({"args": structure(list(args)), "kwargs": options})
             shapes[owner.name if k == 0 else f"{owner.name}@{k}"] = (list(out.shape), "float32")
-        layers.append({"class_name": type(owner).__name__, "config": owner.get_config(),
+        entry = keras_custom.keras_entry(owner) if keras_custom.is_custom(owner) else {
+            "class_name": type(owner).__name__}
+        layers.append({**entry, "config": owner.get_config(),
                        "inbound_nodes": [_leaf_refs(node) for node in keras_nodes], "keras_nodes": keras_nodes})
     out_refs = [remap(r if isinstance(r, list) else [r, 0]) for r in config["output_layers"]]
     return {**config, "layers": layers, "output_layers": out_refs}, shapes

@@ -59,8 +59,18 @@ def trainable_order(model, keras_layers: list[str]) -> list[int]:
     by_name: dict[str, list] = {}  # input layers (no weights) are not in the spec
     for layer in spec.layers:  # a traced layer's variables ("<layer>/<name>") belong to it, in Keras's order
         by_name.setdefault(layer.name.rsplit("/", 1)[0] if layer.kind == "Variable" else layer.name, []).append(layer)
-    return [index[(layer.name, w.name)] for name in keras_layers for layer in by_name.get(name, [])
-            for w in layer.weights if w.trainable]
+    from polykeras.saving.keras_custom import is_custom, keras_weight_order
+    from polykeras.saving.keras_traced import traced_owners
+
+    customs = {owner.name: owner for owner in traced_owners(model).values() if is_custom(owner)}
+    out = []
+    for name in keras_layers:
+        if name in customs:  # Keras's layer.trainable_variables: its own, then its layers', as Keras tracks them
+            out += [index[key] for key in keras_weight_order(customs[name]) if key in index]
+        else:
+            out += [index[(layer.name, w.name)] for layer in by_name.get(name, []) for w in layer.weights
+                    if w.trainable]
+    return out
 
 
 def _u_product(beta_1: float, iterations: int) -> float:

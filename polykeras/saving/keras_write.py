@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polykeras.saving import keras_custom
 from polykeras.saving.atomic import atomic_write
 from polykeras.saving.keras_traced import keras_view, traced_owners
 from polykeras.saving.keras_format import (WRAPPED, KerasFileError, functional_layer_order, to_snake_case,
@@ -48,9 +49,25 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
         wrapped = config[key]
         out[key] = {"module": "keras.layers", "class_name": wrapped["class_name"],
                     "config": _keras_layer_config(wrapped["class_name"], wrapped["config"]), "registered_name": None}
+    if class_name == "Lambda":
+        for key in ("function", "mask"):
+            if isinstance(config.get(key), dict):
+                out[key] = _keras_function(config[key], config.get("name"), key)
     if class_name == "InputLayer" and out.get("dtype") is None:
         out["dtype"] = "float32"
     return out
+
+
+def _keras_function(value: dict, layer: str, what: str) -> dict:
+    """A ``Lambda``'s function as Keras names one (by its registered name); a Python lambda is refused:
+    Keras would store its bytecode, which polykeras does not write."""
+    if value.get("class_name") == "__lambda__":
+        raise KerasFileError(f"Lambda layer {layer!r}: its {what} is a Python lambda, which a .keras file can only hold "
+                             "as bytecode (Keras reopens that with safe_mode=False alone, and a lambda written with "
+                             "polykeras.ops names polykeras); define it as a named function, register it with "
+                             "@polykeras.saving.register_keras_serializable() (and its keras.ops twin under the same "
+                             "name in Keras), or save as .polykeras")
+    return {"module": "builtins", "class_name": "function", "config": value["config"], "registered_name": "function"}
 
 
 def _keras_tensor(ref, shapes: dict) -> dict:
@@ -119,9 +136,9 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
     layers_json = []
     for name in order:
         entry = entries[name]
-        item = {"module": "keras.layers", "class_name": entry["class_name"],
-                "config": _keras_layer_config(entry["class_name"], entry["config"]), "registered_name": None,
-                "name": name, "inbound_nodes": []}
+        item = {"module": entry.get("module", "keras.layers"), "class_name": entry["class_name"],
+                "config": _keras_layer_config(entry["class_name"], entry["config"]),
+                "registered_name": entry.get("registered_name"), "name": name, "inbound_nodes": []}
         if entry["class_name"] == "InputLayer":
             item["config"]["dtype"] = shapes[name][1]  # int32 for ids read by an Embedding
         elif "keras_nodes" in entry:  # a traced built-in layer: its calls' own arguments and options
@@ -149,7 +166,8 @@ def keras_layout(model) -> tuple[dict, list[dict]]:
     weights the file holds, in Keras's layer order (which numbers ``layers/<name>``)."""
     from polykeras.models import Model, Sequential
 
-    sequential = isinstance(model, Sequential) and not any(isinstance(l, Model) for l in model.layers)
+    sequential = isinstance(model, Sequential) and not any(isinstance(l, Model) or keras_custom.is_custom(l)
+                                                           for l in model.layers)  # else written as functional
     if sequential:
         config = model.get_config()
         entries = list(config["layers"])
@@ -198,9 +216,11 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     traced = sorted({layer.kind for layer in spec.layers if layer.name not in known} & {"Operation", "Variable"})
     if traced:
         raise NotImplementedError(
-            f"model {model.name!r} uses polykeras.ops or custom layers ({', '.join(traced)} nodes), which cannot be "
-            "written to a Keras 3 .keras file yet; save it as .polykeras (polykeras's own format, which keeps them)")
+            f"model {model.name!r} calls polykeras.ops outside any layer ({', '.join(traced)} nodes), which cannot be "
+            "written to a Keras 3 .keras file yet; put them in a registered custom layer or a Lambda of a registered "
+            "function, or save it as .polykeras (polykeras's own format, which keeps them)")
     keras_config, saved = keras_layout(model)
+    customs = {owner.name: owner for owner in traced_owners(model).values() if keras_custom.is_custom(owner)}
     weights = iter(model.get_weights())
     per_layer: dict[str, list] = {}
     for layer in spec.layers:  # a traced layer's variables ("<layer>/<name>", in Keras's order) are its weights
@@ -210,6 +230,9 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     with h5py.File(buffer, "w") as h5:
         for entry, group in zip(saved, weight_paths([e["class_name"] for e in saved])):
             name = entry["config"]["name"]
+            if name in customs:  # where Keras's saving_lib puts a custom layer's variables and layers
+                keras_custom.write_weights(h5, customs[name], group)
+                continue
             h5.create_group(f"{group}/vars").attrs["name"] = name
             values = per_layer.get(name, [])
             for where, count in variable_groups(entry["class_name"], entry["config"]):

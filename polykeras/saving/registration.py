@@ -30,6 +30,7 @@ def require_registered(name: str, what: str):
                                  f"{name!r}: ...}} to load_model (or load with compile=False)")
     return found
 _SCOPES: list[dict] = []  # custom_object_scope()s in force, innermost last
+_SAFE_MODE: list[bool] = []  # safe_mode_scope()s in force, innermost last
 
 
 def register_keras_serializable(package: str = "Custom", name: str | None = None):
@@ -60,6 +61,21 @@ def get_registered_object(name: str, custom_objects: dict | None = None):
         if name in scope:
             return scope[name]
     return _REGISTERED.get(name)
+
+
+@contextlib.contextmanager
+def safe_mode_scope(safe_mode: bool = True):
+    """Keras's ``SafeModeScope``: while ``load_model(safe_mode=False)`` reads a file, code stored in it
+    (a ``Lambda``'s Python lambda, as bytecode) may be loaded; otherwise it is refused."""
+    _SAFE_MODE.append(bool(safe_mode))
+    try:
+        yield
+    finally:
+        _SAFE_MODE.pop()
+
+
+def in_safe_mode() -> bool:
+    return _SAFE_MODE[-1] if _SAFE_MODE else True
 
 
 @contextlib.contextmanager

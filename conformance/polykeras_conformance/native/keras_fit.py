@@ -38,7 +38,8 @@ class Loop:
             path = Path(tmp) / "model.keras"
             try:
                 saving.export_keras(model, path)
-            except NotImplementedError as exc:  # ops and custom layers have no Keras 3 file form yet
+            except (NotImplementedError, saving.KerasFileError) as exc:  # ops outside layers, and custom layers
+                # whose class is not registered (on both sides), have no Keras 3 file form
                 raise measure.Unsupported(f"Keras fit gets the workload's model through a .keras file: {exc}") from None
             with _keras_device(self.device):
                 self.model = keras.saving.load_model(path, compile=False)
