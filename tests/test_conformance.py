@@ -157,3 +157,77 @@ def test_gradients_that_are_zero_to_rounding_agree_on_zero():
     assert check.status == "pass" and "zero to rounding" in check.detail
     (check,) = compare.compare(reference, wrong, "float64")
     assert check.status == "fail"
+
+
+class _NoOps:
+    """A reference backend without the ``Operation`` kind: its op cases are unsupported, said before running."""
+
+    @staticmethod
+    @__import__("polykeras.hookspecs", fromlist=["hookimpl"]).hookimpl
+    def polykeras_backends():
+        from polykeras.backends import BackendInfo
+        from polykeras_numpy.backend import NumpyBackend
+
+        kinds = NumpyBackend.layer_kinds - {"Operation"}
+        backend = type("NoOps", (NumpyBackend,), {"name": "no-ops", "layer_kinds": kinds})
+        return [BackendInfo(name="no-ops", factory=lambda device, dtype: backend(device, dtype), layer_kinds=kinds,
+                            plugin=__name__)]
+
+
+def _op_matrix(lines: list[str], backends: list[str]) -> dict[str, dict[str, str]]:
+    """The report's op table as ``{op: {backend: cell}}``."""
+    header = next(i for i, line in enumerate(lines) if line.startswith("| op | L0 group |"))
+    assert lines[header] == "| op | L0 group | " + " | ".join(backends) + " |"
+    rows = {}
+    for line in lines[header + 2:]:
+        if not line.startswith("| "):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(["group"] + backends, cells[1:]))
+    return rows
+
+
+def test_the_op_matrix_lists_every_op_on_every_backend_and_pins_planted_op_bugs(bug_plugins):
+    """The L0 op cases alone, measured in this process (quick mode: five ops per case, each quantity
+    naming its op), compared and tabled as ``polykeras conformance`` does."""
+    from polykeras import plugins
+    from polykeras.ops.registry import REGISTRY
+    from polykeras_conformance import compare, measure, op_report, worker
+    from polykeras_conformance.results import Run
+
+    plugins.register(_NoOps, name="no-ops")
+    try:
+        jobs = [job for job in worker.jobs(["L0"], quick=True, workloads=[]) if job[1].startswith("Ops: ")]
+
+        def measured(backend):
+            arrays, status = {}, {}
+            for level, group, case, fn in jobs:
+                try:
+                    arrays.update({worker.key(level, group, case, q): np.asarray(v)
+                                   for q, v in fn(backend, None, "float64").items()})
+                    status[worker.key(level, group, case, "")] = {"status": "ok"}
+                except measure.Unsupported as exc:
+                    status[worker.key(level, group, case, "")] = {"status": "unsupported", "detail": str(exc)}
+            return arrays, status
+
+        planted = {"bug-op-softmax-vjp": "softmax", "bug-op-unbiased-var": "var", "bug-op-einsum-vjp": "einsum"}
+        names = ["numpy", *planted, "no-ops"]
+        reference = measured("numpy")
+        runs = [Run(name, "cpu", "float64", compare.compare(reference, reference if name == "numpy" else measured(name),
+                                                           "float64")) for name in names]
+    finally:
+        plugins.unregister("no-ops")
+    lines = op_report.section(runs)
+    matrix = _op_matrix(lines, names)
+    assert set(matrix) == set(REGISTRY)  # every op, a row each
+    for op, row in matrix.items():
+        if row["group"].startswith("no case"):
+            assert set(row.values()) - {row["group"]} == {"no case"}, op
+            continue
+        assert row["numpy"].startswith("pass"), (op, row["numpy"])
+        assert row["no-ops"] == "unsupported", (op, row["no-ops"])
+    assert any("no-ops: unsupported, said before running" in line and "Operation" in line for line in lines)
+    for backend, op in planted.items():  # caught, and pinned on the op alone although it shares a case
+        failing = {name for name, row in matrix.items() if row[backend].startswith("**FAIL**")}
+        assert failing == {op}, (backend, {name: matrix[name][backend] for name in failing})
+        assert "float64" in matrix[op][backend] and ">" in matrix[op][backend]

@@ -11,7 +11,11 @@ constant instead of a second tensor. Ops defined on part of the line (``log``,
 Ops that need a batch-sized static argument (``broadcast_to``, ``slice``) or
 return no float (comparisons, ``argmax``, ``one_hot``) are covered through the
 ops that use them (``where`` reads a comparison, ``take_along_axis`` reads
-``top_k_indices`` as ``ops.top_k`` does) or not at all in models.
+``top_k_indices`` as ``ops.top_k`` does) or not at all in models
+(:func:`without_case` says which; the report's op matrix lists them).
+
+Quick mode merges several ops into one case; :func:`attributed` names each
+measured quantity's op, so the report gives every op its own verdict.
 """
 
 from __future__ import annotations
@@ -254,5 +258,49 @@ def op_cases(examples_per_op: int, draw, per_case: int = 1) -> list[dict]:
             chunk = drawn[start:start + per_case]
             graph = chunk[0][1] if len(chunk) == 1 else _merged([g for _, g in chunk])
             cases.append({"id": "op:" + ",".join(case_id for case_id, _ in chunk), "group": f"Ops: {group}",
-                          "graph": graph, "vocab": None, "loss": "mse", "target": "real", "training": True})
+                          "graph": graph, "vocab": None, "loss": "mse", "target": "real", "training": True,
+                          **({"parts": _parts(chunk)} if len(chunk) > 1 else {})})
     return cases
+
+
+def _parts(chunk: list[tuple[str, dict]]) -> dict[str, str]:
+    """Which op of a merged case each of its measured quantities belongs to: output ``i`` is the
+    ``i``-th op's, the gradient of input ``in<k>`` that of the op whose graph reads it."""
+    parts, k = {}, 0
+    for i, (case_id, graph) in enumerate(chunk):
+        parts[f"output {i}"] = case_id
+        for _ in graph["inputs"]:
+            parts[f"grad input in{k}"] = case_id
+            k += 1
+    return parts
+
+
+def attributed(result: dict, case: dict) -> dict:
+    """A merged case's measurements with each quantity naming its op (``"output 2 [sin#1]"``), so that a
+    failure is pinned on one op (the coverage matrix, :func:`op_of`)."""
+    parts = case.get("parts")
+    if not parts:
+        return result
+    return {f"{q} [{parts[q]}]" if q in parts else q: v for q, v in result.items()}
+
+
+def op_of(case: str, quantity: str) -> list[str]:
+    """The op(s) a check of an op case is about: the one its quantity names (a merged case); every op of
+    the case for a check of the case as a whole (quantity ``"-"``: it did not run) or of a one-op case
+    (``"op:relu#1"`` -> ``["relu"]``); none for a merged case's shared loss, which its ops' outputs and
+    gradients already judge one by one."""
+    if quantity.endswith("]") and " [" in quantity:
+        return [quantity.rsplit(" [", 1)[1][:-1].split("#")[0]]
+    ops = [part.split("#")[0] for part in case.removeprefix("op:").split(",")]
+    return ops if len(ops) == 1 or quantity == "-" else []
+
+
+def without_case(name: str, differentiable: bool) -> str:
+    """Why an op of :mod:`polykeras.ops` has no L0 case of its own."""
+    if name in ("broadcast_to", "slice"):
+        return "needs a batch-sized static argument: works eagerly, not recorded in models"
+    if name == "greater":
+        return "no gradient; read by the `where` cases"
+    if not differentiable:
+        return "no float output or gradient to compare (a comparison, an index, or a constant)"
+    return "not written yet"

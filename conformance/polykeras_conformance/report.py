@@ -2,7 +2,8 @@
 
 Rows are backend x device x dtype; a verdict names the worst offending
 quantity; the tolerance table is printed beside it; a coverage matrix shows
-which layer kinds each backend implements. The suite's own strength follows:
+which layer kinds each backend implements, and the op matrix (:mod:`.op_report`) every
+op of ``polykeras.ops`` with its verdict on each backend. The suite's own strength follows:
 the kill rate of the planted mutants (:mod:`.strength`, from a mutation run's
 results file) and the configuration branches the drawn cases reach
 (:mod:`.config_coverage`).
@@ -16,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from polykeras_conformance import config_coverage, l4_report, plots, strength, tolerances
+from polykeras_conformance import config_coverage, l4_report, op_report, plots, strength, tolerances
 from polykeras_conformance.results import Run
 
 LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed",
@@ -61,7 +62,8 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Pa
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
-    lines += _training_table(backends) + _speed_table(runs) + l4_report.section(backends) + _coverage(backends)
+    lines += (_training_table(backends) + _speed_table(runs) + l4_report.section(backends) + _coverage(backends)
+              + op_report.section(backends))
     lines += strength.section(mutants) + config_coverage.section(quick, levels, found) + _failures(backends)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

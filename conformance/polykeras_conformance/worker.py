@@ -37,7 +37,8 @@ def jobs(levels: list[str], quick: bool, workloads: list[str]):
         for case in (cases.layer_cases(4 if quick else 12) + cases.graph_cases(4 if quick else 12) + cases.LOSS_CASES
                      + cases.EXTRA_CASES + cases.METRIC_CASES
                      + op_cases.op_cases(1 if quick else 3, cases._draw, 5 if quick else 1)):
-            yield "L0", case["group"], case["id"], lambda b, d, t, c=case: measure.layer_case(c, b, d, t)
+            yield "L0", case["group"], case["id"], lambda b, d, t, c=case: op_cases.attributed(
+                measure.layer_case(c, b, d, t), c)
     if "L1" in levels:
         for config in cases.OPTIMIZER_CASES:
             name = f"{config['class_name']}({', '.join(f'{k}={v}' for k, v in config['config'].items())})"
