@@ -116,3 +116,19 @@ def test_planted_distribution_bugs_are_caught(planted, bugs):
         failing = {c.quantity for c in run.failures("L4")}
         assert "per-step loss" in failing, (run.backend, failing)  # the trajectory leaves 1 device's
         print(run.backend, run.worst("L4").describe())
+
+
+def test_the_command_line_sets_l4_steps_and_speed(monkeypatch, tmp_path, capsys):
+    """CI's distributed step (`.ci/run`) trains 50 steps without the scaling measurement."""
+    from polykeras import cli
+
+    seen = {}
+    monkeypatch.setattr(runner, "run", lambda *args, **kwargs: seen.update(kwargs) or [])
+    monkeypatch.setattr(report, "write", lambda *args, **kwargs: tmp_path / "report.md")
+    argv = ["conformance", "--levels", "L4", "--backends", "numpy", "--report", str(tmp_path)]
+    assert cli.main(argv + ["--l4-steps", "50", "--no-l4-speed"]) == 0
+    assert (seen["l4_steps"], seen["l4_speed"]) == (50, False)
+    assert cli.main(argv) == 0
+    assert (seen["l4_steps"], seen["l4_speed"]) == (None, True)
+    assert cli.main(argv + ["--l4-steps", "0"]) == 2
+    assert "--l4-steps 0: give at least 1 step" in capsys.readouterr().err

@@ -26,10 +26,16 @@ def polykeras_cli_commands(subparsers):
     conf.add_argument("--workloads",
                       help="comma-separated workloads for L2/L3/L4 (default: all; L4: mnist-mlp,cifar-cnn)")
     conf.add_argument("--quick", action="store_true", help="short runs (tens of steps) for CI")
+    conf.add_argument("--l4-steps", type=int, metavar="N",
+                      help="L4: steps per workload (default: 20 in quick mode, one epoch's whole batches in full mode)")
+    conf.add_argument("--no-l4-speed", dest="l4_speed", action="store_false",
+                      help="L4: leave out the scaling measurement (samples/s at 1 and N replicas)")
     conf.add_argument("--natives", default="auto",
                       help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
                            "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
                            "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
+    conf.add_argument("--no-auto", dest="auto", action="store_false",
+                      help="L3: leave out the backend='auto' row (it probes the candidate backends, then trains)")
     conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
                       help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
                            "without failing the exit status; a crashed or hung worker still fails it")
@@ -53,7 +59,7 @@ def conformance(args) -> int:
     from polykeras.cli import UsageError, check_choice
 
     try:
-        from polykeras_conformance import native, report, runner
+        from polykeras_conformance import l3_auto, native, report, runner
     except ImportError as exc:
         raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
 
@@ -79,12 +85,15 @@ def conformance(args) -> int:
         check_choice(backend, names, "backend in --known-failures")
         if dtype:
             check_choice(dtype, list(dtypes), "dtype in --known-failures")
+    if args.l4_steps is not None and args.l4_steps < 1:
+        raise UsageError(f"--l4-steps {args.l4_steps}: give at least 1 step")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give at least 1 worker")
     if args.mutants and not Path(args.mutants).is_file():
         raise UsageError(f"--mutants {args.mutants}: no such file; `nox -s mutants` writes out/mutants/mutants.json")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
-                      workloads_, timeout=args.timeout, natives=natives, jobs=args.jobs)
+                      workloads_, timeout=args.timeout, natives=natives, jobs=args.jobs, l4_steps=args.l4_steps,
+                      l4_speed=args.l4_speed, auto=args.auto)
     path = report.write(runs, Path(args.report), levels, args.quick, Path(args.mutants) if args.mutants else None)
     print()
     status = 0
@@ -92,6 +101,8 @@ def conformance(args) -> int:
         listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
         if run.native:  # a yardstick: measured, never judged
             verdict, ok = run.error or "measured", True
+        elif run.backend == l3_auto.NAME:  # backend="auto" picks one of the backends judged above: timed only
+            verdict, ok = run.error or l3_auto.summary(run), not run.error
         elif listed and run.passed:  # not an error: a run near a limit may pass on another CPU
             verdict, ok = "PASS (listed in --known-failures, but passes here)", True
         elif listed and not run.error:  # a crashed worker is never a known failure
