@@ -161,19 +161,27 @@ def test_gru_gate_order_is_mapped_to_torch():
     lambda: layers.SimpleRNN(6, activation="relu", return_sequences=True),
     lambda: layers.LSTM(6, use_bias=False),
 ], ids=["lstm", "gru-backwards", "simplernn-relu", "lstm-nobias"])
-def test_fused_recurrent_kernel_equals_the_loop(make):
+@pytest.mark.parametrize("given_states", [False, True], ids=["zero-states", "initial-states"])
+def test_fused_recurrent_kernel_equals_the_loop(make, given_states):
+    """The fused op and the time loop: the output sequence and the final states, from zero states or
+    from given ones (``initial_state``: the fused op's ``hx``)."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([layers.Input(shape=(7, 3)), make()])
     model.compile("sgd", "mse", backend="torch", dtype="float64")
     program = model._get_program(training=True, y_ndim=len(model.output_shape))
     layer = program.layers[0]
     assert layer.fusable
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(5, 7, 3)))
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(5, 7, 3)))
+    x = x.flip(1) if layer.ref.go_backwards else x
+    initial = (tuple(torch.from_numpy(rng.normal(size=(5, 6))) for _ in range(layer.ref.n_states))
+               if given_states else None)
     params = program.params[0]
-    fused = layer._fused(params, x.flip(1) if layer.ref.go_backwards else x)
-    fused = fused if layer.ref.return_sequences else fused[:, -1]
-    loop = layer._loop(params, x.flip(1) if layer.ref.go_backwards else x, None)
-    torch.testing.assert_close(fused, loop, rtol=1e-12, atol=1e-14)
+    fused, fused_states = layer.fused_call(x, *layer.fused_weights(params), initial=initial, with_states=True)
+    outputs, loop_states = layer._loop(params, x, None, None, initial)
+    torch.testing.assert_close(fused, torch.stack(outputs, dim=1), rtol=1e-12, atol=1e-14)
+    for a, b in zip(fused_states, loop_states, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_parity_masks_are_the_cores():

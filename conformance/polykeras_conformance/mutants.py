@@ -206,9 +206,9 @@ MUTANTS: list[Mutant] = [
        "return np.arange(3 * u)",
        "L0", _REC, "GRU: Keras's z, r, h gate blocks handed to torch (r, z, n) unpermuted"),
     _m("torch-rnn-backwards-outputs-flipped-back", "torch", "layers/recurrent.py",
-       "            return sequence if rules.return_sequences else sequence[:, -1]\n",
+       "            output = sequence if rules.return_sequences else sequence[:, -1]\n",
        "            if rules.go_backwards and rules.return_sequences:\n                sequence = sequence.flip(1)\n"
-       "            return sequence if rules.return_sequences else sequence[:, -1]\n",
+       "            output = sequence if rules.return_sequences else sequence[:, -1]\n",
        "L0", _REC, "fused recurrent path with go_backwards: the output sequence flipped back to input order "
                   "(Keras keeps processing order)"),
     _m("torch-conv-same-padding-symmetric", "torch", "layers/conv.py",
@@ -298,8 +298,8 @@ MUTANTS: list[Mutant] = [
        "hh = self.activation(x_h + (r * h_in) @ U[:, 2 * u:])", "hh = self.activation(x_h + r * (h_in @ U[:, 2 * u:]))",
        "L0", _REC, "GRU reset_after=False computed as reset-after (r applied after the matmul)"),
     _m("jax-rnn-backwards-outputs-flipped-back", "jax", "layers/recurrent.py",
-       "return jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]",
-       "return (jnp.swapaxes(outputs, 0, 1)[:, ::-1] if rules.go_backwards else jnp.swapaxes(outputs, 0, 1)) "
+       "output = jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]",
+       "output = (jnp.swapaxes(outputs, 0, 1)[:, ::-1] if rules.go_backwards else jnp.swapaxes(outputs, 0, 1)) "
        "if rules.return_sequences else outputs[-1]",
        "L0", _REC, "go_backwards with return_sequences: outputs flipped back to input order"),
     _m("jax-recurrent-dropout-ignored", "jax", "layers/recurrent.py",
