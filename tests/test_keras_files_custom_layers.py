@@ -325,3 +325,16 @@ def test_a_sequential_and_a_subclassed_model_with_custom_layers_round_trip(tmp_p
         want = model.predict(x, verbose=0)
         model.save(tmp_path / "m.keras")
         np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras").predict(x, verbose=0), want)
+
+
+def test_a_run_with_custom_layers_resumes_from_a_keras_backup(tmp_path):
+    """restore_training (BackupAndRestore's reader) finds a custom layer's weights at Keras's places too."""
+    x, y = data()
+    model = _float64_model()
+    model.fit(x, y, **FIT)
+    keras.saving.save_model(model, tmp_path / "backup.keras", training_state={"epoch": 1})
+    resumed = _float64_model()  # the same architecture, fresh weights
+    assert keras.saving.restore_training(resumed, tmp_path / "backup.keras") == {"epoch": 1}
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.fit(x, y, **FIT).history["loss"] == model.fit(x, y, **FIT).history["loss"]

@@ -66,10 +66,21 @@ def custom_class(entry: dict, path):
     return cls
 
 
+def make_layer(entry: dict, config: dict, path):
+    """The polykeras custom layer of a Keras entry: its class (:func:`custom_class`) from the config."""
+    cls = custom_class(entry, path)
+    try:
+        return cls.from_config(config)
+    except TypeError as exc:
+        raise KerasFileError(f"{path}: custom layer {config.get('name')!r} ({cls.__name__}) cannot be made from the "
+                             f"config in the file ({exc}); give the class the get_config/from_config that its Keras "
+                             "twin has") from None
+
+
 def is_custom_entry(entry: dict) -> bool:
-    """A Keras config entry of a user's class (not one of Keras's: its module is not ``keras...``)."""
-    return not str(entry.get("module") or "").startswith("keras") and entry["class_name"] not in (
-        "InputLayer", "Sequential", "Functional", "Model")
+    """A Keras config entry of a user's class: Keras names it (``registered_name``, ``"package>Name"`` or
+    the class name) and its module is not Keras's (Keras's own layers have ``registered_name`` None)."""
+    return bool(entry.get("registered_name")) and not str(entry.get("module") or "").startswith("keras")
 
 
 def weight_layout(layer, group: str) -> list[tuple[str, object, int | None]]:
@@ -92,7 +103,7 @@ def _walk(layer, group: str, out: list, visited: set) -> None:
             raise KerasFileError(f"model {layer.name!r} inside a custom layer: only a Sequential of layers can be "
                                  "held by a custom layer in a .keras file here")
         out.append((f"{group}/vars", None, 0))
-        inner = [l for l in layer.layers]
+        inner = list(layer.layers)
         for sub, where in zip(inner, weight_paths([type(l).__name__ for l in inner])):
             _walk(sub, f"{group}/{where}", out, visited)
         return

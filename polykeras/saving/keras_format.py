@@ -155,3 +155,55 @@ def functional_layer_order(calls: dict[str, list[list[tuple[str, int]]]], inputs
         if name not in layer_depth:
             layer_depth[name], first_seen[name] = 0, -1
     return sorted(layer_depth, key=lambda name: (-layer_depth[name], first_seen[name]))
+
+
+#: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
+IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm": (False,), "renorm_clipping": (None,),
+             "renorm_momentum": None, "zero_output_for_mask": None, "seed": None, "activity_regularizer": (None,),
+             "kernel_constraint": (None,), "bias_constraint": (None,), "recurrent_constraint": (None,),
+             "embeddings_constraint": (None,), "beta_constraint": (None,), "gamma_constraint": (None,),
+             "depthwise_constraint": (None,), "pointwise_constraint": (None,),
+             "optional": (False,), "sparse": (False,), "ragged": (False,), "lora_rank": (None,),
+             "lora_alpha": (None,), "groups": (1,), "dilation_rate": (1, [1], [1, 1], (1, 1)), "unroll": (False,),
+             "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,),
+             "use_gate": (False,), "sliding_window": (None,), "autocast": (True,)}
+
+
+def plain(value):
+    """Keras's serialised objects as polykeras reads them: ``{"class_name",
+    "config"}`` dicts without ``module``/``registered_name``, dtype policies as names."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return value.get("config", {}).get("name")
+        if "class_name" in value and "config" in value:
+            config = value["config"]
+            if isinstance(config, dict):
+                config = {k: plain(v) for k, v in config.items()
+                          if not (k in IGNORABLE and (IGNORABLE[k] is None or v in IGNORABLE[k]))}
+            return {"class_name": value["class_name"], "config": config}
+        return {k: plain(v) for k, v in value.items() if k not in ("module", "registered_name", "shared_object_id")}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def keras_layer_config(entry: dict) -> tuple[str, dict]:
+    config = {k: plain(v) for k, v in entry["config"].items()
+              if not (k in IGNORABLE and (IGNORABLE[k] is None or v in IGNORABLE[k]))}
+    return entry["class_name"], config
+
+
+def read_vars(h5, group: str, class_name: str, path, config: dict | None = None) -> list:
+    """A built-in layer's arrays below its group ``group`` (:func:`variable_groups`)."""
+    import numpy as np
+
+    out = []
+    for where, _ in variable_groups(class_name, config or {}):
+        where = f"{group}/{where}"
+        if where not in h5:
+            if class_name == "InputLayer" or (class_name in RECURRENT and f"{group}/vars" in h5):
+                return []
+            raise KerasFileError(f"{path}: no weights at {where!r} for a {class_name} layer")
+        vars_ = h5[where]
+        out += [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+    return out

@@ -1,8 +1,8 @@
 """Reading a Keras 3 ``.keras`` file (:mod:`.keras_format`) into a polykeras model.
 
-Keras's layer configs pass to polykeras's layers after :func:`_plain` drops
+Keras's layer configs pass to polykeras's layers after :func:`.keras_format.plain` drops
 what polykeras has no use for (``module``, ``registered_name``, the keys in
-:data:`IGNORABLE` at their harmless values); a layer polykeras lacks, or an
+:data:`.keras_format.IGNORABLE` at their harmless values); a layer polykeras lacks, or an
 option it does not support, is refused by name. Needs ``h5py``, imported
 when a file is read.
 
@@ -31,44 +31,10 @@ import numpy as np
 from polykeras.saving import keras_custom, keras_training
 from polykeras.saving.keras_calls import entry_name, flatten, is_operation, mask_plumbing
 from polykeras.saving.keras_custom import is_custom_entry
-from polykeras.saving.keras_format import RECURRENT, KerasFileError, to_snake_case, variable_groups, weight_paths
+from polykeras.saving.keras_format import KerasFileError, read_vars, to_snake_case, weight_paths
+from polykeras.saving.keras_format import keras_layer_config as _layer_config
+from polykeras.saving.keras_format import plain as _plain
 from polykeras.saving.registration import UnknownObjectError
-
-#: Keras config keys polykeras has no use for, and the values under which dropping them changes nothing.
-IGNORABLE = {"quantization_config": (None,), "synchronized": (False,), "renorm": (False,), "renorm_clipping": (None,),
-             "renorm_momentum": None, "zero_output_for_mask": None, "seed": None, "activity_regularizer": (None,),
-             "kernel_constraint": (None,), "bias_constraint": (None,), "recurrent_constraint": (None,),
-             "embeddings_constraint": (None,), "beta_constraint": (None,), "gamma_constraint": (None,),
-             "depthwise_constraint": (None,), "pointwise_constraint": (None,),
-             "optional": (False,), "sparse": (False,), "ragged": (False,), "lora_rank": (None,),
-             "lora_alpha": (None,), "groups": (1,), "dilation_rate": (1, [1], [1, 1], (1, 1)), "unroll": (False,),
-             "use_cudnn": None, "implementation": None, "input_axes": (None,), "output_axes": (None,),
-             "use_gate": (False,), "sliding_window": (None,), "autocast": (True,)}
-
-
-def _plain(value):
-    """Keras's serialised objects as polykeras reads them: ``{"class_name",
-    "config"}`` dicts without ``module``/``registered_name``, dtype policies as names."""
-    if isinstance(value, dict):
-        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-            return value.get("config", {}).get("name")
-        if "class_name" in value and "config" in value:
-            config = value["config"]
-            if isinstance(config, dict):
-                config = {k: _plain(v) for k, v in config.items()
-                          if not (k in IGNORABLE and (IGNORABLE[k] is None or v in IGNORABLE[k]))}
-            return {"class_name": value["class_name"], "config": config}
-        return {k: _plain(v) for k, v in value.items() if k not in ("module", "registered_name", "shared_object_id")}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _layer_config(entry: dict) -> tuple[str, dict]:
-    config = {k: _plain(v) for k, v in entry["config"].items()
-              if not (k in IGNORABLE and (IGNORABLE[k] is None or v in IGNORABLE[k]))}
-    return entry["class_name"], config
-
 
 #: Keras's model classes: a model may be a layer of a functional model (or of a Sequential).
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -223,19 +189,13 @@ class _Reader:
         if class_name != "InputLayer":
             config["name"] = self._unique(name)
         if is_custom_entry(entry):  # a user's class, found by its registered name
-            cls = keras_custom.custom_class(entry, self.path)
-            try:
-                layer = cls.from_config(config)
-            except TypeError as exc:
-                raise KerasFileError(f"{self.path}: custom layer {name!r} ({cls.__name__}) cannot be made from the "
-                                     f"config in the file ({exc}); give the class the get_config/from_config that "
-                                     "its Keras twin has") from None
+            layer = keras_custom.make_layer(entry, config, self.path)
             self.customs.append((layer, group))
             self.arrays[layer.name] = []  # (its place in Keras's layer order; its arrays: read_weights)
             return layer
         layer = _make_layer(self.pk_layers, class_name, config, self.path)
         if group is not None and class_name != "InputLayer":
-            self.arrays[layer.name] = _read_vars(self.h5, group, class_name, self.path, entry["config"])
+            self.arrays[layer.name] = read_vars(self.h5, group, class_name, self.path, entry["config"])
         return layer
 
     def _operation(self, entry: dict):
@@ -408,19 +368,6 @@ def _make_layer(pk_layers, class_name: str, config: dict, path):
             if class_name != "Lambda":
                 raise
             raise KerasFileError(f"{path}: layer {config.get('name')!r}: {exc}") from None  # a lambda, safe mode
-
-
-def _read_vars(h5, group: str, class_name: str, path, config: dict | None = None) -> list[np.ndarray]:
-    out = []
-    for where, _ in variable_groups(class_name, config or {}):
-        where = f"{group}/{where}"
-        if where not in h5:
-            if class_name == "InputLayer" or (class_name in RECURRENT and f"{group}/vars" in h5):
-                return []
-            raise KerasFileError(f"{path}: no weights at {where!r} for a {class_name} layer")
-        vars_ = h5[where]
-        out += [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
-    return out
 
 
 def _compile(model, compile_config: dict, path) -> None:

@@ -250,8 +250,9 @@ def restore_training(model, path) -> dict | None:
 
     import h5py
 
-    from polykeras.saving.keras_format import weight_paths
-    from polykeras.saving.keras_read import _read_vars
+    from polykeras.saving.keras_custom import is_custom, read_weights
+    from polykeras.saving.keras_format import read_vars, weight_paths
+    from polykeras.saving.keras_traced import traced_owners
     from polykeras.saving.keras_write import keras_layout
     from polykeras.saving.portable import _assign
 
@@ -263,12 +264,23 @@ def restore_training(model, path) -> dict | None:
     expected = ours.get("weights_sha256")
     if expected is not None and hashlib.sha256(weights_bytes).hexdigest() != expected:
         raise KerasFileError(f"{path}: the weights do not match their checksum; delete the backup to start over")
+    customs = {owner.name: owner for owner in traced_owners(model).values() if is_custom(owner)}
+    custom: dict[int, list] = {}  # a custom layer's arrays, by id() of the variable or layer they belong to
     with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-        arrays = {e["config"]["name"]: _read_vars(h5, group, e["class_name"], path, e["config"])
-                  for e, group in zip(saved, weight_paths([e["class_name"] for e in saved]))}
+        arrays = {}
+        for e, group in zip(saved, weight_paths([e["class_name"] for e in saved])):
+            name = e["config"]["name"]
+            if name in customs:
+                custom.update(read_weights(h5, customs[name], group, path))
+            else:
+                arrays[name] = read_vars(h5, group, e["class_name"], path, e["config"])
         stored = h5.get("optimizer/vars")
         values = [] if stored is None else [np.asarray(stored[str(i)]) for i in range(len(stored))]
     spec = model._spec()
+    keras_order = [e["config"]["name"] for e in saved]
+    for node, layer in zip(model._graph.nodes, spec.layers):  # a custom layer's: by the graph node of each holder
+        if id(node.layer) in custom and layer.weights_of is None:
+            arrays[layer.name] = custom.pop(id(node.layer))
     ordered = {}
     for layer in spec.layers:
         if layer.weights_of is None:
@@ -276,5 +288,5 @@ def restore_training(model, path) -> dict | None:
     _assign(model, ordered, path, keep_dtype=True, by_position=True)
     model._push_weights()
     model._pending_optimizer_state = None
-    read_optimizer_variables(model, values, trainable_order(model, list(arrays)), path)
+    read_optimizer_variables(model, values, trainable_order(model, keras_order), path)
     return ours.get("training_state")
