@@ -131,6 +131,9 @@ inp = keras.Input((10,))
 lam = keras.Model(inp, layers.Lambda(lambda t: ops.relu(t) * 3.0 + 1.0)(layers.Dense(4)(inp)))
 lam.save(sys.argv[6])
 np.save(sys.argv[7], np.asarray(lam.predict(x, verbose=0)))
+seq = keras.Sequential([keras.Input((10,)), Linear(5, name="lin"), Block(name="block"), layers.Dense(2)])
+seq.save(sys.argv[8])
+np.save(sys.argv[9], np.asarray(seq.predict(x, verbose=0)))
 '''
 
 
@@ -212,7 +215,8 @@ def test_keras_opens_polykeras_custom_layers_and_trains_on_alike(tmp_path):
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("keras_writes")
-    names = ["trained.keras", "trained.npy", "later.keras", "other.keras", "other.npy", "lambda.keras", "lambda.npy"]
+    names = ["trained.keras", "trained.npy", "later.keras", "other.keras", "other.npy", "lambda.keras", "lambda.npy",
+             "seq.keras", "seq.npy"]
     _keras(KERAS_WRITES, *[d / n for n in names])
     return {n: d / n for n in names}
 
@@ -233,6 +237,16 @@ def test_polykeras_opens_keras_custom_layers_with_identical_predictions_and_trai
     assert set(keras_state) == set(ours)
     for name, value in ours.items():
         np.testing.assert_allclose(value, keras_state[name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.slow  # the Keras process that writes the files: 15 to 25 s
+def test_a_keras_sequential_of_custom_layers_loads_with_identical_predictions(keras_files):
+    model = keras.saving.load_model(keras_files["seq.keras"])
+    assert isinstance(model, keras.Sequential)
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "Block", "Dense"]
+    model.compile("sgd", "mse", backend="numpy")
+    np.testing.assert_allclose(model.predict(data()[0], verbose=0), np.load(keras_files["seq.npy"]), rtol=1e-13,
+                               atol=1e-15)
 
 
 @pytest.mark.slow  # the Keras process that writes the files: 15 to 25 s
