@@ -200,8 +200,16 @@ def graph_cases() -> list[LayerCase]:
                                         recurrent_dropout=0.3)(x, initial_state=[h])
         return layers.Concatenate()([out, h2 * 2.0, layers.Flatten()(sequence)])
 
+    def bidirectional_states(x):  # Keras's order: forward states, then backward states
+        out, fh, fc, bh, bc = layers.Bidirectional(layers.LSTM(3, return_state=True, return_sequences=True),
+                                                   backward_layer=layers.LSTM(2, return_state=True,
+                                                                              return_sequences=True,
+                                                                              go_backwards=True))(x)
+        return layers.Concatenate()([layers.Flatten()(out), fh, fc * 2.0, bh, bc * 3.0])
+
     cases = [
         ("graph-residual", residual, [(4,)]),
+        ("graph-bidirectional-states", bidirectional_states, [(4, 3)]),
         ("graph-lstm-seq2seq-states", seq2seq_states, [(5, 3), (4, 2)]),
         ("graph-gru-simplernn-states", chained_states, [(4, 3)]),
         ("graph-shared-dense", shared, [(4,), (4,)]),

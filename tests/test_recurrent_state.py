@@ -158,8 +158,6 @@ def test_bad_calls_fail_clearly():
         layers.LSTM(4)(x, initial_state=[h])
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         layers.GRU(3)(x, initial_state=[h])
-    with pytest.raises(NotImplementedError, match="return_state"):
-        layers.Bidirectional(layers.LSTM(3, return_state=True))
     with pytest.raises(NotImplementedError, match="stateful"):
         layers.LSTM(3, stateful=True)
 
@@ -199,3 +197,53 @@ def test_keras_io_inference_models_reuse_the_trained_layers(backend):
     probs, h1, c1 = decoder_model.predict([dec] + list(states), verbose=0)
     np.testing.assert_allclose(probs, model.predict([enc, dec], verbose=0), rtol=1e-12)
     assert h1.shape == c1.shape == (2, 5)
+
+
+# -- Bidirectional(return_state=True): [output, *forward states, *backward states] ---------------------------
+BIDIRECTIONAL_MASK = np.array([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("merge_mode,return_sequences,masked", [("concat", True, True), ("sum", False, True),
+                                                                 ("mul", True, False), ("ave", False, False)])
+def test_bidirectional_states_gradients_match_finite_differences(kind, merge_mode, return_sequences, masked,
+                                                                  monkeypatch):
+    import _fd
+
+    mask = BIDIRECTIONAL_MASK if masked else None
+    monkeypatch.setattr(_fd, "context", lambda training, dtype=np.float64: ForwardContext(
+        training, _fd.fixed_dropout_mask(dtype), mask))
+    config = {"layer": {"class_name": kind, "config": {"units": 3, "return_sequences": return_sequences,
+                                                       "return_state": True, "dropout": 0.3}},
+              "merge_mode": merge_mode}
+    if merge_mode == "concat":  # a backward layer of other units: its states are padded in the packed output
+        config["backward_layer"] = {"class_name": kind, "config": {"units": 2, "return_sequences": return_sequences,
+                                                                   "return_state": True, "go_backwards": True}}
+    kernel = _fd.build("Bidirectional", config, (5, 2))
+    rng = np.random.default_rng(4)
+    _fd.check_gradients(kernel, random_weights(kernel, rng), rng.normal(size=(3, 5, 2)), training=True)
+
+
+def test_bidirectional_states_are_each_directions_final_states():
+    """As Keras orders them: the forward layer's then the backward layer's, each the state its own
+    layer returns (the backward one after its last processed step, the sequence's first)."""
+    keras.utils.set_random_seed(1)
+    x = keras.Input((5, 3))
+    wrapper = layers.Bidirectional(layers.LSTM(3, return_state=True), backward_layer=layers.LSTM(
+        2, return_state=True, go_backwards=True))
+    out, fh, fc, bh, bc = wrapper(x)
+    assert [tuple(t.shape) for t in (out, fh, fc, bh, bc)] == [(None, 5), (None, 3), (None, 3), (None, 2), (None, 2)]
+    model = keras.Model(x, [out, fh, fc, bh, bc])
+    forward = keras.Model(x, wrapper.forward_layer.__class__.from_config(
+        {**wrapper.forward_layer.get_config(), "name": "f"})(x))
+    forward.set_weights(wrapper.get_weights()[:3])
+    data = np.random.default_rng(0).normal(size=(2, 5, 3))
+    got = model.predict(data, verbose=0)
+    f_out, f_h, f_c = forward.predict(data, verbose=0)
+    np.testing.assert_allclose(got[1], f_h, rtol=1e-6)
+    np.testing.assert_allclose(got[2], f_c, rtol=1e-6)
+    np.testing.assert_allclose(got[0][:, :3], f_h, rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="merge_mode=None"):
+        layers.Bidirectional(layers.GRU(2, return_state=True), merge_mode=None)
+    with pytest.raises(NotImplementedError, match="initial_state"):
+        layers.Bidirectional(layers.GRU(2))(x, initial_state=[fh])

@@ -142,3 +142,35 @@ def test_encoder_decoder_trains_on_keras_as_the_reference(backend):
     tol = 1e-5
     check_fit_matches_reference(_trained("LSTM", True), backend, x, y, "categorical_crossentropy", tol,
                                 batch_size=4)
+
+
+KERAS_BIDIRECTIONAL_SEQ2SEQ = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+encoder_inputs, decoder_inputs = keras.Input((None, 4)), keras.Input((None, 3))
+_, fh, fc, bh, bc = keras.layers.Bidirectional(keras.layers.LSTM(3, return_state=True))(encoder_inputs)
+states = [keras.layers.Concatenate()([fh, bh]), keras.layers.Concatenate()([fc, bc])]
+decoder_outputs = keras.layers.LSTM(6, return_sequences=True)(decoder_inputs, initial_state=states)
+model = keras.Model([encoder_inputs, decoder_inputs], keras.layers.Dense(3, activation="softmax")(decoder_outputs))
+x = [np.load(sys.argv[2]), np.load(sys.argv[3])]
+model.save(sys.argv[1])
+np.save(sys.argv[4], model.predict(x, verbose=0))
+"""
+
+
+def test_bidirectional_encoder_states_exchange_with_keras_both_ways(tmp_path):
+    """A bidirectional encoder (Keras's order: forward states, then backward states) whose joined
+    states start a decoder: Keras's file read and predicted as Keras, and written back for Keras."""
+    x = _data(seed=2)
+    path = tmp_path / "keras_bidirectional.keras"
+    expected = _run_keras(KERAS_BIDIRECTIONAL_SEQ2SEQ, tmp_path, path, x)
+    model = keras.saving.load_model(str(path))
+    got = model.predict(x, verbose=0)
+    print(f"read: max |polykeras - keras| = {np.max(np.abs(got - expected)):.1e}")
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    again = tmp_path / "polykeras_bidirectional.keras"
+    model.save(str(again))
+    back = _run_keras(KERAS_LOAD, tmp_path, again, x)
+    print(f"written: max |keras - polykeras| = {np.max(np.abs(back - got)):.1e}")
+    np.testing.assert_allclose(back, got, atol=2e-6)

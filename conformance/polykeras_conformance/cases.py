@@ -403,9 +403,10 @@ def _graph_structure(draw, kind: str):
 
 @st.composite
 def _recurrent_states(draw):
-    """keras.io's sequence-to-sequence shape: an encoder's ``return_state`` states start a decoder
-    (``initial_state``, a node's ``"initial_state"`` refs; ``"n<i>:<j>"`` is node ``i``'s tensor ``j``),
-    the decoder's own returned state (or its output) into a Dense; drawn kind, sizes, directions, dropout."""
+    """keras.io's sequence-to-sequence shape: an encoder's ``return_state`` states (a recurrent layer's, or
+    one direction's of a Bidirectional) start a decoder (``initial_state``, a node's ``"initial_state"``
+    refs; ``"n<i>:<j>"`` is node ``i``'s tensor ``j``), the decoder's own returned state (or its output)
+    into a Dense; drawn kind, sizes, directions, dropout."""
     kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
     units, n = draw(st.integers(1, 4)), 2 if kind == "LSTM" else 1
 
@@ -415,9 +416,14 @@ def _recurrent_states(draw):
                       recurrent_dropout=draw(st.sampled_from([0.0, 0.25])), **extra, **config)
 
     decoder_states = draw(st.booleans())
-    nodes = [_node(rnn(return_state=True), "in0"),
+    encoder, first = rnn(return_state=True), 1
+    if draw(st.booleans()):  # a Bidirectional encoder: [output, *forward states, *backward states]
+        encoder["config"]["go_backwards"] = False  # (the wrapper makes the backward copy)
+        encoder = _layer("Bidirectional", layer=encoder, merge_mode=draw(st.sampled_from(["concat", "sum", "mul"])))
+        first += n * draw(st.integers(0, 1))  # the decoder starts from one direction's states
+    nodes = [_node(encoder, "in0"),
              {**_node(rnn(return_sequences=draw(st.booleans()), return_state=decoder_states), "in1"),
-              "initial_state": [f"n0:{j + 1}" for j in range(n)]},
+              "initial_state": [f"n0:{first + j}" for j in range(n)]},
              _node(_layer("Dense", units=2), f"n1:{n}" if decoder_states else "n1")]
     shapes = [[draw(st.integers(1, 4)), draw(st.integers(1, 3))] for _ in range(2)]
     return {"inputs": shapes, "nodes": nodes, "outputs": ["n2"]}

@@ -37,7 +37,7 @@ from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, ModelSpec
 
 from .operation import KerasOperation, KerasVariable
-from .recurrent import call_recurrent
+from .recurrent import call_recurrent, pack_bidirectional
 
 #: Spec weight name (or (kind, weight name)) -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
@@ -349,6 +349,8 @@ class KerasGraphs:
                 values[layer.name] = call_recurrent(layer, kl, args, kwargs)
                 continue
             values[layer.name] = kl(args[0], **kwargs)
+            if layer.kind == "Bidirectional":  # return_state: packed
+                values[layer.name] = pack_bidirectional(layer, kl, values[layer.name])
         return [values[name] for name in self.spec.outputs]
 
     @property

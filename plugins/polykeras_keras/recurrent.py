@@ -12,8 +12,9 @@ import keras
 
 
 class PackStates(keras.layers.Layer):
-    """``[output, *states]`` -> ``(batch, S + n_states, units)``: the output steps (one, the last ``h``,
-    without ``return_sequences``) then the final states, one step each."""
+    """``[output, *states]`` -> ``(batch, S + n_states, width)``: the output steps (one, the last ``h``,
+    without ``return_sequences``) then the final states, one step each, zero-padded to the output's
+    width (a Bidirectional's concatenated output is wider than a state)."""
 
     def __init__(self, return_sequences: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -23,6 +24,9 @@ class PackStates(keras.layers.Layer):
         output, *states = parts
         if not self.return_sequences:
             output = keras.ops.expand_dims(output, 1)
+        width = output.shape[-1]
+        states = [keras.ops.pad(s, [(0, 0), (0, width - s.shape[-1])]) if s.shape[-1] != width else s
+                  for s in states]
         return keras.ops.concatenate([output, keras.ops.stack(states, axis=1)], axis=1)
 
     def compute_output_shape(self, shapes):
@@ -32,6 +36,15 @@ class PackStates(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "return_sequences": self.return_sequences}
+
+
+def pack_bidirectional(layer, kl, out):
+    """A ``Bidirectional`` node's output: Keras's ``[output, *states]`` packed with ``return_state``."""
+    if not isinstance(out, (list, tuple)):
+        return out
+    name = re.sub(r"\W", "_", f"{layer.name}_packed_states")
+    return PackStates(bool(layer.config["layer"]["config"].get("return_sequences")), name=name,
+                      dtype=kl.dtype_policy)(list(out))
 
 
 def call_recurrent(layer, kl, args: list, kwargs: dict):

@@ -22,6 +22,12 @@ over the same sequence, their outputs merged (Keras 3 semantics).
   the sequence (:mod:`polykeras.layers.masking`). Dropout: the forward layer
   draws its masks from streams 0 and 1, the backward layer from 2 and 3
   (:meth:`BidirectionalRules.backward_stream`).
+* ``return_state`` (the wrapped layers'; not with ``merge_mode=None``): the layer returns Keras's
+  ``[output, *forward states, *backward states]``. The node's one output is packed, ``(batch, S +
+  2 * n_states, width)`` -- the merged output's ``S`` steps (``T`` with ``return_sequences``, else
+  one) then each final state as one step, zero-padded from its ``units`` to the output's ``width``
+  (:meth:`BidirectionalRules.packed_parts`); each wrapped layer computes its own packed output
+  (:mod:`.recurrent`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from polykeras.spec import LayerSpec, Shape
 
 from .base import LayerRules
 from .recurrent import RecurrentRules
+
+def bidirectional_packed_keys(n_states: int, return_sequences: bool, state_units: list[int]) -> list[tuple]:
+    """The keys of :meth:`BidirectionalRules.packed_parts` (also the core layer's)."""
+    k = 2 * n_states
+    output = (slice(None), slice(None, -k)) if return_sequences else (slice(None), 0)
+    return [output] + [(slice(None), i - k, slice(None, u)) for i, u in enumerate(state_units)]
+
 
 #: Keras's merge modes (``None``: the two outputs apart).
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -79,8 +92,16 @@ class BidirectionalRules(LayerRules):
         if self.merge_mode in ("sum", "mul", "ave") and self.forward.units != self.backward.units:
             raise ValueError(f"Bidirectional layer {self.name!r}: merge_mode={self.merge_mode!r} needs layers of "
                              f"equal units; got {self.forward.units} and {self.backward.units}")
-        if self.forward.return_state or self.backward.return_state:
-            raise self.unsupported("a wrapped layer with return_state=True")
+        if self.forward.return_state != self.backward.return_state:
+            raise ValueError(f"Bidirectional layer {self.name!r}: the forward and backward layers must agree on "
+                             f"return_state; got {self.forward.return_state} and {self.backward.return_state}")
+        self.return_state = self.forward.return_state
+        if self.return_state and self.merge_mode is None:
+            raise self.unsupported("return_state=True with merge_mode=None")
+        if self.forward.initial_state:
+            raise self.unsupported("initial_state")
+        #: the final states of each direction (h, and LSTM's c)
+        self.n_states = self.forward.n_states
         self.return_sequences = self.forward.return_sequences
 
     def _sub_spec(self, kind: str, config: dict, weights) -> LayerSpec:
@@ -93,7 +114,19 @@ class BidirectionalRules(LayerRules):
                          output_shape=output_shape, weights=tuple(weights), mask=spec.mask)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        forward = self.forward.output_shape(input_shape)
-        if self.merge_mode in ("concat", None):
-            return forward[:-1] + (forward[-1] + self.backward.units,)
-        return forward
+        units = self.width
+        if self.return_state:
+            steps = input_shape[1] if self.return_sequences else 1
+            return (input_shape[0], None if steps is None else steps + 2 * self.n_states, units)
+        return (input_shape[0], input_shape[1], units) if self.return_sequences else (input_shape[0], units)
+
+    @property
+    def width(self) -> int:
+        """The merged output's features: both layers' units with ``concat`` (and ``None``), else one's."""
+        return self.forward.units + (self.backward.units if self.merge_mode in ("concat", None) else 0)
+
+    def packed_parts(self) -> list[tuple]:
+        """The basic-indexing keys that split the packed output of ``return_state`` into ``[output,
+        *forward states, *backward states]`` (each state cut back to its layer's units)."""
+        return bidirectional_packed_keys(self.n_states, self.return_sequences,
+                                         [self.forward.units] * self.n_states + [self.backward.units] * self.n_states)

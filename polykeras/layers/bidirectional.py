@@ -47,9 +47,9 @@ class Bidirectional(Layer):
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         layer = _recurrent(layer, "layer")
         backward_layer = None if backward_layer is None else _recurrent(backward_layer, "backward_layer")
-        if layer.return_state or (backward_layer is not None and backward_layer.return_state):
-            raise NotImplementedError("Bidirectional of a layer with return_state=True is not supported yet; give "
-                                      "the wrapped layer return_state=False (its states are not returned)")
+        if layer.return_state and merge_mode is None:
+            raise NotImplementedError("Bidirectional(merge_mode=None) of a layer with return_state=True is not "
+                                      "supported yet; give a merge_mode, or return_state=False")
         if merge_mode not in MERGE_MODES:
             raise ValueError(f"Bidirectional merge_mode must be one of {', '.join(map(repr, MERGE_MODES))}; got "
                              f"{merge_mode!r}")
@@ -75,9 +75,12 @@ class Bidirectional(Layer):
         if merge_mode in ("sum", "mul", "ave") and self.forward_layer.units != self.backward_layer.units:
             raise ValueError(f"Bidirectional merge_mode={merge_mode!r} needs layers of equal units; got "
                              f"{self.forward_layer.units} and {self.backward_layer.units}")
+        if self.forward_layer.return_state != self.backward_layer.return_state:
+            raise ValueError("Bidirectional: the forward and backward layers must have the same return_state; got "
+                             f"{self.forward_layer.return_state} and {self.backward_layer.return_state}")
         self.merge_mode = merge_mode
         self.return_sequences = self.forward_layer.return_sequences
-        self.return_state, self.stateful = False, False
+        self.return_state, self.stateful = self.forward_layer.return_state, False
 
     def build(self, input_shape):
         for sub in (self.forward_layer, self.backward_layer):
@@ -105,16 +108,37 @@ class Bidirectional(Layer):
         sub.get_weights, sub.set_weights = get_weights, set_weights
 
     def compute_output_shape(self, input_shape):
-        shape = self.forward_layer.compute_output_shape(input_shape)
-        if self.merge_mode in ("concat", None):
-            return tuple(shape[:-1]) + (shape[-1] + self.backward_layer.units,)
-        return shape
+        width = self.forward_layer.units + (self.backward_layer.units if self.merge_mode in ("concat", None) else 0)
+        if self.return_state:  # packed (polykeras.layer_rules.bidirectional)
+            steps = input_shape[1] if self.return_sequences else 1
+            n = self.forward_layer.n_states
+            return (input_shape[0], None if steps is None else steps + 2 * n, width)
+        return (input_shape[0], input_shape[1], width) if self.return_sequences else (input_shape[0], width)
 
     def compute_mask(self, inputs, mask=None):
-        return mask if self.return_sequences else None
+        return mask if self.return_sequences and not self.return_state else None
+
+    def __call__(self, inputs, *args, initial_state=None, **kwargs):
+        if initial_state is not None:
+            raise NotImplementedError(f"Bidirectional layer {self.name!r}: initial_state is not supported yet")
+        return super().__call__(inputs, *args, **kwargs)
 
     def _call_symbolically(self, tensors, several):
         out = super()._call_symbolically(tensors, several)
+        if self.return_state:  # [output, *forward states, *backward states]: getitem parts of the packed node
+            from polykeras import ops
+            from polykeras.layer_rules.bidirectional import bidirectional_packed_keys
+            from polykeras.ops.shapes import encode_key
+
+            n = self.forward_layer.n_states
+            units = [self.forward_layer.units] * n + [self.backward_layer.units] * n
+            parts = []
+            for i, key in enumerate(bidirectional_packed_keys(n, self.return_sequences, units)):
+                part = ops.getitem(out, key=encode_key(key))
+                part.part_of = (out, i)
+                part.mask = tensors[0].mask if i == 0 and self.return_sequences else None
+                parts.append(part)
+            return parts
         if self.merge_mode is not None:
             return out
         from polykeras import ops

@@ -1,7 +1,8 @@
 """Bidirectional in JAX (Keras 3 semantics, :mod:`polykeras.layer_rules.bidirectional`):
 the two wrapped layers are this backend's own ``lax.scan`` recurrent layers
 (:mod:`.recurrent`), the backward one through its ``go_backwards`` path; their outputs
-zeroed at masked steps (with ``return_sequences``), the backward one flipped back, merged.
+zeroed at masked steps (with ``return_sequences``), the backward one flipped back, merged; with
+``return_state`` the final states packed after the merged output.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Bidirectional(Layer):
         rules, n = self.rules, self.rules.n_forward
         y_f = self.forward_layer(weights[:n], x, ctx)
         y_b = self.backward_layer(weights[n:], x, _BackwardStreams(ctx, rules.backward_stream))
+        states = None
+        if rules.return_state:  # each packed: its output, then its final states
+            (y_f, states_f), (y_b, states_b) = self._unpack(y_f), self._unpack(y_b)
+            states = states_f + states_b
         mask = ctx.mask
         if rules.return_sequences:
             if mask is not None:  # Keras's zero_output_for_mask, in each layer's processing order
@@ -49,9 +54,21 @@ class Bidirectional(Layer):
             y_b = y_b[:, ::-1]
         mode = rules.merge_mode
         if mode in ("concat", None):
-            return jnp.concatenate([y_f, y_b], axis=-1)
-        if mode == "sum":
-            return y_f + y_b
-        if mode == "ave":
-            return (y_f + y_b) / 2
-        return y_f * y_b
+            y = jnp.concatenate([y_f, y_b], axis=-1)
+        elif mode == "sum":
+            y = y_f + y_b
+        elif mode == "ave":
+            y = (y_f + y_b) / 2
+        else:
+            y = y_f * y_b
+        if states is None:
+            return y
+        width = y.shape[-1]
+        padded = [jnp.pad(s, ((0, 0), (0, width - s.shape[-1])))[:, None] for s in states]
+        return jnp.concatenate([y if rules.return_sequences else y[:, None]] + padded, axis=1)
+
+    def _unpack(self, packed):
+        """A wrapped layer's packed output as ``(output, [states])`` (:mod:`polykeras.layer_rules.bidirectional`)."""
+        k = self.rules.n_states
+        output = packed[:, :-k] if self.rules.return_sequences else packed[:, 0]
+        return output, [packed[:, i - k] for i in range(k)]

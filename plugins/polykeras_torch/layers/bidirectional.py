@@ -23,6 +23,7 @@ Native weights: each direction's own native layout, forward then backward.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .base import StepContext, TorchLayer
@@ -67,7 +68,8 @@ class Bidirectional(TorchLayer):
         same = (f.kind == b.kind and f.units == b.units and f.rules.activation == b.rules.activation
                 and f.rules.recurrent_activation == b.rules.recurrent_activation
                 and f.rules.use_bias == b.rules.use_bias)
-        return same and f.fusable and b.fusable and not rules.forward.go_backwards and not dropout
+        return (same and f.fusable and b.fusable and not rules.forward.go_backwards and not dropout
+                and not rules.return_state)  # (states: each layer on its own path, which returns them)
 
     @staticmethod
     def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
@@ -105,13 +107,28 @@ class Bidirectional(TorchLayer):
             return self._merge(both if rules.return_sequences else None, y_f, y_b)
         y_f = self.forward_layer.forward(params[:n], x, ctx)
         y_b = self.backward_layer.forward(params[n:], x, _BackwardStreams(ctx, rules.backward_stream))
+        states = None
+        if rules.return_state:  # each packed: its output, then its final states
+            (y_f, states_f), (y_b, states_b) = self._unpack(y_f), self._unpack(y_b)
+            states = states_f + states_b
         mask = ctx.mask
         if rules.return_sequences:
             if mask is not None:  # Keras's zero_output_for_mask, in each layer's processing order
                 y_f = y_f * _processing_order(mask, rules.forward.go_backwards)[:, :, None].to(y_f.dtype)
                 y_b = y_b * _processing_order(mask, rules.backward.go_backwards)[:, :, None].to(y_b.dtype)
             y_b = y_b.flip(1)
-        return self._merge(None, y_f, y_b)
+        y = self._merge(None, y_f, y_b)
+        if states is None:
+            return y
+        width = y.shape[-1]
+        padded = [F.pad(s, (0, width - s.shape[-1]))[:, None] for s in states]
+        return torch.cat([y if rules.return_sequences else y[:, None]] + padded, dim=1)
+
+    def _unpack(self, packed):
+        """A wrapped layer's packed output as ``(output, [states])`` (:mod:`polykeras.layer_rules.bidirectional`)."""
+        k = self.rules.n_states
+        output = packed[:, :-k] if self.rules.return_sequences else packed[:, 0]
+        return output, [packed[:, i - k] for i in range(k)]
 
     def _merge(self, concatenated, y_f, y_b):
         mode = self.rules.merge_mode
