@@ -86,9 +86,18 @@ class KerasBackend(Backend):
         return f"Keras 3 on {self.keras_backend}, {self.device} ({self.dtype})"
 
 
+def make(keras_backend: str, device: str, dtype: str) -> KerasBackend:
+    """The backend for ``keras_backend``; keras-jax with data parallelism (:mod:`.distributed`)."""
+    if keras_backend == "jax":
+        from .distributed import KerasJaxBackend
+
+        return KerasJaxBackend(keras_backend, device, dtype)
+    return KerasBackend(keras_backend, device, dtype)
+
+
 def factory(keras_backend: str):
     def create(device: str, dtype: str) -> KerasBackend:
-        return KerasBackend(keras_backend, device, dtype)
+        return make(keras_backend, device, dtype)
 
     return create
 
@@ -112,7 +121,7 @@ def create_default(device: str, dtype: str) -> KerasBackend:
     if backend not in ("jax", "torch", "tensorflow", "numpy"):
         raise ValueError(f"Keras's configured backend {backend!r} (KERAS_BACKEND or keras.json) is not one "
                          "polykeras knows; use jax, torch, tensorflow or numpy")
-    return KerasBackend(backend, device, dtype)
+    return make(backend, device, dtype)
 
 
 create_jax, create_torch, create_tensorflow, create_numpy = (factory(b) for b in ("jax", "torch", "tensorflow",

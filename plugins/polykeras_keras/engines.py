@@ -90,7 +90,7 @@ class JaxEngine(Engine):
             model.make_train_function()
             self.state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                               optimizer_variables=True, metrics_variables=True)
-        _, self.state = model.train_function(self.state, iter([_data(inputs, y, sample_weight)]))
+        _, self.state = model.train_function(self.state, iter([_placed(_data(inputs, y, sample_weight))]))
 
     def test(self, inputs, y, sample_weight=None) -> None:
         self.sync()
@@ -98,7 +98,8 @@ class JaxEngine(Engine):
         self.build(inputs, y)
         model.make_test_function()
         state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True, metrics_variables=True)
-        _, (trainable, non_trainable, metrics) = model.test_function(state, iter([_data(inputs, y, sample_weight)]))
+        _, (trainable, non_trainable, metrics) = model.test_function(state, iter([_placed(_data(inputs, y,
+                                                                                                sample_weight))]))
         # The step donated its input buffers: every part goes back, as in Model.evaluate.
         model._jax_state = {"trainable_variables": trainable, "non_trainable_variables": non_trainable,
                             "metrics_variables": metrics}
@@ -243,6 +244,18 @@ class NumpyEngine(Engine):
 
 
 ENGINES = {"jax": JaxEngine, "torch": TorchEngine, "tensorflow": TensorflowEngine, "numpy": NumpyEngine}
+
+
+def _placed(batch):
+    """A batch as Keras's JAX ``fit`` hands it to its step: under a ``keras.distribution``
+    (a data-parallel keras-jax program) split along the batch axis over the devices."""
+    from keras.src.distribution import distribution_lib
+
+    if distribution_lib.distribution() is None:
+        return batch
+    from keras.src.backend.jax.trainer import _distribute_data
+
+    return _distribute_data(batch)
 
 
 def _data(inputs, y, sample_weight):

@@ -23,9 +23,29 @@ class WorkerProgram(Program):
     def __init__(self, backend, worker: Worker, spec: ModelSpec, weights: Sequence[np.ndarray],
                  training: TrainingSpec | None, parity: bool):
         self.backend, self.spec, self.worker = backend, spec, worker
-        self.id = worker.new_id()
+        self.training, self.parity = training, parity
+        self.num_replicas = 1
         self._steps = 0
-        worker.call("compile", self.id, spec, [np.asarray(w) for w in weights], training, backend.dtype, parity)
+        self._compile(worker, weights)
+
+    def _compile(self, worker: Worker, weights) -> None:
+        self.worker, self.id = worker, worker.new_id()
+        worker.call("compile", self.id, self.spec, [np.asarray(w) for w in weights], self.training, self.backend.dtype,
+                    self.parity)
+
+    def distribute(self, replicas: int, worker: Worker) -> None:
+        """Train data-parallel over ``worker``'s first ``replicas`` devices (keras-jax:
+        :mod:`.distributed`); moved there first, with its weights, when it is another worker."""
+        if worker is not self.worker:
+            weights = self.get_weights()
+            self.worker.drop(self.id)
+            self._compile(worker, weights)
+        self._call("distribute", int(replicas))
+        self.num_replicas = int(replicas)
+
+    def replica_devices(self) -> int:
+        """On how many devices the worker holds the weights (keras-jax under a distribution: all)."""
+        return self._call("replica_devices")
 
     def __del__(self):
         try:

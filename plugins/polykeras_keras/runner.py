@@ -25,6 +25,7 @@ polykeras's order.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import keras
@@ -115,6 +116,7 @@ def keras_optimizer(optimizer: dict):
 class KerasRunner(Program):
     def __init__(self, backend_name: str, spec: ModelSpec, weights: Sequence[np.ndarray],
                  training: TrainingSpec | None, dtype: str, parity: bool = False):
+        self._args = (backend_name, spec, training, dtype, parity)  # what :meth:`distribute` builds again
         self.spec, self.dtype, self.parity = spec, dtype, parity
         self.np_dtype = np.dtype(dtype)
         self.graphs = KerasGraphs(spec, dtype)
@@ -148,6 +150,40 @@ class KerasRunner(Program):
         else:
             self.model = self.graphs.native
             self.engine = engine_class(self.model)
+
+    # -- data parallelism (keras-jax: :mod:`.distributed`) ---------------------------------------
+    _distribution = None
+    num_replicas = 1
+
+    def scope(self):
+        """Keras's distribution scope of a data-parallel program (every call of one runs in it:
+        Keras's JAX trainer reads the distribution when it compiles a step and places a batch)."""
+        return nullcontext() if self._distribution is None else self._distribution.scope()
+
+    def distribute(self, replicas: int) -> None:
+        """Train data-parallel with Keras's own ``keras.distribution.DataParallel`` over this
+        process's first ``replicas`` devices (Keras supports it on JAX only): the model, its
+        optimizer and metrics are made again under it (their variables replicated), and each
+        batch is split along its first axis as ``Model.fit`` splits it."""
+        if keras.backend.backend() != "jax":
+            raise NotImplementedError(f"keras.distribution runs on JAX only; Keras on {keras.backend.backend()!r} "
+                                      "cannot train data-parallel")
+        if self.iterations:
+            raise RuntimeError("distribute() a program before it trains")
+        devices = keras.distribution.list_devices()
+        if replicas > len(devices):
+            raise ValueError(f"{replicas} replicas, but Keras sees {len(devices)} device(s): {devices}")
+        weights = self.get_weights()
+        self._distribution = keras.distribution.DataParallel(devices=devices[:replicas])
+        with self.scope():
+            backend_name, spec, training, dtype, parity = self._args
+            self.__init__(backend_name, spec, weights, training, dtype, parity)
+        self.num_replicas = replicas
+
+    def replica_devices(self) -> int:
+        """On how many devices the weights live (a data-parallel program: all its replicas')."""
+        self.engine.sync()
+        return len(self.graphs.variables[0].value.sharding.device_set)
 
     def _compile_outputs(self, training: TrainingSpec, optimizer) -> None:
         """Compile a model of several outputs: a loss, a weight and metrics per

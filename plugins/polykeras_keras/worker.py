@@ -53,21 +53,28 @@ class Worker:
     """One worker process running Keras on ``keras_backend`` in ``dtype``."""
 
     _lock = threading.Lock()
-    _running: dict[tuple[str, str, str], "Worker"] = {}
+
+    _running: dict[tuple[str, str, str, int], "Worker"] = {}
 
     @classmethod
-    def get(cls, keras_backend: str, dtype: str, device: str = "cpu") -> "Worker":
-        key = (keras_backend, dtype, device)
+    def get(cls, keras_backend: str, dtype: str, device: str = "cpu", host_devices: int = 0) -> "Worker":
+        """The running worker for these settings, started if there is none; ``host_devices`` > 0:
+        one whose JAX has that many CPU devices (``XLA_FLAGS``; for keras-jax data parallelism)."""
+        key = (keras_backend, dtype, device, host_devices)
         with cls._lock:
             worker = cls._running.get(key)
             if worker is None or worker.process.poll() is not None:
-                worker = cls._running[key] = cls(keras_backend, dtype, device)
+                worker = cls._running[key] = cls(keras_backend, dtype, device, host_devices)
             return worker
 
-    def __init__(self, keras_backend: str, dtype: str, device: str = "cpu"):
+    def __init__(self, keras_backend: str, dtype: str, device: str = "cpu", host_devices: int = 0):
         self.keras_backend, self.dtype, self.device = keras_backend, dtype, device
         ours, theirs = socket.socketpair()
         env = dict(os.environ, KERAS_BACKEND=keras_backend)
+        if host_devices:
+            flags = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                             if not f.startswith("--xla_force_host_platform_device_count"))
+            env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={host_devices}".strip()
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # The worker imports this package from wherever this process found it.
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,6 +161,8 @@ def serve(conn: Connection, keras_backend: str, dtype: str) -> None:
         try:
             if op == "ping":
                 value = keras.__version__
+            elif op == "devices":  # what keras.distribution can replicate over
+                value = list(keras.distribution.list_devices())
             elif op == "compile":
                 programs[pid] = KerasRunner(keras_backend, *args)
                 value = None
@@ -163,7 +172,8 @@ def serve(conn: Connection, keras_backend: str, dtype: str) -> None:
             elif op == "iterations":
                 value = programs[pid].iterations
             else:
-                value = getattr(programs[pid], op)(*args)
+                with programs[pid].scope():  # a data-parallel program's keras.distribution
+                    value = getattr(programs[pid], op)(*args)
             reply = ("ok", value)
         except Exception as exc:  # sent back and re-raised in the user's process
             if not isinstance(exc, (ValueError, TypeError, NotImplementedError)):  # unexpected: show where
