@@ -40,6 +40,17 @@ from polykeras.spec import Shape
 from .base import LayerRules
 
 
+def output_shape(input_shape: Shape, units: int, return_sequences: bool, packed_states: int = 0) -> Shape:
+    """A recurrent node's output shape; with ``packed_states`` (``return_state``: how many states the
+    node packs after its output steps) the packed array's (the module docstring)."""
+    if packed_states:
+        steps = input_shape[1] if return_sequences else 1
+        return (input_shape[0], None if steps is None else steps + packed_states, units)
+    if return_sequences:
+        return (input_shape[0], input_shape[1], units)
+    return (input_shape[0], units)
+
+
 def packed_keys(n_states: int, return_sequences: bool) -> list[tuple]:
     """The basic-indexing keys that split a ``return_state`` node's packed output (the module docstring)
     into ``[output, h(, c)]``."""
@@ -96,12 +107,7 @@ class RecurrentRules(LayerRules):
         return bias, None
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if self.return_state:
-            steps = input_shape[1] if self.return_sequences else 1
-            return (input_shape[0], None if steps is None else steps + self.n_states, self.units)
-        if self.return_sequences:
-            return (input_shape[0], input_shape[1], self.units)
-        return (input_shape[0], self.units)
+        return output_shape(input_shape, self.units, self.return_sequences, self.n_states if self.return_state else 0)
 
     def packed_parts(self) -> list[tuple]:
         """The basic-indexing keys that split the packed output of ``return_state`` into ``[output, h(, c)]``."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from polykeras import activations, initializers, regularizers
 from polykeras.layers.base import Layer, serialize_regularizer
-from polykeras.layer_rules.recurrent import packed_keys
+from polykeras.layer_rules.recurrent import output_shape, packed_keys
 from polykeras.layers.symbolic import SymbolicTensor, attach_mask, format_shape
 
 
@@ -77,13 +77,8 @@ class _RNN(Layer):
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences and not self.return_state else None
 
-    def compute_output_shape(self, input_shape):
-        if self.return_state:  # the packed node output (polykeras.layer_rules.recurrent)
-            steps = input_shape[1] if self.return_sequences else 1
-            return (input_shape[0], None if steps is None else steps + self.n_states, self.units)
-        if self.return_sequences:
-            return (input_shape[0], input_shape[1], self.units)
-        return (input_shape[0], self.units)
+    def compute_output_shape(self, input_shape):  # with return_state, the packed node output's
+        return output_shape(input_shape, self.units, self.return_sequences, self.n_states if self.return_state else 0)
 
     # -- calling: initial_state and return_state ------------------------------------
     def __call__(self, inputs, *args, initial_state=None, mask=None, **kwargs):
