@@ -33,8 +33,9 @@ def test_unknown_backend_lists_installed():
     assert "numpy" in installed.rstrip(".").split(", ")
 
 
-def test_first_party_backend_without_its_framework_names_the_extra(hide_modules):
+def test_first_party_backend_without_its_framework_names_the_extra(hide_modules, monkeypatch):
     hide_modules("torch")
+    monkeypatch.setattr(backends, "_instances", {})  # a torch backend made earlier in this process is cached
     with pytest.raises(BackendNotFoundError, match=r"pip install 'polykeras\[torch\]' \(in a polykeras checkout, add -c constraints.txt"):
         backends.get_backend("torch")  # the plain command works anywhere; the constraints file is a checkout's
 
