@@ -7,7 +7,7 @@ import numpy as np
 
 import pytest
 
-from polykeras_conformance import report, runner, tolerances
+from polykeras_conformance import l3_auto, report, runner, tolerances
 
 from planted_bugs import PLANTED
 
@@ -84,16 +84,23 @@ def test_known_failures(bug_plugins, tmp_path, capsys, backends, known, status, 
     assert shown in capsys.readouterr().out
 
 
-def test_reference_against_itself_and_the_report(real_data, tmp_path):
+def test_reference_against_itself_and_the_report(real_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYKERAS_AUTO_CANDIDATES", "numpy,example")  # L3's auto run probes these two
     runs = runner.run(["numpy"], dtypes=("float32",), levels=("L1", "L2", "L3"), quick=True,
                       workloads=["mnist-mlp"], progress=lambda *_: None)
-    assert len(runs) == 1 and runs[0].passed, runs[0].verdict()
+    assert [r.backend for r in runs] == ["numpy", "auto"] and runs[0].passed, runs[0].verdict()
     levels = {c.level for c in runs[0].checks}
     assert levels == {"L1", "L2", "L3"}
+    auto = runs[1]
+    assert not auto.error and {c.quantity for c in auto.checks} == {"chose", "ms/step", "samples/s"}, auto.checks
+    chose = next(c.detail for c in auto.checks if c.quantity == "chose")
+    assert chose in ("numpy", "example") and l3_auto.summary(auto) == f"measured (chose mnist-mlp: {chose})"
     path = report.write(runs, tmp_path, ("L1", "L2", "L3"), quick=True)
     text = path.read_text()
-    for heading in ("## Verdicts", "## Tolerances", "## L2 training", "## L3 speed", "## Coverage"):
+    for heading in ("## Verdicts", "## Tolerances", "## L2 training", "## L3 speed", "## Coverage",
+                    "### Best per workload"):
         assert heading in text
+    assert f"| mnist-mlp | {chose}, " in text
     assert tolerances.TABLE[0].reason in text
     assert (tmp_path / "report.json").exists() and (tmp_path / "training-float32.png").exists()
 
@@ -101,7 +108,7 @@ def test_reference_against_itself_and_the_report(real_data, tmp_path):
 def test_speed_is_timed_in_one_dtype(tmp_path):
     """L3 times float32 only when both dtypes run (the dtype models train in); float64 when it runs alone."""
     runs = runner.run(["numpy"], dtypes=("float64", "float32"), levels=("L1", "L3"), quick=True,
-                      workloads=["mnist-mlp"], progress=lambda *_: None, natives=[])
+                      workloads=["mnist-mlp"], progress=lambda *_: None, natives=[], auto=False)
     levels = {run.dtype: {c.level for c in run.checks} for run in runs}
     assert levels == {"float64": {"L1"}, "float32": {"L1", "L3"}}
     assert runner.speed_dtype(("float64",)) == "float64"

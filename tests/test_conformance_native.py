@@ -121,7 +121,7 @@ def test_each_backend_is_timed_beside_its_native_counterparts(tmp_path):
     pytest.importorskip("torch")
     messages = []
     runs = runner.run(["torch"], dtypes=("float32",), levels=("L3",), quick=True, workloads=["fashion-mlp"],
-                      progress=messages.append, natives=["plain-torch"])
+                      progress=messages.append, natives=["plain-torch"], auto=False)
     by_label = {r.label: r for r in runs}
     torch_run = by_label["torch / cpu / float32"]
     native_run = by_label["plain PyTorch (native) / cpu / float32"]

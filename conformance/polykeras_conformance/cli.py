@@ -34,6 +34,9 @@ def polykeras_cli_commands(subparsers):
                       help="L3's native yardsticks to time beside the backends: 'auto' (each backend's own framework "
                            "written natively: plain-torch, plain-jax, keras-fit-<b>), 'none', or a comma-separated "
                            "list among plain-torch, plain-jax, keras-fit-jax, keras-fit-torch, keras-fit-tensorflow")
+    conf.add_argument("--no-auto", dest="auto", action="store_false",
+                      help="L3: leave out the timing of backend=\"auto\", steps_per_execution=\"auto\" (its probe times "
+                           "every candidate backend) and the best-per-workload table")
     conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
                       help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
                            "without failing the exit status; a crashed or hung worker still fails it")
@@ -57,7 +60,7 @@ def conformance(args) -> int:
     from polykeras.cli import UsageError, check_choice
 
     try:
-        from polykeras_conformance import native, report, runner
+        from polykeras_conformance import l3_auto, native, report, runner
     except ImportError as exc:
         raise UsageError(f"the conformance suite needs its extra: pip install 'polykeras[conformance]' ({exc})")
 
@@ -91,7 +94,7 @@ def conformance(args) -> int:
         raise UsageError(f"--mutants {args.mutants}: no such file; `nox -s mutants` writes out/mutants/mutants.json")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
                       workloads_, timeout=args.timeout, natives=natives, jobs=args.jobs, l4_steps=args.l4_steps,
-                      l4_speed=args.l4_speed)
+                      l4_speed=args.l4_speed, auto=args.auto)
     path = report.write(runs, Path(args.report), levels, args.quick, Path(args.mutants) if args.mutants else None)
     print()
     status = 0
@@ -99,6 +102,8 @@ def conformance(args) -> int:
         listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
         if run.native:  # a yardstick: measured, never judged
             verdict, ok = run.error or "measured", True
+        elif run.backend == l3_auto.NAME:  # measured, never judged; a crash is a failure
+            verdict, ok = run.error or l3_auto.summary(run), not run.error
         elif listed and run.passed:  # not an error: a run near a limit may pass on another CPU
             verdict, ok = "PASS (listed in --known-failures, but passes here)", True
         elif listed and not run.error:  # a crashed worker is never a known failure

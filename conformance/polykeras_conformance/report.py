@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from polykeras_conformance import config_coverage, l4_report, op_report, plots, strength, tolerances
+from polykeras_conformance import config_coverage, l3_auto, l4_report, op_report, plots, strength, tolerances
 from polykeras_conformance.results import Run
 
 LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L3": "L3 speed",
@@ -62,8 +62,8 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Pa
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]
-    lines += (_training_table(backends) + _speed_table(runs) + l4_report.section(backends) + _coverage(backends)
-              + op_report.section(backends))
+    lines += (_training_table(backends) + _speed_table(runs) + l3_auto.section(runs) + l4_report.section(backends)
+              + _coverage(backends) + op_report.section(backends))
     lines += strength.section(mutants) + config_coverage.section(quick, levels, found) + _failures(backends)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
@@ -140,7 +140,7 @@ def _coverage(runs: list[Run]) -> list[str]:
     from polykeras.backends import backend_infos
 
     infos = backend_infos()
-    names = list(dict.fromkeys(r.backend for r in runs))
+    names = list(dict.fromkeys(r.backend for r in runs if r.backend in infos))  # not the yardsticks or auto
     kinds = sorted(set().union(*(infos[n].layer_kinds for n in names if n in infos)))
     if not kinds:
         return []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras_conformance import compare, l4, native
+from polykeras_conformance import compare, l3_auto, l4, native
 from polykeras_conformance.results import Check, Run
 
 REFERENCE = "numpy"
@@ -56,7 +56,8 @@ def _worker(job: dict, timeout: float, env: dict | None = None) -> tuple[tuple[d
 def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str, ...] = ("float64", "float32"),
         levels: tuple[str, ...] = DEFAULT_LEVELS, quick: bool = True, workloads: list[str] | None = None,
         timeout: float = 1800, progress=print, natives: list[str] | None = None, l4_steps: int | None = None,
-        l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None, jobs: int = 1) -> list[Run]:
+        l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None, jobs: int = 1,
+        auto: bool = True) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
     reference included, compared with itself as a sanity check), then one per
     native side x device (``native=True``) when L3 runs in float32, then L4's runs (``replicas`` set;
@@ -64,6 +65,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
 
     ``natives``: the native sides to time (names in :data:`.native.SIDES`);
     by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
+
+    ``auto``: with L3 in float32, also time ``backend="auto"`` (:mod:`.l3_auto`), after the yardsticks.
 
     ``jobs``: how many backend workers run at once (the native yardsticks and L4 always run one at a time).
     More than one shortens a run on a machine with cores to spare, and L3's timings then share the CPU:
@@ -150,6 +153,8 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
         if "L3" in levels and "float32" in dtypes:
             sides = native.sides_for(backends) if natives is None else natives
             runs += _native_runs(sides, runs, quick, workloads, timeout, tmp, progress)
+            if auto:
+                runs += l3_auto.run(runs, quick, workloads, timeout, tmp, progress, _worker)
         if "L4" in levels:
             runs += l4.run(backends, devices, dtypes, quick, requested, timeout, tmp, progress, l4_steps, l4_speed,
                            l4_replicas)

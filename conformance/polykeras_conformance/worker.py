@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras_conformance import cases, measure, native, op_cases
+from polykeras_conformance import cases, l3_auto, measure, native, op_cases
 
 QUICK_STEPS = 20
 QUICK_TEST_SAMPLES = 1000
@@ -74,6 +74,9 @@ def run(job: dict) -> None:
         backend, dtype, device = side.name, "float32", job["device"]
         version = side.load().version()
         cases = native_jobs(side.name, job["quick"], job["workloads"])
+    elif job.get("auto"):
+        backend, dtype, device, version = l3_auto.NAME, "float32", job["device"], ""
+        cases = l3_auto.jobs(job["workloads"], speed_protocol(job["quick"]))
     else:
         backend, dtype = job["backend"], job["dtype"]
         device = get_backend(backend, job.get("device"), dtype).device
