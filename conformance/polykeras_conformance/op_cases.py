@@ -33,7 +33,8 @@ GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
           "reductions": REDUCTIONS + ["cumsum"],
           "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
                      "pad", "take", "take_along_axis", "tril", "triu", "getitem", "top_k_indices"],
-          "contractions": ["matmul", "einsum", "tensordot", "normalize", "dot_product_attention"]}
+          "contractions": ["matmul", "einsum", "tensordot", "normalize", "dot_product_attention"],
+          "control flow": ["cond", "while_loop", "fori_loop"]}
 
 
 def _op(name: str, args: list, **params) -> dict:
@@ -222,8 +223,51 @@ def _contraction(draw, name: str):
     return _graph([shape], [{"layer": _op(name, [_inp()], axis=_axis(draw, len(shape))), "inbound": ["in0"]}])
 
 
+def _sub(n_inputs: int, nodes: list[tuple], outputs: list[str], specs: list[dict]) -> dict:
+    """A control-flow op's sub-graph (:mod:`polykeras.ops.subgraph`): inputs ``v0..`` (loop index and
+    variables) then ``c0..`` (captures); ``nodes`` as ``(op, args, inbound, params)``."""
+    return {"inputs": [f"v{k}" for k in range(n_inputs[0])] + [f"c{k}" for k in range(n_inputs[1])],
+            "nodes": [{"name": f"n{i}", "op": op, "args": args, "params": params, "inbound": inbound}
+                      for i, (op, args, inbound, params) in enumerate(nodes)],
+            "outputs": outputs, "output_specs": specs}
+
+
+@st.composite
+def _control_flow(draw, name: str):
+    """Two inputs ``x`` and ``c`` of one drawn shape, captured by the branches or the loop body:
+    ``cond`` on a drawn constant predicate (``square(x) * c``, or ``x - c``); ``fori_loop`` of 1-4
+    residual steps ``h + 0.5 * (h * c + i)``; ``while_loop`` over ``(counter, h)`` with
+    ``h = h * c + 0.5`` while the counter is below 3, bounded by a drawn ``maximum_iterations``
+    (below or above 3, so either stops it). Polynomials only: Keras's own ``sin``/``tanh`` on its
+    JAX and torch backends differ from NumPy's by ~3e-8 in float64 (their element-wise cells show
+    it), which would hide what these cases judge -- the branch taken and the iterations run."""
+    shape = draw(_shape)
+    spec = {"shape": [None] + shape, "dtype": "float32", "batched": True}
+    two = [_inp(0), _inp(1)]
+    if name == "cond":
+        true_fn = _sub((0, 2), [("square", [_inp()], ["c0"], {}), ("multiply", two, ["n0", "c1"], {})], ["n1"], [spec])
+        false_fn = _sub((0, 2), [("subtract", two, ["c0", "c1"], {})], ["n0"], [spec])
+        node = _op(name, [{"constant": draw(st.booleans())}, _inp(0), _inp(1)], true_fn=true_fn, false_fn=false_fn,
+                   output=0)
+    elif name == "fori_loop":  # body(i, h, c)
+        body = _sub((2, 1), [("cast", [_inp()], ["v0"], {"dtype": "float32"}), ("multiply", two, ["v1", "c0"], {}),
+                             ("add", two, ["n1", "n0"], {}), ("multiply", [_inp(), {"constant": 0.5}], ["n2"], {}),
+                             ("add", two, ["v1", "n3"], {})],
+                    ["n4"], [spec])
+        node = _op(name, [_inp(0), _inp(1)], lower=0, upper=draw(st.integers(1, 4)), body=body, output=0)
+    else:  # while_loop over (counter, h) with the capture c
+        counter = {"shape": [], "dtype": "int32", "batched": False}
+        cond = _sub((2, 1), [("less", [_inp(), {"constant": 3}], ["v0"], {})], ["n0"],
+                    [{"shape": [], "dtype": "bool", "batched": False}])
+        body = _sub((2, 1), [("add", [_inp(), {"constant": 1}], ["v0"], {}), ("multiply", two, ["v1", "c0"], {}),
+                             ("add", [_inp(), {"constant": 0.5}], ["n1"], {})], ["n0", "n2"], [counter, spec])
+        node = _op(name, [{"constant": 0, "dtype": "int32"}, _inp(0), _inp(1)], cond=cond, body=body,
+                   maximum_iterations=draw(st.sampled_from([2, 5])), output=1)
+    return _graph([shape, shape], [{"layer": node, "inbound": ["in0", "in1"]}])
+
+
 STRATEGIES = {"element-wise": _elementwise, "reductions": _reduction, "shapes": _shapes,
-              "contractions": _contraction}
+              "contractions": _contraction, "control flow": _control_flow}
 
 
 def _merged(graphs: list[dict]) -> dict:

@@ -35,6 +35,59 @@ SPECIAL = {
 }
 
 
+def _run_graph(graph: dict, inputs: list) -> list:
+    """A control-flow op's sub-graph (:mod:`polykeras.ops.subgraph`) with ``keras.ops``."""
+    dtype = graph.get("compute_dtype") or "float32"
+    values = dict(zip(graph["inputs"], inputs))
+    for node in graph["nodes"]:
+        op = node["op"]
+        values[node["name"]] = _apply(SPECIAL.get(op) or getattr(keras.ops, op), op, registry.get(op).variadic,
+                                      node["args"], op_params(node.get("params", {}), dtype),
+                                      [values[n] for n in node["inbound"]], dtype)
+    return [values[n] for n in graph["outputs"]]
+
+
+def _cond(operands, true_fn=None, false_fn=None, output=0):
+    pred, captures = keras.ops.reshape(keras.ops.cast(operands[0], "bool"), ()), list(operands[1:])
+    return keras.ops.cond(pred, lambda: _run_graph(true_fn, captures)[output],
+                          lambda: _run_graph(false_fn, captures)[output])
+
+
+def _while_loop(operands, cond=None, body=None, maximum_iterations=None, output=0):
+    """With ``maximum_iterations``: Keras's ``fori_loop`` over that many steps, each a ``cond`` that keeps
+    the variables once ``cond`` is false (JAX's ``while_loop``, which Keras uses, has no reverse mode)."""
+    n = len(body["outputs"])
+    start, captures = tuple(keras.ops.convert_to_tensor(v) for v in operands[:n]), list(operands[n:])
+
+    def go_on(*values):
+        return keras.ops.reshape(keras.ops.cast(_run_graph(cond, list(values) + captures)[0], "bool"), ())
+
+    def step(*values):
+        return tuple(_run_graph(body, list(values) + captures))
+
+    if maximum_iterations is None:
+        return keras.ops.while_loop(go_on, step, start)[output]
+
+    def bounded(i, carry):
+        values, done = carry[:-1], carry[-1]
+        active = keras.ops.logical_and(keras.ops.logical_not(done), go_on(*values))
+        return tuple(keras.ops.cond(active, lambda: step(*values), lambda: tuple(values))) + (
+            keras.ops.logical_not(active),)
+
+    return keras.ops.fori_loop(0, int(maximum_iterations), bounded, start + (keras.ops.convert_to_tensor(False),))[
+        output]
+
+
+def _fori_loop(operands, lower=0, upper=0, body=None, output=0):
+    n = len(body["outputs"])
+    start, captures = tuple(keras.ops.convert_to_tensor(v) for v in operands[:n]), list(operands[n:])
+    return keras.ops.fori_loop(int(lower), int(upper),
+                               lambda i, values: tuple(_run_graph(body, [i, *values, *captures])), start)[output]
+
+
+SPECIAL.update({"cond": _cond, "while_loop": _while_loop, "fori_loop": _fori_loop})
+
+
 class KerasOperation(keras.layers.Layer):
     def __init__(self, op: str, args: list, params: dict, **kwargs):
         super().__init__(**kwargs)

@@ -76,6 +76,9 @@ def op_params(params: dict, dtype) -> dict:
     out = {k: tuples(v) for k, v in params.items()}
     if isinstance(out.get("dtype"), str) and np.dtype(out["dtype"]).kind == "f":
         out["dtype"] = np.dtype(str(dtype).removeprefix("torch.")).name
+    for k, v in out.items():  # a control-flow op's sub-graphs (polykeras.ops.subgraph) compute in it too
+        if isinstance(v, dict) and "nodes" in v:
+            out[k] = {**v, "compute_dtype": np.dtype(str(dtype).removeprefix("torch.")).name}
     return out
 
 
@@ -136,6 +139,9 @@ class Operation(Layer):
         return out
 
     def compute_output_shape(self, input_shapes) -> tuple:
+        if self.op.infer is not None:  # a control-flow op: its traced sub-graph says
+            shape, self._output_dtype, self._output_batched = self.op.infer(self.params)
+            return shape
         shape, self._output_dtype, self._output_batched = infer_output(
             self.op, self.args, tuples(self.params), input_shapes, self.name, getattr(self, "_input_dtypes", None),
             getattr(self, "_input_batched", None))

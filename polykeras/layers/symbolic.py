@@ -69,7 +69,9 @@ class SymbolicTensor:
         raise TypeError(
             "a symbolic tensor has no value to branch on: polykeras traces call() once, with symbolic tensors, "
             "so Python control flow (if/while/and/or) may depend on static facts -- shapes, config, the training "
-            "flag -- but not on tensor values; compute both sides and choose with ops.where(condition, a, b)")
+            "flag -- but not on tensor values: choose per entry with ops.where(condition, a, b), branch on a scalar "
+            "with ops.cond(pred, true_fn, false_fn), loop with ops.while_loop(cond, body, loop_vars) or "
+            "ops.fori_loop(lower, upper, body_fun, init_val)")
 
     @property
     def ndim(self) -> int:

@@ -19,7 +19,8 @@ graph node instead, which every backend runs (:mod:`polykeras.layers.operation`)
 The definitions, by family: :mod:`.elementwise` (arithmetic, comparisons,
 math, activations, ``where``, ``clip``), :mod:`.reductions`, :mod:`.shapes`
 (reshape, transpose, concatenate, gathers, ...), :mod:`.linalg` (``matmul``,
-``einsum``, ``tensordot``, ``normalize``), :mod:`.attention` (``dot_product_attention``), :mod:`.creation`.
+``einsum``, ``tensordot``, ``normalize``), :mod:`.attention` (``dot_product_attention``), :mod:`.creation`,
+:mod:`.control_flow` (``cond``, ``while_loop``, ``fori_loop``: branches and loop bodies traced into sub-graphs).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import builtins
 
 import numpy as np
 
-from . import attention, creation, elementwise, linalg, reductions, shapes  # noqa: F401  (each registers its ops)
+from . import attention, control_flow, creation, elementwise, linalg, reductions, shapes  # noqa: F401  (each registers its ops)
 from .registry import REGISTRY, apply, get, make_function
 
 globals().update({name: make_function(op) for name, op in REGISTRY.items()})
+from .control_flow import cond, fori_loop, while_loop  # noqa: E402  (Keras's signatures, not the nodes')
 
 
 def einsum(subscripts, *operands):

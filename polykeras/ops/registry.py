@@ -32,7 +32,9 @@ class OpDef:
     maps the static arguments to their defaults. ``forward(*arrays,
     **params)`` and ``vjp(g, y, arrays, **params)`` speak NumPy;
     ``differentiable`` says whether the op has gradients at all (comparisons,
-    ``argmax`` and friends do not).
+    ``argmax`` and friends do not). ``infer(params)``, where given, is the op's
+    ``(shape, dtype, batched)`` in a model, for ops that cannot be found by evaluating
+    them on examples (a traced loop might not end on them).
     """
 
     name: str
@@ -41,6 +43,7 @@ class OpDef:
     forward: Callable[..., Array]
     vjp: Callable[..., Sequence[Array | None]] | None
     doc: str = ""
+    infer: Callable[[dict], tuple] | None = None
 
     @property
     def differentiable(self) -> bool:
@@ -81,10 +84,10 @@ REGISTRY: dict[str, OpDef] = {}
 
 
 def register(name: str, tensors: Sequence[str], forward: Callable, vjp: Callable | None, doc: str = "",
-             **params: Any) -> OpDef:
+             infer: Callable[[dict], tuple] | None = None, **params: Any) -> OpDef:
     if name in REGISTRY:
         raise ValueError(f"op {name!r} is registered twice")
-    op = OpDef(name, tuple(tensors), dict(params), forward, vjp, doc)
+    op = OpDef(name, tuple(tensors), dict(params), forward, vjp, doc, infer)
     REGISTRY[name] = op
     return op
 

@@ -15,6 +15,7 @@ from polykeras.backend import epsilon
 from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops.shapes import decode_key
 
+from . import control_flow
 from .base import Layer
 
 
@@ -74,6 +75,7 @@ OPS = {
     # lax.top_k: largest first, ties to the lower index, as the reference
     "top_k_indices": lambda x, k=None, sorted=True: jax.lax.top_k(x, int(k))[1],
 }
+OPS.update(control_flow.OPS)  # cond, while_loop, fori_loop: their sub-graphs run with the ops above
 
 
 def function(name: str):

@@ -17,6 +17,7 @@ from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops import registry
 from polykeras.ops.shapes import decode_key
 
+from . import control_flow
 from .base import TorchLayer
 
 
@@ -218,6 +219,7 @@ OPS = {
     "full_like": lambda x, fill_value=None, dtype=None: torch.full_like(
         x, fill_value, dtype=None if dtype is None else getattr(torch, dtype)),
 }
+OPS.update(control_flow.OPS)  # cond, while_loop, fori_loop: their sub-graphs run with the ops above
 
 
 class Op(TorchLayer):
