@@ -12,9 +12,11 @@ so a shared layer is one polykeras layer called several times. A model used
 as a layer (a ``Sequential`` or functional model inside a functional model
 or a ``Sequential``) becomes a polykeras model called as a layer, which
 flattens its layers into the outer graph; a nested layer whose name an outer
-one took already is renamed ``<name>_<k>``. Keras's ``+``, ``-``, ``*`` on
-tensors (operations, not layers) become ``Add``/``Subtract``/``Multiply``
-when their inputs have one rank; other operations are refused by name.
+one took already is renamed ``<name>_<k>``. Keras's *operations* on tensors
+(``keras.ops.mean(h)``, ``h * 2.0``, ``x[:, 1:]``) become polykeras op nodes
+(:mod:`.keras_ops`; an operation polykeras lacks is refused by name), except
+that ``+``, ``-``, ``*`` between two tensors of one shape stay the
+``Add``/``Subtract``/``Multiply`` layers polykeras's own operators record.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras.saving import keras_custom, keras_training
+from polykeras.saving import keras_custom, keras_ops, keras_training
 from polykeras.saving.keras_calls import entry_name, flatten, is_operation, mask_plumbing
 from polykeras.saving.keras_custom import is_custom_entry
 from polykeras.saving.keras_format import KerasFileError, read_vars, to_snake_case, weight_paths
@@ -38,9 +40,6 @@ from polykeras.saving.registration import UnknownObjectError
 
 #: Keras's model classes: a model may be a layer of a functional model (or of a Sequential).
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
-#: Keras *operations* (``x + y``, ``x * y`` on Keras tensors) that are polykeras merge layers when both
-#: inputs have one rank (Keras's operations broadcast NumPy-style; polykeras's layers expand a lower rank at axis 1).
-OPERATIONS = ("Add", "Subtract", "Multiply")
 
 
 def _unsupported(entries: list[dict], pk_layers) -> set[str]:
@@ -54,7 +53,9 @@ def _unsupported(entries: list[dict], pk_layers) -> set[str]:
         elif is_operation(entry) and entry_name(entry) in masks:
             continue
         elif is_operation(entry):
-            if class_name not in OPERATIONS:
+            try:
+                keras_ops.op_of(entry)
+            except KerasFileError:
                 out.add(f"{class_name} (a Keras operation)")
         elif class_name != "InputLayer" and not is_custom_entry(entry) and not _has_layer(pk_layers, class_name):
             out.add(class_name)
@@ -199,8 +200,8 @@ class _Reader:
         return layer
 
     def _operation(self, entry: dict):
-        """A Keras operation as the polykeras merge layer that computes it."""
-        return self.pk_layers.layer_class(entry["class_name"])(name=self._unique(entry["name"]))
+        """A Keras operation: made into a node when it is called (:func:`.keras_ops.call`)."""
+        return _Operation(entry, self._unique(entry["name"]))
 
     def _unique(self, name: str) -> str:
         """``name``, or ``name_<k>`` if a layer of another (nested) model took it already."""
@@ -231,10 +232,15 @@ class _Reader:
             progress = False
             for name, nodes in pending.items():
                 while nodes:
-                    refs = self._node_refs(name, nodes[0], built[name])
+                    operation = isinstance(built[name], _Operation)
+                    refs = keras_ops.tensor_refs(nodes[0]) if operation else self._node_refs(name, nodes[0],
+                                                                                              built[name])
                     if not all((r[0], r[1]) in tensors for r in refs):
                         break
-                    if _traced(built[name]):
+                    if operation:
+                        tensors[(name, calls[name])] = [keras_ops.call(built[name].entry, nodes[0], tensors, self.path,
+                                                                      built[name].name)]
+                    elif _traced(built[name]):
                         tensors[(name, calls[name])] = [self._call_traced(built[name], nodes[0], tensors)]
                     else:
                         args = [tensors[(r[0], r[1])][r[2]] for r in refs]
@@ -317,16 +323,19 @@ class _Reader:
             out = layer(args if len(args) > 1 else args[0])
             return list(out) if isinstance(out, (list, tuple)) else [out]
         if getattr(layer, "multiple_inputs", False):
-            if type(layer).__name__ in OPERATIONS and len({len(a.shape) for a in args}) != 1:
-                raise KerasFileError(f"{self.path}: Keras operation {name!r} ({type(layer).__name__}) broadcasts "
-                                     "inputs of different ranks NumPy-style; polykeras reads it for inputs of one "
-                                     "rank only")
             return [layer(args)]
         if len(args) != 1 and not hasattr(layer, "n_states"):
             raise KerasFileError(f"{self.path}: layer {name!r} ({type(layer).__name__}) is called on {len(args)} "
                                  "tensors; it takes one")
         out = call_layer(layer, args)  # a recurrent layer: its initial states follow the sequence
         return out if isinstance(out, list) else [out]  # return_state: [output, h(, c)]
+
+
+class _Operation:
+    """A Keras operation entry of a functional config, and the name its node takes."""
+
+    def __init__(self, entry: dict, name: str):
+        self.entry, self.name = entry, name
 
 
 def _traced(layer) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykeras.saving import keras_custom
+from polykeras.saving import keras_custom, keras_ops
 from polykeras.saving.atomic import atomic_write
 from polykeras.saving.keras_traced import keras_view, traced_owners
 from polykeras.saving.keras_format import (WRAPPED, KerasFileError, functional_layer_order, to_snake_case,
@@ -139,6 +139,10 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
         item = {"module": entry.get("module", "keras.layers"), "class_name": entry["class_name"],
                 "config": _keras_layer_config(entry["class_name"], entry["config"]),
                 "registered_name": entry.get("registered_name"), "name": name, "inbound_nodes": []}
+        if entry["class_name"] == "Operation":  # an op on the model's tensors: a Keras operation (keras_ops)
+            refs = entry["inbound_nodes"][0] if entry.get("inbound_nodes") else []
+            layers_json.append(keras_ops.keras_entry(entry["config"], [_keras_tensor(r, shapes) for r in refs]))
+            continue
         if entry["class_name"] == "InputLayer":
             item["config"]["dtype"] = shapes[name][1]  # int32 for ids read by an Embedding
         elif "keras_nodes" in entry:  # a traced built-in layer: its calls' own arguments and options
@@ -158,7 +162,7 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
                                "input_layers": _one_or_list([[n, 0, 0] for n in inputs]),
                                "output_layers": _one_or_list([[r[0], r[1], r[2] if len(r) > 2 else 0]
                                                               for r in outputs])}}
-    return keras_config, [entries[name] for name in order]
+    return keras_config, [entries[name] for name in order if entries[name]["class_name"] != "Operation"]
 
 
 def keras_layout(model) -> tuple[dict, list[dict]]:
@@ -213,12 +217,14 @@ def write_model(model, path, overwrite: bool = True, training_state: dict | None
     graph_names = model._graph.names if model._graph is not None else {}
     known = masks | {graph_names[i] for i in traced_owners(model)}  # and a traced built-in layer is itself
     known |= model._graph.part_node_names if model._graph is not None else set()  # [layer, call, index] in Keras
-    traced = sorted({layer.kind for layer in spec.layers if layer.name not in known} & {"Operation", "Variable"})
-    if traced:
+    free = [layer for layer in spec.layers if layer.name not in known]
+    for layer in free:  # ops on the model's tensors go as Keras operations (keras_ops), where Keras has them
+        if layer.kind == "Operation" and not keras_ops.is_exchanged(layer.config["op"]):
+            raise KerasFileError(f"model {model.name!r}: " + keras_ops.refusal(layer.config["op"], layer.name))
+    if any(layer.kind == "Variable" for layer in free):
         raise NotImplementedError(
-            f"model {model.name!r} calls polykeras.ops outside any layer ({', '.join(traced)} nodes), which cannot be "
-            "written to a Keras 3 .keras file yet; put them in a registered custom layer or a Lambda of a registered "
-            "function, or save it as .polykeras (polykeras's own format, which keeps them)")
+            f"model {model.name!r} reads a layer's variable outside that layer, which a Keras 3 .keras file cannot "
+            "express; save it as .polykeras (polykeras's own format, which keeps it)")
     keras_config, saved = keras_layout(model)
     customs = {owner.name: owner for owner in traced_owners(model).values() if keras_custom.is_custom(owner)}
     weights = iter(model.get_weights())
