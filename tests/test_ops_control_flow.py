@@ -232,3 +232,39 @@ def test_control_flow_nodes_survive_the_config_round_trip():
     x = np.random.default_rng(1).normal(size=(4, 3))
     np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
     np.testing.assert_allclose(model.predict(x, verbose=0), -(x * 0.25 + 1.0), rtol=1e-6)  # h = x, x/2 + 0, x/4 + 1
+
+
+def _all_three(backend, weights=None):
+    """cond (on a variable's sign, in a custom layer), a bounded while_loop and a fori_loop, polynomials only
+    (Keras's own sin/tanh on JAX differ from NumPy's by ~3e-8 in float64)."""
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((4,))
+    c = layers.Dense(4)(inp)
+    _, h = ops.while_loop(lambda i, h: i < 2, lambda i, h: (i + 1, h * c * 0.5 + c), (0, inp), maximum_iterations=5)
+    h = ops.fori_loop(1, 3, lambda i, h: h - 0.1 * ops.square(h) * ops.cast(i, "float32"), h)
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(Signed()(h)))
+    if weights is not None:
+        model.set_weights(weights)
+    start = model.get_weights()
+    data = np.random.default_rng(5)
+    x, y = data.normal(size=(16, 4)), data.integers(0, 3, 16)
+    model.compile("sgd", "sparse_categorical_crossentropy", backend=backend, dtype="float64")
+    predicted = model.predict(x, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    return start, predicted, model.get_weights()
+
+
+class Signed(layers.Layer):
+    def build(self, input_shape):
+        self.s = self.add_weight(shape=(), initializer="ones", name="s")
+
+    def call(self, x):
+        return ops.cond(self.s > 0.0, lambda: x * self.s, lambda: x - self.s)
+
+
+def test_keras_jax_runs_the_three_as_keras_ops():
+    start, ref_predicted, ref_weights = _all_three("numpy")
+    _, predicted, weights = _all_three("keras-jax", start)
+    np.testing.assert_allclose(predicted, ref_predicted, rtol=1e-12)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
