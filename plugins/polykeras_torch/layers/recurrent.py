@@ -142,13 +142,18 @@ class _Recurrent(TorchLayer):
 
     def _loop(self, params, x, rec_mask, steps_mask=None, initial=None):
         """Run :meth:`_cell` over time; the input projection is one GEMM for
-        all steps, as in the reference. Returns the outputs (a list, one per step) and the final states."""
+        all steps, as in the reference. Returns the outputs (a list, one per step) and the final states.
+
+        The steps' projections are taken by one ``unbind``, whose backward stacks the steps' gradients
+        once; indexing ``xw[:, t]`` per step would make autograd zero-fill a gradient of the whole ``xw``
+        for every step (a 32 x 80 x 512 LSTM projection: 80 fills of 5 MB per backward pass, 20% of
+        the imdb-lstm step on CPU, torch.profiler)."""
         xw = F.linear(x, params[0], self._input_bias(params))
         state = self._initial_state(x) if initial is None else initial
         outputs = []
-        for t in range(x.shape[1]):
+        for t, xw_t in enumerate(xw.unbind(1)):
             h_in = state[0] if rec_mask is None else state[0] * rec_mask
-            new = self._cell(params, xw[:, t], h_in, state)
+            new = self._cell(params, xw_t, h_in, state)
             if steps_mask is None:
                 state = new
             else:
