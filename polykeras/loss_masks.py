@@ -1,4 +1,4 @@
-"""Losses weighted by their output's mask, as Keras weights them.
+"""Losses and metrics weighted by their output's mask, as Keras weights them.
 
 When a model's output carries a Keras mask (``Embedding(mask_zero=True)`` or ``Masking`` upstream,
 passed on by ``return_sequences`` recurrent layers, ``Dense``, ``TimeDistributed``, ...), Keras
@@ -6,26 +6,32 @@ weights the loss by it: each step's weight is the sample weight times ``total / 
 steps and 0 on padded ones (``total`` the mask's size, ``valid`` its count of ``True``; 0 when
 nothing is valid), so the batch loss ``sum(w * loss) / total`` is the mean over the valid steps.
 
-polykeras computes that weight on the host, before a step, and hands it to the backend as the
-step's sample weights (``(batch, T)``, which every backend with ``"sample_weight"`` takes): one
-mechanism, the same numbers on every backend, nothing for a backend to add. This works because a
-mask is an ordinary graph value (:mod:`polykeras.layers.masking`) made of ``polykeras.ops`` nodes
-on the model's inputs, which :func:`host_mask` evaluates with the ops' NumPy forwards. A mask
-computed from a layer's output (``Masking`` after a ``Dense``) is refused when the program is
-built, with that reason.
+Keras weights the output's mean metrics by the mask too (``MeanMetricWrapper.update_state``: the
+accuracies, ``mse``/``mae``, the crossentropies, top-k and a user's function; not ``Precision``,
+``Recall``, ``AUC``, ``MeanIoU``), without the ``total / valid`` factor: a ``metrics`` entry takes
+the mask as its weights, a ``weighted_metrics`` entry ``sample_weight * mask``. A metric's value is
+then the mean over the valid steps of the epoch (each sample's weighted values and weights reduced
+to their means over its steps, as Keras's ``Mean`` does). The core marks those metrics
+(``MetricSpec.masked``, :func:`mark_masked`).
 
-Not yet: Keras also weights the metrics by the mask (``sample_weight * mask``, without the
-``total / valid`` factor). polykeras's ``metrics`` stay unmasked (padded steps count), and its
-``weighted_metrics`` see the loss weights above (masked, but batches combine by those weights, not
-by their count of valid steps); ``compile`` warns about it (:func:`warn_about_metrics`).
+polykeras computes these weights on the host, before a step, and hands them to the backend: the
+loss's as the step's sample weights (``(batch, T)``, which every backend with ``"sample_weight"``
+takes), each summed metric's as its ``metric_weight`` entry (:func:`metric_weights`; backends with
+``"metric_weight"``): one mechanism, the same numbers on every backend, nothing for a backend to
+add. This works because a mask is an ordinary graph value (:mod:`polykeras.layers.masking`) made of
+``polykeras.ops`` nodes on the model's inputs, which :func:`host_mask` evaluates with the ops' NumPy
+forwards. A mask computed from a layer's output (``Masking`` after a ``Dense``) is refused when the
+program is built, with that reason. The Keras backends run Keras's own train step, which does all
+of this itself (``"loss_mask"``).
 """
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 
 import numpy as np
 
+from polykeras.metrics.statistics import MASKED_KINDS, summed
 from polykeras.program import batch_of, output_weights
 
 
@@ -82,43 +88,91 @@ def keras_loss_weights(mask: np.ndarray, sample_weight, dtype) -> np.ndarray:
     return weights
 
 
-class MaskedLossProgram:
-    """A compiled program whose steps weight each masked output's loss by its mask (the module's rule);
-    everything else is the program's own."""
+def keras_metric_weights(mask: np.ndarray, sample_weight, dtype) -> np.ndarray:
+    """Keras's ``apply_mask`` for a metric (``reduction="sum"``): ``sample_weight * mask`` (``(batch, T)``; a
+    ``(batch,)`` sample weight is spread over the steps), the mask alone without sample weights."""
+    weights = np.asarray(mask, dtype=bool).astype(dtype)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype)
+        weights = weights * sample_weight.reshape(sample_weight.shape + (1,) * (weights.ndim - sample_weight.ndim))
+    return weights
 
-    def __init__(self, program, masks: list, inputs: list, dtype):
+
+def mark_masked(model, training):
+    """``training`` (a :class:`~polykeras.spec.TrainingSpec`) with the metrics that Keras weights by their
+    output's mask marked ``masked`` (:data:`~polykeras.metrics.statistics.MASKED_KINDS` of a masked output)."""
+    masks = output_masks(model)
+    if training is None or not any(m is not None for m in masks):
+        return training
+
+    def marked(metrics, mask):
+        return tuple(replace(m, masked=True) if mask is not None and m.kind in MASKED_KINDS else m for m in metrics)
+
+    if training.outputs:
+        return replace(training, outputs=tuple(replace(o, metrics=marked(o.metrics, mask))
+                                               for o, mask in zip(training.outputs, masks)))
+    return replace(training, metrics=marked(training.metrics, masks[0]))
+
+
+class MaskedLossProgram:
+    """A compiled program whose steps weight each masked output's loss and metrics by its mask (the
+    module's rule); everything else is the program's own."""
+
+    def __init__(self, program, masks: list, inputs: list, dtype, training=None):
         self._program, self._masks, self._inputs, self._dtype = program, masks, inputs, np.dtype(dtype)
+        #: (output index, metric) of the summed metrics: each gets its weights (metric_weight), or none at all
+        self._summed = summed(training) if training is not None else []
 
     def __getattr__(self, name):
         return getattr(self._program, name)
 
-    def loss_weights(self, x, sample_weight):
-        """The sample weights the backend gets for batch ``x``: one array for a model of one output, else
-        a tuple per output (``None`` where an output is neither masked nor weighted)."""
+    def _weights(self, x, sample_weight) -> dict:
+        """The step's weights for batch ``x``: ``sample_weight`` (one array for a model of one output, else a
+        tuple per output, ``None`` where an output is neither masked nor weighted) for the loss, and
+        ``metric_weight`` (one entry per summed metric, :meth:`polykeras.program.Program.train_step`)."""
         given = output_weights(sample_weight, len(self._masks))
-        out = tuple(w if m is None else keras_loss_weights(host_mask(m, self._inputs, x, self._dtype), w, self._dtype)
-                    for m, w in zip(self._masks, given))
-        return out[0] if len(out) == 1 else out
+        masks = [None if m is None else host_mask(m, self._inputs, x, self._dtype) for m in self._masks]
+        out = tuple(w if m is None else keras_loss_weights(m, w, self._dtype) for m, w in zip(masks, given))
+        weights = {"sample_weight": out[0] if len(out) == 1 else out}
+        if self._summed:
+            weights["metric_weight"] = tuple(
+                keras_metric_weights(masks[i], given[i] if m.weighted else None, self._dtype) if m.masked
+                else (None if not m.weighted or given[i] is None else np.asarray(given[i], self._dtype))
+                for i, m in self._summed)
+        return weights
+
+    def loss_weights(self, x, sample_weight):
+        """The loss's sample weights for batch ``x`` (see :meth:`_weights`)."""
+        return self._weights(x, sample_weight)["sample_weight"]
 
     def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
-        self._program.train_step(x, y, step_seed, sample_weight=self.loss_weights(x, sample_weight))
+        self._program.train_step(x, y, step_seed, **self._weights(x, sample_weight))
 
     def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
-        per_step = [self.loss_weights(batch_of(xs, i), None if sample_weights is None else batch_of(sample_weights, i))
+        per_step = [self._weights(batch_of(xs, i), None if sample_weights is None else batch_of(sample_weights, i))
                     for i in range(len(step_seeds))]
-        stacked = (tuple(None if per_step[0][k] is None else np.stack([w[k] for w in per_step])
-                         for k in range(len(per_step[0]))) if isinstance(per_step[0], tuple) else np.stack(per_step))
-        self._program.train_steps(xs, ys, step_seeds, sample_weights=stacked)
+        stacked = {f"{name}s": _stacked([step[name] for step in per_step]) for name in per_step[0]}
+        self._program.train_steps(xs, ys, step_seeds, **stacked)  # sample_weights, metric_weights
 
     def test_step(self, x, y, sample_weight=None) -> None:
-        self._program.test_step(x, y, sample_weight=self.loss_weights(x, sample_weight))
+        self._program.test_step(x, y, **self._weights(x, sample_weight))
 
 
-def wrap(model, backend, program):
-    """``program`` as is for a model whose outputs carry no mask or on a backend that masks losses
-    itself (``"loss_mask"`` in its ``training_features``: the Keras backends, whose train step is
-    Keras's), else a :class:`MaskedLossProgram`; a backend without the sample weights this needs is
-    refused by name."""
+def _stacked(per_step: list):
+    """One step's weights per entry of ``per_step`` stacked on a new leading axis: an array, or a tuple of
+    them whose ``None`` entries stay ``None``."""
+    if isinstance(per_step[0], tuple):
+        return tuple(None if per_step[0][k] is None else np.stack([w[k] for w in per_step])
+                     for k in range(len(per_step[0])))
+    return np.stack(per_step)
+
+
+def wrap(model, backend, program, training=None):
+    """``program`` as is for a model whose outputs carry no mask or on a backend that masks losses and
+    metrics itself (``"loss_mask"`` in its ``training_features``: the Keras backends, whose train step is
+    Keras's), else a :class:`MaskedLossProgram`; a backend without the sample weights this needs (or,
+    for summed metrics, each metric's own weights) is refused by name. ``training`` is the program's
+    :class:`~polykeras.spec.TrainingSpec` (:func:`mark_masked`'s)."""
     masks = output_masks(model)
     if not any(m is not None for m in masks) or "loss_mask" in getattr(backend, "training_features", ()):
         return program
@@ -127,19 +181,11 @@ def wrap(model, backend, program):
         if mask is not None:
             check_host_computable(mask, graph.inputs, name)
     needed = {"sample_weight"} | ({"per_output_sample_weight"} if len(masks) > 1 else set())
+    if training is not None and summed(training):
+        needed.add("metric_weight")
     missing = sorted(needed - set(getattr(backend, "training_features", ())))
     if missing:
-        raise NotImplementedError(f"model {model.name!r}: its output(s) carry a Keras mask, by which the loss is "
-                                  f"weighted as sample weights, and backend {backend.name!r} lacks "
+        raise NotImplementedError(f"model {model.name!r}: its output(s) carry a Keras mask, by which the loss (and "
+                                  f"metrics) are weighted as sample weights, and backend {backend.name!r} lacks "
                                   f"{', '.join(missing)}; use a backend that has it (polykeras backends)")
-    return MaskedLossProgram(program, masks, graph.inputs, backend.dtype)
-
-
-def warn_about_metrics(model, metrics) -> None:
-    """The one part of Keras's mask rule polykeras does not follow yet (see the module's docstring)."""
-    masked = [t.layer.name for t, m in zip(model._graph.outputs, output_masks(model)) if m is not None] \
-        if getattr(model, "_graph", None) is not None else []
-    if masked and metrics:
-        warnings.warn(f"model {model.name!r}: output(s) of {', '.join(masked)} carry a Keras mask; the loss is weighted "
-                      "by it as in Keras, but the metrics are not masked yet: padded steps count in them "
-                      "(polykeras.loss_masks)", stacklevel=3)
+    return MaskedLossProgram(program, masks, graph.inputs, backend.dtype, training)

@@ -60,7 +60,8 @@ class Program:
     iterations: int = 0
 
     # -- training ---------------------------------------------------------------
-    def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int, sample_weight=None) -> None:
+    def train_step(self, x: np.ndarray, y: np.ndarray, step_seed: int, sample_weight=None,
+                   metric_weight=None) -> None:
         """One optimizer update on one batch; accumulate its loss and metrics.
 
         ``sample_weight`` (only passed to a backend that lists ``"sample_weight"`` in
@@ -74,22 +75,29 @@ class Program:
         output's array, or ``None`` where the output is unweighted. Each output's loss takes its
         own weights, then the ``loss_weights``-weighted sum is the loss, and the weighted metrics
         of output ``i`` take output ``i``'s weights (:func:`output_weights` gives the tuple in
-        both cases)."""
+        both cases).
+
+        ``metric_weight`` (only passed to a backend that lists ``"metric_weight"``; for a model
+        whose outputs carry a Keras mask, :mod:`polykeras.loss_masks`) is a tuple with one entry
+        per summed metric, in :func:`polykeras.metrics.statistics.summed` order: the weights that
+        metric's statistics take instead of its output's ``sample_weight`` (an array, or ``None``
+        for none)."""
         raise NotImplementedError
 
-    def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int], sample_weights=None) -> None:
+    def train_steps(self, xs: np.ndarray, ys: np.ndarray, step_seeds: Sequence[int], sample_weights=None,
+                    metric_weights=None) -> None:
         """Several updates at once (``compile(steps_per_execution=N)``): ``xs``
-        and ``ys`` (and ``sample_weights``, each array of a tuple) stack N batches on a new
-        leading axis. Backends that can run them as one compiled loop override this."""
+        and ``ys`` (and ``sample_weights`` and ``metric_weights``, each array of a tuple) stack N
+        batches on a new leading axis. Backends that can run them as one compiled loop override this."""
         for i, seed in enumerate(step_seeds):
-            if sample_weights is None:
-                self.train_step(batch_of(xs, i), batch_of(ys, i), seed)
-            else:
-                self.train_step(batch_of(xs, i), batch_of(ys, i), seed, sample_weight=batch_of(sample_weights, i))
+            weights = {} if sample_weights is None else {"sample_weight": batch_of(sample_weights, i)}
+            if metric_weights is not None:
+                weights["metric_weight"] = batch_of(metric_weights, i)
+            self.train_step(batch_of(xs, i), batch_of(ys, i), seed, **weights)
 
-    def test_step(self, x: np.ndarray, y: np.ndarray, sample_weight=None) -> None:
-        """Accumulate loss and metrics of one batch in inference mode (``sample_weight``
-        as in :meth:`train_step`)."""
+    def test_step(self, x: np.ndarray, y: np.ndarray, sample_weight=None, metric_weight=None) -> None:
+        """Accumulate loss and metrics of one batch in inference mode (``sample_weight`` and
+        ``metric_weight`` as in :meth:`train_step`)."""
         raise NotImplementedError
 
     def predict_step(self, x: np.ndarray) -> np.ndarray:
@@ -162,7 +170,8 @@ class Backend:
     #: statistics, :mod:`polykeras.metrics.statistics`; without it the core refuses them), and
     #: ``"loss_mask"`` (the program weights a masked output's loss by its mask itself, as Keras's
     #: own train step does; else the core hands it the mask's weights as sample weights,
-    #: :mod:`polykeras.loss_masks`).
+    #: :mod:`polykeras.loss_masks`), and ``"metric_weight"`` (steps take each summed metric's own
+    #: weights, ``metric_weight``: the masked metrics of a masked output need it).
     training_features: ClassVar[frozenset[str]] = frozenset()
     layer_kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer_kinds: ClassVar[frozenset[str]] = frozenset()

@@ -249,14 +249,18 @@ class MetricSpec:
     Keras's ``compile`` does); ``kind`` names the math every backend implements and
     ``config`` its options (Keras's argument names: ``{"k": 5}``, ``{"thresholds": [0.5]}``).
     ``weighted`` marks an entry of ``compile(weighted_metrics=...)``: it takes the batch's
-    sample weights (``sum(w * v) / sum(w)`` for a mean metric). The kinds and how a backend
-    computes each are in :mod:`polykeras.metrics.statistics`.
+    sample weights (``sum(w * v) / sum(w)`` for a mean metric). ``masked`` marks a metric that
+    its output's Keras mask weights, as Keras's ``MeanMetricWrapper`` does (set by the core on the
+    mean kinds of an output that carries a mask; its weights come with each step,
+    :mod:`polykeras.loss_masks`). The kinds and how a backend computes each are in
+    :mod:`polykeras.metrics.statistics`.
     """
 
     name: str
     kind: str
     config: dict[str, Any] = field(default_factory=dict)
     weighted: bool = False
+    masked: bool = False
 
     def __iter__(self):
         """``name, kind = metric``: how backends written for the older ``(name, kind)`` pairs read it
@@ -270,7 +274,8 @@ class MetricSpec:
         if isinstance(data, MetricSpec):
             return data
         if isinstance(data, dict):
-            return cls(data["name"], data["kind"], dict(data.get("config") or {}), bool(data.get("weighted", False)))
+            return cls(data["name"], data["kind"], dict(data.get("config") or {}), bool(data.get("weighted", False)),
+                       bool(data.get("masked", False)))
         name, kind = data
         return cls(name, kind)
 

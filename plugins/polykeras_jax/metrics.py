@@ -61,14 +61,19 @@ def _ones(y, p, w):
     return jnp.ones(y.shape[0], p.dtype) if w is None else w.astype(p.dtype)
 
 
+def _steps(w) -> int:
+    """Steps per sample of the weights (static): both sums are divided by it, as the reference's."""
+    return max(w.size // max(w.shape[0], 1), 1)
+
+
 def _weighted_mean(kind: str, config: dict) -> Callable:
-    """``[sum(w * v), sum(w)]``, as the reference."""
+    """``[sum(w * v), sum(w)]`` (divided by the steps per sample), as the reference."""
     if kind in _CROSSENTROPY:
         loss = _CROSSENTROPY[kind]
 
         def statistics(y, p, w=None):
             w = _ones(y, p, w)
-            return jnp.stack([loss(y, p, sample_weight=w) * w.size, jnp.sum(w)])
+            return jnp.stack([loss(y, p, sample_weight=w) * w.size, jnp.sum(w)]) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -77,8 +82,8 @@ def _weighted_mean(kind: str, config: dict) -> Callable:
         w = _ones(y, p, w)
         if v.ndim > w.ndim:
             v = jnp.mean(v, axis=tuple(range(w.ndim, v.ndim)))
-        w = jnp.broadcast_to(w, v.shape)
-        return jnp.stack([jnp.sum(v * w), jnp.sum(w)])
+        steps, w = _steps(w), jnp.broadcast_to(w, v.shape)
+        return jnp.stack([jnp.sum(v * w), jnp.sum(w)]) / steps
     return statistics
 
 

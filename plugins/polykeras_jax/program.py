@@ -201,15 +201,16 @@ class JaxProgram(Program):
         loss = weighted_total(parts, [weight for _, weight in self.objectives])
         return loss + self.model.penalty(weights) + added, ((ys, outs, parts), assignments)
 
-    def _logs(self, loss, batch, sample_weight):
+    def _logs(self, loss, batch, sample_weight, metric_weight=None):
         """``[loss, (each output's loss,) *mean metrics]`` of one batch, each a batch mean
         weighted by the batch size, and the summed metrics' statistics (a metric of output ``i``
-        with output ``i``'s sample weights)."""
+        with output ``i``'s sample weights, or its own ``metric_weight`` entry when the step has them)."""
         ys, outs, parts = batch
         values = [loss] + (parts if self.several else [])
         values += [m(ys[i], outs[i]).astype(self.dtype) for i, m in self.metric_fns]
         ws = output_weights(sample_weight, len(ys))
-        stats = tuple(fn(ys[i], outs[i], ws[i]).astype(self.dtype) for i, fn in self.summed_fns)
+        own = metric_weight if metric_weight is not None else [ws[i] for i, _ in self.summed_fns]
+        stats = tuple(fn(ys[i], outs[i], w).astype(self.dtype) for (i, fn), w in zip(self.summed_fns, own))
         return jnp.stack(values) * ys[0].shape[0], stats
 
     @staticmethod
@@ -217,31 +218,31 @@ class JaxProgram(Program):
         sums, stats = logs
         return state._replace(sums=state.sums + sums, stats=tuple(a + b for a, b in zip(state.stats, stats)))
 
-    def _step(self, state: TrainState, lr, x, y, noise, sample_weight) -> TrainState:
+    def _step(self, state: TrainState, lr, x, y, noise, sample_weight, metric_weight=None) -> TrainState:
         grad_fn = jax.value_and_grad(self._objective, has_aux=True)
         (loss, (batch, assignments)), grads = grad_fn(state.trainable, state.frozen, x, y, True,
                                                       self._noise_source(noise, x), sample_weight)
         trainable, opt_state = self.optimizer.update(grads, state.optimizer, state.trainable, lr)
         frozen = self.model.assign(state.frozen, assignments)
         return self._add(TrainState(trainable, frozen, opt_state, state.sums, state.stats),
-                         self._logs(loss, batch, sample_weight))
+                         self._logs(loss, batch, sample_weight, metric_weight))
 
-    def _train_fn(self, state, lr, x, y, noise, sample_weight):
+    def _train_fn(self, state, lr, x, y, noise, sample_weight, metric_weight=None):
         self.traces["train_step"] += 1  # runs only while tracing
-        return self._step(state, lr, x, y, noise, sample_weight)
+        return self._step(state, lr, x, y, noise, sample_weight, metric_weight)
 
-    def _train_many_fn(self, state, lr, xs, ys, noises, sample_weights):
+    def _train_many_fn(self, state, lr, xs, ys, noises, sample_weights, metric_weights=None):
         self.traces["train_steps"] += 1
 
         def body(state, batch):
             return self._step(state, lr, *batch), None
 
-        return lax.scan(body, state, (xs, ys, noises, sample_weights), unroll=self._unroll)[0]
+        return lax.scan(body, state, (xs, ys, noises, sample_weights, metric_weights), unroll=self._unroll)[0]
 
-    def _test_fn(self, trainable, frozen, sums, stats, x, y, sample_weight):
+    def _test_fn(self, trainable, frozen, sums, stats, x, y, sample_weight, metric_weight=None):
         self.traces["test_step"] += 1
         loss, (batch, _) = self._objective(trainable, frozen, x, y, False, None, sample_weight)
-        logs = self._logs(loss, batch, sample_weight)
+        logs = self._logs(loss, batch, sample_weight, metric_weight)
         return sums + logs[0], tuple(a + b for a, b in zip(stats, logs[1]))
 
     def _predict_fn(self, trainable, frozen, x):
@@ -274,35 +275,38 @@ class JaxProgram(Program):
             return tuple(self._weights(w) for w in sample_weight)
         return None if sample_weight is None else np.asarray(sample_weight, dtype=self.dtype)
 
-    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+    def train_step(self, x, y, step_seed: int, sample_weight=None, metric_weight=None) -> None:
         x = self._x(x)
         noise = self._noise(step_seed, x)
         with self.precision.scope():
             self._state = self._train(self._state, self._lr, self._place(x), self._place(y), noise,
-                                      self._place(self._weights(sample_weight)))
+                                      self._place(self._weights(sample_weight)),
+                                      self._place(self._weights(metric_weight)))
         self._settle()
         self._count += _batch(y)
         self.iterations += 1
 
-    def train_steps(self, xs, ys, step_seeds: Sequence[int], sample_weights=None) -> None:
+    def train_steps(self, xs, ys, step_seeds: Sequence[int], sample_weights=None, metric_weights=None) -> None:
         xs = self._x(xs)
         first = tuple(a[0] for a in xs) if isinstance(xs, tuple) else xs[0]
         noises = [self._noise(seed, first) for seed in step_seeds]
         noises = None if noises[0] is None else jax.tree.map(lambda *n: np.stack(n), *noises)
         with self.precision.scope():
             self._state = self._train_many(self._state, self._lr, self._place(xs, True), self._place(ys, True), noises,
-                                           self._place(self._weights(sample_weights), True))
+                                           self._place(self._weights(sample_weights), True),
+                                           self._place(self._weights(metric_weights), True))
         self._settle()
         first = ys[0] if isinstance(ys, tuple) else ys
         self._count += first.shape[0] * first.shape[1]
         self.iterations += len(first)
 
-    def test_step(self, x, y, sample_weight=None) -> None:
+    def test_step(self, x, y, sample_weight=None, metric_weight=None) -> None:
         x = self._x(x)
         state = self._state
         with self.precision.scope():
             sums, stats = self._test(state.trainable, state.frozen, state.sums, state.stats, self._place(x),
-                                     self._place(y), self._place(self._weights(sample_weight)))
+                                     self._place(y), self._place(self._weights(sample_weight)),
+                                     self._place(self._weights(metric_weight)))
             self._state = state._replace(sums=sums, stats=stats)
         self._settle()
         self._count += _batch(y)

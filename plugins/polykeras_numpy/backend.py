@@ -54,7 +54,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
-                                   "metric_statistics"})
+                                   "metric_statistics", "metric_weight"})
     layer_kinds = frozenset(KERNELS)
     optimizer_kinds = frozenset(optimizers.OPTIMIZERS)
     loss_kinds = frozenset(losses.LOSSES) | {"function"}
@@ -209,15 +209,17 @@ class NumpyProgram(Program):
             d_outputs.append(d)
         return total, d_outputs, parts
 
-    def _logs(self, loss, parts, y, output, sample_weight=None) -> None:
+    def _logs(self, loss, parts, y, output, sample_weight=None, metric_weight=None) -> None:
         """Accumulate ``[loss, (each output's loss,) each mean metric]`` and the summed metrics'
-        statistics (a metric of output ``i`` with output ``i``'s sample weights)."""
+        statistics (a metric of output ``i`` with output ``i``'s sample weights, or with its own
+        ``metric_weight`` entry when the step has them)."""
         pairs = list(self._pairs(y, output))
         values = [loss] + (parts if self.several else [])
         values += [m(*pairs[i]) for i, m in self.mean_metrics]
         self.accumulator.add(values, _batch(y))
         weights = output_weights(sample_weight, len(pairs))
-        self.statistics.add([m(*pairs[i], weights[i]) for i, m in self.summed_metrics])
+        own = metric_weight if metric_weight is not None else [weights[i] for i, _ in self.summed_metrics]
+        self.statistics.add([m(*pairs[i], w) for (i, m), w in zip(self.summed_metrics, own)])
 
     def _loss_and_gradients(self, x, y, training: bool, step_seed: int | None, input_grad: bool = False,
                             sample_weight=None):
@@ -243,7 +245,7 @@ class NumpyProgram(Program):
         return penalty
 
     # -- the Program interface ----------------------------------------------------------
-    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+    def train_step(self, x, y, step_seed: int, sample_weight=None, metric_weight=None) -> None:
         loss, output, weight_grads, _, contexts, parts = self._loss_and_gradients(x, y, True, step_seed,
                                                                                   sample_weight=sample_weight)
         grads = [g for layer, gs in zip(self.spec.layers, weight_grads)
@@ -253,12 +255,13 @@ class NumpyProgram(Program):
         for owner, ctx in zip(self.owners, contexts):
             for j, value in ctx.assignments.items():
                 self.weights[owner][j] = value.astype(self.dtype, copy=False)
-        self._logs(loss, parts, y, output, sample_weight)
+        self._logs(loss, parts, y, output, sample_weight, metric_weight)
 
-    def test_step(self, x, y, sample_weight=None) -> None:
+    def test_step(self, x, y, sample_weight=None, metric_weight=None) -> None:
         output, _, contexts = self._forward(x, False, None)
         loss, _, parts = self._loss(y, output, sample_weight)
-        self._logs(loss + self._regularization() + _added_losses(contexts), parts, y, output, sample_weight)
+        self._logs(loss + self._regularization() + _added_losses(contexts), parts, y, output, sample_weight,
+                   metric_weight)
 
     def predict_step(self, x) -> np.ndarray:
         return self._forward(x, False, None)[0]

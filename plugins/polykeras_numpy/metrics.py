@@ -68,14 +68,21 @@ def _ones(y, p, sample_weight):
     return np.ones(len(y), dtype=_float(p))
 
 
+def _steps(w) -> int:
+    """The steps per sample of weights ``w`` (1 for per-sample weights): Keras's ``Mean`` reduces each
+    sample's weighted values and weights to their means over the steps, so both sums are divided by it."""
+    return max(w.size // max(len(w), 1), 1)
+
+
 def _weighted_mean(kind: str, config: dict) -> Callable:
-    """``[sum(w * v), sum(w)]``; ``v`` averaged over trailing axes ``w`` lacks (Keras's ``Mean``)."""
+    """``[sum(w * v), sum(w)]`` (each divided by :func:`_steps`); ``v`` averaged over trailing axes ``w``
+    lacks (Keras's ``Mean``)."""
     if kind in LOSS_KINDS and kind not in ("mean_squared_error", "mean_absolute_error"):
         loss = losses.LOSSES[kind]
 
         def statistics(y, p, sample_weight=None):
             w = _ones(y, p, sample_weight)  # the loss is sum(w * l) / n over its n = w.size weighted parts
-            return np.array([loss(y, p, sample_weight=w)[0] * w.size, w.sum()], dtype=p.dtype)
+            return np.array([loss(y, p, sample_weight=w)[0] * w.size, w.sum()], dtype=p.dtype) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -84,8 +91,8 @@ def _weighted_mean(kind: str, config: dict) -> Callable:
         w = _ones(y, p, sample_weight)
         if v.ndim > w.ndim:
             v = v.mean(axis=tuple(range(w.ndim, v.ndim)))
-        w = np.broadcast_to(w, v.shape)
-        return np.array([np.sum(v * w), np.sum(w)], dtype=p.dtype)
+        steps, w = _steps(w), np.broadcast_to(w, v.shape)
+        return np.array([np.sum(v * w), np.sum(w)], dtype=p.dtype) / steps
     return statistics
 
 

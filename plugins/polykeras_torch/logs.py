@@ -46,11 +46,16 @@ class DeferredMeans:
         self.accumulator = MeanAccumulator(names)
         self.pending: list[tuple[torch.Tensor, tuple, tuple, torch.Tensor | None]] = []
 
-    def add(self, loss: torch.Tensor, y: tuple, output: tuple, sample_weight=None) -> None:
-        """Keep one step's (detached) loss, targets, outputs and sample weights (one tensor, or
-        a tuple of one per output, ``None`` for an unweighted one). The targets must not be
+    def add(self, loss: torch.Tensor, y: tuple, output: tuple, sample_weight=None, metric_weight=None) -> None:
+        """Keep one step's (detached) loss, targets, outputs and the weights of each summed metric: its
+        ``metric_weight`` entry when the step has them, else its output's sample weights (one tensor,
+        or a tuple of one per output, ``None`` for an unweighted one). The targets must not be
         modified afterwards (the program hands over its own copy)."""
-        self.pending.append((loss, y, output, sample_weight if self.summed else None))
+        weights = None
+        if self.summed:
+            weights = (tuple(metric_weight) if metric_weight is not None
+                       else tuple(output_weights(sample_weight, len(y))[i] for i, _ in self.summed))
+        self.pending.append((loss, y, output, weights))
         if len(self.pending) >= self.flush_every:
             self.flush()
 
@@ -75,9 +80,9 @@ class DeferredMeans:
                 outputs = [torch.cat(parts) for parts in zip(*(out for _, _, out, _ in pending))]
             values += [metric(ys[i], outputs[i]) for i, metric in self.metrics]
             if self.summed:
-                steps = [output_weights(w, len(ys)) for _, _, _, w in pending]
-                ws = {i: _weights([step[i] for step in steps], sizes, outputs[i]) for i in {i for i, _ in self.summed}}
-                self.statistics.add([fn(ys[i], outputs[i], ws[i]) for i, fn in self.summed])
+                ws = [_weights([w[j] for _, _, _, w in pending], sizes, outputs[i])
+                      for j, (i, _) in enumerate(self.summed)]
+                self.statistics.add([fn(ys[i], outputs[i], w) for (i, fn), w in zip(self.summed, ws)])
         self.accumulator.add(values, total)
 
     def results(self) -> dict[str, float]:

@@ -62,14 +62,19 @@ def _ones(y, p, w):
     return torch.ones(len(y), dtype=p.dtype, device=p.device) if w is None else w.to(p.dtype)
 
 
+def _steps(w) -> int:
+    """Steps per sample of the weights: both sums are divided by it, as the reference's."""
+    return max(w.numel() // max(len(w), 1), 1)
+
+
 def _weighted_mean(kind: str, config: dict):
-    """``[sum(w * v), sum(w)]``, as the reference."""
+    """``[sum(w * v), sum(w)]`` (divided by the steps per sample), as the reference."""
     if kind in _CROSSENTROPY:
         loss = _CROSSENTROPY[kind]
 
         def statistics(y, p, w=None):
             w = _ones(y, p, w)
-            return torch.stack([loss(y, p, sample_weight=w) * w.numel(), w.sum()])
+            return torch.stack([loss(y, p, sample_weight=w) * w.numel(), w.sum()]) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -78,8 +83,8 @@ def _weighted_mean(kind: str, config: dict):
         w = _ones(y, p, w)
         if v.dim() > w.dim():
             v = v.mean(dim=tuple(range(w.dim(), v.dim())))
-        w = w.expand(v.shape)
-        return torch.stack([(v * w).sum(), w.sum()])
+        steps, w = _steps(w), w.expand(v.shape)
+        return torch.stack([(v * w).sum(), w.sum()]) / steps
     return statistics
 
 

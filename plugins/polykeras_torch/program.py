@@ -242,7 +242,8 @@ class TorchProgram(Program):
         logged = torch.stack([loss, *parts]).detach() if self.several else loss.detach()
         return loss, ys, outputs, logged
 
-    def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int, sample_weight=None) -> None:
+    def _train(self, x: tuple[torch.Tensor, ...], y: torch.Tensor, step_seed: int, sample_weight=None,
+               metric_weight=None) -> None:
         ctx = self._context(True, step_seed, self.parity)
         loss, ys, outputs, logged = self._loss(x, y, ctx, sample_weight)
         # a model may have no trainable weight (BatchNormalization(center=False, scale=False) alone): Keras still
@@ -255,7 +256,7 @@ class TorchProgram(Program):
         if ctx.assignments:
             ctx.apply_assignments()
         self.iterations += 1
-        self.logs.add(logged, ys, tuple(o.detach() for o in outputs), sample_weight)
+        self.logs.add(logged, ys, tuple(o.detach() for o in outputs), sample_weight, metric_weight)
 
     # -- the Program interface -----------------------------------------------------------------
     def _weights(self, sample_weight):
@@ -281,26 +282,28 @@ class TorchProgram(Program):
         """This replica's rows of a global batch (as it is without replicas)."""
         return batch if self.replicas is None else self.replicas.rows(batch, stacked)
 
-    def train_step(self, x, y, step_seed: int, sample_weight=None) -> None:
+    def train_step(self, x, y, step_seed: int, sample_weight=None, metric_weight=None) -> None:
         x, y, sample_weight = self._rows(x), self._rows(y), self._rows(sample_weight)
-        self._train(self._inputs(x), self._targets(y), step_seed, self._weights(sample_weight))
+        self._train(self._inputs(x), self._targets(y), step_seed, self._weights(sample_weight),
+                    self._weights(self._rows(metric_weight)))
 
-    def train_steps(self, xs, ys, step_seeds, sample_weights=None) -> None:
+    def train_steps(self, xs, ys, step_seeds, sample_weights=None, metric_weights=None) -> None:
         """``steps_per_execution``: the N batches go to the device in one
         transfer, then run as N fused steps."""
         xs, ys, sample_weights = self._rows(xs, True), self._rows(ys, True), self._rows(sample_weights, True)
         xs, ys, ws = self._inputs(xs), self._targets(ys), self._weights(sample_weights)
+        mws = self._weights(self._rows(metric_weights, True))
         for i, seed in enumerate(step_seeds):
             self._train(tuple(x[i] for x in xs), tuple(y[i] for y in ys) if self.several else ys[i], seed,
-                        None if ws is None else batch_of(ws, i))
+                        None if ws is None else batch_of(ws, i), None if mws is None else batch_of(mws, i))
 
-    def test_step(self, x, y, sample_weight=None) -> None:
+    def test_step(self, x, y, sample_weight=None, metric_weight=None) -> None:
         x, y, sample_weight = self._rows(x), self._rows(y), self._rows(sample_weight)
         x, y = self._inputs(x), self._targets(y)
         with torch.no_grad():
             w = self._weights(sample_weight)
             _, ys, outputs, logged = self._loss(x, y, StepContext(False), w)
-        self.logs.add(logged, ys, outputs, w)
+        self.logs.add(logged, ys, outputs, w, self._weights(self._rows(metric_weight)))
 
     def predict_step(self, x) -> np.ndarray:
         with torch.inference_mode():

@@ -23,8 +23,8 @@ A *mask* is a boolean tensor ``(batch, T)`` that travels with a symbolic tensor
 In the spec, a node that reads a mask names the node that computes it in
 ``LayerSpec.mask``; the graph feature ``"masking"`` tells backends without it apart.
 
-A masked output's loss is weighted by its mask as Keras weights it (:mod:`polykeras.loss_masks`).
-Not yet: masks in metrics (a model whose masked output has metrics gets a warning at ``compile``).
+A masked output's loss and mean metrics are weighted by its mask as Keras weights them
+(:mod:`polykeras.loss_masks`).
 """
 
 from __future__ import annotations

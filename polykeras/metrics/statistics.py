@@ -6,7 +6,8 @@ Two mechanisms, chosen by :func:`is_summed`:
 * A **mean metric** (accuracies, ``mse``, the crossentropies, top-k accuracy) in
   ``compile(metrics=...)``: the backend computes its batch mean and the program keeps
   the sample-count-weighted mean over the epoch (Keras's ``MeanMetricWrapper``).
-* A **summed metric** -- every entry of ``weighted_metrics`` and every stateful kind
+* A **summed metric** -- every entry of ``weighted_metrics``, every metric its output's Keras
+  mask weights (``MetricSpec.masked``) and every stateful kind
   (``precision``, ``recall``, ``auc``, ``mean_iou``): the backend returns the batch's
   *sufficient statistics*, an array of the shape :func:`statistics_shape` gives, the
   program adds them up over the epoch (native arithmetic, no host sync), and
@@ -17,7 +18,10 @@ batch has none):
 
 * weighted mean kind: ``[sum(w * v), sum(w)]`` over the per-sample values ``v`` (a
   value of a sequence output averaged over its time steps where ``w`` is per sample;
-  for a crossentropy ``v`` is the per-sample loss) -- Keras's ``Mean`` with weights.
+  for a crossentropy ``v`` is the per-sample loss) -- Keras's ``Mean`` with weights. Where
+  ``w`` has steps too (``(batch, T)``: temporal weights, a mask) both sums are divided by
+  ``T``, as Keras reduces each sample to its mean over the steps before summing (the same
+  value within a batch; batches of other lengths then weigh as in Keras).
 * ``precision``/``recall``/``auc``: ``[tp, fp, tn, fn]`` at each of :func:`thresholds`,
   shape ``(4, T)``: Keras's ``update_confusion_matrix_variables``. All of ``y`` and
   ``p`` is flattened (after ``class_id`` picks one column and ``top_k`` keeps each row's
@@ -47,6 +51,9 @@ MEAN_KINDS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_acc
 CONFUSION_KINDS = ("precision", "recall", "auc")
 #: Kinds that always sum statistics.
 STATEFUL_KINDS = CONFUSION_KINDS + ("mean_iou",)
+#: Kinds an output's Keras mask weights (Keras's ``MeanMetricWrapper``: the mean kinds and a user's
+#: function; not the stateful kinds, whose ``update_state`` ignores the mask).
+MASKED_KINDS = MEAN_KINDS + ("function",)
 #: The crossentropy kinds: their per-sample value is the loss (computed by the backend's loss code).
 LOSS_KINDS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
               "mean_squared_error", "mean_absolute_error")
@@ -58,7 +65,7 @@ KERAS_EPSILON = 1e-7
 
 def is_summed(metric: MetricSpec) -> bool:
     """Does the backend return statistics (:func:`statistics_shape`) rather than a batch mean?"""
-    return metric.weighted or metric.kind in STATEFUL_KINDS
+    return metric.weighted or metric.masked or metric.kind in STATEFUL_KINDS
 
 
 def thresholds(metric: MetricSpec) -> np.ndarray:
@@ -83,15 +90,22 @@ def thresholds(metric: MetricSpec) -> np.ndarray:
 def statistics_function(metric: MetricSpec, confusion, mean_iou, weighted_mean):
     """A backend's ``(y, p, sample_weight) -> statistics`` for a summed metric, from its three
     builders (``confusion(metric)``, ``mean_iou(metric)``, ``weighted_mean(kind, config)``); the
-    sample weights are ignored unless the metric is a ``weighted_metrics`` entry, as Keras's
-    ``compile`` does."""
+    sample weights are ignored unless the metric is a ``weighted_metrics`` entry or masked (its
+    weights then the mask's), as Keras's ``compile`` does."""
     if metric.kind in CONFUSION_KINDS:
         fn = confusion(metric)
     elif metric.kind == "mean_iou":
         fn = mean_iou(metric)
     else:
         fn = weighted_mean(metric.kind, metric.config)
-    return fn if metric.weighted else (lambda y, p, sample_weight=None: fn(y, p, None))
+    return fn if metric.weighted or metric.masked else (lambda y, p, sample_weight=None: fn(y, p, None))
+
+
+def summed(training) -> list[tuple[int, MetricSpec]]:
+    """``(output index, metric)`` of a :class:`~polykeras.spec.TrainingSpec`'s summed metrics, in
+    the order backends keep their statistics (that of ``all_metrics``): the order of a step's
+    ``metric_weight`` entries (:meth:`polykeras.program.Program.train_step`)."""
+    return [(i, m) for i, m in training.all_metrics if is_summed(m)]
 
 
 def statistics_shape(metric: MetricSpec) -> tuple[int, ...]:
@@ -100,7 +114,7 @@ def statistics_shape(metric: MetricSpec) -> tuple[int, ...]:
     if metric.kind == "mean_iou":
         c = int(metric.config["num_classes"])
         return (c, c)
-    if metric.weighted:
+    if metric.weighted or metric.masked:
         return (2,)
     raise ValueError(f"metric {metric.name!r} ({metric.kind}) is a plain mean metric: it has no statistics")
 

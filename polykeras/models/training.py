@@ -46,7 +46,6 @@ class TrainingAPI:
                 raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
                                 f"keyed by output name), got {type(value).__name__}: {value!r}")
         self._pull_weights()
-        _loss_masks.warn_about_metrics(self, metrics or weighted_metrics)
         self.optimizer = _optimizers.get(optimizer)
         names = self.output_names if self._graph is not None else [self.name]
         self._outputs_config = None
@@ -89,12 +88,13 @@ class TrainingAPI:
             spec = self._spec()
             ndims = y_ndim if isinstance(y_ndim, tuple) else tuple(len(s) for s in spec.output_shapes)
             outputs = self._outputs_config.training(list(spec.outputs), spec.output_shapes, ndims)
-            return TrainingSpec(self.optimizer.to_spec(), outputs[0].loss, (), outputs)
+            return _loss_masks.mark_masked(self, TrainingSpec(self.optimizer.to_spec(), outputs[0].loss, (), outputs))
         out_shape, kind = self.output_shape, self.loss.kind
         plain, weighted = _metrics.unique_names(
             [("", _metrics.resolve(m, kind, y_ndim, out_shape)) for m in self._metric_ids],
             [("", _metrics.resolve(m, kind, y_ndim, out_shape, weighted=True)) for m in self._weighted_metric_ids])
-        return TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(out_shape, y_ndim), tuple(plain + weighted))
+        return _loss_masks.mark_masked(
+            self, TrainingSpec(self.optimizer.to_spec(), self.loss.to_spec(out_shape, y_ndim), tuple(plain + weighted)))
 
     def _get_program(self, training: bool, y_ndim: int | None = None, batch=None):
         """The compiled program, (re)built when first needed or when what it
@@ -131,7 +131,7 @@ class TrainingAPI:
         spread = cfg.get("distribution") or _distribution.distribution()
         if spread is not None:
             self._program = _distribution.distribute(backend, self._program, spread)
-        self._program = _loss_masks.wrap(self, backend, self._program)
+        self._program = _loss_masks.wrap(self, backend, self._program, training_spec)
         self._program_key = key
         self._weights_stale = False
         if training:
@@ -277,6 +277,7 @@ def _check_metrics(backend, training: TrainingSpec) -> None:
     summed = [m.name for _, m in training.all_metrics if is_summed(m)]
     if summed and "metric_statistics" not in backend.training_features:
         raise NotImplementedError(
-            f"backend {backend.name!r} cannot compute metric(s) {', '.join(summed)}: weighted_metrics entries and "
-            "stateful metrics (Precision, Recall, AUC, MeanIoU) need a backend that sums metric statistics "
+            f"backend {backend.name!r} cannot compute metric(s) {', '.join(summed)}: weighted_metrics entries, "
+            "the metrics of an output that carries a Keras mask and stateful metrics (Precision, Recall, AUC, "
+            "MeanIoU) need a backend that sums metric statistics "
             "('metric_statistics' in Backend.training_features), such as numpy, torch, jax or the keras backends")
