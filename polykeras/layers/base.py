@@ -318,7 +318,7 @@ class Layer(FirstCall):
     def weights(self) -> list:
         holders = self._weight_holders()
         if holders is not None:  # a custom layer: its Variables, then its nested layers' weights
-            return [w for h in holders for w in (h.weights if not h.kind == "Variable" else [h])]
+            return [w for h in holders for w in (h.weights if getattr(h, "kind", None) != "Variable" else [h])]
         return [Weight(self, i) for i in range(len(self._weight_specs))]
 
     @property

@@ -3,8 +3,8 @@ traced into graph nodes (see :mod:`polykeras.layers.variable` for how).
 
 A custom layer's weights are its own variables (``add_weight``; trainable
 first, then non-trainable, as Keras lists them) followed by those of the
-layers it holds as attributes (directly, or in a list, tuple or dict), in the
-order they were assigned -- Keras's ``Layer.weights``.
+layers and models it holds as attributes (directly, or in a list, tuple or
+dict), in the order they were assigned -- Keras's ``Layer.weights``.
 """
 
 from __future__ import annotations
@@ -104,11 +104,14 @@ def traced_call(layer: Layer, inputs, args, kwargs):
 
 
 def nested_layers(layer: Layer) -> list[Layer]:
-    """The layers a custom layer holds as attributes, in assignment order (each once)."""
+    """The layers (and models: a ``Sequential``, a functional model) a custom layer holds as attributes, in
+    assignment order (each once)."""
+    from polykeras.models import Model
+
     found, seen = [], set()
 
     def visit(value):
-        if isinstance(value, Layer) and not isinstance(value, Variable):
+        if isinstance(value, (Layer, Model)) and not isinstance(value, Variable):
             if id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)

@@ -11,7 +11,9 @@ The weights lie where Keras's ``saving_lib`` puts them (:func:`weight_layout`): 
 layer's group, ``vars`` holds its own variables (trainable first, each kind in ``add_weight``
 order); every layer it holds as an attribute follows, under the attribute's name (attributes
 in sorted order; a list, tuple or dict of layers numbers them by class, ``<attr>/dense``,
-``<attr>/dense_1``), recursively; a layer reached twice is written once, at its first path.
+``<attr>/dense_1``), recursively; a layer reached twice is written once, at its first path. A model
+it holds (a ``Sequential`` or a functional model) keeps its layers under ``<attr>/layers/``, numbered
+by class in Keras's ``model.layers`` order (:func:`model_layers`).
 """
 
 from __future__ import annotations
@@ -93,19 +95,22 @@ def weight_layout(layer, group: str) -> list[tuple[str, object, int | None]]:
 
 
 def _walk(layer, group: str, out: list, visited: set) -> None:
-    from polykeras.models import Model, Sequential
+    from polykeras.models import Model
 
     if id(layer) in visited:
         return
     visited.add(id(layer))
     if isinstance(layer, Model):
-        if not isinstance(layer, Sequential):
-            raise KerasFileError(f"model {layer.name!r} inside a custom layer: only a Sequential of layers can be "
-                                 "held by a custom layer in a .keras file here")
         out.append((f"{group}/vars", None, 0))
-        inner = list(layer.layers)
-        for sub, where in zip(inner, weight_paths([type(l).__name__ for l in inner])):
-            _walk(sub, f"{group}/{where}", out, visited)
+        inner = model_layers(layer)
+        for sub, where in zip(inner, weight_paths([keras_class(l) for l in inner])):
+            if isinstance(sub, str):  # a functional model's input layer: an empty vars group
+                out.append((f"{group}/{where}/vars", None, 0))
+            else:
+                _walk(sub, f"{group}/{where}", out, visited)
+        return
+    if not is_custom(layer) and not layer.get_weights():  # no weights (a merge layer that is an op in Keras):
+        out.append((f"{group}/vars", None, 0))  # an empty group, none needed to read
         return
     if not is_custom(layer):  # a built-in layer: Keras's groups for its class
         out.extend((f"{group}/{where}", layer, count)
@@ -125,6 +130,31 @@ def _walk(layer, group: str, out: list, visited: set) -> None:
                 _walk(item, f"{group}/{attr}/{where.split('/', 1)[1]}", out, visited)
 
 
+def model_layers(model) -> list:
+    """A model's layers as Keras's ``model.layers`` lists them, whose class names number its weights groups
+    (``layers/dense``, ``layers/dense_1``): a ``Sequential``'s without its input layer; a functional model's in
+    Keras's order (:func:`.keras_format.functional_layer_order`), its input layers (given as the string
+    ``"InputLayer"``) included, its operations (ops on its tensors) left out."""
+    from polykeras.models import Sequential
+    from polykeras.saving.keras_write import keras_layout
+
+    if isinstance(model, Sequential):
+        return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    config, _ = keras_layout(model)
+    by_name = {layer.name: layer for layer in model.layers}
+    out = []
+    for entry in config["config"]["layers"]:
+        if entry["class_name"] == "InputLayer":
+            out.append("InputLayer")
+        elif not str(entry.get("module") or "").startswith("keras.src.ops"):
+            out.append(by_name[entry["name"]])
+    return out
+
+
+def keras_class(layer) -> str:
+    return layer if isinstance(layer, str) else type(layer).__name__
+
+
 def keras_weight_order(layer) -> list[tuple[str, str]]:
     """A custom layer's weights in Keras's ``layer.weights`` order, as ``(spec layer, weight)`` names: its
     own variables (trainable first), then its layers' in the order they were assigned (a ``Sequential``'s
@@ -139,8 +169,9 @@ def keras_weight_order(layer) -> list[tuple[str, str]]:
             return
         seen.add(id(holder))
         if isinstance(holder, Model):
-            for sub in holder.layers:
-                visit(sub)
+            for sub in model_layers(holder):
+                if not isinstance(sub, str):
+                    visit(sub)
         elif is_custom(holder):
             out.extend((v.name, v.variable_name)
                        for v in sorted(holder._variables, key=lambda v: (not v.trainable, v.created)))

@@ -114,26 +114,27 @@ def _constant(arg: dict):
     return {"class_name": "__tensor__", "config": {"value": arg["constant"], "dtype": arg["dtype"]}}
 
 
-def keras_entry(config: dict, tensors: list) -> dict:
+def keras_entry(config: dict, calls: list[list]) -> dict:
     """Keras's entry for an ``Operation`` node of config ``config`` (``{"name", "op", "args", "params"}``)
-    whose inbound tensors, serialised (``__keras_tensor__``), are ``tensors``."""
+    whose calls (one; several where a model holding it was used as a layer more than once) read the
+    inbound tensors ``calls``, serialised (``__keras_tensor__``)."""
     op, name, params = config["op"], config["name"], dict(config.get("params") or {})
     if op not in KERAS_OPS:
         raise KerasFileError(refusal(op, name))
     spec = KERAS_OPS[op]
-    values = [tensors[a["input"]] if "input" in a else _constant(a) for a in config["args"]]
     if op == "getitem":
         params["key"] = keras_key(params.get("key") or [])
-    if op == "concatenate" or op == "stack":
-        args = [values]
-    else:
-        args = values + [params.pop(p) for p in spec.call]
+    call_args = [params.pop(p) for p in spec.call]
     kwargs = {p: params.pop(p) for p in spec.call_kwargs if params.get(p) is not None}
     for p in spec.call_kwargs:
         params.pop(p, None)
+    nodes = []
+    for tensors in calls:
+        values = [tensors[a["input"]] if "input" in a else _constant(a) for a in config["args"]]
+        nodes.append({"args": [values] if op in ("concatenate", "stack") else values + call_args, "kwargs": kwargs})
     return {"module": f"keras.src.ops.{spec.module}", "class_name": spec.class_name,
             "config": {"name": name, **params}, "registered_name": spec.class_name, "name": name,
-            "inbound_nodes": [{"args": args, "kwargs": kwargs}]}
+            "inbound_nodes": nodes}
 
 
 # -- reading ------------------------------------------------------------------------------------------------

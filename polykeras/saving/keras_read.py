@@ -238,8 +238,9 @@ class _Reader:
                     if not all((r[0], r[1]) in tensors for r in refs):
                         break
                     if operation:
+                        node_name = built[name].name if calls[name] == 0 else self._unique(built[name].name)
                         tensors[(name, calls[name])] = [keras_ops.call(built[name].entry, nodes[0], tensors, self.path,
-                                                                      built[name].name)]
+                                                                      node_name)]
                     elif _traced(built[name]):
                         tensors[(name, calls[name])] = [self._call_traced(built[name], nodes[0], tensors)]
                     else:

@@ -140,8 +140,8 @@ def _functional_config(model, config: dict) -> tuple[dict, list[dict]]:
                 "config": _keras_layer_config(entry["class_name"], entry["config"]),
                 "registered_name": entry.get("registered_name"), "name": name, "inbound_nodes": []}
         if entry["class_name"] == "Operation":  # an op on the model's tensors: a Keras operation (keras_ops)
-            refs = entry["inbound_nodes"][0] if entry.get("inbound_nodes") else []
-            layers_json.append(keras_ops.keras_entry(entry["config"], [_keras_tensor(r, shapes) for r in refs]))
+            layers_json.append(keras_ops.keras_entry(entry["config"], [[_keras_tensor(r, shapes) for r in refs]
+                                                                       for refs in entry.get("inbound_nodes", [])]))
             continue
         if entry["class_name"] == "InputLayer":
             item["config"]["dtype"] = shapes[name][1]  # int32 for ids read by an Embedding
