@@ -471,7 +471,7 @@ def test_kernels_registry_covers_every_kind():
         "Permute", "Identity", "Operation", "GroupNormalization", "UnitNormalization",
         "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "Variable",
         "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
-        "SeparableConv1D", "Bidirectional", "TimeDistributed",
+        "SeparableConv1D", "Bidirectional", "TimeDistributed", "ConvLSTM1D", "ConvLSTM2D",
     }
     expected |= {"GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization"}
     assert set(KERNELS) == expected

@@ -43,6 +43,7 @@ LAYER_KINDS = frozenset({
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
     "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
+    "ConvLSTM1D", "ConvLSTM2D",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})

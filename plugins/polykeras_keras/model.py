@@ -37,7 +37,7 @@ from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, ModelSpec
 
 from .operation import KerasOperation, KerasVariable
-from .recurrent import call_recurrent, pack_bidirectional
+from .recurrent import CONV_LSTM, call_recurrent, conv_lstm_masks, pack_bidirectional
 
 #: Spec weight name (or (kind, weight name)) -> the Keras constructor argument of its regularizer.
 REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
@@ -46,7 +46,7 @@ REGULARIZER_ARGS = {"kernel": "kernel_regularizer", "bias": "bias_regularizer",
                     "depthwise_kernel": "depthwise_regularizer", "pointwise_kernel": "pointwise_regularizer",
                     ("DepthwiseConv2D", "kernel"): "depthwise_regularizer",
                     ("DepthwiseConv1D", "kernel"): "depthwise_regularizer"}
-RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+RECURRENT = ("SimpleRNN", "LSTM", "GRU") + CONV_LSTM
 #: Keras's merge layers: called on a list of tensors.
 MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
 
@@ -219,6 +219,8 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
     """The masks the reference draws for ``layer`` in training (same rule as
     the reference kernels: dropout only for ``0 < rate < 1``)."""
     cfg = layer.config
+    if layer.kind in CONV_LSTM:  # element-wise, of the step input's and the state's shapes
+        return [MaskInput(index, *mask) for mask in conv_lstm_masks(layer)]
     if layer.kind == "Dropout":
         rate = float(cfg.get("rate", 0.0))
         return [] if rate == 0.0 else [MaskInput(index, 0, rate, _noise_shape(layer), "keep")]

@@ -2,7 +2,8 @@
 (:mod:`polykeras.layer_rules.recurrent`): a node whose inbound after the sequence are the
 initial states calls Keras's layer with ``initial_state=[...]``, and with
 ``return_state`` Keras's ``[output, h(, c)]`` is packed into the spec's one node output by
-:class:`PackStates`, which the model's ``getitem`` nodes then split as on every backend."""
+:class:`PackStates`, which the model's ``getitem`` nodes then split as on every backend.
+ConvLSTM1D/2D are called as the recurrent layers, with their own dropout masks (:func:`conv_lstm_masks`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import re
 
 import keras
 
+from polykeras.layer_rules import rules_for
+
+#: Keras's convolutional LSTMs: recurrent layers whose steps and states are images.
+CONV_LSTM = ("ConvLSTM1D", "ConvLSTM2D")
 
 class PackStates(keras.layers.Layer):
     """``[output, *states]`` -> ``(batch, S + n_states, width)``: the output steps (one, the last ``h``,
@@ -32,7 +37,8 @@ class PackStates(keras.layers.Layer):
     def compute_output_shape(self, shapes):
         output, *states = shapes
         steps = output[1] if self.return_sequences else 1
-        return (output[0], None if steps is None else steps + len(states), output[-1])
+        state = output[2:] if self.return_sequences else output[1:]  # (a ConvLSTM's are images)
+        return (output[0], None if steps is None else steps + len(states), *state)
 
     def get_config(self):
         return {**super().get_config(), "return_sequences": self.return_sequences}
@@ -57,3 +63,16 @@ def call_recurrent(layer, kl, args: list, kwargs: dict):
         return out
     name = re.sub(r"\W", "_", f"{layer.name}_packed_states")
     return PackStates(bool(layer.config.get("return_sequences")), name=name, dtype=kl.dtype_policy)(list(out))
+
+
+def conv_lstm_masks(layer) -> list[tuple]:
+    """``(stream, rate, shape without the batch, argument)`` of each dropout mask the reference draws for a
+    ConvLSTM node (:mod:`polykeras.layer_rules.conv_lstm`): element-wise, of the step input's shape (stream 0)
+    and of the state's (stream 1); Keras's cell takes one for all four gates."""
+    rules = rules_for(layer, "the keras backends")
+    out = []
+    if rules.input_mask_active(True):
+        out.append((0, rules.dropout, tuple(layer.input_shape[2:]), "keep"))
+    if rules.recurrent_mask_active(True):
+        out.append((1, rules.recurrent_dropout, tuple(rules.state_shape(layer.input_shape)[1:]), "recurrent_keep"))
+    return out

@@ -24,6 +24,7 @@ LAYER_KINDS = frozenset({
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
     "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
+    "ConvLSTM1D", "ConvLSTM2D",
 })
 
 

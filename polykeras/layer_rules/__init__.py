@@ -11,7 +11,7 @@ BatchNormalization's weights, Embedding's id check. The rules depend on NumPy
 only, so a third-party backend never has to import another backend.
 
 The semantics are written in the module docstrings here (:mod:`.core`,
-:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.bidirectional`, :mod:`.time_distributed`,
+:mod:`.conv`, :mod:`.normalization`, :mod:`.recurrent`, :mod:`.conv_lstm`, :mod:`.bidirectional`, :mod:`.time_distributed`,
 :mod:`.reshaping`); the merge layers' rules are in :mod:`polykeras.layers.merge`. The math itself -- forward and
 backward passes -- is the NumPy reference's (``polykeras_numpy.layers``).
 """
@@ -27,6 +27,7 @@ from .conv import (AveragePooling1DRules, AveragePooling2DRules, Conv1DRules, Co
                    MaxPooling1DRules, MaxPooling2DRules, PoolingRules, padding_amounts, window)
 from .conv_transpose import (Conv1DTransposeRules, Conv2DTransposeRules, ConvTransposeRules,
                              transpose_amounts)
+from .conv_lstm import ConvLSTM1DRules, ConvLSTM2DRules, ConvLSTMRules
 from .core import (ActivationRules, DenseRules, DropoutRules, FlattenRules, ReshapeRules, SpatialDropout1DRules,
                    SpatialDropout2DRules)
 from .depthwise_conv import DepthwiseConv1DRules, DepthwiseConv2DRules, SeparableConv1DRules, SeparableConv2DRules
@@ -47,7 +48,7 @@ RULES: dict[str, type[LayerRules]] = {cls.kind: cls for cls in (
     GroupNormalizationRules, UnitNormalizationRules, AveragePooling1DRules, SpatialDropout1DRules,
     SpatialDropout2DRules, Conv1DTransposeRules, Conv2DTransposeRules, DepthwiseConv2DRules, SeparableConv2DRules,
     DepthwiseConv1DRules, SeparableConv1DRules, BidirectionalRules, *NOISE_RULES,
-    TimeDistributedRules,
+    TimeDistributedRules, ConvLSTM1DRules, ConvLSTM2DRules,
 )}
 
 
@@ -70,5 +71,5 @@ __all__ = [
     "LayerNormalizationRules", "layer_norm_axes", "GlobalMaxPooling1DRules", "GlobalMaxPooling2DRules",
     "ConvTransposeRules", "Conv1DTransposeRules", "Conv2DTransposeRules", "transpose_amounts",
     "DepthwiseConv1DRules", "DepthwiseConv2DRules", "SeparableConv1DRules", "SeparableConv2DRules",
-    "BidirectionalRules", "TimeDistributedRules",
+    "BidirectionalRules", "TimeDistributedRules", "ConvLSTMRules", "ConvLSTM1DRules", "ConvLSTM2DRules",
 ]

@@ -10,6 +10,7 @@ from polykeras.layers.conv import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from polykeras.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
                                              Convolution2DTranspose)
+from polykeras.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D
 from polykeras.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from polykeras.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
                                              SeparableConvolution1D, SeparableConvolution2D)
@@ -39,7 +40,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
                 DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional, *NOISE_LAYERS,
-                Normalization, TimeDistributed)
+                Normalization, TimeDistributed, ConvLSTM1D, ConvLSTM2D)
 }
 
 

@@ -11,6 +11,7 @@ from .bidirectional import Bidirectional
 from .conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                    GlobalAveragePooling2D,
                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
@@ -31,6 +32,7 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     LayerNormalization, Op, Variable, *MERGE_LAYERS,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional,
     TimeDistributed,
+    ConvLSTM1D, ConvLSTM2D,
 )}
 LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .base import ForwardContext, Kernel
 from .bidirectional import Bidirectional
 from .conv import Conv1D, Conv2D
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
 from .depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
@@ -79,6 +80,8 @@ KERNELS: dict[str, type[Kernel]] = {
         SeparableConv1D,
         Bidirectional,
         TimeDistributed,
+        ConvLSTM1D,
+        ConvLSTM2D,
     )
 }
 KERNELS.update({cls.kind: cls for cls in NOISE_KERNELS})

@@ -20,6 +20,7 @@ from .conv import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .core import (Activation, BatchNormalization, Dense, Dropout, Embedding, Flatten, Reshape, SpatialDropout1D,
                    SpatialDropout2D)
@@ -43,6 +44,7 @@ LAYERS: dict[str, type[TorchLayer]] = {
         LayerNormalization, Op, Variable, *MERGE_LAYERS,
         Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D,
         Bidirectional, TimeDistributed,
+        ConvLSTM1D, ConvLSTM2D,
     )
 }
 LAYERS.update({cls.kind: cls for cls in NOISE_LAYERS})
