@@ -5,6 +5,9 @@ training; ``.keras`` files exchanged with Keras 3 both ways."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -219,3 +222,70 @@ def test_training_matches_the_reference_in_float64(backend):
     rng = np.random.default_rng(2)
     check_fit_matches_reference(build, backend, rng.normal(size=(8, 3, 5, 4, 2)), rng.integers(0, 2, 8),
                                 "sparse_categorical_crossentropy", FLOAT64_PARITY, epochs=2, batch_size=4)
+
+
+def test_the_example_backend_refuses_it_by_name():
+    model = keras.Sequential([layers.Input((2, 3, 3, 1)), layers.ConvLSTM2D(1, 2), layers.Flatten()])
+    model.compile("sgd", "mse", backend="example")
+    with pytest.raises(NotImplementedError, match=r"does not implement layer kind\(s\) ConvLSTM2D.*numpy"):
+        model.predict(np.zeros((1, 2, 3, 3, 1)), verbose=0)
+
+
+# -- Keras 3 -------------------------------------------------------------------------------------------------
+def _polykeras_model():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((3, 5, 4, 2))
+    h = layers.ConvLSTM2D(3, (3, 2), padding="same", return_sequences=True, go_backwards=True,
+                          kernel_regularizer=keras.regularizers.l2(0.01), name="clstm")(inp)
+    out, h_state, c_state = layers.ConvLSTM2D(2, 2, strides=(2, 1), activation="relu", return_state=True,
+                                              dropout=0.2)(h)
+    seq = layers.ConvLSTM1D(2, 2, return_sequences=True)(layers.Reshape((3, 4, 1))(c_state))
+    merged = layers.Concatenate()([layers.Flatten()(t) for t in (out, h_state, seq)])
+    return keras.Model(inp, layers.Dense(2)(merged))
+
+
+KERAS_SCRIPT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+folder = sys.argv[1]
+x = np.load(folder + "/x.npy")
+model = keras.saving.load_model(folder + "/pk.keras")
+assert [w.path for w in model.weights][:3] == ["clstm/conv_lstm_cell/kernel", "clstm/conv_lstm_cell/recurrent_kernel",
+                                               "clstm/conv_lstm_cell/bias"], [w.path for w in model.weights]
+np.save(folder + "/keras_pred.npy", model.predict(x, verbose=0))
+inp = keras.Input((3, 5, 4, 2))
+seq, h, c = keras.layers.ConvLSTM2D(2, (2, 3), strides=(1, 2), padding="same", return_sequences=True,
+                                    return_state=True, recurrent_activation="hard_sigmoid")(inp)
+last = keras.layers.ConvLSTM1D(3, 2, dilation_rate=2, go_backwards=True, unit_forget_bias=False,
+                               use_bias=False)(keras.layers.Reshape((3, 5, 4))(seq))
+merged = keras.layers.Concatenate()([keras.layers.Flatten()(t) for t in (last, h, c)])
+theirs = keras.Model(inp, keras.layers.Dense(2)(merged))
+theirs.compile("adam", "mse")
+theirs.fit(x, np.zeros((4, 2)), verbose=0)
+theirs.save(folder + "/keras.keras")
+np.save(folder + "/keras_own_pred.npy", theirs.predict(x, verbose=0))
+"""
+
+
+def test_keras_files_exchange_with_keras_3(tmp_path):
+    """polykeras -> Keras (stacked, return_state, ConvLSTM1D, a regularizer) predicts as polykeras does;
+    Keras -> polykeras (return_state, go_backwards, no bias; with its Adam state) predicts as Keras does.
+    Keras computes in float32."""
+    pytest.importorskip("h5py")
+    model = _polykeras_model()
+    x = np.random.default_rng(5).normal(size=(4, 3, 5, 4, 2))
+    model.compile("adam", "mse", backend="numpy")
+    model.fit(x, np.zeros((4, 2)), verbose=0)
+    model.save(tmp_path / "pk.keras")
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "keras_pred.npy"), model.predict(x, verbose=0), atol=1e-6)
+    again = keras.models.load_model(tmp_path / "pk.keras")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    theirs = keras.models.load_model(tmp_path / "keras.keras")
+    assert theirs.compiled and type(theirs.optimizer).__name__ == "Adam"
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), np.load(tmp_path / "keras_own_pred.npy"), atol=1e-6)
+    theirs.fit(x, np.zeros((4, 2)), verbose=0)  # and trains on (Adam's slots found at Keras's places)

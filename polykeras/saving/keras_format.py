@@ -43,7 +43,7 @@ import zipfile
 #: The members that make a zip a Keras 3 model file.
 MEMBERS = frozenset({"config.json", "model.weights.h5"})
 #: Layers whose variables Keras keeps under ``layers/<name>/cell/vars``.
-RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+RECURRENT = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D")
 #: Keras's ``Bidirectional`` keeps its wrapped layers' variables under ``layers/<name>/<these>/cell/vars``.
 WRAPPED = ("forward_layer", "backward_layer")
 
