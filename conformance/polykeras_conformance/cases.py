@@ -252,7 +252,7 @@ def _recurrent(draw):
 @st.composite
 def _conv_lstm(draw):
     """ConvLSTM2D and ConvLSTM1D: the window rules of Conv2D (dilation at stride 1) and the LSTM's options
-    (return_sequences, return_state's packed output, go_backwards, dropout and recurrent dropout in training)."""
+    (return_sequences, go_backwards, dropout and recurrent dropout in training)."""
     rank = draw(st.sampled_from([1, 2]))
     kernel, strides, padding, spatial = _window(draw, rank)
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank else (1,) * rank
