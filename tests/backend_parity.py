@@ -212,9 +212,15 @@ def graph_cases() -> list[LayerCase]:
                                                                               go_backwards=True))(x)
         return layers.Concatenate()([layers.Flatten()(out), fh, fc * 2.0, bh, bc * 3.0])
 
+    def bidirectional_initial_states(encoder_in, decoder_in):  # Keras's split: first half forward, second backward
+        _, *states = layers.Bidirectional(layers.GRU(3, return_state=True))(encoder_in)
+        return layers.Bidirectional(layers.GRU(3, return_sequences=True, dropout=0.2, recurrent_dropout=0.3),
+                                    merge_mode="ave")(decoder_in, initial_state=states)
+
     cases = [
         ("graph-residual", residual, [(4,)]),
         ("graph-bidirectional-states", bidirectional_states, [(4, 3)]),
+        ("graph-bidirectional-initial-states", bidirectional_initial_states, [(4, 3), (5, 2)]),
         ("graph-lstm-seq2seq-states", seq2seq_states, [(5, 3), (4, 2)]),
         ("graph-gru-simplernn-states", chained_states, [(4, 3)]),
         ("graph-shared-dense", shared, [(4,), (4,)]),

@@ -138,7 +138,8 @@ QUICK_CASES = ("dense-3d-l1l2", "dropout", "conv2d-same-stride2", "avgpool2d-sam
                # functional graphs: several inputs, merge layers, shared layers (nested models: slow)
                "graph-shared-dense", "graph-dropout-branches", "merge-add-broadcast-ranks", "merge-dot-axes-2-2",
                # return_state and initial_state (keras.io's lstm_seq2seq)
-               "graph-lstm-seq2seq-states", "graph-bidirectional-states", "convlstm2d-seq-dropout")
+               "graph-lstm-seq2seq-states", "graph-bidirectional-states", "graph-bidirectional-initial-states",
+               "convlstm2d-seq-dropout")
 ALL_CASES = {c.id: c for c in layer_cases() + graph_cases()}
 
 

@@ -245,5 +245,111 @@ def test_bidirectional_states_are_each_directions_final_states():
     np.testing.assert_allclose(got[0][:, :3], f_h, rtol=1e-6)
     with pytest.raises(NotImplementedError, match="merge_mode=None"):
         layers.Bidirectional(layers.GRU(2, return_state=True), merge_mode=None)
-    with pytest.raises(NotImplementedError, match="initial_state"):
+    with pytest.raises(ValueError, match="takes 2 initial states, split in half"):
         layers.Bidirectional(layers.GRU(2))(x, initial_state=[fh])
+
+
+# -- Bidirectional(initial_state=[...]): the first half starts the forward layer, the second the backward ------
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("merge_mode,return_sequences,return_state,masked", [
+    ("concat", True, True, True), ("sum", False, False, True), ("mul", True, False, False),
+    ("ave", False, True, False)])
+def test_bidirectional_initial_states_gradients_match_finite_differences(kind, merge_mode, return_sequences,
+                                                                           return_state, masked, monkeypatch):
+    """Gradients into the sequence, both directions' initial states and the weights (dropout on, a backward
+    layer of other units with concat, masks with left and right padding)."""
+    import _fd
+
+    mask = BIDIRECTIONAL_MASK if masked else None
+    monkeypatch.setattr(_fd, "context", lambda training, dtype=np.float64: ForwardContext(
+        training, _fd.fixed_dropout_mask(dtype), mask))
+    units = (3, 2 if merge_mode == "concat" else 3)
+    config = {"layer": {"class_name": kind, "config": {"units": units[0], "return_sequences": return_sequences,
+                                                       "return_state": return_state, "dropout": 0.3,
+                                                       "recurrent_dropout": 0.2}},
+              "merge_mode": merge_mode,
+              "backward_layer": {"class_name": kind, "config": {"units": units[1], "go_backwards": True,
+                                                                "return_sequences": return_sequences,
+                                                                "return_state": return_state}}}
+    n = N_STATES[kind]
+    spec = _fd.layer_spec("Bidirectional", config, (5, 2))
+    shapes = spec.input_shapes + ((None, units[0]),) * n + ((None, units[1]),) * n
+    spec = dataclasses.replace(spec, inbound=tuple(f"in{i}" for i in range(len(shapes))), input_shapes=shapes)
+    kernel = KERNELS["Bidirectional"](spec, np.float64)
+    assert kernel.multiple_inputs
+    rng = np.random.default_rng(4)
+    weights = random_weights(kernel, rng)
+    x = [rng.normal(size=(3, 5, 2))] + [rng.normal(size=(3, u)) for u in [units[0]] * n + [units[1]] * n]
+    y, cache = kernel.forward(weights, x, _fd.context(True))
+    R = np.random.default_rng(9).normal(size=y.shape)
+    dx, dweights = kernel.backward(weights, cache, R)
+
+    def loss():
+        return float(np.sum(kernel.forward(weights, x, _fd.context(True))[0] * R))
+
+    assert len(dx) == len(x)
+    for i, (a, d) in enumerate(zip(x, dx)):
+        err = relative_error(d, numerical_gradient(loss, a))
+        assert err < FD_TOLERANCE, f"input {i}: relative error {err:.2e}"
+        assert np.abs(d).max() > 0, f"input {i}: no gradient reaches it"
+    for ws, w, dw in zip(kernel.spec.weights, weights, dweights):
+        err = relative_error(dw, numerical_gradient(loss, w))
+        assert err < FD_TOLERANCE, f"d{ws.name}: relative error {err:.2e}"
+
+
+def _bidirectional_with_states(kind="LSTM", merge_mode="concat", return_state=False, backward_units=3):
+    """A model whose Bidirectional starts from states computed from a second input (Dense layers)."""
+    keras.utils.set_random_seed(2)
+    x, context_ = keras.Input((5, 3)), keras.Input((4,))
+    n = N_STATES[kind]
+    states = [layers.Dense(3, activation="tanh")(context_) for _ in range(n)]
+    states += [layers.Dense(backward_units, activation="tanh")(context_) for _ in range(n)]
+    wrapper = layers.Bidirectional(getattr(layers, kind)(3, return_sequences=True, return_state=return_state),
+                                   merge_mode=merge_mode, backward_layer=getattr(layers, kind)(
+                                       backward_units, return_sequences=True, return_state=return_state,
+                                       go_backwards=True))
+    out = wrapper(x, initial_state=states)
+    outputs = out[0] if return_state else out
+    return keras.Model([x, context_], layers.Dense(2)(outputs)), wrapper
+
+
+def test_bidirectional_initial_states_start_each_direction():
+    """The first half of the list starts the forward layer, the second the backward layer (each checked
+    against its own layer called alone with its states), and a wrong list is refused by name."""
+    keras.utils.set_random_seed(1)
+    x = keras.Input((5, 3))
+    h0, c0, h1, c1 = (keras.Input((u,)) for u in (3, 3, 2, 2))
+    wrapper = layers.Bidirectional(layers.LSTM(3, return_sequences=True), backward_layer=layers.LSTM(
+        2, return_sequences=True, go_backwards=True))
+    model = keras.Model([x, h0, c0, h1, c1], wrapper(x, initial_state=[h0, c0, h1, c1]))
+    assert len(model._spec().layers[-1].inbound) == 5
+    forward, backward = (type(sub).from_config({**sub.get_config(), "name": name})
+                         for sub, name in ((wrapper.forward_layer, "f"), (wrapper.backward_layer, "b")))
+    alone = keras.Model([x, h0, c0, h1, c1], [forward(x, initial_state=[h0, c0]), backward(x, initial_state=[h1, c1])])
+    alone.set_weights(wrapper.get_weights())
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(2, 5, 3))] + [rng.normal(size=(2, u)) for u in (3, 3, 2, 2)]
+    got = model.predict(data, verbose=0)
+    f, b = alone.predict(data, verbose=0)
+    np.testing.assert_allclose(got[..., :3], f, rtol=1e-12)
+    np.testing.assert_allclose(got[..., 3:], b[:, ::-1], rtol=1e-12)
+    zeros = keras.Model(x, wrapper(x)).predict(data[0], verbose=0)
+    assert np.abs(zeros - got).max() > 1e-3  # the states matter
+    with pytest.raises(ValueError, match="takes 4 initial states"):
+        wrapper(x, initial_state=[h0, c0])
+    with pytest.raises(ValueError, match=r"shapes \[\(None, 3\), \(None, 3\), \(None, 2\), \(None, 2\)\]"):
+        wrapper(x, initial_state=[h0, c0, h0, c0])
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("kind,merge_mode,return_state", [("LSTM", "concat", True), ("GRU", "sum", False),
+                                                          ("SimpleRNN", "ave", True)])
+def test_bidirectional_with_initial_states_trains_as_the_reference(backend, kind, merge_mode, return_state):
+    from backend_parity import check_fit_matches_reference
+
+    rng = np.random.default_rng(3)
+    x, context_ = rng.normal(size=(6, 5, 3)), rng.normal(size=(6, 4))
+    units = 2 if merge_mode == "concat" else 3
+    check_fit_matches_reference(lambda: _bidirectional_with_states(kind, merge_mode, return_state, units)[0],
+                                backend, [x, context_], rng.normal(size=(6, 5, 2)), "mse", 1e-10,
+                                epochs=2, batch_size=3)

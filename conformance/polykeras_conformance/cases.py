@@ -250,22 +250,6 @@ def _recurrent(draw):
 
 
 @st.composite
-def _conv_lstm(draw):
-    """ConvLSTM2D and ConvLSTM1D: the window rules of Conv2D (dilation at stride 1) and the LSTM's options
-    (return_sequences, go_backwards, dropout and recurrent dropout in training)."""
-    rank = draw(st.sampled_from([1, 2]))
-    kernel, strides, padding, spatial = _window(draw, rank)
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank else (1,) * rank
-    spatial = tuple(n + (k - 1) * (d - 1) for n, k, d in zip(spatial, kernel, dilation))
-    config = dict(filters=draw(st.integers(1, 3)), kernel_size=kernel, strides=strides, padding=padding,
-                  dilation_rate=dilation, activation=draw(st.sampled_from(["tanh", "relu"])),
-                  use_bias=draw(st.booleans()), return_sequences=draw(st.booleans()),
-                  go_backwards=draw(st.booleans()), dropout=draw(st.sampled_from([0.0, 0.3])),
-                  recurrent_dropout=draw(st.sampled_from([0.0, 0.25])))
-    return [_layer(f"ConvLSTM{rank}D", **config)], (draw(st.integers(1, 3)),) + spatial + (draw(st.integers(1, 3)),)
-
-
-@st.composite
 def _embedding(draw):
     vocab = draw(st.integers(2, 20))
     return [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 5)))], (draw(st.integers(1, 6)),), vocab
@@ -422,7 +406,8 @@ def _recurrent_states(draw):
     """keras.io's sequence-to-sequence shape: an encoder's ``return_state`` states (a recurrent layer's, or
     one direction's of a Bidirectional) start a decoder (``initial_state``, a node's ``"initial_state"``
     refs; ``"n<i>:<j>"`` is node ``i``'s tensor ``j``), the decoder's own returned state (or its output)
-    into a Dense; drawn kind, sizes, directions, dropout."""
+    into a Dense; drawn kind, sizes, directions, dropout. Now and then the decoder is a Bidirectional,
+    started from both directions' states (the list split in half, as Keras splits it)."""
     kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
     units, n = draw(st.integers(1, 4)), 2 if kind == "LSTM" else 1
 
@@ -437,9 +422,14 @@ def _recurrent_states(draw):
         encoder["config"]["go_backwards"] = False  # (the wrapper makes the backward copy)
         encoder = _layer("Bidirectional", layer=encoder, merge_mode=draw(st.sampled_from(["concat", "sum", "mul"])))
         first += n * draw(st.integers(0, 1))  # the decoder starts from one direction's states
-    nodes = [_node(encoder, "in0"),
-             {**_node(rnn(return_sequences=draw(st.booleans()), return_state=decoder_states), "in1"),
-              "initial_state": [f"n0:{first + j}" for j in range(n)]},
+    decoder, states = rnn(return_sequences=draw(st.booleans()), return_state=decoder_states), \
+        [f"n0:{first + j}" for j in range(n)]
+    if draw(st.booleans()):  # a Bidirectional decoder: forward states, then backward ones
+        decoder["config"]["go_backwards"] = False
+        decoder = _layer("Bidirectional", layer=decoder, merge_mode=draw(st.sampled_from(["concat", "sum", "ave"])))
+        backward = 1 + n if encoder["class_name"] == "Bidirectional" and draw(st.booleans()) else first
+        states += [f"n0:{backward + j}" for j in range(n)]
+    nodes = [_node(encoder, "in0"), {**_node(decoder, "in1"), "initial_state": states},
              _node(_layer("Dense", units=2), f"n1:{n}" if decoder_states else "n1")]
     shapes = [[draw(st.integers(1, 4)), draw(st.integers(1, 3))] for _ in range(2)]
     return {"inputs": shapes, "nodes": nodes, "outputs": ["n2"]}
@@ -459,7 +449,7 @@ GRAPH_STRATEGIES = {
 STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
-    "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "ConvLSTM": _conv_lstm, "Embedding": _embedding,
+    "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,

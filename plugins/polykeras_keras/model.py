@@ -234,8 +234,8 @@ def layer_masks(index: int, layer: LayerSpec) -> list[MaskInput]:
     if layer.kind in RECURRENT:  # (the sequence: initial states may follow it)
         return _recurrent_masks(index, cfg, layer.input_shapes[0][-1])
     if layer.kind == "Bidirectional":  # the backward layer's streams follow the forward's (layer_rules.bidirectional)
-        return (_recurrent_masks(index, cfg["layer"]["config"], layer.input_shape[-1])
-                + _recurrent_masks(index, cfg["backward_layer"]["config"], layer.input_shape[-1], 2, "backward_"))
+        return (_recurrent_masks(index, cfg["layer"]["config"], layer.input_shapes[0][-1])
+                + _recurrent_masks(index, cfg["backward_layer"]["config"], layer.input_shapes[0][-1], 2, "backward_"))
     if layer.kind == "TimeDistributed":  # a wrapped dropout kind: one mask per time step, batch first
         rules = rules_for(layer, "the keras backends")
         if not rules.dropout or not 0.0 < rules.inner.rate < 1.0:
@@ -341,7 +341,7 @@ class KerasGraphs:
             if layer.kind in MERGE or layer.kind == "Operation":
                 values[layer.name] = kl(args)
                 continue
-            if len(args) != 1 and layer.kind not in RECURRENT:
+            if len(args) != 1 and layer.kind not in RECURRENT + ("Bidirectional",):
                 raise NotImplementedError(f"layer {layer.name!r} ({layer.kind}) has {len(args)} inputs; the keras "
                                           "backends call only merge layers and recurrent layers on several")
             kwargs = {m.argument: tensor for m, tensor in fed.get(index, [])}
@@ -350,6 +350,8 @@ class KerasGraphs:
             if layer.kind in RECURRENT:  # initial states; return_state packed (polykeras_keras.recurrent)
                 values[layer.name] = call_recurrent(layer, kl, args, kwargs)
                 continue
+            if len(args) > 1:  # a Bidirectional's initial states: Keras splits the list in half
+                kwargs["initial_state"] = list(args[1:])
             values[layer.name] = kl(args[0], **kwargs)
             if layer.kind == "Bidirectional":  # return_state: packed
                 values[layer.name] = pack_bidirectional(layer, kl, values[layer.name])

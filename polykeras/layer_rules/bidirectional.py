@@ -28,6 +28,11 @@ over the same sequence, their outputs merged (Keras 3 semantics).
   one) then each final state as one step, zero-padded from its ``units`` to the output's ``width``
   (:meth:`BidirectionalRules.packed_parts`); each wrapped layer computes its own packed output
   (:mod:`.recurrent`).
+* ``initial_state`` (Keras's ``layer(x, initial_state=[...])``): the node's inbound after the
+  sequence are the initial states, split in half as Keras splits the list -- the first half
+  (``h0``, LSTM's ``c0``) starts the forward layer, the second half the backward layer, each as
+  a wrapped layer's own ``initial_state`` (:mod:`.recurrent`; the backward layer's is the state
+  its first *processed* step, the last time step, reads). Gradients flow into all of them.
 """
 
 from __future__ import annotations
@@ -78,8 +83,17 @@ class BidirectionalRules(LayerRules):
                                  f"config {{'class_name', 'config'}}; got {entry!r}")
             sub[key] = (kind, entry["config"])
         self.n_forward = 3 if sub["layer"][1].get("use_bias", True) else 2
-        self.forward_spec = self._sub_spec(*sub["layer"], spec.weights[:self.n_forward])
-        self.backward_spec = self._sub_spec(*sub["backward_layer"], spec.weights[self.n_forward:])
+        #: whether the node's inbound after the sequence are initial states (first half forward, second backward)
+        self.initial_state = len(spec.input_shapes) > 1
+        n_given = len(spec.input_shapes) - 1
+        expected = 2 * RULES[sub["layer"][0]].n_states
+        if self.initial_state and n_given != expected:
+            raise ValueError(f"Bidirectional layer {self.name!r} takes {expected} initial states (the forward "
+                             f"layer's {expected // 2}, then the backward layer's), got {n_given}")
+        half = 1 + n_given // 2
+        self.forward_spec = self._sub_spec(*sub["layer"], spec.weights[:self.n_forward], slice(0, half))
+        self.backward_spec = self._sub_spec(*sub["backward_layer"], spec.weights[self.n_forward:],
+                                            [0, *range(half, len(spec.input_shapes))])
         self.forward: RecurrentRules = RULES[self.forward_spec.kind](self.forward_spec, backend)
         self.backward: RecurrentRules = RULES[self.backward_spec.kind](self.backward_spec, backend)
         if self.forward.go_backwards == self.backward.go_backwards:
@@ -98,19 +112,24 @@ class BidirectionalRules(LayerRules):
         self.return_state = self.forward.return_state
         if self.return_state and self.merge_mode is None:
             raise self.unsupported("return_state=True with merge_mode=None")
-        if self.forward.initial_state:
-            raise self.unsupported("initial_state")
         #: the final states of each direction (h, and LSTM's c)
         self.n_states = self.forward.n_states
         self.return_sequences = self.forward.return_sequences
 
-    def _sub_spec(self, kind: str, config: dict, weights) -> LayerSpec:
+    def _sub_spec(self, kind: str, config: dict, weights, inputs) -> LayerSpec:
+        """A wrapped layer's spec: its config and weights, and of the node's inbound the sequence and its own
+        initial states (``inputs``: a slice or the positions of those)."""
         spec = self.spec
         name = f"{spec.name}/{config.get('name', kind.lower())}"
         shape = tuple(spec.input_shapes[0]) if spec.input_shapes else (None, None, None)
         units = int(config["units"])
         output_shape = shape[:2] + (units,) if config.get("return_sequences") else (shape[0], units)
-        return LayerSpec(name=name, kind=kind, config=config, inbound=spec.inbound, input_shapes=spec.input_shapes,
+        inbound, input_shapes = list(spec.inbound), list(spec.input_shapes)
+        if spec.input_shapes:
+            picked = range(len(input_shapes))[inputs] if isinstance(inputs, slice) else inputs
+            inbound = [inbound[i] for i in picked] if len(inbound) == len(input_shapes) else inbound
+            input_shapes = [input_shapes[i] for i in picked]
+        return LayerSpec(name=name, kind=kind, config=config, inbound=tuple(inbound), input_shapes=tuple(input_shapes),
                          output_shape=output_shape, weights=tuple(weights), mask=spec.mask)
 
     def output_shape(self, input_shape: Shape) -> Shape:

@@ -11,6 +11,11 @@ dropout -- are :mod:`polykeras.layer_rules.bidirectional`.
 
 ``merge_mode=None`` returns the two outputs as a list: the spec's node outputs
 their concatenation and two slices (``polykeras.ops``) split it.
+
+``layer(x, initial_state=[...])`` splits the list in half as Keras does: the
+first half starts the forward layer, the second the backward layer. As for the
+plain recurrent layers the call is one node, its inbound the sequence then the
+states.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from polykeras.layer_rules.bidirectional import MERGE_MODES
 from polykeras.layers.base import Layer, snake_case
 from polykeras.layers.recurrent import _RNN
+from polykeras.layers.symbolic import SymbolicTensor, attach_mask, format_shape
 from polykeras.spec import WeightSpec
 
 
@@ -118,13 +124,46 @@ class Bidirectional(Layer):
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences and not self.return_state else None
 
+    @property
+    def n_states(self) -> int:
+        """How many initial states a call takes: the forward layer's, then the backward layer's."""
+        return self.forward_layer.n_states + self.backward_layer.n_states
+
+    def _state_units(self) -> list[int]:
+        return ([self.forward_layer.units] * self.forward_layer.n_states
+                + [self.backward_layer.units] * self.backward_layer.n_states)
+
     def __call__(self, inputs, *args, initial_state=None, **kwargs):
-        if initial_state is not None:
-            raise NotImplementedError(f"Bidirectional layer {self.name!r}: initial_state is not supported yet")
-        return super().__call__(inputs, *args, **kwargs)
+        if initial_state is None:
+            return super().__call__(inputs, *args, **kwargs)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if self.forward_layer.n_states != self.backward_layer.n_states or len(states) != self.n_states:
+            raise ValueError(f"Bidirectional layer {self.name!r} takes {self.n_states} initial states, split in half "
+                             f"as Keras splits them: the forward {self.forward_layer.kind}'s "
+                             f"{self.forward_layer.n_states}, then the backward {self.backward_layer.kind}'s "
+                             f"{self.backward_layer.n_states}; got {len(states)}")
+        if not all(isinstance(t, SymbolicTensor) for t in [inputs] + states):
+            raise NotImplementedError(f"Bidirectional layer {self.name!r}: initial_state is supported in models "
+                                      "(symbolic tensors from Input or layer calls), not in eager calls")
+        kwargs.pop("training", None)
+        if args or kwargs:
+            raise TypeError(f"Bidirectional layer {self.name!r} got unexpected argument(s) "
+                            f"{', '.join(sorted(kwargs)) or args}")
+        return self._remember(inputs, self._call_symbolically([inputs] + states, several=False))
 
     def _call_symbolically(self, tensors, several):
-        out = super()._call_symbolically(tensors, several)
+        states = tensors[1:] if not several else []
+        for t, units in zip(states, self._state_units()):
+            if not isinstance(t, SymbolicTensor) or len(t.shape) != 2 or t.shape[1] != units:
+                shape = format_shape(t.shape) if isinstance(t, SymbolicTensor) else type(t).__name__
+                raise ValueError(f"Bidirectional layer {self.name!r}: the initial states must be tensors of shapes "
+                                 f"{[(None, u) for u in self._state_units()]} (forward then backward); got {shape}")
+        if not states:
+            out = super()._call_symbolically(tensors, several)
+        else:  # the sequence, then the states: one node (its mask is the sequence's)
+            x = tensors[0]
+            out = SymbolicTensor(self.build_for(x.shape), self.output_dtype(x.dtype), self, tuple(tensors))
+            attach_mask(self, out, [x], False)
         if self.return_state:  # [output, *forward states, *backward states]: getitem parts of the packed node
             from polykeras import ops
             from polykeras.layer_rules.bidirectional import bidirectional_packed_keys

@@ -2,7 +2,9 @@
 the two wrapped layers are this backend's own ``lax.scan`` recurrent layers
 (:mod:`.recurrent`), the backward one through its ``go_backwards`` path; their outputs
 zeroed at masked steps (with ``return_sequences``), the backward one flipped back, merged; with
-``return_state`` the final states packed after the merged output.
+``return_state`` the final states packed after the merged output. With ``initial_state`` (the
+node's inputs ``[x, *forward states, *backward states]``) each layer gets ``[x, *its states]``,
+its scan's initial carry.
 """
 
 from __future__ import annotations
@@ -35,11 +37,17 @@ class Bidirectional(Layer):
         rules = self.rules
         self.forward_layer = LAYERS[rules.forward_spec.kind](rules.forward_spec, dtype)
         self.backward_layer = LAYERS[rules.backward_spec.kind](rules.backward_spec, dtype)
+        #: ``[x, *forward states, *backward states]`` with initial states
+        self.multiple_inputs = rules.initial_state
 
     def __call__(self, weights, x, ctx):
         rules, n = self.rules, self.rules.n_forward
-        y_f = self.forward_layer(weights[:n], x, ctx)
-        y_b = self.backward_layer(weights[n:], x, _BackwardStreams(ctx, rules.backward_stream))
+        x_f = x_b = x
+        if self.multiple_inputs:  # the first half of the states starts the forward layer, the second the backward
+            half = 1 + (len(x) - 1) // 2
+            x_f, x_b = list(x[:half]), [x[0], *x[half:]]
+        y_f = self.forward_layer(weights[:n], x_f, ctx)
+        y_b = self.backward_layer(weights[n:], x_b, _BackwardStreams(ctx, rules.backward_stream))
         states = None
         if rules.return_state:  # each packed: its output, then its final states
             (y_f, states_f), (y_b, states_b) = self._unpack(y_f), self._unpack(y_b)

@@ -19,6 +19,9 @@ With ``return_state`` each kernel's output is packed (its output steps, then its
 the states are split off before the zeroing and merge, and packed after the merged output, each
 zero-padded to its width (:mod:`polykeras.layer_rules.bidirectional`); backward, the states'
 rows of ``dy`` go back to their kernels with the rest.
+
+With ``initial_state`` the node's inputs are ``[x, *forward states, *backward states]``: each
+kernel gets ``[x, *its states]`` and hands back ``[dx, *d_states]``; the two ``dx`` add up.
 """
 
 from __future__ import annotations
@@ -38,6 +41,15 @@ class Bidirectional(Kernel):
         rules = self.rules
         self.forward_kernel = KERNELS[rules.forward_spec.kind](rules.forward_spec, dtype)
         self.backward_kernel = KERNELS[rules.backward_spec.kind](rules.backward_spec, dtype)
+        #: ``[x, *forward states, *backward states]`` with initial states (a list in, a list of gradients out)
+        self.multiple_inputs = rules.initial_state
+
+    def _split(self, x):
+        """Each wrapped kernel's input: ``x``, or ``[x, *its initial states]``."""
+        if not self.multiple_inputs:
+            return x, x
+        half = 1 + (len(x) - 1) // 2
+        return list(x[:half]), [x[0], *x[half:]]
 
     def _output_masks(self, mask):
         """Each direction's output-step mask ``(batch, T, 1)`` in its processing order, or ``None``."""
@@ -52,8 +64,9 @@ class Bidirectional(Kernel):
         backward_ctx = ForwardContext(ctx.training, lambda shape, rate, stream: ctx.dropout_mask(shape, rate,
                                                                                                  stream + shift),
                                       ctx.mask)
-        y_f, cache_f = self.forward_kernel.forward(weights[:n], x, ctx)
-        y_b, cache_b = self.backward_kernel.forward(weights[n:], x, backward_ctx)
+        x_f, x_b = self._split(x)
+        y_f, cache_f = self.forward_kernel.forward(weights[:n], x_f, ctx)
+        y_b, cache_b = self.backward_kernel.forward(weights[n:], x_b, backward_ctx)
         states = None
         if rules.return_state:  # each packed: its output, then its final states
             (y_f, states_f), (y_b, states_b) = self._unpack(y_f), self._unpack(y_b)
@@ -114,4 +127,6 @@ class Bidirectional(Kernel):
             dy_f, dy_b = self._pack(dy_f, d_states[:k]), self._pack(dy_b, d_states[k:])
         dx_f, dw_f = self.forward_kernel.backward(weights[:n], cache_f, np.ascontiguousarray(dy_f))
         dx_b, dw_b = self.backward_kernel.backward(weights[n:], cache_b, np.ascontiguousarray(dy_b))
+        if self.multiple_inputs:  # [dx, *forward states'] and [dx, *backward states']
+            return [dx_f[0] + dx_b[0], *dx_f[1:], *dx_b[1:]], list(dw_f) + list(dw_b)
         return dx_f + dx_b, list(dw_f) + list(dw_b)

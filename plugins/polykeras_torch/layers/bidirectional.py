@@ -15,7 +15,9 @@ the two wrapped layers are this backend's own recurrent layers (:mod:`.recurrent
   step. Telling a right-padded mask apart reads it on the host once per call.
 * otherwise **each layer on its own path** -- each direction takes its own fused op
   wherever a lone layer would, the backward one through its ``go_backwards`` path, else
-  the time loop (masks, recurrent dropout).
+  the time loop (masks, recurrent dropout). So do calls with ``return_state`` and with
+  ``initial_state`` (the node's inputs ``[x, *forward states, *backward states]``: each layer
+  gets ``[x, *its states]``, which its fused op takes as ``hx``).
 
 Native weights: each direction's own native layout, forward then backward.
 """
@@ -52,6 +54,8 @@ class Bidirectional(TorchLayer):
         rules = self.rules
         self.forward_layer = LAYERS[rules.forward_spec.kind](rules.forward_spec, index, dtype, device)
         self.backward_layer = LAYERS[rules.backward_spec.kind](rules.backward_spec, index, dtype, device)
+        #: ``[x, *forward states, *backward states]`` with initial states
+        self.multiple_inputs = rules.initial_state
 
     def to_native(self, weights):
         n = self.rules.n_forward
@@ -69,7 +73,8 @@ class Bidirectional(TorchLayer):
                 and f.rules.recurrent_activation == b.rules.recurrent_activation
                 and f.rules.use_bias == b.rules.use_bias)
         return (same and f.fusable and b.fusable and not rules.forward.go_backwards and not dropout
-                and not rules.return_state)  # (states: each layer on its own path, which returns them)
+                and not rules.return_state  # (states: each layer on its own path, which returns them
+                and not rules.initial_state)  # or takes them)
 
     @staticmethod
     def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
@@ -105,8 +110,12 @@ class Bidirectional(TorchLayer):
                 last = -1 if lengths is None else lengths.to(x.device) - 1
                 y_f, y_b = both[torch.arange(x.shape[0], device=x.device), last, :units], both[:, 0, units:]
             return self._merge(both if rules.return_sequences else None, y_f, y_b)
-        y_f = self.forward_layer.forward(params[:n], x, ctx)
-        y_b = self.backward_layer.forward(params[n:], x, _BackwardStreams(ctx, rules.backward_stream))
+        x_f = x_b = x
+        if self.multiple_inputs:  # the first half of the states starts the forward layer, the second the backward
+            half = 1 + (len(x) - 1) // 2
+            x_f, x_b = list(x[:half]), [x[0], *x[half:]]
+        y_f = self.forward_layer.forward(params[:n], x_f, ctx)
+        y_b = self.backward_layer.forward(params[n:], x_b, _BackwardStreams(ctx, rules.backward_stream))
         states = None
         if rules.return_state:  # each packed: its output, then its final states
             (y_f, states_f), (y_b, states_b) = self._unpack(y_f), self._unpack(y_b)
