@@ -250,6 +250,22 @@ def _recurrent(draw):
 
 
 @st.composite
+def _conv_lstm(draw):
+    """ConvLSTM2D and ConvLSTM1D: the window rules of Conv2D (dilation at stride 1) and the LSTM's options
+    (return_sequences, go_backwards, dropout and recurrent dropout in training)."""
+    rank = draw(st.sampled_from([1, 2]))
+    kernel, strides, padding, spatial = _window(draw, rank)
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if strides == (1,) * rank else (1,) * rank
+    spatial = tuple(n + (k - 1) * (d - 1) for n, k, d in zip(spatial, kernel, dilation))
+    config = dict(filters=draw(st.integers(1, 3)), kernel_size=kernel, strides=strides, padding=padding,
+                  dilation_rate=dilation, activation=draw(st.sampled_from(["tanh", "relu"])),
+                  use_bias=draw(st.booleans()), return_sequences=draw(st.booleans()),
+                  go_backwards=draw(st.booleans()), dropout=draw(st.sampled_from([0.0, 0.3])),
+                  recurrent_dropout=draw(st.sampled_from([0.0, 0.25])))
+    return [_layer(f"ConvLSTM{rank}D", **config)], (draw(st.integers(1, 3)),) + spatial + (draw(st.integers(1, 3)),)
+
+
+@st.composite
 def _embedding(draw):
     vocab = draw(st.integers(2, 20))
     return [_layer("Embedding", input_dim=vocab, output_dim=draw(st.integers(1, 5)))], (draw(st.integers(1, 6)),), vocab
@@ -449,7 +465,7 @@ GRAPH_STRATEGIES = {
 STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
     "Conv2D": _conv2d, "Conv1D": _conv1d, "Pooling": _pooling, "GlobalAveragePooling": _global_pooling,
-    "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "Embedding": _embedding,
+    "BatchNormalization": _batchnorm, "Recurrent": _recurrent, "ConvLSTM": _conv_lstm, "Embedding": _embedding,
     "LayerNormalization": _layer_norm, "GlobalMaxPooling": _global_max_pooling,
     "Padding/Cropping": _padding_cropping, "UpSampling": _upsampling,
     "RepeatVector/Permute/Identity/Rescaling": _shape_layers,
