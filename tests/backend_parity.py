@@ -217,8 +217,15 @@ def graph_cases() -> list[LayerCase]:
         return layers.Bidirectional(layers.GRU(3, return_sequences=True, dropout=0.2, recurrent_dropout=0.3),
                                     merge_mode="ave")(decoder_in, initial_state=states)
 
+    def conv_lstm_states(encoder_in, decoder_in):  # a ConvLSTM encoder's states start a ConvLSTM decoder
+        _, h, c = layers.ConvLSTM2D(2, (2, 3), padding="same", return_state=True)(encoder_in)
+        sequence, h2, _ = layers.ConvLSTM2D(2, 3, padding="same", return_sequences=True, return_state=True,
+                                            go_backwards=True, recurrent_dropout=0.2)(decoder_in, initial_state=[h, c])
+        return layers.Concatenate()([layers.Flatten()(sequence), layers.Flatten()(h2) * 2.0])
+
     cases = [
         ("graph-residual", residual, [(4,)]),
+        ("graph-convlstm-states", conv_lstm_states, [(3, 4, 3, 2), (2, 4, 3, 1)]),
         ("graph-bidirectional-states", bidirectional_states, [(4, 3)]),
         ("graph-bidirectional-initial-states", bidirectional_initial_states, [(4, 3), (5, 2)]),
         ("graph-lstm-seq2seq-states", seq2seq_states, [(5, 3), (4, 2)]),

@@ -5,6 +5,7 @@ training; ``.keras`` files exchanged with Keras 3 both ways."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -14,9 +15,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import polykeras as keras
 from polykeras import layers
+from polykeras.layer_rules import rules_for
 from polykeras.trainer import Trainer
+from polykeras_numpy.layers import KERNELS
 
-from _fd import build, check_gradients, context, random_weights
+from _fd import (FD_TOLERANCE, build, check_gradients, context, layer_spec, numerical_gradient, random_weights,
+                 relative_error)
 from backend_parity import check_fit_matches_reference, rel_diff
 
 # float64: one forward/backward pass (or two epochs of SGD) through a few steps of convolutions at unit
@@ -78,11 +82,14 @@ def test_unsupported_or_bad_arguments_are_refused_by_name(make, error, match):
         make()
 
 
-def test_initial_state_masks_and_bad_shapes_are_refused_by_name():
+def test_masks_and_bad_shapes_are_refused_by_name():
     inp = keras.Input((4, 5, 6, 2))
-    state = keras.Input((3, 4, 2))
-    with pytest.raises(NotImplementedError, match="initial_state"):
-        layers.ConvLSTM2D(2, 3)(inp, initial_state=[state, state])
+    state, wrong = keras.Input((3, 4, 2)), keras.Input((3, 4, 3))
+    assert layers.ConvLSTM2D(2, 3)(inp, initial_state=[state, state]).shape == (None, 3, 4, 2)
+    with pytest.raises(ValueError, match=r"initial state must be a tensor of shape \(None, 3, 4, 2\)"):
+        layers.ConvLSTM2D(2, 3)(inp, initial_state=[state, wrong])
+    with pytest.raises(ValueError, match="takes 2 initial state"):
+        layers.ConvLSTM2D(2, 3)(inp, initial_state=[state])
     with pytest.raises(NotImplementedError, match="mask"):
         layers.ConvLSTM2D(2, 3)(layers.Masking()(inp))
     with pytest.raises(ValueError, match="rank 5"):
@@ -99,6 +106,35 @@ def test_reference_gradients_match_finite_differences(case):
     kernel = build(kind, config, shape)
     x = rng.normal(size=(2,) + shape)
     check_gradients(kernel, random_weights(kernel, rng), x, training=True)
+
+
+@pytest.mark.parametrize("kind, config, shape", [
+    ("ConvLSTM2D", {"filters": 2, "kernel_size": [2, 2], "strides": [2, 1], "padding": "same", "go_backwards": True,
+                    "recurrent_dropout": 0.3, "return_state": True}, (3, 4, 3, 2)),
+    ("ConvLSTM1D", {"filters": 3, "kernel_size": 2, "return_sequences": True, "dropout": 0.2}, (2, 4, 2)),
+])
+def test_reference_gradients_into_the_initial_states_match_finite_differences(kind, config, shape):
+    rng = np.random.default_rng(4)
+    single = layer_spec(kind, config, shape)
+    state = rules_for(single).state_shape((None,) + shape)
+    spec = dataclasses.replace(single, inbound=("input", "h0", "c0"), input_shapes=(single.input_shape, state, state))
+    kernel = KERNELS[kind](spec, np.float64)
+    weights = random_weights(kernel, rng)
+    inputs = [rng.normal(size=(2,) + shape)] + [rng.normal(size=(2,) + state[1:]) for _ in range(2)]
+    y, cache = kernel.forward(weights, inputs, context(True))
+    R = rng.normal(size=y.shape)
+    grads, _ = kernel.backward(weights, cache, R)
+
+    def loss():
+        return float(np.sum(kernel.forward(weights, inputs, context(True))[0] * R))
+
+    for array, grad in zip(inputs, grads):
+        assert grad.shape == array.shape
+        assert relative_error(grad, numerical_gradient(loss, array)) < FD_TOLERANCE
+    zero = [inputs[0]] + [np.zeros_like(s) for s in inputs[1:]]  # zero states: the layer without them
+    plain = build(kind, config, shape)
+    np.testing.assert_array_equal(kernel.forward(weights, zero, context(True))[0],
+                                  plain.forward(weights, inputs[0], context(True))[0])
 
 
 @pytest.mark.parametrize("case", FD_CASES[:3], ids=[_case_id(c) for c in FD_CASES[:3]])
@@ -240,8 +276,11 @@ def _polykeras_model():
     out, h_state, c_state = layers.ConvLSTM2D(2, 2, strides=(2, 1), activation="relu", return_state=True,
                                               dropout=0.2)(h)
     seq = layers.ConvLSTM1D(2, 2, return_sequences=True)(layers.Reshape((3, 4, 1))(c_state))
-    merged = layers.Concatenate()([layers.Flatten()(t) for t in (out, h_state, seq)])
-    return keras.Model(inp, layers.Dense(2)(merged))
+    decoder_in = keras.Input((2, 2, 3, 1))  # a decoder started from the encoder's states
+    decoded = layers.ConvLSTM2D(2, 2, padding="same", recurrent_dropout=0.2)(decoder_in,
+                                                                            initial_state=[h_state, c_state])
+    merged = layers.Concatenate()([layers.Flatten()(t) for t in (out, h_state, seq, decoded)])
+    return keras.Model([inp, decoder_in], layers.Dense(2)(merged))
 
 
 KERAS_SCRIPT = """
@@ -249,36 +288,40 @@ import os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import numpy as np, keras
 folder = sys.argv[1]
-x = np.load(folder + "/x.npy")
+x = [np.load(folder + "/x.npy"), np.load(folder + "/x2.npy")]
 model = keras.saving.load_model(folder + "/pk.keras")
 assert [w.path for w in model.weights][:3] == ["clstm/conv_lstm_cell/kernel", "clstm/conv_lstm_cell/recurrent_kernel",
                                                "clstm/conv_lstm_cell/bias"], [w.path for w in model.weights]
 np.save(folder + "/keras_pred.npy", model.predict(x, verbose=0))
-inp = keras.Input((3, 5, 4, 2))
+inp, decoder_in = keras.Input((3, 5, 4, 2)), keras.Input((2, 5, 2, 1))
 seq, h, c = keras.layers.ConvLSTM2D(2, (2, 3), strides=(1, 2), padding="same", return_sequences=True,
                                     return_state=True, recurrent_activation="hard_sigmoid")(inp)
 last = keras.layers.ConvLSTM1D(3, 2, dilation_rate=2, go_backwards=True, unit_forget_bias=False,
                                use_bias=False)(keras.layers.Reshape((3, 5, 4))(seq))
-merged = keras.layers.Concatenate()([keras.layers.Flatten()(t) for t in (last, h, c)])
-theirs = keras.Model(inp, keras.layers.Dense(2)(merged))
+decoded = keras.layers.ConvLSTM2D(2, 3, padding="same", return_sequences=True)(decoder_in, initial_state=[h, c])
+merged = keras.layers.Concatenate()([keras.layers.Flatten()(t) for t in (last, h, c, decoded)])
+theirs = keras.Model([inp, decoder_in], keras.layers.Dense(2)(merged))
 theirs.compile("adam", "mse")
-theirs.fit(x, np.zeros((4, 2)), verbose=0)
+theirs.fit([x[0], np.load(folder + "/x3.npy")], np.zeros((4, 2)), verbose=0)
 theirs.save(folder + "/keras.keras")
-np.save(folder + "/keras_own_pred.npy", theirs.predict(x, verbose=0))
+np.save(folder + "/keras_own_pred.npy", theirs.predict([x[0], np.load(folder + "/x3.npy")], verbose=0))
 """
 
 
 def test_keras_files_exchange_with_keras_3(tmp_path):
-    """polykeras -> Keras (stacked, return_state, ConvLSTM1D, a regularizer) predicts as polykeras does;
-    Keras -> polykeras (return_state, go_backwards, no bias; with its Adam state) predicts as Keras does.
-    Keras computes in float32."""
+    """polykeras -> Keras (stacked, return_state, initial_state, ConvLSTM1D, a regularizer) predicts as
+    polykeras does; Keras -> polykeras (return_state, initial_state, go_backwards, no bias; with its Adam
+    state) predicts as Keras does. Keras computes in float32."""
     pytest.importorskip("h5py")
     model = _polykeras_model()
-    x = np.random.default_rng(5).normal(size=(4, 3, 5, 4, 2))
+    rng = np.random.default_rng(5)
+    x = [rng.normal(size=(4, 3, 5, 4, 2)), rng.normal(size=(4, 2, 2, 3, 1))]
+    x3 = rng.normal(size=(4, 2, 5, 2, 1))
     model.compile("adam", "mse", backend="numpy")
     model.fit(x, np.zeros((4, 2)), verbose=0)
     model.save(tmp_path / "pk.keras")
-    np.save(tmp_path / "x.npy", x)
+    for name, array in (("x", x[0]), ("x2", x[1]), ("x3", x3)):
+        np.save(tmp_path / f"{name}.npy", array)
     run = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -287,5 +330,6 @@ def test_keras_files_exchange_with_keras_3(tmp_path):
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
     theirs = keras.models.load_model(tmp_path / "keras.keras")
     assert theirs.compiled and type(theirs.optimizer).__name__ == "Adam"
-    np.testing.assert_allclose(theirs.predict(x, verbose=0), np.load(tmp_path / "keras_own_pred.npy"), atol=1e-6)
-    theirs.fit(x, np.zeros((4, 2)), verbose=0)  # and trains on (Adam's slots found at Keras's places)
+    np.testing.assert_allclose(theirs.predict([x[0], x3], verbose=0), np.load(tmp_path / "keras_own_pred.npy"),
+                               atol=1e-6)
+    theirs.fit([x[0], x3], np.zeros((4, 2)), verbose=0)  # and trains on (Adam's slots found at Keras's places)

@@ -72,7 +72,7 @@ def conv_lstm_masks(layer) -> list[tuple]:
     rules = rules_for(layer, "the keras backends")
     out = []
     if rules.input_mask_active(True):
-        out.append((0, rules.dropout, tuple(layer.input_shape[2:]), "keep"))
+        out.append((0, rules.dropout, tuple(layer.input_shapes[0][2:]), "keep"))
     if rules.recurrent_mask_active(True):
-        out.append((1, rules.recurrent_dropout, tuple(rules.state_shape(layer.input_shape)[1:]), "recurrent_keep"))
+        out.append((1, rules.recurrent_dropout, tuple(rules.state_shape(layer.input_shapes[0])[1:]), "recurrent_keep"))
     return out

@@ -118,7 +118,7 @@ class ConvRules(_Windowed):
         self.padding = self._read_padding()
         self.require_channels_last()
         self.groups = int(cfg.get("groups", 1) or 1)
-        channels = spec.input_shape[-1] if spec.input_shapes else None
+        channels = spec.input_shapes[0][-1] if spec.input_shapes else None  # (a ConvLSTM's states may follow)
         if self.groups <= 0 or self.filters % self.groups or (channels is not None and channels % self.groups):
             raise ValueError(f"{self.spec.kind} layer {name!r}: groups={self.groups} must be positive and divide "
                              f"both filters={self.filters} and the input channels ({channels})")

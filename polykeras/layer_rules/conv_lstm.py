@@ -25,8 +25,11 @@
   step and gate; ``recurrent_dropout``: one mask ``(batch, *out_spatial,
   filters)`` (stream 1) on ``h_{t-1}`` where it enters the recurrent
   convolution only. (Keras draws its masks with ``ones_like(step input)``.)
-* Not supported (refused by name): ``stateful``, ``initial_state``, an input
-  mask, ``data_format="channels_first"``.
+* ``initial_state``: the node's inbound after the sequence are ``h0`` and
+  ``c0``, each of the state's shape; the first processed step starts from
+  them (also with ``go_backwards``), and gradients flow into them.
+* Not supported (refused by name): ``stateful``, an input mask,
+  ``data_format="channels_first"``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class ConvLSTMRules(ConvRules):
     gate_order = ("i", "f", "c", "o")
     n_states = 2
     gates = 4
-    initial_state = False
 
     def __init__(self, spec, backend="polykeras"):
         super().__init__(spec, backend)
@@ -61,8 +63,13 @@ class ConvLSTMRules(ConvRules):
         self.recurrent_dropout = float(cfg.get("recurrent_dropout", 0.0) or 0.0)
         if cfg.get("stateful", False):
             raise self.unsupported("stateful=True")
-        if len(spec.input_shapes) > 1:
-            raise self.unsupported("initial_state")
+        #: whether the node's inbound after the sequence are the initial states ``h0``, ``c0``
+        self.initial_state = len(spec.input_shapes) > 1
+        if self.initial_state:
+            want, states = tuple(self.state_shape(spec.input_shapes[0])[1:]), spec.input_shapes[1:]
+            if len(states) != 2 or any(tuple(s)[1:] != want for s in states):
+                raise ValueError(f"{spec.kind} layer {self.name!r}: initial_state must be 2 tensors (h, c) of shape "
+                                 f"(batch, {', '.join(map(str, want))}); got shapes {[tuple(s) for s in states]}")
         if getattr(spec, "mask", None) is not None:
             raise self.unsupported("an input mask (Masking / mask_zero)")
 

@@ -6,8 +6,10 @@ dropout masks, the packed ``return_state`` output -- are
 in, 4*filters)``, ``recurrent_kernel (*kernel_size, filters, 4*filters)``,
 ``bias (4*filters,)``, gates i, f, c, o. ``return_state=True`` returns
 ``[output, h, c]`` as the other recurrent layers (``getitem`` nodes on the packed
-node output). Not supported, refused by name: ``initial_state``, ``stateful``,
-masked inputs, ``data_format="channels_first"``.
+node output), and ``layer(x, initial_state=[h0, c0])`` starts from given states
+(graph tensors of the state's shape ``(batch, *out_spatial, filters)``; one node,
+its inbound the sequence then the states). Not supported, refused by name:
+``stateful``, masked inputs, ``data_format="channels_first"``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from polykeras import activations, initializers
 from polykeras.layers.base import serialize_regularizer
 from polykeras.layers.conv import _data_format, _padding, _tuple, conv_output_length
 from polykeras.layers.recurrent import _RNN
-from polykeras.layers.symbolic import format_shape
+from polykeras.layers.symbolic import SymbolicTensor, format_shape
 
 
 class _ConvLSTM(_RNN):
@@ -83,18 +85,25 @@ class _ConvLSTM(_RNN):
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def __call__(self, inputs, *args, initial_state=None, **kwargs):
-        if initial_state is not None or (isinstance(inputs, (list, tuple)) and len(inputs) > 1):
-            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: initial_state is not supported "
-                                      "yet; the states start at zeros")
-        return super().__call__(inputs, *args, **kwargs)
-
     def _call_symbolically(self, tensors, several):
-        x = tensors[0] if tensors else None
+        x, states = tensors[0], tensors[1:]
         if getattr(x, "mask", None) is not None:
             raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: masked inputs (Masking, "
                                       "mask_zero) are not supported yet")
-        return super()._call_symbolically(tensors, several)
+        if several or not states:
+            return super()._call_symbolically(tensors, several)
+        if not isinstance(x, SymbolicTensor):
+            raise TypeError(f"layer {self.name!r} was called on {type(x).__name__}; its input must come from "
+                            "Input(...) or a layer call")
+        self._check_input_shape(x.shape)
+        want = self._state_shape(x.shape)
+        for t in states:
+            if not isinstance(t, SymbolicTensor) or tuple(t.shape[1:]) != want:
+                shape = format_shape(t.shape) if isinstance(t, SymbolicTensor) else type(t).__name__
+                raise ValueError(f"{type(self).__name__} layer {self.name!r}: each initial state must be a tensor "
+                                 f"of shape {format_shape((None,) + want)} (the state's); got {shape}")
+        out = SymbolicTensor(self.build_for(x.shape), self.output_dtype(x.dtype), self, tuple(tensors))
+        return self._unpacked(out, None) if self.return_state else out
 
     def get_config(self):
         config = {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -8,6 +8,8 @@ the math the NumPy reference's).
   (``NHWC``/``HWIO``, ``NWC``/``WIO``), Keras's weights as they are.
 * Padding is TensorFlow's, given to XLA as explicit ``(before, after)``
   pairs; the recurrent convolution is stride 1, ``"same"``, no dilation.
+* ``initial_state``: the node's inbound after the sequence (``[x, h0, c0]``)
+  are the scan's initial carry.
 * XLA's reverse-mode differentiation of the scan is backpropagation through time.
 """
 
@@ -29,13 +31,17 @@ class ConvLSTM2D(Layer):
         rules = self.rules
         self.activation = activations.get(rules.activation)
         self.recurrent_activation = activations.get(rules.recurrent_activation)
-        amounts = rules.step_padding(spec.input_shape[2:-1])
+        #: ``[x, h0, c0]`` with initial states
+        self.multiple_inputs = rules.initial_state
+        amounts = rules.step_padding(spec.input_shapes[0][2:-1])
         self.pads = [a[:2] for a in amounts]
         self.out_spatial = tuple(a[2] for a in amounts)
         self.rec_pads = rules.recurrent_padding(self.out_spatial)
 
     def __call__(self, weights, x, ctx):
-        rules = self.rules
+        rules, given = self.rules, None
+        if self.multiple_inputs:
+            x, given = x[0], x[1:]
         kernel, U = weights[0], weights[1]
         bias = weights[2] if rules.use_bias else None
         dims = _DIMENSIONS[rules.rank]
@@ -65,7 +71,8 @@ class ConvLSTM2D(Layer):
             return (h, c), h
 
         dtype = jnp.result_type(x, kernel)
-        initial = (jnp.zeros(state_shape, dtype), jnp.zeros(state_shape, dtype))
+        initial = ((jnp.zeros(state_shape, dtype),) * 2 if given is None
+                   else tuple(s.astype(dtype) for s in given))
         (h, c), outputs = lax.scan(step, initial, jnp.swapaxes(x, 0, 1))
         output = jnp.swapaxes(outputs, 0, 1) if rules.return_sequences else outputs[-1]
         if not rules.return_state:

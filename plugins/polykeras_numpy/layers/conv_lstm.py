@@ -10,7 +10,9 @@ NHWC images; ConvLSTM1D runs as ConvLSTM2D on height-1 images.
 As for the LSTM, the input convolution does not depend on the state, so it is
 done for all steps at once (batch and time folded together) before the time
 loop, and its gradient after the backward loop; only the recurrent
-convolution is stepped.
+convolution is stepped. With ``initial_state`` the kernel takes ``[x, h0, c0]``
+and its backward returns their gradients too (what is left of the states'
+gradients before the first processed step).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ConvLSTM2D(Kernel):
         pad = (1,) * (2 - rules.rank)  # a 1-D layer is a 2-D one on height-1 images
         self.kernel_size, self.strides, self.dilation = (pad + rules.kernel_size, pad + rules.strides,
                                                          pad + rules.dilation_rate)
+        #: ``[x, h0, c0]`` with initial states (the program then hands a list, and takes one back)
+        self.multiple_inputs = rules.initial_state
 
     # -- layout: everything in 2-D (NHWC images, HWIO kernels) --------------------------------------------
     def _image(self, a, axis):
@@ -60,7 +64,9 @@ class ConvLSTM2D(Kernel):
 
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, weights, x, ctx):
-        rules, filters = self.rules, self.rules.filters
+        rules, filters, initial = self.rules, self.rules.filters, None
+        if self.multiple_inputs:
+            x, initial = x[0], [self._image(np.asarray(s, dtype=self.dtype), 1) for s in x[1:]]
         kernel, U = self._kernels(weights)
         if rules.go_backwards:
             x = x[:, ::-1]
@@ -79,8 +85,10 @@ class ConvLSTM2D(Kernel):
         if rules.use_bias:
             xw = xw + weights[2]
         xw = xw.reshape((batch, T) + xw.shape[1:])
-        h = np.zeros((batch,) + out_hw + (filters,), dtype=self.dtype)
-        c = np.zeros_like(h)
+        if initial is None:
+            h = c = np.zeros((batch,) + out_hw + (filters,), dtype=self.dtype)
+        else:
+            h, c = initial
         outputs, steps = [], []
         for t in range(T):
             h, c, step = self._cell(U, xw[:, t], h, c, rec_mask, rec_pads, out_hw)
@@ -139,13 +147,15 @@ class ConvLSTM2D(Kernel):
             dweights.append(dxw.sum(axis=(0, 1, 2, 3)))
         if not input_grad:
             return None, dweights
+        states = [np.ascontiguousarray(self._canonical(d, 1)) for d in (dh, dc)]  # the initial states'
         (top, bottom), (left, right) = pads
         dx = dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right].reshape(x_shape)
         if input_mask is not None:
             dx = dx * input_mask[:, None]
         if rules.go_backwards:
             dx = dx[:, ::-1]
-        return np.ascontiguousarray(self._canonical(dx, 2)), dweights
+        dx = np.ascontiguousarray(self._canonical(dx, 2))
+        return ([dx, *states] if self.multiple_inputs else dx), dweights
 
     def _cell_backward(self, U, step, dh, dc_carried, rec_mask, rec_pads):
         """``(dz, dh_prev, dc_prev, dU)`` of one step, given the gradients of its ``h`` and ``c``."""

@@ -11,6 +11,8 @@ the math the NumPy reference's).
 * Padding is TensorFlow's, applied explicitly with ``F.pad`` (``"same"``
   puts the smaller half before, which torch's ``padding=`` cannot say for
   even kernels); the recurrent convolution is stride 1, ``"same"``.
+* ``initial_state``: the node's inbound after the sequence (``[x, h0, c0]``,
+  channels_last) start the loop.
 * Kernels are held as torch wants them: ``(4f, in, *k)`` from Keras's
   ``(*k, in, 4f)``; gates stay in Keras's order i, f, c, o.
 """
@@ -39,7 +41,9 @@ class ConvLSTM2D(TorchLayer):
         self.act = activations.get(rules.activation)
         self.rec_act = activations.get(rules.recurrent_activation)
         self.conv = F.conv2d if rules.rank == 2 else F.conv1d
-        spatial = spec.input_shape[2:-1]
+        #: ``[x, h0, c0]`` with initial states
+        self.multiple_inputs = rules.initial_state
+        spatial = spec.input_shapes[0][2:-1]
         amounts = rules.step_padding(spatial)
         self.pad = _flat([a[:2] for a in amounts])
         self.out_spatial = tuple(a[2] for a in amounts)
@@ -55,7 +59,9 @@ class ConvLSTM2D(TorchLayer):
         return [np.ascontiguousarray(a.transpose(self.to_keras)) for a in arrays[:2]] + list(arrays[2:])
 
     def forward(self, params, x, ctx):
-        rules = self.rules
+        rules, initial = self.rules, None
+        if self.multiple_inputs:
+            x, initial = x[0], [s.movedim(-1, 1) for s in x[1:]]
         kernel, U = params[0], params[1]
         bias = params[2] if rules.use_bias else None
         if rules.go_backwards:
@@ -72,7 +78,7 @@ class ConvLSTM2D(TorchLayer):
         xs = x.reshape((batch * T,) + tuple(x.shape[2:])).movedim(-1, 1)  # channels first
         xw = self.conv(F.pad(xs, self.pad), kernel, bias, rules.strides, 0, rules.dilation_rate)
         xw = xw.reshape((batch, T) + tuple(xw.shape[1:]))
-        h = c = x.new_zeros(state_shape)
+        h, c = (x.new_zeros(state_shape),) * 2 if initial is None else initial
         outputs = []
         for xw_t in xw.unbind(1):
             h_in = h if rec_mask is None else h * rec_mask
