@@ -308,6 +308,7 @@ np.save(folder + "/keras_own_pred.npy", theirs.predict([x[0], np.load(folder + "
 """
 
 
+@pytest.mark.slow  # ~24 s (Keras 3 on jax in a subprocess); the default run keeps keras-tensorflow's parity case
 def test_keras_files_exchange_with_keras_3(tmp_path):
     """polykeras -> Keras (stacked, return_state, initial_state, ConvLSTM1D, a regularizer) predicts as
     polykeras does; Keras -> polykeras (return_state, initial_state, go_backwards, no bias; with its Adam
