@@ -149,6 +149,8 @@ def test_forward_semantics_match_keras_definitions():
     x = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, -1.0]])
     np.testing.assert_allclose(ops.var(x, axis=1), x.var(axis=1))  # population variance, as Keras
     assert ops.sum(x, axis=[0, 1]).shape == ()
+    # axes as a list, as a model node's params hold a tuple
+    assert ops.any(x > 2, axis=[0, 1]) and ops.all(x > -1.5, axis=[1]).tolist() == [False, True]
     assert ops.argmax(np.array([1.0, 3.0, 3.0])) == 1  # the first of tied maxima
     np.testing.assert_allclose(ops.normalize(np.array([3.0, 4.0])), [0.6, 0.8])
     assert ops.one_hot(np.array([0, 2]), 3).tolist() == [[1, 0, 0], [0, 0, 1]]

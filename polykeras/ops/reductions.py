@@ -132,10 +132,11 @@ def _top_k_indices(x, k=None, sorted=True):
 register("top_k_indices", ("x",), _top_k_indices, None,
          "the indices of the k largest entries along the last axis, largest first (ties: lower index first); "
          "ops.top_k's indices, and with take_along_axis its values", k=None, sorted=True)
-register("any", ("x",), lambda x, axis=None, keepdims=False: np.any(x, axis=axis, keepdims=keepdims), None,
-         "whether any entry along axis is true (non-zero)", axis=None, keepdims=False)
-register("all", ("x",), lambda x, axis=None, keepdims=False: np.all(x, axis=axis, keepdims=keepdims), None,
-         "whether every entry along axis is true (non-zero)", axis=None, keepdims=False)
+# a tuple of axes arrives as a list (a model node's JSON params, or the user's), which np.any/np.all refuse
+register("any", ("x",), lambda x, axis=None, keepdims=False: np.any(x, axis=_tuple_axis(axis), keepdims=keepdims),
+         None, "whether any entry along axis is true (non-zero)", axis=None, keepdims=False)
+register("all", ("x",), lambda x, axis=None, keepdims=False: np.all(x, axis=_tuple_axis(axis), keepdims=keepdims),
+         None, "whether every entry along axis is true (non-zero)", axis=None, keepdims=False)
 
 
 def _cumsum(x, axis=None):
