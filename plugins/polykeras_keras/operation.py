@@ -27,8 +27,17 @@ def _dot_product_attention(query, key, value, mask, scale=None, is_causal=False)
     return ops.einsum("bnts,bsnh->btnh", ops.softmax(ops.where(mask, logits, -1e9), axis=-1), value)
 
 
+def _one_hot(x, num_classes=None, axis=-1, dtype=None, sparse=False):
+    """``keras.ops.one_hot`` with an axis below -1 made positive (counted in the output's dims, as the reference's
+    ``moveaxis``): Keras 3.15's TensorFlow backend refuses it (``tf.one_hot`` takes -1 or more) and its torch
+    backend misplaces the classes (axis=-2 on ids of shape (2, 3) gives shape (3, 3, 2), not (2, 3, 3))."""
+    axis = axis % (len(x.shape) + 1) if axis < -1 else axis
+    return keras.ops.one_hot(x, int(num_classes), axis=axis, dtype=dtype, sparse=sparse)
+
+
 #: polykeras's ops that are not one ``keras.ops`` function of the same name
 SPECIAL = {
+    "one_hot": _one_hot,
     "dot_product_attention": _dot_product_attention,
     "getitem": lambda x, key=(): x[decode_key(key)],
     "top_k_indices": lambda x, k=None, sorted=True: keras.ops.top_k(x, int(k), sorted=True)[1],
