@@ -319,6 +319,21 @@ def test_keras_files_exchange_with_keras_3(tmp_path):
     np.testing.assert_allclose(theirs.predict(ids, verbose=0), np.load(tmp_path / "keras_own_pred.npy"), atol=1e-6)
 
 
+SPLIT_SCRIPT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+folder = sys.argv[1]
+x = np.load(folder + "/x.npy")
+np.save(folder + "/keras_pred.npy", keras.saving.load_model(folder + "/pk.keras").predict(x, verbose=0)[1])
+inp = keras.Input((5, 3))
+forward, backward = keras.layers.Bidirectional(keras.layers.GRU(2, return_sequences=True), merge_mode=None)(inp)
+theirs = keras.Model(inp, [keras.layers.Dense(1)(forward), backward])
+theirs.save(folder + "/keras.keras")
+np.save(folder + "/keras_own_pred.npy", np.concatenate(theirs.predict(x, verbose=0), axis=-1))
+"""
+
+
 def test_merge_mode_none_splits_the_concatenation_and_saves_as_polykeras(tmp_path):
     inp = keras.Input((5, 3))
     forward, backward = layers.Bidirectional(layers.LSTM(2, return_sequences=True), merge_mode=None)(inp)
@@ -333,5 +348,25 @@ def test_merge_mode_none_splits_the_concatenation_and_saves_as_polykeras(tmp_pat
     model.save(tmp_path / "m.polykeras")
     loaded = keras.models.load_model(tmp_path / "m.polykeras")  # compiled anew: float32
     np.testing.assert_allclose(loaded.predict(x, verbose=0)[0], out[0], atol=1e-6)
-    with pytest.raises(NotImplementedError, match="polykeras.ops"):
-        model.save(tmp_path / "m.keras")
+
+
+def test_merge_mode_none_exchanges_with_keras_as_its_two_outputs(tmp_path):
+    """The halves are written as Keras writes a call of two outputs (``keras_history`` tensor indices 0
+    and 1, no split ops), so Keras reads polykeras's file and polykeras Keras's; Keras computes in
+    float32 (1e-6 is float32 rounding over a 5-step LSTM and a Dense)."""
+    pytest.importorskip("h5py")
+    inp = keras.Input((5, 3))
+    forward, backward = layers.Bidirectional(layers.LSTM(2, return_sequences=True), merge_mode=None)(inp)
+    model = keras.Model(inp, [forward, layers.Dense(1)(backward)])
+    x = np.random.default_rng(7).normal(size=(2, 5, 3)).astype("float32")
+    model.compile("sgd", "mse", backend="numpy")
+    model.save(tmp_path / "pk.keras")
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "keras_pred.npy"), model.predict(x, verbose=0)[1], atol=1e-6)
+    theirs = keras.models.load_model(tmp_path / "keras.keras")
+    theirs.compile("sgd", "mse", backend="numpy")
+    np.testing.assert_allclose(np.concatenate(theirs.predict(x, verbose=0), axis=-1),
+                               np.load(tmp_path / "keras_own_pred.npy"), atol=1e-6)

@@ -353,3 +353,26 @@ def test_bidirectional_with_initial_states_trains_as_the_reference(backend, kind
     check_fit_matches_reference(lambda: _bidirectional_with_states(kind, merge_mode, return_state, units)[0],
                                 backend, [x, context_], rng.normal(size=(6, 5, 2)), "mse", 1e-10,
                                 epochs=2, batch_size=3)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_compiled_model_with_state_outputs_reloads_from_its_polykeras_file(tmp_path, bidirectional):
+    """States as model outputs: the names that key the saved losses stay the same when the model is
+    rebuilt (the parts are named by their layer, with their index where two would share it), and each
+    output reads its own part of the packed call."""
+    inp = keras.Input((5, 3))
+    rnn = layers.LSTM(2, return_sequences=True, return_state=True)
+    outs = (layers.Bidirectional(rnn) if bidirectional else rnn)(inp)
+    dense = layers.Dense(1)
+    model = keras.Model(inp, [outs[0], dense(outs[1]), outs[-1]])
+    model.compile("sgd", "mse", backend="numpy", dtype="float64")
+    layer = model.layers[1].name
+    assert model.output_names == [f"{layer}_0", dense.name, f"{layer}_{len(outs) - 1}"]
+    x = np.random.default_rng(8).normal(size=(2, 5, 3))
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.polykeras")
+    loaded = keras.models.load_model(tmp_path / "m.polykeras")
+    assert loaded.output_names == model.output_names
+    loaded.compile("sgd", "mse", backend="numpy", dtype="float64")
+    for got, want in zip(loaded.predict(x, verbose=0), expected):
+        np.testing.assert_array_equal(got, want)

@@ -186,15 +186,9 @@ class Bidirectional(Layer):
         units = self.forward_layer.units
         halves = [ops.getitem(out, key=encode_key((Ellipsis, slice(None, units)))),
                   ops.getitem(out, key=encode_key((Ellipsis, slice(units, None))))]
-        for half in halves:
-            half.mask = out.mask
+        for i, half in enumerate(halves):  # Keras's two outputs of one call, as the return_state parts are
+            half.mask, half.part_of = out.mask, (out, i)
         return halves
-
-    @staticmethod
-    def joined(halves: list):
-        """The node's own output (the concatenation) behind the halves of ``merge_mode=None``: a
-        model's config records the split ops apart, so rebuilding it calls them on this."""
-        return halves[0].inputs[0]
 
     def get_config(self):
         return {**super().get_config(), "merge_mode": self.merge_mode,

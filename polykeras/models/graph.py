@@ -214,8 +214,10 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
         if len(r) > 2 and r[2] == "mask":
             value = value[0] if isinstance(value, list) else value
             return value.mask
-        if isinstance(value, list):  # a call of several outputs (return_state): [layer, call, tensor index]
-            return value[int(r[2]) if len(r) > 2 else 0]
+        if isinstance(value, list):  # a call of several outputs (return_state, merge_mode=None): [layer, call, index]
+            # without an index: the call's own node, which the split ops of a file written before
+            # Bidirectional(merge_mode=None)'s halves were parts of it read
+            return value[int(r[2])] if len(r) > 2 else value[0].part_of[0]
         return value
 
     while pending:
@@ -231,8 +233,6 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
                     out = layer._call_symbolically([], several=True)
                 else:
                     out = call_layer(layer, args)
-                if isinstance(out, list) and hasattr(layer, "joined"):  # Bidirectional(merge_mode=None): the
-                    out = layer.joined(out)  # config has its node and the ops that split its output apart
                 if mask is not None:
                     out.mask = resolve(mask)
                 tensors[(name, k)] = out

@@ -143,7 +143,16 @@ class Model(TrainingAPI):
 
     @property
     def output_names(self) -> list[str]:
-        return self._output_names or [t.layer.name for t in self._graph.outputs]
+        """Keras's: each output's layer; a part of a call of several outputs (``return_state``,
+        ``Bidirectional(merge_mode=None)``) is named by that call's layer, and where two outputs
+        would share a name the parts take their index (``lstm_0``, ``lstm_2``): losses and logs are
+        keyed by these names, which must stay the same when the model is rebuilt from its config."""
+        if self._output_names:
+            return self._output_names
+        outputs = self._graph.outputs
+        names = [(t.part_of[0] if t.part_of is not None else t).layer.name for t in outputs]
+        return [f"{n}_{t.part_of[1]}" if t.part_of is not None and names.count(n) > 1 else n
+                for n, t in zip(names, outputs)]
 
     @property
     def input_shape(self):
