@@ -163,6 +163,11 @@ def _einsum_vjp_transposed(g, y, arrays, subscripts=None):
     return tuple(grads)
 
 
+def _greater_inclusive(x1, x2):
+    """``>=`` for ``>`` (a porting slip that only ties show)."""
+    return np.greater_equal(x1, x2)
+
+
 def _op_bug(**buggy):
     return type("OpBug", (OpBug,), {"BUGGY": buggy})
 
@@ -190,6 +195,8 @@ PLANTED = {
                             "L0", "Ops: reductions"),
     "bug-op-einsum-vjp": ({"kernel_overrides": {"Operation": _op_bug(einsum=(None, _einsum_vjp_transposed))}},
                           "L0", "Ops: contractions"),
+    "bug-op-greater-inclusive": ({"kernel_overrides": {"Operation": _op_bug(greater=(_greater_inclusive, None))}},
+                                 "L0", "Ops: comparisons"),
 }
 
 

@@ -217,7 +217,8 @@ def test_the_op_matrix_lists_every_op_on_every_backend_and_pins_planted_op_bugs(
                     status[worker.key(level, group, case, "")] = {"status": "unsupported", "detail": str(exc)}
             return arrays, status
 
-        planted = {"bug-op-softmax-vjp": "softmax", "bug-op-unbiased-var": "var", "bug-op-einsum-vjp": "einsum"}
+        planted = {"bug-op-softmax-vjp": "softmax", "bug-op-unbiased-var": "var", "bug-op-einsum-vjp": "einsum",
+                   "bug-op-greater-inclusive": "greater"}
         names = ["numpy", *planted, "no-ops"]
         reference = measured("numpy")
         runs = [Run(name, "cpu", "float64", compare.compare(reference, reference if name == "numpy" else measured(name),

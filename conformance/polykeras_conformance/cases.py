@@ -763,6 +763,9 @@ def build_graph(graph: dict):
         layer = layers[int(node["layer"][1:])] if isinstance(node["layer"], str) else deserialize(node["layer"])
         layers.append(layer)
         args = [value(name) for name in node["inbound"]]
+        if not args:  # a node without inputs (a constant, a weight's read), as a saved model's graph rebuilds it
+            values[f"n{i}"] = layer._call_symbolically([], several=True)
+            continue
         if node.get("initial_state"):
             values[f"n{i}"] = layer(args[0], initial_state=[value(r) for r in node["initial_state"]])
             continue

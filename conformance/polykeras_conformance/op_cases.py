@@ -8,11 +8,11 @@ broadcasting between inputs of one rank with drawn size-1 axes, a Python
 constant instead of a second tensor. Ops defined on part of the line (``log``,
 ``sqrt``, ``reciprocal``, ``power``'s base, ``divide``'s divisor) read
 ``softplus(x) + 0.5`` instead of ``x``, so every draw is inside their domain.
-Ops that need a batch-sized static argument (``broadcast_to``, ``slice``) or
-return no float (comparisons, ``argmax``, ``one_hot``) are covered through the
-ops that use them (``where`` reads a comparison, ``take_along_axis`` reads
-``top_k_indices`` as ``ops.top_k`` does) or not at all in models
-(:func:`without_case` says which; the report's op matrix lists them).
+Ops whose result reaches the loss only through another op (comparisons and
+logic, ``argmax``, ``one_hot``, ``cast``, the ``*_like`` ops, ``convert_to_tensor``,
+``broadcast_to``/``slice`` on a weight) are in :mod:`.op_cases_indirect`; the
+creation ops that take no tensor (``arange``, ``zeros``, ...) are never model nodes
+(:func:`without_case` says why; the report's op matrix lists them).
 
 Quick mode merges several ops into one case; :func:`attributed` names each
 measured quantity's op, so the report gives every op its own verdict.
@@ -21,6 +21,14 @@ measured quantity's op, so the report gives every op its own verdict.
 from __future__ import annotations
 
 from hypothesis import strategies as st
+
+from polykeras_conformance import op_cases_indirect as indirect
+from polykeras_conformance.op_graph import SHAPE as _shape
+from polykeras_conformance.op_graph import axis as _axis
+from polykeras_conformance.op_graph import graph as _graph
+from polykeras_conformance.op_graph import inp as _inp
+from polykeras_conformance.op_graph import nest as _nest
+from polykeras_conformance.op_graph import op as _op
 
 UNARY = ["negative", "abs", "exp", "square", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "silu", "sign"]
 POSITIVE_UNARY = ["log", "log1p", "sqrt", "reciprocal"]
@@ -32,32 +40,10 @@ GROUPS = {"element-wise": UNARY + POSITIVE_UNARY + BINARY + POSITIVE_BINARY
           + ["gelu", "softmax", "log_softmax", "clip", "where", "stop_gradient"],
           "reductions": REDUCTIONS + ["cumsum"],
           "shapes": ["reshape", "expand_dims", "squeeze", "transpose", "concatenate", "stack", "flip", "tile", "repeat",
-                     "pad", "take", "take_along_axis", "tril", "triu", "getitem", "top_k_indices"],
+                     "pad", "take", "take_along_axis", "tril", "triu", "getitem", "top_k_indices",
+                     *indirect.ON_WEIGHTS],
           "contractions": ["matmul", "einsum", "tensordot", "normalize", "dot_product_attention"],
-          "control flow": ["cond", "while_loop", "fori_loop"]}
-
-
-def _op(name: str, args: list, **params) -> dict:
-    return {"class_name": "Operation", "config": {"op": name, "args": args, "params": params}}
-
-
-def _inp(k: int = 0) -> dict:
-    return {"input": k}
-
-
-# sizes >= 2 (size 1 only where a case draws broadcasting): hypothesis's first, minimal draw -- the one
-# quick mode uses -- must not be a degenerate case where a softmax is 1 and a transpose does nothing
-_shape = st.lists(st.integers(2, 4), min_size=1, max_size=3)
-
-
-def _axis(draw, rank: int) -> int:
-    """A non-batch axis of a tensor of ``rank`` dims after the batch axis, negative or positive."""
-    a = draw(st.integers(1, rank))
-    return a - rank - 1 if draw(st.booleans()) else a
-
-
-def _graph(shapes, nodes, extra_inputs=()) -> dict:
-    return {"inputs": list(shapes) + list(extra_inputs), "nodes": nodes, "outputs": [f"n{len(nodes) - 1}"]}
+          "control flow": ["cond", "while_loop", "fori_loop"], **indirect.GROUPS}
 
 
 def _positive(node_index_base: int, inbound: str) -> list[dict]:
@@ -120,6 +106,8 @@ def _reduction(draw, name: str):
 
 @st.composite
 def _shapes(draw, name: str):
+    if name in indirect.ON_WEIGHTS:
+        return draw(indirect.on_weight(name))
     shape = draw(_shape)
     rank = len(shape)
     one = lambda **params: _graph([shape], [{"layer": _op(name, [_inp()], **params), "inbound": ["in0"]}])  # noqa: E731
@@ -183,13 +171,6 @@ def _shapes(draw, name: str):
     # tril / triu: on the last two axes, which never include the batch axis
     shape = draw(st.lists(st.integers(2, 4), min_size=2, max_size=3))
     return _graph([shape], [{"layer": _op(name, [_inp()], k=draw(st.integers(-1, 1))), "inbound": ["in0"]}])
-
-
-def _nest(flat: list, shape: list):
-    if len(shape) == 1:
-        return list(flat)
-    step = len(flat) // shape[0]
-    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 @st.composite
@@ -267,7 +248,7 @@ def _control_flow(draw, name: str):
 
 
 STRATEGIES = {"element-wise": _elementwise, "reductions": _reduction, "shapes": _shapes,
-              "contractions": _contraction, "control flow": _control_flow}
+              "contractions": _contraction, "control flow": _control_flow, **indirect.STRATEGIES}
 
 
 def _merged(graphs: list[dict]) -> dict:
@@ -297,7 +278,7 @@ def op_cases(examples_per_op: int, draw, per_case: int = 1) -> list[dict]:
                 key = repr(graph)
                 if key not in seen:
                     seen.add(key)
-                    drawn.append((f"{name}#{len(seen)}", graph))
+                    drawn.append((f"{name}#{len(seen)}", indirect.name_weights(graph, f"{name}#{len(seen)}")))
         for start in range(0, len(drawn), per_case):
             chunk = drawn[start:start + per_case]
             graph = chunk[0][1] if len(chunk) == 1 else _merged([g for _, g in chunk])
@@ -309,10 +290,11 @@ def op_cases(examples_per_op: int, draw, per_case: int = 1) -> list[dict]:
 
 def _parts(chunk: list[tuple[str, dict]]) -> dict[str, str]:
     """Which op of a merged case each of its measured quantities belongs to: output ``i`` is the
-    ``i``-th op's, the gradient of input ``in<k>`` that of the op whose graph reads it."""
+    ``i``-th op's, the gradient of input ``in<k>`` or of a weight that of the op whose graph has it."""
     parts, k = {}, 0
     for i, (case_id, graph) in enumerate(chunk):
         parts[f"output {i}"] = case_id
+        parts.update({quantity: case_id for quantity in indirect.weight_quantities(graph)})
         for _ in graph["inputs"]:
             parts[f"grad input in{k}"] = case_id
             k += 1
@@ -339,12 +321,13 @@ def op_of(case: str, quantity: str) -> list[str]:
     return ops if len(ops) == 1 or quantity == "-" else []
 
 
+#: the ops that take no tensor (creation from static arguments): never a node of a model
+HOST_ONLY = ["arange", "eye", "full", "ones", "zeros"]
+
+
 def without_case(name: str, differentiable: bool) -> str:
     """Why an op of :mod:`polykeras.ops` has no L0 case of its own."""
-    if name in ("broadcast_to", "slice"):
-        return "needs a batch-sized static argument: works eagerly, not recorded in models"
-    if name == "greater":
-        return "no gradient; read by the `where` cases"
-    if not differentiable:
-        return "no float output or gradient to compare (a comparison, an index, or a constant)"
-    return "not written yet"
+    if name in HOST_ONLY:
+        return ("takes no tensor, so never a model node: NumPy computes it when traced and a model holds its "
+                "value as a constant (the reading op's constant argument, or a `convert_to_tensor` node)")
+    return "not written yet" if differentiable else "not written yet (no gradient: read it through a float op)"
