@@ -1,4 +1,4 @@
-"""L0 op cases: every differentiable op of :mod:`polykeras.ops`, forward and
+"""L0 op cases: every op of :mod:`polykeras.ops` that takes a tensor, forward and
 gradients against the reference, in the spirit of the array-api test suite.
 
 Each case is a small functional graph around one op under test, on
