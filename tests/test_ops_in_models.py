@@ -114,6 +114,19 @@ def test_split_and_top_k_predict_like_the_reference_on_keras():
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["keras-tensorflow", "keras-torch"])
+def test_one_hot_on_an_axis_below_minus_one_predicts_like_the_reference_on_keras(backend):
+    """Keras 3.15 refuses ``one_hot(axis=-3)`` on TensorFlow and misplaces the classes on torch; the plugin
+    hands it the same axis counted from the front."""
+    inp = keras.Input((2, 3, 4))
+    model = keras.Model(inp, ops.one_hot(ops.argmax(inp, axis=-1), 4, axis=-3) * ops.transpose(inp, (0, 3, 1, 2)))
+    x = np.random.default_rng(3).normal(size=(5, 2, 3, 4))
+    model.compile("sgd", "mse", backend="numpy", dtype="float64")
+    expected = model.predict(x, verbose=0)
+    model.compile("sgd", "mse", backend=backend, dtype="float64")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-12)
+
+
 def _train_on(model, backend, weights, features):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, features)), rng.integers(0, 3, 32)
