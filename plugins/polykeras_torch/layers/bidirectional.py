@@ -12,7 +12,8 @@ the two wrapped layers are this backend's own recurrent layers (:mod:`.recurrent
   packed sequence (``pack_padded_sequence``), which is Keras's masking exactly -- each
   direction starts at its first valid step with a zero state, the outputs past a row's
   length are zeros, and the forward layer's last output is the one at the row's last valid
-  step. Telling a right-padded mask apart reads it on the host once per call.
+  step. Telling a right-padded mask apart reads it on the host once per call (the reading
+  and the packed call are :mod:`.recurrent`'s, where a lone layer uses them too).
 * otherwise **each layer on its own path** -- each direction takes its own fused op
   wherever a lone layer would, the backward one through its ``go_backwards`` path, else
   the time loop (masks, recurrent dropout). So do calls with ``return_state`` and with
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .base import StepContext, TorchLayer
+from .recurrent import mask_segments, packed_fused_call
 
 
 class _BackwardStreams:
@@ -79,11 +80,8 @@ class Bidirectional(TorchLayer):
     @staticmethod
     def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
         """Each row's length where every row of ``mask`` is valid up to a length of at least one, else ``None``."""
-        lengths = mask.sum(dim=1)
-        steps = torch.arange(mask.shape[1], device=mask.device)
-        if bool((lengths > 0).all()) and bool(torch.equal(mask, steps[None, :] < lengths[:, None])):
-            return lengths
-        return None
+        segments = mask_segments(mask)
+        return None if segments is None or segments[2] else segments[1]
 
     def _fused_both(self, params, x, lengths):
         """Both directions in one fused call, ``(batch, T, 2 * units)`` in input order; over the packed
@@ -93,10 +91,7 @@ class Bidirectional(TorchLayer):
         weights = forward_weights + b.fused_weights(params[n:])[0]
         if lengths is None:
             return f.fused_call(x, weights, has_biases, bidirectional=True)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        data = f.fused_call(packed.data, weights, has_biases, bidirectional=True, batch_sizes=packed.batch_sizes)
-        out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        return packed_fused_call(f, x, weights, has_biases, lengths, bidirectional=True)[0]
 
     def forward(self, params, x, ctx: StepContext):
         rules, n = self.rules, self.rules.n_forward

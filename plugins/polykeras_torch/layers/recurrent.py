@@ -13,8 +13,22 @@ Two paths compute the same function (the rules are the core's,
   over time, so it is applied to the whole input before the call.
 * **loop** -- a time loop of torch ops differentiated by autograd, for
   everything else (recurrent dropout in training, other activations, GRU with
-  ``reset_after=False``, a mask: a masked step keeps the state, as the
-  reference's ``where``).
+  ``reset_after=False``, a mask with holes or an all-masked row: a masked step
+  keeps the state, as the reference's ``where``).
+
+A mask where each row is valid for one run of steps (at least one), read on the
+host once per call (:func:`mask_segments`), still takes the fused op: Keras's
+right padding (a prefix valid; ``Embedding(mask_zero=True)`` on ``padding='post'``)
+and left padding (a suffix valid: ``pad_sequences``'s default, and right padding
+under ``go_backwards``, which reverses the sequence and the mask). A masked step
+keeps the state, so before a row's run the state is the initial one (zeros or
+``initial_state``), and after it the state at its last valid step: each row's run
+is moved to the front (a per-row roll), run on a packed sequence
+(``pack_padded_sequence``: each row over its own length, from its initial state)
+and moved back; the masked steps' outputs are the reference's carried ``h`` --
+the initial ``h`` before the run, the last valid step's after it -- and the final
+states are the packed call's ``h_n``/``c_n`` (:func:`packed_fused_call`, which
+:mod:`.bidirectional` uses too).
 
 Native weight layout (``to_native``), chosen so the fused ops take the
 weights as they are:
@@ -42,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import activations
 from .base import StepContext, TorchLayer
@@ -92,9 +107,14 @@ class _Recurrent(TorchLayer):
             x = x * ctx.dropout_mask(self.index, 0, (x.shape[0], x.shape[2]), rules.dropout, x)[:, None, :]
         if rules.recurrent_mask_active(ctx.training):
             rec_mask = ctx.dropout_mask(self.index, 1, (x.shape[0], self.units), rules.recurrent_dropout, x)
-        if rec_mask is None and steps_mask is None and self.fusable:
-            sequence, final = self.fused_call(x, *self.fused_weights(params), initial=initial, with_states=True)
-            output = sequence if rules.return_sequences else sequence[:, -1]
+        segments = None if steps_mask is None or rec_mask is not None or not self.fusable else \
+            mask_segments(steps_mask)
+        if rec_mask is None and self.fusable and (steps_mask is None or segments is not None):
+            if steps_mask is None:
+                sequence, final = self.fused_call(x, *self.fused_weights(params), initial=initial, with_states=True)
+                output = sequence if rules.return_sequences else sequence[:, -1]
+            else:
+                output, final = self._fused_segments(params, x, steps_mask, segments, initial)
         else:
             outputs, final = self._loop(params, x, rec_mask, steps_mask, initial)
             output = torch.stack(outputs, dim=1) if rules.return_sequences else outputs[-1]
@@ -118,6 +138,24 @@ class _Recurrent(TorchLayer):
         sequence runs over its own length only). ``initial``: the initial states ``(h0(, c0))``, each
         ``(batch, units)`` (one direction), else zeros; ``with_states``: ``(sequence, final states)``."""
         raise NotImplementedError
+
+    def _fused_segments(self, params, x, steps_mask, segments, initial):
+        """The output and final states over a mask whose rows are each valid for one run of steps
+        (``segments``, :func:`mask_segments`): the runs moved to the front, one packed fused call, moved
+        back; a masked step's output is the carried ``h`` (the initial one before the run, the final
+        one after it), as the reference's."""
+        starts, lengths, shifted = segments
+        if shifted:
+            x = _roll_rows(x, starts)
+        sequence, final = packed_fused_call(self, x, *self.fused_weights(params), lengths, initial=initial)
+        if not self.rules.return_sequences:  # the last step is in the run or after it: the final h
+            return final[0], final
+        if shifted:
+            sequence = _roll_rows(sequence, -starts)
+        steps = torch.arange(x.shape[1], device=x.device)
+        h0 = x.new_zeros(x.shape[0], self.units) if initial is None else initial[0]
+        carried = torch.where((steps[None, :] < starts[:, None])[..., None], h0[:, None], final[0][:, None])
+        return torch.where(steps_mask[..., None], sequence, carried), final
 
     def _fused_io(self, x, batch_sizes, bidirectional: bool, states: int = 1, initial=None):
         """The fused ops' leading and trailing arguments, batch-first or packed, with the initial states
@@ -253,3 +291,41 @@ class GRU(_Recurrent):
             r, z = self.rec_act(x_r + h_r), self.rec_act(x_z + h_z)
             n = self.act(x_n + F.linear(r * h_in, U[2 * u:]))
         return (z * h_prev + (1.0 - z) * n,)
+
+
+def mask_segments(mask: torch.Tensor):
+    """``(starts, lengths, shifted)`` where every row of the boolean ``mask`` ``(batch, T)`` is valid
+    for one run of at least one step -- the run's first step and length (on ``mask``'s device), and
+    whether any run starts later than step 0 (a Python bool; right padding: none does) -- else
+    ``None`` (a hole, an all-masked row). Reads the mask on the host: one transfer per call."""
+    lengths = mask.sum(dim=1)
+    starts = mask.to(torch.int32).argmax(dim=1)  # the first valid step (argmax: the first maximum)
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    run = (steps[None, :] >= starts[:, None]) & (steps[None, :] < (starts + lengths)[:, None])
+    ok = (lengths > 0).all() & torch.eq(mask, run).all()
+    ok, shifted = torch.stack([ok, (starts > 0).any()]).tolist()
+    return (starts, lengths, shifted) if ok else None
+
+
+def packed_fused_call(layer: _Recurrent, x, weights, has_biases, lengths, bidirectional: bool = False,
+                      initial=None):
+    """``layer``'s fused op over the packed sequence of ``x``'s rows' first ``lengths`` steps (each row
+    from its own initial state, ``initial`` or zeros): the output sequence ``(batch, T, units)`` (zeros
+    past each row's length; ``bidirectional``: both directions, ``weights`` holding both, as
+    :meth:`_Recurrent.fused_call`) and the forward direction's final states, each ``(batch, units)``
+    -- the ones at each row's last valid step."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    if initial is not None:  # the packed rows are sorted by length
+        initial = tuple(s.index_select(0, packed.sorted_indices) for s in initial)
+    data, final = layer.fused_call(packed.data, weights, has_biases, bidirectional=bidirectional,
+                                   batch_sizes=packed.batch_sizes, initial=initial, with_states=True)
+    out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    sequence = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+    return sequence, tuple(s.index_select(0, packed.unsorted_indices) for s in final)
+
+
+def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(batch, T, ...)`` with each row rolled left by its shift: ``out[b, t] = x[b, (t + shifts[b]) % T]``."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = (steps[None, :] + shifts[:, None]) % x.shape[1]
+    return torch.take_along_dim(x, index.view(*index.shape, *(1,) * (x.dim() - 2)), dim=1)
