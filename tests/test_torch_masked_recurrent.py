@@ -93,19 +93,26 @@ def test_torch_matches_the_reference_in_float64(kind, padding, config):
 
 @pytest.mark.parametrize("kind", RECURRENT)
 def test_fused_op_runs_for_runs_of_steps_and_the_loop_for_holes(kind, monkeypatch):
-    """Counts the packed fused calls and the time loops of one forward and backward pass per padding."""
+    """Counts the fused calls over a mask, the packed ones among them (an LSTM returning its states: its
+    ``c`` at each row's last valid step) and the time loops, in one forward and backward pass per padding."""
     from polykeras_torch.layers import recurrent
 
     calls = []
-    packed, loop = recurrent.packed_fused_call, recurrent._Recurrent._loop
-    monkeypatch.setattr(recurrent, "packed_fused_call", lambda *a, **k: calls.append("fused") or packed(*a, **k))
-    monkeypatch.setattr(recurrent._Recurrent, "_loop", lambda *a, **k: calls.append("loop") or loop(*a, **k))
+
+    def counted(owner, name, label):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, **k: calls.append(label) or original(*a, **k))
+
+    counted(recurrent._Recurrent, "_fused_segments", "fused")
+    counted(recurrent, "packed_fused_call", "packed")
+    counted(recurrent._Recurrent, "_loop", "loop")
     for padding in PADDINGS:
-        for config in CONFIGS[:2]:
+        for config in CONFIGS[:2]:  # the second returns the states
             calls.clear()
             _runs(kind, padding, config, backends=("torch",))
-            expected = "fused" if padding in FUSED else "loop"
-            assert calls and set(calls) == {expected}, (padding, config, calls)
+            packed = kind == "LSTM" and config[1]
+            expected = ({"fused", "packed"} if packed else {"fused"}) if padding in FUSED else {"loop"}
+            assert calls and set(calls) == expected, (padding, config, calls)
 
 
 def test_recurrent_dropout_in_training_takes_the_loop(monkeypatch):
@@ -113,7 +120,7 @@ def test_recurrent_dropout_in_training_takes_the_loop(monkeypatch):
 
     calls = []
     loop = recurrent._Recurrent._loop
-    monkeypatch.setattr(recurrent, "packed_fused_call", lambda *a, **k: calls.append("fused"))
+    monkeypatch.setattr(recurrent._Recurrent, "_fused_segments", lambda *a, **k: calls.append("fused"))
     monkeypatch.setattr(recurrent._Recurrent, "_loop", lambda *a, **k: calls.append("loop") or loop(*a, **k))
     keras.utils.set_random_seed(0)
     x = keras.Input((STEPS, FEATURES))
@@ -136,3 +143,33 @@ def test_mask_segments_reads_runs_of_steps():
     assert segments([[0, 1, 1], [1, 1, 1], [0, 1, 0]]) == ([1, 0, 1], [2, 3, 1], True)
     assert segments([[1, 0, 1], [1, 1, 1]]) is None  # a hole
     assert segments([[0, 0, 0], [1, 1, 1]]) is None  # an all-masked row
+
+
+@pytest.mark.parametrize("kind", RECURRENT)
+def test_bidirectional_over_left_padding_runs_each_direction_fused(kind, monkeypatch):
+    """Bidirectional's one fused call takes right padding only; over left padding each layer takes its
+    own path, which for a run of steps is now the fused op -- the forward one over left padding, the
+    backward one (``go_backwards``) over the reversed mask: right padding. Float64 as the reference."""
+    from polykeras_torch.layers import recurrent
+
+    calls = []
+    loop, fused = recurrent._Recurrent._loop, recurrent._Recurrent._fused_segments
+    monkeypatch.setattr(recurrent._Recurrent, "_loop", lambda *a, **k: calls.append("loop") or loop(*a, **k))
+    monkeypatch.setattr(recurrent._Recurrent, "_fused_segments",
+                        lambda *a, **k: calls.append("fused") or fused(*a, **k))
+    x, rng = _data("left")
+    y = rng.normal(size=(4, 2))
+    runs = {}
+    for name in ("numpy", "torch"):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((STEPS, FEATURES))
+        h = layers.Bidirectional(getattr(layers, kind)(UNITS, return_sequences=True))(layers.Masking()(inp))
+        model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(h)))
+        model.compile("sgd", "mse", backend=name, dtype="float64")
+        xs, ys = Trainer(model).prepare(x, y)
+        program = model._get_program(training=True, y_ndim=ys.ndim)
+        grads = program.value_and_grad(xs, ys, 3, training=True)
+        runs[name] = [program.predict_step(xs), grads.loss, grads.inputs] + [g for g in grads.weights if g is not None]
+    for i, (got, want) in enumerate(zip(runs["torch"], runs["numpy"])):
+        assert rel_diff(got, want) < FLOAT64_PARITY, f"item {i}"
+    assert calls and set(calls) == {"fused"}

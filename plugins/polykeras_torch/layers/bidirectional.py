@@ -16,7 +16,8 @@ the two wrapped layers are this backend's own recurrent layers (:mod:`.recurrent
   and the packed call are :mod:`.recurrent`'s, where a lone layer uses them too).
 * otherwise **each layer on its own path** -- each direction takes its own fused op
   wherever a lone layer would, the backward one through its ``go_backwards`` path, else
-  the time loop (masks, recurrent dropout). So do calls with ``return_state`` and with
+  the time loop (a mask with holes or an all-masked row, recurrent dropout; a left-padded mask
+  gives each layer its own fused call, :mod:`.recurrent`). So do calls with ``return_state`` and with
   ``initial_state`` (the node's inputs ``[x, *forward states, *backward states]``: each layer
   gets ``[x, *its states]``, which its fused op takes as ``hx``).
 

@@ -23,12 +23,14 @@ and left padding (a suffix valid: ``pad_sequences``'s default, and right padding
 under ``go_backwards``, which reverses the sequence and the mask). A masked step
 keeps the state, so before a row's run the state is the initial one (zeros or
 ``initial_state``), and after it the state at its last valid step: each row's run
-is moved to the front (a per-row roll), run on a packed sequence
-(``pack_padded_sequence``: each row over its own length, from its initial state)
-and moved back; the masked steps' outputs are the reference's carried ``h`` --
-the initial ``h`` before the run, the last valid step's after it -- and the final
-states are the packed call's ``h_n``/``c_n`` (:func:`packed_fused_call`, which
-:mod:`.bidirectional` uses too).
+is moved to the front (a per-row roll), run by the fused op from its initial
+state and moved back; the masked steps' outputs are the reference's carried ``h``
+-- the initial ``h`` before the run, the last valid step's after it. The op runs
+over all ``T`` steps (the outputs up to a row's length do not see the padding
+after it; the final ``h`` is the output at the row's last valid step), except for
+an LSTM returning its states, whose ``c`` there only a packed sequence gives
+(``pack_padded_sequence``: :func:`packed_fused_call`, which :mod:`.bidirectional`
+uses too; on the CPU it is slower than the full call -- see ``_fused_segments``).
 
 Native weight layout (``to_native``), chosen so the fused ops take the
 weights as they are:
@@ -141,13 +143,22 @@ class _Recurrent(TorchLayer):
 
     def _fused_segments(self, params, x, steps_mask, segments, initial):
         """The output and final states over a mask whose rows are each valid for one run of steps
-        (``segments``, :func:`mask_segments`): the runs moved to the front, one packed fused call, moved
-        back; a masked step's output is the carried ``h`` (the initial one before the run, the final
-        one after it), as the reference's."""
+        (``segments``, :func:`mask_segments`): the runs moved to the front, one fused call, moved back; a
+        masked step's output is the carried ``h`` (the initial one before the run, the final one after
+        it), as the reference's. The call runs over every step: a row's outputs up to its run's length
+        are the run's (the padding after it never reaches them), and the final ``h`` is the one at its
+        last valid step. Only an LSTM returning its states needs ``c`` there, which no output holds: a
+        packed call (slower on the CPU: torch's packed LSTM there is no oneDNN kernel, measured 2.4x
+        the full call's time on 32 x 200 x 128 -> 64, one thread)."""
         starts, lengths, shifted = segments
         if shifted:
             x = _roll_rows(x, starts)
-        sequence, final = packed_fused_call(self, x, *self.fused_weights(params), lengths, initial=initial)
+        weights, has_biases = self.fused_weights(params)
+        if self.rules.return_state and self.rules.n_states > 1:
+            sequence, final = packed_fused_call(self, x, weights, has_biases, lengths, initial=initial)
+        else:
+            sequence = self.fused_call(x, weights, has_biases, initial=initial)
+            final = (sequence[torch.arange(x.shape[0], device=x.device), lengths - 1],)
         if not self.rules.return_sequences:  # the last step is in the run or after it: the final h
             return final[0], final
         if shifted:
