@@ -9,8 +9,8 @@ installed backend that offers itself), on the probe's own fresh cache (a result 
 by an earlier run would not be measured again).
 
 The summary table (:func:`section`) puts beside it the fastest backend this run measured and the
-fastest native yardstick, per workload, and the ratio of the best polykeras figure (``auto`` or the
-fastest backend) to the best yardstick: above 1, polykeras is faster.
+fastest native yardstick, per workload, and the ratio of the best yardstick's ms/step to the best
+polykeras figure (``auto`` or the fastest backend): above 1, polykeras is faster.
 """
 
 from __future__ import annotations
