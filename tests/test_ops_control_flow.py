@@ -268,3 +268,20 @@ def test_keras_jax_runs_the_three_as_keras_ops():
     np.testing.assert_allclose(predicted, ref_predicted, rtol=1e-12)
     for a, b in zip(weights, ref_weights):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_keeps_an_integer_loop_counter_integer_as_the_reference():
+    """``i + 1`` on an int32 counter: the constant 1 takes the counter's dtype on torch (as NumPy's weak
+    scalar does in the reference), not the compute dtype, which made the counter float64 after one step."""
+    torch = pytest.importorskip("torch")
+    from polykeras.layers.operation import op_params
+    from polykeras.ops import subgraph
+    from polykeras_torch.layers.control_flow import run_graph
+
+    inp = keras.Input((3,))
+    _, h = ops.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, h * 2.0), (0, inp))
+    body = op_params(_node(keras.Model(inp, h), "while_loop").config["params"], "float64")["body"]
+    ref = subgraph.evaluate(body, [np.int32(0), np.ones((2, 3))])[0]
+    out = run_graph(body, [torch.tensor(0, dtype=torch.int32), torch.ones(2, 3, dtype=torch.float64)])
+    assert [str(o.dtype).removeprefix("torch.") for o in out] == [np.asarray(r).dtype.name for r in ref]
+    assert int(out[0]) == 1

@@ -14,13 +14,23 @@ from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops import registry
 
 
-def _constant(value, name: str, dtype, device):
+def _constant(value, name: str, dtype, device, int_dtype=None):
     """A constant argument as the torch ``Operation`` node makes it: indices int64, bools bool,
-    numbers in the compute dtype."""
+    numbers in the compute dtype -- except an integer next to an integer tensor (``i + 1`` on a loop
+    counter), which takes that tensor's dtype, as NumPy's weak scalars do in the reference (in the
+    compute dtype the counter would turn float after one step)."""
     array = np.asarray(value)
     if name == "indices" or array.dtype.kind == "b":
         return torch.as_tensor(array, dtype=torch.int64 if name == "indices" else None, device=device)
+    if int_dtype is not None and array.dtype.kind in "iu":
+        return torch.as_tensor(array, dtype=int_dtype, device=device)
     return torch.as_tensor(array, dtype=dtype, device=device)
+
+
+def _int_dtype(tensors: list):
+    """The dtype of the first integer (not bool) tensor among a node's inputs, or ``None``."""
+    return next((t.dtype for t in tensors if isinstance(t, torch.Tensor) and not t.is_floating_point()
+                 and not t.is_complex() and t.dtype != torch.bool), None)
 
 
 def run_graph(graph: dict, inputs: list) -> list:
@@ -33,8 +43,10 @@ def run_graph(graph: dict, inputs: list) -> list:
         op = registry.get(node["op"])
         names = [t.rstrip("*") for t in op.tensors]
         names = names * len(node["args"]) if op.variadic else names
-        arrays = [a if isinstance(a, torch.Tensor) else _constant(a, name, dtype, device)
-                  for a, name in zip(resolve_args(node["args"], [values[n] for n in node["inbound"]]), names)]
+        inbound = [values[n] for n in node["inbound"]]
+        int_dtype = _int_dtype(inbound)
+        arrays = [a if isinstance(a, torch.Tensor) else _constant(a, name, dtype, device, int_dtype)
+                  for a, name in zip(resolve_args(node["args"], inbound), names)]
         values[node["name"]] = OPS[node["op"]](*arrays, **op_params(node.get("params", {}), dtype))
     return [values[n] for n in graph["outputs"]]
 
