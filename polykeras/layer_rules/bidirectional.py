@@ -116,6 +116,15 @@ class BidirectionalRules(LayerRules):
         self.n_states = self.forward.n_states
         self.return_sequences = self.forward.return_sequences
 
+    def split_inputs(self, x):
+        """Each wrapped layer's input from the node's: ``(x, x)``, or with ``initial_state`` (the node's inputs
+        ``[x, *forward states, *backward states]``) ``([x, *forward states], [x, *backward states])`` -- the
+        split every backend makes."""
+        if not self.initial_state:
+            return x, x
+        half = 1 + (len(x) - 1) // 2
+        return list(x[:half]), [x[0], *x[half:]]
+
     def _sub_spec(self, kind: str, config: dict, weights, inputs) -> LayerSpec:
         """A wrapped layer's spec: its config and weights, and of the node's inbound the sequence and its own
         initial states (``inputs``: a slice or the positions of those)."""

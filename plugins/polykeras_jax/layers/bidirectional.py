@@ -42,10 +42,7 @@ class Bidirectional(Layer):
 
     def __call__(self, weights, x, ctx):
         rules, n = self.rules, self.rules.n_forward
-        x_f = x_b = x
-        if self.multiple_inputs:  # the first half of the states starts the forward layer, the second the backward
-            half = 1 + (len(x) - 1) // 2
-            x_f, x_b = list(x[:half]), [x[0], *x[half:]]
+        x_f, x_b = rules.split_inputs(x)  # with initial states: [x, *forward states], [x, *backward states]
         y_f = self.forward_layer(weights[:n], x_f, ctx)
         y_b = self.backward_layer(weights[n:], x_b, _BackwardStreams(ctx, rules.backward_stream))
         states = None

@@ -44,13 +44,6 @@ class Bidirectional(Kernel):
         #: ``[x, *forward states, *backward states]`` with initial states (a list in, a list of gradients out)
         self.multiple_inputs = rules.initial_state
 
-    def _split(self, x):
-        """Each wrapped kernel's input: ``x``, or ``[x, *its initial states]``."""
-        if not self.multiple_inputs:
-            return x, x
-        half = 1 + (len(x) - 1) // 2
-        return list(x[:half]), [x[0], *x[half:]]
-
     def _output_masks(self, mask):
         """Each direction's output-step mask ``(batch, T, 1)`` in its processing order, or ``None``."""
         if mask is None or not self.rules.return_sequences:
@@ -64,7 +57,7 @@ class Bidirectional(Kernel):
         backward_ctx = ForwardContext(ctx.training, lambda shape, rate, stream: ctx.dropout_mask(shape, rate,
                                                                                                  stream + shift),
                                       ctx.mask)
-        x_f, x_b = self._split(x)
+        x_f, x_b = rules.split_inputs(x)
         y_f, cache_f = self.forward_kernel.forward(weights[:n], x_f, ctx)
         y_b, cache_b = self.backward_kernel.forward(weights[n:], x_b, backward_ctx)
         states = None

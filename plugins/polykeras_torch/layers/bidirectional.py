@@ -106,10 +106,7 @@ class Bidirectional(TorchLayer):
                 last = -1 if lengths is None else lengths.to(x.device) - 1
                 y_f, y_b = both[torch.arange(x.shape[0], device=x.device), last, :units], both[:, 0, units:]
             return self._merge(both if rules.return_sequences else None, y_f, y_b)
-        x_f = x_b = x
-        if self.multiple_inputs:  # the first half of the states starts the forward layer, the second the backward
-            half = 1 + (len(x) - 1) // 2
-            x_f, x_b = list(x[:half]), [x[0], *x[half:]]
+        x_f, x_b = rules.split_inputs(x)  # with initial states: [x, *forward states], [x, *backward states]
         y_f = self.forward_layer.forward(params[:n], x_f, ctx)
         y_b = self.backward_layer.forward(params[n:], x_b, _BackwardStreams(ctx, rules.backward_stream))
         states = None
