@@ -176,7 +176,7 @@ def wrap(model, backend, program, training=None):
     masks = output_masks(model)
     if not any(m is not None for m in masks) or "loss_mask" in getattr(backend, "training_features", ()):
         return program
-    graph, names = model._graph, [t.layer.name for t in model._graph.outputs]
+    graph, names = model._graph, model.output_names  # as compile and the logs name them
     for mask, name in zip(masks, names):
         if mask is not None:
             check_host_computable(mask, graph.inputs, name)

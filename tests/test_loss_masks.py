@@ -348,3 +348,15 @@ def test_a_backend_without_metric_weights_is_refused_by_name_for_masked_metrics(
         loss_masks.wrap(model, older, object(), training)
     assert isinstance(loss_masks.wrap(model, older, object(), model._training_spec(2).__class__(
         training.optimizer, training.loss)), loss_masks.MaskedLossProgram)  # no metrics: the loss alone is fine
+
+
+def test_the_refusal_names_the_output_as_the_model_does():
+    """A part of a call of several outputs (Bidirectional(merge_mode=None)) is named by its model output
+    name (``bidirectional_0``), not by the getitem node that splits it off."""
+    inp = keras.Input((5, 3))
+    h = layers.Masking()(layers.Dense(3)(inp))
+    a, b = layers.Bidirectional(layers.LSTM(2, return_sequences=True), merge_mode=None)(h)
+    model = keras.Model(inp, [a, b])
+    model.compile("sgd", ["mse", "mse"], backend="numpy")
+    with pytest.raises(NotImplementedError, match="output 'bidirectional_0' carries a mask computed from"):
+        model.fit(np.ones((2, 5, 3)), [np.ones((2, 5, 2))] * 2, verbose=0)
