@@ -285,3 +285,18 @@ def test_torch_keeps_an_integer_loop_counter_integer_as_the_reference():
     out = run_graph(body, [torch.tensor(0, dtype=torch.int32), torch.ones(2, 3, dtype=torch.float64)])
     assert [str(o.dtype).removeprefix("torch.") for o in out] == [np.asarray(r).dtype.name for r in ref]
     assert int(out[0]) == 1
+
+
+def test_plus_between_ranks_in_a_loop_body_is_refused_not_reinterpreted():
+    """Outside a loop ``a + b`` on ranks 3 and 2 is the Add layer (``b`` expanded at axis 1); the body's op
+    ``add`` would broadcast it NumPy-style instead -- other numbers for a batch of 3, an error for others --
+    so the trace refuses it and says how to make the ranks agree."""
+    a, b = keras.Input((3, 3)), keras.Input((3,))
+    with pytest.raises(ValueError, match=r"add \(\+\) between tensors of ranks 3 and 2.*ops.expand_dims"):
+        ops.fori_loop(0, 1, lambda i, h: h + b, a)
+    x3, x2 = rng.normal(size=(3, 3, 3)), rng.normal(size=(3, 3))
+    outside = keras.Model([a, b], a + b)
+    inside = keras.Model([a, b], ops.fori_loop(0, 1, lambda i, h: h + ops.expand_dims(b, 1), a))
+    for model in (outside, inside):
+        model.compile("sgd", "mse", backend="numpy", dtype="float64")
+        np.testing.assert_allclose(model.predict([x3, x2], verbose=0), x3 + x2[:, None], rtol=1e-15)

@@ -94,6 +94,11 @@ def trace(fn: Callable, args: list, what: str, captures: list) -> tuple[dict, bo
         if kind == "Operation":
             config = {k: v for k, v in t.layer.get_config().items() if k != "name"}
         elif kind in _MERGE_OPS and len(t.inputs) == 2:
+            if len(t.inputs[0].shape) != len(t.inputs[1].shape):  # the layer expands at axis 1, the op would not
+                raise ValueError(f"{what}: {kind.lower()} ({'+-*'[list(_MERGE_OPS).index(kind)]}) between tensors of "
+                                 f"ranks {len(t.inputs[0].shape)} and {len(t.inputs[1].shape)}; outside it the lower "
+                                 "rank is expanded at axis 1 (the merge layer's rule), inside it would broadcast as "
+                                 "NumPy: make the ranks agree first (ops.expand_dims(x, 1) gives the layer's rule)")
             config = {"op": _MERGE_OPS[kind], "args": [{"input": 0}, {"input": 1}], "params": {}}
         else:
             raise TypeError(f"{what}: the function calls layer {t.layer.name!r} ({kind}); a branch or loop body may "
