@@ -300,3 +300,27 @@ def test_plus_between_ranks_in_a_loop_body_is_refused_not_reinterpreted():
     for model in (outside, inside):
         model.compile("sgd", "mse", backend="numpy", dtype="float64")
         np.testing.assert_allclose(model.predict([x3, x2], verbose=0), x3 + x2[:, None], rtol=1e-15)
+
+
+def test_torch_runs_a_loop_counter_in_its_traced_integer_dtype(monkeypatch):
+    """In a model the counter's start is a constant operand, which torch's Operation node makes in the
+    compute dtype: the loop casts it back to the traced integer dtype, so the body sees what it was traced on."""
+    pytest.importorskip("torch")
+    import polykeras_torch.layers.control_flow as torch_control_flow
+
+    seen, run = [], torch_control_flow.run_graph
+
+    def spy(graph, inputs):
+        out = run(graph, inputs)
+        if len(out) == 2:  # the body: (counter, h)
+            seen.append((str(inputs[0].dtype), str(out[0].dtype)))
+        return out
+
+    monkeypatch.setattr(torch_control_flow, "run_graph", spy)
+    inp = keras.Input((3,))
+    _, h = ops.while_loop(lambda i, h: i < 2, lambda i, h: (i + 1, h * 2.0), (0, inp))
+    model = keras.Model(inp, h)
+    traced = _node(model, "while_loop").config["params"]["body"]["output_specs"][0]["dtype"]
+    model.compile("sgd", "mse", backend="torch", dtype="float64")
+    np.testing.assert_array_equal(model.predict(np.ones((2, 3)), verbose=0), np.full((2, 3), 4.0))
+    assert seen == [(f"torch.{traced}", f"torch.{traced}")] * 2

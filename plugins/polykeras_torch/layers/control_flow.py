@@ -51,13 +51,24 @@ def run_graph(graph: dict, inputs: list) -> list:
     return [values[n] for n in graph["outputs"]]
 
 
+def _traced_dtypes(values: list, specs: list) -> list:
+    """Loop variables in the integer or bool dtypes they were traced with: a counter's start (``0``) is a
+    constant operand, which the ``Operation`` node makes in the compute dtype."""
+    out = []
+    for v, spec in zip(values, specs):
+        if np.dtype(spec["dtype"]).kind in "iub" and isinstance(v, torch.Tensor):
+            v = v.to(getattr(torch, np.dtype(spec["dtype"]).name))
+        out.append(v)
+    return out
+
+
 def _cond(pred, *captures, true_fn=None, false_fn=None, output=0):
     return run_graph(true_fn if bool(pred) else false_fn, list(captures))[output]
 
 
 def _while_loop(*operands, cond=None, body=None, maximum_iterations=None, output=0):
     n = len(body["outputs"])
-    values, captures, step = list(operands[:n]), list(operands[n:]), 0
+    values, captures, step = _traced_dtypes(list(operands[:n]), body["output_specs"]), list(operands[n:]), 0
     if maximum_iterations is None and torch.is_grad_enabled() and any(
             isinstance(v, torch.Tensor) and v.requires_grad for v in operands):
         raise ValueError("ops.while_loop without maximum_iterations cannot be differentiated (reverse mode needs a "
@@ -72,7 +83,7 @@ def _while_loop(*operands, cond=None, body=None, maximum_iterations=None, output
 
 def _fori_loop(*operands, lower=0, upper=0, body=None, output=0):
     n = len(body["outputs"])
-    values, captures = list(operands[:n]), list(operands[n:])
+    values, captures = _traced_dtypes(list(operands[:n]), body["output_specs"]), list(operands[n:])
     for i in range(int(lower), int(upper)):
         values = run_graph(body, [i] + values + captures)
     return values[output]
