@@ -817,7 +817,7 @@ def test_unsupported_keras_layers_are_listed(tmp_path):
         {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "i"}},
         {"module": "keras.layers", "class_name": "Conv3DTranspose", "config": {"name": "ct"}},
         {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2}},
-        {"module": "keras.layers", "class_name": "ConvLSTM2D", "config": {"name": "a"}}]}}
+        {"module": "keras.layers", "class_name": "ConvLSTM3D", "config": {"name": "a"}}]}}
     path = tmp_path / "x.keras"
     weights = tmp_path / "w.h5"
     h5py.File(weights, "w").close()
@@ -825,7 +825,7 @@ def test_unsupported_keras_layers_are_listed(tmp_path):
         zf.writestr("config.json", json.dumps(config))
         zf.writestr("metadata.json", "{}")
         zf.write(weights, "model.weights.h5")
-    with pytest.raises(ValueError, match="Conv3DTranspose, ConvLSTM2D"):
+    with pytest.raises(ValueError, match="Conv3DTranspose, ConvLSTM3D"):
         pk.models.load_model(path)
 
 

@@ -206,9 +206,9 @@ MUTANTS: list[Mutant] = [
        "return np.arange(3 * u)",
        "L0", _REC, "GRU: Keras's z, r, h gate blocks handed to torch (r, z, n) unpermuted"),
     _m("torch-rnn-backwards-outputs-flipped-back", "torch", "layers/recurrent.py",
-       "            output = sequence if rules.return_sequences else sequence[:, -1]\n",
-       "            if rules.go_backwards and rules.return_sequences:\n                sequence = sequence.flip(1)\n"
-       "            output = sequence if rules.return_sequences else sequence[:, -1]\n",
+       "                output = sequence if rules.return_sequences else sequence[:, -1]\n",
+       "                if rules.go_backwards and rules.return_sequences:\n                    sequence = sequence.flip(1)\n"
+       "                output = sequence if rules.return_sequences else sequence[:, -1]\n",
        "L0", _REC, "fused recurrent path with go_backwards: the output sequence flipped back to input order "
                   "(Keras keeps processing order)"),
     _m("torch-conv-same-padding-symmetric", "torch", "layers/conv.py",
