@@ -77,3 +77,29 @@ def cell(value, fmt: str = "{:.3f}") -> str:
 
 def ratio(a, b):
     return None if a is None or b is None else a / b
+
+
+def plain_torch_loop(net, loss_name: str):
+    """The conformance suite's native torch epoch (``Loop.fit_epochs``, what a plain PyTorch user's loop
+    does) on a hand-written ``nn.Module`` ``net`` that returns logits, with Keras's Adam settings;
+    ``Loop.__init__`` builds chains only, so the loop's attributes are set here."""
+    import torch
+
+    from polykeras_conformance.native import torch_loop
+
+    class Plain(torch_loop.Loop):
+        def __init__(self):
+            self.device, self.loss_name = torch.device("cpu"), loss_name
+            self.net, self.logits, self.channels_first = net, True, False
+            self.losses = []
+            self.opt = torch.optim.Adam(self.net.parameters(), 1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+        def inference_loss(self, x, y) -> float:
+            self.net.eval()
+            xb, yb = self.tensors(x, y)
+            with torch.no_grad():
+                loss = self._loss_and_correct(self.net(xb), yb)[0]
+            self.net.train()
+            return float(loss)
+
+    return Plain()

@@ -43,7 +43,7 @@ import numpy as np
 
 from polykeras_conformance.measure import epoch_timer
 
-from epoch_worker import cell, ratio, run_interleaved  # this script's folder is on sys.path
+from epoch_worker import cell, plain_torch_loop, ratio, run_interleaved  # this script's folder is on sys.path
 
 BATCH, MAXLEN, VOCAB, EMBED, UNITS = 32, 200, 20000, 128, 64
 PADDINGS = ("left", "right")
@@ -110,7 +110,6 @@ def plain_torch(weights: list, padding: str):
     from torch import nn
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    from polykeras_conformance.native import torch_loop
 
     embeddings, kernel, recurrent, bias, dense_w, dense_b = weights
 
@@ -137,24 +136,7 @@ def plain_torch(weights: list, padding: str):
             _, (h, _) = self.lstm(packed)
             return self.dense(h[-1])  # logits
 
-    class Plain(torch_loop.Loop):
-        """``Loop``'s epoch (``fit_epochs``) on this network; ``Loop.__init__`` builds chains only."""
-
-        def __init__(self):
-            self.device, self.loss_name = torch.device("cpu"), "binary_crossentropy"
-            self.net, self.logits, self.channels_first = Net(), True, False
-            self.losses = []
-            self.opt = torch.optim.Adam(self.net.parameters(), 1e-3, betas=(0.9, 0.999), eps=1e-7)
-
-        def inference_loss(self, x, y) -> float:
-            self.net.eval()
-            xb, yb = self.tensors(x, y)
-            with torch.no_grad():
-                loss = self._loss_and_correct(self.net(xb), yb)[0]
-            self.net.train()
-            return float(loss)
-
-    return Plain()
+    return plain_torch_loop(Net(), "binary_crossentropy")
 
 
 class PlainSide:

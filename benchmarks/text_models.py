@@ -54,7 +54,8 @@ import numpy as np
 
 from polykeras_conformance.measure import epoch_timer
 
-from epoch_worker import EpochWorker, cell, ratio, run_interleaved, serve  # this script's folder is on sys.path
+# this script's folder is on sys.path
+from epoch_worker import EpochWorker, cell, plain_torch_loop, ratio, run_interleaved, serve
 
 BATCH, MAXLEN, VOCAB = 32, 200, 20000
 EMBED, HEADS, FF, RATE = 32, 2, 32, 0.1  # the transformer (key_dim = EMBED, as keras.io)
@@ -171,7 +172,6 @@ def plain_torch(workload: str, w: dict):
     import torch.nn.functional as F
     from torch import nn
 
-    from polykeras_conformance.native import torch_loop
 
     def linear(kernel, bias):
         layer = nn.Linear(*kernel.shape)
@@ -223,25 +223,7 @@ def plain_torch(workload: str, w: dict):
             _, (h, _) = self.lstm(self.emb(ids))
             return self.dense(torch.cat([h[-2], h[-1]], -1))  # the last layer's forward and backward states
 
-    class Plain(torch_loop.Loop):
-        """``Loop``'s epoch (``fit_epochs``) on this network; ``Loop.__init__`` builds chains only."""
-
-        def __init__(self):
-            self.device, self.loss_name = torch.device("cpu"), WORKLOADS[workload][0]
-            self.net, self.logits, self.channels_first = (Transformer if workload == "transformer" else BiLSTM)(), \
-                True, False
-            self.losses = []
-            self.opt = torch.optim.Adam(self.net.parameters(), 1e-3, betas=(0.9, 0.999), eps=1e-7)
-
-        def inference_loss(self, x, y) -> float:
-            self.net.eval()
-            xb, yb = self.tensors(x, y)
-            with torch.no_grad():
-                loss = self._loss_and_correct(self.net(xb), yb)[0]
-            self.net.train()
-            return float(loss)
-
-    return Plain()
+    return plain_torch_loop((Transformer if workload == "transformer" else BiLSTM)(), WORKLOADS[workload][0])
 
 
 def plain_jax(workload: str, w: dict):
