@@ -14,11 +14,11 @@ from polykeras.layers.operation import op_params, resolve_args
 from polykeras.ops import registry
 
 
-def _constant(value, name: str, dtype, device, int_dtype=None):
-    """A constant argument as the torch ``Operation`` node makes it: indices int64, bools bool,
-    numbers in the compute dtype -- except an integer next to an integer tensor (``i + 1`` on a loop
-    counter), which takes that tensor's dtype, as NumPy's weak scalars do in the reference (in the
-    compute dtype the counter would turn float after one step)."""
+def constant_tensor(value, name: str, dtype, device, int_dtype=None):
+    """A constant argument of an op (the ``Operation`` node's and a sub-graph's): indices int64, bools
+    bool, numbers in the compute ``dtype`` -- except, with ``int_dtype``, an integer next to an integer
+    tensor (``i + 1`` on a loop counter), which takes that tensor's dtype, as NumPy's weak scalars do
+    in the reference (in the compute dtype the counter would turn float after one step)."""
     array = np.asarray(value)
     if name == "indices" or array.dtype.kind == "b":
         return torch.as_tensor(array, dtype=torch.int64 if name == "indices" else None, device=device)
@@ -45,7 +45,7 @@ def run_graph(graph: dict, inputs: list) -> list:
         names = names * len(node["args"]) if op.variadic else names
         inbound = [values[n] for n in node["inbound"]]
         int_dtype = _int_dtype(inbound)
-        arrays = [a if isinstance(a, torch.Tensor) else _constant(a, name, dtype, device, int_dtype)
+        arrays = [a if isinstance(a, torch.Tensor) else constant_tensor(a, name, dtype, device, int_dtype)
                   for a, name in zip(resolve_args(node["args"], inbound), names)]
         values[node["name"]] = OPS[node["op"]](*arrays, **op_params(node.get("params", {}), dtype))
     return [values[n] for n in graph["outputs"]]

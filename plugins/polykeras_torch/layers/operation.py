@@ -237,15 +237,9 @@ class Op(TorchLayer):
         names = [t.rstrip("*") for t in registry.get(name).tensors]
         self.arg_names = names * len(self.args) if registry.get(name).variadic else names
 
-    def _tensor(self, value, name: str) -> torch.Tensor:
-        """A constant argument: indices as int64, bools as bool, numbers in the compute dtype."""
-        array = np.asarray(value)
-        if name == "indices" or array.dtype.kind == "b":
-            return torch.as_tensor(array, dtype=torch.int64 if name == "indices" else None, device=self.device)
-        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
-
     def forward(self, params, xs, ctx):
         arrays = resolve_args(self.args, list(xs))
-        arrays = [a if isinstance(a, torch.Tensor) else self._tensor(a, name) for a, name in zip(arrays, self.arg_names)]
+        arrays = [a if isinstance(a, torch.Tensor) else control_flow.constant_tensor(a, name, self.dtype, self.device)
+                  for a, name in zip(arrays, self.arg_names)]
         return self.fn(*arrays, **self.params)
 
