@@ -84,6 +84,26 @@ def test_known_failures(bug_plugins, tmp_path, capsys, backends, known, status, 
     assert shown in capsys.readouterr().out
 
 
+def test_skipped_runs_are_reported_not_run(bug_plugins, tmp_path, capsys):
+    """``--skip``: the named run never starts (a planted crash would fail the command), says so in the
+    verdicts and the report, and the other dtype of the same backend still runs; the reference cannot be skipped."""
+    from polykeras import cli
+
+    argv = ["conformance", "--backends", "bug-adam-epsilon,bug-crash", "--level", "L1", "--quick",
+            "--known-failures", "bug-adam-epsilon/float32", "--report", str(tmp_path)]
+    assert cli.main(argv + ["--skip", "bug-crash,bug-adam-epsilon/float64"]) == 0
+    out = capsys.readouterr().out
+    verdicts = {" ".join(line.split()) for line in out.splitlines()}
+    for label in ("bug-crash / default device / float64", "bug-crash / default device / float32",
+                  "bug-adam-epsilon / default device / float64"):
+        assert f"{label} not run (--skip)" in verdicts, out
+    assert any(v.startswith("bug-adam-epsilon / cpu / float32 FAIL (known): Adam") for v in verdicts), out
+    text = (tmp_path / "report.md").read_text()
+    assert "| bug-crash / default device / float32 | - | not run | not run |" in text
+    assert cli.main(argv + ["--skip", "numpy/float32"]) == 2
+    assert "--skip numpy: the reference cannot be skipped" in capsys.readouterr().err
+
+
 def test_reference_against_itself_and_the_report(real_data, tmp_path, monkeypatch):
     monkeypatch.setenv("POLYKERAS_AUTO_CANDIDATES", "numpy,example")  # L3's auto run probes these two
     runs = runner.run(["numpy"], dtypes=("float32",), levels=("L1", "L2", "L3"), quick=True,

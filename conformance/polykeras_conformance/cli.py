@@ -40,6 +40,9 @@ def polykeras_cli_commands(subparsers):
     conf.add_argument("--known-failures", metavar="B[/DTYPE],...",
                       help="runs expected to fail a check (e.g. keras-tensorflow/float64): reported as 'FAIL (known)' "
                            "without failing the exit status; a crashed or hung worker still fails it")
+    conf.add_argument("--skip", metavar="B[/DTYPE],...",
+                      help="runs not to start (e.g. keras-jax/float64): reported as 'not run'; the reference "
+                           "(numpy) always runs")
     conf.add_argument("--jobs", type=int, default=1,
                       help="backend workers run at once (default 1; more shortens a run on spare cores, and L3's "
                            "timings then share the CPU, which the report says)")
@@ -80,12 +83,10 @@ def conformance(args) -> int:
     natives = None if args.natives == "auto" else [] if args.natives == "none" else args.natives.split(",")
     for name in natives or []:
         check_choice(name, list(native.SIDES), "native side")
-    known = set(args.known_failures.split(",")) if args.known_failures else set()
-    for entry in known:
-        backend, _, dtype = entry.partition("/")
-        check_choice(backend, names, "backend in --known-failures")
-        if dtype:
-            check_choice(dtype, list(dtypes), "dtype in --known-failures")
+    known = _runs_option(args.known_failures, "--known-failures", names, dtypes)
+    if runner.REFERENCE in [entry.partition("/")[0] for entry in (args.skip or "").split(",")]:
+        raise UsageError(f"--skip {runner.REFERENCE}: the reference cannot be skipped; every run is compared with it")
+    skip = _runs_option(args.skip, "--skip", names, dtypes)
     if args.l4_steps is not None and args.l4_steps < 1:
         raise UsageError(f"--l4-steps {args.l4_steps}: give at least 1 step")
     if args.jobs < 1:
@@ -94,13 +95,15 @@ def conformance(args) -> int:
         raise UsageError(f"--mutants {args.mutants}: no such file; `nox -s mutants` writes out/mutants/mutants.json")
     runs = runner.run(names, args.devices.split(",") if args.devices else None, dtypes, levels, args.quick,
                       workloads_, timeout=args.timeout, natives=natives, jobs=args.jobs, l4_steps=args.l4_steps,
-                      l4_speed=args.l4_speed, auto=args.auto)
+                      l4_speed=args.l4_speed, auto=args.auto, skip=frozenset(skip))
     path = report.write(runs, Path(args.report), levels, args.quick, Path(args.mutants) if args.mutants else None)
     print()
     status = 0
     for run in runs:
         listed = run.backend in known or f"{run.backend}/{run.dtype}" in known
-        if run.native:  # a yardstick: measured, never judged
+        if run.skipped:
+            verdict, ok = run.verdict(), True
+        elif run.native:  # a yardstick: measured, never judged
             verdict, ok = run.error or "measured", True
         elif run.backend == l3_auto.NAME:  # measured, never judged; a crash is a failure
             verdict, ok = run.error or l3_auto.summary(run), not run.error
@@ -114,3 +117,16 @@ def conformance(args) -> int:
         status |= not ok
     print(f"report: {path}")
     return int(status)
+
+
+def _runs_option(value: str | None, option: str, backends: list[str], dtypes) -> set[str]:
+    """``B[/DTYPE],...`` (``--known-failures``, ``--skip``), each backend among ``backends``, each dtype run."""
+    from polykeras.cli import check_choice
+
+    entries = set(value.split(",")) if value else set()
+    for entry in entries:
+        backend, _, dtype = entry.partition("/")
+        check_choice(backend, backends, f"backend in {option}")
+        if dtype:
+            check_choice(dtype, list(dtypes), f"dtype in {option}")
+    return entries

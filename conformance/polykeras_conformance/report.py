@@ -25,6 +25,8 @@ LEVEL_NAMES = {"L0": "L0 layers", "L1": "L1 optimizers", "L2": "L2 training", "L
 
 
 def _cell(run: Run, level: str) -> str:
+    if run.skipped:
+        return "not run"
     if run.error:
         return "crashed"
     checks = [c for c in run.checks if c.level == level]
@@ -58,7 +60,8 @@ def markdown(runs: list[Run], levels, quick: bool, plots: list[str], mutants: Pa
     backends = [r for r in runs if not r.native]
     for run in backends:
         cells = [_cell(run, level) for level in levels]
-        verdict = "unsupported" if run.unsupported else "PASS" if run.passed else "**FAIL**"
+        verdict = ("not run" if run.skipped else "unsupported" if run.unsupported else "PASS" if run.passed
+                   else "**FAIL**")
         lines.append(f"| {run.label} | {run.version or '-'} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", "## Tolerances", "", "| level | dtype | quantity | limit | why |", "|---|---|---|---|---|"]
     lines += [f"| {t.level} | {t.dtype} | {t.quantity} | {t.limit:g} | {t.reason} |" for t in tolerances.TABLE]

@@ -53,6 +53,7 @@ class Run:
     native: bool = False  # one of L3's native yardsticks (plain PyTorch, plain JAX, Keras fit), not a backend
     replicas: int = 0  # L4: a data-parallel run of this many replicas, judged against the backend's 1-device run
     baseline_losses: dict[str, list[float]] | None = None  # L4: the 1-device run's per-step losses, by workload
+    skipped: str = ""  # why this run was not started (``--skip``): neither passed nor failed
 
     @property
     def label(self) -> str:
@@ -87,6 +88,8 @@ class Run:
         return not self.error and bool(self.checks) and all(c.status == "unsupported" for c in self.checks)
 
     def verdict(self, level: str | None = None) -> str:
+        if self.skipped:
+            return f"not run ({self.skipped})"
         if self.error:
             return f"FAIL: {self.error}"
         if self.unsupported:
@@ -96,7 +99,7 @@ class Run:
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "version": self.version,
-                "error": self.error, "seconds": self.seconds,
+                "error": self.error, "skipped": self.skipped, "seconds": self.seconds,
                 "native": self.native, "replicas": self.replicas, "baseline_losses": self.baseline_losses or {},
                 "passed": self.passed, "verdict": self.verdict(),
                 "losses": self.losses or {}, "checks": [c.to_dict() for c in self.checks]}

@@ -57,7 +57,7 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
         levels: tuple[str, ...] = DEFAULT_LEVELS, quick: bool = True, workloads: list[str] | None = None,
         timeout: float = 1800, progress=print, natives: list[str] | None = None, l4_steps: int | None = None,
         l4_speed: bool = True, l4_replicas: tuple[int, ...] | None = None, jobs: int = 1,
-        auto: bool = True) -> list[Run]:
+        auto: bool = True, skip: frozenset[str] = frozenset()) -> list[Run]:
     """Run the suite; return one :class:`Run` per backend x device x dtype (the
     reference included, compared with itself as a sanity check), then one per
     native side x device (``native=True``) when L3 runs in float32, then L4's runs (``replicas`` set;
@@ -67,6 +67,9 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
     by default each backend's counterparts (:data:`.native.COUNTERPARTS`).
 
     ``auto``: with L3 in float32, also time ``backend="auto"`` (:mod:`.l3_auto`), after the yardsticks.
+
+    ``skip``: runs not to start, as ``backend`` or ``backend/dtype``; each is reported as not run. The
+    reference cannot be skipped: every other run is compared with it.
 
     ``jobs``: how many backend workers run at once (the native yardsticks and L4 always run one at a time).
     More than one shortens a run on a machine with cores to spare, and L3's timings then share the CPU:
@@ -103,6 +106,9 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             for backend, device in targets:
                 if dtype not in find_backend(backend).dtypes:
                     continue
+                if backend != REFERENCE and (backend in skip or f"{backend}/{dtype}" in skip):
+                    plan.append((dtype, dtype_levels, backend, device, "", None))
+                    continue
                 job = {"backend": backend, "device": device, "dtype": dtype, "levels": dtype_levels,
                        "quick": quick, "workloads": workloads,
                        "out": str(Path(tmp) / f"{backend}-{device}-{dtype}".replace(":", "_"))}
@@ -120,8 +126,11 @@ def run(backends: list[str], devices: list[str] | None = None, dtypes: tuple[str
             def done(label, text):  # one line per finished worker when several run at once
                 progress(f"  {text}" if jobs == 1 else f"conformance: {label}: {text}")
 
-            pending = [pool.submit(start, label, job) for *_, label, job in plan]
+            pending = [job and pool.submit(start, label, job) for *_, label, job in plan]
             for (dtype, dtype_levels, backend, device, label, _), future in zip(plan, pending):
+                if future is None:
+                    runs.append(Run(backend, device or "default device", dtype, [], skipped="--skip"))
+                    continue
                 measured, error, seconds = future.result()
                 if measured is None:
                     runs.append(Run(backend, device or "?", dtype, [], error=error, seconds=seconds))
