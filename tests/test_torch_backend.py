@@ -96,6 +96,28 @@ def test_optimizer_steps_match_reference(name):
     check_optimizer_steps("torch", name, OPTIMIZER_TOL)
 
 
+@pytest.mark.parametrize("name", OPTIMIZER_CASES)
+def test_optimizer_cpu_one_pass_equals_the_multi_tensor_form(name, monkeypatch):
+    """``optimizers._into`` writes a slot's function into a scratch buffer per tensor with ``out=``
+    on the CPU and as ``_foreach_copy_`` + the in-place ``_foreach`` op elsewhere (CUDA); both must
+    be the same arithmetic, bit for bit. The accelerator branch runs here on CPU tensors."""
+    from polykeras_torch import optimizers as torch_optimizers
+
+    spec = OPTIMIZER_CASES[name]().to_spec()
+    shapes = [(12, 7), (7,), (1, 7)]
+    finals = []
+    for devices in ({"cpu"}, set()):
+        monkeypatch.setattr(torch_optimizers, "ONE_PASS_DEVICES", devices)
+        gen = torch.Generator().manual_seed(0)
+        weights = [torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes]
+        optimizer = torch_optimizers.create(spec, weights)
+        for _ in range(3):
+            optimizer.apply(weights, [0.1 * torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes])
+        finals.append(weights + [t for ts in optimizer.get_slots().values() for t in ts])
+    assert len(finals[0]) == len(finals[1])
+    assert all(torch.equal(a, b) for a, b in zip(*finals))
+
+
 def test_batchnorm_moving_statistics_and_frozen_layers_match_reference():
     got, xs, ys = check_batchnorm_and_frozen_layers("torch", OPTIMIZER_TOL)
     trainable = [w.trainable for _, w in got.spec.weight_specs]
