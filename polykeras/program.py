@@ -158,7 +158,9 @@ class Backend:
     #: Graph features beyond a single-input, single-output graph without shared
     #: layers that this backend runs: ``"multiple_inputs"``, ``"multiple_outputs"``,
     #: ``"shared_layers"``, ``"masking"`` (nodes that read a Keras mask, ``LayerSpec.mask``:
-    #: see :mod:`polykeras.layers.masking`; :attr:`polykeras.spec.ModelSpec.features`). The
+    #: see :mod:`polykeras.layers.masking`; :attr:`polykeras.spec.ModelSpec.features`),
+    #: ``"inference_nodes"`` (nodes with ``LayerSpec.training=False`` -- a frozen
+    #: BatchNormalization -- run in inference mode inside a training step: ``LayerSpec.node_training``). The
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``

@@ -66,6 +66,9 @@ class LayerSpec:
     (its own ``weights`` is then empty). ``mask`` names the node whose boolean
     output ``(batch, T)`` masks the first input's time steps (Keras's masking,
     :mod:`polykeras.layers.masking`), for the kinds that read one; else ``None``.
+    ``training`` is ``False`` for a node that runs in inference mode in training too (Keras 3's
+    frozen ``BatchNormalization``: :mod:`polykeras.layers.trainable`), else ``None`` (the
+    program's mode: training in a train step, inference otherwise).
     """
 
     name: str
@@ -77,6 +80,11 @@ class LayerSpec:
     weights: tuple[WeightSpec, ...] = ()
     weights_of: str | None = None
     mask: str | None = None
+    training: bool | None = None
+
+    def node_training(self, training: bool) -> bool:
+        """This node's mode in a forward pass whose mode is ``training``."""
+        return bool(training) and self.training is not False
 
     @property
     def input_shape(self) -> Shape:
@@ -137,6 +145,8 @@ class ModelSpec:
             out.add("shared_layers")
         if any(layer.mask is not None for layer in self.layers):
             out.add("masking")
+        if any(layer.training is False for layer in self.layers):
+            out.add("inference_nodes")
         return frozenset(out)
 
     @property
@@ -173,6 +183,9 @@ class ModelSpec:
                 raise ValueError(f"model {self.name!r}: node {layer.name!r} reads {', '.join(map(repr, later))}, which "
                                  "is not an input or an earlier node (a cycle, an unknown name, or nodes out of "
                                  "topological order)")
+            if layer.training not in (None, False):
+                raise ValueError(f"model {self.name!r}: node {layer.name!r} has training={layer.training!r}; a node "
+                                 "is None (the program's mode) or False (inference mode always)")
             if len(layer.inbound) != len(layer.input_shapes):
                 raise ValueError(f"model {self.name!r}: node {layer.name!r} has {len(layer.inbound)} inbound but "
                                  f"{len(layer.input_shapes)} input shapes")
@@ -218,6 +231,7 @@ class ModelSpec:
                 ),
                 weights_of=l.get("weights_of"),
                 mask=l.get("mask"),
+                training=l.get("training"),
             )
             for l in data["layers"]
         )

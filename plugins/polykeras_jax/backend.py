@@ -20,7 +20,8 @@ class JaxBackend(Backend):
     """JAX on one device: ``"cpu"``, ``"gpu"`` or ``"tpu"``, optionally ``":index"``."""
 
     name = "jax"
-    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
+                                "inference_nodes"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
                                    "metric_statistics", "metric_weight"})
     layer_kinds = LAYER_KINDS

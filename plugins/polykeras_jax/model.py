@@ -141,7 +141,7 @@ class ModelFunction:
         for index, (spec, layer, where) in enumerate(zip(self.spec.layers, self.layers, self.node_slices)):
             dropout = None if noise is None else (lambda stream, shape, rate, _i=index: noise.mask(_i, stream, shape,
                                                                                                  rate))
-            ctx = LayerContext(training, dropout, None if spec.mask is None else values[spec.mask])
+            ctx = LayerContext(spec.node_training(training), dropout, None if spec.mask is None else values[spec.mask])
             args = [values[name] for name in spec.inbound]
             values[spec.name] = layer([weights[i] for i in where], args if layer.multiple_inputs else args[0], ctx)
             assignments.update({where[j]: value.astype(self.dtype) for j, value in ctx.assignments.items()})

@@ -46,7 +46,8 @@ LAYER_KINDS = frozenset({
     "ConvLSTM1D", "ConvLSTM2D",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
-GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})
+GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
+                            "inference_nodes"})
 
 NUMPY_CANNOT_TRAIN = ("Keras's numpy backend cannot train (it has no automatic differentiation); it can only predict "
                       "and evaluate. Train with keras-jax, keras-torch or keras-tensorflow")

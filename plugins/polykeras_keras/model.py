@@ -293,7 +293,9 @@ def make_layer(layer: LayerSpec, dtype: str):
             config[arg] = keras.regularizers.L1L2(l1=float(w.regularizer.get("l1", 0.0)),
                                                   l2=float(w.regularizer.get("l2", 0.0)))
     kl = cls(name=layer.name, dtype=dtype, **config)
-    if layer.weights and not any(w.trainable for w in layer.weights):
+    if layer.kind == "BatchNormalization":  # Keras runs a non-trainable one in inference mode (spec training=False)
+        kl.trainable = layer.training is not False
+    elif layer.weights and not any(w.trainable for w in layer.weights):
         kl.trainable = False
     return kl
 

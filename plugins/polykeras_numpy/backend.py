@@ -52,7 +52,8 @@ def _trainable_upstream(spec: ModelSpec) -> dict[str, bool]:
 
 class NumpyBackend(Backend):
     name = "numpy"
-    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking"})
+    graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
+                                "inference_nodes"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
                                    "metric_statistics", "metric_weight"})
     layer_kinds = frozenset(KERNELS)
@@ -139,7 +140,8 @@ class NumpyProgram(Program):
         values = {inp.name: value for inp, value in zip(self.spec.inputs, xs)}
         caches, contexts = [], []
         for index, (layer, kernel) in enumerate(zip(self.spec.layers, self.kernels)):
-            ctx = ForwardContext(training, None if step_seed is None else self._mask_fn(step_seed, index),
+            ctx = ForwardContext(layer.node_training(training),
+                                 None if step_seed is None else self._mask_fn(step_seed, index),
                                  None if layer.mask is None else values[layer.mask])
             args = [values[name] for name in layer.inbound]
             y, cache = kernel.forward(self.weights[self.owners[index]], args if kernel.multiple_inputs else args[0],

@@ -210,7 +210,9 @@ class TorchProgram(Program):
         for spec, layer, params in zip(self.spec.layers, self.layers, self.node_params):
             args = [values[name] for name in spec.inbound]
             ctx.mask = None if spec.mask is None else values[spec.mask]  # the Keras mask a node reads
+            training, ctx.training = ctx.training, spec.node_training(ctx.training)  # a frozen BatchNormalization
             values[spec.name] = layer.forward(params, args if layer.multiple_inputs else args[0], ctx)
+            ctx.training = training
         outputs = tuple(values[name] for name in self.spec.outputs)
         return outputs if len(outputs) > 1 else outputs[0]
 

@@ -21,6 +21,7 @@ from polykeras import backend as _backend
 from polykeras import initializers, regularizers
 from polykeras.layers.first_call import FirstCall
 from polykeras.layers.symbolic import TRACING, SymbolicTensor, attach_mask, format_shape
+from polykeras.layers.trainable import TrainableFlag
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -66,7 +67,7 @@ class Weight:
         return f"<Weight path={self.path} shape={self.shape}>"
 
 
-class Layer(FirstCall):
+class Layer(FirstCall, TrainableFlag):
     """Base class of every polykeras layer.
 
     Subclasses define ``__init__`` (config), :meth:`build` (weights, via
@@ -97,7 +98,7 @@ class Layer(FirstCall):
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {unknown}")
         self.name = name or unique_name(snake_case(type(self).__name__))
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)  # a property (polykeras.layers.trainable): settable after build
         self.dtype = dtype
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
@@ -108,6 +109,7 @@ class Layer(FirstCall):
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self._weight_specs: list[WeightSpec] = []
+        self._created_trainable: list[bool] = []  # each weight's trainable argument
         self._weight_values: list[np.ndarray] = []
         self._variables: list = []  # a custom layer's add_weight variables
         self._traced_calls: list = []  # a traced layer's calls: (args, kwargs, outputs), in order
@@ -129,8 +131,9 @@ class Layer(FirstCall):
         from polykeras.layers.variable import Variable
 
         variable = Variable(shape if shape is not None else (), initializer, dtype or self.dtype,
-                            trainable and self.trainable, regularizer, name=name or f"variable_{len(self._variables)}",
-                            owner=self.name)
+                            trainable, regularizer, name=name or f"variable_{len(self._variables)}", owner=self.name)
+        if not self.trainable:
+            variable.trainable = False
         self._variables.append(variable)
         return variable
 
@@ -140,9 +143,8 @@ class Layer(FirstCall):
         shape = tuple(int(d) for d in shape)
         value = initializers.get(initializer)(shape, dtype=self.dtype or _backend.floatx())
         penalty = regularizers.to_spec(regularizers.get(regularizer))
-        self._weight_specs.append(WeightSpec(name, shape, trainable and self.trainable, penalty))
         self._weight_values.append(value)
-        return len(self._weight_specs) - 1
+        return self._record_weight(WeightSpec(name, shape, trainable and self.trainable, penalty), trainable)
 
     def build(self, input_shape: Shape) -> None:
         """Create the weights for ``input_shape`` (batch dimension ``None``)."""
@@ -323,11 +325,11 @@ class Layer(FirstCall):
 
     @property
     def trainable_weights(self) -> list[Weight]:
-        return [w for w in self.weights if w.trainable]
+        return [w for w in self.weights if w.trainable] if self.trainable else []
 
     @property
     def non_trainable_weights(self) -> list[Weight]:
-        return [w for w in self.weights if not w.trainable]
+        return [w for w in self.weights if not w.trainable] if self.trainable else self.weights
 
     def count_params(self) -> int:
         holders = self._weight_holders()
@@ -359,7 +361,7 @@ class Layer(FirstCall):
         return LayerSpec(
             name=name, kind=self.kind, config=config, inbound=inbound, input_shapes=input_shapes,
             output_shape=output_shape, weights=() if weights_of else tuple(self._weight_specs), weights_of=weights_of,
-            mask=mask,
+            mask=mask, training=False if self._inference_only else None,
         )
 
     def __repr__(self) -> str:

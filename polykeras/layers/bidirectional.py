@@ -93,11 +93,14 @@ class Bidirectional(Layer):
             sub.build_for(input_shape)
             start = len(self._weight_specs)
             cell = f"{snake_case(sub.kind)}_cell"
-            for spec, value in zip(sub._weight_specs, sub._weight_values):
-                self._weight_specs.append(WeightSpec(f"{sub.name}/{cell}/{spec.name}", spec.shape,
-                                                     spec.trainable and self.trainable, spec.regularizer))
+            for spec, value, created in zip(sub._weight_specs, sub._weight_values, sub._created_trainable):
+                self._record_weight(WeightSpec(f"{sub.name}/{cell}/{spec.name}", spec.shape,
+                                               spec.trainable and self.trainable, spec.regularizer), created)
                 self._weight_values.append(value)
             self._share_weights(sub, start, len(self._weight_specs))
+
+    def _sublayers(self) -> list:
+        return [self.forward_layer, self.backward_layer]
 
     def _share_weights(self, sub: _RNN, start: int, stop: int) -> None:
         """``sub.get_weights()``/``set_weights()`` read and write this layer's weights ``[start, stop)``,

@@ -130,6 +130,6 @@ def nested_layers(layer: Layer) -> list[Layer]:
 
 def weight_holders(layer: Layer) -> list[Layer]:
     """The variables and layers whose weights are ``layer``'s, in Keras's order."""
-    own = [v for v in layer._variables if v._weight_specs[0].trainable]
-    own += [v for v in layer._variables if not v._weight_specs[0].trainable]
+    own = [v for v in layer._variables if v.created_trainable]
+    own += [v for v in layer._variables if not v.created_trainable]
     return own + nested_layers(layer)

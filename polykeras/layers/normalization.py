@@ -26,6 +26,12 @@ class BatchNormalization(Layer):
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
 
+    @property
+    def _inference_only(self) -> bool:
+        """Keras 3: a BatchNormalization that is not trainable runs in inference mode (moving
+        statistics, no update of them), in training too."""
+        return not self.trainable
+
     def build(self, input_shape):
         if self.axis not in (-1, len(input_shape) - 1):
             raise NotImplementedError(f"BatchNormalization {self.name!r}: only the last axis (axis=-1) is supported, got axis={self.axis}")

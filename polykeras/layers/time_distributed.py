@@ -47,11 +47,14 @@ class TimeDistributed(Layer):
     def build(self, input_shape):
         inner = self.layer
         inner.build_for(slice_shape(input_shape, self.name))
-        for spec, value in zip(inner._weight_specs, inner._weight_values):
-            self._weight_specs.append(WeightSpec(f"{inner.name}/{spec.name}", spec.shape,
-                                                 spec.trainable and self.trainable, spec.regularizer))
+        for spec, value, created in zip(inner._weight_specs, inner._weight_values, inner._created_trainable):
+            self._record_weight(WeightSpec(f"{inner.name}/{spec.name}", spec.shape,
+                                           spec.trainable and self.trainable, spec.regularizer), created)
             self._weight_values.append(value)
         self._share_weights()
+
+    def _sublayers(self) -> list:
+        return [self.layer]
 
     def _share_weights(self) -> None:
         """``layer.get_weights()``/``set_weights()`` read and write this layer's weights (the ones the model

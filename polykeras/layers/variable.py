@@ -59,13 +59,13 @@ class Variable(Layer):
         super().__init__(name=f"{owner}/{name}" if owner else name, dtype=dtype, **kwargs)
         self.variable_name, self.owner_name = name, owner
         self.created = next(Variable._count)
-        self.trainable = bool(trainable)
+        self._trainable = self.created_trainable = bool(trainable)  # Keras orders variables by the latter
         self._shape = tuple(int(d) for d in shape)
         init = initializers.get(initializer if initializer is not None else "glorot_uniform")
         value = np.asarray(init(self._shape, dtype=dtype or _backend.floatx()))
         self.regularizer = regularizers.get(regularizer)
         penalty = regularizers.to_spec(self.regularizer)
-        self._weight_specs.append(WeightSpec(name, self._shape, bool(trainable), penalty))
+        self._record_weight(WeightSpec(name, self._shape, bool(trainable), penalty), bool(trainable))
         self._weight_values.append(value)
         self.built = True
 
@@ -127,11 +127,10 @@ class Variable(Layer):
         return self._shape
 
     def get_config(self) -> dict[str, Any]:
-        spec = self._weight_specs[0]
         from polykeras.layers.base import serialize_regularizer
 
         return {"name": self.variable_name, "owner": self.owner_name, "shape": list(self._shape), "dtype": self.dtype,
-                "trainable": spec.trainable, "regularizer": serialize_regularizer(self.regularizer)}
+                "trainable": self.created_trainable, "regularizer": serialize_regularizer(self.regularizer)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Variable":

@@ -270,7 +270,7 @@ def _variables_in_keras_order(nodes: list[SymbolicTensor]) -> list[SymbolicTenso
             groups.setdefault(node.layer.owner_name, []).append(node)
     if not groups:
         return nodes
-    first = {id(group[0]): sorted(group, key=lambda n: (not n.layer.trainable, n.layer.created))
+    first = {id(group[0]): sorted(group, key=lambda n: (not n.layer.created_trainable, n.layer.created))
              for group in groups.values()}
     moved = {id(n) for group in groups.values() for n in group}
     out: list[SymbolicTensor] = []

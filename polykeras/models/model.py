@@ -18,6 +18,7 @@ from polykeras import losses as _losses
 from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
 from polykeras.layers.base import Layer, SymbolicTensor, unique_name
+from polykeras.layers import trainable as _trainable
 from polykeras.layers.input_layer import InputLayer
 from polykeras.models import subclassed
 from polykeras.models.graph import Graph, call_layer, check_call_inputs, replay
@@ -115,8 +116,11 @@ class Model(TrainingAPI):
         if self._graph is None:
             raise ValueError(f"model {self.name!r} is not built yet: call fit/predict/evaluate on data, call it on "
                              "polykeras.Input tensors, or call build(input_shape)")
-        if self._spec_cache is None:
-            self._spec_cache = self._graph.spec()
+        if self._spec_cache is None or getattr(self, "_spec_version", None) != _trainable.version:
+            spec = self._graph.spec()  # a trainable flag changed: a new spec (so a new program) if ours did
+            if spec != self._spec_cache:
+                self._spec_cache = spec
+            self._spec_version = _trainable.version
         return self._spec_cache
 
     @property
@@ -264,11 +268,23 @@ class Model(TrainingAPI):
 
     @property
     def trainable_weights(self):
-        return [w for w in self.weights if w.trainable]
+        return [w for w in self.weights if w.trainable] if self.trainable else []
 
     @property
     def non_trainable_weights(self):
-        return [w for w in self.weights if not w.trainable]
+        return [w for w in self.weights if not w.trainable] if self.trainable else self.weights
+
+    @property
+    def trainable(self) -> bool:
+        """Settable, as Keras's: sets the flag of every layer (:mod:`polykeras.layers.trainable`)."""
+        return getattr(self, "_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+        _trainable.changed()
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self._weighted_layers())

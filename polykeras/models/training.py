@@ -120,6 +120,8 @@ class TrainingAPI:
         self._pull_weights()
         # the optimizer's state carries over to a rebuilt program (and a loaded model's, to its first)
         state = self._optimizer_state() if training else None
+        if state is not None and self._pending_optimizer_state is None:  # a trainable flag may have changed
+            state = _follow_trainable(state, getattr(self, "_trained_weights", None), self._spec())
         backend = get_backend(self._backend_name(training_spec, batch), cfg.get("device"), cfg.get("dtype"))
         self._check_supported(backend)
         if training_spec is not None:
@@ -135,6 +137,7 @@ class TrainingAPI:
         self._program_key = key
         self._weights_stale = False
         if training:
+            self._trained_weights = _trainable_keys(self._spec())
             self.optimizer._bind(self._program)
             if state is not None:
                 self._restore_optimizer_state(backend, training_spec, state)
@@ -281,3 +284,27 @@ def _check_metrics(backend, training: TrainingSpec) -> None:
             "the metrics of an output that carries a Keras mask and stateful metrics (Precision, Recall, AUC, "
             "MeanIoU) need a backend that sums metric statistics "
             "('metric_statistics' in Backend.training_features), such as numpy, torch, jax or the keras backends")
+
+
+def _trainable_keys(spec) -> list[tuple[str, str]]:
+    """``(node, weight name)`` of each trainable weight, in spec order: what optimizer slots follow."""
+    return [(layer.name, w.name) for layer, w in spec.weight_specs if w.trainable]
+
+
+def _follow_trainable(state, keys, spec):
+    """The optimizer state of a program built before a ``trainable`` flag changed, for ``spec``'s
+    trainable weights: a weight that still trains keeps its slots, one that now trains starts from
+    zeros (Keras 3 on torch keeps each variable's slots; on jax it refuses until a recompile --
+    which, as the fine-tuning guide does, starts a new optimizer: ``compile`` drops the state)."""
+    from polykeras.program import OptimizerState
+
+    new = _trainable_keys(spec)
+    if keys is None or keys == new:
+        return state
+    shapes = {(layer.name, w.name): w.shape for layer, w in spec.weight_specs}
+    slots = {}
+    for name, arrays in state.slots.items():
+        old = dict(zip(keys, arrays))
+        slots[name] = [old[k] if k in old else np.zeros(shapes[k], arrays[0].dtype if arrays else float)
+                       for k in new]
+    return OptimizerState(state.iterations, slots)

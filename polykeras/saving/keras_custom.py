@@ -116,7 +116,7 @@ def _walk(layer, group: str, out: list, visited: set) -> None:
         out.extend((f"{group}/{where}", layer, count)
                    for where, count in variable_groups(type(layer).__name__, layer.get_config()))
         return
-    own = sorted(layer._variables, key=lambda v: (not v.trainable, v.created))
+    own = sorted(layer._variables, key=lambda v: (not v.created_trainable, v.created))
     out.extend((f"{group}/vars", v, 1) for v in own)
     if not own:
         out.append((f"{group}/vars", None, 0))
@@ -174,7 +174,7 @@ def keras_weight_order(layer) -> list[tuple[str, str]]:
                     visit(sub)
         elif is_custom(holder):
             out.extend((v.name, v.variable_name)
-                       for v in sorted(holder._variables, key=lambda v: (not v.trainable, v.created)))
+                       for v in sorted(holder._variables, key=lambda v: (not v.created_trainable, v.created)))
             for value in vars(holder).values():
                 for sub in _layers_in(value):
                     visit(sub)
