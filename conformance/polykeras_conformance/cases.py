@@ -204,6 +204,12 @@ EXTRA_CASES: list[Case] = [
           ("LayerNormalization", "two of three axes", _layer("LayerNormalization", axis=[1, 3]), [2, 3, 2]),
           ("Group/UnitNormalization", "groups=2 of 4 channels", _layer("GroupNormalization", groups=2), [3, 4]),
       ]],
+    # Keras 3's frozen BatchNormalization (trainable=False): inference mode in a training step (the moving
+    # statistics normalise, and stay), its input gradient the affine map's; the Dense before it still trains
+    {"id": "BatchNormalization:frozen", "group": "BatchNormalization", "input_shape": [3, 4], "vocab": None,
+     "loss": "mse", "target": "real", "training": True, "input_offset": 1.0,
+     "layers": [_layer("Dense", units=3), _layer("BatchNormalization", momentum=0.5, trainable=False),
+                _layer("Dense", units=2)]},
 ]
 
 #: metrics on one batch (the values users read in the logs), each with the outputs and targets it is meant for

@@ -56,7 +56,8 @@ def _layer_uses(case: dict) -> list[Use]:
         if kind in ("InputLayer", "Operation"):
             continue
         shape = getattr(layer, "input_shape", None)
-        found.append(Use("layer", kind, _options(layer.get_config()), case["id"], {**base, "input_shape": shape}))
+        found.append(Use("layer", kind, _options(layer.get_config()), case["id"], {**base, "input_shape": shape,
+                                                                                "trainable": layer.trainable}))
     return found
 
 

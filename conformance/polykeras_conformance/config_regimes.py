@@ -155,6 +155,8 @@ REGIMES: list[Regime] = [
     Regime("layer", ("BatchNormalization",), "training mode", "batch statistics; moving statistics updated",
            lambda u: u.context.get("training")),
     Regime("layer", ("BatchNormalization",), "inference mode", "moving statistics", lambda u: not u.context.get("training")),
+    Regime("layer", ("BatchNormalization",), "trainable=False, training", "Keras 3's frozen layer: inference mode in "
+           "a training step", lambda u: u.context.get("trainable") is False and u.context.get("training")),
     Regime("layer", NORM, "center=False", "no beta", _is("center", False)),
     Regime("layer", NORM, "scale=False", "no gamma", _is("scale", False)),
     Regime("layer", ("BatchNormalization",), "center=False and scale=False, training", "no trainable weight: "
