@@ -180,6 +180,9 @@ MUTANTS: list[Mutant] = [
     _m("torch-bn-eps-outside-sqrt", "torch", "layers/core.py",
        "y = (x - mean) * torch.rsqrt(var + rules.epsilon)", "y = (x - mean) / (torch.sqrt(var) + rules.epsilon)",
        "L0", _BN, "BatchNormalization: (x - mean) / (sqrt(var) + eps)"),
+    _m("torch-frozen-bn-trains", "torch", "program.py", "spec.node_training(ctx.training)", "ctx.training",
+       "L0", _BN, "a frozen BatchNormalization (trainable=False) in training mode: batch statistics, moving "
+       "statistics updated (Keras 3 runs it in inference mode)"),
     _m("torch-layernorm-unbiased-variance", "torch", "layers/normalization.py",
        "var, mean = torch.var_mean(x, dim=rules.axes, keepdim=True, correction=0)",
        "var, mean = torch.var_mean(x, dim=rules.axes, keepdim=True)",
@@ -241,6 +244,9 @@ MUTANTS: list[Mutant] = [
        "L0", ("Metric",), "sparse categorical accuracy compares (batch,) labels with (batch, 1) predictions: "
                           "broadcast to a (batch, batch) table, a wrong value without an error"),
     # ---------------------------------------------------------------- jax
+    _m("jax-frozen-bn-trains", "jax", "model.py", "LayerContext(spec.node_training(training),",
+       "LayerContext(training,", "L0", _BN, "a frozen BatchNormalization (trainable=False) in training mode "
+       "(Keras 3 runs it in inference mode)"),
     _m("jax-adam-eps-inside-sqrt", "jax", "optimizers.py",
        "params = [w - alpha * m / (jnp.sqrt(v) + eps) for w, m, v in zip(params, ms, denominators)]",
        "params = [w - alpha * m / jnp.sqrt(v + eps) for w, m, v in zip(params, ms, denominators)]",
