@@ -26,6 +26,9 @@ import pytest
 if importlib.util.find_spec("keras") is None:
     pytest.skip("keras is not installed (pip install 'polykeras[keras,jax]')", allow_module_level=True)
 pytest.importorskip("h5py")
+#: one Keras subprocess, ~23 s on a busy machine; the default run keeps test_fine_tuning.py (Keras's lists,
+#: measured here, and the same program on every polykeras backend)
+pytestmark = pytest.mark.slow
 
 import polykeras as pk  # noqa: E402
 from polykeras import backends  # noqa: E402
