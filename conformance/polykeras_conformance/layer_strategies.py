@@ -365,6 +365,25 @@ def _activity_normalization(draw):
     return [_layer("Normalization", **config), _layer("Dense", units=2)], shape
 
 
+@st.composite
+def _activation_layers(draw):
+    """ReLU (max_value, negative_slope, threshold), LeakyReLU, ELU and Softmax (an axis of a rank-2 input):
+    Keras layers polykeras writes with ops, before a Dense (input and weight gradients through them)."""
+    kind = draw(st.sampled_from(["ReLU", "LeakyReLU", "ELU", "Softmax"]))
+    shape = (draw(st.integers(1, 5)),)
+    if kind == "ReLU":
+        config = dict(max_value=draw(st.sampled_from([None, 0.5, 6.0])),
+                      negative_slope=draw(st.sampled_from([0.0, 0.1])), threshold=draw(st.sampled_from([0.0, 0.2])))
+    elif kind == "LeakyReLU":
+        config = dict(negative_slope=draw(st.sampled_from([0.01, 0.3])))
+    elif kind == "ELU":
+        config = dict(alpha=draw(st.sampled_from([0.5, 1.0, 2.0])))
+    else:
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        config = dict(axis=draw(st.sampled_from([-1, 1])))
+    return [_layer(kind, **config), _layer("Dense", units=draw(st.integers(1, 4)))], shape
+
+
 #: group: strategy (the group names the case ids' kinds; layer_cases draws them in this order)
 STRATEGIES = {
     "Dense": _dense, "Activation": _activation, "Dropout": _dropout, "Flatten/Reshape": _reshaping,
@@ -378,4 +397,5 @@ STRATEGIES = {
     "Bidirectional": _bidirectional, "Masking:Bidirectional": _masked_bidirectional,
     "TimeDistributed": _time_distributed, "Masking:TimeDistributed": _masked_time_distributed,
     "GaussianNoise/GaussianDropout": _noise, "ActivityRegularization/Normalization": _activity_normalization,
+    "ReLU/LeakyReLU/ELU/Softmax": _activation_layers,
 }
