@@ -34,6 +34,17 @@ def test_deferred_build_from_data():
     assert out.shape == (3, 2) and model.built
 
 
+def test_an_unbuilt_sequential_has_no_weights_yet():
+    """Keras 3: ``weights`` and ``get_weights()`` are ``[]`` before the build; ``count_params()`` says it is
+    not built; after the first call, the weights are there."""
+    model = Sequential([Dense(2, activation="relu"), Dense(3)])
+    assert model.weights == model.trainable_weights == model.non_trainable_weights == model.get_weights() == []
+    with pytest.raises(ValueError, match="not built yet"):
+        model.count_params()
+    model(np.ones((1, 4), "float32"))
+    assert [tuple(w.shape) for w in model.weights] == [(4, 2), (2,), (2, 3), (3,)] and model.count_params() == 19
+
+
 def test_functional_model():
     inp = keras.Input(shape=(8,))
     h = layers.Dense(16, activation="relu")(inp)

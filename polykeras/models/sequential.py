@@ -92,6 +92,17 @@ class Sequential(Model):
                 raise ValueError(f"model {self.name!r} has no layers; add some before training")
             self.build((None,) + tuple(x_shape[1:]))
 
+    def _weighted_layers(self) -> list[Layer]:
+        """None before the model is built: Keras's ``weights``/``get_weights()`` are then ``[]``."""
+        return super()._weighted_layers() if self._graph is not None else []
+
+    def count_params(self) -> int:
+        if self._graph is None:
+            raise ValueError(f"model {self.name!r} is not built yet, so it has no parameters to count: give the "
+                             "first layer an input_shape, start it with layers.Input(shape=...), or call "
+                             "build((None, ...))")
+        return super().count_params()
+
     def _spec(self):
         if not self.built:
             raise ValueError(f"model {self.name!r} is not built yet: give the first layer an input_shape, or fit/"
