@@ -98,19 +98,22 @@ def test_optimizer_steps_match_reference(name):
 
 @pytest.mark.parametrize("name", OPTIMIZER_CASES)
 def test_optimizer_cpu_one_pass_equals_the_multi_tensor_form(name, monkeypatch):
-    """``optimizers._into`` writes a slot's function into a scratch buffer per tensor with ``out=``
-    on the CPU and as ``_foreach_copy_`` + the in-place ``_foreach`` op elsewhere (CUDA); both must
-    be the same arithmetic, bit for bit. The accelerator branch runs here on CPU tensors."""
+    """``TorchOptimizer._into`` fills a scratch buffer from a slot per tensor with ``out=`` for the
+    CPU's large weights and as ``_foreach_copy_`` + the in-place ``_foreach`` op for the rest (and
+    on CUDA); both must be the same arithmetic, bit for bit. Here the threshold is lowered so that
+    one weight takes each path, against every weight in the multi-tensor form."""
     from polykeras_torch import optimizers as torch_optimizers
 
     spec = OPTIMIZER_CASES[name]().to_spec()
-    shapes = [(12, 7), (7,), (1, 7)]
+    shapes = [(12, 7), (7,), (1, 7), (3, 5)]
+    monkeypatch.setattr(torch_optimizers, "ONE_PASS_MIN", 60)
     finals = []
     for devices in ({"cpu"}, set()):
         monkeypatch.setattr(torch_optimizers, "ONE_PASS_DEVICES", devices)
         gen = torch.Generator().manual_seed(0)
         weights = [torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes]
         optimizer = torch_optimizers.create(spec, weights)
+        assert len(optimizer._one_pass) == (1 if devices else 0)
         for _ in range(3):
             optimizer.apply(weights, [0.1 * torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes])
         finals.append(weights + [t for ts in optimizer.get_slots().values() for t in ts])

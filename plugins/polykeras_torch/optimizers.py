@@ -26,16 +26,16 @@ for step-by-step parity (the rules are documented in
 Each update is a handful of ``_foreach`` calls over all weights at once (one
 Python dispatch per operation, not per weight), all in place: the gradients
 belong to the optimizer (fresh from ``torch.autograd.grad``) and serve as
-scratch space, and RMSprop/Adagrad/Nadam/Adadelta/Ftrl keep scratch buffers,
-so a step allocates nothing weight-sized. Where a slot's function fills a
-scratch buffer (Adam's ``sqrt(v)``, RMSprop's ``velocity + eps``) :func:`_into`
-writes it in one pass. On CUDA each ``_foreach`` call is one multi-tensor
-kernel; on the CPU torch runs it as a C++ loop of the per-tensor op (so
-torch.profiler lists one ``lerp_`` per weight under ``_foreach_lerp_``), and
-the cost of an update is its passes over memory. Scalars that change per step
-(the Adam step size) are computed on the host in the weights' dtype -- as the
-reference computes them -- and passed as Python numbers, so nothing waits on
-the device.
+scratch space, and the optimizers that need more keep scratch buffers, so a
+step allocates nothing weight-sized. On CUDA each ``_foreach`` call is one
+multi-tensor kernel; on the CPU torch runs it as a C++ loop of the per-tensor
+op (torch.profiler lists one ``lerp_`` per weight under ``_foreach_lerp_``),
+and an update costs its passes over memory -- so where a scratch buffer is
+filled from a slot (Adam's ``sqrt(v)``, RMSprop's ``velocity + eps``),
+:meth:`TorchOptimizer._into` writes a large weight's in one pass there.
+Scalars that change per step (the Adam step size) are computed on the host in
+the weights' dtype -- as the reference computes them -- and passed as Python
+numbers, so nothing waits on the device.
 """
 
 from __future__ import annotations
@@ -46,24 +46,10 @@ import torch
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-#: devices where :func:`_into` runs per tensor with ``out=`` (see there)
+#: where :meth:`TorchOptimizer._into` fills a buffer per tensor with ``out=`` (see there): the
+#: devices, and the smallest weight (elements) for which one Python call beats a pass of copying
 ONE_PASS_DEVICES = {"cpu"}
-
-
-def _into(out: list[torch.Tensor], name: str, first: list[torch.Tensor], *args, **kwargs) -> None:
-    """``out[i] = torch.<name>(first[i], *args, **kwargs)`` into the existing buffers ``out`` (list
-    arguments are taken weight by weight). No ``_foreach`` op writes into other tensors in one pass
-    (``_foreach_sqrt.out`` computes fresh tensors and copies them), so on an accelerator this is a
-    multi-tensor copy and the in-place op: two kernels. On the CPU, where a ``_foreach`` op is a loop
-    of per-tensor ops anyway, the per-tensor ``out=`` form saves the copy's pass over the weights.
-    Both are the same elementwise operation, bit for bit."""
-    if out[0].device.type in ONE_PASS_DEVICES:
-        fn = getattr(torch, name)
-        for i, (o, a) in enumerate(zip(out, first)):
-            fn(a, *(x[i] if isinstance(x, list) else x for x in args), out=o, **kwargs)
-        return
-    torch._foreach_copy_(out, first)
-    getattr(torch, f"_foreach_{name}_")(out, *args, **kwargs)
+ONE_PASS_MIN = 1 << 16
 
 
 class TorchOptimizer:
@@ -72,6 +58,10 @@ class TorchOptimizer:
         self.learning_rate = float(config["learning_rate"])
         self.iterations = 0
         self.np_dtype = _NUMPY_DTYPES[params[0].dtype] if params else np.float32
+        one_pass = bool(params) and params[0].device.type in ONE_PASS_DEVICES
+        self._one_pass = [i for i, w in enumerate(params) if one_pass and w.numel() >= ONE_PASS_MIN]
+        rest = [i for i in range(len(params)) if i not in self._one_pass]
+        self._multi = None if len(rest) == len(params) else rest  # None: every weight
         self.slots = self.create_slots(params)
 
     def create_slots(self, params: list[torch.Tensor]):
@@ -105,6 +95,28 @@ class TorchOptimizer:
 
     def update(self, params, grads, lr: float) -> None:
         raise NotImplementedError
+
+    def _into(self, out: list[torch.Tensor], name: str, first: list[torch.Tensor], *args, **kwargs) -> None:
+        """``out[i] = torch.<name>(first[i], *args, **kwargs)`` into the existing buffers ``out`` (lists
+        aligned with the weights; list arguments are taken weight by weight). No ``_foreach`` op
+        writes into other tensors in one pass (``_foreach_sqrt.out`` computes fresh tensors and copies
+        them), so the multi-tensor form is a copy and the in-place op: two kernels on CUDA, two passes
+        over memory. On the CPU a ``_foreach`` op is a C++ loop of per-tensor ops anyway, so a large
+        weight gets the per-tensor ``out=`` op instead (one pass, one Python call); the small ones,
+        whose copy costs less than that call, stay in the multi-tensor form. Both are the same
+        elementwise operation, bit for bit."""
+        if self._one_pass:
+            fn = getattr(torch, name)
+            for i in self._one_pass:
+                fn(first[i], *(x[i] if isinstance(x, list) else x for x in args), out=out[i], **kwargs)
+            if not self._multi:
+                return
+        if self._multi is not None:
+            pick = self._multi
+            out, first = [out[i] for i in pick], [first[i] for i in pick]
+            args = tuple([x[i] for i in pick] if isinstance(x, list) else x for x in args)
+        torch._foreach_copy_(out, first)
+        getattr(torch, f"_foreach_{name}_")(out, *args, **kwargs)
 
     def _scalar(self, value) -> float:
         """``value`` rounded to the weights' dtype, as the reference rounds it."""
@@ -171,7 +183,7 @@ class Adam(TorchOptimizer):
             torch._foreach_maximum_(self.slots["v_hat"], v)
             v = self.slots["v_hat"]
         denominator = grads  # ... and then sqrt(v) + eps
-        _into(denominator, "sqrt", v)
+        self._into(denominator, "sqrt", v)
         torch._foreach_add_(denominator, self._scalar(c["epsilon"]))
         torch._foreach_addcdiv_(params, m, denominator, value=-alpha)
 
@@ -194,11 +206,11 @@ class RMSprop(TorchOptimizer):
         torch._foreach_addcmul_(velocity, grads, grads, value=self._scalar(1 - rho))
         denominator = self.slots["scratch"]
         if average is None:
-            _into(denominator, "add", velocity, eps)
+            self._into(denominator, "add", velocity, eps)
         else:
             torch._foreach_mul_(average, rho)
             torch._foreach_add_(average, grads, alpha=self._scalar(1 - rho))
-            _into(denominator, "addcmul", velocity, average, average, value=-1.0)
+            self._into(denominator, "addcmul", velocity, average, average, value=-1.0)
             torch._foreach_add_(denominator, eps)
         torch._foreach_sqrt_(denominator)
         if momentum is None:
@@ -219,7 +231,7 @@ class Adagrad(TorchOptimizer):
     def update(self, params, grads, lr):
         accumulator, denominator = self.slots["accumulator"], self.slots["scratch"]
         torch._foreach_addcmul_(accumulator, grads, grads)
-        _into(denominator, "add", accumulator, self._scalar(self.config["epsilon"]))
+        self._into(denominator, "add", accumulator, self._scalar(self.config["epsilon"]))
         torch._foreach_sqrt_(denominator)
         torch._foreach_addcdiv_(params, grads, denominator, value=-lr)
 
@@ -258,11 +270,11 @@ class Nadam(TorchOptimizer):
         u_product = self.u_product(t)
         m, v, scratch = self.slots["m"], self.slots["v"], self.slots["scratch"]
         torch._foreach_lerp_(m, grads, float(one - b1))
-        _into(scratch, "mul", grads, grads)
+        self._into(scratch, "mul", grads, grads)
         torch._foreach_lerp_(v, scratch, float(one - b2))
         torch._foreach_mul_(grads, float((one - u_t) / (one - u_product)))  # g becomes m_hat
         torch._foreach_add_(grads, m, alpha=float(u_next / (one - u_product * u_next)))
-        _into(scratch, "div", v, float(one - b2 ** dt(t)))  # sqrt(v / (1 - b2^t)) + eps
+        self._into(scratch, "div", v, float(one - b2 ** dt(t)))  # sqrt(v / (1 - b2^t)) + eps
         torch._foreach_sqrt_(scratch)
         torch._foreach_add_(scratch, self._scalar(c["epsilon"]))
         torch._foreach_addcdiv_(params, grads, scratch, value=-lr)
@@ -282,7 +294,7 @@ class Adamax(TorchOptimizer):
         torch._foreach_mul_(u, self._scalar(c["beta_2"]))
         torch._foreach_abs_(grads)
         torch._foreach_maximum_(u, grads)
-        _into(grads, "add", u, self._scalar(c["epsilon"]))  # g becomes u + eps
+        self._into(grads, "add", u, self._scalar(c["epsilon"]))  # g becomes u + eps
         torch._foreach_addcdiv_(params, m, grads, value=-float(dt(lr) / (one - b1 ** dt(self.iterations))))
 
 
@@ -297,10 +309,10 @@ class Adadelta(TorchOptimizer):
         grad_sq, delta_sq, scratch = self.slots["grad_sq"], self.slots["delta_sq"], self.slots["scratch"]
         torch._foreach_mul_(grad_sq, rho)
         torch._foreach_addcmul_(grad_sq, grads, grads, value=self._scalar(1 - self.np_dtype(rho)))
-        _into(scratch, "add", delta_sq, eps)  # g becomes -delta = sqrt(s + eps) g / sqrt(a + eps)
+        self._into(scratch, "add", delta_sq, eps)  # g becomes -delta = sqrt(s + eps) g / sqrt(a + eps)
         torch._foreach_sqrt_(scratch)
         torch._foreach_mul_(grads, scratch)
-        _into(scratch, "add", grad_sq, eps)
+        self._into(scratch, "add", grad_sq, eps)
         torch._foreach_sqrt_(scratch)
         torch._foreach_div_(grads, scratch)
         torch._foreach_mul_(delta_sq, rho)
@@ -317,7 +329,7 @@ class Lion(TorchOptimizer):
     def update(self, params, grads, lr):
         dt, m, direction = self.np_dtype, self.slots["m"], self.slots["scratch"]
         one, b1, b2 = dt(1), dt(self.config["beta_1"]), dt(self.config["beta_2"])
-        _into(direction, "mul", m, float(b1))
+        self._into(direction, "mul", m, float(b1))
         torch._foreach_add_(direction, grads, alpha=float(one - b1))
         torch._foreach_sign_(direction)
         torch._foreach_add_(params, direction, alpha=-lr)
@@ -339,9 +351,9 @@ class Ftrl(TorchOptimizer):
         l1 = self._scalar(c["l1_regularization_strength"])
         l2 = float(dt(c["l2_regularization_strength"]) + dt(c["beta"]) / (dt(2) * dt(lr)))
         accumulator, linear, old, new = (self.slots[k] for k in ("accumulator", "linear", "old", "new"))
-        _into(old, "pow", accumulator, power)  # n^-p
+        self._into(old, "pow", accumulator, power)  # n^-p
         torch._foreach_addcmul_(accumulator, grads, grads)
-        _into(new, "pow", accumulator, power)  # n'^-p
+        self._into(new, "pow", accumulator, power)  # n'^-p
         torch._foreach_sub_(old, new)  # old becomes -(n'^-p - n^-p) / lr * w
         torch._foreach_div_(old, lr)
         torch._foreach_mul_(old, params)
@@ -351,7 +363,7 @@ class Ftrl(TorchOptimizer):
         torch._foreach_add_(linear, grads)
         torch._foreach_div_(new, lr)  # new becomes the quadratic
         torch._foreach_add_(new, float(dt(2) * dt(l2)))
-        _into(params, "clamp_min", linear, -l1)
+        self._into(params, "clamp_min", linear, -l1)
         torch._foreach_clamp_max_(params, l1)
         torch._foreach_sub_(params, linear)
         torch._foreach_div_(params, new)
