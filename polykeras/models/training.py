@@ -46,7 +46,13 @@ class TrainingAPI:
                 raise TypeError(f"{what} must be a list (or, for several outputs, a list per output or a dict "
                                 f"keyed by output name), got {type(value).__name__}: {value!r}")
         self._pull_weights()
+        previous = getattr(self, "optimizer", None)
         self.optimizer = _optimizers.get(optimizer)
+        # Keras: the same optimizer object keeps its state (moments, iterations) through compile(); a new one
+        # starts afresh. The state is canonical, so it carries to a new backend or dtype too.
+        kept = self._optimizer_state() if previous is not None and self.optimizer is previous else None
+        if kept is not None and self._pending_optimizer_state is None:
+            kept = _follow_trainable(kept, getattr(self, "_trained_weights", None), self._spec())
         names = self.output_names if self._graph is not None else [self.name]
         self._outputs_config = None
         if len(names) > 1:  # Keras's per-output losses, weights and metrics
@@ -74,7 +80,7 @@ class TrainingAPI:
                                 f"{type(distribution).__name__}")
         self._compile_config = {"backend": backend, "device": device, "dtype": dtype, "parity": bool(parity),
                                 "distribution": distribution}
-        self._pending_optimizer_state = None  # a new optimizer starts afresh, as in Keras
+        self._pending_optimizer_state = kept
         self._program = None
         self._program_key = None
 
