@@ -153,3 +153,41 @@ def test_bad_layer_arguments_fail_clearly(make, match):
 def test_incompatible_layer_stack_names_layer():
     with pytest.raises(ValueError, match="conv2d.*rank 4"):
         Sequential([Dense(3, input_dim=4), layers.Conv2D(2, 3, name="conv2d")])
+
+
+def test_an_overridden_step_method_is_refused_not_ignored():
+    """Keras's "customizing what happens in fit()" overrides train_step/test_step/predict_step (or compute_loss):
+    polykeras runs the core's loop and would never call them, so each entry that would use one refuses it by
+    name, while the entries that do not use it still run."""
+
+    class CustomTrain(keras.Model):
+        def train_step(self, data):
+            raise AssertionError("never called")
+
+    class CustomLoss(keras.Sequential):
+        def compute_loss(self, *args, **kwargs):
+            raise AssertionError("never called")
+
+    class CustomPredict(keras.Model):
+        def predict_step(self, data):
+            raise AssertionError("never called")
+
+    x, y = np.random.default_rng(0).random((8, 3)), np.arange(8) % 2
+    inputs = keras.Input((3,))
+    outputs = layers.Dense(2, activation="softmax")(inputs)
+    train = CustomTrain(inputs, outputs)
+    loss = CustomLoss([keras.Input((3,)), layers.Dense(2, activation="softmax")])
+    predict = CustomPredict(inputs, outputs)
+    for model in (train, loss, predict):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(NotImplementedError, match=r"CustomTrain overrides train_step\(\), which fit\(\) would not call"):
+        train.fit(x, y, verbose=0)
+    with pytest.raises(NotImplementedError, match=r"train_step\(\), which train_on_batch\(\)"):
+        train.train_on_batch(x, y)
+    assert train.predict(x, verbose=0).shape == (8, 2) and np.isfinite(train.evaluate(x, y, verbose=0))
+    for call in (lambda: loss.fit(x, y, verbose=0), lambda: loss.evaluate(x, y, verbose=0)):
+        with pytest.raises(NotImplementedError, match=r"CustomLoss overrides compute_loss\(\).*remove the"):
+            call()
+    with pytest.raises(NotImplementedError, match=r"predict_step\(\), which predict\(\)"):
+        predict.predict(x, verbose=0)
+    predict.fit(x, y, verbose=0)

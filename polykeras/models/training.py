@@ -237,6 +237,8 @@ class TrainingAPI:
         batches (see :mod:`polykeras.data_sources`)."""
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "fit", "train_step", "compute_loss", "compute_metrics",
+                             *(("test_step",) if validation_data is not None or validation_split else ()))
         return Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                                  validation_split=validation_split, validation_data=validation_data,
                                  shuffle=shuffle, initial_epoch=initial_epoch,
@@ -250,28 +252,33 @@ class TrainingAPI:
         or, with ``return_dict``, a dict."""
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "evaluate", "test_step", "compute_loss", "compute_metrics")
         return Trainer(self).evaluate(x, y, batch_size=batch_size, verbose=verbose, callbacks=callbacks,
                                       return_dict=return_dict, steps=steps, sample_weight=sample_weight)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "predict", "predict_step")
         return Trainer(self).predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks, steps=steps)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "train_on_batch", "train_step", "compute_loss", "compute_metrics")
         return Trainer(self).train_on_batch(x, y, return_dict=return_dict, sample_weight=sample_weight,
                                             class_weight=class_weight)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "test_on_batch", "test_step", "compute_loss", "compute_metrics")
         return Trainer(self).test_on_batch(x, y, return_dict=return_dict, sample_weight=sample_weight)
 
     def predict_on_batch(self, x) -> np.ndarray:
         from polykeras.trainer import Trainer
 
+        _refuse_custom_steps(self, "predict_on_batch", "predict_step")
         return Trainer(self).predict_on_batch(x)
 
     @property
@@ -279,6 +286,21 @@ class TrainingAPI:
         if self._compile_config is None:
             return []
         return self._training_spec(None).log_names
+
+
+def _refuse_custom_steps(model, entry: str, *methods: str) -> None:
+    """Refuse a model class that overrides a Keras step method ``entry`` would run (Keras's "customizing
+    what happens in fit()"): polykeras runs the core's loop on the backend's compiled program and would
+    silently never call it."""
+    for name in methods:
+        owner = next((c for c in type(model).__mro__ if name in vars(c)), None)
+        if owner is not None and not owner.__module__.startswith("polykeras."):
+            raise NotImplementedError(
+                f"model {model.name!r}: {owner.__name__} overrides {name}(), which {entry}() would not call: "
+                f"polykeras runs {entry}() as one backend-agnostic spec (the core's loop on each backend's compiled "
+                "step), not a model's own step methods. Express the change through compile() (a loss function or "
+                "keras.losses.Loss subclass, metrics, loss_weights), callbacks, or layers written with keras.ops, "
+                f"and remove the {name}() override")
 
 
 def _check_metrics(backend, training: TrainingSpec) -> None:
