@@ -480,6 +480,20 @@ def test_missing_framework_names_the_extra(hide_modules):
         info.create("cpu", "float32")
 
 
+@pytest.mark.skipif("keras-tensorflow" not in KERAS_BACKENDS, reason="keras-tensorflow not installed")
+def test_unequal_depthwise_strides_are_refused_up_front_on_tensorflow():
+    """TensorFlow's depthwise kernel rejects strides (1, 2) mid-step with an opaque InvalidArgumentError; the
+    plugin names the layer and the limit before anything runs (the conformance suite reports it unsupported)."""
+    for layer in (layers.SeparableConv2D(2, 2, strides=(1, 2)), layers.DepthwiseConv2D(2, strides=(2, 1))):
+        model = pk.Sequential([layers.Input((6, 6, 3)), layer])
+        model.compile("adam", "mse", backend="keras-tensorflow")
+        with pytest.raises(NotImplementedError, match=r"equal strides .* another backend"):
+            model.predict(np.zeros((2, 6, 6, 3)), verbose=0)
+    square = pk.Sequential([layers.Input((6, 6, 3)), layers.SeparableConv2D(2, 2, strides=2)])
+    square.compile("adam", "mse", backend="keras-tensorflow")
+    assert square.predict(np.zeros((2, 6, 6, 3)), verbose=0).shape == (2, 3, 3, 2)
+
+
 def test_default_keras_backend_is_keras_own_choice(monkeypatch, tmp_path):
     from polykeras_keras.backend import create_default
 

@@ -70,6 +70,7 @@ class KerasBackend(Backend):
 
     def compile(self, spec: ModelSpec, weights: Sequence[np.ndarray], training: TrainingSpec | None = None,
                 *, parity: bool = False) -> Program:
+        _check_framework_limits(self.keras_backend, spec)
         if self.in_process():
             from .runner import KerasRunner
 
@@ -84,6 +85,19 @@ class KerasBackend(Backend):
 
     def describe(self) -> str:
         return f"Keras 3 on {self.keras_backend}, {self.device} ({self.dtype})"
+
+
+def _check_framework_limits(keras_backend: str, spec: ModelSpec) -> None:
+    """Refuse, before anything runs, what Keras's framework itself rejects mid-step with an opaque error."""
+    if keras_backend != "tensorflow":
+        return
+    for layer in spec.layers:
+        strides = layer.config.get("strides") if layer.kind in ("DepthwiseConv2D", "SeparableConv2D") else None
+        if isinstance(strides, (list, tuple)) and len(set(strides)) > 1:
+            raise NotImplementedError(
+                f"layer {layer.name!r} ({layer.kind}) has strides {tuple(strides)}: TensorFlow's depthwise "
+                "convolution takes equal strides in both spatial dimensions only (its DepthwiseConv2dNative kernel "
+                "refuses others); run this model on another backend (torch, jax, keras-jax, keras-torch)")
 
 
 def make(keras_backend: str, device: str, dtype: str) -> KerasBackend:
