@@ -46,6 +46,8 @@ def deserialize(name, custom_objects=None):
     """The function for an activation name (Keras's ``activations.deserialize``)."""
     if isinstance(name, dict):  # Keras 3's {"class_name": "function", "config": "relu", ...}
         name = name.get("config")
+    if isinstance(name, str) and name in FUNCTIONS:  # leaky_relu, relu6, ...: functions, not layer activations
+        return globals()[name]
     return globals()[get(name)]
 
 
@@ -144,3 +146,7 @@ def linear(x):
 
 
 hard_swish = hard_silu
+
+#: every activation function, by name (those of :data:`NAMES` and the functions only: leaky_relu, relu6, ...)
+FUNCTIONS = ("linear", "relu", "leaky_relu", "relu6", "elu", "selu", "sigmoid", "tanh", "softmax", "log_softmax",
+             "softplus", "silu", "swish", "gelu", "exponential", "hard_sigmoid", "hard_silu", "hard_swish", "mish")

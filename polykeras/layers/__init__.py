@@ -67,15 +67,31 @@ def layer_class(kind: str) -> type[Layer]:
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
-def deserialize(config: dict) -> Layer:
+def deserialize(config: dict, custom_objects: dict | None = None) -> Layer:
     """A layer from Keras's ``{"class_name": ..., "config": ...}`` form (a
-    nested ``Sequential``/functional model too)."""
-    if config["class_name"] in MODEL_CLASSES:
-        from polykeras import models
+    nested ``Sequential``/functional model too). A class of the user's is found as Keras finds
+    it: in ``custom_objects``, in a ``custom_object_scope`` in force, or registered (by
+    ``registered_name``, then class name) -- before the built-in layer of the same name."""
+    from polykeras.saving.registration import custom_object_scope, get_registered_object
 
-        cls = models.Sequential if config["class_name"] == "Sequential" else models.Model
-        return cls.from_config(config["config"])
-    return layer_class(config["class_name"]).from_config(config["config"])
+    name = config["class_name"]
+    with custom_object_scope(custom_objects):
+        custom = get_registered_object(config.get("registered_name") or name) or get_registered_object(name)
+        if isinstance(custom, type):
+            return custom.from_config(config["config"])
+        if name in MODEL_CLASSES:
+            from polykeras import models
+
+            cls = models.Sequential if name == "Sequential" else models.Model
+            return cls.from_config(config["config"])
+        return layer_class(name).from_config(config["config"])
+
+
+def serialize(layer) -> dict:
+    """Keras's ``layers.serialize``: ``{"module", "class_name", "config", "registered_name"}``."""
+    from polykeras.saving.serialization import serialize_keras_object
+
+    return serialize_keras_object(layer)
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,7 +1,8 @@
-"""``polykeras.models``: Model, Sequential, load_model, save_model."""
+"""``polykeras.models``: Model, Sequential, load_model, save_model, clone_model, model_from_json."""
 
 from polykeras.models.model import Model
 from polykeras.models.sequential import Sequential
+from polykeras.models.cloning import clone_model
 
 
 def load_model(filepath, custom_objects=None, compile: bool = True):
@@ -19,9 +20,10 @@ def save_model(model, filepath, overwrite: bool = True, **kwargs) -> None:
 def model_from_json(json_string: str, custom_objects=None) -> Model:
     import json
 
-    from polykeras.saving import model_from_config
+    from polykeras.saving import custom_object_scope, model_from_config
 
-    return model_from_config(json.loads(json_string))
+    with custom_object_scope(custom_objects):
+        return model_from_config(json.loads(json_string))
 
 
-__all__ = ["Model", "Sequential", "load_model", "save_model", "model_from_json"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "save_model", "model_from_json"]

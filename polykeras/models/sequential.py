@@ -117,12 +117,14 @@ class Sequential(Model):
         return {"name": self.name, "layers": layers}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Sequential":
+    def from_config(cls, config: dict[str, Any], custom_objects: dict | None = None) -> "Sequential":
+        """A new model (new weights) from :meth:`get_config`'s or Keras's config; ``custom_objects``
+        names the classes of the user's it holds, as in Keras."""
         from polykeras.layers import deserialize
 
         model = cls(name=config.get("name"))
         for entry in config["layers"]:
-            model.add(deserialize(entry))
+            model.add(deserialize(entry, custom_objects))
         return model
 
     def __repr__(self) -> str:

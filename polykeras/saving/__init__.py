@@ -38,6 +38,7 @@ from polykeras.saving.keras_format import KerasFileError
 from polykeras.saving.registration import (UnknownObjectError, custom_object_scope, get_registered_name,
                                           get_registered_object, register_keras_serializable, safe_mode_scope)
 from polykeras.saving.portable import FORMAT, WEIGHTS_FORMAT, ModelFileError, load_weights, model_from_config, save_weights
+from polykeras.saving.serialization import deserialize_keras_object, serialize_keras_object
 
 #: The file name suffixes ``save_model`` writes, and their formats.
 SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own format"}
@@ -45,7 +46,8 @@ SUFFIXES = {".keras": "Keras 3's .keras format", ".polykeras": "polykeras's own 
 __all__ = ["FORMAT", "SUFFIXES", "WEIGHTS_FORMAT", "KerasFileError", "ModelFileError", "custom_object_scope",
            "export_keras", "safe_mode_scope",
            "get_registered_name", "get_registered_object", "load_model", "load_weights", "model_from_config",
-           "register_keras_serializable", "restore_training", "save_model", "save_weights"]
+           "register_keras_serializable", "restore_training", "save_model", "save_weights",
+           "serialize_keras_object", "deserialize_keras_object"]
 
 
 def load_model(filepath, custom_objects: dict | None = None, compile: bool = True, safe_mode: bool = True):
