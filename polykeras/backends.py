@@ -77,6 +77,10 @@ class BackendInfo:
     #: Whether ``backend="auto"`` probes it unless ``POLYKERAS_AUTO_CANDIDATES`` says otherwise: say
     #: ``False`` for a backend costly to start (the Keras backends' worker processes).
     auto_candidate: bool = True
+    #: ``"module:attr"`` of ``(MetricSpec) -> (y, p, sample_weight) -> statistics`` on NumPy arrays
+    #: (:mod:`polykeras.metrics.statistics`): the code metric objects run when used by hand
+    #: (``update_state``, :mod:`polykeras.metrics.eager`). The NumPy reference declares it.
+    eager_metrics: str | Callable | None = None
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (checked without importing)."""

@@ -30,8 +30,14 @@ for case_id, (class_name, config, batches) in cases.items():
     m = getattr(keras.metrics, class_name)(dtype="float64", **config)
     try:
         for y, p, w in batches:
-            m.update_state(y, p, sample_weight=w)
+            if class_name in ("Mean", "Sum"):  # update_state(values, sample_weight)
+                m.update_state(y, sample_weight=w)
+            else:
+                m.update_state(y, p, sample_weight=w)
         out[case_id] = float(m.result())
+        # the float64 state (result() casts total / count to float32), where no ops.mean took part
+        if class_name == "Sum" or (class_name == "Mean" and np.ndim(batches[0][0]) == 1):
+            out[case_id + "#float64"] = float(m.total) / float(m.count) if hasattr(m, "count") else float(m.total)
     except Exception as error:
         out[case_id] = repr(error)
 names = {}
@@ -63,6 +69,11 @@ PROB = np.clip(BINARY * 0.3 + RNG.random((N, 1)) * 0.7, 0, 1)
 LOGITS = RNG.normal(size=(N, 1)) + BINARY
 MULTILABEL = (RNG.random((N, C)) > 0.6).astype(float)
 WEIGHTS = RNG.uniform(0.1, 2.0, N)
+REAL = RNG.normal(size=(N, 3))
+REAL_TARGETS = REAL + RNG.normal(size=(N, 3)) * 0.5
+REAL_TARGETS[::7, 0] = 0.0  # MAPE's max(|y|, eps) denominator
+POSITIVE = np.exp(RNG.normal(size=(N, 3)) * 0.5)
+COUNTS = RNG.poisson(2.0, (N, 3)).astype(float)
 
 # case id -> (Keras class, config, targets, outputs, polykeras object)
 CASES = {
@@ -91,13 +102,44 @@ CASES = {
     "binary_accuracy": ("BinaryAccuracy", {}, BINARY, PROB),
     "sparse_categorical_crossentropy": ("SparseCategoricalCrossentropy", {}, LABELS, SCORES),
     "mse": ("MeanSquaredError", {}, ONEHOT, SCORES),
+    # the metrics that are losses (Keras's MeanMetricWrapper of the loss function), and Keras's other mean metrics
+    "binary_accuracy_logits": ("BinaryAccuracy", {"threshold": 0.0}, BINARY, LOGITS),
+    "mape": ("MeanAbsolutePercentageError", {}, REAL_TARGETS, REAL),
+    "msle": ("MeanSquaredLogarithmicError", {}, POSITIVE - 0.3, REAL),
+    "hinge": ("Hinge", {}, BINARY, LOGITS),
+    "hinge_signed": ("Hinge", {}, 2 * BINARY - 1, LOGITS),
+    "squared_hinge": ("SquaredHinge", {}, MULTILABEL, REAL @ RNG.normal(size=(3, C))),
+    "categorical_hinge": ("CategoricalHinge", {}, ONEHOT, SCORES),
+    "kl_divergence": ("KLDivergence", {}, RNG.dirichlet(np.ones(C), N), SCORES),
+    "poisson": ("Poisson", {}, COUNTS, POSITIVE),
+    "logcosh": ("LogCoshError", {}, REAL_TARGETS, REAL),
+    "cosine_similarity": ("CosineSimilarity", {}, REAL_TARGETS, REAL),
+    "bce_logits_smoothed": ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, BINARY, LOGITS),
+    "cce_smoothed": ("CategoricalCrossentropy", {"label_smoothing": 0.2}, ONEHOT, SCORES),
+    "scce_logits": ("SparseCategoricalCrossentropy", {"from_logits": True}, LABELS, np.log(SCORES) + 1.0),
 }
+#: Keras's Mean and Sum: case id -> (class, config, values, unused); compared by hand (update_state) only
+TRACKER_CASES = {
+    "mean": ("Mean", {}, REAL, None),
+    "sum": ("Sum", {}, REAL, None),
+    "mean_of_vectors": ("Mean", {}, REAL[:, 0], None),
+}
+
+
+def _expected(keras_reference, key):
+    """Keras's value of a case and the tolerance: Mean's and Sum's float64 state, to 1e-12; else its result, to
+    float32 rounding: Keras returns results in float32 even with float64 variables (its divide_no_nan, in_top_k
+    and IoU casts), and on torch its ops.mean of float64 values is float32-accurate (measured: its per-sample
+    MAPE off NumPy's float64 by up to 3e-7 relative). A miscounted sample would move a value by >= 1e-3."""
+    values = keras_reference["values"]
+    if key + "#float64" in values:
+        return values[key + "#float64"], 1e-12
+    assert isinstance(values[key], float), values[key]  # Keras's error message otherwise
+    return values[key], 1e-6
 
 
 def _polykeras(case_id, weighted):
     class_name, config, _, _ = CASES[case_id]
-    if class_name == "SparseCategoricalCrossentropy":
-        return MetricSpec("x", "sparse_categorical_crossentropy", {}, weighted)
     return getattr(keras.metrics, class_name)(**config).to_spec(weighted=weighted)
 
 
@@ -106,7 +148,7 @@ def keras_reference(tmp_path_factory):
     """Keras 3's values of every case, unweighted and weighted (over the same batches), and its log names."""
     pytest.importorskip("keras")
     cases = {}
-    for case_id, (class_name, config, y, p) in CASES.items():
+    for case_id, (class_name, config, y, p) in {**CASES, **TRACKER_CASES}.items():
         cases[case_id] = (class_name, config, _split(y, p, None))
         cases[case_id + "/weighted"] = (class_name, config, _split(y, p, WEIGHTS))
     names = {key: value for key, value in NAME_CASES.items()}
@@ -132,12 +174,28 @@ def _accumulate(metric: MetricSpec, batches) -> float:
 @pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
 def test_reference_matches_keras(keras_reference, case_id, weighted):
     _, _, y, p = CASES[case_id]
-    expected = keras_reference["values"][case_id + ("/weighted" if weighted else "")]
+    expected, rel = _expected(keras_reference, case_id + ("/weighted" if weighted else ""))
     metric = _polykeras(case_id, weighted)
     got = _accumulate(metric, _split(y, p, WEIGHTS if weighted else None))
-    # Keras returns these results in float32 even with float64 variables (its divide_no_nan, in_top_k
-    # and IoU casts): agreement to float32 rounding; a miscounted sample would move a value by >= 1e-3
-    assert got == pytest.approx(expected, rel=1e-6, abs=1e-9), case_id
+    assert got == pytest.approx(expected, rel=rel, abs=1e-9 * (rel > 1e-9)), case_id
+
+
+@pytest.mark.parametrize("case_id", list(CASES) + list(TRACKER_CASES))
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_metric_objects_used_by_hand_match_keras(keras_reference, case_id, weighted):
+    """``update_state`` over the batches, ``result``, ``reset_state`` (a custom loop's use): Keras's value."""
+    class_name, config, y, p = {**CASES, **TRACKER_CASES}[case_id]
+    expected, rel = _expected(keras_reference, case_id + ("/weighted" if weighted else ""))
+    m = getattr(keras.metrics, class_name)(dtype="float64", **config)
+    assert float(m.result()) == 0.0  # before any batch, as Keras
+    for _ in range(2):  # the second pass after reset_state: the same value
+        for yb, pb, wb in _split(y, p, WEIGHTS if weighted else None):
+            if p is None:
+                m.update_state(yb, sample_weight=wb)
+            else:
+                m.update_state(yb, pb, sample_weight=wb)
+        assert float(m.result()) == pytest.approx(expected, rel=rel, abs=1e-9 * (rel > 1e-9)), case_id
+        m.reset_state()
 
 
 def test_weights_change_the_weighted_value_only():
@@ -214,13 +272,28 @@ def _multilabel(backend):
     return m
 
 
+def _loss_metrics(backend):
+    """Keras's mean metrics that are losses, and the thresholded binary accuracy, plain and weighted."""
+    keras.utils.set_random_seed(6)
+    m = keras.Sequential([layers.Input((5,)), layers.Dense(C, activation="sigmoid")])
+    m.compile(optimizer="sgd", loss="binary_crossentropy", backend=backend, dtype="float64",
+              metrics=["mape", "msle", keras.metrics.Hinge(), "squared_hinge", keras.metrics.CategoricalHinge(),
+                       keras.metrics.KLDivergence(), "poisson", keras.metrics.LogCoshError(),
+                       keras.metrics.CosineSimilarity(), keras.metrics.BinaryAccuracy(threshold=0.3),
+                       keras.metrics.BinaryCrossentropy(label_smoothing=0.1)],
+              weighted_metrics=[keras.metrics.KLDivergence(), "cosine_similarity",
+                                keras.metrics.BinaryAccuracy(threshold=0.7, name="acc70")])
+    return m
+
+
 X = RNG.normal(size=(N, 5))
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs numpy and torch or jax")
 @pytest.mark.parametrize("make, y, weights", [(_classifier, LABELS, "sample"), (_classifier, LABELS, "class"),
-                                              (_binary, BINARY, "sample"), (_multilabel, MULTILABEL, "sample")],
-                         ids=["classifier", "class_weight", "binary_auc", "multilabel"])
+                                              (_binary, BINARY, "sample"), (_multilabel, MULTILABEL, "sample"),
+                                              (_loss_metrics, MULTILABEL, "sample")],
+                         ids=["classifier", "class_weight", "binary_auc", "multilabel", "loss_metrics"])
 def test_backends_agree_through_fit_and_evaluate(make, y, weights):
     kwargs = ({"sample_weight": WEIGHTS} if weights == "sample" else
               {"class_weight": {0: 0.5, 1: 2.0, 2: 1.0, 3: 3.0}})
@@ -299,6 +372,72 @@ def test_metric_objects_carry_config_through_the_spec_and_saving(tmp_path):
     assert copy._training_spec(1).metrics == spec.metrics
 
 
+def test_loss_metrics_log_under_keras_names_and_survive_saving(tmp_path):
+    """The names Keras logs (an alias string logs as given, an object under its default name), the values the
+    reference computes from the predictions, and the compile config through a ``.keras`` file."""
+    m = _loss_metrics("numpy")
+    logs = m.evaluate(X, MULTILABEL, verbose=0, return_dict=True, sample_weight=WEIGHTS)
+    assert list(logs) == ["loss", "mape", "msle", "hinge", "squared_hinge", "categorical_hinge", "kl_divergence",
+                          "poisson", "logcosh", "cosine_similarity", "binary_accuracy", "binary_crossentropy",
+                          "weighted_kl_divergence", "weighted_cosine_similarity", "acc70"]
+    p = m.predict(X, verbose=0)
+    yn = MULTILABEL / np.maximum(np.linalg.norm(MULTILABEL, axis=-1, keepdims=True), 1e-12)
+    cosine = np.sum(yn * p / np.linalg.norm(p, axis=-1, keepdims=True), axis=-1)
+    assert logs["cosine_similarity"] == pytest.approx(cosine.mean(), rel=1e-12)
+    assert logs["weighted_cosine_similarity"] == pytest.approx(np.dot(cosine, WEIGHTS) / WEIGHTS.sum(), rel=1e-12)
+    assert logs["acc70"] == pytest.approx(np.dot(np.mean(MULTILABEL == (p > 0.7), -1), WEIGHTS) / WEIGHTS.sum(),
+                                          rel=1e-12)
+    assert logs["binary_accuracy"] == pytest.approx(np.mean(MULTILABEL == (p > 0.3)), rel=1e-12)
+    path = tmp_path / "m.keras"
+    m.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded._training_spec(1).metrics == m._training_spec(1).metrics
+    assert loaded.evaluate(X, MULTILABEL, verbose=0, return_dict=True, sample_weight=WEIGHTS) == pytest.approx(logs)
+
+
+def test_a_metric_subclass_runs_by_hand_and_is_refused_by_compile():
+    """Keras's ``Metric`` subclass (``add_variable``, its own ``update_state``/``result``): by hand it works;
+    compile() says what to use instead of failing inside fit."""
+    from polykeras import ops
+
+    class CategoricalTruePositives(keras.metrics.Metric):
+        def __init__(self, name="categorical_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            values = ops.cast(ops.cast(y_true, "int32") == ops.cast(ops.argmax(y_pred, axis=1), "int32"), "float32")
+            if sample_weight is not None:
+                values = ops.multiply(values, ops.cast(sample_weight, "float32"))
+            self.true_positives.assign_add(ops.sum(values))
+
+        def result(self):
+            return self.true_positives.value
+
+    metric = CategoricalTruePositives()
+    metric.update_state(LABELS, SCORES)
+    metric.update_state(LABELS, SCORES, sample_weight=WEIGHTS)
+    hits = np.argmax(SCORES, -1) == LABELS
+    assert float(metric.result()) == pytest.approx(hits.sum() + np.dot(hits, WEIGHTS), rel=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0 and len(metric.variables) == 1
+    m = keras.Sequential([layers.Input((5,)), layers.Dense(C, activation="softmax")])
+    with pytest.raises(TypeError, match="metrics: metric 'categorical_true_positives'.*by hand only.*fn\\(y_true"):
+        m.compile(loss="sparse_categorical_crossentropy", metrics=[metric])
+
+
+def test_mean_tracker_takes_framework_tensors_and_keras_shapes():
+    m = keras.metrics.Mean(name="loss")
+    assert m.name == "loss" and float(m.result()) == 0.0
+    m.update_state(2.0)
+    m.update_state(np.array([[1.0, 3.0], [5.0, 7.0]]), sample_weight=np.array([1.0, 0.0]))
+    assert float(m.result()) == pytest.approx((2.0 + 2.0) / 2.0)
+    torch = pytest.importorskip("torch")
+    m.reset_state()
+    m.update_state(torch.tensor([1.0, 2.0], requires_grad=True) * 2)
+    assert float(m.result()) == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize("make, option", [
     (lambda: keras.metrics.Precision(thresholds=[0.3, 0.6]), "thresholds"),
     (lambda: keras.metrics.AUC(multi_label=True), "multi_label"),
@@ -342,8 +481,9 @@ KERAS_BACKENDS = _installed(["keras-jax", "keras-torch"])
 
 @pytest.mark.skipif(not KERAS_BACKENDS, reason="no keras backend is installed")
 @pytest.mark.parametrize("backend", KERAS_BACKENDS)
-@pytest.mark.parametrize("make, y", [(_classifier, LABELS), (_binary, BINARY), (_multilabel, MULTILABEL)],
-                         ids=["classifier", "binary_auc", "multilabel"])
+@pytest.mark.parametrize("make, y", [(_classifier, LABELS), (_binary, BINARY), (_multilabel, MULTILABEL),
+                                     (_loss_metrics, MULTILABEL)],
+                         ids=["classifier", "binary_auc", "multilabel", "loss_metrics"])
 def test_keras_backends_map_metric_objects_and_weighted_metrics(backend, make, y):
     """Keras's own metric objects (with the same config, in ``weighted_metrics`` where polykeras has them)
     give the reference's logs -- to Keras's float32 results (its in_top_k, divide_no_nan, IoU)."""

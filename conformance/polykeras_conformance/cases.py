@@ -226,6 +226,11 @@ METRIC_CASES: list[Case] = [
         # relu outputs: exact ties (zeros), which Keras's in_top_k counts as in the top k
         ("sparse(ties)", 6, "relu", {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}},
          "labels", ["sparse_top_k_categorical_accuracy", "sparse_categorical_accuracy"]),
+        # Keras's metrics that are losses (the per-sample loss, averaged), on outputs and targets they are meant for
+        ("regression losses", 3, "softplus", "mean_squared_error", "positive",
+         ["mape", "msle", "log_cosh_error", "cosine_similarity", "poisson"]),
+        ("hinges", 3, "tanh", "hinge", "binary", ["hinge", "squared_hinge", "categorical_hinge"]),
+        ("distribution", 4, "softmax", "kl_divergence", "distribution", ["kl_divergence", "categorical_hinge"]),
     ]
 ]
 

@@ -13,13 +13,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from polykeras.metrics.statistics import CONFUSION_KINDS, MEAN_KINDS, statistics_function, thresholds
+from polykeras.metrics.statistics import (CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+                                         statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 from polykeras_jax import losses
 
-_CROSSENTROPY = {"binary_crossentropy": losses.binary_crossentropy,
-                 "categorical_crossentropy": losses.categorical_crossentropy,
-                 "sparse_categorical_crossentropy": losses.sparse_categorical_crossentropy}
+def _negated(fn):
+    return lambda y, p, sample_weight=None, **config: -fn(y, p, sample_weight=sample_weight, **config)
+
+
+#: The kinds whose per-sample value is the loss's (mse and mae have their own values below), as the reference.
+_FROM_LOSS = {kind: (_negated if kind in NEGATED_LOSS_KINDS else lambda fn: fn)(losses.LOSSES[kind])
+              for kind in LOSS_KINDS if kind not in ("mean_squared_error", "mean_absolute_error")}
 
 
 def _sparse(y, p):
@@ -41,7 +46,8 @@ def _values(kind: str, config: dict) -> Callable:
 
         return function_values(config["graph"])
     if kind == "binary_accuracy":
-        return lambda y, p: jnp.mean((y == (p > 0.5)).astype(p.dtype), axis=-1)
+        threshold = config.get("threshold", 0.5)
+        return lambda y, p: jnp.mean((y == (p > threshold)).astype(p.dtype), axis=-1)
     if kind == "categorical_accuracy":
         return lambda y, p: jnp.argmax(y, axis=-1) == jnp.argmax(p, axis=-1)
     if kind == "sparse_categorical_accuracy":
@@ -54,6 +60,8 @@ def _values(kind: str, config: dict) -> Callable:
         return lambda y, p: jnp.mean(jnp.square(p - y), axis=-1)
     if kind == "mean_absolute_error":
         return lambda y, p: jnp.mean(jnp.abs(p - y), axis=-1)
+    if kind == "categorical_hinge":
+        return lambda y, p: jnp.maximum(jnp.max((1 - y) * p, axis=-1) - jnp.sum(y * p, axis=-1) + 1, 0)
     raise NotImplementedError(f"the jax backend has no metric {kind!r}; it has {', '.join(METRICS)}")
 
 
@@ -68,12 +76,12 @@ def _steps(w) -> int:
 
 def _weighted_mean(kind: str, config: dict) -> Callable:
     """``[sum(w * v), sum(w)]`` (divided by the steps per sample), as the reference."""
-    if kind in _CROSSENTROPY:
-        loss = _CROSSENTROPY[kind]
+    if kind in _FROM_LOSS:
+        loss = _FROM_LOSS[kind]
 
         def statistics(y, p, w=None):
             w = _ones(y, p, w)
-            return jnp.stack([loss(y, p, sample_weight=w) * w.size, jnp.sum(w)]) / _steps(w)
+            return jnp.stack([loss(y, p, sample_weight=w, **config) * w.size, jnp.sum(w)]) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -139,8 +147,9 @@ def _mean_iou(metric: MetricSpec) -> Callable:
 
 def get(metric: MetricSpec) -> Callable:
     """A plain mean metric: ``(y, p) -> batch mean``."""
-    if metric.kind in _CROSSENTROPY:
-        return _CROSSENTROPY[metric.kind]
+    if metric.kind in _FROM_LOSS:
+        loss = _FROM_LOSS[metric.kind]
+        return lambda y, p: loss(y, p, **metric.config)
     values = _values(metric.kind, metric.config)
     return lambda y, p: jnp.mean(values(y, p).astype(p.dtype))
 

@@ -46,7 +46,11 @@ METRICS = {"binary_accuracy": "BinaryAccuracy", "categorical_accuracy": "Categor
            "sparse_categorical_accuracy": "SparseCategoricalAccuracy", **LOSSES,
            "top_k_categorical_accuracy": "TopKCategoricalAccuracy",
            "sparse_top_k_categorical_accuracy": "SparseTopKCategoricalAccuracy",
-           "precision": "Precision", "recall": "Recall", "auc": "AUC", "mean_iou": "MeanIoU"}
+           "precision": "Precision", "recall": "Recall", "auc": "AUC", "mean_iou": "MeanIoU",
+           "mean_absolute_percentage_error": "MeanAbsolutePercentageError",
+           "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "hinge": "Hinge",
+           "squared_hinge": "SquaredHinge", "categorical_hinge": "CategoricalHinge", "kl_divergence": "KLDivergence",
+           "poisson": "Poisson", "log_cosh": "LogCoshError", "cosine_similarity": "CosineSimilarity"}
 # losses added after METRICS took its copy: the metric kinds stay those polykeras.metrics resolves
 LOSSES.update({"mean_absolute_percentage_error": "MeanAbsolutePercentageError",
                "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",

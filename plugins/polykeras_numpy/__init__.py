@@ -45,4 +45,5 @@ def polykeras_backends():
         summary="pure-NumPy reference: hand-written forward and backward, the executable specification",
         layer_kinds=LAYER_KINDS,
         plugin="polykeras_numpy",
+        eager_metrics="polykeras_numpy.metrics:get_statistics",
     )]

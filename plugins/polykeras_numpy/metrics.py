@@ -14,7 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from polykeras.metrics.statistics import CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, statistics_function, thresholds
+from polykeras.metrics.statistics import (CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+                                         statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 from polykeras_numpy import losses
 
@@ -41,7 +42,8 @@ def _values(kind: str, config: dict) -> Callable:
 
         return function_values(config["graph"])
     if kind == "binary_accuracy":
-        return lambda y, p: np.mean(y == (p > 0.5), axis=-1)
+        threshold = config.get("threshold", 0.5)
+        return lambda y, p: np.mean(y == (p > threshold), axis=-1)
     if kind == "categorical_accuracy":
         return lambda y, p: np.argmax(y, axis=-1) == np.argmax(p, axis=-1)
     if kind == "sparse_categorical_accuracy":
@@ -54,6 +56,8 @@ def _values(kind: str, config: dict) -> Callable:
         return lambda y, p: np.mean(np.square(p - y), axis=-1)
     if kind == "mean_absolute_error":
         return lambda y, p: np.mean(np.abs(p - y), axis=-1)
+    if kind == "categorical_hinge":  # Keras's: max(max((1 - y) * p) - sum(y * p) + 1, 0)
+        return lambda y, p: np.maximum(np.max((1 - y) * p, axis=-1) - np.sum(y * p, axis=-1) + 1, 0)
     raise NotImplementedError(f"the numpy backend has no metric {kind!r}; it has {', '.join(MEAN_KINDS)}")
 
 
@@ -74,15 +78,22 @@ def _steps(w) -> int:
     return max(w.size // max(len(w), 1), 1)
 
 
+def _from_loss(kind: str) -> bool:
+    """Is the metric's per-sample value the loss's (:data:`~polykeras.metrics.statistics.LOSS_KINDS`; mse and
+    mae have their own, simpler per-sample values here)?"""
+    return kind in LOSS_KINDS and kind not in ("mean_squared_error", "mean_absolute_error")
+
+
 def _weighted_mean(kind: str, config: dict) -> Callable:
     """``[sum(w * v), sum(w)]`` (each divided by :func:`_steps`); ``v`` averaged over trailing axes ``w``
     lacks (Keras's ``Mean``)."""
-    if kind in LOSS_KINDS and kind not in ("mean_squared_error", "mean_absolute_error"):
-        loss = losses.LOSSES[kind]
+    if _from_loss(kind):
+        loss, sign = losses.LOSSES[kind], -1 if kind in NEGATED_LOSS_KINDS else 1
 
         def statistics(y, p, sample_weight=None):
             w = _ones(y, p, sample_weight)  # the loss is sum(w * l) / n over its n = w.size weighted parts
-            return np.array([loss(y, p, sample_weight=w)[0] * w.size, w.sum()], dtype=p.dtype) / _steps(w)
+            total = sign * loss(y, p, sample_weight=w, **config)[0] * w.size
+            return np.array([total, w.sum()], dtype=p.dtype) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -157,9 +168,9 @@ def _mean_iou(metric: MetricSpec) -> Callable:
 def get(metric: MetricSpec) -> Callable:
     """A plain mean metric: ``(y, p) -> batch mean``."""
     kind = metric.kind
-    if kind in ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"):
-        loss = losses.LOSSES[kind]
-        return lambda y, p: loss(y, p)[0]
+    if _from_loss(kind):
+        loss, sign = losses.LOSSES[kind], -1 if kind in NEGATED_LOSS_KINDS else 1
+        return lambda y, p: sign * loss(y, p, **metric.config)[0]
     values = _values(kind, metric.config)
     return lambda y, p: np.mean(values(y, p))
 

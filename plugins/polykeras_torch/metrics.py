@@ -12,15 +12,20 @@ from typing import Callable
 
 import torch
 
-from polykeras.metrics.statistics import CONFUSION_KINDS, MEAN_KINDS, statistics_function, thresholds
+from polykeras.metrics.statistics import (CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+                                         statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 
 from . import losses
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_CROSSENTROPY = {"binary_crossentropy": losses.binary_crossentropy,
-                 "categorical_crossentropy": losses.categorical_crossentropy,
-                 "sparse_categorical_crossentropy": losses.sparse_categorical_crossentropy}
+def _negated(fn):
+    return lambda y, p, sample_weight=None, **config: -fn(y, p, sample_weight=sample_weight, **config)
+
+
+#: The kinds whose per-sample value is the loss's (mse and mae have their own values below), as the reference.
+_FROM_LOSS = {kind: (_negated if kind in NEGATED_LOSS_KINDS else lambda fn: fn)(losses.LOSSES[kind])
+              for kind in LOSS_KINDS if kind not in ("mean_squared_error", "mean_absolute_error")}
 
 
 def _sparse(y, p):
@@ -42,7 +47,8 @@ def _values(kind: str, config: dict):
 
         return function_values(config["graph"])
     if kind == "binary_accuracy":
-        return lambda y, p: (y == (p > 0.5).to(y.dtype)).to(p.dtype).mean(dim=-1)
+        threshold = config.get("threshold", 0.5)
+        return lambda y, p: (y == (p > threshold).to(y.dtype)).to(p.dtype).mean(dim=-1)
     if kind == "categorical_accuracy":
         return lambda y, p: y.argmax(dim=-1) == p.argmax(dim=-1)
     if kind == "sparse_categorical_accuracy":
@@ -55,6 +61,8 @@ def _values(kind: str, config: dict):
         return lambda y, p: torch.square(p - y).mean(dim=-1)
     if kind == "mean_absolute_error":
         return lambda y, p: torch.abs(p - y).mean(dim=-1)
+    if kind == "categorical_hinge":
+        return lambda y, p: torch.clamp(((1 - y) * p).amax(dim=-1) - (y * p).sum(dim=-1) + 1, min=0)
     raise NotImplementedError(f"the torch backend has no metric {kind!r}; it has {', '.join(METRICS)}")
 
 
@@ -69,12 +77,12 @@ def _steps(w) -> int:
 
 def _weighted_mean(kind: str, config: dict):
     """``[sum(w * v), sum(w)]`` (divided by the steps per sample), as the reference."""
-    if kind in _CROSSENTROPY:
-        loss = _CROSSENTROPY[kind]
+    if kind in _FROM_LOSS:
+        loss = _FROM_LOSS[kind]
 
         def statistics(y, p, w=None):
             w = _ones(y, p, w)
-            return torch.stack([loss(y, p, sample_weight=w) * w.numel(), w.sum()]) / _steps(w)
+            return torch.stack([loss(y, p, sample_weight=w, **config) * w.numel(), w.sum()]) / _steps(w)
         return statistics
     values = _values(kind, config)
 
@@ -142,8 +150,9 @@ def _mean_iou(metric: MetricSpec):
 
 def get(metric: MetricSpec) -> Metric:
     """A plain mean metric: ``(y, p) -> batch mean``."""
-    if metric.kind in _CROSSENTROPY:
-        return _CROSSENTROPY[metric.kind]
+    if metric.kind in _FROM_LOSS:
+        loss = _FROM_LOSS[metric.kind]
+        return lambda y, p: loss(y, p, **metric.config)
     values = _values(metric.kind, metric.config)
     return lambda y, p: values(y, p).to(p.dtype).mean()
 

@@ -1,12 +1,16 @@
 """Keras's metric classes, as configuration: each object is a kind, its options under
 Keras's argument names and defaults, and a name (Keras's default log name unless one is
 given). The math is the backends'; the ratio/interpolation math of the stateful ones is
-:mod:`polykeras.metrics.statistics`."""
+:mod:`polykeras.metrics.statistics`. Used by hand (``update_state`` / ``result`` /
+``reset_state`` on arrays) an object runs the NumPy reference's code (:mod:`.eager`); a
+subclass of :class:`Metric` with its own ``update_state`` and ``result`` (variables from
+``add_variable``) works that way too, but not in ``compile()``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from polykeras.metrics import eager
 from polykeras.spec import MetricSpec
 
 
@@ -36,22 +40,140 @@ class Metric:
         return {}
 
     def to_spec(self, name: str | None = None, weighted: bool = False) -> MetricSpec:
+        if not self.kind:
+            raise TypeError(
+                f"metric {self.name!r}: {type(self).__name__} subclasses keras.metrics.Metric with its own "
+                "update_state/result, which polykeras runs by hand only (m.update_state(y_true, y_pred); "
+                "m.result()), not inside compile()/fit(): the backends run compiled metrics natively. In "
+                "compile(metrics=...) give a function fn(y_true, y_pred) written with polykeras.ops that returns "
+                "per-sample values (logged as their mean over samples, as Keras's MeanMetricWrapper), or a "
+                "built-in metric")
         return MetricSpec(name or self.name, self.kind, self._options(), weighted)
+
+    # -- used by hand, on arrays (polykeras.metrics.eager) --------------------
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        """Add a batch (NumPy arrays or tensors) to the state, with Keras's ``sample_weight``."""
+        eager.update(self, y_true, y_pred, sample_weight)
+
+    def result(self):
+        """The value since the last :meth:`reset_state`, a NumPy scalar of the metric's dtype."""
+        return eager.result(self)
+
+    def reset_state(self) -> None:
+        self._eager = None
+        for variable in self.__dict__.get("_variables", []):
+            variable.reset()
+
+    def reset_states(self) -> None:
+        self.reset_state()
+
+    def __call__(self, *args, **kwargs):
+        """``update_state`` then ``result`` (Keras's ``Metric.__call__``)."""
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation: str = "sum",
+                     name: str | None = None):
+        """A state variable for a subclass's own ``update_state``/``result`` (``assign``,
+        ``assign_add``, ``value``); :meth:`reset_state` sets it back to its initial value."""
+        return eager.make_variable(self, shape, initializer, dtype, name)
+
+    def add_weight(self, shape=(), initializer="zeros", dtype=None, name: str | None = None):
+        return self.add_variable(shape, initializer, dtype, name=name)
+
+    @property
+    def variables(self) -> list:
+        return list(self.__dict__.get("_variables", []))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}>"
 
 
-def _mean_class(class_name: str, kind: str, direction: str = "up") -> type[Metric]:
-    return type(class_name, (Metric,), {"kind": kind, "default_name": kind, "_direction": direction,
+def _mean_class(class_name: str, kind: str, direction: str = "up", default_name: str | None = None) -> type[Metric]:
+    return type(class_name, (Metric,), {"kind": kind, "default_name": default_name or kind, "_direction": direction,
                                         "__doc__": f"Keras's ``{class_name}`` metric."})
 
 
-BinaryAccuracy = _mean_class("BinaryAccuracy", "binary_accuracy")
 CategoricalAccuracy = _mean_class("CategoricalAccuracy", "categorical_accuracy")
 SparseCategoricalAccuracy = _mean_class("SparseCategoricalAccuracy", "sparse_categorical_accuracy")
 MeanSquaredError = _mean_class("MeanSquaredError", "mean_squared_error", "down")
 MeanAbsoluteError = _mean_class("MeanAbsoluteError", "mean_absolute_error", "down")
+MeanAbsolutePercentageError = _mean_class("MeanAbsolutePercentageError", "mean_absolute_percentage_error", "down")
+MeanSquaredLogarithmicError = _mean_class("MeanSquaredLogarithmicError", "mean_squared_logarithmic_error", "down")
+Hinge = _mean_class("Hinge", "hinge", "down")
+SquaredHinge = _mean_class("SquaredHinge", "squared_hinge", "down")
+CategoricalHinge = _mean_class("CategoricalHinge", "categorical_hinge", "down")
+KLDivergence = _mean_class("KLDivergence", "kl_divergence", "down")
+Poisson = _mean_class("Poisson", "poisson", "down")
+LogCoshError = _mean_class("LogCoshError", "log_cosh", "down", "logcosh")
+
+
+class BinaryAccuracy(Metric):
+    """How often ``y_true`` equals ``y_pred > threshold`` (Keras's ``BinaryAccuracy``; give
+    ``threshold=0.0`` for a model that outputs logits)."""
+
+    kind = default_name = "binary_accuracy"
+
+    def __init__(self, name: str | None = None, dtype=None, threshold: float = 0.5):
+        super().__init__(name, dtype)
+        self.threshold = float(threshold)
+
+    def _options(self):
+        return {"threshold": self.threshold}
+
+
+class _Crossentropy(Metric):
+    _direction = "down"
+
+    def __init__(self, name: str | None = None, dtype=None, from_logits: bool = False, label_smoothing: float = 0.0,
+                 axis: int = -1):
+        if axis != -1:
+            raise NotImplementedError(f"{type(self).__name__}(axis={axis!r}) is not supported; classes are on the "
+                                      "last axis")
+        super().__init__(name, dtype)
+        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+
+    def _options(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_Crossentropy):
+    """Keras's ``BinaryCrossentropy`` metric: the loss of that name, averaged over samples."""
+
+    kind = default_name = "binary_crossentropy"
+
+
+class CategoricalCrossentropy(_Crossentropy):
+    """Keras's ``CategoricalCrossentropy`` metric: the loss of that name, averaged over samples."""
+
+    kind = default_name = "categorical_crossentropy"
+
+
+class SparseCategoricalCrossentropy(_Crossentropy):
+    """Keras's ``SparseCategoricalCrossentropy`` metric (integer class targets; no ``label_smoothing``)."""
+
+    kind = default_name = "sparse_categorical_crossentropy"
+
+    def __init__(self, name: str | None = None, dtype=None, from_logits: bool = False, axis: int = -1):
+        super().__init__(name, dtype, from_logits, 0.0, axis)
+
+    def _options(self):
+        return {"from_logits": self.from_logits}
+
+
+class CosineSimilarity(Metric):
+    """The mean cosine of the angle between targets and outputs on the last axis (Keras's
+    ``CosineSimilarity``: ``+sum(y_n * p_n)``, the ``cosine_similarity`` loss's negative)."""
+
+    kind = default_name = "cosine_similarity"
+
+    def __init__(self, name: str | None = None, dtype=None, axis: int = -1):
+        if axis != -1:
+            raise NotImplementedError(f"CosineSimilarity(axis={axis!r}) is not supported; it compares the last axis")
+        super().__init__(name, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1}
 
 
 def _positive_int(value, what: str, owner: str) -> int:
@@ -185,4 +307,8 @@ class MeanIoU(Metric):
 #: Classes by name, for ``{"class_name": ..., "config": ...}`` entries (a saved model's compile config).
 CLASSES = {cls.__name__: cls for cls in (BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
                                           MeanSquaredError, MeanAbsoluteError, TopKCategoricalAccuracy,
-                                          SparseTopKCategoricalAccuracy, Precision, Recall, AUC, MeanIoU)}
+                                          SparseTopKCategoricalAccuracy, Precision, Recall, AUC, MeanIoU,
+                                          MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Hinge,
+                                          SquaredHinge, CategoricalHinge, KLDivergence, Poisson, LogCoshError,
+                                          CosineSimilarity, BinaryCrossentropy, CategoricalCrossentropy,
+                                          SparseCategoricalCrossentropy)}

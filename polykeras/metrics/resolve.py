@@ -19,10 +19,14 @@ from polykeras.spec import MetricSpec
 
 KINDS = MEAN_KINDS + STATEFUL_KINDS
 
-_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "MSE": "mean_squared_error",
+            "MAE": "mean_absolute_error", "bce": "binary_crossentropy", "BCE": "binary_crossentropy",
+            "mape": "mean_absolute_percentage_error", "MAPE": "mean_absolute_percentage_error",
+            "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
+            "log_cosh_error": "log_cosh"}
 #: Names that make a metric object with its defaults (as ``keras.metrics.get`` does).
 _OBJECT_NAMES = {"precision": objects.Precision, "recall": objects.Recall, "auc": objects.AUC}
-_NAMES = ("accuracy", "acc", *MEAN_KINDS, "mse", "mae", *_OBJECT_NAMES)
+_NAMES = ("accuracy", "acc", *MEAN_KINDS, *_ALIASES, *_OBJECT_NAMES, *objects.CLASSES)
 
 
 def resolve(identifier, loss_kind: str, y_ndim: int, output_shape: tuple, weighted: bool = False) -> MetricSpec:
@@ -57,6 +61,8 @@ def resolve(identifier, loss_kind: str, y_ndim: int, output_shape: tuple, weight
                           weighted)
     if identifier in _OBJECT_NAMES:
         return _OBJECT_NAMES[identifier]().to_spec(weighted=weighted)
+    if identifier in objects.CLASSES:  # a class name, as keras.metrics.get takes it; logged under that name
+        return objects.CLASSES[identifier]().to_spec(identifier, weighted=weighted)
     kind = _ALIASES.get(identifier, identifier)
     if kind not in MEAN_KINDS:
         raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(_NAMES)}, a "

@@ -46,7 +46,9 @@ from polykeras.spec import MetricSpec
 #: Kinds whose value is a mean over samples.
 MEAN_KINDS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "mean_squared_error",
               "mean_absolute_error", "binary_crossentropy", "categorical_crossentropy",
-              "sparse_categorical_crossentropy", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
+              "sparse_categorical_crossentropy", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+              "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "hinge", "squared_hinge",
+              "categorical_hinge", "kl_divergence", "poisson", "log_cosh", "cosine_similarity")
 #: Kinds whose statistics are the confusion counts at thresholds.
 CONFUSION_KINDS = ("precision", "recall", "auc")
 #: Kinds that always sum statistics.
@@ -54,9 +56,15 @@ STATEFUL_KINDS = CONFUSION_KINDS + ("mean_iou",)
 #: Kinds an output's Keras mask weights (Keras's ``MeanMetricWrapper``: the mean kinds and a user's
 #: function; not the stateful kinds, whose ``update_state`` ignores the mask).
 MASKED_KINDS = MEAN_KINDS + ("function",)
-#: The crossentropy kinds: their per-sample value is the loss (computed by the backend's loss code).
+#: Kinds whose per-sample value is the loss of the same kind with its default options (computed by the
+#: backend's loss code; Keras's metric of that name wraps the loss function). ``cosine_similarity`` is the
+#: exception in sign: Keras's metric is ``+sum(y_n * p_n)``, its loss the negative (:data:`NEGATED_LOSS_KINDS`).
 LOSS_KINDS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-              "mean_squared_error", "mean_absolute_error")
+              "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+              "mean_squared_logarithmic_error", "hinge", "squared_hinge", "kl_divergence", "poisson", "log_cosh",
+              "cosine_similarity")
+#: Loss kinds whose metric is the loss's negative.
+NEGATED_LOSS_KINDS = ("cosine_similarity",)
 #: Keras's ``NEG_INF``: the threshold of ``Precision(top_k=...)`` when none is given.
 NEG_INF = -1e10
 #: Keras's ``backend.epsilon()`` in its AUC thresholds and IoU (a constant there, not the settable fuzz).
