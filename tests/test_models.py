@@ -88,6 +88,36 @@ def test_weights_follow_training():
     assert not np.allclose(model.layers[0].get_weights()[0], before)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_weights_as_keras_attributes_read_and_assign_through_a_running_model(backend):
+    """``dense.kernel``, ``bn.moving_mean`` and ``layer.weights[i]``: Keras's attribute names, ``dtype``, and
+    ``assign``/``assign_add``/``assign_sub`` that reach a model already compiled on a backend."""
+    pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "jax"}[backend])
+    keras.utils.set_random_seed(0)
+    dense, bn = Dense(2, input_dim=3), layers.BatchNormalization()
+    model = Sequential([dense, bn])
+    model.compile(optimizer="sgd", loss="mse", backend=backend, dtype="float64")
+    x = np.random.default_rng(0).random((4, 3))
+    model.fit(x, np.ones((4, 2)), epochs=1, verbose=0)  # the weights now live in the program
+    np.testing.assert_array_equal(dense.kernel.numpy(), model.get_weights()[0])
+    assert dense.kernel.shape == (3, 2) and dense.bias.dtype == "float64" and bn.moving_mean.trainable is False
+    dense.kernel.assign(np.eye(3, 2))
+    dense.bias.assign_add(np.full(2, 0.5))
+    dense.bias.assign_sub(np.full(2, 0.25))
+    bn.moving_mean.assign(np.zeros(2))
+    bn.moving_variance.assign(np.ones(2))
+    bn.gamma.assign(np.ones(2))
+    bn.beta.assign(np.zeros(2))
+    np.testing.assert_allclose(model.predict(x, verbose=0), (x[:, :2] + 0.25) / np.sqrt(1 + 1e-3), rtol=1e-6)
+    np.testing.assert_array_equal(model.layers[0].weights[0], np.eye(3, 2))
+    with pytest.raises(ValueError, match=r"dense.*/kernel has shape \(3, 2\)"):
+        dense.kernel.assign(np.zeros((2, 2)))
+    with pytest.raises(AttributeError, match="'Dense' object has no attribute 'gamma'"):
+        dense.gamma
+    with pytest.raises(AttributeError, match="not built yet"):
+        Dense(2).kernel
+
+
 def test_initializers_are_seeded_and_keras_shaped():
     keras.utils.set_random_seed(42)
     a = Sequential([layers.LSTM(4, input_shape=(5, 3))]).get_weights()

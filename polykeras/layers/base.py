@@ -22,6 +22,7 @@ from polykeras import initializers, regularizers
 from polykeras.layers.first_call import FirstCall
 from polykeras.layers.symbolic import TRACING, SymbolicTensor, attach_mask, format_shape
 from polykeras.layers.trainable import TrainableFlag
+from polykeras.layers.weight import Weight, named_weight
 from polykeras.spec import LayerSpec, Shape, WeightSpec
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -43,30 +44,6 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()  # Keras: Conv2D -> conv2d
 
 
-
-
-class Weight:
-    """A read-only view of one weight, for code that inspects ``layer.weights``."""
-
-    def __init__(self, layer: "Layer", index: int):
-        self._layer, self._index = layer, index
-        spec = layer._weight_specs[index]
-        self.name, self.shape, self.trainable = spec.name, spec.shape, spec.trainable
-
-    @property
-    def path(self) -> str:
-        return f"{self._layer.name}/{self.name}"
-
-    def numpy(self) -> np.ndarray:
-        return self._layer.get_weights()[self._index]
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.numpy(), dtype=dtype)
-
-    def __repr__(self) -> str:
-        return f"<Weight path={self.path} shape={self.shape}>"
-
-
 class Layer(FirstCall, TrainableFlag):
     """Base class of every polykeras layer.
 
@@ -85,6 +62,13 @@ class Layer(FirstCall, TrainableFlag):
     #: layer computes with it (RNNs, GlobalAveragePooling1D). See :mod:`polykeras.layers.masking`.
     supports_masking: ClassVar[bool] = False
     reads_mask: ClassVar[bool] = False
+
+    def __getattr__(self, name: str):  # only for names not found otherwise: a weight, as Keras's layers have
+        if hasattr(type(self), name):  # a property that raised AttributeError: its own message, again
+            return object.__getattribute__(self, name)
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return named_weight(self, name)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
