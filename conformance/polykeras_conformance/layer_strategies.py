@@ -367,9 +367,10 @@ def _activity_normalization(draw):
 
 @st.composite
 def _activation_layers(draw):
-    """ReLU (max_value, negative_slope, threshold), LeakyReLU, ELU and Softmax (an axis of a rank-2 input):
-    Keras layers polykeras writes with ops, before a Dense (input and weight gradients through them)."""
-    kind = draw(st.sampled_from(["ReLU", "LeakyReLU", "ELU", "Softmax"]))
+    """ReLU (max_value, negative_slope, threshold), LeakyReLU, ELU, Softmax (an axis of a rank-2 input) and
+    PReLU (its alpha weight, shared along an axis or not): Keras layers polykeras writes with ops, before a
+    Dense (input and weight gradients through them)."""
+    kind = draw(st.sampled_from(["ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU"]))
     shape = (draw(st.integers(1, 5)),)
     if kind == "ReLU":
         config = dict(max_value=draw(st.sampled_from([None, 0.5, 6.0])),
@@ -378,10 +379,15 @@ def _activation_layers(draw):
         config = dict(negative_slope=draw(st.sampled_from([0.01, 0.3])))
     elif kind == "ELU":
         config = dict(alpha=draw(st.sampled_from([0.5, 1.0, 2.0])))
-    else:
+    elif kind == "Softmax":
         shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
         config = dict(axis=draw(st.sampled_from([-1, 1])))
-    return [_layer(kind, **config), _layer("Dense", units=draw(st.integers(1, 4)))], shape
+    else:
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        config = dict(alpha_initializer=draw(st.sampled_from(["zeros", "random_uniform"])),
+                      shared_axes=draw(st.sampled_from([None, [1]])))
+    layers = [_layer(kind, **config), _layer("Dense", units=draw(st.integers(1, 4)))]
+    return (layers if len(shape) == 1 else [layers[0], _layer("Flatten"), layers[1]]), shape
 
 
 #: group: strategy (the group names the case ids' kinds; layer_cases draws them in this order)
@@ -397,5 +403,5 @@ STRATEGIES = {
     "Bidirectional": _bidirectional, "Masking:Bidirectional": _masked_bidirectional,
     "TimeDistributed": _time_distributed, "Masking:TimeDistributed": _masked_time_distributed,
     "GaussianNoise/GaussianDropout": _noise, "ActivityRegularization/Normalization": _activity_normalization,
-    "ReLU/LeakyReLU/ELU/Softmax": _activation_layers,
+    "ReLU/LeakyReLU/ELU/Softmax/PReLU": _activation_layers,
 }

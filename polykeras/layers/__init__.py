@@ -1,6 +1,6 @@
 """Keras-compatible layers (``from polykeras.layers import Dense``)."""
 
-from polykeras.layers.activation_layers import ELU, LeakyReLU, ReLU, Softmax
+from polykeras.layers.activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from polykeras.layers.base import Layer, SymbolicTensor
 from polykeras.layers.category_encoding import CategoryEncoding
 from polykeras.layers.bidirectional import Bidirectional
@@ -49,7 +49,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
 #: no spec kind, but a Keras config (a ``.keras`` file) names them.
 TRACED_LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (MultiHeadAttention, Attention, AdditiveAttention, Masking, CategoryEncoding, Lambda,
-                                 ReLU, LeakyReLU, ELU, Softmax)
+                                 ReLU, LeakyReLU, ELU, Softmax, PReLU)
 }
 
 

@@ -1,4 +1,4 @@
-"""Keras's activation layers -- ``ReLU``, ``LeakyReLU``, ``ELU``, ``Softmax`` -- written as Keras 3
+"""Keras's activation layers -- ``ReLU``, ``LeakyReLU``, ``ELU``, ``Softmax``, ``PReLU`` -- written as Keras 3
 writes them: ``call`` applies the matching :mod:`polykeras.activations` function, which is made of
 ``polykeras.ops``. So they are traced into op nodes (no spec kind, no per-backend code: every
 backend that runs the ops runs them, the NumPy reference included), and a ``.keras`` file names
@@ -120,4 +120,55 @@ class Softmax(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-ACTIVATION_LAYERS = (ReLU, LeakyReLU, ELU, Softmax)
+class PReLU(Layer):
+    """``PReLU(alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None)``:
+    ``x`` where ``x >= 0``, else ``alpha * x``, with ``alpha`` a weight of the input's shape (batch axis
+    excluded; size 1 along ``shared_axes``). Constraints are refused, as ``add_weight`` refuses them."""
+
+    supports_masking = True
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
+                 **kwargs):
+        from polykeras import initializers, regularizers
+
+        super().__init__(**kwargs)
+        if alpha_constraint is not None:
+            raise NotImplementedError(f"PReLU layer {self.name!r}: alpha_constraint is not supported (weight "
+                                      "constraints are not implemented)")
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            self.shared_axes = [int(a) for a in (shared_axes if isinstance(shared_axes, (list, tuple))
+                                                 else [shared_axes])]
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or []:
+            if not 1 <= axis <= len(shape):
+                raise ValueError(f"PReLU layer {self.name!r}: shared_axes holds {axis}, but the input "
+                                 f"{tuple(input_shape)} has axes 1..{len(shape)} (axis 0 is the batch)")
+            shape[axis - 1] = 1
+        if any(d is None for d in shape):
+            raise ValueError(f"PReLU layer {self.name!r}: alpha needs a known size on every axis it does not share; "
+                             f"input shape {tuple(input_shape)} (share the unknown axes with shared_axes=...)")
+        self.alpha = self.add_weight(shape=tuple(shape), name="alpha", initializer=self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer)
+
+    def call(self, inputs):
+        from polykeras import ops
+
+        return ops.subtract(activations.relu(inputs),
+                            ops.multiply(self.alpha, activations.relu(ops.negative(inputs))))
+
+    def get_config(self):
+        from polykeras import initializers
+        from polykeras.layers.base import serialize_regularizer
+
+        return {**super().get_config(), "alpha_initializer": initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": serialize_regularizer(self.alpha_regularizer), "alpha_constraint": None,
+                "shared_axes": self.shared_axes}
+
+
+ACTIVATION_LAYERS = (ReLU, LeakyReLU, ELU, Softmax, PReLU)
