@@ -114,15 +114,19 @@ CASES = {
     "poisson": ("Poisson", {}, COUNTS, POSITIVE),
     "logcosh": ("LogCoshError", {}, REAL_TARGETS, REAL),
     "cosine_similarity": ("CosineSimilarity", {}, REAL_TARGETS, REAL),
+    "rmse": ("RootMeanSquaredError", {}, REAL_TARGETS, REAL),
     "bce_logits_smoothed": ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, BINARY, LOGITS),
     "cce_smoothed": ("CategoricalCrossentropy", {"label_smoothing": 0.2}, ONEHOT, SCORES),
     "scce_logits": ("SparseCategoricalCrossentropy", {"from_logits": True}, LABELS, np.log(SCORES) + 1.0),
 }
-#: Keras's Mean and Sum: case id -> (class, config, values, unused); compared by hand (update_state) only
+#: Compared by hand only: Keras's Mean and Sum (case id -> (class, config, values, None)), and vectors (each element a
+#: sample of an elementwise metric)
 TRACKER_CASES = {
     "mean": ("Mean", {}, REAL, None),
     "sum": ("Sum", {}, REAL, None),
     "mean_of_vectors": ("Mean", {}, REAL[:, 0], None),
+    "rmse_of_vectors": ("RootMeanSquaredError", {}, REAL_TARGETS[:, 0], REAL[:, 0]),
+    "binary_accuracy_of_vectors": ("BinaryAccuracy", {}, BINARY[:, 0], PROB[:, 0]),
 }
 
 
@@ -280,9 +284,10 @@ def _loss_metrics(backend):
               metrics=["mape", "msle", keras.metrics.Hinge(), "squared_hinge", keras.metrics.CategoricalHinge(),
                        keras.metrics.KLDivergence(), "poisson", keras.metrics.LogCoshError(),
                        keras.metrics.CosineSimilarity(), keras.metrics.BinaryAccuracy(threshold=0.3),
-                       keras.metrics.BinaryCrossentropy(label_smoothing=0.1)],
+                       keras.metrics.BinaryCrossentropy(label_smoothing=0.1), "root_mean_squared_error"],
               weighted_metrics=[keras.metrics.KLDivergence(), "cosine_similarity",
-                                keras.metrics.BinaryAccuracy(threshold=0.7, name="acc70")])
+                                keras.metrics.BinaryAccuracy(threshold=0.7, name="acc70"),
+                                keras.metrics.RootMeanSquaredError(name="wrmse")])
     return m
 
 
@@ -379,7 +384,8 @@ def test_loss_metrics_log_under_keras_names_and_survive_saving(tmp_path):
     logs = m.evaluate(X, MULTILABEL, verbose=0, return_dict=True, sample_weight=WEIGHTS)
     assert list(logs) == ["loss", "mape", "msle", "hinge", "squared_hinge", "categorical_hinge", "kl_divergence",
                           "poisson", "logcosh", "cosine_similarity", "binary_accuracy", "binary_crossentropy",
-                          "weighted_kl_divergence", "weighted_cosine_similarity", "acc70"]
+                          "root_mean_squared_error", "weighted_kl_divergence", "weighted_cosine_similarity", "acc70",
+                          "wrmse"]
     p = m.predict(X, verbose=0)
     yn = MULTILABEL / np.maximum(np.linalg.norm(MULTILABEL, axis=-1, keepdims=True), 1e-12)
     cosine = np.sum(yn * p / np.linalg.norm(p, axis=-1, keepdims=True), axis=-1)
@@ -388,6 +394,9 @@ def test_loss_metrics_log_under_keras_names_and_survive_saving(tmp_path):
     assert logs["acc70"] == pytest.approx(np.dot(np.mean(MULTILABEL == (p > 0.7), -1), WEIGHTS) / WEIGHTS.sum(),
                                           rel=1e-12)
     assert logs["binary_accuracy"] == pytest.approx(np.mean(MULTILABEL == (p > 0.3)), rel=1e-12)
+    squared = np.mean(np.square(p - MULTILABEL), -1)
+    assert logs["root_mean_squared_error"] == pytest.approx(np.sqrt(squared.mean()), rel=1e-12)
+    assert logs["wrmse"] == pytest.approx(np.sqrt(np.dot(squared, WEIGHTS) / WEIGHTS.sum()), rel=1e-12)
     path = tmp_path / "m.keras"
     m.save(path)
     loaded = keras.models.load_model(path)
@@ -424,6 +433,16 @@ def test_a_metric_subclass_runs_by_hand_and_is_refused_by_compile():
     m = keras.Sequential([layers.Input((5,)), layers.Dense(C, activation="softmax")])
     with pytest.raises(TypeError, match="metrics: metric 'categorical_true_positives'.*by hand only.*fn\\(y_true"):
         m.compile(loss="sparse_categorical_crossentropy", metrics=[metric])
+
+
+def test_a_metric_used_by_hand_pickles_with_its_state():
+    m = keras.metrics.AUC(num_thresholds=7)
+    m.update_state(BINARY[:30], PROB[:30])
+    copy = pickle.loads(pickle.dumps(m))
+    assert copy.result() == m.result()
+    for metric in (m, copy):
+        metric.update_state(BINARY[30:], PROB[30:])
+    assert copy.result() == m.result() != 0.0
 
 
 def test_mean_tracker_takes_framework_tensors_and_keras_shapes():

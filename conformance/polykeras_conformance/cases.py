@@ -228,7 +228,7 @@ METRIC_CASES: list[Case] = [
          "labels", ["sparse_top_k_categorical_accuracy", "sparse_categorical_accuracy"]),
         # Keras's metrics that are losses (the per-sample loss, averaged), on outputs and targets they are meant for
         ("regression losses", 3, "softplus", "mean_squared_error", "positive",
-         ["mape", "msle", "log_cosh_error", "cosine_similarity", "poisson"]),
+         ["mape", "msle", "log_cosh_error", "cosine_similarity", "poisson", "root_mean_squared_error"]),
         ("hinges", 3, "tanh", "hinge", "binary", ["hinge", "squared_hinge", "categorical_hinge"]),
         ("distribution", 4, "softmax", "kl_divergence", "distribution", ["kl_divergence", "categorical_hinge"]),
     ]

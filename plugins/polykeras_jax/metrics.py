@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from polykeras.metrics.statistics import (CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
-                                         statistics_function, thresholds)
+from polykeras.metrics.statistics import (LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+                                         STATEFUL_KINDS, statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 from polykeras_jax import losses
 
@@ -160,4 +160,4 @@ def get_statistics(metric: MetricSpec) -> Callable:
 
 
 #: The kinds this backend implements.
-METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou", "function")
+METRICS = MEAN_KINDS + STATEFUL_KINDS + ("function",)

@@ -50,7 +50,8 @@ METRICS = {"binary_accuracy": "BinaryAccuracy", "categorical_accuracy": "Categor
            "mean_absolute_percentage_error": "MeanAbsolutePercentageError",
            "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "hinge": "Hinge",
            "squared_hinge": "SquaredHinge", "categorical_hinge": "CategoricalHinge", "kl_divergence": "KLDivergence",
-           "poisson": "Poisson", "log_cosh": "LogCoshError", "cosine_similarity": "CosineSimilarity"}
+           "poisson": "Poisson", "log_cosh": "LogCoshError", "cosine_similarity": "CosineSimilarity",
+           "root_mean_squared_error": "RootMeanSquaredError"}
 # losses added after METRICS took its copy: the metric kinds stay those polykeras.metrics resolves
 LOSSES.update({"mean_absolute_percentage_error": "MeanAbsolutePercentageError",
                "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",

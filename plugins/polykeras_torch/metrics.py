@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from polykeras.metrics.statistics import (CONFUSION_KINDS, LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
-                                         statistics_function, thresholds)
+from polykeras.metrics.statistics import (LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+                                         STATEFUL_KINDS, statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 
 from . import losses
@@ -163,4 +163,4 @@ def get_statistics(metric: MetricSpec):
 
 
 #: The kinds this backend implements.
-METRICS = MEAN_KINDS + CONFUSION_KINDS + ("mean_iou", "function")
+METRICS = MEAN_KINDS + STATEFUL_KINDS + ("function",)

@@ -8,13 +8,15 @@ from polykeras.metrics.objects import (AUC, BinaryAccuracy, BinaryCrossentropy, 
                                        CategoricalCrossentropy, CategoricalHinge, CosineSimilarity, Hinge, KLDivergence, LogCoshError, MeanAbsoluteError,
                                        MeanAbsolutePercentageError, MeanIoU, MeanSquaredError,
                                        MeanSquaredLogarithmicError, Metric, Poisson, Precision, Recall,
+                                       RootMeanSquaredError,
                                        SparseCategoricalAccuracy, SparseCategoricalCrossentropy,
                                        SparseTopKCategoricalAccuracy, SquaredHinge,
                                        TopKCategoricalAccuracy)
 from polykeras.metrics.resolve import KINDS, check, get, resolve, serialize, unique_names
 
-__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "Hinge", "KINDS",
-           "KLDivergence", "LogCoshError", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU",
-           "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric", "Poisson", "Precision", "Recall",
-           "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy", "SquaredHinge", "Sum",
-           "TopKCategoricalAccuracy", "check", "get", "resolve", "serialize", "unique_names"]
+__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "CategoricalCrossentropy",
+           "CategoricalHinge", "CosineSimilarity", "Hinge", "KINDS", "KLDivergence", "LogCoshError", "Mean",
+           "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU", "MeanSquaredError",
+           "MeanSquaredLogarithmicError", "Metric", "Poisson", "Precision", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
+           "SquaredHinge", "Sum", "TopKCategoricalAccuracy", "check", "get", "resolve", "serialize", "unique_names"]

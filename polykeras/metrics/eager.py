@@ -24,6 +24,9 @@ from polykeras.spec import MetricSpec
 
 #: The backend whose metric code runs eager metrics.
 REFERENCE = "numpy"
+#: Kinds whose values Keras computes per element before its ``Mean`` reduces each sample (a vector's
+#: elements are samples); the other mean kinds reduce the last axis first.
+_ELEMENTWISE = ("binary_accuracy", "root_mean_squared_error")
 
 
 def to_numpy(x) -> np.ndarray:
@@ -50,17 +53,20 @@ def update(metric, y_true, y_pred, sample_weight=None) -> None:
     """Add one batch's statistics to a built-in metric's state."""
     dtype = dtype_of(metric)
     spec = metric.to_spec(weighted=True)
-    if getattr(metric, "_eager", None) is None or metric._eager[0] != spec:
-        metric._eager = (spec, _statistics_function(spec), None)
-    spec, fn, sums = metric._eager
+    state = getattr(metric, "_eager", None)
+    if state is None or state[0] != spec:
+        state = (spec, None, None)
+    spec, fn, sums = state
+    fn = fn or _statistics_function(spec)  # (dropped when the object is pickled: Metric.__getstate__)
     y, p = to_numpy(y_true), to_numpy(y_pred).astype(dtype)
     if y.dtype.kind in "fb":
         y = y.astype(dtype)
     w = None if sample_weight is None else to_numpy(sample_weight).astype(dtype)
-    if p.ndim == 1 and spec.kind in MEAN_KINDS:  # vectors, as Keras reduces them: each element a sample of
-        # binary accuracy (its values are elementwise), the whole vector one sample of the others (last-axis means)
-        y, p = (y[:, None], p[:, None]) if spec.kind == "binary_accuracy" else (y[None], p[None])
-        w = None if w is None else (w if spec.kind == "binary_accuracy" else w.reshape(1, -1).mean(axis=1))
+    if p.ndim == 1 and spec.kind in _ELEMENTWISE:  # vectors, as Keras reduces them: each element a sample
+        y, p = y[:, None], p[:, None]
+    elif p.ndim == 1 and spec.kind in MEAN_KINDS:  # the whole vector one sample (Keras's last-axis means)
+        y, p = y[None], p[None]
+        w = None if w is None else w.reshape(1, -1).mean(axis=1)
     stats = np.asarray(fn(y, p, w), dtype=dtype)
     metric._eager = (spec, fn, stats if sums is None else sums + stats)
 

@@ -67,6 +67,12 @@ class Metric:
     def reset_states(self) -> None:
         self.reset_state()
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if state.get("_eager") is not None:  # the reference's function is found again on the next update
+            state["_eager"] = (state["_eager"][0], None, state["_eager"][2])
+        return state
+
     def __call__(self, *args, **kwargs):
         """``update_state`` then ``result`` (Keras's ``Metric.__call__``)."""
         self.update_state(*args, **kwargs)
@@ -106,6 +112,7 @@ CategoricalHinge = _mean_class("CategoricalHinge", "categorical_hinge", "down")
 KLDivergence = _mean_class("KLDivergence", "kl_divergence", "down")
 Poisson = _mean_class("Poisson", "poisson", "down")
 LogCoshError = _mean_class("LogCoshError", "log_cosh", "down", "logcosh")
+RootMeanSquaredError = _mean_class("RootMeanSquaredError", "root_mean_squared_error", "down")
 
 
 class BinaryAccuracy(Metric):
@@ -311,4 +318,4 @@ CLASSES = {cls.__name__: cls for cls in (BinaryAccuracy, CategoricalAccuracy, Sp
                                           MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Hinge,
                                           SquaredHinge, CategoricalHinge, KLDivergence, Poisson, LogCoshError,
                                           CosineSimilarity, BinaryCrossentropy, CategoricalCrossentropy,
-                                          SparseCategoricalCrossentropy)}
+                                          SparseCategoricalCrossentropy, RootMeanSquaredError)}

@@ -25,7 +25,8 @@ _ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "MSE": "m
             "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
             "log_cosh_error": "log_cosh"}
 #: Names that make a metric object with its defaults (as ``keras.metrics.get`` does).
-_OBJECT_NAMES = {"precision": objects.Precision, "recall": objects.Recall, "auc": objects.AUC}
+_OBJECT_NAMES = {"precision": objects.Precision, "recall": objects.Recall, "auc": objects.AUC,
+                 "root_mean_squared_error": objects.RootMeanSquaredError}
 _NAMES = ("accuracy", "acc", *MEAN_KINDS, *_ALIASES, *_OBJECT_NAMES, *objects.CLASSES)
 
 

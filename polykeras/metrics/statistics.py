@@ -8,7 +8,7 @@ Two mechanisms, chosen by :func:`is_summed`:
   the sample-count-weighted mean over the epoch (Keras's ``MeanMetricWrapper``).
 * A **summed metric** -- every entry of ``weighted_metrics``, every metric its output's Keras
   mask weights (``MetricSpec.masked``) and every stateful kind
-  (``precision``, ``recall``, ``auc``, ``mean_iou``): the backend returns the batch's
+  (``precision``, ``recall``, ``auc``, ``mean_iou``, ``root_mean_squared_error``): the backend returns the batch's
   *sufficient statistics*, an array of the shape :func:`statistics_shape` gives, the
   program adds them up over the epoch (native arithmetic, no host sync), and
   :func:`value` turns the sums into the logged number, in NumPy float64.
@@ -29,6 +29,8 @@ batch has none):
   prediction is positive at threshold ``t`` when ``p > t``; ``y`` counts as true when
   non-zero; each element weighs its sample's weight. ``auc`` with ``from_logits``
   applies the sigmoid first.
+* ``root_mean_squared_error``: ``mean_squared_error``'s weighted-mean statistics; the value is the
+  square root of their ratio (Keras's ``RootMeanSquaredError``, a ``Mean`` of squared errors).
 * ``mean_iou``: the ``(C, C)`` confusion matrix, rows the true class and columns the
   predicted one (after ``argmax`` of one-hot targets / probabilities where the config
   says they are not sparse), each flattened element adding its weight; class ids
@@ -52,7 +54,9 @@ MEAN_KINDS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_acc
 #: Kinds whose statistics are the confusion counts at thresholds.
 CONFUSION_KINDS = ("precision", "recall", "auc")
 #: Kinds that always sum statistics.
-STATEFUL_KINDS = CONFUSION_KINDS + ("mean_iou",)
+STATEFUL_KINDS = CONFUSION_KINDS + ("mean_iou", "root_mean_squared_error")
+#: Stateful kinds whose statistics are a weighted mean kind's, the value a function of its ratio.
+_MEAN_OF = {"root_mean_squared_error": "mean_squared_error"}
 #: Kinds an output's Keras mask weights (Keras's ``MeanMetricWrapper``: the mean kinds and a user's
 #: function; not the stateful kinds, whose ``update_state`` ignores the mask).
 MASKED_KINDS = MEAN_KINDS + ("function",)
@@ -105,7 +109,7 @@ def statistics_function(metric: MetricSpec, confusion, mean_iou, weighted_mean):
     elif metric.kind == "mean_iou":
         fn = mean_iou(metric)
     else:
-        fn = weighted_mean(metric.kind, metric.config)
+        fn = weighted_mean(_MEAN_OF.get(metric.kind, metric.kind), metric.config)
     return fn if metric.weighted or metric.masked else (lambda y, p, sample_weight=None: fn(y, p, None))
 
 
@@ -122,7 +126,7 @@ def statistics_shape(metric: MetricSpec) -> tuple[int, ...]:
     if metric.kind == "mean_iou":
         c = int(metric.config["num_classes"])
         return (c, c)
-    if metric.weighted or metric.masked:
+    if metric.weighted or metric.masked or metric.kind in _MEAN_OF:
         return (2,)
     raise ValueError(f"metric {metric.name!r} ({metric.kind}) is a plain mean metric: it has no statistics")
 
@@ -186,6 +190,8 @@ def value(metric: MetricSpec, stats) -> float:
         return _auc(metric.config, stats)
     if metric.kind == "mean_iou":
         return _mean_iou(stats)
+    if metric.kind == "root_mean_squared_error":
+        return float(np.sqrt(_ratio(stats[0], stats[1])))
     return float(_ratio(stats[0], stats[1]))
 
 
