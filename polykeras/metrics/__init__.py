@@ -5,12 +5,11 @@ metric objects used by hand on arrays, with the ``Mean``/``Sum`` trackers (:mod:
 
 from polykeras.metrics.eager import Mean, Sum
 from polykeras.metrics.objects import (AUC, BinaryAccuracy, BinaryCrossentropy, CategoricalAccuracy,
-                                       CategoricalCrossentropy, CategoricalHinge, CosineSimilarity, Hinge, KLDivergence, LogCoshError, MeanAbsoluteError,
-                                       MeanAbsolutePercentageError, MeanIoU, MeanSquaredError,
-                                       MeanSquaredLogarithmicError, Metric, Poisson, Precision, Recall,
-                                       RootMeanSquaredError,
-                                       SparseCategoricalAccuracy, SparseCategoricalCrossentropy,
-                                       SparseTopKCategoricalAccuracy, SquaredHinge,
+                                       CategoricalCrossentropy, CategoricalHinge, CosineSimilarity, Hinge,
+                                       KLDivergence, LogCoshError, MeanAbsoluteError, MeanAbsolutePercentageError,
+                                       MeanIoU, MeanSquaredError, MeanSquaredLogarithmicError, Metric, Poisson,
+                                       Precision, Recall, RootMeanSquaredError, SparseCategoricalAccuracy,
+                                       SparseCategoricalCrossentropy, SparseTopKCategoricalAccuracy, SquaredHinge,
                                        TopKCategoricalAccuracy)
 from polykeras.metrics.resolve import KINDS, check, get, resolve, serialize, unique_names
 
