@@ -160,7 +160,9 @@ class Backend:
     #: ``"shared_layers"``, ``"masking"`` (nodes that read a Keras mask, ``LayerSpec.mask``:
     #: see :mod:`polykeras.layers.masking`; :attr:`polykeras.spec.ModelSpec.features`),
     #: ``"inference_nodes"`` (nodes with ``LayerSpec.training=False`` -- a frozen
-    #: BatchNormalization -- run in inference mode inside a training step: ``LayerSpec.node_training``). The
+    #: BatchNormalization -- run in inference mode inside a training step: ``LayerSpec.node_training``),
+    #: ``"added_losses"`` (``AddLoss`` nodes, a traced ``add_loss``: ``[x, loss, ...] -> x``, each scalar
+    #: loss added to the step's loss in training and evaluation, see :mod:`polykeras.layers.added_loss`). The
     #: core refuses a model that needs one that is not listed, before compiling.
     graph_features: ClassVar[frozenset[str]] = frozenset()
     #: Training features beyond the plain step: ``"sample_weight"`` (``train_step``/``test_step``

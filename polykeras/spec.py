@@ -147,6 +147,8 @@ class ModelSpec:
             out.add("masking")
         if any(layer.training is False for layer in self.layers):
             out.add("inference_nodes")
+        if any(layer.kind == "AddLoss" for layer in self.layers):
+            out.add("added_losses")
         return frozenset(out)
 
     @property

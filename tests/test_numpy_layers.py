@@ -473,7 +473,7 @@ def test_kernels_registry_covers_every_kind():
         "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
         "SeparableConv1D", "Bidirectional", "TimeDistributed", "ConvLSTM1D", "ConvLSTM2D",
     }
-    expected |= {"GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization"}
+    expected |= {"GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization", "AddLoss"}
     assert set(KERNELS) == expected
     assert all(cls.kind == kind for kind, cls in KERNELS.items())
     assert [k for k, c in KERNELS.items() if not c.differentiable_input] == ["Embedding"]

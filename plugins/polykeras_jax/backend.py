@@ -21,7 +21,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
-                                "inference_nodes"})
+                                "inference_nodes", "added_losses"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
                                    "metric_statistics", "metric_weight"})
     layer_kinds = LAYER_KINDS

@@ -23,7 +23,7 @@ LAYER_KINDS = frozenset({
     "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
-    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
+    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "AddLoss", "Normalization",
     "ConvLSTM1D", "ConvLSTM2D",
 })
 

@@ -34,7 +34,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class TorchBackend(Backend):
     name = "torch"
     graph_features = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
-                                "inference_nodes"})
+                                "inference_nodes", "added_losses"})
     training_features = frozenset({"sample_weight", "per_output_sample_weight", "optimizer_state",
                                    "metric_statistics", "metric_weight"})
     layer_kinds = frozenset(LAYERS)

@@ -25,6 +25,7 @@ from polykeras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Min
                                     concatenate, dot, maximum, minimum, multiply, subtract)
 from polykeras.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from polykeras.layers.operation import Operation
+from polykeras.layers.added_loss import AddLoss
 from polykeras.layers.time_distributed import TimeDistributed
 from polykeras.layers.variable import Variable
 from polykeras.layers.normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
@@ -37,7 +38,7 @@ BUILTIN_LAYERS: dict[str, type[Layer]] = {
     for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Conv1D, Conv2D, MaxPooling1D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                 BatchNormalization, Embedding, SimpleRNN, LSTM, GRU, Add, Subtract, Multiply, Average, Maximum,
-                Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable,
+                Minimum, Concatenate, Dot, LayerNormalization, Operation, Variable, AddLoss,
                 GlobalMaxPooling1D, GlobalMaxPooling2D, *RESHAPING_LAYERS, GroupNormalization, UnitNormalization,
                 AveragePooling1D, SpatialDropout1D, SpatialDropout2D, Conv1DTranspose, Conv2DTranspose,
                 DepthwiseConv2D, SeparableConv2D, DepthwiseConv1D, SeparableConv1D, Bidirectional, *NOISE_LAYERS,

@@ -58,6 +58,7 @@ class Layer(FirstCall, TrainableFlag):
     #: True for layers called on a list of tensors (merge layers): ``build``,
     #: ``compute_output_shape`` and the backends then see a list of shapes/inputs.
     multiple_inputs: ClassVar[bool] = False
+    takes_across_batch = False  # True for ops and AddLoss: they may read a value computed across the batch
     #: Keras's ``supports_masking``: an input's mask passes through unchanged; ``reads_mask``: the
     #: layer computes with it (RNNs, GlobalAveragePooling1D). See :mod:`polykeras.layers.masking`.
     supports_masking: ClassVar[bool] = False
@@ -228,6 +229,10 @@ class Layer(FirstCall, TrainableFlag):
         out = SymbolicTensor(out_shape, self.output_dtype(tensors[0].dtype if tensors else None), self, tuple(tensors))
         if tensors:  # a layer on constants only (inside a traced call()) has no batch axis either
             out.batched = any(t.batched for t in tensors)
+        if any(t.across_batch for t in tensors):  # a value for add_loss (polykeras.layers.added_loss)
+            from polykeras.layers.added_loss import check_across_batch
+
+            out.across_batch = check_across_batch(self, tensors)
         attach_mask(self, out, tensors, several)
         return out
 
@@ -247,7 +252,23 @@ class Layer(FirstCall, TrainableFlag):
         if training:
             raise NotImplementedError("eager layer calls run in inference mode only (training=False)")
         inp = Input(shape=x.shape[1:], dtype=str(x.dtype) if x.dtype.kind in "iu" else None)
+        if self._custom_call():  # its call() may add losses: they become self.losses
+            from polykeras.layers.added_loss import eager_call
+
+            return eager_call(self, inp, x)
         return Model(inp, self(inp)).predict_on_batch(x)
+
+    def add_loss(self, loss) -> None:
+        """Keras's ``add_loss`` inside ``call()``: ``loss`` is added to the training (and evaluation) loss
+        (see :mod:`polykeras.layers.added_loss`)."""
+        from polykeras.layers.added_loss import add_loss
+
+        add_loss(self, loss)
+
+    @property
+    def losses(self) -> list[float]:
+        """The values of the losses ``call()`` added in the last eager call (``layer(array)``)."""
+        return list(getattr(self, "_losses", []))
 
     # -- weights ------------------------------------------------------------
     def _sync_from_model(self) -> None:

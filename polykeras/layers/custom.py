@@ -13,8 +13,9 @@ import inspect
 
 import numpy as np
 
+from polykeras.layers.added_loss import attach, check_outputs
 from polykeras.layers.base import Layer
-from polykeras.layers.symbolic import SymbolicTensor
+from polykeras.layers.symbolic import COLLECTING, SymbolicTensor
 from polykeras.layers.variable import Variable, tracing
 
 
@@ -81,8 +82,14 @@ def traced_call(layer: Layer, inputs, args, kwargs):
         with tracing(layer):  # nested layers and variables made in build() belong to this layer
             _build(layer, bound)
         layer.built = True
-    with tracing(layer):
-        outputs = layer.call(*bound.args, **bound.kwargs)
+    COLLECTING.append((layer, []))
+    try:
+        with tracing(layer):
+            outputs = layer.call(*bound.args, **bound.kwargs)
+            outputs = attach(outputs, COLLECTING[-1][1])  # the add_loss terms, on the first output
+    finally:
+        COLLECTING.pop()
+    check_outputs(f"layer {layer.name!r}: call()", outputs)
     written = _bound(layer, inputs, args, kwargs, carried_mask=False)  # how a .keras file names the call
     layer._traced_calls.append((written.args, dict(written.kwargs), outputs))
     for out in flatten(outputs):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from polykeras.layers.base import Layer, unique_name
-from polykeras.layers.symbolic import FREE_BATCH_AXIS, SymbolicTensor, format_shape
+from polykeras.layers.symbolic import COLLECTING, FREE_BATCH_AXIS, SymbolicTensor, format_shape
 from polykeras.ops import registry
 
 #: The largest NumPy array an op may take as a constant (entries); bigger ones belong in a weight.
@@ -112,6 +112,7 @@ class Operation(Layer):
 
     kind = "Operation"
     multiple_inputs = True
+    takes_across_batch = True
 
     def __init__(self, op: str, args: list[dict], params: dict[str, Any] | None = None, **kwargs):
         self.op = registry.get(op)
@@ -136,6 +137,7 @@ class Operation(Layer):
         out = super()._call_symbolically(tensors, several)
         out.dtype = self._output_dtype
         out.batched = self._output_batched
+        out.across_batch = out.across_batch or (not out.batched and any(self._input_batched) and not FREE_BATCH_AXIS)
         return out
 
     def compute_output_shape(self, input_shapes) -> tuple:
@@ -175,7 +177,7 @@ def infer_output(op, args, params, input_shapes, name, dtypes=None, batched=None
     if not any(batched):
         return tuple(a.shape), str(a.dtype), False
     if a.ndim == 0 or a.shape[0] != 2 or b.shape[0] != 3 or a.shape[1:] != b.shape[1:]:
-        if FREE_BATCH_AXIS and a.ndim == b.ndim == c.ndim:  # no batch axis: the sizes that vary are unknown
+        if (FREE_BATCH_AXIS or COLLECTING) and a.ndim == b.ndim == c.ndim:  # (COLLECTING: a value for add_loss)  # no batch axis: the sizes that vary are unknown
             return tuple(None if m != n or m != k else m for m, n, k in zip(a.shape, b.shape, c.shape)), \
                 str(a.dtype), False
         raise ValueError(

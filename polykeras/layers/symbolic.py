@@ -17,6 +17,10 @@ TRACING: list[tuple["Layer", dict]] = []
 _SERIALS = itertools.count()
 #: Non-empty while a loss or metric function is traced (:func:`polykeras.layers.operation.free_batch_axis`).
 FREE_BATCH_AXIS: list[bool] = []
+#: The layers and subclassed models whose ``call()`` is being traced, innermost last, each with the
+#: ``(layer, loss tensor)`` pairs its ``add_loss`` calls recorded so far (:mod:`polykeras.layers.added_loss`).
+#: While it is non-empty an op may reduce the batch axis, for a value that goes to ``add_loss``.
+COLLECTING: list[tuple[object, list]] = []
 
 
 def format_shape(shape) -> str:
@@ -58,6 +62,9 @@ class SymbolicTensor:
         #: with ``return_state``): ``(the call's node, tensor index)``; the node outputs them packed and
         #: this ``getitem`` node takes its part (:mod:`polykeras.layers.recurrent`)
         self.part_of: tuple[SymbolicTensor, int] | None = None
+        #: True for a value an op computed across the batch (``ops.mean(x)`` over axis 0), which only
+        #: ``add_loss`` may take (:func:`polykeras.layers.added_loss.check_across_batch`)
+        self.across_batch = False
         self.serial = next(_SERIALS)
 
     @property

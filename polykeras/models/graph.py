@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from polykeras import backend as _keras_backend
+from polykeras.layers.added_loss import check_outputs
 from polykeras.layers.base import Layer, SymbolicTensor, format_shape
 from polykeras.layers.input_layer import InputLayer
+from polykeras.layers.symbolic import COLLECTING
 from polykeras.spec import InputSpec, ModelSpec
 
 
@@ -26,6 +28,7 @@ class Graph:
 
     def __init__(self, inputs: list[SymbolicTensor], outputs: list[SymbolicTensor], model_name: str):
         self.inputs, self.outputs, self.model_name = list(inputs), list(outputs), model_name
+        check_outputs(f"model {model_name!r}", self.outputs)
         for t in self.inputs:
             if not isinstance(t.layer, InputLayer):
                 raise ValueError(f"model {model_name!r}: its inputs must be tensors from polykeras.Input(...); "
@@ -202,6 +205,14 @@ def replay(layers: dict[str, Layer], entries: list[tuple[str, list]], tensors: d
     index)`` to tensors and is filled in; ``output_masks`` gives the masks some
     calls' outputs carry (:meth:`Graph.output_masks`). Raises on a cycle or an
     unknown name."""
+    COLLECTING.append((None, []))  # a traced add_loss term may reduce the batch axis (its ops, replayed)
+    try:
+        _replay(layers, entries, tensors, model_name, output_masks)
+    finally:
+        COLLECTING.pop()
+
+
+def _replay(layers, entries, tensors, model_name, output_masks) -> None:
     masks = output_masks or {}
     pending = [(name, k, refs, (masks.get(name) or [None] * (k + 1))[k])
                for name, nodes in entries for k, refs in enumerate(nodes)]

@@ -12,9 +12,10 @@ import inspect
 
 import numpy as np
 
+from polykeras.layers.added_loss import attach
 from polykeras.layers.custom import flatten
 from polykeras.layers.input_layer import Input
-from polykeras.layers.symbolic import SymbolicTensor
+from polykeras.layers.symbolic import COLLECTING, SymbolicTensor
 
 
 def _structure_map(fn, structure):
@@ -48,7 +49,11 @@ def trace(model, inputs) -> None:
     from polykeras.models.graph import Graph
 
     kwargs = {"training": None} if "training" in inspect.signature(model.call).parameters else {}
-    outputs = model.call(inputs, **kwargs)
+    COLLECTING.append((model, []))
+    try:
+        outputs = attach(model.call(inputs, **kwargs), COLLECTING[-1][1])  # the model's add_loss terms
+    finally:
+        COLLECTING.pop()
     flat = flatten(outputs)
     bad = [type(o).__name__ for o in flat if not isinstance(o, SymbolicTensor)]
     if bad:

@@ -205,6 +205,12 @@ class TrainingAPI:
             return
         self._program.set_optimizer_state(state)
 
+    def add_loss(self, loss) -> None:
+        """Keras's ``add_loss`` inside a subclassed model's ``call()`` (see :mod:`polykeras.layers.added_loss`)."""
+        from polykeras.layers.added_loss import add_loss
+
+        add_loss(self, loss)
+
     def _check_supported(self, backend) -> None:
         spec = self._spec()
         lacking = sorted(spec.features - backend.graph_features)

@@ -44,6 +44,18 @@ class ActivityRegularization(Layer):
         return x
 
 
+class AddLoss(Layer):
+    """A traced ``add_loss``: ``[x, loss_1, ...] -> x``, each scalar loss to ``ctx.add_loss``."""
+
+    kind = "AddLoss"
+    multiple_inputs = True
+
+    def __call__(self, weights, xs, ctx):
+        for value in xs[1:]:
+            ctx.add_loss(value)
+        return xs[0]
+
+
 class Normalization(Layer):
     kind = "Normalization"
 
@@ -57,4 +69,4 @@ class Normalization(Layer):
         return mean + x * d if rules.invert else (x - mean) / d
 
 
-NOISE_LAYERS = (GaussianNoise, GaussianDropout, ActivityRegularization, Normalization)
+NOISE_LAYERS = (GaussianNoise, GaussianDropout, ActivityRegularization, AddLoss, Normalization)

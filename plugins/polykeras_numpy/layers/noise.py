@@ -58,6 +58,22 @@ class ActivityRegularization(Kernel):
         return dy + scale * (l1 * np.sign(x) + 2 * l2 * x), []
 
 
+class AddLoss(Kernel):
+    """A traced ``add_loss``: ``[x, loss_1, ...] -> x``; each scalar loss goes to ``ctx.add_loss``, so its
+    gradient is 1 (the backward pass starts there)."""
+
+    kind = "AddLoss"
+    multiple_inputs = True
+
+    def forward(self, weights, xs, ctx):
+        for value in xs[1:]:
+            ctx.add_loss(value)
+        return xs[0], len(xs) - 1
+
+    def backward(self, weights, cache, dy):
+        return [dy] + [np.ones((), self.dtype)] * cache, []
+
+
 class Normalization(Kernel):
     kind = "Normalization"
 
@@ -74,4 +90,4 @@ class Normalization(Kernel):
         return (dy * d if self.rules.invert else dy / d), [None] * len(weights)
 
 
-NOISE_KERNELS = (GaussianNoise, GaussianDropout, ActivityRegularization, Normalization)
+NOISE_KERNELS = (GaussianNoise, GaussianDropout, ActivityRegularization, AddLoss, Normalization)

@@ -44,6 +44,18 @@ class ActivityRegularization(TorchLayer):
         return x
 
 
+class AddLoss(TorchLayer):
+    """A traced ``add_loss``: ``[x, loss_1, ...] -> x``, each scalar loss to ``ctx.add_loss``."""
+
+    kind = "AddLoss"
+    multiple_inputs = True
+
+    def forward(self, params, xs, ctx):
+        for value in xs[1:]:
+            ctx.add_loss(value)
+        return xs[0]
+
+
 class Normalization(TorchLayer):
     kind = "Normalization"
 
@@ -62,4 +74,4 @@ class Normalization(TorchLayer):
         return mean + x * d if rules.invert else (x - mean) / d
 
 
-NOISE_LAYERS = (GaussianNoise, GaussianDropout, ActivityRegularization, Normalization)
+NOISE_LAYERS = (GaussianNoise, GaussianDropout, ActivityRegularization, AddLoss, Normalization)
