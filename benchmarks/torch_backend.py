@@ -34,7 +34,8 @@ of each is a warm-up. Reported: median ms/step, and speed ratios
 ``plain/polykeras`` (target >= 0.9) and ``keras/polykeras`` (target > 1).
 
 Run: ``python benchmarks/torch_backend.py [--workloads small,mlp,cnn,lstm,lstm-rd]
-[--epochs 6] [--no-keras]``.
+[--epochs 6] [--no-keras] [--threads N]`` (``--threads`` sets torch's intra-op threads of the
+polykeras and plain sides; Keras's worker keeps torch's default).
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--workloads", default="small,mlp,cnn,lstm,lstm-rd")
     p.add_argument("--epochs", type=int, default=6, help="epochs per side, the first a warm-up (default 6)")
     p.add_argument("--no-keras", action="store_true", help="skip Keras 3 on torch")
+    p.add_argument("--threads", type=int, help="torch intra-op threads of the polykeras and plain sides "
+                   "(default: torch's; 1 is steadier on a loaded machine)")
     p.add_argument("--keras-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.keras_worker:
@@ -175,8 +178,11 @@ def main(argv=None) -> int:
         return 0
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"python {sys.version.split()[0]}; {args.epochs} epochs per side (first is warm-up), interleaved")
+          f"python {sys.version.split()[0]}; {args.epochs} epochs per side (first is warm-up), interleaved; "
+          f"load average {os.getloadavg()[0]:.2f}")
     rows, versions = [], []
     for name in args.workloads.split(","):
         ms, losses = run_workload(name, args, versions)
@@ -186,6 +192,7 @@ def main(argv=None) -> int:
               flush=True)
     if versions:
         print(f"keras {versions[0]} (KERAS_BACKEND=torch)")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print()
     print("| workload (batch, optimizer) | polykeras-torch ms/step | plain torch ms/step | keras-torch ms/step "
           "| speed vs plain (>= 0.9) | speed vs keras (> 1) |")
