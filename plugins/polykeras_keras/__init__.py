@@ -42,12 +42,12 @@ LAYER_KINDS = frozenset({
     "AveragePooling1D", "Rescaling", "SpatialDropout1D", "SpatialDropout2D",
     "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "DepthwiseConv1D",
     "SeparableConv1D",
-    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Normalization",
+    "GaussianNoise", "GaussianDropout", "ActivityRegularization", "AddLoss", "Normalization",
     "ConvLSTM1D", "ConvLSTM2D",
 })
 #: Graph features beyond a chain: the spec's graph is built as a Keras functional model.
 GRAPH_FEATURES = frozenset({"multiple_inputs", "multiple_outputs", "shared_layers", "masking",
-                            "inference_nodes"})
+                            "inference_nodes", "added_losses"})
 
 NUMPY_CANNOT_TRAIN = ("Keras's numpy backend cannot train (it has no automatic differentiation); it can only predict "
                       "and evaluate. Train with keras-jax, keras-torch or keras-tensorflow")

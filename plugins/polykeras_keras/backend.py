@@ -43,6 +43,10 @@ class KerasBackend(Backend):
         super().__init__(device, dtype)
         self.keras_backend = keras_backend
         self.name = f"keras-{keras_backend}"
+        if keras_backend == "jax":  # add_loss terms: after fit, evaluate(batch_size=5) on 12 samples (a partial
+            # last batch) gave 2.1653 where the reference and Keras 3's own evaluate give 2.1892 (measured,
+            # tests/test_added_losses.py's model); cause not found, so keras-jax refuses such models
+            self.graph_features = GRAPH_FEATURES - {"added_losses"}
 
     def in_process(self) -> bool:
         """Whether this process's Keras can run the program itself."""

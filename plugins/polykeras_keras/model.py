@@ -36,7 +36,7 @@ from polykeras import random as _random
 from polykeras.layer_rules import rules_for
 from polykeras.spec import LayerSpec, ModelSpec
 
-from .operation import KerasOperation, KerasVariable
+from .operation import KerasAddLoss, KerasOperation, KerasVariable
 from .recurrent import CONV_LSTM, call_recurrent, conv_lstm_masks, pack_bidirectional
 
 #: Spec weight name (or (kind, weight name)) -> the Keras constructor argument of its regularizer.
@@ -270,6 +270,8 @@ def make_layer(layer: LayerSpec, dtype: str):
     """The Keras layer for one spec layer, with its regularizers and trainability."""
     if layer.kind == "Operation":
         return KerasOperation(name=layer.name, dtype=dtype, **{k: v for k, v in layer.config.items() if k != "name"})
+    if layer.kind == "AddLoss":
+        return KerasAddLoss(name=layer.name, dtype=dtype)
     if layer.kind == "Variable":
         (weight,) = layer.weights
         return KerasVariable(weight.name, weight.shape, weight.trainable, name=layer.name.replace("/", "__"),
@@ -340,7 +342,7 @@ class KerasGraphs:
                 # Keras functional model drops (and freezes) nodes that no input reaches
                 values[layer.name] = kl(self.inputs[0] if layer.kind == "Variable" else [self.inputs[0]])
                 continue
-            if layer.kind in MERGE or layer.kind == "Operation":
+            if layer.kind in MERGE or layer.kind in ("Operation", "AddLoss"):
                 values[layer.name] = kl(args)
                 continue
             if len(args) != 1 and layer.kind not in RECURRENT + ("Bidirectional",):

@@ -156,3 +156,14 @@ class KerasVariable(keras.layers.Layer):
 
     def compute_output_spec(self, anchor):
         return keras.KerasTensor(self.value.shape, dtype=self.compute_dtype)
+
+
+class KerasAddLoss(keras.layers.Layer):
+    """A traced ``add_loss`` (spec kind ``AddLoss``): ``[x, loss_1, ...] -> x``, each loss handed to
+    Keras's own ``add_loss``, which the engines sum into the step's loss (``model.losses``)."""
+
+    def call(self, inputs):
+        for value in inputs[1:]:
+            self.add_loss(value)
+        return inputs[0]
+
