@@ -180,6 +180,31 @@ def test_layer_losses_after_an_eager_call():
     assert layers.Dense(2).losses == []
 
 
+def test_layer_losses_list_weight_penalties():
+    """As Keras's: after the added losses, the penalty of each regularized trainable weight (sublayers'
+    too) at its current value; none for a frozen layer."""
+    class OuterLayerWithKernelRegularizer(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(4, kernel_regularizer=pk.regularizers.l2(1e-3))
+
+        def call(self, inputs):
+            self.add_loss(ops.sum(inputs) * 0.5)
+            return self.dense(inputs)
+
+    layer = OuterLayerWithKernelRegularizer()
+    assert layer.losses == []
+    layer(np.ones((2, 3), "float32"))
+    kernel = layer.dense.get_weights()[0]
+    assert layer.losses == pytest.approx([3.0, 1e-3 * np.sum(kernel.astype(np.float64) ** 2)], rel=1e-6)
+    dense = layers.Dense(3, kernel_regularizer="l1", bias_regularizer=pk.regularizers.l2(0.1))
+    dense.build((None, 2))
+    dense.set_weights([np.full((2, 3), -2.0), np.ones(3)])
+    assert dense.losses == pytest.approx([0.01 * 12.0, 0.1 * 3.0])
+    dense.trainable = False
+    assert dense.losses == []
+
+
 def test_refusals():
     """add_loss outside call(), of a non-tensor, or of an integer; a value computed across the batch used
     anywhere but in add_loss (ops keep axis 0 as the batch axis); the backends without ``added_losses``."""

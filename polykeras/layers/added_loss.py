@@ -156,3 +156,19 @@ def eager_call(layer: Layer, inp: SymbolicTensor, x: np.ndarray):
             adder._losses.append(value)
     layer._losses = values
     return results[0]
+
+
+def regularization_losses(layer: Layer) -> list[float]:
+    """The penalty of each regularized trainable weight of ``layer`` (its sublayers' too), at its current
+    value: what Keras's ``layer.losses`` lists after the added losses."""
+    from polykeras.layers.weight import Weight
+
+    out = []
+    for w in layer.weights:
+        spec = w._layer._weight_specs[w._index] if isinstance(w, Weight) else w._weight_specs[0]  # (a Variable)
+        if spec.regularizer and spec.trainable and w.trainable:
+            value = np.asarray(w.numpy(), dtype=np.float64)
+            out.append(float(spec.regularizer.get("l1", 0.0) * np.abs(value).sum()
+                             + spec.regularizer.get("l2", 0.0) * np.square(value).sum()))
+    return out
+

@@ -267,8 +267,11 @@ class Layer(FirstCall, TrainableFlag):
 
     @property
     def losses(self) -> list[float]:
-        """The values of the losses ``call()`` added in the last eager call (``layer(array)``)."""
-        return list(getattr(self, "_losses", []))
+        """Keras's ``layer.losses``: the values ``call()`` added in the last eager call (``layer(array)``),
+        then the penalties of the regularized trainable weights (their current values)."""
+        from polykeras.layers.added_loss import regularization_losses
+
+        return list(getattr(self, "_losses", [])) + regularization_losses(self)
 
     # -- weights ------------------------------------------------------------
     def _sync_from_model(self) -> None:
