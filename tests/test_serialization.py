@@ -195,3 +195,25 @@ def test_clone_model_refuses_what_it_cannot_reinitialize():
         keras.models.clone_model(model)
     with pytest.raises(NotImplementedError, match="input_tensors"):
         keras.models.clone_model(keras.Model(inp, layers.Dense(2)(inp)), input_tensors=[inp])
+
+
+def test_functional_from_config_takes_custom_objects():
+    """Keras's functional API guide calls ``keras.Model.from_config(config, custom_objects={...})`` on a model
+    holding its own layer class. polykeras's config records such a layer's call as the ops and variables it
+    traced to (docs/ops-and-custom-layers.md), so the config rebuilds that graph with or without the class; the
+    argument is taken (it was a TypeError) and applies to the rebuild, as Keras's scope does."""
+
+    class Scale(keras.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.w * 3.0
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Scale()(inputs)))
+    x = np.random.default_rng(0).random((4, 3))
+    for custom_objects in (None, {"Scale": Scale}):
+        clone = keras.Model.from_config(model.get_config(), custom_objects=custom_objects)
+        clone.set_weights(model.get_weights())
+        np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

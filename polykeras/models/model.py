@@ -19,9 +19,8 @@ from polykeras import metrics as _metrics
 from polykeras import optimizers as _optimizers
 from polykeras.layers.base import Layer, SymbolicTensor, unique_name
 from polykeras.layers import trainable as _trainable
-from polykeras.layers.input_layer import InputLayer
 from polykeras.models import subclassed
-from polykeras.models.graph import Graph, call_layer, check_call_inputs, replay
+from polykeras.models.graph import Graph, call_layer, check_call_inputs
 from polykeras.models.training import TrainingAPI
 from polykeras.spec import ModelSpec
 
@@ -304,29 +303,14 @@ class Model(TrainingAPI):
                 **({"output_names": self._output_names} if self._output_names else {})}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Model":
-        from polykeras.layers import deserialize
+    def from_config(cls, config: dict[str, Any], custom_objects: dict | None = None) -> "Model":
+        """A new model from :meth:`get_config`'s config; ``custom_objects``: the user's classes in it."""
+        from polykeras.models.functional_config import rebuild
+        from polykeras.saving.registration import custom_object_scope
 
-        name = config.get("name")
-        layers: dict[str, Layer] = {}
-        tensors: dict[tuple[str, int], SymbolicTensor] = {}
-        entries, masks = [], {}
-        for entry in config["layers"]:
-            layer = deserialize(entry)
-            layers[layer.name] = layer
-            if isinstance(layer, InputLayer):
-                tensors[(layer.name, 0)] = layer.output
-            else:  # "inbound": [names] is the format of polykeras 0.1's single-input chains
-                nodes = entry.get("inbound_nodes") or [[[n, 0] for n in entry.get("inbound", [])]]
-                entries.append((layer.name, nodes))
-                if entry.get("output_masks"):
-                    masks[layer.name] = entry["output_masks"]
-        replay(layers, entries, tensors, name or "model", masks)
-        outputs = [tensors[(ref, 0)] if isinstance(ref, str) else _part(tensors[(ref[0], int(ref[1]))], ref)
-                   for ref in config["output_layers"]]
-        names = config.get("output_names")
-        return cls([tensors[(n, 0)] for n in config["input_layers"]],
-                   dict(zip(names, outputs)) if names else outputs, name=name)
+        with custom_object_scope(custom_objects):
+            inputs, outputs, name = rebuild(config)
+        return cls(inputs, outputs, name=name)
 
     def get_compile_config(self) -> dict[str, Any] | None:
         if self._compile_config is None:
@@ -389,7 +373,3 @@ def _as_list(value, what: str) -> list[SymbolicTensor]:
             raise TypeError(f"Model {what} must come from polykeras.Input(...) and layer calls, got {item!r}")
     return items
 
-
-def _part(value, ref: list):
-    """The tensor ``[layer, call(, tensor index)]`` names: one of a call's several outputs (return_state)."""
-    return value[int(ref[2]) if len(ref) > 2 else 0] if isinstance(value, list) else value
