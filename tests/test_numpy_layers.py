@@ -513,8 +513,8 @@ def test_rules_output_shape_is_the_kernels(case):
 def test_rules_cover_every_kernel_but_the_merge_layers():
     merge = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
     # Operation nodes (polykeras.ops in models) are ruled by the op registry, not by layer rules, and
-    # Variable nodes (a custom layer's weights) have no config
-    assert set(RULES) == set(KERNELS) - merge - {"Operation", "Variable"}
+    # Variable nodes (a custom layer's weights) and AddLoss nodes (a traced add_loss) have no config
+    assert set(RULES) == set(KERNELS) - merge - {"Operation", "Variable", "AddLoss"}
     assert all(cls.kind == kind for kind, cls in RULES.items())
     spec = layer_spec("Dense", {"units": 2}, (3,))
     assert type(rules_for(dataclasses.replace(spec, kind="Add"))) is LayerRules  # no config rules of its own

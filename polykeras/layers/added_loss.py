@@ -40,6 +40,10 @@ class AddLoss(Layer):
         return input_dtype
 
 
+#: how the messages name a value computed across the batch
+_ACROSS = "an op that reduced, moved or mixed the batch axis 0"
+
+
 def check_across_batch(layer: Layer, tensors: list[SymbolicTensor]) -> bool:
     """Whether ``layer``'s call on ``tensors`` computes across the batch: an op that reduced the batch
     axis (allowed while a ``call()`` is traced, for ``add_loss``), or one on such a value alone.
@@ -47,14 +51,14 @@ def check_across_batch(layer: Layer, tensors: list[SymbolicTensor]) -> bool:
     across = [t for t in tensors if t.across_batch]
     if across and not layer.takes_across_batch:
         raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) reads a value computed across the batch "
-                         f"(from {across[0].layer.name!r}, an op that reduced axis 0); inside a model such a value can "
-                         "only go to add_loss(): reduce over the other axes instead")
+                         f"(from {across[0].layer.name!r}, {_ACROSS}); inside a model such a value can only go to "
+                         "add_loss(): reduce over the other axes instead")
     if isinstance(layer, AddLoss):  # its output is its first input
         return tensors[0].across_batch
     if across and any(t.batched for t in tensors):
-        raise ValueError(f"ops ({layer.name!r}) mixes a value computed across the batch (from {across[0].layer.name!r}, "
-                         "an op that reduced axis 0) with batched tensors; inside a model such a value can only go to "
-                         "add_loss(), and ops keep axis 0 as the batch axis")
+        raise ValueError(f"ops ({layer.name!r}) mixes a value computed across the batch (from "
+                         f"{across[0].layer.name!r}, {_ACROSS}) with batched tensors; inside a model such a value "
+                         "can only go to add_loss(), and ops keep axis 0 as the batch axis")
     return bool(across)
 
 
@@ -64,9 +68,9 @@ def check_outputs(what: str, outputs) -> None:
 
     for t in flatten(outputs):
         if isinstance(t, SymbolicTensor) and t.across_batch:
-            raise ValueError(f"{what} returns a value computed across the batch (from {t.layer.name!r}, an op that "
-                             "reduced axis 0); inside a model such a value can only go to add_loss(), and outputs keep "
-                             "axis 0 as the batch axis")
+            raise ValueError(f"{what} returns a value computed across the batch (from {t.layer.name!r}, {_ACROSS}); "
+                             "inside a model such a value can only go to add_loss(), and outputs keep axis 0 as the "
+                             "batch axis")
 
 
 def add_loss(owner, loss) -> None:
