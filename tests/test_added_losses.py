@@ -115,6 +115,37 @@ def test_added_loss_gradients_match_finite_differences():
     assert not np.allclose(grads.weights[0], without.weights[0])  # the terms reach the first kernel
 
 
+class PenalizedScale(layers.Layer):
+    """A term of the layer's own weight alone (its output path carries none of it): ``0.3 * sum(w**2)``."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        self.add_loss(0.3 * ops.sum(ops.square(self.w)))
+        return inputs * self.w
+
+
+def test_a_term_of_a_weight_alone_reaches_its_gradient():
+    """The reference's backward reaches a term whose tensor depends on a weight only (finite differences),
+    and torch and jax give the same gradients (float64, 1e-12)."""
+    def build():
+        pk.utils.set_random_seed(2)
+        return pk.Sequential([pk.Input((5,)), PenalizedScale(), layers.Dense(2)])
+
+    x, y = _data()
+    reference = check_model_gradients(build(), x, y, "mse")
+    for name in ("torch", "jax"):
+        if not backends.backend_infos()[name].installed:
+            continue
+        model = build()
+        model.compile("sgd", "mse", backend=name, dtype="float64")
+        got = model._get_program(training=True, y_ndim=2).value_and_grad(x, y, 7)
+        assert got.loss == pytest.approx(reference.loss, rel=1e-12)
+        for a, b in zip(got.weights, reference.weights):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_training_matches_the_reference_in_float64(backend):
     """Two epochs of Adam, float64: per-epoch losses and final weights of torch and jax within 1e-12 of the
