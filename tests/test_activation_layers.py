@@ -96,18 +96,12 @@ def test_training_matches_the_reference_in_float64(backend, cls, config):
     check_fit_matches_reference(lambda: _model(cls, config), backend, X, Y, "mse", FLOAT64_PARITY)
 
 
-KERAS_VARIABLE_REGULARIZER = pytest.mark.xfail(
-    strict=True, reason="the keras backends drop a custom/traced layer's add_weight(regularizer=...) (measured: a "
-    "layer with one L2(0.5) weight of ones evaluates to 1.0 on keras-jax, 2.5 on numpy and torch); the fix is in "
-    "plugins/polykeras_keras/model.py make_layer, which builds KerasVariable without the weight's regularizer")
-
-
-@pytest.mark.parametrize("cls, config", [
-    pytest.param(cls, config, id=i, marks=KERAS_VARIABLE_REGULARIZER if config.get("alpha_regularizer") else ())
-    for (cls, config), i in zip(LAYERS[1::2], IDS[1::2])])
+@pytest.mark.parametrize("cls, config", LAYERS[1::2], ids=IDS[1::2])
 def test_keras_jax_trains_them_as_the_reference_in_float32(cls, config):
     """Keras's float64 runs differ from the reference by ~5e-8 for a model without these layers too
-    (a plain Dense/tanh model, measured), so the Keras backend is held to float32 rounding here."""
+    (a plain Dense/tanh model, measured), so the Keras backend is held to float32 rounding here. PReLU's
+    alpha_regularizer reaches Keras through the variable's add_weight(regularizer=...) (it was dropped:
+    loss 1.0 on keras-jax against the reference's 2.5 for one L2(0.5) weight of ones)."""
     results = []
     for backend in ("numpy", "keras-jax"):
         model = _model(cls, config)

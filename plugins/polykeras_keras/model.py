@@ -131,9 +131,8 @@ def _bidirectional(layer: LayerSpec, dtype: str):
     for key in ("layer", "backward_layer"):
         kind, config = layer.config[key]["class_name"], dict(layer.config[key]["config"])
         for w in layer.weights:
-            if w.name.startswith(f"{config['name']}/") and w.regularizer and w.trainable:
-                config[REGULARIZER_ARGS[w.name.rsplit("/", 1)[-1]]] = keras.regularizers.L1L2(
-                    l1=float(w.regularizer.get("l1", 0.0)), l2=float(w.regularizer.get("l2", 0.0)))
+            if w.name.startswith(f"{config['name']}/") and _regularizer(w):
+                config[REGULARIZER_ARGS[w.name.rsplit("/", 1)[-1]]] = _regularizer(w)
         wrapped.append(getattr(keras.layers, kind)(dtype=dtype, **config))
     return HostMaskBidirectional(wrapped[0], backward_layer=wrapped[1], merge_mode=layer.config.get("merge_mode")
                                  or "concat", name=layer.name, dtype=dtype)
@@ -157,8 +156,7 @@ def _time_distributed(layer: LayerSpec, dtype: str):
         if w.regularizer and w.trainable:
             name = w.name.rsplit("/", 1)[-1]
             arg = REGULARIZER_ARGS.get((kind, name)) or REGULARIZER_ARGS.get(name)
-            config[arg] = keras.regularizers.L1L2(l1=float(w.regularizer.get("l1", 0.0)),
-                                                  l2=float(w.regularizer.get("l2", 0.0)))
+            config[arg] = _regularizer(w)
     wrapped = getattr(keras.layers, kind)(dtype=dtype, **config)
     out = HostMaskTimeDistributed(wrapped, name=layer.name, dtype=dtype)
     if layer.weights and not any(w.trainable for w in layer.weights):
@@ -274,8 +272,8 @@ def make_layer(layer: LayerSpec, dtype: str):
         return KerasAddLoss(name=layer.name, dtype=dtype)
     if layer.kind == "Variable":
         (weight,) = layer.weights
-        return KerasVariable(weight.name, weight.shape, weight.trainable, name=layer.name.replace("/", "__"),
-                             dtype=dtype)
+        return KerasVariable(weight.name, weight.shape, weight.trainable, _regularizer(weight),
+                             name=layer.name.replace("/", "__"), dtype=dtype)
     if layer.kind == "Bidirectional":
         return _bidirectional(layer, dtype)
     if layer.kind == "TimeDistributed":
@@ -292,8 +290,7 @@ def make_layer(layer: LayerSpec, dtype: str):
             if arg is None:
                 raise NotImplementedError(f"layer {layer.name!r}: a regularizer on weight {w.name!r} has no Keras "
                                           "equivalent")
-            config[arg] = keras.regularizers.L1L2(l1=float(w.regularizer.get("l1", 0.0)),
-                                                  l2=float(w.regularizer.get("l2", 0.0)))
+            config[arg] = _regularizer(w)
     kl = cls(name=layer.name, dtype=dtype, **config)
     if layer.kind == "BatchNormalization":  # Keras runs a non-trainable one in inference mode (spec training=False)
         kl.trainable = layer.training is not False
@@ -401,3 +398,11 @@ class KerasGraphs:
         """``(variable, l1, l2)`` of every regularised trainable weight."""
         return [(v, float(w.regularizer.get("l1", 0.0)), float(w.regularizer.get("l2", 0.0)))
                 for (_, w), v in zip(self.spec.weight_specs, self.variables) if w.regularizer and w.trainable]
+
+
+def _regularizer(weight):
+    """Keras's regularizer for a trainable weight's ``{"l1": a, "l2": b}`` penalty (``None`` without one)."""
+    if not (weight.regularizer and weight.trainable):
+        return None
+    penalty = weight.regularizer
+    return keras.regularizers.L1L2(l1=float(penalty.get("l1", 0.0)), l2=float(penalty.get("l2", 0.0)))

@@ -146,10 +146,10 @@ class KerasVariable(keras.layers.Layer):
     weight, called on the model's first input (which it ignores, since a Keras functional
     node needs an input) and returning the weight's value."""
 
-    def __init__(self, weight_name: str, shape, trainable_weight: bool = True, **kwargs):
+    def __init__(self, weight_name: str, shape, trainable_weight: bool = True, regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.value = self.add_weight(shape=tuple(shape), initializer="zeros", name=weight_name,
-                                     trainable=trainable_weight)
+                                     trainable=trainable_weight, regularizer=regularizer)
 
     def call(self, anchor):
         return keras.ops.convert_to_tensor(self.value)
