@@ -4,7 +4,8 @@ polykeras traces ``call()`` once (:mod:`polykeras.layers.custom`), so an ``add_l
 there cannot hand a value to the trainer; it records the value's *tensor*. When the call
 returns, the recorded tensors become inputs of one :class:`AddLoss` node put on the call's
 first output: that node passes its first input through and adds the others to the step's
-loss, on every backend, the way ``ActivityRegularization`` adds its penalty (``ctx.add_loss``).
+loss on the backends that declare the graph feature ``added_losses``, the way
+``ActivityRegularization`` adds its penalty (``ctx.add_loss``).
 So the term is differentiated by the backend as part of the loss (the NumPy reference starts
 its backward at each term with gradient 1) and counts in ``fit``'s and ``evaluate``'s loss,
 as in Keras 3 (``Trainer.compute_loss`` sums ``model.losses`` in both).
@@ -12,7 +13,12 @@ as in Keras 3 (``Trainer.compute_loss`` sums ``model.losses`` in both).
 As Keras's ``compute_loss`` does (``ops.sum`` of each added loss), a value that is not a
 scalar is summed first. ``layer.losses`` lists the values of the last eager call
 (``layer(array)``): the layer is run once as a one-layer model whose extra outputs are the
-terms (:func:`eager_call`).
+terms (:func:`eager_call`), then the penalties of its regularized weights, as in Keras.
+
+Keras lets ``call()`` compute a term across the batch (``ops.mean(x)``); polykeras's ops keep
+axis 0 as the batch axis. So while a ``call()`` is traced (``COLLECTING``) an op may reduce the
+batch axis, and its result is marked ``across_batch``. Such a value may only flow into
+``add_loss``: :func:`check_across_batch` and :func:`check_outputs` refuse it anywhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import numpy as np
 
 from polykeras.layers.base import Layer
 from polykeras.layers.symbolic import COLLECTING, SymbolicTensor
-
 
 
 class AddLoss(Layer):
