@@ -88,8 +88,8 @@ _CONV = ("Conv2D", "Conv1D", "Pooling")
 MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- torch: optimizers
     _m("torch-adam-eps-inside-sqrt", "torch", "optimizers.py",
-       "        torch._foreach_sqrt_(denominator)\n        torch._foreach_add_(denominator, self._scalar(c[\"epsilon\"]))\n",
-       "        torch._foreach_add_(denominator, self._scalar(c[\"epsilon\"]))\n        torch._foreach_sqrt_(denominator)\n",
+       "        self._into(denominator, \"sqrt\", v)\n        torch._foreach_add_(denominator, self._scalar(c[\"epsilon\"]))\n",
+       "        self._into(denominator, \"add\", v, self._scalar(c[\"epsilon\"]))\n        torch._foreach_sqrt_(denominator)\n",
        "L1", _ADAM, "Adam: sqrt(v + eps) instead of Keras's sqrt(v) + eps"),
     _m("torch-adam-no-bias-correction", "torch", "optimizers.py",
        "alpha = float(dt(lr) * np.sqrt(one - b2 ** t) / (one - b1 ** t))", "alpha = float(dt(lr))",
@@ -119,8 +119,8 @@ MUTANTS: list[Mutant] = [
        "        torch._foreach_sqrt_(denominator)\n        torch._foreach_add_(denominator, eps)\n",
        "L1", ("RMSprop",), "RMSprop: sqrt(a) + eps (torch.optim) instead of Keras's sqrt(a + eps)"),
     _m("torch-rmsprop-centered-sign", "torch", "optimizers.py",
-       "torch._foreach_addcmul_(denominator, average, average, value=-1.0)",
-       "torch._foreach_addcmul_(denominator, average, average, value=1.0)",
+       "self._into(denominator, \"addcmul\", velocity, average, average, value=-1.0)",
+       "self._into(denominator, \"addcmul\", velocity, average, average, value=1.0)",
        "L1", ("RMSprop",), "centered RMSprop: a + mean(g)^2 instead of a - mean(g)^2"),
     _m("torch-adagrad-zero-initial-accumulator", "torch", "optimizers.py",
        "return {\"accumulator\": [torch.full_like(w, self.config[\"initial_accumulator_value\"]) for w in params],\n"
@@ -144,9 +144,9 @@ MUTANTS: list[Mutant] = [
        "u_t, u_next = b1 * (one - half * decay ** dt(t)),", "u_t, u_next = b1 * (one - half * decay ** dt(t + 1)),",
        "L1", ("Nadam",), "Nadam: u_t taken one step ahead"),
     _m("torch-lion-momentum-updated-first", "torch", "optimizers.py",
-       "        direction = torch._foreach_mul(m, float(b1))\n",
+       "        self._into(direction, \"mul\", m, float(b1))\n",
        "        torch._foreach_mul_(m, float(b2))\n        torch._foreach_add_(m, grads, alpha=float(one - b2))\n"
-       "        direction = torch._foreach_mul(m, float(b1))\n",
+       "        self._into(direction, \"mul\", m, float(b1))\n",
        "L1", ("Lion",), "Lion: the momentum is updated before the sign step (the paper's order is the other)"),
     # ---------------------------------------------------------------- torch: losses
     _m("torch-cce-no-renormalisation", "torch", "losses.py",
@@ -235,8 +235,7 @@ MUTANTS: list[Mutant] = [
        "threshold=40.0 if x.dtype == torch.float64 else 20.0", "threshold=20.0",
        "L0", ("Activation", "Dense"), "softplus: F.softplus's default threshold 20 in float64 too (identity above 20)"),
     _m("torch-binary-accuracy-logit-threshold", "torch", "metrics.py",
-       "return lambda y, p: (y == (p > 0.5).to(y.dtype)).to(p.dtype).mean(dim=-1)",
-       "return lambda y, p: (y == (p > 0.0).to(y.dtype)).to(p.dtype).mean(dim=-1)",
+       "threshold = config.get(\"threshold\", 0.5)", "threshold = config.get(\"threshold\", 0.0)",
        "L0", ("Metric",), "binary accuracy thresholds probabilities at 0 (the logits' threshold) instead of 0.5"),
     _m("torch-sparse-accuracy-broadcast", "torch", "metrics.py",
        "return lambda y, p: _sparse(y, p) == p.argmax(dim=-1)",
@@ -325,7 +324,7 @@ MUTANTS: list[Mutant] = [
        "    shifted = x - jnp.max(x, axis=-1, keepdims=True)\n", "    shifted = x\n",
        "L0", ("Activation", "Dense"), "softmax without subtracting the max"),
     _m("jax-binary-accuracy-logit-threshold", "jax", "metrics.py",
-       "jnp.mean((y == (p > 0.5)).astype(p.dtype), axis=-1)", "jnp.mean((y == (p > 0.0)).astype(p.dtype), axis=-1)",
+       "threshold = config.get(\"threshold\", 0.5)", "threshold = config.get(\"threshold\", 0.0)",
        "L0", ("Metric",), "binary accuracy thresholds at 0 instead of 0.5"),
     _m("jax-top-k-ties-excluded", "jax", "metrics.py",
        "return jnp.sum(p > at_target, axis=-1) < k", "return jnp.sum(p >= at_target, axis=-1) <= k",
