@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from polykeras.metrics.statistics import (LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
+from polykeras.metrics.statistics import (FROM_LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
                                          STATEFUL_KINDS, statistics_function, thresholds)
 from polykeras.spec import MetricSpec
 from polykeras_numpy import losses
@@ -78,16 +78,10 @@ def _steps(w) -> int:
     return max(w.size // max(len(w), 1), 1)
 
 
-def _from_loss(kind: str) -> bool:
-    """Is the metric's per-sample value the loss's (:data:`~polykeras.metrics.statistics.LOSS_KINDS`; mse and
-    mae have their own, simpler per-sample values here)?"""
-    return kind in LOSS_KINDS and kind not in ("mean_squared_error", "mean_absolute_error")
-
-
 def _weighted_mean(kind: str, config: dict) -> Callable:
     """``[sum(w * v), sum(w)]`` (each divided by :func:`_steps`); ``v`` averaged over trailing axes ``w``
     lacks (Keras's ``Mean``)."""
-    if _from_loss(kind):
+    if kind in FROM_LOSS_KINDS:
         loss, sign = losses.LOSSES[kind], -1 if kind in NEGATED_LOSS_KINDS else 1
 
         def statistics(y, p, sample_weight=None):
@@ -168,7 +162,7 @@ def _mean_iou(metric: MetricSpec) -> Callable:
 def get(metric: MetricSpec) -> Callable:
     """A plain mean metric: ``(y, p) -> batch mean``."""
     kind = metric.kind
-    if _from_loss(kind):
+    if kind in FROM_LOSS_KINDS:
         loss, sign = losses.LOSSES[kind], -1 if kind in NEGATED_LOSS_KINDS else 1
         return lambda y, p: sign * loss(y, p, **metric.config)[0]
     values = _values(kind, metric.config)

@@ -12,20 +12,15 @@ from typing import Callable
 
 import torch
 
-from polykeras.metrics.statistics import (LOSS_KINDS, MEAN_KINDS, NEGATED_LOSS_KINDS,
-                                         STATEFUL_KINDS, statistics_function, thresholds)
+from polykeras.metrics.statistics import (MEAN_KINDS, STATEFUL_KINDS, metric_losses, statistics_function,
+                                         thresholds)
 from polykeras.spec import MetricSpec
 
 from . import losses
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-def _negated(fn):
-    return lambda y, p, sample_weight=None, **config: -fn(y, p, sample_weight=sample_weight, **config)
-
-
 #: The kinds whose per-sample value is the loss's (mse and mae have their own values below), as the reference.
-_FROM_LOSS = {kind: (_negated if kind in NEGATED_LOSS_KINDS else lambda fn: fn)(losses.LOSSES[kind])
-              for kind in LOSS_KINDS if kind not in ("mean_squared_error", "mean_absolute_error")}
+_FROM_LOSS = metric_losses(losses.LOSSES)
 
 
 def _sparse(y, p):

@@ -69,6 +69,8 @@ LOSS_KINDS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categor
               "cosine_similarity")
 #: Loss kinds whose metric is the loss's negative.
 NEGATED_LOSS_KINDS = ("cosine_similarity",)
+#: The :data:`LOSS_KINDS` a backend computes with its loss code (mse and mae have simpler per-sample values).
+FROM_LOSS_KINDS = tuple(k for k in LOSS_KINDS if k not in ("mean_squared_error", "mean_absolute_error"))
 #: Keras's ``NEG_INF``: the threshold of ``Precision(top_k=...)`` when none is given.
 NEG_INF = -1e10
 #: Keras's ``backend.epsilon()`` in its AUC thresholds and IoU (a constant there, not the settable fuzz).
@@ -225,3 +227,12 @@ def ordered(names: Sequence[str], *parts: dict[str, float]) -> dict[str, float]:
     for part in parts:
         merged.update(part)
     return {name: merged[name] for name in names if name in merged}
+
+
+def metric_losses(losses: dict) -> dict:
+    """A backend's metric function per :data:`FROM_LOSS_KINDS` kind, from its ``losses`` (kind ->
+    ``fn(y, p, sample_weight=None, **config)``): the loss itself, negated for :data:`NEGATED_LOSS_KINDS`."""
+    def negated(fn):
+        return lambda y, p, sample_weight=None, **config: -fn(y, p, sample_weight=sample_weight, **config)
+
+    return {kind: negated(losses[kind]) if kind in NEGATED_LOSS_KINDS else losses[kind] for kind in FROM_LOSS_KINDS}
